@@ -1,0 +1,152 @@
+// The core configuration schema: everything the server itself reads from xmppd.yml.
+// Every object is strict (an unknown key is a mistake worth stopping for) and every option has a
+// default, so an empty file is a valid configuration. Module options are only checked for shape
+// here (enabled/disabled/a map); each module validates its own section with its own schema at
+// start (see validateModuleOptions in load.ts). config/xmppd.example.yml documents every option.
+
+import path from 'node:path';
+import { z } from 'zod';
+import { byteSize, describeValue, duration, durationOrNever } from './units.js';
+
+/**
+ * A module's entry under `modules:`: `true`, an empty value or a map of options enables it,
+ * `false` disables it. Normalised to `false` or the options map (`{}` for "defaults").
+ */
+export const moduleSettingSchema = z
+  .union([z.boolean(), z.null(), z.record(z.string(), z.unknown())], {
+    error: (issue) => `expected true, false or a map of module options, got ${describeValue(issue.input)}`,
+  })
+  .transform((value): ModuleSetting => (value === true || value === null ? {} : value));
+
+export type ModuleSetting = false | Record<string, unknown>;
+
+export const modulesSchema = z.record(z.string(), moduleSettingSchema);
+
+/**
+ * A section whose options are all commented out is an empty YAML value (null): it keeps its
+ * defaults, as if it were absent, rather than failing with "expected a map".
+ */
+function section<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (value === null ? undefined : value), schema);
+}
+
+/** The modules a fresh server runs: the ones every XMPP client expects to find. */
+export const STANDARD_MODULES = ['roster', 'presence', 'register', 'disco', 'version', 'time', 'ping'] as const;
+
+const logSchema = z.strictObject({
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  format: z.enum(['json', 'pretty']).default('json'),
+});
+
+const storageSchema = z
+  .strictObject({
+    driver: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    /** Default: <data_dir>/xmppd.sqlite, filled in by the root transform. ':memory:' for tests. */
+    sqlite_file: z.string().min(1).optional(),
+    postgres_url: z.string().min(1).optional(),
+  })
+  .superRefine((storage, ctx) => {
+    if (storage.driver === 'postgres' && storage.postgres_url === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['postgres_url'],
+        message: 'missing required option: driver postgres needs a postgres_url like postgres://user:pass@host/db',
+      });
+    }
+  });
+
+// RFC 7622 domainparts are far richer than this; the check only catches the usual slips
+// (a JID or a URL where a domain belongs). The domain is lower-cased, as JID comparison does.
+const domainSchema = z
+  .string()
+  .regex(/^[^\s@/\\"'<>&]+$/, { error: (issue) => `expected a domain name like example.org, got ${describeValue(issue.input)}` })
+  .transform((d) => d.toLowerCase().replace(/\.$/, ''));
+
+const bareJidSchema = z
+  .string()
+  .regex(/^[^\s@/]+@[^\s@/]+$/, { error: (issue) => `expected a bare JID like admin@example.org, got ${describeValue(issue.input)}` });
+
+const hostSchema = z
+  .strictObject({
+    domain: domainSchema,
+    /** Missing: a self-signed certificate is generated under <data_dir>/certs. */
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+    /** Missing: open for localhost (a dev box), closed for any real domain. */
+    registration: z.enum(['open', 'closed']).optional(),
+    admins: section(z.array(bareJidSchema).default([])),
+    /** Per-host overrides of the top-level `modules:` map. */
+    modules: section(modulesSchema.default({})),
+  })
+  .transform((host) => ({
+    ...host,
+    registration: host.registration ?? (host.domain === 'localhost' ? 'open' : 'closed'),
+  }));
+
+const listenerSchema = z
+  .strictObject({
+    host: z.string().min(1).default('0.0.0.0'),
+    /** Missing: 5222 for starttls, 5223 for direct TLS (XEP-0368). 0 picks a free port (tests). */
+    port: z.number().int().min(0).max(65535).optional(),
+    tls: z.enum(['starttls', 'direct']).default('starttls'),
+  })
+  .transform((l) => ({ ...l, port: l.port ?? (l.tls === 'direct' ? 5223 : 5222) }));
+
+const throttleSchema = (attempts: number) =>
+  z.strictObject({
+    attempts: z.number().int().min(1).default(attempts),
+    window: duration().prefault('1m'),
+  });
+
+const c2sSchema = z.strictObject({
+  listen: section(
+    z.array(listenerSchema).prefault([
+      { host: '0.0.0.0', port: 5222, tls: 'starttls' },
+      { host: '0.0.0.0', port: 5223, tls: 'direct' },
+    ]),
+  ),
+  require_encryption: z.boolean().default(true),
+  max_stanza_size: byteSize().prefault('256KiB'),
+  stream_open_timeout: duration().prefault('30s'),
+  auth_timeout: duration().prefault('30s'),
+  ping_interval: durationOrNever().prefault('5m'),
+  ping_timeout: duration().prefault('60s'),
+  whitespace_keepalive: durationOrNever().prefault('never'),
+  auth_throttle: section(
+    z.strictObject({
+      per_ip: section(throttleSchema(10).prefault({})),
+      per_account: section(throttleSchema(5).prefault({})),
+    }).prefault({}),
+  ),
+});
+
+export const coreConfigSchema = z
+  .strictObject({
+    data_dir: z.string().min(1).default('./data'),
+    log: section(logSchema.prefault({})),
+    storage: section(storageSchema.prefault({})),
+    hosts: section(
+      z
+        .array(hostSchema)
+        .min(1, { error: 'at least one host is needed' })
+        .prefault([{ domain: 'localhost' }])
+        .superRefine((hosts, ctx) => {
+          const seen = new Set<string>();
+          hosts.forEach((host, i) => {
+            if (seen.has(host.domain)) {
+              ctx.addIssue({ code: 'custom', path: [i, 'domain'], message: `host ${host.domain} is listed twice` });
+            }
+            seen.add(host.domain);
+          });
+        }),
+    ),
+    c2s: section(c2sSchema.prefault({})),
+    modules: section(modulesSchema.prefault(Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}])))),
+  })
+  .transform((config) => ({
+    ...config,
+    storage: { ...config.storage, sqlite_file: config.storage.sqlite_file ?? path.join(config.data_dir, 'xmppd.sqlite') },
+  }));
+
+export type CoreConfig = z.output<typeof coreConfigSchema>;
+export type HostConfig = CoreConfig['hosts'][number];
+export type ListenerConfig = CoreConfig['c2s']['listen'][number];
