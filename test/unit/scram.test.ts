@@ -1,0 +1,311 @@
+import crypto from 'node:crypto';
+import test from 'ava';
+import {
+  type ScramCredentials,
+  type ScramHash,
+  ScramServerExchange,
+  authzidIsOwnBareJid,
+  computeScramCredentials,
+  deriveScramCredentials,
+} from '../../src/c2s/sasl/scram.js';
+import { parsePlain, verifyPlainPassword } from '../../src/c2s/sasl/plain.js';
+
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+const text = (b: Buffer) => b.toString('utf8');
+
+/** A server whose user database holds exactly the given accounts. */
+function serverFor(hash: ScramHash, accounts: Record<string, ScramCredentials>, serverNonce?: string) {
+  const looked: string[] = [];
+  const exchange = new ScramServerExchange(
+    hash,
+    async (username) => {
+      looked.push(username);
+      return accounts[username] ?? null;
+    },
+    serverNonce === undefined ? {} : { serverNonce },
+  );
+  return { exchange, looked };
+}
+
+/**
+ * A SCRAM client written straight from RFC 5802 §3 with node:crypto, independent of the server
+ * code, so that the two check each other. Runs the whole exchange and verifies the server's
+ * signature on success.
+ */
+async function runClient(
+  exchange: ScramServerExchange,
+  hash: ScramHash,
+  opts: { username: string; password: string; gs2Header?: string; tamper?: (clientFinal: string) => string },
+) {
+  const gs2Header = opts.gs2Header ?? 'n,,';
+  const escaped = opts.username.replace(/=/g, '=3D').replace(/,/g, '=2C');
+  const clientFirstBare = `n=${escaped},r=${crypto.randomBytes(12).toString('base64')}`;
+  const first = await exchange.start(Buffer.from(gs2Header + clientFirstBare));
+  if ('failure' in first) return { step: 'start' as const, failure: first.failure };
+
+  const serverFirst = text(first.challenge);
+  const attrs = Object.fromEntries(serverFirst.split(',').map((a) => [a[0], a.slice(2)]));
+  const len = hash === 'sha1' ? 20 : 32;
+  const salted = crypto.pbkdf2Sync(opts.password, Buffer.from(attrs.s!, 'base64'), Number(attrs.i), len, hash);
+  const clientKey = crypto.createHmac(hash, salted).update('Client Key').digest();
+  const storedKey = crypto.createHash(hash).update(clientKey).digest();
+  const withoutProof = `c=${b64(gs2Header)},r=${attrs.r}`;
+  const authMessage = `${clientFirstBare},${serverFirst},${withoutProof}`;
+  const signature = crypto.createHmac(hash, storedKey).update(authMessage).digest();
+  const proof = Buffer.from(clientKey.map((byte, i) => byte ^ signature[i]!));
+  let clientFinal = `${withoutProof},p=${proof.toString('base64')}`;
+  if (opts.tamper) clientFinal = opts.tamper(clientFinal);
+
+  const final = exchange.finish(Buffer.from(clientFinal));
+  if ('failure' in final) return { step: 'finish' as const, failure: final.failure, serverFirst };
+  const serverKey = crypto.createHmac(hash, salted).update('Server Key').digest();
+  const expected = crypto.createHmac(hash, serverKey).update(authMessage).digest('base64');
+  return { step: 'success' as const, verified: text(final.success) === `v=${expected}`, ...final, serverFirst };
+}
+
+// --- The RFC test vectors --------------------------------------------------------------------
+
+test('RFC 5802 §5: SCRAM-SHA-1 example exchange for user/pencil', async (t) => {
+  const creds = await computeScramCredentials('pencil', 'sha1', Buffer.from('QSXCR+Q6sek8bf92', 'base64'), 4096);
+  const { exchange } = serverFor('sha1', { user: creds }, '3rfcNHYJY1ZVvWVs7j');
+
+  const first = await exchange.start(Buffer.from('n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL'));
+  t.deepEqual(
+    'challenge' in first && text(first.challenge),
+    'r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096',
+  );
+  const final = exchange.finish(
+    Buffer.from('c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts='),
+  );
+  t.deepEqual(final, { success: Buffer.from('v=rmF9pqV8S7suAoZWja4dJRkFsKQ='), username: 'user', authzid: '' });
+});
+
+test('RFC 7677 §3: SCRAM-SHA-256 example exchange for user/pencil', async (t) => {
+  const creds = await computeScramCredentials('pencil', 'sha256', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096);
+  const { exchange } = serverFor('sha256', { user: creds }, '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
+
+  const first = await exchange.start(Buffer.from('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'));
+  t.deepEqual(
+    'challenge' in first && text(first.challenge),
+    'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096',
+  );
+  const final = exchange.finish(
+    Buffer.from(
+      'c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=',
+    ),
+  );
+  t.deepEqual(final, {
+    success: Buffer.from('v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4='),
+    username: 'user',
+    authzid: '',
+  });
+});
+
+// --- Full exchanges with derived credentials ---------------------------------------------------
+
+for (const hash of ['sha1', 'sha256'] as const) {
+  test(`${hash}: Alice logs in with her password and verifies the server signature`, async (t) => {
+    const { exchange } = serverFor(hash, { alice: await deriveScramCredentials('wonderland', hash) });
+    const result = await runClient(exchange, hash, { username: 'alice', password: 'wonderland' });
+    t.is(result.step, 'success');
+    t.like(result, { verified: true, username: 'alice', authzid: '' });
+  });
+
+  test(`${hash}: a wrong password is not-authorized`, async (t) => {
+    const { exchange } = serverFor(hash, { alice: await deriveScramCredentials('wonderland', hash) });
+    const result = await runClient(exchange, hash, { username: 'alice', password: 'looking-glass' });
+    t.deepEqual(result.failure, { condition: 'not-authorized' });
+    t.is(result.step, 'finish');
+  });
+}
+
+test('an unknown user gets a normal-looking, stable challenge and fails only at the end', async (t) => {
+  const alice = await deriveScramCredentials('wonderland', 'sha256');
+  const attempt = () => runClient(serverFor('sha256', { alice }).exchange, 'sha256', { username: 'mallory', password: 'x' });
+  const one = await attempt();
+  const two = await attempt();
+  t.is(one.step, 'finish');
+  t.deepEqual(one.failure, { condition: 'not-authorized' }); // the same answer as a wrong password
+  const salt = (m: string | undefined) => /,s=([^,]+),i=(\d+)$/.exec(m ?? '')?.slice(1);
+  t.is(Buffer.from(salt(one.serverFirst)![0]!, 'base64').length, 16);
+  t.is(salt(one.serverFirst)![1], '4096');
+  t.deepEqual(salt(one.serverFirst), salt(two.serverFirst), 'the same salt each time, like a real account');
+});
+
+test('the GS2 flag y (client could bind, thinks we cannot) is accepted, since no -PLUS is offered', async (t) => {
+  const { exchange } = serverFor('sha1', { alice: await deriveScramCredentials('wonderland', 'sha1') });
+  const result = await runClient(exchange, 'sha1', { username: 'alice', password: 'wonderland', gs2Header: 'y,,' });
+  t.like(result, { step: 'success', verified: true });
+});
+
+test('the GS2 flag p= (client requires channel binding) is refused', async (t) => {
+  const { exchange } = serverFor('sha1', { alice: await deriveScramCredentials('wonderland', 'sha1') });
+  const result = await exchange.start(Buffer.from('p=tls-exporter,,n=alice,r=abcdef'));
+  t.like(result, { failure: { condition: 'malformed-request' } });
+});
+
+test('a gs2 header that changed between the messages (c= mismatch) is not-authorized', async (t) => {
+  const { exchange } = serverFor('sha1', { alice: await deriveScramCredentials('wonderland', 'sha1') });
+  const result = await runClient(exchange, 'sha1', {
+    username: 'alice',
+    password: 'wonderland',
+    gs2Header: 'y,,',
+    tamper: (m) => m.replace(/^c=[^,]+/, `c=${b64('n,,')}`),
+  });
+  t.like(result, { step: 'finish', failure: { condition: 'not-authorized' } });
+});
+
+test('a tampered nonce in the client-final-message is not-authorized', async (t) => {
+  const { exchange } = serverFor('sha256', { alice: await deriveScramCredentials('wonderland', 'sha256') });
+  const result = await runClient(exchange, 'sha256', {
+    username: 'alice',
+    password: 'wonderland',
+    tamper: (m) => m.replace(/,r=([^,]+)/, ',r=$1X'),
+  });
+  t.like(result, { step: 'finish', failure: { condition: 'not-authorized' } });
+});
+
+test('malformed client-first-messages are malformed-request', async (t) => {
+  const bad = [
+    Buffer.alloc(0),
+    Buffer.from('n,,'),
+    Buffer.from('x,,n=alice,r=abc'),
+    Buffer.from('n,b=alice,n=alice,r=abc'),
+    Buffer.from('n,,r=abc,n=alice'),
+    Buffer.from('n,,n=alice'),
+    Buffer.from('n,,n=,r=abc'),
+    Buffer.from('n,,n=al=ice,r=abc'), // '=' not followed by 2C or 3D
+    Buffer.from('n,,m=ext,n=alice,r=abc'), // RFC 5802 §5.1: unknown mandatory extension
+    Buffer.from('n,,n=alice,r='),
+    Buffer.from('n,,n=alice,r=ab\u00e9c'), // the nonce must be printable ASCII
+    Buffer.from('n,,n=ali\u0007ce,r=abc'), // SASLprep prohibits control characters
+    Buffer.from([0x6e, 0x2c, 0x2c, 0x6e, 0x3d, 0xff, 0x2c, 0x72, 0x3d, 0x61]), // not UTF-8
+  ];
+  for (const message of bad) {
+    const { exchange, looked } = serverFor('sha1', {});
+    t.like(await exchange.start(message), { failure: { condition: 'malformed-request' } }, JSON.stringify(text(message)));
+    t.deepEqual(looked, [], 'no lookup for a malformed message');
+  }
+});
+
+test('malformed client-final-messages are malformed-request', async (t) => {
+  const alice = await deriveScramCredentials('wonderland', 'sha1');
+  const tampers: Array<(m: string) => string> = [
+    (m) => m.replace(/,p=.*$/, ''), // no proof
+    (m) => m.replace(/,p=.*$/, ',p=!!!!'), // proof not base64
+    (m) => m.replace(/,p=.*$/, `,p=${Buffer.alloc(32).toString('base64')}`), // wrong length for SHA-1
+    (m) => m.replace(/^c=[^,]+,/, ''), // no channel binding attribute
+    (m) => m.replace(/^c=[^,]+,r=[^,]+,/, ''), // no c= and no r=
+  ];
+  for (const tamper of tampers) {
+    const { exchange } = serverFor('sha1', { alice });
+    const result = await runClient(exchange, 'sha1', { username: 'alice', password: 'wonderland', tamper });
+    t.like(result, { step: 'finish', failure: { condition: 'malformed-request' } });
+  }
+});
+
+test('messages out of order are malformed-request', async (t) => {
+  const alice = await deriveScramCredentials('wonderland', 'sha1');
+  const early = serverFor('sha1', { alice }).exchange;
+  t.like(early.finish(Buffer.from('c=biws,r=abc,p=AAAA')), { failure: { condition: 'malformed-request' } });
+
+  const twice = serverFor('sha1', { alice }).exchange;
+  t.true('challenge' in (await twice.start(Buffer.from('n,,n=alice,r=abc'))));
+  t.like(await twice.start(Buffer.from('n,,n=alice,r=abc')), { failure: { condition: 'malformed-request' } });
+
+  // One exchange is one attempt: after a success, replaying the final message fails.
+  const replay = serverFor('sha1', { alice }).exchange;
+  let final = '';
+  const result = await runClient(replay, 'sha1', {
+    username: 'alice',
+    password: 'wonderland',
+    tamper: (m) => (final = m),
+  });
+  t.is(result.step, 'success');
+  t.like(replay.finish(Buffer.from(final)), { failure: { condition: 'malformed-request' } });
+});
+
+test('a failing user store is temporary-auth-failure', async (t) => {
+  const exchange = new ScramServerExchange('sha1', async () => {
+    throw new Error('database is down');
+  });
+  t.deepEqual(await exchange.start(Buffer.from('n,,n=alice,r=abc')), {
+    failure: { condition: 'temporary-auth-failure' },
+  });
+});
+
+test('usernames arrive decoded (=2C, =3D) and SASLprepped', async (t) => {
+  const odd = serverFor('sha1', {});
+  await odd.exchange.start(Buffer.from('n,,n=a=2Cb=3Dc,r=abc'));
+  t.deepEqual(odd.looked, ['a,b=c']);
+
+  const softHyphen = serverFor('sha1', {}); // RFC 4013 §3: U+00AD maps to nothing
+  await softHyphen.exchange.start(Buffer.from('n,,n=al\u00adice,r=abc'));
+  t.deepEqual(softHyphen.looked, ['alice']);
+});
+
+test('passwords are SASLprepped: I<U+00AD>X is the same password as IX (RFC 4013 §3)', async (t) => {
+  const { exchange } = serverFor('sha256', { alice: await deriveScramCredentials('I\u00adX', 'sha256') });
+  const result = await runClient(exchange, 'sha256', { username: 'alice', password: 'IX' });
+  t.like(result, { step: 'success', verified: true });
+});
+
+test('the authzid is handed back so the caller can check it is the bare JID', async (t) => {
+  const { exchange } = serverFor('sha1', { alice: await deriveScramCredentials('wonderland', 'sha1') });
+  const result = await runClient(exchange, 'sha1', {
+    username: 'alice',
+    password: 'wonderland',
+    gs2Header: 'n,a=alice@example.com,',
+  });
+  t.like(result, { step: 'success', verified: true, authzid: 'alice@example.com' });
+  t.true(authzidIsOwnBareJid('alice@example.com', 'alice', 'example.com'));
+  t.true(authzidIsOwnBareJid('', 'alice', 'example.com'));
+  t.true(authzidIsOwnBareJid('Alice@Example.COM', 'alice', 'example.com'));
+  t.false(authzidIsOwnBareJid('bob@example.com', 'alice', 'example.com'));
+  t.false(authzidIsOwnBareJid('alice@example.com/phone', 'alice', 'example.com'));
+});
+
+test('deriveScramCredentials makes a fresh 16-byte salt each time and keeps the count', async (t) => {
+  const a = await deriveScramCredentials('wonderland', 'sha256', 5000);
+  const b = await deriveScramCredentials('wonderland', 'sha256', 5000);
+  t.is(Buffer.from(a.salt, 'base64').length, 16);
+  t.not(a.salt, b.salt);
+  t.not(a.storedKey, b.storedKey);
+  t.is(a.iterations, 5000);
+  t.is(Buffer.from(a.storedKey, 'base64').length, 32);
+  t.is(Buffer.from(a.serverKey, 'base64').length, 32);
+  await t.throwsAsync(deriveScramCredentials('bad\u0007password', 'sha1'), { message: /password cannot be used/ });
+});
+
+test('key derivation does not block the event loop', async (t) => {
+  let ticked = false;
+  setImmediate(() => (ticked = true));
+  await deriveScramCredentials('wonderland', 'sha256', 200_000);
+  t.true(ticked);
+});
+
+// --- PLAIN -----------------------------------------------------------------------------------
+
+test('PLAIN: authzid, username and password are split at NUL and SASLprepped', (t) => {
+  t.deepEqual(parsePlain(Buffer.from('\0alice\0wonderland')), { authzid: '', username: 'alice', password: 'wonderland' });
+  t.deepEqual(parsePlain(Buffer.from('alice@example.com\0al\u00adice\0I\u00adX')), {
+    authzid: 'alice@example.com',
+    username: 'alice',
+    password: 'IX',
+  });
+});
+
+test('PLAIN: malformed messages are malformed-request', (t) => {
+  for (const bad of ['alice\0wonderland', '\0\0wonderland', '\0alice\0', 'a\0b\0c\0d', '\0ali\u0007ce\0pw']) {
+    t.like(parsePlain(Buffer.from(bad)), { condition: 'malformed-request' }, JSON.stringify(bad));
+  }
+  t.like(parsePlain(Buffer.from([0, 0x61, 0, 0xff])), { condition: 'malformed-request' });
+});
+
+test('PLAIN: the password is checked against the stored SCRAM keys', async (t) => {
+  for (const hash of ['sha1', 'sha256'] as const) {
+    const creds = await deriveScramCredentials('wonderland', hash);
+    t.true(await verifyPlainPassword('wonderland', creds, hash));
+    t.false(await verifyPlainPassword('looking-glass', creds, hash));
+  }
+});
