@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import './reflect-metadata.js'; // before @peculiar/x509, which needs it at load time
+import 'reflect-metadata'; // before @peculiar/x509, whose dependency tsyringe needs it at load time
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(crypto.webcrypto);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import test from 'ava';
-import '../../src/tls/reflect-metadata.js'; // before @peculiar/x509
+import 'reflect-metadata'; // before @peculiar/x509
 import * as x509 from '@peculiar/x509';
 import { certificateCoversHost, ensureSelfSignedCertificate, loadCertificateInfo } from '../../src/tls/certs.js';
 

@@ -1,0 +1,61 @@
+// From a validated configuration to a Server: settings mapping and the logger.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino, { type Logger } from 'pino';
+import type { z } from 'zod';
+import type { CoreConfig } from './config/schema.js';
+import { modulesForHost, validateModuleOptions, type ConfigSource } from './config/load.js';
+import { Server, type ServerSettings } from './core/server.js';
+import { moduleRegistry } from './modules/index.js';
+import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
+
+export function packageVersion(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const candidate of [path.join(here, '..', 'package.json'), path.join(here, '..', '..', 'package.json')]) {
+    if (fs.existsSync(candidate)) return (JSON.parse(fs.readFileSync(candidate, 'utf8')) as { version: string }).version;
+  }
+  return '0.0.0';
+}
+
+export function createLogger(config: CoreConfig): Logger {
+  if (config.log.format === 'pretty') {
+    return pino({ level: config.log.level, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } });
+  }
+  return pino({ level: config.log.level });
+}
+
+export function serverSettings(config: CoreConfig, source: ConfigSource): ServerSettings {
+  const { c2s } = config;
+  return {
+    dataDir: config.data_dir,
+    storage: { driver: config.storage.driver, sqliteFile: config.storage.sqlite_file, postgresUrl: config.storage.postgres_url },
+    hosts: config.hosts.map((host) => ({
+      domain: host.domain,
+      registration: host.registration,
+      admins: host.admins,
+      tls: host.tls,
+      modules: [...modulesForHost(config, host).keys()],
+    })),
+    c2s: {
+      listen: c2s.listen,
+      requireEncryption: c2s.require_encryption,
+      maxStanzaSize: c2s.max_stanza_size,
+      authTimeout: c2s.auth_timeout,
+      pingInterval: c2s.ping_interval,
+      pingTimeout: c2s.ping_timeout,
+      whitespaceKeepalive: c2s.whitespace_keepalive,
+      authThrottle: { perIp: c2s.auth_throttle.per_ip, perAccount: c2s.auth_throttle.per_account },
+    },
+    moduleOptions<T>(domain: string, module: string, schema: z.ZodType<T>): T {
+      const index = config.hosts.findIndex((h) => h.domain === domain);
+      return validateModuleOptions(source, config, index, module, schema);
+    },
+    scramIterations: DEFAULT_SCRAM_ITERATIONS,
+    version: packageVersion(),
+  };
+}
+
+export function createServer(config: CoreConfig, source: ConfigSource, log: Logger): Server {
+  return new Server(serverSettings(config, source), log, moduleRegistry);
+}

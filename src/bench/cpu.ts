@@ -1,0 +1,86 @@
+// CPU accounting for a timed phase: the server's utime+stime from /proc/<pid>/stat (the
+// process and its descendants, e.g. cluster workers), and the generator's own CPU.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+let clockTicks: number | null = null;
+
+/** USER_HZ, the unit of utime/stime in /proc/<pid>/stat (100 on practically every Linux). */
+function ticksPerSecond(): number {
+  if (clockTicks === null) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** utime + stime of one process in clock ticks, or null if it is gone. */
+function processTicks(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may contain spaces: fields after the last ')' start at 3 (state)
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // fields 14 (utime) and 15 (stime)
+  } catch {
+    return null;
+  }
+}
+
+/** pid and all its descendants (via /proc/<pid>/task/<tid>/children). */
+function processTree(pid: number): number[] {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    try {
+      const children = readFileSync(`/proc/${all[i]}/task/${all[i]}/children`, 'utf8').trim();
+      if (children) for (const c of children.split(/\s+/)) all.push(Number(c));
+    } catch {
+      // the process is gone, or the kernel has no children file: count what we have
+    }
+  }
+  return all;
+}
+
+/** CPU time (ms) used so far by `pid` and its descendants, or null if `pid` is not readable. */
+export function serverCpuMs(pid: number): number | null {
+  if (processTicks(pid) === null) return null;
+  let ticks = 0;
+  for (const p of processTree(pid)) ticks += processTicks(p) ?? 0;
+  return (ticks * 1000) / ticksPerSecond();
+}
+
+function generatorCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+export interface CpuReading {
+  wall_ms: number;
+  /** null without --pid, or when the server process cannot be read */
+  server_cpu_ms: number | null;
+  gen_cpu_ms: number;
+}
+
+/** Start at construction, read with stop(). */
+export class CpuMeter {
+  private readonly t0 = performance.now();
+  private readonly server0: number | null;
+  private readonly gen0 = generatorCpuMs();
+
+  constructor(private readonly pid: number | null) {
+    this.server0 = pid === null ? null : serverCpuMs(pid);
+  }
+
+  stop(): CpuReading {
+    const wall = performance.now() - this.t0;
+    const gen = generatorCpuMs() - this.gen0;
+    const server1 = this.pid === null || this.server0 === null ? null : serverCpuMs(this.pid);
+    return {
+      wall_ms: wall,
+      server_cpu_ms: server1 === null || this.server0 === null ? null : server1 - this.server0,
+      gen_cpu_ms: gen,
+    };
+  }
+}

@@ -1,0 +1,144 @@
+// Command line of the load generator (node:util parseArgs), validated into BenchOptions.
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+export type TlsMode = 'starttls' | 'direct';
+export type SessionPolicy = 'advertised' | 'required' | 'never';
+export type ScenarioName = 'login' | 'msg';
+export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg'];
+
+export interface BenchOptions {
+  host: string;
+  port: number;
+  domain: string;
+  tls: TlsMode;
+  scenarios: ScenarioName[];
+  /** login: accounts that log in, and logins in flight at once */
+  clients: number;
+  concurrency: number;
+  /** msg: pairs online, seconds timed, unacknowledged messages per sender, total msgs/s (0 = max), grace */
+  pairs: number;
+  duration: number;
+  window: number;
+  rate: number;
+  drain: number;
+  password: string;
+  prefix: string;
+  /** server process for CPU readings (its descendants are included) */
+  pid: number | null;
+  /** seconds one login (or one registration stream) may take before it counts as failed */
+  timeout: number;
+  /** account creation: parallel streams, registrations per stream */
+  regconc: number;
+  regbatch: number;
+  /** untimed logins before msg */
+  setupconc: number;
+  session: SessionPolicy;
+  /** preferred SASL mechanism; 'auto' = SCRAM-SHA-1, else SCRAM-SHA-256, else PLAIN (TLS only) */
+  sasl: string;
+}
+
+export const USAGE = `usage: npm run bench -- [options]   (node dist/src/bench/loadgen.js [options])
+
+Connects to a running XMPP server, creates accounts by in-band registration (XEP-0077,
+untimed), runs the scenarios and prints one JSON line per scenario on stdout
+(a human summary goes to stderr).
+
+  --host 127.0.0.1       --port 5222          --domain localhost
+  --tls starttls|direct  (self-signed certificates are accepted)
+  --scenario login,msg
+  login:  --clients 500 --concurrency 50
+  msg:    --pairs 100 --duration 10 (s) --window 10 --rate 0 (total msgs/s, 0 = max) --drain 3 (s)
+  --password benchpass   --prefix <random>    --pid <server pid> (server CPU per login / per 1k msgs)
+  --timeout 30 (s per login)  --regconc 10 --regbatch 25  --setupconc 50
+  --session advertised|required|never  (legacy RFC 3921 session IQ)
+  --sasl auto|SCRAM-SHA-1|SCRAM-SHA-256|PLAIN
+`;
+
+export class UsageError extends Error {}
+
+function positiveInt(name: string, value: string, min = 1): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got '${value}'`);
+  return n;
+}
+
+function positiveNumber(name: string, value: string, min = 0): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min}, got '${value}'`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${value}'`);
+  }
+  return value as T;
+}
+
+/** Parse argv (without node and script). Throws UsageError on bad input; returns null for --help. */
+export function parseOptions(argv: string[]): BenchOptions | null {
+  const s = (d: string) => ({ type: 'string' as const, default: d });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      help: { type: 'boolean', short: 'h', default: false },
+      host: s('127.0.0.1'),
+      port: s('5222'),
+      domain: s('localhost'),
+      tls: s('starttls'),
+      scenario: s('login,msg'),
+      clients: s('500'),
+      concurrency: s('50'),
+      pairs: s('100'),
+      duration: s('10'),
+      window: s('10'),
+      rate: s('0'),
+      drain: s('3'),
+      password: s('benchpass'),
+      prefix: s(''),
+      pid: s(''),
+      timeout: s('30'),
+      regconc: s('10'),
+      regbatch: s('25'),
+      setupconc: s('50'),
+      session: s('advertised'),
+      sasl: s('auto'),
+    },
+  });
+  if (values.help) return null;
+
+  const scenarios = values.scenario.split(',').map((x) => x.trim()).filter(Boolean)
+    .map((x) => oneOf('scenario', x, SCENARIOS));
+  if (scenarios.length === 0) throw new UsageError('--scenario needs at least one of ' + SCENARIOS.join(', '));
+  const prefix = values.prefix || 'b' + Date.now().toString(36) + randomBytes(2).toString('hex');
+  if (!/^[a-z0-9_.-]+$/i.test(prefix)) throw new UsageError('--prefix may only contain letters, digits, _ . -');
+  const sasl = values.sasl.toUpperCase() === 'AUTO' ? 'auto' : values.sasl.toUpperCase();
+  oneOf('sasl', sasl, ['auto', 'SCRAM-SHA-1', 'SCRAM-SHA-256', 'PLAIN']);
+
+  return {
+    host: values.host,
+    port: positiveInt('port', values.port),
+    domain: values.domain,
+    tls: oneOf('tls', values.tls, ['starttls', 'direct'] as const),
+    scenarios,
+    clients: positiveInt('clients', values.clients),
+    concurrency: positiveInt('concurrency', values.concurrency),
+    pairs: positiveInt('pairs', values.pairs),
+    duration: positiveNumber('duration', values.duration, 0.1),
+    window: positiveInt('window', values.window),
+    rate: positiveNumber('rate', values.rate),
+    drain: positiveNumber('drain', values.drain),
+    password: values.password,
+    prefix,
+    pid: values.pid ? positiveInt('pid', values.pid) : null,
+    timeout: positiveNumber('timeout', values.timeout, 0.1),
+    regconc: positiveInt('regconc', values.regconc),
+    regbatch: positiveInt('regbatch', values.regbatch),
+    setupconc: positiveInt('setupconc', values.setupconc),
+    session: oneOf('session', values.session, ['advertised', 'required', 'never'] as const),
+    sasl,
+  };
+}

@@ -1,0 +1,117 @@
+// Client listeners: plain TCP with STARTTLS (RFC 6120 §5) and direct TLS (XEP-0368), plus one
+// timer that looks after every connection (idle unauthenticated sockets, keepalive pings,
+// whitespace keepalives) instead of one timer per connection.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Server } from '../core/server.js';
+import { C2SStream } from './stream.js';
+import { clock, startClock, stopClock } from './clock.js';
+import type { ThrottleLimit } from './sasl/throttle.js';
+
+export interface C2SListen {
+  host: string;
+  port: number;
+  tls: 'starttls' | 'direct';
+}
+
+export interface C2SSettings {
+  listen: C2SListen[];
+  requireEncryption: boolean;
+  maxStanzaSize: number;
+  /** seconds an unauthenticated connection may stay open */
+  authTimeout: number;
+  /** seconds of silence before the server pings a client (XEP-0199 §4.1), or null */
+  pingInterval: number | null;
+  /** seconds to wait for any data after that ping */
+  pingTimeout: number;
+  /** seconds of our silence before a whitespace keepalive, or null */
+  whitespaceKeepalive: number | null;
+  authThrottle: { perIp: ThrottleLimit; perAccount: ThrottleLimit };
+}
+
+const SWEEP_INTERVAL_MS = 5000;
+
+export class C2SListeners {
+  private readonly servers: Array<{ server: net.Server; listen: C2SListen }> = [];
+  private readonly streams = new Set<C2SStream>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly server: Server,
+    private readonly settings: C2SSettings,
+  ) {}
+
+  async listen(): Promise<void> {
+    startClock();
+    const forget = (stream: C2SStream) => this.streams.delete(stream);
+    for (const listen of this.settings.listen) {
+      const accept = (socket: net.Socket) => {
+        socket.setNoDelay(true); // our writes are already batched per event-loop turn
+        this.streams.add(new C2SStream(this.server, socket, this.settings, listen.tls === 'direct', forget));
+      };
+      const netServer =
+        listen.tls === 'direct'
+          ? tls.createServer({ ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] }, accept)
+          : net.createServer(accept);
+      netServer.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        this.server.log.debug({ err: err.message, address: socket.remoteAddress }, 'TLS handshake failed');
+      });
+      await new Promise<void>((resolve, reject) => {
+        netServer.once('error', reject);
+        netServer.listen({ host: listen.host, port: listen.port, backlog: 1024 }, () => {
+          netServer.off('error', reject);
+          resolve();
+        });
+      });
+      netServer.on('error', (err) => this.server.log.error({ err }, 'client listener error'));
+      this.servers.push({ server: netServer, listen });
+    }
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+  }
+
+  addresses(): C2SListen[] {
+    return this.servers.map(({ server, listen }) => {
+      const address = server.address() as net.AddressInfo;
+      return { host: listen.host, port: address.port, tls: listen.tls };
+    });
+  }
+
+  get connectionCount(): number {
+    return this.streams.size;
+  }
+
+  private sweep(): void {
+    const now = clock.now;
+    const { authTimeout, pingInterval, pingTimeout, whitespaceKeepalive } = this.settings;
+    for (const stream of this.streams) {
+      if (stream.state !== 'bound') {
+        if (now - stream.openedAt > authTimeout * 1000) stream.close('connection-timeout', 'Authentication took too long');
+        continue;
+      }
+      if (pingInterval !== null) {
+        if (stream.pingSentAt !== 0) {
+          if (stream.lastReceived >= stream.pingSentAt) stream.pingSentAt = 0;
+          else if (now - stream.pingSentAt > pingTimeout * 1000) {
+            stream.close('connection-timeout', 'No answer to ping');
+            continue;
+          }
+        } else if (now - stream.lastReceived > pingInterval * 1000) {
+          stream.sendPing();
+        }
+      }
+      if (whitespaceKeepalive !== null && now - stream.lastSent > whitespaceKeepalive * 1000) stream.sendWhitespace();
+    }
+    this.server.authThrottle.sweep();
+  }
+
+  /** Stops accepting, then ends every stream with `system-shutdown` (RFC 6120 §4.9.3.18). */
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    const closing = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const stream of [...this.streams]) stream.close('system-shutdown', 'The server is shutting down');
+    this.streams.clear();
+    await Promise.all(closing);
+    stopClock();
+  }
+}

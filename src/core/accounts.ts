@@ -1,0 +1,122 @@
+// Accounts and their credentials. Passwords are never stored: only SCRAM salted keys for
+// SHA-1 and SHA-256 (RFC 5802 §3, RFC 7677), which is all SCRAM needs and what PLAIN is checked against.
+import type { Knex } from 'knex';
+import type { Migration } from '../storage/db.js';
+import { deriveScramCredentials, type ScramCredentials, type ScramHash } from '../c2s/sasl/scram.js';
+
+export const accountMigrations: Migration[] = [
+  {
+    name: '001-create-accounts',
+    async up(db) {
+      await db.schema.createTable('accounts', (t) => {
+        t.string('host', 255).notNullable();
+        t.string('username', 1023).notNullable();
+        t.integer('iterations').notNullable();
+        t.string('sha1_salt').notNullable();
+        t.string('sha1_stored_key').notNullable();
+        t.string('sha1_server_key').notNullable();
+        t.string('sha256_salt').notNullable();
+        t.string('sha256_stored_key').notNullable();
+        t.string('sha256_server_key').notNullable();
+        t.bigInteger('created_at').notNullable();
+        t.primary(['host', 'username']);
+      });
+    },
+  },
+];
+
+interface AccountRow {
+  host: string;
+  username: string;
+  iterations: number;
+  sha1_salt: string;
+  sha1_stored_key: string;
+  sha1_server_key: string;
+  sha256_salt: string;
+  sha256_stored_key: string;
+  sha256_server_key: string;
+  created_at: number;
+}
+
+export class AccountExistsError extends Error {}
+
+/** Bounded memo of which accounts exist, so routing to an offline account is not a query per stanza. */
+const EXISTENCE_CACHE_LIMIT = 50_000;
+
+export class AccountStore {
+  private readonly existence = new Map<string, boolean>();
+
+  constructor(
+    private readonly db: Knex,
+    readonly iterations = 4096,
+  ) {}
+
+  private remember(host: string, username: string, exists: boolean): void {
+    if (this.existence.size >= EXISTENCE_CACHE_LIMIT) this.existence.clear();
+    this.existence.set(`${username}@${host}`, exists);
+  }
+
+  async create(host: string, username: string, password: string): Promise<void> {
+    const row = { host, username, ...(await this.credentialColumns(password)), created_at: Date.now() };
+    try {
+      await this.db('accounts').insert(row);
+    } catch (err) {
+      if (await this.exists(host, username)) throw new AccountExistsError(`${username}@${host} already exists`);
+      throw err;
+    }
+    this.remember(host, username, true);
+  }
+
+  async setPassword(host: string, username: string, password: string): Promise<boolean> {
+    const changed = await this.db('accounts').where({ host, username }).update(await this.credentialColumns(password));
+    return changed > 0;
+  }
+
+  async delete(host: string, username: string): Promise<boolean> {
+    const deleted = await this.db('accounts').where({ host, username }).delete();
+    this.remember(host, username, false);
+    return deleted > 0;
+  }
+
+  async exists(host: string, username: string): Promise<boolean> {
+    const known = this.existence.get(`${username}@${host}`);
+    if (known !== undefined) return known;
+    const row = await this.db('accounts').where({ host, username }).first('username');
+    this.remember(host, username, row !== undefined);
+    return row !== undefined;
+  }
+
+  /** Cached answer only: `undefined` when unknown (the caller then asks `exists`). */
+  knownToExist(host: string, username: string): boolean | undefined {
+    return this.existence.get(`${username}@${host}`);
+  }
+
+  async list(host: string): Promise<string[]> {
+    const rows: Array<{ username: string }> = await this.db('accounts').where({ host }).orderBy('username').select('username');
+    return rows.map((r) => r.username);
+  }
+
+  async credentials(host: string, username: string, hash: ScramHash): Promise<ScramCredentials | null> {
+    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    if (row === undefined) return null;
+    return hash === 'sha1'
+      ? { salt: row.sha1_salt, iterations: row.iterations, storedKey: row.sha1_stored_key, serverKey: row.sha1_server_key }
+      : { salt: row.sha256_salt, iterations: row.iterations, storedKey: row.sha256_stored_key, serverKey: row.sha256_server_key };
+  }
+
+  private async credentialColumns(password: string) {
+    const [sha1, sha256] = await Promise.all([
+      deriveScramCredentials(password, 'sha1', this.iterations),
+      deriveScramCredentials(password, 'sha256', this.iterations),
+    ]);
+    return {
+      iterations: this.iterations,
+      sha1_salt: sha1.salt,
+      sha1_stored_key: sha1.storedKey,
+      sha1_server_key: sha1.serverKey,
+      sha256_salt: sha256.salt,
+      sha256_stored_key: sha256.storedKey,
+      sha256_server_key: sha256.serverKey,
+    };
+  }
+}

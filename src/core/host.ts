@@ -1,0 +1,48 @@
+// One virtual host (a domain this server serves): its events, service discovery data, IQ
+// handlers and the modules enabled on it.
+import { EventBus } from './events.js';
+import type { IqHandler, IqTarget, IqType, ModuleContext } from './module.js';
+
+export interface HostSettings {
+  domain: string;
+  registration: 'open' | 'closed';
+  admins: string[];
+  /** Modules enabled on this host, in load order. */
+  modules: string[];
+}
+
+export interface DiscoIdentity {
+  category: string;
+  type: string;
+  name?: string | undefined;
+}
+
+export class VirtualHost {
+  readonly events = new EventBus();
+  readonly features = new Set<string>();
+  readonly identities: DiscoIdentity[] = [{ category: 'server', type: 'im', name: 'xmppd' }];
+  readonly items: Array<{ jid: string; name?: string | undefined }> = [];
+  readonly modules = new Map<string, ModuleContext<unknown>>();
+  readonly services = new Map<string, object>();
+  private readonly iqHandlers = new Map<string, IqHandler>();
+
+  constructor(readonly settings: HostSettings) {}
+
+  get domain(): string {
+    return this.settings.domain;
+  }
+
+  isAdmin(bareJid: string): boolean {
+    return this.settings.admins.includes(bareJid);
+  }
+
+  setIqHandler(target: IqTarget, type: IqType, xmlns: string, handler: IqHandler): void {
+    const key = `${target}|${type}|${xmlns}`;
+    if (this.iqHandlers.has(key)) throw new Error(`two modules handle ${type} ${xmlns} for ${target} on ${this.domain}`);
+    this.iqHandlers.set(key, handler);
+  }
+
+  iqHandler(target: IqTarget, type: string, xmlns: string): IqHandler | undefined {
+    return this.iqHandlers.get(`${target}|${type}|${xmlns}`);
+  }
+}

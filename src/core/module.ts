@@ -1,0 +1,124 @@
+// The plugin API. A feature is a folder under src/modules/ whose index.ts exports one definition:
+// what it implements (for the DOAP file and the docs), its options schema, its tables, and a
+// `setup` that says what it hooks into on one virtual host. Modelled on Prosody's module API
+// (module:hook, module:add_feature) with ejabberd's declarative handlers and -protocol list.
+import type Element from 'ltx/lib/Element.js';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { Knex } from 'knex';
+import type { Migration } from '../storage/db.js';
+import type { EventHandler } from './events.js';
+import type { Jid } from './jid.js';
+import type { Session } from './sessions.js';
+import type { Server } from './server.js';
+import type { VirtualHost } from './host.js';
+
+/** One entry of a module's claim, as in a DOAP `xmpp:SupportedXep` (or an RFC). */
+export interface ProtocolSupport {
+  /** 'XEP-0199' or 'RFC 6121' */
+  spec: string;
+  version?: string;
+  status: 'complete' | 'partial' | 'planned';
+  note?: string;
+}
+
+export interface ModuleDefinition<Options = Record<string, never>> {
+  name: string;
+  description: string;
+  implements: ProtocolSupport[];
+  /** Modules that must be enabled on the same host; checked at start. */
+  dependencies?: string[];
+  /** Schema of the module's YAML section (`modules.<name>`); defaults make an empty section valid. */
+  options?: z.ZodType<Options>;
+  /** The module's own tables, applied once per database in order. */
+  migrations?: Migration[];
+  setup(m: ModuleContext<Options>): void | Promise<void>;
+}
+
+export function defineModule<Options = Record<string, never>>(definition: ModuleDefinition<Options>): ModuleDefinition<Options> {
+  return definition;
+}
+
+export type IqType = 'get' | 'set';
+/** `host`: the IQ is addressed to the server itself; `account`: to a user's bare JID (or none). */
+export type IqTarget = 'host' | 'account';
+
+export interface IqRequest {
+  iq: Element;
+  /** The payload element (the single child of a get/set IQ). */
+  payload: Element;
+  from: Jid;
+  /** The addressed entity: the host, or the account's bare JID. */
+  to: Jid;
+  /** The local client session the IQ came from, if it came from one. */
+  session: Session | undefined;
+}
+
+/** Returns the result payload (or nothing for an empty result); throws a StanzaError to fail. */
+export type IqHandler = (request: IqRequest) => Element | null | void | Promise<Element | null | void>;
+
+export class ModuleContext<Options> {
+  private readonly cleanups: Array<() => void | Promise<void>> = [];
+
+  constructor(
+    readonly name: string,
+    readonly server: Server,
+    readonly host: VirtualHost,
+    readonly options: Options,
+    readonly log: Logger,
+  ) {}
+
+  get db(): Knex {
+    return this.server.db;
+  }
+
+  /** Advertise a feature in the host's service discovery (XEP-0030). */
+  feature(namespace: string): void {
+    this.host.features.add(namespace);
+  }
+
+  identity(category: string, type: string, name?: string): void {
+    this.host.identities.push({ category, type, name });
+  }
+
+  /** Handle IQs of `type` whose payload is in `xmlns`, addressed to the host or to an account. */
+  iq(type: IqType, xmlns: string, handler: IqHandler, target: IqTarget | 'both' = 'host'): void {
+    if (target === 'both' || target === 'host') this.host.setIqHandler('host', type, xmlns, handler);
+    if (target === 'both' || target === 'account') this.host.setIqHandler('account', type, xmlns, handler);
+  }
+
+  /** Hook a host event (`message/bare`, `pre-presence/none`, `session/bound`...); see README. */
+  on<E>(event: string, handler: EventHandler<E>, priority = 0): void {
+    this.cleanups.push(this.host.events.on(event, handler, priority));
+  }
+
+  /** Offer an object to other modules on this host (e.g. the roster module's RosterService). */
+  provide(service: object): void {
+    this.host.services.set(this.name, service);
+  }
+
+  /** The service another module on this host provided; that module must be a dependency. */
+  use<T>(module: string): T {
+    const service = this.host.services.get(module);
+    if (service === undefined) throw new Error(`module "${this.name}" needs module "${module}" to be loaded before it`);
+    return service as T;
+  }
+
+  /** Add an item to the host's service discovery items (XEP-0030 §4), e.g. a MUC service. */
+  discoItem(jid: string, name?: string): void {
+    this.host.items.push({ jid, name });
+  }
+
+  /** Send a stanza on its way through the router, as the server. */
+  route(stanza: Element): void {
+    this.server.router.route(stanza);
+  }
+
+  onStop(cleanup: () => void | Promise<void>): void {
+    this.cleanups.push(cleanup);
+  }
+
+  async stop(): Promise<void> {
+    for (const cleanup of this.cleanups.reverse()) await cleanup();
+  }
+}

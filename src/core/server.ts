@@ -1,0 +1,156 @@
+// The server: owns the database, the virtual hosts with their modules, the session registry, the
+// router and the listeners, and takes them up and down in order.
+import type Element from 'ltx/lib/Element.js';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { AccountStore, accountMigrations } from './accounts.js';
+import { EventBus } from './events.js';
+import { VirtualHost, type HostSettings } from './host.js';
+import { ModuleContext, type ModuleDefinition } from './module.js';
+import { Router } from './router.js';
+import { SessionRegistry, type Session } from './sessions.js';
+import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
+import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
+import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
+import { AuthThrottle } from '../c2s/sasl/throttle.js';
+import type { Jid } from './jid.js';
+
+export interface ServerHostSettings extends HostSettings {
+  tls?: HostTlsFiles | undefined;
+}
+
+export interface ServerSettings {
+  dataDir: string;
+  storage: StorageOptions;
+  hosts: ServerHostSettings[];
+  c2s: C2SSettings;
+  /** A module's validated options on a host (the config layer maps problems to YAML lines). */
+  moduleOptions<T>(host: string, module: string, schema: z.ZodType<T>): T;
+  /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
+  scramIterations: number;
+  version: string;
+}
+
+export class Server {
+  readonly events = new EventBus();
+  readonly hosts = new Map<string, VirtualHost>();
+  readonly sessions = new SessionRegistry();
+  readonly startedAt = Date.now();
+  db!: Knex;
+  accounts!: AccountStore;
+  router!: Router;
+  tls!: TlsContexts;
+  authThrottle!: AuthThrottle;
+  private c2s: C2SListeners | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly settings: ServerSettings,
+    readonly log: Logger,
+    private readonly availableModules: ReadonlyMap<string, ModuleDefinition<unknown>>,
+  ) {}
+
+  async start(): Promise<void> {
+    const definitionOf = (name: string) => {
+      const definition = this.availableModules.get(name);
+      if (definition === undefined) throw new Error(`unknown module "${name}" (known: ${[...this.availableModules.keys()].join(', ')})`);
+      return definition;
+    };
+    for (const host of this.settings.hosts) {
+      for (const name of host.modules) {
+        for (const dependency of definitionOf(name).dependencies ?? []) {
+          if (!host.modules.includes(dependency)) throw new Error(`module "${name}" needs module "${dependency}", which is not enabled on ${host.domain}`);
+        }
+      }
+    }
+    const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map(definitionOf);
+
+    this.db = await openDatabase(this.settings.storage);
+    await runMigrations(this.db, 'accounts', accountMigrations);
+    for (const definition of enabled) {
+      const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
+      if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
+    }
+    this.accounts = new AccountStore(this.db, this.settings.scramIterations);
+    this.authThrottle = new AuthThrottle(this.settings.c2s.authThrottle);
+    this.router = new Router(this.hosts, this.sessions, this.accounts, this.events, this.log);
+    this.tls = await TlsContexts.load(this.settings.hosts, this.settings.dataDir, this.log);
+
+    for (const hostSettings of this.settings.hosts) {
+      const host = new VirtualHost(hostSettings);
+      this.hosts.set(host.domain, host);
+      this.router.installDefaultRules(host);
+      // dependencies first, whatever order the config lists them in
+      for (const definition of loadOrder(hostSettings.modules.map(definitionOf))) {
+        const options = definition.options ? this.settings.moduleOptions(host.domain, definition.name, definition.options) : ({} as never);
+        const context = new ModuleContext(definition.name, this, host, options, this.log.child({ module: definition.name, host: host.domain }));
+        await definition.setup(context);
+        host.modules.set(definition.name, context as ModuleContext<unknown>);
+      }
+    }
+
+    this.c2s = new C2SListeners(this, this.settings.c2s);
+    await this.c2s.listen();
+    this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
+  }
+
+  /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
+  c2sAddresses(): Array<{ host: string; port: number; tls: 'starttls' | 'direct' }> {
+    return this.c2s?.addresses() ?? [];
+  }
+
+  /** A client stanza, `from` already stamped by its stream: the `pre-` events, then the router (DESIGN.md "flow"). */
+  processFromClient(stanza: Element, session: Session, to: Jid | null): void {
+    const host = this.hosts.get(session.host)!;
+    const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
+    const event = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session };
+    if (host.events.fire(`pre-${stanza.name}/${target}`, event) !== undefined) return;
+    this.router.route(stanza, session);
+  }
+
+  /** Called by a stream once its session is bound (registered in the session registry). */
+  sessionBound(session: Session): void {
+    const replaced = this.sessions.add(session);
+    // RFC 6120 §7.7.2.2: a new session for the same full JID replaces the old one
+    if (replaced !== undefined && replaced !== session) replaced.close('conflict', 'Replaced by a new connection for the same resource');
+    this.hosts.get(session.host)?.events.fire('session/bound', { session });
+  }
+
+  /** Called by a stream when its bound session ends, whatever the reason. */
+  sessionClosed(session: Session, reason: string): void {
+    if (!this.sessions.remove(session)) return;
+    this.hosts.get(session.host)?.events.fire('session/closed', { session, reason });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.log.info('shutting down');
+    await this.c2s?.close();
+    for (const host of this.hosts.values()) {
+      for (const module of [...host.modules.values()].reverse()) {
+        await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));
+      }
+    }
+    await this.db?.destroy();
+    this.log.info('stopped');
+  }
+}
+
+/** Orders module definitions so that each comes after the modules it depends on. */
+function loadOrder(definitions: ModuleDefinition<unknown>[]): ModuleDefinition<unknown>[] {
+  const byName = new Map(definitions.map((d) => [d.name, d]));
+  const ordered: ModuleDefinition<unknown>[] = [];
+  const visit = (definition: ModuleDefinition<unknown>, path: string[]) => {
+    if (ordered.includes(definition)) return;
+    if (path.includes(definition.name)) throw new Error(`modules depend on each other in a cycle: ${[...path, definition.name].join(' → ')}`);
+    for (const dependency of definition.dependencies ?? []) visit(byName.get(dependency)!, [...path, definition.name]);
+    ordered.push(definition);
+  };
+  for (const definition of definitions) visit(definition, []);
+  return ordered;
+}

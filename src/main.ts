@@ -1,0 +1,233 @@
+#!/usr/bin/env node
+// The `xmppd` command: start the server, check a configuration, manage accounts.
+import fs from 'node:fs';
+import readline from 'node:readline';
+import { Command } from 'commander';
+import { ConfigError, formatProblems, loadConfig, type ConfigProblem } from './config/load.js';
+import type { CoreConfig } from './config/schema.js';
+import { createLogger, createServer, packageVersion, serverSettings } from './app.js';
+import { AccountExistsError, AccountStore, accountMigrations } from './core/accounts.js';
+import { parseJid } from './core/jid.js';
+import { moduleRegistry } from './modules/index.js';
+import { openDatabase, runMigrations } from './storage/db.js';
+import { certificateCoversHost, loadCertificateInfo } from './tls/certs.js';
+import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
+
+const DEFAULT_CONFIG = 'config/xmppd.yml';
+
+function load(file: string) {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${formatProblems(err.problems)}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+async function start(file: string): Promise<void> {
+  const { config, source } = load(file);
+  const log = createLogger(config);
+  const server = createServer(config, source, log);
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
+  try {
+    await server.start();
+  } catch (err) {
+    if (err instanceof ConfigError) process.stderr.write(`${formatProblems(err.problems)}\n`);
+    else log.fatal({ err }, `cannot start: ${(err as Error).message}`);
+    await server.stop().catch(() => undefined);
+    process.exit(1);
+  }
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    server.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** Everything `check` finds wrong, with file and line where the config says it. */
+function check(file: string): ConfigProblem[] {
+  let loaded: { config: CoreConfig; source: import('./config/load.js').ConfigSource };
+  try {
+    loaded = loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  const { config, source } = loaded;
+  const problems: ConfigProblem[] = [];
+  const settings = serverSettings(config, source);
+  config.hosts.forEach((host, index) => {
+    const modules = settings.hosts[index]!.modules;
+    for (const name of modules) {
+      const definition = moduleRegistry.get(name);
+      if (definition === undefined) {
+        problems.push({ file, path: `modules.${name}`, message: `unknown module (known: ${[...moduleRegistry.keys()].join(', ')})` });
+        continue;
+      }
+      for (const dependency of definition.dependencies ?? []) {
+        if (!modules.includes(dependency)) problems.push({ file, path: `modules.${name}`, message: `needs module ${dependency}, which is not enabled on ${host.domain}` });
+      }
+      if (definition.options) {
+        try {
+          settings.moduleOptions(host.domain, name, definition.options);
+        } catch (err) {
+          if (err instanceof ConfigError) problems.push(...err.problems);
+          else throw err;
+        }
+      }
+    }
+    if (host.tls) {
+      const info = loadCertificateInfo(host.tls.cert, host.tls.key);
+      for (const problem of info.problems) problems.push({ file, path: `hosts[${index}].tls`, message: problem });
+      if (info.problems.length === 0 && !certificateCoversHost(info.subjectNames, host.domain)) {
+        problems.push({ file, path: `hosts[${index}].tls.cert`, message: `certificate names ${info.subjectNames.join(', ')}, not ${host.domain}` });
+      }
+    }
+  });
+  return problems;
+}
+
+async function withAccounts<T>(file: string, work: (accounts: AccountStore, config: CoreConfig) => Promise<T>): Promise<T> {
+  const { config } = load(file);
+  const db = await openDatabase({ driver: config.storage.driver, sqliteFile: config.storage.sqlite_file, postgresUrl: config.storage.postgres_url });
+  try {
+    await runMigrations(db, 'accounts', accountMigrations);
+    return await work(new AccountStore(db, DEFAULT_SCRAM_ITERATIONS), config);
+  } finally {
+    await db.destroy();
+  }
+}
+
+function accountJid(jid: string, config: CoreConfig): { username: string; host: string } {
+  const parsed = parseJid(jid);
+  if (parsed === null || parsed.local === '' || parsed.resource !== '') fail(`"${jid}" is not an account address like alice@${config.hosts[0]!.domain}`);
+  if (!config.hosts.some((h) => h.domain === parsed.domain)) fail(`${parsed.domain} is not a host in this configuration`);
+  return { username: parsed.local, host: parsed.domain };
+}
+
+function fail(message: string): never {
+  process.stderr.write(`xmppd: ${message}\n`);
+  process.exit(1);
+}
+
+/** The password from --password, else from standard input (one line), prompting on a terminal. */
+async function readPassword(given: string | undefined): Promise<string> {
+  if (given !== undefined) return given;
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdin.isTTY ? process.stderr : undefined, terminal: false });
+  if (process.stdin.isTTY) process.stderr.write('Password: ');
+  for await (const line of rl) {
+    rl.close();
+    return line;
+  }
+  fail('no password given (use --password or pipe it on standard input)');
+}
+
+const program = new Command('xmppd').description('A federated XMPP chat server').version(packageVersion());
+program.option('-c, --config <file>', 'configuration file', DEFAULT_CONFIG);
+const configFile = () => program.opts<{ config: string }>().config;
+
+program.command('start').description('run the server').action(() => start(configFile()));
+
+program
+  .command('check')
+  .description('validate the configuration and certificates; prints every problem with file and line')
+  .action(() => {
+    const problems = check(configFile());
+    if (problems.length === 0) {
+      process.stdout.write(`${configFile()}: OK\n`);
+      return;
+    }
+    process.stderr.write(`${formatProblems(problems)}\n`);
+    process.exit(2);
+  });
+
+const user = program.command('user').description('manage accounts');
+user
+  .command('add <jid>')
+  .description('create an account')
+  .option('-p, --password <password>', 'password (else read from standard input)')
+  .action(async (jid: string, opts: { password?: string }) => {
+    await withAccounts(configFile(), async (accounts, config) => {
+      const { username, host } = accountJid(jid, config);
+      const password = await readPassword(opts.password);
+      try {
+        await accounts.create(host, username, password);
+      } catch (err) {
+        if (err instanceof AccountExistsError) fail(`${username}@${host} already exists`);
+        throw err;
+      }
+      process.stdout.write(`created ${username}@${host}\n`);
+    });
+  });
+user
+  .command('passwd <jid>')
+  .description("change an account's password")
+  .option('-p, --password <password>', 'new password (else read from standard input)')
+  .action(async (jid: string, opts: { password?: string }) => {
+    await withAccounts(configFile(), async (accounts, config) => {
+      const { username, host } = accountJid(jid, config);
+      const password = await readPassword(opts.password);
+      if (!(await accounts.setPassword(host, username, password))) fail(`no account ${username}@${host}`);
+      process.stdout.write(`password changed for ${username}@${host}\n`);
+    });
+  });
+user
+  .command('del <jid>')
+  .description('delete an account')
+  .action(async (jid: string) => {
+    await withAccounts(configFile(), async (accounts, config) => {
+      const { username, host } = accountJid(jid, config);
+      if (!(await accounts.delete(host, username))) fail(`no account ${username}@${host}`);
+      process.stdout.write(`deleted ${username}@${host}\n`);
+    });
+  });
+user
+  .command('list [host]')
+  .description('list the accounts of a host (default: every host)')
+  .action(async (host: string | undefined) => {
+    await withAccounts(configFile(), async (accounts, config) => {
+      for (const h of host ? [host] : config.hosts.map((x) => x.domain)) {
+        for (const username of await accounts.list(h)) process.stdout.write(`${username}@${h}\n`);
+      }
+    });
+  });
+user
+  .command('import <file>')
+  .description('create accounts in bulk from a file of "username password" lines (on the first host unless given as user@host)')
+  .action(async (file: string) => {
+    await withAccounts(configFile(), async (accounts, config) => {
+      let created = 0;
+      const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
+      // bounded concurrency: PBKDF2 runs in libuv's pool
+      const queue = [...lines];
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        for (let line = queue.shift(); line !== undefined; line = queue.shift()) {
+          const [name, password] = line.trim().split(/\s+/, 2) as [string, string | undefined];
+          if (password === undefined) fail(`line without a password: ${line}`);
+          const { username, host } = name.includes('@') ? accountJid(name, config) : accountJid(`${name}@${config.hosts[0]!.domain}`, config);
+          try {
+            await accounts.create(host, username, password);
+            created++;
+          } catch (err) {
+            if (!(err instanceof AccountExistsError)) throw err;
+          }
+        }
+      }));
+      process.stdout.write(`created ${created} accounts\n`);
+    });
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`xmppd: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

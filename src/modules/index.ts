@@ -1,0 +1,22 @@
+// Every module this build ships. Enabling one is a line in the `modules:` section of the config.
+import type { ModuleDefinition } from '../core/module.js';
+import disco from './disco/index.js';
+import ping from './ping/index.js';
+import presence from './presence/index.js';
+import register from './register/index.js';
+import roster from './roster/index.js';
+import time from './time/index.js';
+import version from './version/index.js';
+
+/** Each module is typed by its own options; the registry only needs them side by side. */
+function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition<unknown> {
+  return definition as unknown as ModuleDefinition<unknown>;
+}
+
+export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
+  entry(roster), entry(presence), entry(register), entry(disco), entry(version), entry(time), entry(ping),
+];
+
+export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(
+  builtinModules.map((definition) => [definition.name, definition]),
+);

@@ -1,0 +1,153 @@
+// RFC 6121 §4: presence. Initial presence (probes out, broadcast to subscribers and to the
+// user's own resources), updates, unavailable on logout or disconnect, probes answered for
+// subscribers, directed presence remembered so it can be cancelled (§4.6).
+import Element from 'ltx/lib/Element.js';
+import { defineModule } from '../../core/module.js';
+import type { StanzaEvent } from '../../core/router.js';
+import type { Session } from '../../core/sessions.js';
+import { serialize } from '../../xml/serialize.js';
+import type { RosterService, SubscriptionChangeEvent } from '../roster/index.js';
+
+export default defineModule({
+  name: 'presence',
+  description: 'Presence broadcast, probes and directed presence',
+  implements: [{ spec: 'RFC 6121', status: 'complete', note: 'exchanging presence (§4)' }],
+  dependencies: ['roster'],
+  setup(m) {
+    const roster = m.use<RosterService>('roster');
+    const domain = m.host.domain;
+
+    /** A copy of `presence` addressed to `to` (attributes copied, children shared: they are not modified). */
+    function addressed(presence: Element, to: string, from?: string): Element {
+      const copy = new Element('presence', { ...presence.attrs, to });
+      if (from !== undefined) copy.attrs.from = from;
+      copy.children = presence.children;
+      return copy;
+    }
+
+    /** Presence to every subscriber and to all of the user's own available resources (§4.2.2, §4.4.2). */
+    function broadcast(session: Session, presence: Element, subscribers: string[]): void {
+      for (const contact of subscribers) m.route(addressed(presence, contact));
+      const own = m.server.sessions.ofAccount(session.jid.bare);
+      if (!own) return;
+      const xml = serialize(presence);
+      for (const resource of own.values()) if (resource.available || resource === session) resource.sendSerialized(xml);
+    }
+
+    function unavailableOf(session: Session, status?: Element): Element {
+      const presence = new Element('presence', { type: 'unavailable', from: session.jid.toString() });
+      if (status) presence.append(status);
+      return presence;
+    }
+
+    // --- presence the user sends without 'to' (broadcast) ----------------------------------------
+    m.on('pre-presence/none', (e: StanzaEvent) => {
+      const session = e.session;
+      if (!session) return undefined;
+      const presence = e.stanza;
+      const type = presence.attrs.type;
+      if (type !== undefined && type !== 'unavailable') return true; // subscriptions need a 'to'; errors/probes without one are dropped
+      roster.store.withRoster(session.jid.local, (r) => {
+        if (type === 'unavailable') return goUnavailable(session, presence, roster.presenceSubscribers(r));
+        const initial = !session.available;
+        const priority = Number.parseInt(presence.getChildText('priority') ?? '0', 10);
+        session.priority = Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0;
+        session.presence = presence;
+        session.available = true;
+        broadcast(session, presence, roster.presenceSubscribers(r));
+        if (!initial) return;
+        // §4.2.2: probe the contacts we are subscribed to, from the new full JID
+        for (const contact of roster.presenceSubscriptions(r)) {
+          m.route(new Element('presence', { type: 'probe', from: session.jid.toString(), to: contact }));
+        }
+        // the other resources of the same account are present too
+        for (const other of m.server.sessions.ofAccount(session.jid.bare)?.values() ?? []) {
+          if (other !== session && other.available && other.presence) session.send(addressed(other.presence, session.jid.toString()));
+        }
+        // §3.1.3: subscription requests that arrived while the user was offline
+        for (const [contact, status] of r.pendingIn) {
+          const request = new Element('presence', { type: 'subscribe', from: contact, to: session.jid.bare });
+          if (status) request.c('status').t(status);
+          session.send(request);
+        }
+        m.host.events.fire('presence/initial', { session });
+      }).catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'presence broadcast failed'));
+      return true;
+    });
+
+    function goUnavailable(session: Session, presence: Element, subscribers: string[]): void {
+      if (!session.available) return;
+      session.available = false;
+      session.presence = null;
+      broadcast(session, presence, subscribers);
+      // §4.6.3: whoever got directed presence learns we are gone
+      if (session.directedPresence) {
+        for (const target of session.directedPresence) m.route(addressed(presence, target));
+        session.directedPresence = null;
+      }
+    }
+
+    // --- directed presence (§4.6) --------------------------------------------------------------
+    const directed = (e: StanzaEvent): undefined => {
+      const session = e.session;
+      const type = e.stanza.attrs.type;
+      if (!session || (type !== undefined && type !== 'unavailable')) return undefined;
+      const target = e.stanza.attrs.to!;
+      if (type === undefined) (session.directedPresence ??= new Set()).add(target);
+      else session.directedPresence?.delete(target);
+      return undefined; // let the router deliver it
+    };
+    m.on('pre-presence/bare', directed);
+    m.on('pre-presence/full', directed);
+    m.on('pre-presence/host', directed);
+
+    // --- the session goes away without saying goodbye (§4.5.2) ---------------------------------
+    m.on('session/closed', ({ session }: { session: Session }) => {
+      if (!session.available) return;
+      const subscribers = roster.store.cached(session.jid.local);
+      if (subscribers) goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(subscribers));
+      else {
+        roster.store.load(session.jid.local).then(
+          (r) => goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(r)),
+          (err: unknown) => m.log.error({ err }, 'unavailable broadcast failed'),
+        );
+      }
+    });
+
+    // --- probes from contacts (§4.3.2) ---------------------------------------------------------
+    const probe = (e: StanzaEvent): true | undefined => {
+      if (e.stanza.attrs.type !== 'probe') return undefined;
+      const prober = e.from.bare;
+      const replyTo = e.stanza.attrs.from!;
+      m.server.router.whenAccountKnown(domain, e.to.local, (exists) => {
+        if (!exists) return;
+        roster.store.withRoster(e.to.local, (r) => {
+          const item = r.items.get(prober);
+          if (!item || (item.subscription !== 'from' && item.subscription !== 'both')) return; // not entitled
+          answerProbe(e.to.bare, replyTo);
+        }).catch((err: unknown) => m.log.error({ err }, 'probe failed'));
+      });
+      return true;
+    };
+    m.on('presence/bare', probe, 5);
+    m.on('presence/full', probe, 5);
+
+    function answerProbe(userBare: string, replyTo: string): void {
+      let answered = false;
+      for (const session of m.server.sessions.ofAccount(userBare)?.values() ?? []) {
+        if (!session.available || !session.presence) continue;
+        m.route(addressed(session.presence, replyTo));
+        answered = true;
+      }
+      if (!answered) m.route(new Element('presence', { type: 'unavailable', from: userBare, to: replyTo }));
+    }
+
+    // §3.1.5 / §3.2.2: a new subscriber gets our current presence; a cancelled one our absence
+    m.on('roster/approved', ({ username, contact }: SubscriptionChangeEvent) => answerProbe(`${username}@${domain}`, contact));
+    m.on('roster/cancelled', ({ username, contact }: SubscriptionChangeEvent) => {
+      for (const session of m.server.sessions.ofAccount(`${username}@${domain}`)?.values() ?? []) {
+        if (session.available) m.route(new Element('presence', { type: 'unavailable', from: session.jid.toString(), to: contact }));
+      }
+    });
+  },
+});

@@ -1,0 +1,128 @@
+// XEP-0077: In-Band Registration. Before login: create an account (when the host's
+// `registration` is open). After login: change the password, or remove the account.
+import Element from 'ltx/lib/Element.js';
+import { z } from 'zod';
+import { AccountExistsError } from '../../core/accounts.js';
+import { normalizeUsername } from '../../core/jid.js';
+import { defineModule } from '../../core/module.js';
+import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
+import type { UnauthenticatedIqEvent, StreamFeaturesEvent } from '../../c2s/stream.js';
+import { duration } from '../../config/units.js';
+
+const NS_REGISTER = 'jabber:iq:register';
+const NS_REGISTER_FEATURE = 'http://jabber.org/features/iq-register';
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+export default defineModule({
+  name: 'register',
+  description: 'In-band registration, password change and account removal',
+  implements: [{ spec: 'XEP-0077', version: '2.4', status: 'complete' }],
+  options: z.strictObject({
+    /** Shortest password accepted at registration or password change. */
+    min_password_length: z.number().int().min(1).default(6),
+    /** Accounts one IP address may create per `registration_window` (loopback is exempt). */
+    registrations_per_ip: z.number().int().min(1).default(5),
+    registration_window: duration().prefault('1h'),
+  }),
+  setup(m) {
+    const open = m.host.settings.registration === 'open';
+    const recentByAddress = new Map<string, number[]>();
+
+    m.feature(NS_REGISTER);
+    m.on<StreamFeaturesEvent>('c2s/features', (e) => {
+      if (e.stage === 'pre-auth' && open) e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
+    });
+
+    const checkPassword = (password: string | null): string => {
+      if (password === null || password.length < m.options.min_password_length) {
+        throw new StanzaError('not-acceptable', `The password must have at least ${m.options.min_password_length} characters`);
+      }
+      return password;
+    };
+
+    // XEP-0077 §3.1: registration on a stream that has not authenticated yet
+    m.on<UnauthenticatedIqEvent>('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
+      const query = iq.getChild('query', NS_REGISTER);
+      if (query === undefined) return undefined;
+      if (!open) {
+        reply(errorReply(iq, new StanzaError('not-allowed', 'Registration is closed on this server', 'cancel')));
+        return true;
+      }
+      if (iq.attrs.type === 'get') {
+        const form = new Element('query', { xmlns: NS_REGISTER });
+        form.c('instructions').t('Choose a username and password to register with this server.');
+        form.c('username');
+        form.c('password');
+        reply(iqResult(iq, form));
+        return true;
+      }
+      if (iq.attrs.type !== 'set') return true;
+      register(query, stream.remoteAddress).then(
+        () => reply(iqResult(iq)),
+        (err: unknown) => {
+          if (!(err instanceof StanzaError)) m.log.error({ err }, 'registration failed');
+          reply(errorReply(iq, err instanceof StanzaError ? err : new StanzaError('internal-server-error')));
+        },
+      );
+      return true;
+    });
+
+    async function register(query: Element, address: string): Promise<void> {
+      const requested = query.getChildText('username');
+      const username = requested === null ? null : normalizeUsername(requested);
+      if (username === null) throw new StanzaError('not-acceptable', 'Invalid username');
+      const password = checkPassword(query.getChildText('password'));
+      if (!LOOPBACK.has(address)) {
+        const now = Date.now();
+        const windowStart = now - m.options.registration_window * 1000;
+        const recent = (recentByAddress.get(address) ?? []).filter((t) => t > windowStart);
+        if (recent.length >= m.options.registrations_per_ip) {
+          m.log.warn({ address }, 'registration refused: too many accounts from this address');
+          throw new StanzaError('resource-constraint', 'Too many registrations from your address; try again later', 'wait');
+        }
+        recent.push(now);
+        recentByAddress.set(address, recent);
+      }
+      try {
+        await m.server.accounts.create(m.host.domain, username, password);
+      } catch (err) {
+        if (err instanceof AccountExistsError) throw new StanzaError('conflict', 'That username is taken');
+        throw err;
+      }
+      m.log.info({ account: `${username}@${m.host.domain}`, address }, 'account registered');
+      m.host.events.fire('account/created', { username, host: m.host });
+    }
+
+    // XEP-0077 §3.2-3.3: a logged-in user asks about, changes or removes their account
+    m.iq('get', NS_REGISTER, ({ from, to }) => {
+      if (from.bare !== to.bare) throw new StanzaError('forbidden');
+      const query = new Element('query', { xmlns: NS_REGISTER });
+      query.c('registered');
+      query.c('username').t(from.local);
+      query.c('password');
+      return query;
+    }, 'account');
+
+    m.iq('set', NS_REGISTER, async ({ payload, from, to }) => {
+      if (from.bare !== to.bare) throw new StanzaError('forbidden');
+      if (payload.getChild('remove') !== undefined) {
+        await m.server.accounts.delete(m.host.domain, from.local);
+        m.log.info({ account: from.bare }, 'account removed by its owner');
+        m.host.events.fire('account/deleted', { username: from.local, host: m.host });
+        // XEP-0077 §3.2: the result goes out first, then the account's streams end
+        setImmediate(() => {
+          for (const session of [...(m.server.sessions.ofAccount(from.bare)?.values() ?? [])]) {
+            session.close('not-authorized', 'The account was removed');
+          }
+        });
+        return null;
+      }
+      const username = payload.getChildText('username');
+      if (username !== null && normalizeUsername(username) !== from.local) throw new StanzaError('not-allowed', 'You can only change your own password');
+      const password = checkPassword(payload.getChildText('password'));
+      await m.server.accounts.setPassword(m.host.domain, from.local, password);
+      m.log.info({ account: from.bare }, 'password changed');
+      return null;
+    }, 'account');
+  },
+});

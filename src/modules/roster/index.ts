@@ -1,0 +1,247 @@
+// RFC 6121 §2-3: the roster (get, set, push, versioning per XEP-0237) and the presence
+// subscription state machine, for stanzas our users send (pre-presence/*) and receive (presence/bare).
+import Element from 'ltx/lib/Element.js';
+import { defineModule } from '../../core/module.js';
+import { parseJid, type Jid } from '../../core/jid.js';
+import type { StanzaEvent } from '../../core/router.js';
+import { StanzaError } from '../../core/stanza.js';
+import type { Session } from '../../core/sessions.js';
+import { RosterStore, rosterMigrations, type Roster, type RosterItem, type Subscription } from './store.js';
+
+export const NS_ROSTER = 'jabber:iq:roster';
+const NS_ROSTER_VER = 'urn:xmpp:features:rosterver';
+const MAX_NAME_LENGTH = 1023;
+
+/** What the roster offers other modules on the same host (presence, last activity, ...). */
+export interface RosterService {
+  store: RosterStore;
+  /** Contacts that receive the account's presence (subscription from or both). */
+  presenceSubscribers(roster: Roster): string[];
+  /** Contacts whose presence the account receives (subscription to or both). */
+  presenceSubscriptions(roster: Roster): string[];
+}
+
+/** Event payload of `roster/approved` and `roster/cancelled` (presence reacts to them). */
+export interface SubscriptionChangeEvent {
+  username: string;
+  contact: string;
+}
+
+function itemElement(item: RosterItem, removed = false): Element {
+  const attrs: Record<string, string> = { jid: item.jid, subscription: removed ? 'remove' : item.subscription };
+  if (item.name) attrs.name = item.name;
+  if (item.ask && !removed) attrs.ask = 'subscribe';
+  const element = new Element('item', attrs);
+  if (!removed) for (const group of item.groups) element.c('group').t(group);
+  return element;
+}
+
+export default defineModule({
+  name: 'roster',
+  description: 'Contact lists and presence subscriptions',
+  implements: [
+    { spec: 'RFC 6121', status: 'complete', note: 'roster management and subscriptions (§2, §3)' },
+    { spec: 'XEP-0237', version: '1.3', status: 'partial', note: 'versioning: an unchanged roster is not resent; otherwise the full roster' },
+  ],
+  migrations: rosterMigrations,
+  setup(m) {
+    const domain = m.host.domain;
+    const store = new RosterStore(m.db, domain);
+    const has = (s: Subscription, bit: 'to' | 'from') => s === 'both' || s === bit;
+
+    m.provide({
+      store,
+      presenceSubscribers: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'from')).map((i) => i.jid),
+      presenceSubscriptions: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'to')).map((i) => i.jid),
+    } satisfies RosterService);
+
+    m.feature(NS_ROSTER);
+    m.on('c2s/features', (e: { stage: string; features: string[] }) => {
+      if (e.stage === 'post-auth') e.features.push(`<ver xmlns='${NS_ROSTER_VER}'/>`);
+    });
+
+    // Keep rosters of online accounts in memory; load on bind so the first presence is quick.
+    m.on('session/bound', ({ session }: { session: Session }) => {
+      store.load(session.jid.local).catch((err: unknown) => m.log.error({ err }, 'loading a roster failed'));
+    });
+    m.on('session/closed', ({ session }: { session: Session }) => {
+      if (!m.server.sessions.hasAccount(session.jid.bare)) store.evict(session.jid.local);
+    });
+    m.on('account/deleted', ({ username }: { username: string }) => {
+      store.deleteAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting a roster failed'));
+    });
+
+    /** RFC 6121 §2.1.6: a roster push to every interested resource of the account. */
+    function push(username: string, version: number, item: RosterItem, removed = false): void {
+      const sessions = m.server.sessions.ofAccount(`${username}@${domain}`);
+      if (!sessions) return;
+      for (const session of sessions.values()) {
+        if (!session.interested) continue;
+        const iq = new Element('iq', { type: 'set', id: `push-${version}`, to: session.jid.toString() });
+        iq.c('query', { xmlns: NS_ROSTER, ver: String(version) }).append(itemElement(item, removed));
+        session.send(iq);
+      }
+    }
+
+    async function update(username: string, roster: Roster, item: RosterItem): Promise<void> {
+      push(username, await store.saveItem(username, roster, item), item);
+    }
+
+    // --- roster get / set (§2.1.3, §2.3-2.5) ---------------------------------------------------
+
+    m.iq('get', NS_ROSTER, async ({ from, to, session, payload }) => {
+      if (from.bare !== to.bare) throw new StanzaError('forbidden');
+      if (session) session.interested = true;
+      const roster = await store.load(from.local);
+      const version = String(roster.version);
+      // XEP-0237 §3: an up-to-date client gets an empty result and then only pushes
+      if (payload.attrs.ver !== undefined && payload.attrs.ver === version) return null;
+      const query = new Element('query', { xmlns: NS_ROSTER, ver: version });
+      for (const item of roster.items.values()) query.append(itemElement(item));
+      return query;
+    }, 'account');
+
+    m.iq('set', NS_ROSTER, async ({ from, to, payload }) => {
+      if (from.bare !== to.bare) throw new StanzaError('forbidden');
+      const items = payload.getChildren('item');
+      if (items.length !== 1) throw new StanzaError('bad-request', 'A roster set carries exactly one item'); // §2.3.3
+      const element = items[0]!;
+      const contact = element.attrs.jid === undefined ? null : parseJid(element.attrs.jid);
+      if (contact === null) throw new StanzaError('bad-request', 'The item needs a valid jid');
+      const jid = contact.toString();
+      if (jid === from.bare) throw new StanzaError('not-allowed', 'Your own address is not a contact');
+      return store.withRoster(from.local, async (roster) => {
+        const existing = roster.items.get(jid);
+        if (element.attrs.subscription === 'remove') {
+          if (!existing) throw new StanzaError('item-not-found');
+          await removeItem(from, roster, existing);
+          return null;
+        }
+        const name = element.attrs.name ?? null;
+        if (name !== null && name.length > MAX_NAME_LENGTH) throw new StanzaError('not-acceptable', 'The name is too long');
+        const groups = element.getChildren('group').map((g) => g.getText());
+        if (groups.some((g) => g === '' || g.length > MAX_NAME_LENGTH)) throw new StanzaError('not-acceptable', 'Empty or overlong group name');
+        if (new Set(groups).size !== groups.length) throw new StanzaError('bad-request', 'A group is listed twice');
+        // §2.1.2.5: the client cannot set subscription or ask; those only change by presence
+        await update(from.local, roster, { jid, name, groups, subscription: existing?.subscription ?? 'none', ask: existing?.ask ?? false });
+        return null;
+      });
+    }, 'account');
+
+    /** §2.5.2: removing a contact cancels the subscriptions both ways. */
+    async function removeItem(user: Jid, roster: Roster, item: RosterItem): Promise<void> {
+      push(user.local, await store.saveItem(user.local, roster, item, true), item, true);
+      await store.clearPendingIn(user.local, roster, item.jid);
+      if (has(item.subscription, 'to') || item.ask) routeSubscription('unsubscribe', user.bare, item.jid);
+      if (has(item.subscription, 'from')) {
+        routeSubscription('unsubscribed', user.bare, item.jid);
+        m.host.events.fire('roster/cancelled', { username: user.local, contact: item.jid } satisfies SubscriptionChangeEvent);
+      }
+    }
+
+    function routeSubscription(type: string, from: string, to: string, status?: string | null): void {
+      const presence = new Element('presence', { type, from, to });
+      if (status) presence.c('status').t(status);
+      m.route(presence);
+    }
+
+    // --- subscriptions our user sends (§3.1.2, §3.1.5, §3.2.2, §3.3.2) --------------------------
+
+    const outbound = (e: StanzaEvent): true | undefined => {
+      const type = e.stanza.attrs.type;
+      if (type !== 'subscribe' && type !== 'subscribed' && type !== 'unsubscribe' && type !== 'unsubscribed') return undefined;
+      const user = e.from;
+      const contact = e.to.bare;
+      if (contact === user.bare) return true;
+      const status = e.stanza.getChildText('status');
+      store.withRoster(user.local, async (roster) => {
+        const item = roster.items.get(contact) ?? { jid: contact, name: null, groups: [], subscription: 'none' as Subscription, ask: false };
+        const sub = item.subscription;
+        switch (type) {
+          case 'subscribe':
+            if (!has(sub, 'to') && !item.ask) await update(user.local, roster, { ...item, ask: true });
+            routeSubscription('subscribe', user.bare, contact, status);
+            break;
+          case 'subscribed': {
+            if (!roster.pendingIn.has(contact)) return; // nothing to approve (no pre-approval support)
+            await store.clearPendingIn(user.local, roster, contact);
+            if (!has(sub, 'from')) await update(user.local, roster, { ...item, subscription: sub === 'to' ? 'both' : 'from' });
+            routeSubscription('subscribed', user.bare, contact);
+            m.host.events.fire('roster/approved', { username: user.local, contact } satisfies SubscriptionChangeEvent);
+            break;
+          }
+          case 'unsubscribe':
+            if (has(sub, 'to') || item.ask) {
+              await update(user.local, roster, { ...item, ask: false, subscription: sub === 'both' ? 'from' : 'none' });
+            }
+            routeSubscription('unsubscribe', user.bare, contact);
+            break;
+          case 'unsubscribed': {
+            const wasPending = roster.pendingIn.has(contact);
+            await store.clearPendingIn(user.local, roster, contact);
+            if (has(sub, 'from')) {
+              await update(user.local, roster, { ...item, subscription: sub === 'both' ? 'to' : 'none' });
+              m.host.events.fire('roster/cancelled', { username: user.local, contact } satisfies SubscriptionChangeEvent);
+            }
+            if (has(sub, 'from') || wasPending) routeSubscription('unsubscribed', user.bare, contact);
+            break;
+          }
+        }
+      }).catch((err: unknown) => m.log.error({ err, user: user.bare, contact, type }, 'outbound subscription failed'));
+      return true;
+    };
+    m.on('pre-presence/bare', outbound, 10);
+    m.on('pre-presence/full', outbound, 10);
+    m.on('pre-presence/host', outbound, 10);
+
+    // --- subscriptions our user receives (§3.1.3, §3.1.6, §3.2.3, §3.3.3) ------------------------
+
+    m.on('presence/bare', (e: StanzaEvent) => {
+      const type = e.stanza.attrs.type;
+      if (type !== 'subscribe' && type !== 'subscribed' && type !== 'unsubscribe' && type !== 'unsubscribed') return undefined;
+      const username = e.to.local;
+      const contact = e.from.bare;
+      const userJid = e.to.bare;
+      m.server.router.whenAccountKnown(domain, username, (exists) => {
+        if (!exists) {
+          // §3.1.3: no such user; tell the requester so it does not wait forever
+          if (type === 'subscribe') routeSubscription('unsubscribed', userJid, contact);
+          return;
+        }
+        store.withRoster(username, async (roster) => {
+          const item = roster.items.get(contact);
+          const sub = item?.subscription ?? 'none';
+          const deliver = () => {
+            const presence = new Element('presence', { ...e.stanza.attrs, from: contact, to: userJid });
+            presence.children = e.stanza.children;
+            m.server.router.deliverToAvailable(userJid, presence, false);
+          };
+          switch (type) {
+            case 'subscribe':
+              if (item && has(sub, 'from')) return routeSubscription('subscribed', userJid, contact); // already approved
+              await store.setPendingIn(username, roster, contact, e.stanza.getChildText('status'));
+              deliver(); // if nobody is online it waits in pending-in for the next login
+              break;
+            case 'subscribed':
+              if (!item || (!item.ask && !has(sub, 'to'))) return; // §3.1.6: unrequested approvals are ignored
+              if (!has(sub, 'to') || item.ask) await update(username, roster, { ...item, ask: false, subscription: sub === 'from' ? 'both' : sub === 'none' ? 'to' : sub });
+              deliver();
+              break;
+            case 'unsubscribe':
+              await store.clearPendingIn(username, roster, contact);
+              if (!item || !has(sub, 'from')) return;
+              await update(username, roster, { ...item, subscription: sub === 'both' ? 'to' : 'none' });
+              deliver();
+              break;
+            case 'unsubscribed':
+              if (!item || (!has(sub, 'to') && !item.ask)) return;
+              await update(username, roster, { ...item, ask: false, subscription: sub === 'both' ? 'from' : 'none' });
+              deliver();
+              break;
+          }
+        }).catch((err: unknown) => m.log.error({ err, user: userJid, contact, type }, 'inbound subscription failed'));
+      });
+      return true;
+    }, 10);
+  },
+});

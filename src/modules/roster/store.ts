@@ -1,0 +1,169 @@
+// Roster storage (RFC 6121 §2) and the in-memory roster of accounts that are online or being
+// worked on. One account's roster changes are serialised (`withRoster`) so that concurrent
+// subscription stanzas cannot interleave their read-modify-write.
+import type { Knex } from 'knex';
+import type { Migration } from '../../storage/db.js';
+
+export type Subscription = 'none' | 'to' | 'from' | 'both';
+
+export interface RosterItem {
+  jid: string;
+  name: string | null;
+  subscription: Subscription;
+  /** Pending-out: we asked the contact for a subscription (RFC 6121 §3.1.2). */
+  ask: boolean;
+  groups: string[];
+}
+
+export interface Roster {
+  /** XEP-0237 roster version: bumped on every change. */
+  version: number;
+  items: Map<string, RosterItem>;
+  /** Pending-in subscription requests (RFC 6121 §3.1.3), kept across logins: contact → the request's status text. */
+  pendingIn: Map<string, string | null>;
+}
+
+export const rosterMigrations: Migration[] = [
+  {
+    name: '001-create-roster',
+    async up(db) {
+      await db.schema.createTable('roster_items', (t) => {
+        t.string('host', 255).notNullable();
+        t.string('username', 1023).notNullable();
+        t.string('contact', 3071).notNullable();
+        t.string('name', 1023);
+        t.string('subscription', 4).notNullable();
+        t.boolean('ask').notNullable().defaultTo(false);
+        t.text('groups').notNullable().defaultTo('[]');
+        t.primary(['host', 'username', 'contact']);
+      });
+      await db.schema.createTable('roster_pending_in', (t) => {
+        t.string('host', 255).notNullable();
+        t.string('username', 1023).notNullable();
+        t.string('contact', 3071).notNullable();
+        t.text('status');
+        t.primary(['host', 'username', 'contact']);
+      });
+      await db.schema.createTable('roster_versions', (t) => {
+        t.string('host', 255).notNullable();
+        t.string('username', 1023).notNullable();
+        t.bigInteger('version').notNullable();
+        t.primary(['host', 'username']);
+      });
+    },
+  },
+];
+
+interface ItemRow {
+  contact: string;
+  name: string | null;
+  subscription: Subscription;
+  ask: number | boolean;
+  groups: string;
+}
+
+export class RosterStore {
+  private readonly cache = new Map<string, Roster>();
+  private readonly loading = new Map<string, Promise<Roster>>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly db: Knex,
+    private readonly host: string,
+  ) {}
+
+  /** The roster if it is in memory (for the synchronous hot path), else undefined. */
+  cached(username: string): Roster | undefined {
+    return this.cache.get(username);
+  }
+
+  async load(username: string): Promise<Roster> {
+    const cached = this.cache.get(username);
+    if (cached) return cached;
+    let loading = this.loading.get(username);
+    if (!loading) {
+      loading = this.read(username).then((roster) => {
+        this.cache.set(username, roster);
+        this.loading.delete(username);
+        return roster;
+      }, (err: unknown) => {
+        this.loading.delete(username);
+        throw err;
+      });
+      this.loading.set(username, loading);
+    }
+    return loading;
+  }
+
+  /** Drop an account's roster from memory (its last session ended). */
+  evict(username: string): void {
+    this.cache.delete(username);
+  }
+
+  /** Run `work` on the account's roster after any earlier work on it has finished. */
+  withRoster<T>(username: string, work: (roster: Roster) => Promise<T> | T): Promise<T> {
+    const previous = this.queues.get(username) ?? Promise.resolve();
+    const next = previous.then(() => this.load(username)).then(work);
+    const settled = next.catch(() => undefined);
+    this.queues.set(username, settled);
+    void settled.then(() => {
+      if (this.queues.get(username) === settled) this.queues.delete(username);
+    });
+    return next;
+  }
+
+  private async read(username: string): Promise<Roster> {
+    const [rows, pending, versionRow] = await Promise.all([
+      this.db('roster_items').where({ host: this.host, username }).select('contact', 'name', 'subscription', 'ask', 'groups') as Promise<ItemRow[]>,
+      this.db('roster_pending_in').where({ host: this.host, username }).select('contact', 'status') as Promise<Array<{ contact: string; status: string | null }>>,
+      this.db('roster_versions').where({ host: this.host, username }).first('version') as Promise<{ version: number | string } | undefined>,
+    ]);
+    const items = new Map<string, RosterItem>();
+    for (const row of rows) {
+      items.set(row.contact, { jid: row.contact, name: row.name, subscription: row.subscription, ask: Boolean(row.ask), groups: JSON.parse(row.groups) as string[] });
+    }
+    return {
+      version: versionRow ? Number(versionRow.version) : 0,
+      items,
+      pendingIn: new Map(pending.map((p) => [p.contact, p.status])),
+    };
+  }
+
+  /** Persist one item (or its removal) and bump the version; returns the new version. */
+  async saveItem(username: string, roster: Roster, item: RosterItem, removed = false): Promise<number> {
+    const version = roster.version + 1;
+    await this.db.transaction(async (trx) => {
+      const key = { host: this.host, username, contact: item.jid };
+      if (removed) await trx('roster_items').where(key).delete();
+      else {
+        await trx('roster_items')
+          .insert({ ...key, name: item.name, subscription: item.subscription, ask: item.ask, groups: JSON.stringify(item.groups) })
+          .onConflict(['host', 'username', 'contact'])
+          .merge();
+      }
+      await trx('roster_versions').insert({ host: this.host, username, version }).onConflict(['host', 'username']).merge();
+    });
+    roster.version = version;
+    if (removed) roster.items.delete(item.jid);
+    else roster.items.set(item.jid, item);
+    return version;
+  }
+
+  async setPendingIn(username: string, roster: Roster, contact: string, status: string | null): Promise<void> {
+    await this.db('roster_pending_in').insert({ host: this.host, username, contact, status }).onConflict(['host', 'username', 'contact']).merge();
+    roster.pendingIn.set(contact, status);
+  }
+
+  async clearPendingIn(username: string, roster: Roster, contact: string): Promise<void> {
+    if (!roster.pendingIn.has(contact)) return;
+    await this.db('roster_pending_in').where({ host: this.host, username, contact }).delete();
+    roster.pendingIn.delete(contact);
+  }
+
+  async deleteAccount(username: string): Promise<void> {
+    this.cache.delete(username);
+    for (const table of ['roster_items', 'roster_pending_in', 'roster_versions']) {
+      await this.db(table).where({ host: this.host, username }).delete();
+    }
+  }
+}

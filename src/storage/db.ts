@@ -1,0 +1,72 @@
+// The database: knex over SQLite (a file under the data directory, WAL mode) or PostgreSQL.
+// Each feature owns its tables and declares its migrations; this runner applies the ones not yet
+// recorded in `xmppd_migrations`, in declaration order, once per database.
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+
+export type Database = Knex;
+
+export interface Migration {
+  /** Unique within its module, e.g. '001-create-roster'. Never rename one that has shipped. */
+  name: string;
+  up(db: Knex): Promise<void>;
+}
+
+export interface StorageOptions {
+  driver: 'sqlite' | 'postgres';
+  sqliteFile: string; // path or ':memory:'
+  postgresUrl?: string;
+}
+
+export async function openDatabase(options: StorageOptions): Promise<Knex> {
+  if (options.driver === 'postgres') {
+    return knexFactory({ client: 'pg', connection: options.postgresUrl, pool: { min: 1, max: 10 } });
+  }
+  if (options.sqliteFile !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(options.sqliteFile)), { recursive: true });
+  const db = knexFactory({
+    client: 'sqlite3',
+    connection: { filename: options.sqliteFile },
+    useNullAsDefault: true,
+    // One connection: SQLite serialises writers anyway, and ':memory:' must be one connection.
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate(conn: { run(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+        // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes.
+        conn.run('PRAGMA journal_mode = WAL', (err) => {
+          if (err) return done(err, conn);
+          conn.run('PRAGMA synchronous = NORMAL', (err2) => {
+            if (err2) return done(err2, conn);
+            conn.run('PRAGMA foreign_keys = ON', (err3) => done(err3, conn));
+          });
+        });
+      },
+    },
+  });
+  return db;
+}
+
+export async function runMigrations(db: Knex, module: string, migrations: readonly Migration[]): Promise<string[]> {
+  if (!(await db.schema.hasTable('xmppd_migrations'))) {
+    await db.schema.createTable('xmppd_migrations', (t) => {
+      t.string('module', 64).notNullable();
+      t.string('name', 128).notNullable();
+      t.bigInteger('applied_at').notNullable();
+      t.primary(['module', 'name']);
+    });
+  }
+  const done = new Set(
+    (await db('xmppd_migrations').where({ module }).select('name')).map((row: { name: string }) => row.name),
+  );
+  const applied: string[] = [];
+  for (const migration of migrations) {
+    if (done.has(migration.name)) continue;
+    await db.transaction(async (trx) => {
+      await migration.up(trx);
+      await trx('xmppd_migrations').insert({ module, name: migration.name, applied_at: Date.now() });
+    });
+    applied.push(migration.name);
+  }
+  return applied;
+}

@@ -1,0 +1,39 @@
+// Element → string, written for the routing hot path: one pass, string concatenation (V8 ropes),
+// and escaping only when a value actually contains a special character.
+import type Element from 'ltx/lib/Element.js';
+
+const ATTR_SPECIAL = /[&<>"']/;
+const ATTR_SPECIAL_ALL = /[&<>"']/g;
+const TEXT_SPECIAL = /[&<>]/;
+const TEXT_SPECIAL_ALL = /[&<>]/g;
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+const escapeChar = (c: string): string => ESCAPES[c]!;
+
+export function escapeAttribute(value: string): string {
+  return ATTR_SPECIAL.test(value) ? value.replace(ATTR_SPECIAL_ALL, escapeChar) : value;
+}
+
+export function escapeText(value: string): string {
+  return TEXT_SPECIAL.test(value) ? value.replace(TEXT_SPECIAL_ALL, escapeChar) : value;
+}
+
+export function serialize(element: Element): string {
+  let out = '<' + element.name;
+  const attrs = element.attrs;
+  for (const key in attrs) {
+    const value = attrs[key];
+    if (value === undefined || value === null) continue;
+    out += ' ' + key + '="' + escapeAttribute(typeof value === 'string' ? value : String(value)) + '"';
+  }
+  const children = element.children;
+  if (children.length === 0) return out + '/>';
+  out += '>';
+  for (let i = 0; i < children.length; i++) {
+    const child = children[i];
+    if (typeof child === 'string') out += escapeText(child);
+    else if (child !== null && child !== undefined) {
+      out += typeof child === 'object' ? serialize(child) : escapeText(String(child));
+    }
+  }
+  return out + '</' + element.name + '>';
+}
