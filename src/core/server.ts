@@ -136,7 +136,10 @@ export class Server {
         await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));
       }
     }
-    await this.db?.destroy();
+    if (this.db) {
+      await drainDatabase(this.db, 5000);
+      await this.db.destroy();
+    }
     this.log.info('stopped');
   }
 }
@@ -153,4 +156,16 @@ function loadOrder(definitions: ModuleDefinition<unknown>[]): ModuleDefinition<u
   };
   for (const definition of definitions) visit(definition, []);
   return ordered;
+}
+
+/** Waits (up to `timeoutMs`) for queries already under way, e.g. writes caused by the streams just closed. */
+async function drainDatabase(db: Knex, timeoutMs: number): Promise<void> {
+  const pool = (db.client as { pool?: { numUsed(): number; numPendingAcquires(): number; numPendingCreates(): number } }).pool;
+  if (!pool) return;
+  const deadline = Date.now() + timeoutMs;
+  // let the events of the closed streams start their work before looking
+  await new Promise((resolve) => setImmediate(resolve));
+  while (pool.numUsed() + pool.numPendingAcquires() + pool.numPendingCreates() > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

@@ -47,13 +47,22 @@ export default defineModule({
       const presence = e.stanza;
       const type = presence.attrs.type;
       if (type !== undefined && type !== 'unavailable') return true; // subscriptions need a 'to'; errors/probes without one are dropped
+      if (type === 'unavailable') {
+        if (!session.available) return true;
+        session.available = false;
+        session.presence = null;
+        roster.store.withRoster(session.jid.local, (r) => goUnavailable(session, presence, roster.presenceSubscribers(r)))
+          .catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'presence broadcast failed'));
+        return true;
+      }
+      // The session is available from this moment (messages sent to it now must reach it);
+      // the broadcast waits for the roster if it is still loading.
+      const initial = !session.available;
+      const priority = Number.parseInt(presence.getChildText('priority') ?? '0', 10);
+      session.priority = Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0;
+      session.presence = presence;
+      session.available = true;
       roster.store.withRoster(session.jid.local, (r) => {
-        if (type === 'unavailable') return goUnavailable(session, presence, roster.presenceSubscribers(r));
-        const initial = !session.available;
-        const priority = Number.parseInt(presence.getChildText('priority') ?? '0', 10);
-        session.priority = Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0;
-        session.presence = presence;
-        session.available = true;
         broadcast(session, presence, roster.presenceSubscribers(r));
         if (!initial) return;
         // §4.2.2: probe the contacts we are subscribed to, from the new full JID
@@ -75,10 +84,8 @@ export default defineModule({
       return true;
     });
 
+    /** Tells subscribers, own resources and directed-presence targets; the caller already marked the session unavailable. */
     function goUnavailable(session: Session, presence: Element, subscribers: string[]): void {
-      if (!session.available) return;
-      session.available = false;
-      session.presence = null;
       broadcast(session, presence, subscribers);
       // §4.6.3: whoever got directed presence learns we are gone
       if (session.directedPresence) {
@@ -104,6 +111,8 @@ export default defineModule({
     // --- the session goes away without saying goodbye (§4.5.2) ---------------------------------
     m.on('session/closed', ({ session }: { session: Session }) => {
       if (!session.available) return;
+      session.available = false;
+      session.presence = null;
       const subscribers = roster.store.cached(session.jid.local);
       if (subscribers) goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(subscribers));
       else {

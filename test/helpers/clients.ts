@@ -1,0 +1,172 @@
+// Real clients for integration tests: @xmpp/client for well-behaved ones, and a raw socket
+// client for hand-made (bad) input.
+import net from 'node:net';
+import tls from 'node:tls';
+import { client, xml, type Client } from '@xmpp/client';
+import type Element from 'ltx/lib/Element.js';
+import { PASSWORD, type TestServer } from './server.js';
+
+export { xml };
+
+export interface TestClient {
+  xmpp: Client;
+  jid: string;
+  /** Every stanza received, in order. */
+  received: Element[];
+  /** Resolves with the next received stanza matching `predicate` (including ones already received but not yet consumed). */
+  next(predicate: (stanza: Element) => boolean, timeoutMs?: number): Promise<Element>;
+  send(stanza: Element): Promise<void>;
+  request(stanza: Element): Promise<Element>;
+  stop(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  password?: string;
+  resource?: string;
+  /** 'starttls' (default) or 'direct' TLS */
+  transport?: 'starttls' | 'direct';
+  mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
+}
+
+export async function connect(server: TestServer, username: string, options: ConnectOptions = {}): Promise<TestClient> {
+  const service = options.transport === 'direct' ? `xmpps://127.0.0.1:${server.directPort}` : `xmpp://127.0.0.1:${server.port}`;
+  const xmpp = client({
+    service,
+    domain: server.domain,
+    username,
+    password: options.password ?? PASSWORD,
+    resource: options.resource,
+    // choose the SASL mechanism instead of @xmpp/client's default (the first one offered)
+    ...(options.mechanism
+      ? {
+          credentials: (authenticate: (c: { username: string; password: string }, mechanism: string) => Promise<void>) =>
+            authenticate({ username, password: options.password ?? PASSWORD }, options.mechanism!),
+        }
+      : {}),
+  });
+  const received: Element[] = [];
+  const waiters: Array<{ predicate: (s: Element) => boolean; resolve: (s: Element) => void }> = [];
+  const consumed = new Set<Element>();
+  xmpp.on('stanza', (stanza: Element) => {
+    received.push(stanza);
+    const index = waiters.findIndex((w) => w.predicate(stanza));
+    if (index !== -1) {
+      consumed.add(stanza);
+      waiters.splice(index, 1)[0]!.resolve(stanza);
+    }
+  });
+  xmpp.on('error', () => undefined);
+  await xmpp.start();
+  return {
+    xmpp,
+    jid: xmpp.jid!.toString(),
+    received,
+    next(predicate, timeoutMs = 5000) {
+      const already = received.find((s) => !consumed.has(s) && predicate(s));
+      if (already) {
+        consumed.add(already);
+        return Promise.resolve(already);
+      }
+      return new Promise((resolve, reject) => {
+        const waiter = { predicate, resolve: (s: Element) => { clearTimeout(timer); resolve(s); } };
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`timed out waiting for a stanza at ${xmpp.jid?.toString()}`));
+        }, timeoutMs);
+        waiters.push(waiter);
+      });
+    },
+    send: (stanza) => xmpp.send(stanza),
+    request: (stanza) => xmpp.iqCaller.request(stanza, 5000),
+    stop: async () => {
+      await xmpp.stop().catch(() => undefined);
+    },
+  };
+}
+
+/** A raw client: plain socket, STARTTLS done by hand, for sending arbitrary bytes. */
+export class RawClient {
+  socket!: net.Socket;
+  data = '';
+  closed = false;
+  private listeners: Array<() => void> = [];
+
+  static async open(server: TestServer, options: { tls?: boolean } = { tls: true }): Promise<RawClient> {
+    const raw = new RawClient();
+    const socket = net.connect(server.port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    raw.attach(socket);
+    if (options.tls !== false) {
+      raw.write(`<?xml version='1.0'?><stream:stream to='${server.domain}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>`);
+      await raw.waitFor(/<\/stream:features>/);
+      raw.write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
+      await raw.waitFor(/<proceed/);
+      socket.removeAllListeners('data');
+      const secure = tls.connect({ socket, rejectUnauthorized: false, servername: server.domain });
+      await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+      raw.data = '';
+      raw.attach(secure);
+    }
+    return raw;
+  }
+
+  private attach(socket: net.Socket): void {
+    this.socket = socket;
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.data += chunk;
+      for (const l of this.listeners) l();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      for (const l of this.listeners) l();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** Waits until the received data matches; resolves with the match. */
+  waitFor(pattern: RegExp, timeoutMs = 5000): Promise<RegExpMatchArray> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const match = this.data.match(pattern);
+        if (match) {
+          done();
+          resolve(match);
+        } else if (this.closed) {
+          done();
+          reject(new Error(`connection closed before ${pattern}; got: ${this.data.slice(-500)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out waiting for ${pattern}; got: ${this.data.slice(-500)}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.listeners = this.listeners.filter((l) => l !== check);
+      };
+      this.listeners.push(check);
+      check();
+    });
+  }
+
+  /** Resolves when the server has closed the connection. */
+  waitClosed(timeoutMs = 5000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return resolve();
+      const timer = setTimeout(() => reject(new Error('connection still open')), timeoutMs);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,65 @@
+// Starts a real xmppd in-process on ephemeral loopback ports, for integration tests.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { configFromObject, validateCoreConfig } from '../../src/config/load.js';
+import { createServer } from '../../src/app.js';
+import type { Server } from '../../src/core/server.js';
+
+export interface TestServer {
+  server: Server;
+  domain: string;
+  /** STARTTLS port */
+  port: number;
+  /** direct TLS port (XEP-0368) */
+  directPort: number;
+  dataDir: string;
+  createAccount(username: string, password?: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  /** Reuse a data directory (and its SQLite file) to test restarts. */
+  dataDir?: string;
+  /** Extra/overriding top-level config (merged shallowly; `c2s` merged one level deeper). */
+  config?: Record<string, unknown>;
+  /** Log to this file instead of discarding logs (useful when debugging a test). */
+  logFile?: string;
+}
+
+export const PASSWORD = 'correct horse battery';
+
+export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-test-'));
+  const extra = options.config ?? {};
+  const raw = {
+    data_dir: dataDir,
+    log: { level: options.logFile ? 'debug' : 'silent' },
+    hosts: [{ domain: 'localhost', registration: 'open' }],
+    ...extra,
+    c2s: {
+      listen: [
+        { host: '127.0.0.1', port: 0, tls: 'starttls' },
+        { host: '127.0.0.1', port: 0, tls: 'direct' },
+      ],
+      ...((extra.c2s as Record<string, unknown> | undefined) ?? {}),
+    },
+  };
+  const source = configFromObject(raw, 'test config');
+  const config = validateCoreConfig(source);
+  const log = options.logFile ? pino({ level: 'debug' }, pino.destination({ dest: options.logFile, sync: true })) : pino({ level: 'silent' });
+  const server = createServer(config, source, log);
+  await server.start();
+  const addresses = server.c2sAddresses();
+  const domain = config.hosts[0]!.domain;
+  return {
+    server,
+    domain,
+    dataDir,
+    port: addresses.find((a) => a.tls === 'starttls')!.port,
+    directPort: addresses.find((a) => a.tls === 'direct')?.port ?? 0,
+    createAccount: (username, password = PASSWORD) => server.accounts.create(domain, username, password),
+    stop: () => server.stop(),
+  };
+}
