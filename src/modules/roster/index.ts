@@ -60,10 +60,8 @@ export default defineModule({
       if (e.stage === 'post-auth') e.features.push(`<ver xmlns='${NS_ROSTER_VER}'/>`);
     });
 
-    // Keep rosters of online accounts in memory; load on bind so the first presence is quick.
-    m.on('session/bound', ({ session }: { session: Session }) => {
-      store.load(session.jid.local).catch((err: unknown) => m.log.error({ err }, 'loading a roster failed'));
-    });
+    // Rosters of online accounts stay in memory from their first use (roster get or presence)
+    // until the account's last session ends.
     m.on('session/closed', ({ session }: { session: Session }) => {
       if (!m.server.sessions.hasAccount(session.jid.bare)) store.evict(session.jid.local);
     });

@@ -1,0 +1,23 @@
+// Starts xmppd for ../shared/bench (its "external server contract"): configuration from the
+// BENCH_* environment (port, domain, fresh data dir), JSON logs at warn level. Our default
+// self-signed ECDSA certificate is used unless XMPPD_BENCH_HARNESS_CERT=1 (the harness's RSA one).
+// Usage: ../shared/bench/compare.sh --external-cmd 'node dist/scripts/bench-server.js' ...
+import pino from 'pino';
+import { configFromObject, validateCoreConfig } from '../src/config/load.js';
+import { createServer } from '../src/app.js';
+
+const env = process.env;
+const domain = env.BENCH_DOMAIN ?? 'localhost';
+const raw = {
+  data_dir: env.BENCH_DATA_DIR ?? './data-bench',
+  log: { level: 'warn' },
+  hosts: [{ domain, registration: 'open', ...(env.BENCH_CERT && env.BENCH_KEY && env.XMPPD_BENCH_HARNESS_CERT === '1' ? { tls: { cert: env.BENCH_CERT, key: env.BENCH_KEY } } : {}) }],
+  c2s: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' }] },
+};
+const source = configFromObject(raw, 'bench environment');
+const config = validateCoreConfig(source);
+const server = createServer(config, source, pino({ level: 'warn' }));
+await server.start();
+const stop = () => void server.stop().then(() => process.exit(0));
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
