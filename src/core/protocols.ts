@@ -1,0 +1,14 @@
+// What the core itself implements (the modules declare their own in their definitions).
+// Together they generate docs/xmppd.doap and docs/standards.md (`npm run doap`).
+import type { ProtocolSupport } from './module.js';
+
+export const coreProtocols: ProtocolSupport[] = [
+  { spec: 'RFC 6120', status: 'complete', note: 'client streams: STARTTLS, SASL, resource binding, stream and stanza errors (src/c2s, src/xml)' },
+  { spec: 'RFC 6121', status: 'complete', note: 'delivery rules of §8 (src/core/router.ts)' },
+  { spec: 'RFC 7622', status: 'partial', note: 'JID validation and case folding of the characters real addresses use, without full PRECIS tables' },
+  { spec: 'RFC 5802', status: 'complete', note: 'SCRAM-SHA-1, without channel binding' },
+  { spec: 'RFC 7677', status: 'complete', note: 'SCRAM-SHA-256, without channel binding' },
+  { spec: 'RFC 4616', status: 'complete', note: 'SASL PLAIN, only inside TLS' },
+  { spec: 'XEP-0368', version: '1.1.0', status: 'complete', note: 'direct TLS listener (ALPN xmpp-client)' },
+  { spec: 'XEP-0478', version: '0.2.0', status: 'complete', note: 'max-bytes and idle-seconds advertised, size enforced while parsing' },
+];
