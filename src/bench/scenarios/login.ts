@@ -1,7 +1,7 @@
 // Scenario "login": N clients log in, at most --concurrency in flight. Each login is timed
 // from TCP connect to a bound resource (and session ready); all connections stay open until
 // every login is done, so the server holds N sessions at the end, as it would in real life.
-import { accountNames, closeAll, registerAccounts, type BenchContext } from '../clients.js';
+import { accountNames, breakerFor, closeAll, registerAccounts, type BenchContext } from '../clients.js';
 import { XmppConnection } from '../connection.js';
 import { CpuMeter } from '../cpu.js';
 import { runPool, sleep } from '../pool.js';
@@ -10,7 +10,7 @@ import { ErrorTally, LatencyRecorder, ratio, round } from '../stats.js';
 export async function runLogin(ctx: BenchContext): Promise<Record<string, unknown>> {
   const o = ctx.options;
   const users = accountNames(o, 'l', o.clients);
-  const registration = await registerAccounts(ctx, users);
+  const registration = await registerAccounts(ctx, users, { prewarmScram: o.prewarm });
   const ready = users.filter((u) => registration.ready.has(u));
   if (ready.length === 0) throw new Error(`no account could be registered: ${JSON.stringify(registration.failed.toJSON())}`);
   await sleep(500); // let the server settle after the registration burst
@@ -21,8 +21,9 @@ export async function runLogin(ctx: BenchContext): Promise<Record<string, unknow
   const mechanisms = new Set<string>();
   ctx.log(`login: ${ready.length} clients, ${o.concurrency} in flight`);
   try {
+    const breaker = breakerFor(o.concurrency);
     const meter = new CpuMeter(o.pid);
-    await runPool(ready.length, o.concurrency, async (i) => {
+    const started = await runPool(ready.length, o.concurrency, async (i) => {
       const conn = new XmppConnection(ctx.connection);
       connections.push(conn);
       const t0 = performance.now();
@@ -30,12 +31,15 @@ export async function runLogin(ctx: BenchContext): Promise<Record<string, unknow
         await conn.login(ready[i]!, o.password);
         latency.add(performance.now() - t0);
         mechanisms.add(conn.mechanism);
+        breaker.record(true);
       } catch (err) {
         errors.add(err);
+        breaker.record(false);
         conn.destroy();
       }
-    });
+    }, () => breaker.tripped);
     const cpu = meter.stop();
+    if (started < ready.length) errors.add(breaker.reason, ready.length - started);
     const ok = latency.count;
     const lat = latency.summary();
     const result: Record<string, unknown> = {
