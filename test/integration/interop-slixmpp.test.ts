@@ -1,0 +1,83 @@
+// Interoperability with a real third-party client library: slixmpp (Debian's python3-slixmpp)
+// registers in-band, logs in with SCRAM over STARTTLS or direct TLS, and chats with an
+// @xmpp/client user.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { connect, xml } from '../helpers/clients.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const script = path.join(root, 'test', 'interop', 'slixmpp_client.py');
+const python = '/usr/bin/python3';
+const hasSlixmpp = fs.existsSync(python) && spawnSync(python, ['-c', 'import slixmpp']).status === 0;
+
+interface SlixEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+function runSlixmpp(args: string[]): Promise<{ code: number | null; events: SlixEvent[]; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(python, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      const events = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as SlixEvent);
+      resolve({ code, events, stderr });
+    });
+  });
+}
+
+let server: TestServer;
+test.before(async () => {
+  server = await startServer();
+  await server.createAccount('alice');
+  await server.createAccount('dave', 'dave-password');
+});
+test.after.always(async () => server?.stop());
+
+const interop = hasSlixmpp ? test.serial : test.serial.skip;
+
+interop('slixmpp registers in-band, logs in over STARTTLS and chats with Alice', async (t) => {
+  const alice = await connect(server, 'alice', { resource: 'desk' });
+  await alice.send(xml('presence'));
+  const replied = alice.next((s) => s.is('message') && s.getChildText('body') === 'hello from slixmpp', 30000).then(async (m) => {
+    t.is(m.attrs.from?.split('/')[0], 'carol@localhost');
+    await alice.send(xml('message', { to: m.attrs.from!, type: 'chat' }, xml('body', {}, 'hi carol')));
+  });
+  const result = await runSlixmpp(['--jid', 'carol@localhost/slix', '--password', 'carol-secret', '--port', String(server.port), '--peer', 'alice@localhost', '--register']);
+  await replied;
+  t.is(result.code, 0, result.stderr.slice(-2000));
+  t.truthy(result.events.find((e) => e.event === 'registered'));
+  t.is(result.events.find((e) => e.event === 'session')?.jid, 'carol@localhost/slix');
+  t.truthy(result.events.find((e) => e.event === 'pong'));
+  t.true((result.events.find((e) => e.event === 'disco')?.features as string[]).includes('urn:xmpp:ping'));
+  t.deepEqual(result.events.find((e) => e.event === 'message'), { event: 'message', sender: 'alice@localhost/desk', body: 'hi carol' });
+  await alice.stop();
+});
+
+interop('slixmpp logs in over direct TLS (XEP-0368)', async (t) => {
+  const alice = await connect(server, 'alice', { resource: 'desk2' });
+  await alice.send(xml('presence'));
+  const replied = alice.next((s) => s.is('message') && s.getChildText('body') === 'direct hello', 30000).then((m) =>
+    alice.send(xml('message', { to: m.attrs.from!, type: 'chat' }, xml('body', {}, 'got it'))),
+  );
+  const result = await runSlixmpp(['--jid', 'dave@localhost/d', '--password', 'dave-password', '--port', String(server.directPort), '--peer', 'alice@localhost', '--body', 'direct hello', '--direct-tls']);
+  await replied;
+  t.is(result.code, 0, result.stderr.slice(-2000));
+  t.is(result.events.find((e) => e.event === 'message')?.body, 'got it');
+  await alice.stop();
+});
+
+interop('slixmpp with a wrong password is refused', async (t) => {
+  const result = await runSlixmpp(['--jid', 'dave@localhost/d', '--password', 'wrong', '--port', String(server.port), '--peer', 'alice@localhost', '--timeout', '10']);
+  t.is(result.code, 1);
+  t.truthy(result.events.find((e) => e.event === 'error'));
+});
