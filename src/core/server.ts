@@ -106,7 +106,7 @@ export class Server {
     const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
     const event = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session };
     if (host.events.fire(`pre-${stanza.name}/${target}`, event) !== undefined) return;
-    this.router.route(stanza, session);
+    this.router.routeAddressed(stanza, event.from, event.to, session);
   }
 
   /** Called by a stream once its session is bound (registered in the session registry). */
