@@ -230,6 +230,8 @@ export default defineModule({
               if (!item || !has(sub, 'from')) return;
               await update(username, roster, { ...item, subscription: sub === 'both' ? 'to' : 'none' });
               deliver();
+              // §3.3.3: the contact no longer receives our user's presence, so it learns our user is unavailable
+              m.host.events.fire('roster/cancelled', { username, contact } satisfies SubscriptionChangeEvent);
               break;
             case 'unsubscribed':
               if (!item || (!has(sub, 'to') && !item.ask)) return;
