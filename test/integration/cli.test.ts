@@ -1,0 +1,235 @@
+// The `xmppd` command as an admin uses it: the real CLI in a child process, against a
+// configuration and data directory of the test's own.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test, { type ExecutionContext } from 'ava';
+import { client } from '@xmpp/client';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { connect } from '../helpers/clients.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
+
+// dist/test/integration/cli.test.js → the repository root
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const main = path.join(root, 'dist', 'src', 'main.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `xmppd <args>` to completion, with `input` on its standard input. */
+function xmppd(args: string[], input = ''): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+/** A data directory and a configuration file for one test; both removed afterwards. */
+function workspace(t: ExecutionContext, yaml = ''): { dir: string; config: string; cli(...args: string[]): Promise<Run> } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cli-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'xmppd.yml');
+  fs.writeFileSync(config, yaml || `data_dir: ${JSON.stringify(dir)}\nlog:\n  level: silent\nhosts:\n  - domain: localhost\n`);
+  return { dir, config, cli: (...args) => xmppd(['--config', config, ...args]) };
+}
+
+/** Starts a server on the workspace's data directory (and so its SQLite file). */
+async function serverOn(t: ExecutionContext, dir: string): Promise<TestServer> {
+  const server = await startServer({ dataDir: dir });
+  t.teardown(() => server.stop());
+  return server;
+}
+
+/** Whether a login with this password is refused (SASL not-authorized). */
+async function loginRefused(server: TestServer, username: string, password: string): Promise<boolean> {
+  const xmpp = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: server.domain, username, password, resource: 'cli-test' });
+  xmpp.on('error', () => undefined);
+  try {
+    await xmpp.start();
+    return false;
+  } catch (err) {
+    return (err as { condition?: string }).condition === 'not-authorized';
+  } finally {
+    (xmpp as unknown as { reconnect?: { stop(): void } }).reconnect?.stop();
+    await xmpp.stop().catch(() => undefined);
+  }
+}
+
+test('an admin adds users; user list shows them', async (t) => {
+  const { cli } = workspace(t);
+
+  const added = await cli('user', 'add', 'alice@localhost', '--password', 'x');
+  t.is(added.code, 0, added.stderr);
+  t.is(added.stdout, 'created alice@localhost\n');
+  t.is((await cli('user', 'add', 'bob@localhost', '--password', 'y')).code, 0);
+
+  const list = await cli('user', 'list');
+  t.is(list.code, 0, list.stderr);
+  t.deepEqual(list.stdout.trim().split('\n'), ['alice@localhost', 'bob@localhost']);
+});
+
+test('user add reads the password from standard input when none is given', async (t) => {
+  const { dir, config } = workspace(t);
+
+  const added = await xmppd(['--config', config, 'user', 'add', 'carol@localhost'], 'from-stdin\n');
+  t.is(added.code, 0, added.stderr);
+
+  const server = await serverOn(t, dir);
+  const carol = await connect(server, 'carol', { password: 'from-stdin' });
+  t.is(carol.jid.split('/')[0], 'carol@localhost');
+  await carol.stop();
+});
+
+test('a user created with the CLI can log in', async (t) => {
+  const { dir, cli } = workspace(t);
+  t.is((await cli('user', 'add', 'alice@localhost', '--password', 'x')).code, 0);
+
+  const server = await serverOn(t, dir);
+
+  const alice = await connect(server, 'alice', { password: 'x' });
+  t.regex(alice.jid, /^alice@localhost\//);
+  await alice.stop();
+  t.true(await loginRefused(server, 'alice', 'not the password'));
+});
+
+test('user passwd changes the password: the old one stops working, the new one works', async (t) => {
+  const { dir, cli } = workspace(t);
+  t.is((await cli('user', 'add', 'alice@localhost', '--password', 'old secret')).code, 0);
+  const server = await serverOn(t, dir); // the server keeps running while the admin works
+
+  const changed = await cli('user', 'passwd', 'alice@localhost', '--password', 'new secret');
+  t.is(changed.code, 0, changed.stderr);
+  t.is(changed.stdout, 'password changed for alice@localhost\n');
+
+  t.true(await loginRefused(server, 'alice', 'old secret'));
+  const alice = await connect(server, 'alice', { password: 'new secret' });
+  await alice.stop();
+});
+
+test('user del removes the account: it is no longer listed and cannot log in', async (t) => {
+  const { dir, cli } = workspace(t);
+  t.is((await cli('user', 'add', 'alice@localhost', '--password', 'x')).code, 0);
+  t.is((await cli('user', 'add', 'bob@localhost', '--password', 'x')).code, 0);
+
+  const deleted = await cli('user', 'del', 'alice@localhost');
+  t.is(deleted.code, 0, deleted.stderr);
+  t.is(deleted.stdout, 'deleted alice@localhost\n');
+  t.is((await cli('user', 'list')).stdout, 'bob@localhost\n');
+
+  const server = await serverOn(t, dir);
+  t.true(await loginRefused(server, 'alice', 'x'));
+});
+
+test('the user commands refuse what they cannot do, with a message and a non-zero exit', async (t) => {
+  const { cli } = workspace(t);
+  t.is((await cli('user', 'add', 'alice@localhost', '--password', 'x')).code, 0);
+
+  const again = await cli('user', 'add', 'alice@localhost', '--password', 'x');
+  t.is(again.code, 1);
+  t.regex(again.stderr, /alice@localhost already exists/);
+
+  const otherHost = await cli('user', 'add', 'alice@example.org', '--password', 'x');
+  t.is(otherHost.code, 1);
+  t.regex(otherHost.stderr, /example\.org is not a host in this configuration/);
+
+  const notAnAccount = await cli('user', 'add', 'alice@localhost/phone', '--password', 'x');
+  t.is(notAnAccount.code, 1);
+  t.regex(notAnAccount.stderr, /is not an account address/);
+
+  const nobody = await cli('user', 'del', 'nobody@localhost');
+  t.is(nobody.code, 1);
+  t.regex(nobody.stderr, /no account nobody@localhost/);
+
+  const nobodyPasswd = await cli('user', 'passwd', 'nobody@localhost', '--password', 'x');
+  t.is(nobodyPasswd.code, 1);
+  t.regex(nobodyPasswd.stderr, /no account nobody@localhost/);
+});
+
+test('check reports an unknown option and a wrong type, each with file:line, and fails', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cli-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'broken.yml');
+  fs.writeFileSync(config, [
+    `data_dir: ${JSON.stringify(dir)}`, // 1
+    'hosts:', //                           2
+    '  - domain: localhost', //            3
+    '    registraton: open', //            4: a typo
+    'c2s:', //                             5
+    '  max_stanza_size: big', //           6: not a size
+  ].join('\n') + '\n');
+
+  const result = await xmppd(['--config', config, 'check']);
+
+  t.not(result.code, 0);
+  t.is(result.stdout, '');
+  const lines = result.stderr.trim().split('\n');
+  t.is(lines.length, 2, result.stderr);
+  t.true(lines[0]!.startsWith(`${config}:4:`), lines[0]);
+  t.regex(lines[0]!, /hosts\[0\]\.registraton: unknown option \(did you mean registration\?\)/);
+  t.true(lines[1]!.startsWith(`${config}:6:`), lines[1]);
+  t.regex(lines[1]!, /c2s\.max_stanza_size: .*"big"/);
+});
+
+test('check reports bad module options with file:line', async (t) => {
+  const { config } = workspace(t);
+  fs.appendFileSync(config, ['modules:', '  roster: {}', '  presence: {}', '  register:', '    min_password_length: six'].join('\n') + '\n');
+
+  const result = await xmppd(['--config', config, 'check']);
+
+  t.not(result.code, 0);
+  t.regex(result.stderr, new RegExp(`^${escape(config)}:10:\\d+: modules\\.register\\.min_password_length: expected a number`, 'm'));
+});
+
+// Bug in src/main.ts (check): problems in module sections are only looked for once the core
+// configuration is valid, so an admin fixing a file sees its mistakes in two rounds instead of
+// "all at once" as config/xmppd.example.yml promises.
+test.failing('check reports module problems in the same run as core problems', async (t) => {
+  const { config } = workspace(t);
+  fs.appendFileSync(config, ['c2s:', '  max_stanza_size: big', 'modules:', '  register:', '    min_password_length: six'].join('\n') + '\n');
+
+  const result = await xmppd(['--config', config, 'check']);
+
+  t.regex(result.stderr, /c2s\.max_stanza_size/);
+  t.regex(result.stderr, /modules\.register\.min_password_length/);
+});
+
+// Bug in src/main.ts (check): an unknown module is reported with the file name but no line.
+test.failing('check gives the line of an unknown module', async (t) => {
+  const { config } = workspace(t);
+  fs.appendFileSync(config, ['modules:', '  roster: {}', '  avatars: {}'].join('\n') + '\n');
+
+  const result = await xmppd(['--config', config, 'check']);
+
+  t.not(result.code, 0);
+  t.regex(result.stderr, new RegExp(`^${escape(config)}:8:\\d+: modules\\.avatars: unknown module`, 'm'));
+});
+
+test('check says OK for the example configuration', async (t) => {
+  const result = await xmppd(['--config', 'config/xmppd.example.yml', 'check']);
+
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stdout, 'config/xmppd.example.yml: OK\n');
+});
+
+test('check says OK for the development configuration', async (t) => {
+  const result = await xmppd(['--config', 'config/xmppd.yml', 'check']);
+
+  t.is(result.code, 0, result.stderr);
+  t.regex(result.stdout, /OK/);
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
