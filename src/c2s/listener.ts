@@ -47,15 +47,10 @@ export class C2SListeners {
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
+        if (listen.tls === 'direct') socket = this.directTls(socket);
         this.streams.add(new C2SStream(this.server, socket, this.settings, listen.tls === 'direct', forget));
       };
-      const netServer =
-        listen.tls === 'direct'
-          ? tls.createServer({ ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] }, accept)
-          : net.createServer(accept);
-      netServer.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
-        this.server.log.debug({ err: err.message, address: socket.remoteAddress }, 'TLS handshake failed');
-      });
+      const netServer = net.createServer(accept);
       await new Promise<void>((resolve, reject) => {
         netServer.once('error', reject);
         netServer.listen({ host: listen.host, port: listen.port, backlog: 1024 }, () => {
@@ -68,6 +63,17 @@ export class C2SListeners {
     }
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
+  }
+
+  /**
+   * XEP-0368: TLS from the first byte. We wrap the socket ourselves rather than use
+   * tls.createServer, which ignores a `secureContext` option: a client that sends no SNI (one
+   * connecting by IP address) would get a context without a certificate and fail the handshake,
+   * instead of getting the first host's certificate as STARTTLS gives it.
+   */
+  private directTls(socket: net.Socket): tls.TLSSocket {
+    // handshake errors reach the stream's socket 'error' handler, which logs them
+    return new tls.TLSSocket(socket, { isServer: true, ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] });
   }
 
   addresses(): C2SListen[] {
