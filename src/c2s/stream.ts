@@ -379,8 +379,10 @@ export class C2SStream implements Session {
         const children = stanza.getChildElements();
         if (children.length !== 1) return this.reject(stanza, new StanzaError('bad-request', 'An IQ get or set carries exactly one payload'));
         const payload = children[0]!;
-        if (to === null && type === 'set' && payload.attrs.xmlns === NS_SESSION) return this.send(iqResult(stanza));
-        if (to === null && type === 'set' && payload.attrs.xmlns === NS_BIND) return this.reject(stanza, new StanzaError('not-allowed', 'Already bound'));
+        // RFC 3921 §3 addresses the session IQ to the server; most clients leave 'to' out
+        const toServer = to === null || (to.local === '' && to.resource === '' && to.domain === this.host);
+        if (toServer && type === 'set' && payload.attrs.xmlns === NS_SESSION) return this.send(iqResult(stanza));
+        if (toServer && type === 'set' && payload.attrs.xmlns === NS_BIND) return this.reject(stanza, new StanzaError('not-allowed', 'Already bound'));
       } else if (attrs.id.startsWith(PING_ID_PREFIX)) {
         return; // the answer to our keepalive ping: receiving it was the point
       }
