@@ -3,7 +3,10 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { Command } from 'commander';
-import { ConfigError, formatProblems, loadConfig, type ConfigProblem } from './config/load.js';
+import {
+  ConfigError, formatProblems, loadConfig, loadConfigFile, problemAt, sectionAt, validateCoreConfig, validateSection,
+  type ConfigPath, type ConfigProblem, type ConfigSource,
+} from './config/load.js';
 import type { CoreConfig } from './config/schema.js';
 import { createLogger, createServer, packageVersion, serverSettings } from './app.js';
 import { AccountExistsError, AccountStore, accountMigrations } from './core/accounts.js';
@@ -56,26 +59,34 @@ async function start(file: string): Promise<void> {
 
 /** Everything `check` finds wrong, with file and line where the config says it. */
 function check(file: string): ConfigProblem[] {
-  let loaded: { config: CoreConfig; source: import('./config/load.js').ConfigSource };
+  let source: ConfigSource;
   try {
-    loaded = loadConfig(file);
+    source = loadConfigFile(file);
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
   }
-  const { config, source } = loaded;
+  let config: CoreConfig;
+  try {
+    config = validateCoreConfig(source);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    // the core is broken, but the module sections can still be checked on their own
+    return [...err.problems, ...checkModuleSections(source)];
+  }
   const problems: ConfigProblem[] = [];
   const settings = serverSettings(config, source);
   config.hosts.forEach((host, index) => {
     const modules = settings.hosts[index]!.modules;
+    const where = (name: string): ConfigPath => (name in host.modules ? ['hosts', index, 'modules', name] : ['modules', name]);
     for (const name of modules) {
       const definition = moduleRegistry.get(name);
       if (definition === undefined) {
-        problems.push({ file, path: `modules.${name}`, message: `unknown module (known: ${[...moduleRegistry.keys()].join(', ')})` });
+        problems.push(problemAt(source, where(name), `unknown module (known: ${[...moduleRegistry.keys()].join(', ')})`, 'key'));
         continue;
       }
       for (const dependency of definition.dependencies ?? []) {
-        if (!modules.includes(dependency)) problems.push({ file, path: `modules.${name}`, message: `needs module ${dependency}, which is not enabled on ${host.domain}` });
+        if (!modules.includes(dependency)) problems.push(problemAt(source, where(name), `needs module ${dependency}, which is not enabled on ${host.domain}`, 'key'));
       }
       if (definition.options) {
         try {
@@ -88,12 +99,38 @@ function check(file: string): ConfigProblem[] {
     }
     if (host.tls) {
       const info = loadCertificateInfo(host.tls.cert, host.tls.key);
-      for (const problem of info.problems) problems.push({ file, path: `hosts[${index}].tls`, message: problem });
+      for (const problem of info.problems) problems.push(problemAt(source, ['hosts', index, 'tls'], problem, 'key'));
       if (info.problems.length === 0 && !certificateCoversHost(info.subjectNames, host.domain)) {
-        problems.push({ file, path: `hosts[${index}].tls.cert`, message: `certificate names ${info.subjectNames.join(', ')}, not ${host.domain}` });
+        problems.push(problemAt(source, ['hosts', index, 'tls', 'cert'], `certificate names ${info.subjectNames.join(', ')}, not ${host.domain}`, 'value'));
       }
     }
   });
+  // one problem per place, even when several hosts share the section it comes from
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.line}:${p.column}:${p.path}:${p.message}`;
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
+}
+
+/** The top-level `modules:` entries checked without a valid core config. */
+function checkModuleSections(source: ConfigSource): ConfigProblem[] {
+  const section = sectionAt(source, ['modules']);
+  if (section === null || typeof section !== 'object' || Array.isArray(section)) return [];
+  const problems: ConfigProblem[] = [];
+  for (const [name, value] of Object.entries(section)) {
+    const definition = moduleRegistry.get(name);
+    if (definition === undefined) {
+      problems.push(problemAt(source, ['modules', name], `unknown module (known: ${[...moduleRegistry.keys()].join(', ')})`, 'key'));
+    } else if (definition.options && value !== null && typeof value === 'object') {
+      try {
+        validateSection(source, ['modules', name], definition.options);
+      } catch (err) {
+        if (err instanceof ConfigError) problems.push(...err.problems);
+        else throw err;
+      }
+    }
+  }
   return problems;
 }
 

@@ -225,7 +225,7 @@ function validateMapped<T>(
   throw new ConfigError(problems);
 }
 
-function problemAt(source: ConfigSource, configPath: ConfigPath, message: string, point: 'key' | 'value'): ConfigProblem {
+export function problemAt(source: ConfigSource, configPath: ConfigPath, message: string, point: 'key' | 'value'): ConfigProblem {
   const offset = locate(source, configPath, point);
   const pos = offset === undefined ? undefined : source.lineCounter?.linePos(offset);
   return { file: source.file, line: pos?.line, column: pos?.col, path: formatPath(configPath), message };

@@ -40,11 +40,15 @@ interface AccountRow {
 
 export class AccountExistsError extends Error {}
 
-/** Bounded memo of which accounts exist, so routing to an offline account is not a query per stanza. */
+/**
+ * Bounded memo of accounts known to exist, so routing to an offline account is not a query per
+ * stanza. Only "exists" is remembered: an account created by the CLI while the server runs must
+ * not be taken for missing. (A CLI deletion is seen at the next login, which fails.)
+ */
 const EXISTENCE_CACHE_LIMIT = 50_000;
 
 export class AccountStore {
-  private readonly existence = new Map<string, boolean>();
+  private readonly existence = new Map<string, true>();
 
   constructor(
     private readonly db: Knex,
@@ -52,8 +56,10 @@ export class AccountStore {
   ) {}
 
   private remember(host: string, username: string, exists: boolean): void {
+    const key = `${username}@${host}`;
+    if (!exists) return void this.existence.delete(key);
     if (this.existence.size >= EXISTENCE_CACHE_LIMIT) this.existence.clear();
-    this.existence.set(`${username}@${host}`, exists);
+    this.existence.set(key, true);
   }
 
   async create(host: string, username: string, password: string): Promise<void> {

@@ -192,10 +192,7 @@ test('check reports bad module options with file:line', async (t) => {
   t.regex(result.stderr, new RegExp(`^${escape(config)}:10:\\d+: modules\\.register\\.min_password_length: expected a number`, 'm'));
 });
 
-// Bug in src/main.ts (check): problems in module sections are only looked for once the core
-// configuration is valid, so an admin fixing a file sees its mistakes in two rounds instead of
-// "all at once" as config/xmppd.example.yml promises.
-test.failing('check reports module problems in the same run as core problems', async (t) => {
+test('check reports module problems in the same run as core problems', async (t) => {
   const { config } = workspace(t);
   fs.appendFileSync(config, ['c2s:', '  max_stanza_size: big', 'modules:', '  register:', '    min_password_length: six'].join('\n') + '\n');
 
@@ -205,8 +202,7 @@ test.failing('check reports module problems in the same run as core problems', a
   t.regex(result.stderr, /modules\.register\.min_password_length/);
 });
 
-// Bug in src/main.ts (check): an unknown module is reported with the file name but no line.
-test.failing('check gives the line of an unknown module', async (t) => {
+test('check gives the line of an unknown module', async (t) => {
   const { config } = workspace(t);
   fs.appendFileSync(config, ['modules:', '  roster: {}', '  avatars: {}'].join('\n') + '\n');
 

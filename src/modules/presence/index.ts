@@ -132,7 +132,11 @@ export default defineModule({
         if (!exists) return;
         roster.store.withRoster(e.to.local, (r) => {
           const item = r.items.get(prober);
-          if (!item || (item.subscription !== 'from' && item.subscription !== 'both')) return; // not entitled
+          if (!item || (item.subscription !== 'from' && item.subscription !== 'both')) {
+            // §4.3.2: not entitled to our presence; say so without revealing it
+            m.route(new Element('presence', { type: 'unsubscribed', from: e.to.bare, to: prober }));
+            return;
+          }
           answerProbe(e.to.bare, replyTo);
         }).catch((err: unknown) => m.log.error({ err }, 'probe failed'));
       });
