@@ -56,7 +56,12 @@ export async function connect(server: TestServer, username: string, options: Con
     }
   });
   xmpp.on('error', () => undefined);
-  await xmpp.start();
+  try {
+    await xmpp.start();
+  } catch (err) {
+    await xmpp.stop().catch(() => undefined); // or @xmpp/client keeps reconnecting and retrying
+    throw err;
+  }
   return {
     xmpp,
     jid: xmpp.jid!.toString(),

@@ -212,10 +212,8 @@ test('after 3 failed logins from one address, even the right password gets tempo
 // --- the account after login (XEP-0077 §3.2, §3.3) ---------------------------------------------
 
 // XEP-0077 §3.3 addresses the password change to the server (to='shakespeare.lit'), and that is
-// what clients send (Conversations, Gajim). The register module only answers IQs addressed to the
-// account itself (target 'account'), so this one bounces with service-unavailable.
-// Bug in src/modules/register (outside this test's remit): the handler should also be a 'host' one.
-test.failing('Erin changes her password with an IQ to the server, as XEP-0077 §3.3 shows', async (t) => {
+// what clients send (Conversations, Gajim).
+test('Erin changes her password with an IQ to the server, as XEP-0077 §3.3 shows', async (t) => {
   const erin = await connect(server, 'erin', { resource: 'old' });
   t.teardown(() => erin.stop());
   const reply = await erin.request(

@@ -3,7 +3,7 @@
 import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import { AccountExistsError } from '../../core/accounts.js';
-import { normalizeUsername } from '../../core/jid.js';
+import { normalizeUsername, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import type { UnauthenticatedIqEvent, StreamFeaturesEvent } from '../../c2s/stream.js';
@@ -93,18 +93,25 @@ export default defineModule({
       m.host.events.fire('account/created', { username, host: m.host });
     }
 
-    // XEP-0077 §3.2-3.3: a logged-in user asks about, changes or removes their account
-    m.iq('get', NS_REGISTER, ({ from, to }) => {
-      if (from.bare !== to.bare) throw new StanzaError('forbidden');
+    // XEP-0077 §3.2-3.3: a logged-in user asks about, changes or removes their account. Clients
+    // address these to the server (to='<domain>') or send them without 'to' (their own account);
+    // either way they concern the sender's own account, and nobody else's.
+    const ownAccount = ({ from, to }: { from: Jid; to: Jid }) => {
+      if (from.domain !== m.host.domain || from.local === '' || (to.local !== '' && to.bare !== from.bare)) throw new StanzaError('forbidden');
+    };
+    m.iq('get', NS_REGISTER, (request) => {
+      ownAccount(request);
+      const { from } = request;
       const query = new Element('query', { xmlns: NS_REGISTER });
       query.c('registered');
       query.c('username').t(from.local);
       query.c('password');
       return query;
-    }, 'account');
+    }, 'both');
 
-    m.iq('set', NS_REGISTER, async ({ payload, from, to }) => {
-      if (from.bare !== to.bare) throw new StanzaError('forbidden');
+    m.iq('set', NS_REGISTER, async (request) => {
+      ownAccount(request);
+      const { payload, from } = request;
       if (payload.getChild('remove') !== undefined) {
         await m.server.accounts.delete(m.host.domain, from.local);
         m.log.info({ account: from.bare }, 'account removed by its owner');
@@ -123,6 +130,6 @@ export default defineModule({
       await m.server.accounts.setPassword(m.host.domain, from.local, password);
       m.log.info({ account: from.bare }, 'password changed');
       return null;
-    }, 'account');
+    }, 'both');
   },
 });
