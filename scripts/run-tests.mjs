@@ -13,7 +13,8 @@ for (const stream of [child.stdout, child.stderr]) {
 }
 child.on('close', (code) => {
   const count = (re) => { const m = output.match(re); return m ? Number(m[1]) : 0; };
-  const passed = count(/(\d+) tests? passed/);
+  // ava prints "N tests passed" only when nothing failed; otherwise count the verbose ✔ lines
+  const passed = count(/(\d+) tests? passed/) || (output.match(/^\s*✔/gm) ?? []).length;
   let failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
   failed += count(/(\d+) tests? timed out/) ;
   if (code !== 0 && failed === 0) failed = 1; // a crash or a runner error still counts as a failure

@@ -46,6 +46,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       pingTimeout: c2s.ping_timeout,
       whitespaceKeepalive: c2s.whitespace_keepalive,
       authThrottle: { perIp: c2s.auth_throttle.per_ip, perAccount: c2s.auth_throttle.per_account },
+      resumeTimeout: c2s.resume_timeout ?? 0,
     },
     moduleOptions<T>(domain: string, module: string, schema: z.ZodType<T>): T {
       const index = config.hosts.findIndex((h) => h.domain === domain);

@@ -5,6 +5,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Server } from '../core/server.js';
 import { C2SStream } from './stream.js';
+import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
 import type { ThrottleLimit } from './sasl/throttle.js';
 
@@ -27,6 +28,8 @@ export interface C2SSettings {
   /** seconds of our silence before a whitespace keepalive, or null */
   whitespaceKeepalive: number | null;
   authThrottle: { perIp: ThrottleLimit; perAccount: ThrottleLimit };
+  /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
+  resumeTimeout: number;
 }
 
 const SWEEP_INTERVAL_MS = 5000;
@@ -34,6 +37,8 @@ const SWEEP_INTERVAL_MS = 5000;
 export class C2SListeners {
   private readonly servers: Array<{ server: net.Server; listen: C2SListen }> = [];
   private readonly streams = new Set<C2SStream>();
+  /** Sessions that may be resumed (XEP-0198), by resumption id. */
+  readonly resumable = new Map<string, ClientSession>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -43,12 +48,11 @@ export class C2SListeners {
 
   async listen(): Promise<void> {
     startClock();
-    const forget = (stream: C2SStream) => this.streams.delete(stream);
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
         if (listen.tls === 'direct') socket = this.directTls(socket);
-        this.streams.add(new C2SStream(this.server, socket, this.settings, listen.tls === 'direct', forget));
+        this.streams.add(new C2SStream(this.server, socket, this.settings, listen.tls === 'direct', this));
       };
       const netServer = net.createServer(accept);
       await new Promise<void>((resolve, reject) => {
@@ -76,6 +80,10 @@ export class C2SListeners {
     return new tls.TLSSocket(socket, { isServer: true, ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] });
   }
 
+  forget(stream: C2SStream): void {
+    this.streams.delete(stream);
+  }
+
   addresses(): C2SListen[] {
     return this.servers.map(({ server, listen }) => {
       const address = server.address() as net.AddressInfo;
@@ -99,7 +107,7 @@ export class C2SListeners {
         if (stream.pingSentAt !== 0) {
           if (stream.lastReceived >= stream.pingSentAt) stream.pingSentAt = 0;
           else if (now - stream.pingSentAt > pingTimeout * 1000) {
-            stream.close('connection-timeout', 'No answer to ping');
+            stream.close('connection-timeout', 'No answer to ping', true); // a dead link: resumable
             continue;
           }
         } else if (now - stream.lastReceived > pingInterval * 1000) {
@@ -117,6 +125,8 @@ export class C2SListeners {
     const closing = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.streams]) stream.close('system-shutdown', 'The server is shutting down');
     this.streams.clear();
+    for (const session of [...this.resumable.values()]) session.end('server shutdown');
+    this.resumable.clear();
     await Promise.all(closing);
     stopClock();
   }

@@ -1,13 +1,14 @@
 // One client connection (RFC 6120): stream headers and features, STARTTLS, SASL, resource
-// binding, then stanzas handed to the server with `from` stamped. It is also the `Session` the
-// router delivers to. Writes are batched: everything sent to a connection during one turn of the
-// event loop goes out in a single socket write (see flushAll).
+// binding, then stanzas handed to the server with `from` stamped. The bound session
+// (ClientSession) is what the router delivers to; it can outlive this connection and be resumed
+// on another one (XEP-0198). Writes are batched: everything sent to a connection during one turn
+// of the event loop goes out in a single socket write (see flushAll).
 import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import Element from 'ltx/lib/Element.js';
 import type { Server } from '../core/server.js';
-import type { Session } from '../core/sessions.js';
+import type { DeliveryTracker } from '../core/sessions.js';
 import { Jid, normalizeResource, parseJid } from '../core/jid.js';
 import {
   NS_CLIENT, NS_STREAMS, StanzaError, errorReply, iqResult, streamErrorXml,
@@ -17,8 +18,11 @@ import { firstElement } from '../core/router.js';
 import { StreamParser, type ParseErrorCondition } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
 import { SaslNegotiation } from './sasl/negotiation.js';
-import type { C2SSettings } from './listener.js';
+import type { C2SListeners, C2SSettings } from './listener.js';
 import { clock } from './clock.js';
+import { ClientSession } from './session.js';
+import { NS_SM, StreamManagement } from './sm.js';
+import { NS_CSI } from './csi.js';
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -26,6 +30,7 @@ const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
 const NS_LIMITS = 'urn:xmpp:stream-limits:0';
 const NS_PING = 'urn:xmpp:ping';
+const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const PING_ID_PREFIX = 'xmppd-ping-';
 
 /** Past this much unsent output a connection is a slow reader we stop buffering for. */
@@ -63,43 +68,47 @@ function flushAll(): void {
   for (let i = 0; i < streams.length; i++) streams[i]!.flush();
 }
 
-export class C2SStream implements Session {
+export class C2SStream {
   state: StreamState = 'connected';
   secure: boolean;
   /** The virtual host named in the stream header. */
   host = '';
-  jid!: Jid;
   username = '';
+  /** The bound (or resumed) session, once there is one. */
+  session: ClientSession | null = null;
   readonly remoteAddress: string;
   readonly openedAt = clock.now;
   lastReceived = clock.now;
   lastSent = clock.now;
   pingSentAt = 0;
-  priority = 0;
-  available = false;
-  presence: Element | null = null;
-  interested = false;
-  directedPresence: Set<string> | null = null;
 
   private socket: net.Socket;
   private readonly parser: StreamParser;
   private streamId = '';
   private headerSent = false;
   private output = '';
+  /** Told once this batch of output has been handed to the operating system (no-SM delivery). */
+  private trackers: DeliveryTracker[] | null = null;
   private sasl: SaslNegotiation | null = null;
+  /** We are closing on purpose: the session ends rather than waits for resumption. */
+  private endsSession = false;
 
   constructor(
     readonly server: Server,
     socket: net.Socket,
     private readonly settings: C2SSettings,
     directTls: boolean,
-    private readonly onGone: (stream: C2SStream) => void,
+    private readonly listeners: C2SListeners,
   ) {
     this.socket = socket;
     this.secure = directTls;
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
     this.parser = new StreamParser(this, settings.maxStanzaSize);
     this.attach(socket);
+  }
+
+  get jid(): Jid | undefined {
+    return this.session?.jid;
   }
 
   private attach(socket: net.Socket): void {
@@ -116,18 +125,16 @@ export class C2SStream implements Session {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.server.log.debug({ err: err.message, address: this.remoteAddress }, 'client socket error');
     });
-    socket.on('close', () => this.closed('connection closed'));
+    socket.on('close', () => this.closed('connection lost'));
     socket.on('end', () => this.close());
   }
 
-  // --- Session -----------------------------------------------------------------------------
+  // --- output ------------------------------------------------------------------------------
 
-  send(stanza: Element): void {
-    this.sendSerialized(serialize(stanza));
-  }
-
-  sendSerialized(xml: string): void {
-    if (this.state === 'closed') return;
+  /** Queue XML for this connection; it goes out with everything else written in this event-loop turn. */
+  write(xml: string, tracker?: DeliveryTracker): void {
+    if (this.state === 'closed') return tracker?.undelivered();
+    if (tracker !== undefined) (this.trackers ??= []).push(tracker);
     if (this.output.length === 0) {
       this.output = xml;
       dirty.push(this);
@@ -140,28 +147,50 @@ export class C2SStream implements Session {
     }
   }
 
+  private send(stanza: Element): void {
+    this.write(serialize(stanza));
+  }
+
   flush(): void {
     if (this.output.length === 0) return;
-    const out = this.output;
+    let out = this.output;
     this.output = '';
+    const sm = this.session?.sm;
+    // XEP-0198 §4: ask for an ack once per batch while stanzas are unacknowledged
+    if (sm && this.state === 'bound' && !sm.ackRequested && sm.unackedCount > 0) {
+      out += `<r xmlns='${NS_SM}'/>`;
+      sm.ackRequested = true;
+    }
     this.lastSent = clock.now;
-    this.socket.write(out);
+    const trackers = this.trackers;
+    this.trackers = null;
+    if (trackers === null) this.socket.write(out);
+    else {
+      this.socket.write(out, (err) => {
+        for (const tracker of trackers) err ? tracker.undelivered() : tracker.delivered();
+      });
+    }
     if (this.socket.writableLength > MAX_PENDING_OUTPUT) {
       this.server.log.warn({ jid: this.jid?.toString(), address: this.remoteAddress }, 'client is not reading; closing');
       this.close('policy-violation', 'Too much unread data');
     }
   }
 
-  /** Closes the stream, with a stream error first when `condition` is given (RFC 6120 §4.4, §4.9). */
-  close(condition?: StreamErrorCondition, text?: string): void {
+  /**
+   * Closes the stream, with a stream error first when `condition` is given (RFC 6120 §4.4, §4.9).
+   * The session ends with it, unless `resumable` and the client enabled resumption (a dead
+   * connection found by a ping timeout is like a lost one).
+   */
+  close(condition?: StreamErrorCondition, text?: string, resumable = false): void {
     if (this.state === 'closed') return;
     if (condition !== undefined) {
       this.server.log.info({ condition, text, jid: this.jid?.toString(), address: this.remoteAddress }, 'closing client stream with an error');
     }
+    if (!resumable) this.endsSession = true;
     let out = this.headerSent ? '' : this.header();
     if (condition !== undefined) out += streamErrorXml(condition, text);
     out += '</stream:stream>';
-    this.sendSerialized(out);
+    this.write(out);
     this.flush();
     this.closed(condition ?? 'closed');
     this.socket.end();
@@ -169,14 +198,26 @@ export class C2SStream implements Session {
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
 
+  /** Another connection resumed our session: close this one without touching the session. */
+  detach(text: string): void {
+    this.session = null;
+    this.close('conflict', text);
+  }
+
   /** Bookkeeping once the stream is over, whoever ended it. */
   private closed(reason: string): void {
     if (this.state === 'closed') return;
-    const wasBound = this.state === 'bound';
     this.state = 'closed';
     this.output = '';
-    this.onGone(this);
-    if (wasBound) this.server.sessionClosed(this, reason);
+    const trackers = this.trackers;
+    this.trackers = null;
+    for (const tracker of trackers ?? []) tracker.undelivered();
+    this.listeners.forget(this);
+    const session = this.session;
+    if (session === null) return;
+    this.session = null;
+    if (this.endsSession) session.end(reason);
+    else session.connectionLost(reason, this.settings.resumeTimeout);
   }
 
   // --- parser callbacks --------------------------------------------------------------------
@@ -198,11 +239,11 @@ export class C2SStream implements Session {
     // RFC 6120 §4.7.5: no version means a pre-1.0 entity, which we do not speak
     const major = Number((attrs.version ?? '0').split('.')[0]);
     if (!(major >= 1)) return this.close('unsupported-version', 'XMPP 1.0 is required');
-    this.sendSerialized(this.header() + this.features());
+    this.write(this.header() + this.features());
   }
 
   onStreamEnd(): void {
-    this.close();
+    this.close(); // the client said goodbye: no resumption (XEP-0198 §5)
   }
 
   onParseError(condition: ParseErrorCondition, text: string): void {
@@ -225,6 +266,10 @@ export class C2SStream implements Session {
     }
     if (this.state === 'connected' && isStanza && name === 'iq') return this.unauthenticatedIq(element);
     if (this.state === 'authenticated' && isStanza && name === 'iq') return this.bindingIq(element);
+    if (this.state === 'authenticated' && xmlns === NS_SM && name === 'resume') return this.resume(element);
+    if (this.state === 'authenticated' && xmlns === NS_SM && name === 'enable') {
+      return this.write(smFailed('unexpected-request', 'Bind a resource before enabling stream management'));
+    }
     // RFC 6120 §6.4 / §7.1: nothing else before authentication and binding
     this.close('not-authorized', 'Authenticate and bind a resource first');
   }
@@ -258,7 +303,7 @@ export class C2SStream implements Session {
         features += event.features.join('') + limits;
       }
     } else {
-      features += `<bind xmlns='${NS_BIND}'/><session xmlns='${NS_SESSION}'><optional/></session>`;
+      features += `<bind xmlns='${NS_BIND}'/><session xmlns='${NS_SESSION}'><optional/></session><sm xmlns='${NS_SM}'/><csi xmlns='${NS_CSI}'/>`;
       const event: StreamFeaturesEvent = { stream: this, stage: 'post-auth', features: [] };
       host.events.fire('c2s/features', event);
       features += event.features.join('') + limits;
@@ -293,14 +338,14 @@ export class C2SStream implements Session {
     if (this.state !== 'connected') return this.close('policy-violation', 'Already authenticated');
     if (!this.secure && this.settings.requireEncryption) {
       // RFC 6120 §6.4.1 / our default: no authentication in the clear
-      this.sendSerialized(`<failure xmlns='${NS_SASL}'><encryption-required/></failure>`);
+      this.write(`<failure xmlns='${NS_SASL}'><encryption-required/></failure>`);
       return;
     }
     this.sasl ??= new SaslNegotiation(this.server, this.host, this.remoteAddress, this.secure);
     this.sasl.handle(element).then(
       (outcome) => {
         if (this.state === 'closed') return;
-        this.sendSerialized(outcome.reply);
+        this.write(outcome.reply);
         if (outcome.username !== undefined) {
           this.username = outcome.username;
           this.state = 'authenticated';
@@ -312,7 +357,7 @@ export class C2SStream implements Session {
       },
       (err: unknown) => {
         this.server.log.error({ err }, 'SASL negotiation failed unexpectedly');
-        this.sendSerialized(`<failure xmlns='${NS_SASL}'><temporary-auth-failure/></failure>`);
+        this.write(`<failure xmlns='${NS_SASL}'><temporary-auth-failure/></failure>`);
         this.sasl = null;
       },
     );
@@ -338,11 +383,12 @@ export class C2SStream implements Session {
         resource = normalizeResource(requested);
         if (resource === null) return this.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));
       }
-      this.jid = new Jid(this.username, this.host, resource);
+      const session = new ClientSession(this.server, this, new Jid(this.username, this.host, resource));
+      this.session = session;
       this.state = 'bound';
-      this.server.sessionBound(this);
+      this.server.sessionBound(session);
       const bind = new Element('bind', { xmlns: NS_BIND });
-      bind.c('jid').t(this.jid.toString());
+      bind.c('jid').t(session.jid.toString());
       this.send(iqResult(iq, bind));
       return;
     }
@@ -355,16 +401,25 @@ export class C2SStream implements Session {
   // --- bound session -----------------------------------------------------------------------
 
   private clientStanza(stanza: Element): void {
+    const session = this.session!;
+    const jid = session.jid;
     const attrs = stanza.attrs;
     // RFC 6120 §8.1.2.1: the server stamps 'from'; a client may only claim its own address
     const claimed = attrs.from;
-    if (claimed !== undefined && claimed !== this.jid.toString() && claimed !== this.jid.bare) {
+    if (claimed !== undefined && claimed !== jid.toString() && claimed !== jid.bare) {
       const parsed = parseJid(claimed);
-      if (parsed === null || parsed.bare !== this.jid.bare || (parsed.resource !== '' && parsed.resource !== this.jid.resource)) {
+      if (parsed === null || parsed.bare !== jid.bare || (parsed.resource !== '' && parsed.resource !== jid.resource)) {
         return this.close('invalid-from', `${claimed} is not your address`);
       }
     }
-    attrs.from = this.jid.toString();
+    attrs.from = jid.toString();
+    const handling = this.handleClientStanza(stanza, session);
+    // XEP-0198: count it; when it is accepted only once stored, acks wait for that
+    session.sm?.inbound(handling instanceof Promise ? handling : undefined);
+  }
+
+  private handleClientStanza(stanza: Element, session: ClientSession): unknown {
+    const attrs = stanza.attrs;
     let to: Jid | null = null;
     if (attrs.to !== undefined) {
       to = parseJid(attrs.to);
@@ -381,37 +436,113 @@ export class C2SStream implements Session {
         const payload = children[0]!;
         // RFC 3921 §3 addresses the session IQ to the server; most clients leave 'to' out
         const toServer = to === null || (to.local === '' && to.resource === '' && to.domain === this.host);
-        if (toServer && type === 'set' && payload.attrs.xmlns === NS_SESSION) return this.send(iqResult(stanza));
+        if (toServer && type === 'set' && payload.attrs.xmlns === NS_SESSION) return session.send(iqResult(stanza));
         if (toServer && type === 'set' && payload.attrs.xmlns === NS_BIND) return this.reject(stanza, new StanzaError('not-allowed', 'Already bound'));
       } else if (attrs.id.startsWith(PING_ID_PREFIX)) {
         return; // the answer to our keepalive ping: receiving it was the point
       }
+    } else if (!session.inactive) {
+      session.lastActivity = Date.now(); // XEP-0012: what the user does, not keepalives or IQs
     }
-    this.server.processFromClient(stanza, this, to);
+    return this.server.processFromClient(stanza, session, to);
   }
 
   private reject(stanza: Element, error: StanzaError): void {
     if (stanza.attrs.type === 'error') return;
+    const jid = this.session!.jid;
     const reply = errorReply(stanza, error);
-    reply.attrs.from = stanza.attrs.to ?? this.jid.bare;
-    reply.attrs.to = this.jid.toString();
-    this.send(reply);
+    reply.attrs.from = stanza.attrs.to ?? jid.bare;
+    reply.attrs.to = jid.toString();
+    this.session!.send(reply);
   }
 
+  /** Top-level elements that are not stanzas: stream management, client state, then modules'. */
   private nonza(element: Element): void {
+    const xmlns = element.attrs.xmlns;
+    if (xmlns === NS_SM) return this.streamManagement(element);
+    if (xmlns === NS_CSI && (element.name === 'active' || element.name === 'inactive')) {
+      return this.session!.setInactive(element.name === 'inactive');
+    }
     const host = this.server.hosts.get(this.host)!;
     if (host.events.fire(`c2s/nonza`, { element, stream: this } satisfies NonzaEvent) === undefined) {
       this.close('unsupported-stanza-type', `<${element.name}/> is not understood here`);
     }
   }
 
+  /** XEP-0198 on a bound stream: enable, ack requests and acks. */
+  private streamManagement(element: Element): void {
+    const session = this.session!;
+    const sm = session.sm;
+    switch (element.name) {
+      case 'enable': {
+        if (sm !== null) return this.write(smFailed('unexpected-request', 'Stream management is already enabled'));
+        const wantsResume = element.attrs.resume === 'true' || element.attrs.resume === '1';
+        const resumable = wantsResume && this.settings.resumeTimeout > 0;
+        session.sm = new StreamManagement(resumable);
+        if (resumable) {
+          const { id } = session.sm;
+          this.listeners.resumable.set(id, session);
+          session.onEnded = () => this.listeners.resumable.delete(id);
+        }
+        const resume = resumable ? ` resume='true' max='${this.settings.resumeTimeout}'` : '';
+        return this.write(`<enabled xmlns='${NS_SM}' id='${session.sm.id}'${resume}/>`);
+      }
+      case 'r':
+        if (sm === null) return;
+        return sm.whenHandled((h) => this.write(`<a xmlns='${NS_SM}' h='${h}'/>`));
+      case 'a': {
+        if (sm === null) return;
+        const h = Number(element.attrs.h);
+        if (!Number.isInteger(h) || h < 0 || !sm.acknowledge(h)) {
+          // XEP-0198 §4: acknowledging more than was sent is a fatal error
+          return this.close('undefined-condition', `The acknowledged count ${element.attrs.h} is higher than the ${sm.unackedCount} stanzas awaiting an ack`);
+        }
+        return;
+      }
+      default:
+        return this.write(smFailed('unexpected-request', `<${element.name}/> is not expected now`));
+    }
+  }
+
+  /** XEP-0198 §5: take over a session that lost its connection, before binding. */
+  private resume(element: Element): void {
+    const previd = element.attrs.previd ?? '';
+    const session = this.listeners.resumable.get(previd);
+    const account = `${this.username}@${this.host}`;
+    if (session === undefined || session.ended || session.jid.bare !== account || session.sm === null) {
+      // unknown, expired, someone else's, or held by another node: bind afresh (§5)
+      return this.write(smFailed('item-not-found', 'No such session to resume; bind a new one'));
+    }
+    const sm = session.sm;
+    const h = Number(element.attrs.h);
+    if (!Number.isInteger(h) || h < 0 || !sm.acknowledge(h)) {
+      return this.close('undefined-condition', 'The acknowledged count is higher than what was sent');
+    }
+    session.resumeOn(this);
+    this.session = session;
+    this.state = 'bound';
+    sm.ackRequested = false;
+    this.server.log.debug({ jid: session.jid.toString() }, 'session resumed');
+    this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
+    // §5: everything the client has not acknowledged is sent again, in order
+    for (const entry of sm.unacked()) this.write(entry.xml);
+  }
+
   /** XEP-0199 §4.1: a server-to-client ping, used to find dead connections. */
   sendPing(): void {
+    const session = this.session;
+    if (session === null) return;
     this.pingSentAt = clock.now;
-    this.sendSerialized(`<iq type='get' id='${PING_ID_PREFIX}${clock.now}' from='${this.host}' to='${this.jid.toString()}'><ping xmlns='${NS_PING}'/></iq>`);
+    const ping = new Element('iq', { type: 'get', id: `${PING_ID_PREFIX}${clock.now}`, from: this.host, to: session.jid.toString() });
+    ping.c('ping', { xmlns: NS_PING });
+    session.send(ping);
   }
 
   sendWhitespace(): void {
-    if (this.output.length === 0) this.sendSerialized(' ');
+    if (this.output.length === 0) this.write(' ');
   }
+}
+
+function smFailed(condition: string, text: string): string {
+  return `<failed xmlns='${NS_SM}'><${condition} xmlns='${NS_STANZAS}'/><text xmlns='${NS_STANZAS}'>${text}</text></failed>`;
 }

@@ -111,6 +111,8 @@ const c2sSchema = z.strictObject({
   ping_interval: durationOrNever().prefault('5m'),
   ping_timeout: duration().prefault('60s'),
   whitespace_keepalive: durationOrNever().prefault('never'),
+  /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
+  resume_timeout: durationOrNever().prefault('5m'),
   auth_throttle: section(
     z.strictObject({
       per_ip: section(throttleSchema(10).prefault({})),

@@ -71,7 +71,7 @@ export class Router {
   }
 
   /** Like route() when the addresses are already parsed (the client stream did it): no second parse. */
-  routeAddressed(stanza: Element, from: Jid, to: Jid, session?: Session): void {
+  routeAddressed(stanza: Element, from: Jid, to: Jid, session?: Session): unknown {
     const host = this.hosts.get(to.domain);
     if (host === undefined) {
       if (this.serverEvents.fire('route/remote', { stanza, from, to }) === undefined) {
@@ -79,7 +79,7 @@ export class Router {
       }
       return;
     }
-    host.events.fire(`${stanza.name}/${targetOf(to)}`, { stanza, from, to, host, session } satisfies StanzaEvent);
+    return host.events.fire(`${stanza.name}/${targetOf(to)}`, { stanza, from, to, host, session } satisfies StanzaEvent);
   }
 
   /** Send the error reply for `stanza` back to its sender, unless it was an error itself (RFC 6120 §8.3.1). */
@@ -103,9 +103,9 @@ export class Router {
       const type = messageType(e.stanza);
       if (type === 'groupchat') return this.bounce(e.stanza, new StanzaError('service-unavailable')), true;
       if (type === 'headline' || type === 'error') return true;
-      return this.messageToBare(e.stanza, e.to.toBare(), host), true;
+      return this.messageToBare(e.stanza, e.to.toBare(), host) ?? true;
     });
-    on('message/bare', (e) => (this.messageToBare(e.stanza, e.to, host), true));
+    on('message/bare', (e) => this.messageToBare(e.stanza, e.to, host) ?? true);
     on('message/host', (e) => {
       this.log.debug({ from: e.from.toString() }, 'message to the server ignored');
       return true;
@@ -139,6 +139,32 @@ export class Router {
     on('iq/host', (e) => (this.dispatchIq(e, 'host'), true));
   }
 
+  /**
+   * A stanza handed to a session that ended before its client confirmed it (XEP-0198 §5 after
+   * the resumption window): messages find another way — the account's other resources if it was
+   * for this resource only, else offline storage; requests are answered with an error.
+   */
+  undelivered(stanza: Element, recipient: Jid): void {
+    if (stanza.name === 'iq') {
+      const type = stanza.attrs.type;
+      if (type === 'get' || type === 'set') this.bounce(stanza, new StanzaError('recipient-unavailable'));
+      return;
+    }
+    if (stanza.name !== 'message') return;
+    const type = messageType(stanza);
+    if (type === 'groupchat' || type === 'headline' || type === 'error') return;
+    const host = this.hosts.get(recipient.domain);
+    if (host === undefined) return;
+    const to = stanza.attrs.to === undefined ? null : parseJid(stanza.attrs.to);
+    if (to === null || to.isBare) {
+      // sent to the account: its other available resources got their own copy already
+      for (const other of this.sessions.ofAccount(recipient.bare)?.values() ?? []) {
+        if (other.available && other.priority >= 0) return;
+      }
+    }
+    void this.messageToBare(stanza, recipient.toBare(), host);
+  }
+
   /** Sends to each available resource with non-negative priority; returns how many got it. */
   deliverToAvailable(bare: string, stanza: Element, nonNegativeOnly: boolean): number {
     const resources = this.sessions.ofAccount(bare);
@@ -148,29 +174,38 @@ export class Router {
     for (const session of resources.values()) {
       if (!session.available || (nonNegativeOnly && session.priority < 0)) continue;
       xml ??= serialize(stanza); // serialised once for all resources
-      session.sendSerialized(xml);
+      session.send(stanza, xml);
       delivered++;
     }
     return delivered;
   }
 
-  /** §8.5.2.1.1 / §8.5.2.2.1: a message for an account's bare JID. */
-  private messageToBare(stanza: Element, to: Jid, host: VirtualHost): void {
+  /**
+   * §8.5.2.1.1 / §8.5.2.2.1: a message for an account's bare JID. Returns a promise when the
+   * message is accepted only once it is stored (offline storage), so that stream management
+   * does not acknowledge it before then.
+   */
+  private messageToBare(stanza: Element, to: Jid, host: VirtualHost): Promise<unknown> | undefined {
     const type = messageType(stanza);
-    if (type === 'groupchat') return this.bounce(stanza, new StanzaError('service-unavailable'));
+    if (type === 'groupchat') return void this.bounce(stanza, new StanzaError('service-unavailable'));
     // We deliver chat/normal/headline to every non-negative available resource (an option §8.5.2.1.1 allows).
-    if (this.deliverToAvailable(to.bare, stanza, true) > 0) return;
-    if (type === 'error') return;
+    if (this.deliverToAvailable(to.bare, stanza, true) > 0) return undefined;
+    if (type === 'error') return undefined;
+    let answered = false;
+    let result: unknown;
+    let settle: ((value: unknown) => void) | undefined;
     this.whenAccountKnown(host.domain, to.local, (exists) => {
+      answered = true;
       if (!exists) {
         if (type !== 'headline') this.bounce(stanza, new StanzaError('service-unavailable'));
-        return;
+      } else if (type !== 'headline') {
+        result = host.events.fire('message/offline', { stanza, to, host } satisfies OfflineEvent);
+        if (result === undefined) this.bounce(stanza, new StanzaError('service-unavailable', 'the recipient is offline'));
       }
-      if (type === 'headline') return;
-      if (host.events.fire('message/offline', { stanza, to, host } satisfies OfflineEvent) === undefined) {
-        this.bounce(stanza, new StanzaError('service-unavailable', 'the recipient is offline'));
-      }
+      settle?.(result);
     });
+    if (answered) return result instanceof Promise ? result : undefined;
+    return new Promise((resolve) => (settle = (value) => resolve(value instanceof Promise ? value : undefined)));
   }
 
   /**

@@ -100,13 +100,18 @@ export class Server {
     return this.c2s?.addresses() ?? [];
   }
 
-  /** A client stanza, `from` already stamped by its stream: the `pre-` events, then the router (DESIGN.md "flow"). */
-  processFromClient(stanza: Element, session: Session, to: Jid | null): void {
+  /**
+   * A client stanza, `from` already stamped by its stream: the `pre-` events, then the router
+   * (DESIGN.md "flow"). Returns a promise when the stanza is accepted only once it settles (a
+   * write to offline storage), which stream management waits for before acknowledging.
+   */
+  processFromClient(stanza: Element, session: Session, to: Jid | null): unknown {
     const host = this.hosts.get(session.host)!;
     const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
     const event = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session };
-    if (host.events.fire(`pre-${stanza.name}/${target}`, event) !== undefined) return;
-    this.router.routeAddressed(stanza, event.from, event.to, session);
+    const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
+    if (handled !== undefined) return handled;
+    return this.router.routeAddressed(stanza, event.from, event.to, session);
   }
 
   /** Called by a stream once its session is bound (registered in the session registry). */

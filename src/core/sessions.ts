@@ -19,10 +19,21 @@ export interface Session {
   interested: boolean;
   /** Full or bare JIDs this session sent directed presence to (RFC 6121 §4.6). */
   directedPresence: Set<string> | null;
-  send(stanza: Element): void;
-  /** Sends an already serialised stanza: used to serialise once for several recipients. */
-  sendSerialized(xml: string): void;
+  /** Epoch ms of the user's own last activity (XEP-0012): not keepalives, not while inactive (XEP-0352). */
+  lastActivity: number;
+  /**
+   * Deliver a stanza. `xml` is its serialisation when the caller already has it (one
+   * serialisation for many recipients). `tracker` learns whether the client confirmed receipt
+   * (XEP-0198 ack, or written out when the stream has no acks) or the session ended without it.
+   */
+  send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
   close(condition?: StreamErrorCondition, text?: string): void;
+}
+
+/** Told exactly once what became of a stanza handed to Session.send. */
+export interface DeliveryTracker {
+  delivered(): void;
+  undelivered(): void;
 }
 
 export class SessionRegistry {

@@ -28,6 +28,18 @@ export interface ConnectOptions {
   mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
 }
 
+/**
+ * Each server's clients not stopped yet: stopped with their server, or their reconnect and
+ * stream-management timers keep the test process alive.
+ */
+const liveClients = new WeakMap<TestServer, Set<Client>>();
+
+export async function stopClientsOf(server: TestServer): Promise<void> {
+  const clients = [...(liveClients.get(server) ?? [])];
+  liveClients.delete(server);
+  await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
+}
+
 export async function connect(server: TestServer, username: string, options: ConnectOptions = {}): Promise<TestClient> {
   const service = options.transport === 'direct' ? `xmpps://127.0.0.1:${server.directPort}` : `xmpp://127.0.0.1:${server.port}`;
   const xmpp = client({
@@ -56,6 +68,9 @@ export async function connect(server: TestServer, username: string, options: Con
     }
   });
   xmpp.on('error', () => undefined);
+  let live = liveClients.get(server);
+  if (live === undefined) liveClients.set(server, (live = new Set()));
+  live.add(xmpp);
   try {
     await xmpp.start();
   } catch (err) {
@@ -84,6 +99,7 @@ export async function connect(server: TestServer, username: string, options: Con
     send: (stanza) => xmpp.send(stanza),
     request: (stanza) => xmpp.iqCaller.request(stanza, 5000),
     stop: async () => {
+      live.delete(xmpp);
       await xmpp.stop().catch(() => undefined);
     },
   };

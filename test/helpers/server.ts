@@ -6,6 +6,7 @@ import pino from 'pino';
 import { configFromObject, validateCoreConfig } from '../../src/config/load.js';
 import { createServer } from '../../src/app.js';
 import type { Server } from '../../src/core/server.js';
+import { stopClientsOf } from './clients.js';
 
 export interface TestServer {
   server: Server;
@@ -32,6 +33,7 @@ export const PASSWORD = 'correct horse battery';
 
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-test-'));
+  options.logFile ??= process.env.XMPPD_TEST_LOG; // debugging: XMPPD_TEST_LOG=/tmp/x.log npx ava ...
   const extra = options.config ?? {};
   const raw = {
     data_dir: dataDir,
@@ -53,13 +55,17 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   await server.start();
   const addresses = server.c2sAddresses();
   const domain = config.hosts[0]!.domain;
-  return {
+  const testServer: TestServer = {
     server,
     domain,
     dataDir,
     port: addresses.find((a) => a.tls === 'starttls')!.port,
     directPort: addresses.find((a) => a.tls === 'direct')?.port ?? 0,
     createAccount: (username, password = PASSWORD) => server.accounts.create(domain, username, password),
-    stop: () => server.stop(),
+    stop: async () => {
+      await server.stop(); // clients still connected are told system-shutdown
+      await stopClientsOf(testServer); // and are stopped, or they would keep reconnecting
+    },
   };
+  return testServer;
 }

@@ -1,0 +1,141 @@
+// A bound client session: what the router delivers to. It outlives its connection when stream
+// management allows resumption (XEP-0198 §5): a dropped mobile link leaves the session
+// "hibernating" — still online for its contacts, stanzas queued — until the client resumes on a
+// new connection or the resumption window ends.
+import type Element from 'ltx/lib/Element.js';
+import type { Server } from '../core/server.js';
+import type { DeliveryTracker, Session } from '../core/sessions.js';
+import type { Jid } from '../core/jid.js';
+import type { StreamErrorCondition } from '../core/stanza.js';
+import { serialize } from '../xml/serialize.js';
+import { CsiBuffer, isImportant } from './csi.js';
+import { StreamManagement } from './sm.js';
+import type { C2SStream } from './stream.js';
+
+/** Unacknowledged stanzas a hibernating session may collect before it is ended early. */
+const MAX_HIBERNATION_QUEUE = 10_000;
+
+export class ClientSession implements Session {
+  priority = 0;
+  available = false;
+  presence: Element | null = null;
+  interested = false;
+  directedPresence: Set<string> | null = null;
+  lastActivity = Date.now();
+  remoteAddress: string;
+  stream: C2SStream | null;
+  sm: StreamManagement | null = null;
+  /** Set while the client has declared itself inactive (XEP-0352). */
+  private csi: CsiBuffer | null = null;
+  private hibernation: NodeJS.Timeout | undefined;
+  ended = false;
+  /** Called once when the session ends (the stream uses it to forget the resumption id). */
+  onEnded: (() => void) | undefined;
+
+  constructor(
+    private readonly server: Server,
+    stream: C2SStream,
+    readonly jid: Jid,
+  ) {
+    this.stream = stream;
+    this.remoteAddress = stream.remoteAddress;
+  }
+
+  get host(): string {
+    return this.jid.domain;
+  }
+
+  get inactive(): boolean {
+    return this.csi !== null;
+  }
+
+  get hibernating(): boolean {
+    return this.stream === null && !this.ended;
+  }
+
+  send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void {
+    if (this.ended) return tracker?.undelivered();
+    if (this.csi !== null) {
+      if (!isImportant(stanza) && !this.csi.full) return this.csi.hold(stanza, xml, tracker);
+      this.flushHeld();
+    }
+    this.transmit(stanza, xml ?? serialize(stanza), tracker);
+  }
+
+  private transmit(stanza: Element, xml: string, tracker: DeliveryTracker | undefined): void {
+    if (this.sm !== null) {
+      this.sm.sent(stanza, xml, tracker);
+      if (this.stream === null && this.sm.unackedCount > MAX_HIBERNATION_QUEUE) {
+        this.server.log.warn({ jid: this.jid.toString() }, 'too many stanzas queued for a hibernating session; ending it');
+        this.end('resumption queue full');
+        return;
+      }
+      this.stream?.write(xml);
+    } else if (this.stream !== null) {
+      this.stream.write(xml, tracker);
+    } else {
+      tracker?.undelivered();
+    }
+  }
+
+  private flushHeld(): void {
+    const held = this.csi?.take();
+    if (!held) return;
+    for (const h of held) this.transmit(h.stanza, h.xml ?? serialize(h.stanza), h.tracker);
+  }
+
+  /** XEP-0352: `<inactive/>` holds unimportant traffic, `<active/>` releases it. */
+  setInactive(inactive: boolean): void {
+    if (inactive) {
+      this.csi ??= new CsiBuffer();
+    } else if (this.csi !== null) {
+      this.flushHeld();
+      this.csi = null;
+      this.lastActivity = Date.now();
+    }
+  }
+
+  close(condition?: StreamErrorCondition, text?: string): void {
+    if (this.stream !== null) this.stream.close(condition, text);
+    else this.end(condition ?? 'closed');
+  }
+
+  /** The connection is gone without a goodbye: hibernate if the client can resume, else end. */
+  connectionLost(reason: string, resumeTimeoutSeconds: number): void {
+    if (this.ended) return;
+    this.stream = null;
+    if (this.sm?.resumable && resumeTimeoutSeconds > 0) {
+      this.server.log.debug({ jid: this.jid.toString(), reason }, 'session hibernating, waiting for resumption');
+      this.hibernation = setTimeout(() => this.end('resumption timed out'), resumeTimeoutSeconds * 1000);
+      this.hibernation.unref();
+      return;
+    }
+    this.end(reason);
+  }
+
+  /** A new connection takes this session over (XEP-0198 §5). The old one, if any, is dropped quietly. */
+  resumeOn(stream: C2SStream): void {
+    clearTimeout(this.hibernation);
+    const old = this.stream;
+    this.stream = stream;
+    this.remoteAddress = stream.remoteAddress;
+    old?.detach('Resumed on another connection');
+  }
+
+  /** Ends the session for good: contacts see it go offline, unacknowledged stanzas find another way. */
+  end(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.hibernation);
+    this.stream = null;
+    this.onEnded?.();
+    this.server.sessionClosed(this, reason);
+    const held = this.csi?.take() ?? [];
+    this.csi = null;
+    const unacked = this.sm?.takeUnacked() ?? [];
+    for (const entry of [...unacked, ...held]) {
+      if (entry.tracker) entry.tracker.undelivered();
+      else this.server.router.undelivered(entry.stanza, this.jid);
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// XEP-0198 Stream Management state of one client session: the count of stanzas received from
+// the client (the `h` we report, the "sent" tick), and the stanzas sent to it that it has not
+// acknowledged yet (kept so they can be resent after a resume, or re-routed if it never comes).
+import crypto from 'node:crypto';
+import type Element from 'ltx/lib/Element.js';
+import type { DeliveryTracker } from '../core/sessions.js';
+
+export const NS_SM = 'urn:xmpp:sm:3';
+
+export interface Unacked {
+  stanza: Element;
+  xml: string;
+  tracker: DeliveryTracker | undefined;
+}
+
+const UINT32 = 2 ** 32;
+
+export class StreamManagement {
+  /** The resumption token (`previd`); unguessable, tied to the account on resume. */
+  readonly id = crypto.randomBytes(18).toString('base64url');
+  /** Stanzas received from the client, modulo 2^32 (XEP-0198 §4). */
+  received = 0;
+  /** Our outbound count the client last acknowledged. */
+  private acknowledged = 0;
+  private queue: Unacked[] = [];
+  private head = 0;
+  /** An <r/> is outstanding: do not ask again until the client answers. */
+  ackRequested = false;
+  /** Inbound stanzas whose handling (e.g. an offline store write) has not finished. */
+  private pendingInbound = 0;
+  private settled: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly resumable: boolean) {}
+
+  get unackedCount(): number {
+    return this.queue.length - this.head;
+  }
+
+  sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined): void {
+    this.queue.push({ stanza, xml, tracker });
+  }
+
+  /**
+   * The client acknowledged up to `h` (XEP-0198 §4). Returns false when `h` acknowledges more
+   * than we sent, which the caller turns into an undefined-condition stream error (§4, v1.6).
+   */
+  acknowledge(h: number): boolean {
+    const count = (h - this.acknowledged + UINT32) % UINT32;
+    // An ack older than one already received (some clients resend a stale count when closing)
+    // acknowledges nothing new; only a count beyond what we sent is an error.
+    const behind = (this.acknowledged - h + UINT32) % UINT32;
+    if (behind > 0 && behind < UINT32 / 2) return true;
+    if (count > this.unackedCount) return false;
+    for (let i = 0; i < count; i++) {
+      const entry = this.queue[this.head]!;
+      this.queue[this.head++] = undefined as never; // let it be collected
+      entry.tracker?.delivered();
+    }
+    // compact now and then so the array does not grow forever
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    this.acknowledged = h % UINT32;
+    this.ackRequested = false;
+    return true;
+  }
+
+  /** Everything not acknowledged, oldest first; the queue is emptied. */
+  takeUnacked(): Unacked[] {
+    const rest = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    return rest;
+  }
+
+  /** Still unacknowledged, for resending after a resume (kept in the queue). */
+  unacked(): Unacked[] {
+    return this.queue.slice(this.head);
+  }
+
+  /** A client stanza arrived; `handling` is set when it is accepted only once that promise settles. */
+  inbound(handling?: Promise<unknown>): void {
+    this.received = (this.received + 1) % UINT32;
+    if (handling === undefined) return;
+    this.pendingInbound++;
+    const done = () => {
+      this.pendingInbound--;
+    };
+    this.settled = Promise.all([this.settled, handling.then(done, done)]);
+  }
+
+  /**
+   * Calls `report(h)` with the count of handled stanzas: at once, or (when some are still being
+   * stored) as soon as every stanza received so far is handled, so an ack never runs ahead of
+   * the storage of what it acknowledges.
+   */
+  whenHandled(report: (h: number) => void): void {
+    const h = this.received;
+    if (this.pendingInbound === 0) report(h);
+    else void this.settled.then(() => report(h));
+  }
+}
