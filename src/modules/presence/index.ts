@@ -31,7 +31,7 @@ export default defineModule({
       const own = m.server.sessions.ofAccount(session.jid.bare);
       if (!own) return;
       const xml = serialize(presence);
-      for (const resource of own.values()) if (resource.available || resource === session) resource.sendSerialized(xml);
+      for (const resource of own.values()) if (resource.available || resource === session) resource.send(presence, xml);
     }
 
     function unavailableOf(session: Session, status?: Element): Element {
