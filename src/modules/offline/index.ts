@@ -1,0 +1,164 @@
+// XEP-0160: Best Practices for Handling Offline Messages. A message for an account with no
+// available resource is stored — before anything acknowledges it to the sender — and delivered
+// in order, with a XEP-0203 delay stamp, when the account next sends available presence. It is
+// deleted only once the client confirmed receipt (XEP-0198 ack, or written out without SM).
+import Element from 'ltx/lib/Element.js';
+import { z } from 'zod';
+import { defineModule } from '../../core/module.js';
+import type { OfflineEvent } from '../../core/router.js';
+import type { DeliveryTracker, Session } from '../../core/sessions.js';
+import { StanzaError } from '../../core/stanza.js';
+import { parseElement } from '../../xml/parse.js';
+import { serialize } from '../../xml/serialize.js';
+import { OfflineStore, offlineMigrations } from './store.js';
+
+const NS_HINTS = 'urn:xmpp:hints';
+const NS_DELAY = 'urn:xmpp:delay';
+// Payloads worth keeping for later even without a body: delivery receipts and read markers
+// (the brief's ticks), invitations, and end-to-end encrypted payloads.
+const STORABLE_PAYLOADS = new Set([
+  'urn:xmpp:receipts',
+  'urn:xmpp:chat-markers:0',
+  'jabber:x:conference',
+  'eu.siacs.conversations.axolotl',
+  'urn:xmpp:omemo:2',
+  'jabber:x:encrypted',
+  'urn:xmpp:openpgp:0',
+]);
+
+/** XEP-0160 §3 and XEP-0334: chat and normal messages with content; chat states alone are not kept. */
+export function storable(message: Element): boolean {
+  let hinted = false;
+  for (const child of message.children) {
+    if (typeof child === 'string') continue;
+    const xmlns = child.attrs.xmlns;
+    if (xmlns === NS_HINTS) {
+      if (child.name === 'no-store' || child.name === 'no-permanent-store') return false;
+      if (child.name === 'store') hinted = true;
+    }
+  }
+  if (hinted) return true;
+  for (const child of message.children) {
+    if (typeof child === 'string') continue;
+    if ((child.name === 'body' || child.name === 'subject') && child.attrs.xmlns === undefined) return true;
+    if (STORABLE_PAYLOADS.has(child.attrs.xmlns ?? '')) return true;
+  }
+  return false;
+}
+
+export default defineModule({
+  name: 'offline',
+  description: 'Keeps messages for offline users and delivers them at their next login',
+  implements: [
+    { spec: 'XEP-0160', version: '1.0.1', status: 'complete' },
+    { spec: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamps on messages delivered from offline storage' },
+    { spec: 'XEP-0334', version: '0.3.0', status: 'partial', note: 'no-store and store hints for offline storage' },
+  ],
+  options: z.strictObject({
+    /** Messages kept per account; beyond that senders get resource-constraint. */
+    max_messages: z.number().int().min(1).default(1000),
+  }),
+  migrations: offlineMigrations,
+  setup(m) {
+    const domain = m.host.domain;
+    const store = new OfflineStore(m.db, domain);
+    /** Stored-message counts of accounts seen since start (for the quota without a count query each time). */
+    const counts = new Map<string, number>();
+    /** Per account: the last store write, so a login waits for messages still being written. */
+    const writing = new Map<string, Promise<unknown>>();
+    /** Ids handed to a session and not yet confirmed: not handed out twice. */
+    const inFlight = new Set<number>();
+    let toDelete: number[] = [];
+
+    m.feature('msgoffline'); // XEP-0160 §2.1
+
+    const countOf = async (username: string): Promise<number> => {
+      const known = counts.get(username);
+      if (known !== undefined) return known;
+      const n = await store.count(username);
+      return counts.get(username) ?? (counts.set(username, n), n);
+    };
+
+    m.on('message/offline', (e: OfflineEvent) => {
+      if (!storable(e.stanza)) return true; // dropped quietly: nothing a user would miss (XEP-0160 §3)
+      const username = e.to.local;
+      const xml = serialize(e.stanza);
+      const storedAt = Date.now();
+      const previous = writing.get(username) ?? Promise.resolve();
+      const write = previous.then(async () => {
+        const n = await countOf(username);
+        if (n >= m.options.max_messages) {
+          m.log.warn({ account: e.to.bare }, 'offline storage full; message refused');
+          m.server.router.bounce(e.stanza, new StanzaError('resource-constraint', 'The recipient\'s offline storage is full', 'wait'));
+          return;
+        }
+        counts.set(username, n + 1);
+        try {
+          await store.add(username, xml, storedAt);
+        } catch (err) {
+          counts.set(username, (counts.get(username) ?? 1) - 1);
+          m.log.error({ err, account: e.to.bare }, 'storing an offline message failed');
+          m.server.router.bounce(e.stanza, new StanzaError('internal-server-error', 'The message could not be stored'));
+        }
+      });
+      const settled = write.catch(() => undefined);
+      writing.set(username, settled);
+      void settled.then(() => {
+        if (writing.get(username) === settled) writing.delete(username);
+      });
+      return write; // the sender's stream acknowledges only once this settles
+    });
+
+    const scheduleDeletes = () => {
+      if (toDelete.length === 0) return;
+      const ids = toDelete;
+      toDelete = [];
+      store.remove(ids).then(
+        () => ids.forEach((id) => inFlight.delete(id)),
+        (err: unknown) => m.log.error({ err }, 'deleting delivered offline messages failed'),
+      );
+    };
+
+    async function deliver(session: Session): Promise<void> {
+      const username = session.jid.local;
+      await writing.get(username); // messages still being stored belong to this delivery too
+      const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
+      for (const message of messages) {
+        let stanza: Element;
+        try {
+          stanza = parseElement(message.stanza);
+        } catch (err) {
+          m.log.error({ err, id: message.id }, 'unreadable offline message skipped');
+          continue;
+        }
+        // XEP-0203: when, and by whom, it was delayed
+        stanza.c('delay', { xmlns: NS_DELAY, from: domain, stamp: new Date(message.storedAt).toISOString() });
+        inFlight.add(message.id);
+        const tracker: DeliveryTracker = {
+          delivered() {
+            toDelete.push(message.id);
+            counts.set(username, Math.max(0, (counts.get(username) ?? 1) - 1));
+            if (toDelete.length === 1) setImmediate(scheduleDeletes);
+          },
+          undelivered() {
+            inFlight.delete(message.id); // still stored: the next login gets it
+          },
+        };
+        session.send(stanza, undefined, tracker);
+      }
+    }
+
+    // XEP-0160 §5: delivered on initial presence with a non-negative priority
+    m.on('presence/initial', ({ session }: { session: Session }) => {
+      if (session.priority < 0) return;
+      deliver(session).catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'offline delivery failed'));
+    });
+
+    m.on('account/deleted', ({ username }: { username: string }) => {
+      counts.delete(username);
+      store.removeAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting offline messages failed'));
+    });
+
+    m.onStop(() => scheduleDeletes());
+  },
+});

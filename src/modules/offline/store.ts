@@ -1,0 +1,96 @@
+// Offline message storage (XEP-0160): messages kept, in arrival order, for an account with no
+// available resource. A message leaves the store only once delivery is confirmed (see index.ts).
+import type { Knex } from 'knex';
+import type { Migration } from '../../storage/db.js';
+
+export const offlineMigrations: Migration[] = [
+  {
+    name: '001-create-offline-messages',
+    async up(db) {
+      await db.schema.createTable('offline_messages', (t) => {
+        t.bigIncrements('id').primary();
+        t.string('host', 255).notNullable();
+        t.string('username', 1023).notNullable();
+        /** ms since the epoch: the XEP-0203 delay stamp */
+        t.bigInteger('stored_at').notNullable();
+        /** the message as received, serialised once */
+        t.text('stanza').notNullable();
+        t.index(['host', 'username', 'id'], 'offline_messages_by_account');
+      });
+    },
+  },
+];
+
+export interface StoredMessage {
+  id: number;
+  storedAt: number;
+  stanza: string;
+}
+
+interface PendingRow {
+  row: { host: string; username: string; stored_at: number; stanza: string };
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export class OfflineStore {
+  /** Rows waiting for this event-loop turn's batch insert. */
+  private pending: PendingRow[] = [];
+
+  constructor(
+    private readonly db: Knex,
+    private readonly host: string,
+  ) {}
+
+  count(username: string): Promise<number> {
+    return this.db('offline_messages')
+      .where({ host: this.host, username })
+      .count<Array<{ n: number | string }>>({ n: '*' })
+      .then((rows) => Number(rows[0]?.n ?? 0));
+  }
+
+  /**
+   * Stores a message; resolves once it is on disk. Messages stored in the same event-loop turn
+   * go into one transaction, so a burst of messages costs one commit, not one each.
+   */
+  add(username: string, stanza: string, storedAt = Date.now()): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => void this.flush());
+      this.pending.push({ row: { host: this.host, username, stored_at: storedAt, stanza }, resolve, reject });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      await this.db.transaction(async (trx) => {
+        // chunks keep each statement under SQLite's bound-parameter limit
+        for (let i = 0; i < batch.length; i += 200) await trx('offline_messages').insert(batch.slice(i, i + 200).map((p) => p.row));
+      });
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+
+  /** The account's messages in arrival order. */
+  async list(username: string, limit = 10_000): Promise<StoredMessage[]> {
+    const rows: Array<{ id: number | string; stored_at: number | string; stanza: string }> = await this.db('offline_messages')
+      .where({ host: this.host, username })
+      .orderBy('id')
+      .limit(limit)
+      .select('id', 'stored_at', 'stanza');
+    return rows.map((r) => ({ id: Number(r.id), storedAt: Number(r.stored_at), stanza: r.stanza }));
+  }
+
+  async remove(ids: readonly number[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      await this.db('offline_messages').whereIn('id', ids.slice(i, i + 500)).delete();
+    }
+  }
+
+  async removeAccount(username: string): Promise<void> {
+    await this.db('offline_messages').where({ host: this.host, username }).delete();
+  }
+}
