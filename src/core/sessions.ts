@@ -19,6 +19,8 @@ export interface Session {
   interested: boolean;
   /** Full or bare JIDs this session sent directed presence to (RFC 6121 §4.6). */
   directedPresence: Set<string> | null;
+  /** The client declared itself inactive (XEP-0352 Client State Indication). */
+  readonly inactive: boolean;
   /** Epoch ms of the user's own last activity (XEP-0012): not keepalives, not while inactive (XEP-0352). */
   lastActivity: number;
   /**

@@ -1,6 +1,7 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
 import disco from './disco/index.js';
+import last from './last/index.js';
 import offline from './offline/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
@@ -15,7 +16,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 }
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
-  entry(roster), entry(presence), entry(offline), entry(register), entry(disco), entry(version), entry(time), entry(ping),
+  entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

@@ -141,11 +141,27 @@ export default defineModule({
             if (toDelete.length === 1) setImmediate(scheduleDeletes);
           },
           undelivered() {
-            inFlight.delete(message.id); // still stored: the next login gets it
+            inFlight.delete(message.id); // still stored: another available client, or the next login, gets it
+            scheduleRedelivery(session.jid.bare);
           },
         };
         session.send(stanza, undefined, tracker);
       }
+    }
+
+    /** After a session died with offline messages unconfirmed: hand them to another available client, if any. */
+    const redeliver = new Set<string>();
+    function scheduleRedelivery(bare: string): void {
+      if (redeliver.has(bare)) return;
+      redeliver.add(bare);
+      setImmediate(() => {
+        redeliver.delete(bare);
+        for (const other of m.server.sessions.ofAccount(bare)?.values() ?? []) {
+          if (!other.available || other.priority < 0) continue;
+          deliver(other).catch((err: unknown) => m.log.error({ err, jid: other.jid.toString() }, 'offline delivery failed'));
+          return;
+        }
+      });
     }
 
     // XEP-0160 §5: delivered on initial presence with a non-negative priority
