@@ -9,6 +9,7 @@ import type { OfflineEvent } from '../../core/router.js';
 import type { DeliveryTracker, Session } from '../../core/sessions.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
+import { SerialQueue } from '../../core/serial.js';
 import { serialize } from '../../xml/serialize.js';
 import { OfflineStore, offlineMigrations } from './store.js';
 
@@ -64,8 +65,8 @@ export default defineModule({
     const store = new OfflineStore(m.db, domain);
     /** Stored-message counts of accounts seen since start (for the quota without a count query each time). */
     const counts = new Map<string, number>();
-    /** Per account: the last store write, so a login waits for messages still being written. */
-    const writing = new Map<string, Promise<unknown>>();
+    /** Store writes per account, in order; a login waits for the ones still under way. */
+    const writing = new SerialQueue();
     /** Ids handed to a session and not yet confirmed: not handed out twice. */
     const inFlight = new Set<number>();
     let toDelete: number[] = [];
@@ -84,8 +85,7 @@ export default defineModule({
       const username = e.to.local;
       const xml = serialize(e.stanza);
       const storedAt = Date.now();
-      const previous = writing.get(username) ?? Promise.resolve();
-      const write = previous.then(async () => {
+      const write = writing.run(username, async () => {
         const n = await countOf(username);
         if (n >= m.options.max_messages) {
           m.log.warn({ account: e.to.bare }, 'offline storage full; message refused');
@@ -100,11 +100,6 @@ export default defineModule({
           m.log.error({ err, account: e.to.bare }, 'storing an offline message failed');
           m.server.router.bounce(e.stanza, new StanzaError('internal-server-error', 'The message could not be stored'));
         }
-      });
-      const settled = write.catch(() => undefined);
-      writing.set(username, settled);
-      void settled.then(() => {
-        if (writing.get(username) === settled) writing.delete(username);
       });
       return write; // the sender's stream acknowledges only once this settles
     });
@@ -121,7 +116,7 @@ export default defineModule({
 
     async function deliver(session: Session): Promise<void> {
       const username = session.jid.local;
-      await writing.get(username); // messages still being stored belong to this delivery too
+      await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
       for (const message of messages) {
         let stanza: Element;

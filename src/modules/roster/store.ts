@@ -3,6 +3,7 @@
 // subscription stanzas cannot interleave their read-modify-write.
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
+import { SerialQueue } from '../../core/serial.js';
 
 export type Subscription = 'none' | 'to' | 'from' | 'both';
 
@@ -65,7 +66,7 @@ interface ItemRow {
 export class RosterStore {
   private readonly cache = new Map<string, Roster>();
   private readonly loading = new Map<string, Promise<Roster>>();
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queue = new SerialQueue();
 
   constructor(
     private readonly db: Knex,
@@ -102,14 +103,7 @@ export class RosterStore {
 
   /** Run `work` on the account's roster after any earlier work on it has finished. */
   withRoster<T>(username: string, work: (roster: Roster) => Promise<T> | T): Promise<T> {
-    const previous = this.queues.get(username) ?? Promise.resolve();
-    const next = previous.then(() => this.load(username)).then(work);
-    const settled = next.catch(() => undefined);
-    this.queues.set(username, settled);
-    void settled.then(() => {
-      if (this.queues.get(username) === settled) this.queues.delete(username);
-    });
-    return next;
+    return this.queue.run(username, async () => work(await this.load(username)));
   }
 
   private async read(username: string): Promise<Roster> {
