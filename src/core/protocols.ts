@@ -10,5 +10,7 @@ export const coreProtocols: ProtocolSupport[] = [
   { spec: 'RFC 7677', status: 'complete', note: 'SCRAM-SHA-256, without channel binding' },
   { spec: 'RFC 4616', status: 'complete', note: 'SASL PLAIN, only inside TLS' },
   { spec: 'XEP-0368', version: '1.1.0', status: 'complete', note: 'direct TLS listener (ALPN xmpp-client)' },
+  { spec: 'XEP-0198', version: '1.6.1', status: 'complete', note: 'acks, resumption (c2s.resume_timeout), unacked stanzas re-routed to other resources or offline storage when the window ends (src/c2s/sm.ts)' },
+  { spec: 'XEP-0352', version: '1.0.0', status: 'complete', note: 'presence updates and chat states held for inactive clients (src/c2s/csi.ts)' },
   { spec: 'XEP-0478', version: '0.2.0', status: 'complete', note: 'max-bytes and idle-seconds advertised, size enforced while parsing' },
 ];
