@@ -104,6 +104,18 @@ export class ModuleContext<Options> {
     return service as T;
   }
 
+  /**
+   * Serve a domain of our own (e.g. conference.<host>): stanzas addressed to it or under it are
+   * handed to `receive`, and it is listed in the host's disco#items.
+   */
+  component(domain: string, receive: (stanza: Element, from: Jid, to: Jid) => unknown, name?: string): void {
+    const router = this.server.router;
+    if (router.components.has(domain) || this.server.hosts.has(domain)) throw new Error(`${domain} is already served`);
+    router.components.set(domain, { domain, host: this.host, receive });
+    this.discoItem(domain, name);
+    this.cleanups.push(() => void router.components.delete(domain));
+  }
+
   /** Add an item to the host's service discovery items (XEP-0030 §4), e.g. a MUC service. */
   discoItem(jid: string, name?: string): void {
     this.host.items.push({ jid, name });

@@ -25,6 +25,17 @@ export interface StanzaEvent {
   session?: Session | undefined;
 }
 
+/**
+ * A service on its own domain (e.g. a MUC service at conference.<host>), run by a module: every
+ * stanza addressed to that domain or an address under it is handed to `receive`.
+ */
+export interface Component {
+  readonly domain: string;
+  /** The virtual host the component belongs to. */
+  readonly host: VirtualHost;
+  receive(stanza: Element, from: Jid, to: Jid): unknown;
+}
+
 /** The payload of `message/offline`: a message for an account with no available resource. */
 export interface OfflineEvent {
   stanza: Element;
@@ -41,6 +52,8 @@ export function targetOf(to: Jid): RouteTarget {
 const DEFAULT_RULES_PRIORITY = -1000;
 
 export class Router {
+  /** Component domains served here (see Component). */
+  readonly components = new Map<string, Component>();
   /** Callbacks waiting for an account-existence lookup, per account, so their order is kept. */
   private readonly pendingLookups = new Map<string, Array<(exists: boolean) => void>>();
 
@@ -74,6 +87,8 @@ export class Router {
   routeAddressed(stanza: Element, from: Jid, to: Jid, session?: Session): unknown {
     const host = this.hosts.get(to.domain);
     if (host === undefined) {
+      const component = this.components.get(to.domain);
+      if (component !== undefined) return component.receive(stanza, from, to);
       if (this.serverEvents.fire('route/remote', { stanza, from, to }) === undefined) {
         this.bounce(stanza, new StanzaError('remote-server-not-found', `${to.domain} is not served here and federation is off`));
       }
