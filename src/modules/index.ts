@@ -2,6 +2,7 @@
 import type { ModuleDefinition } from '../core/module.js';
 import disco from './disco/index.js';
 import last from './last/index.js';
+import muc from './muc/index.js';
 import offline from './offline/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
@@ -16,7 +17,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 }
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
-  entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping),
+  entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

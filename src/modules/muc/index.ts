@@ -1,0 +1,156 @@
+// XEP-0045: Multi-User Chat — group chats. One MUC service per virtual host, on its own domain
+// (conference.<host> by default), listed in the host's disco#items. Rooms are created by joining
+// them; persistent rooms (the "WhatsApp group": members-only, non-anonymous, persistent, as
+// Conversations creates a private group chat) are kept in the database with their affiliations.
+// The service hands each stanza to its room (room.ts); group messages fan out there with one
+// serialisation per room and no database access.
+import Element from 'ltx/lib/Element.js';
+import { z } from 'zod';
+import type { Jid } from '../../core/jid.js';
+import { defineModule } from '../../core/module.js';
+import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
+import { defaultRoomConfig } from './forms.js';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID, Room, type RoomHost } from './room.js';
+import { RoomStore, mucMigrations } from './store.js';
+
+export default defineModule({
+  name: 'muc',
+  description: 'Group chats: a Multi-User Chat service per host (conference.<host>)',
+  implements: [
+    { spec: 'XEP-0045', version: '1.34.5', status: 'partial', note: 'no voice requests (§8.6), nick registration (§7.10) or room archives yet' },
+    { spec: 'XEP-0004', version: '2.13.1', status: 'complete', note: 'room configuration and room information forms' },
+    { spec: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamps on MUC discussion history' },
+    { spec: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza-id on every group chat message, by the room' },
+    { spec: 'XEP-0410', version: '1.1.0', status: 'complete', note: 'self-pings answered by the room' },
+  ],
+  options: z.strictObject({
+    /** The service's domain; default conference.<host>. */
+    service_domain: z.string().min(1).optional(),
+    /** Name shown in service discovery. */
+    name: z.string().default('Chatrooms'),
+    /** Who may create rooms: users of this host, anyone (other servers too), or the host's admins. */
+    create_rooms: z.enum(['local', 'anyone', 'admins']).default('local'),
+    /** Occupants per room (the room's own muc#roomconfig_maxusers can only lower it). */
+    max_occupants: z.number().int().min(1).default(1000),
+    /** Messages of discussion history a new room keeps for people who join. */
+    history_length: z.number().int().min(0).default(20),
+    /** The most an owner may set muc#roomconfig_historylength to. */
+    max_history_length: z.number().int().min(0).default(100),
+    /** A new room is locked until its owner configures it (XEP-0045 §10.1.1); false opens it at once. */
+    room_locking: z.boolean().default(true),
+  }),
+  migrations: mucMigrations,
+  async setup(m) {
+    const options = m.options;
+    const domain = (options.service_domain ?? `conference.${m.host.domain}`).toLowerCase();
+    const server = m.server;
+    const rooms = new Map<string, Room>();
+    const store = new RoomStore(m.db, domain);
+
+    const service: RoomHost = {
+      domain,
+      log: m.log,
+      sessions: server.sessions,
+      store,
+      maxOccupants: options.max_occupants,
+      maxHistory: options.max_history_length,
+      isLocal: (d) => server.hosts.has(d),
+      route: (stanza) => m.route(stanza),
+      removed: (room) => {
+        if (rooms.get(room.name) === room) rooms.delete(room.name);
+      },
+    };
+
+    // persistent rooms come back as they were left, empty
+    for (const stored of await store.loadAll()) {
+      const config = { ...defaultRoomConfig(options.history_length), ...stored.config };
+      const room = new Room(service, stored.room, config, stored.createdAt, stored.affiliations);
+      room.subject = stored.subject;
+      room.subjectBy = stored.subjectBy;
+      room.persisted = true;
+      rooms.set(room.name, room);
+    }
+    if (rooms.size > 0) m.log.info({ service: domain, rooms: rooms.size }, 'persistent rooms loaded');
+
+    const mayCreate = (from: Jid): boolean => {
+      if (options.create_rooms === 'anyone') return true;
+      if (options.create_rooms === 'admins') return m.host.isAdmin(from.bare);
+      return server.hosts.has(from.domain);
+    };
+
+    const bounce = (stanza: Element, error: StanzaError) => {
+      if (stanza.attrs.type === 'error' || stanza.attrs.from === undefined) return;
+      if (stanza.name === 'iq' && stanza.attrs.type === 'result') return;
+      m.route(errorReply(stanza, error));
+    };
+
+    /** IQs to the service itself: discovery (XEP-0045 §6.1-§6.3) and pings. */
+    function serviceIq(iq: Element): void {
+      const type = iq.attrs.type;
+      if (type !== 'get' && type !== 'set') return;
+      const payload = iq.getChildElements()[0];
+      const xmlns = payload?.attrs.xmlns;
+      if (type === 'get' && xmlns === NS_DISCO_INFO && payload?.attrs.node === undefined) {
+        const query = new Element('query', { xmlns: NS_DISCO_INFO });
+        query.c('identity', { category: 'conference', type: 'text', name: options.name });
+        for (const feature of [NS_MUC, NS_STANZA_ID, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING]) query.c('feature', { var: feature });
+        return m.route(iqResult(iq, query));
+      }
+      if (type === 'get' && xmlns === NS_DISCO_ITEMS && payload?.attrs.node === undefined) {
+        // §6.3: the public rooms (not hidden, not locked)
+        const query = new Element('query', { xmlns: NS_DISCO_ITEMS });
+        for (const room of rooms.values()) {
+          if (!room.config.public || room.locked) continue;
+          query.c('item', { jid: room.jid, name: room.config.name || room.name });
+        }
+        return m.route(iqResult(iq, query));
+      }
+      if (type === 'get' && xmlns === NS_PING) return m.route(iqResult(iq, null));
+      bounce(iq, new StanzaError('service-unavailable'));
+    }
+
+    function receive(stanza: Element, from: Jid, to: Jid): true {
+      if (to.local === '') {
+        if (stanza.name === 'iq') serviceIq(stanza);
+        else if (stanza.name === 'message') bounce(stanza, new StanzaError('service-unavailable', 'Send messages to a room'));
+        return true;
+      }
+      let room = rooms.get(to.local);
+      let created = false;
+      if (room === undefined) {
+        // §10.1.1: a presence to a room that does not exist creates it, with its sender as owner
+        const join = stanza.name === 'presence' && stanza.attrs.type === undefined && to.resource !== '';
+        if (!join) {
+          if (stanza.name !== 'presence') bounce(stanza, new StanzaError('item-not-found', 'No such room'));
+          return true;
+        }
+        if (!mayCreate(from)) {
+          bounce(stanza, new StanzaError('not-allowed', 'You may not create rooms here'));
+          return true;
+        }
+        // §7.2.1: a client that does not speak MUC (no <x/>) gets an instant room at once
+        const speaksMuc = stanza.getChild('x', NS_MUC) !== undefined;
+        room = Room.create(service, to.local, defaultRoomConfig(options.history_length), from.bare, options.room_locking && speaksMuc);
+        rooms.set(room.name, room);
+        created = true;
+      }
+      switch (stanza.name) {
+        case 'presence':
+          room.handlePresence(stanza, from, to.resource, created);
+          break;
+        case 'message':
+          room.handleMessage(stanza, from, to.resource);
+          break;
+        case 'iq':
+          room.handleIq(stanza, from, to.resource);
+          break;
+      }
+      return true;
+    }
+
+    m.component(domain, receive, options.name);
+    m.onStop(async () => {
+      await Promise.all([...rooms.values()].map((room) => room.settled()));
+    });
+  },
+});

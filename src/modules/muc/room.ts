@@ -1,0 +1,933 @@
+// One multi-user chat room (XEP-0045): its configuration, affiliations, occupants with their
+// roles, discussion history and subject, and what it does with each stanza addressed to it.
+//
+// The hot path is a groupchat message: it is reflected to every occupant (the sender too, as
+// the XEP-0045 §7.4 echo that clients use as an ack) with one serialisation for the whole room.
+// The reflected stanza is serialised without a `to`, split after its element name, and each
+// recipient gets `head + its escaped full JID + tail`, handed to its local session directly;
+// only occupants on other servers go through the router. Nothing touches the database.
+import { randomUUID } from 'node:crypto';
+import Element from 'ltx/lib/Element.js';
+import type { Logger } from 'pino';
+import { parseJid, type Jid } from '../../core/jid.js';
+import type { SessionRegistry } from '../../core/sessions.js';
+import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
+import { escapeAttribute, serialize } from '../../xml/serialize.js';
+import { NS_DATA, applyRoomConfig, readForm, roomConfigForm, roomInfoForm, type RoomConfig } from './forms.js';
+import type { Affiliation, RoomStore } from './store.js';
+
+export const NS_MUC = 'http://jabber.org/protocol/muc';
+export const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
+export const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
+export const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
+export const NS_SELF_PING = 'http://jabber.org/protocol/muc#self-ping-optimization';
+export const NS_STANZA_ID = 'urn:xmpp:sid:0';
+export const NS_DELAY = 'urn:xmpp:delay';
+export const NS_PING = 'urn:xmpp:ping';
+export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+
+export type Role = 'moderator' | 'participant' | 'visitor' | 'none';
+
+const AFFILIATION_RANK: Record<Affiliation, number> = { outcast: -1, none: 0, member: 1, admin: 2, owner: 3 };
+const ROLE_RANK: Record<Role, number> = { none: 0, visitor: 1, participant: 2, moderator: 3 };
+
+/** What a room needs from its service. */
+export interface RoomHost {
+  readonly domain: string;
+  readonly log: Logger;
+  readonly sessions: SessionRegistry;
+  readonly store: RoomStore;
+  readonly maxOccupants: number;
+  readonly maxHistory: number;
+  /** Is this domain one of ours (its sessions are in `sessions`)? */
+  isLocal(domain: string): boolean;
+  route(stanza: Element): void;
+  /** The room is gone (destroyed, or temporary and empty). */
+  removed(room: Room): void;
+}
+
+/** One client (full JID) of an occupant: several when a user joins under one nick from several devices. */
+interface OccupantSession {
+  readonly jid: Jid;
+  /** The full JID escaped for an attribute value, concatenated into pre-serialised stanzas. */
+  readonly toAttr: string;
+  readonly local: boolean;
+  /** The presence this client last sent to the room, without the MUC payloads. */
+  presence: Element;
+}
+
+/** A stanza serialised once without `to`, in two halves around where `to` goes. */
+interface Prepared {
+  stanza: Element;
+  head: string;
+  tail: string;
+}
+
+function prepare(stanza: Element): Prepared {
+  const xml = serialize(stanza);
+  const cut = stanza.name.length + 1;
+  return { stanza, head: xml.slice(0, cut) + ' to="', tail: '"' + xml.slice(cut) };
+}
+
+export class Occupant {
+  role: Role;
+  readonly sessions: OccupantSession[] = [];
+  /** Presence of this occupant as others see it, prepared once: [with real JID, without]. */
+  private views: [Prepared | undefined, Prepared | undefined] = [undefined, undefined];
+
+  constructor(
+    public nick: string,
+    public roomJid: string,
+    readonly bare: string,
+    role: Role,
+  ) {
+    this.role = role;
+  }
+
+  /** The client whose presence others see: the latest one to speak. */
+  get current(): OccupantSession {
+    return this.sessions[this.sessions.length - 1]!;
+  }
+
+  changed(): void {
+    this.views = [undefined, undefined];
+  }
+
+  view(withJid: boolean, build: () => Element): Prepared {
+    const i = withJid ? 0 : 1;
+    return (this.views[i] ??= prepare(build()));
+  }
+}
+
+interface HistoryEntry {
+  stanza: Element;
+  stamp: number;
+  chars: number;
+}
+
+/** What a user asked for in <history/> (XEP-0045 §7.2.15). */
+interface HistoryRequest {
+  maxChars?: number;
+  maxStanzas?: number;
+  seconds?: number;
+  since?: number;
+}
+
+interface AdminChange {
+  kind: 'role' | 'affiliation';
+  value: string;
+  nick?: string | undefined;
+  jid?: string | undefined;
+  reason: string;
+}
+
+export class Room {
+  readonly jid: string;
+  /** Until the owner configures it (XEP-0045 §10.1.1), only the owner may enter. */
+  locked = false;
+  subject = '';
+  /** Room JID of whoever set the subject (or the room's own JID). */
+  subjectBy = '';
+  readonly occupants = new Map<string, Occupant>();
+  private readonly byFullJid = new Map<string, Occupant>();
+  readonly affiliations: Map<string, { affiliation: Affiliation; reason: string }>;
+  private history: HistoryEntry[] = [];
+  /** Stored in the database (persistent rooms only). */
+  persisted = false;
+  /** Database writes of this room, in order. */
+  private saving: Promise<void> = Promise.resolve();
+  destroyed = false;
+
+  constructor(
+    private readonly service: RoomHost,
+    readonly name: string,
+    public config: RoomConfig,
+    readonly createdAt = Date.now(),
+    affiliations = new Map<string, { affiliation: Affiliation; reason: string }>(),
+  ) {
+    this.jid = `${name}@${service.domain}`;
+    this.affiliations = affiliations;
+  }
+
+  get occupantCount(): number {
+    return this.occupants.size;
+  }
+
+  affiliationOf(bare: string): Affiliation {
+    return this.affiliations.get(bare)?.affiliation ?? 'none';
+  }
+
+  private defaultRole(affiliation: Affiliation): Role {
+    if (affiliation === 'owner' || affiliation === 'admin') return 'moderator';
+    if (affiliation === 'member') return 'participant';
+    if (affiliation === 'outcast') return 'none';
+    return this.config.moderated ? 'visitor' : 'participant';
+  }
+
+  private nonAnonymous(): boolean {
+    return this.config.whois === 'anyone';
+  }
+
+  /** Whether `viewer` sees occupants' real JIDs (XEP-0045 §7.2.3/§7.2.4). */
+  private seesJids(viewer: Occupant): boolean {
+    return this.nonAnonymous() || viewer.role === 'moderator';
+  }
+
+  // --- persistence ------------------------------------------------------------------------------
+
+  /** Queues a database write after the ones before it; resolves when it is done. */
+  private persist(write: (store: RoomStore) => Promise<void>): Promise<void> {
+    const next = this.saving.then(() => write(this.service.store));
+    this.saving = next.catch((err: unknown) => this.service.log.error({ err, room: this.jid }, 'saving the room failed'));
+    return next;
+  }
+
+  /** Brings the database in line with the persistence setting, after a configuration change. */
+  private syncPersistence(): Promise<void> {
+    if (this.config.persistent && !this.persisted) {
+      this.persisted = true;
+      const snapshot = { config: this.config, subject: this.subject, subjectBy: this.subjectBy, affiliations: [...this.affiliations] };
+      return this.persist((store) => store.saveRoom(this.name, snapshot.config, snapshot.subject, snapshot.subjectBy, this.createdAt, snapshot.affiliations));
+    }
+    if (!this.config.persistent && this.persisted) {
+      this.persisted = false;
+      return this.persist((store) => store.removeRoom(this.name));
+    }
+    if (this.persisted) {
+      const config = this.config;
+      return this.persist((store) => store.saveConfig(this.name, config));
+    }
+    return Promise.resolve();
+  }
+
+  /** Waits for this room's writes under way (at shutdown). */
+  settled(): Promise<void> {
+    return this.saving;
+  }
+
+  // --- delivery ---------------------------------------------------------------------------------
+
+  private deliver(s: OccupantSession, p: Prepared): void {
+    if (s.local) {
+      const session = this.service.sessions.get(s.jid.bare, s.jid.resource);
+      if (session !== undefined) session.send(p.stanza, p.head + s.toAttr + p.tail);
+      return;
+    }
+    const copy = new Element(p.stanza.name, { ...p.stanza.attrs, to: s.jid.toString() });
+    copy.children = p.stanza.children;
+    this.service.route(copy);
+  }
+
+  /** A one-off stanza to one client. */
+  private sendTo(s: OccupantSession, stanza: Element): void {
+    this.deliver(s, prepare(stanza));
+  }
+
+  /** A stanza to every client of every occupant, serialised once. */
+  private broadcast(stanza: Element): void {
+    const p = prepare(stanza);
+    for (const occupant of this.occupants.values()) {
+      const sessions = occupant.sessions;
+      for (let i = 0; i < sessions.length; i++) this.deliver(sessions[i]!, p);
+    }
+  }
+
+  private sendToJid(to: string, stanza: Element): void {
+    stanza.attrs.to = to;
+    this.service.route(stanza);
+  }
+
+  private bounce(stanza: Element, error: StanzaError): void {
+    if (stanza.attrs.type === 'error' || stanza.attrs.from === undefined) return;
+    if (stanza.name === 'iq' && stanza.attrs.type === 'result') return;
+    this.service.route(errorReply(stanza, error));
+  }
+
+  // --- presence ---------------------------------------------------------------------------------
+
+  /** The muc#user <x/> with the occupant's item, as a viewer sees it. */
+  private userX(o: Occupant, withJid: boolean, jid?: Jid): Element {
+    const x = new Element('x', { xmlns: NS_MUC_USER });
+    const item: Record<string, string> = { affiliation: this.affiliationOf(o.bare), role: o.role };
+    if (withJid) item.jid = (jid ?? o.current.jid).toString();
+    x.c('item', item);
+    return x;
+  }
+
+  private presenceOf(o: Occupant, withJid: boolean): Element {
+    const source = o.current.presence;
+    const presence = new Element('presence', { from: o.roomJid });
+    presence.children = [...source.children, this.userX(o, withJid)];
+    return presence;
+  }
+
+  private viewOf(o: Occupant, viewer: Occupant): Prepared {
+    const withJid = this.seesJids(viewer);
+    return o.view(withJid, () => this.presenceOf(o, withJid));
+  }
+
+  /** The occupant's own presence, with status codes (110 and others). */
+  private selfPresence(o: Occupant, s: OccupantSession, codes: number[], type?: 'unavailable', itemExtra?: (item: Element) => void): Element {
+    const presence = new Element('presence', type ? { from: o.roomJid, type } : { from: o.roomJid });
+    if (type === undefined) presence.children = [...o.current.presence.children];
+    const x = this.userX(o, true, s.jid);
+    if (itemExtra) itemExtra(x.getChild('item')!);
+    for (const code of codes) x.c('status', { code: String(code) });
+    presence.children.push(x);
+    return presence;
+  }
+
+  /** Tells everyone but `o` of its current presence; `o`'s own clients get it with 110 (+ `selfCodes`). */
+  private announce(o: Occupant, selfCodes: number[] = []): void {
+    o.changed();
+    let withJid: Prepared | undefined;
+    let anonymous: Prepared | undefined;
+    for (const other of this.occupants.values()) {
+      if (other === o) continue;
+      const p = this.seesJids(other)
+        ? (withJid ??= o.view(true, () => this.presenceOf(o, true)))
+        : (anonymous ??= o.view(false, () => this.presenceOf(o, false)));
+      for (const s of other.sessions) this.deliver(s, p);
+    }
+    for (const s of o.sessions) this.sendTo(s, this.selfPresence(o, s, [110, ...selfCodes]));
+  }
+
+  /** Everyone learns `o` left; its clients get 110 with `codes` (kick 307, ban 301, nick change 303...). */
+  private announceDeparture(o: Occupant, codes: number[], itemExtra?: (item: Element) => void, status?: Element): void {
+    const build = (withJid: boolean) => {
+      const presence = new Element('presence', { from: o.roomJid, type: 'unavailable' });
+      if (status) presence.children.push(status);
+      const x = this.userX(o, withJid);
+      const item = x.getChild('item')!;
+      if (itemExtra) itemExtra(item);
+      for (const code of codes) x.c('status', { code: String(code) });
+      presence.children.push(x);
+      return prepare(presence);
+    };
+    let withJid: Prepared | undefined;
+    let anonymous: Prepared | undefined;
+    for (const other of this.occupants.values()) {
+      if (other === o) continue;
+      const p = this.seesJids(other) ? (withJid ??= build(true)) : (anonymous ??= build(false));
+      for (const s of other.sessions) this.deliver(s, p);
+    }
+    for (const s of o.sessions) {
+      const presence = this.selfPresence(o, s, [110, ...codes], 'unavailable', itemExtra);
+      if (status) presence.children.unshift(status);
+      this.sendTo(s, presence);
+    }
+  }
+
+  /** A presence addressed to room/nick from `from`. */
+  handlePresence(stanza: Element, from: Jid, nick: string, created: boolean): void {
+    const type = stanza.attrs.type;
+    const occupant = this.byFullJid.get(from.toString());
+    if (type === 'unavailable') {
+      if (occupant) this.leave(occupant, from, stanza);
+      return;
+    }
+    if (type === 'error') {
+      // the occupant's client is gone or refuses the room's traffic: take it out quietly
+      if (occupant) this.leave(occupant, from, undefined);
+      return;
+    }
+    if (type !== undefined) return; // subscriptions and probes mean nothing to a room
+    if (nick === '') return this.bounce(stanza, new StanzaError('jid-malformed', 'A nickname is needed to enter a room'));
+    if (occupant === undefined) return this.join(stanza, from, nick, created);
+    const session = occupant.sessions.find((s) => s.jid.equals(from))!;
+    session.presence = presenceContent(stanza);
+    if (occupant.nick !== nick) return this.changeNick(occupant, stanza, nick);
+    // a presence update (show/status): move this client to the end, its presence is the one shown
+    occupant.sessions.splice(occupant.sessions.indexOf(session), 1);
+    occupant.sessions.push(session);
+    this.announce(occupant);
+  }
+
+  private join(stanza: Element, from: Jid, nick: string, created: boolean): void {
+    const bare = from.bare;
+    const affiliation = this.affiliationOf(bare);
+    const mucX = stanza.getChild('x', NS_MUC);
+    // XEP-0045 §7.2.6-§7.2.9: the checks in the order the XEP lists them
+    if (this.locked && affiliation !== 'owner') {
+      return this.bounce(stanza, new StanzaError('item-not-found', 'This room is locked until its owner configures it'));
+    }
+    if (affiliation === 'outcast') return this.bounce(stanza, new StanzaError('forbidden', 'You are banned from this room'));
+    if (this.config.membersOnly && affiliation === 'none') {
+      return this.bounce(stanza, new StanzaError('registration-required', 'This room is for members only'));
+    }
+    const existing = this.occupants.get(nick);
+    if (existing !== undefined && existing.bare !== bare) {
+      return this.bounce(stanza, new StanzaError('conflict', 'That nickname is already used in this room'));
+    }
+    if (existing === undefined) {
+      const limit = this.config.maxUsers === 0 ? this.service.maxOccupants : Math.min(this.config.maxUsers, this.service.maxOccupants);
+      if (this.occupants.size >= limit && affiliation !== 'owner' && affiliation !== 'admin') {
+        return this.bounce(stanza, new StanzaError('service-unavailable', 'This room is full', 'wait'));
+      }
+    }
+    if (this.config.passwordProtected && mucX?.getChildText('password') !== this.config.password) {
+      return this.bounce(stanza, new StanzaError('not-authorized', 'A password is needed to enter this room'));
+    }
+
+    const session: OccupantSession = { jid: from, toAttr: escapeAttribute(from.toString()), local: this.service.isLocal(from.domain), presence: presenceContent(stanza) };
+    let occupant = existing;
+    if (occupant === undefined) {
+      occupant = new Occupant(nick, `${this.jid}/${nick}`, bare, this.defaultRole(affiliation));
+      // §7.2.3: first the presence of everyone already there, to the newcomer
+      for (const other of this.occupants.values()) this.deliver(session, this.viewOf(other, occupant));
+      this.occupants.set(nick, occupant);
+      occupant.sessions.push(session);
+      this.byFullJid.set(from.toString(), occupant);
+    } else {
+      // §7.2.3 multi-session: another device of the same user under the same nick
+      for (const other of this.occupants.values()) if (other !== occupant) this.deliver(session, this.viewOf(other, occupant));
+      occupant.sessions.push(session);
+      this.byFullJid.set(from.toString(), occupant);
+    }
+    // then the newcomer's presence to everyone, and to itself with its status codes
+    const codes: number[] = [];
+    if (this.nonAnonymous()) codes.push(100);
+    if (this.config.logging) codes.push(170);
+    if (created) codes.push(201);
+    if (existing === undefined) this.announce(occupant, codes);
+    else this.sendTo(session, this.selfPresence(occupant, session, [110, ...codes]));
+
+    // §7.2.15 discussion history, then §7.2.16 the subject (always, last)
+    this.sendHistory(session, mucX ? historyRequest(mucX.getChild('history')) : {});
+    const subject = new Element('message', { from: this.subjectBy || this.jid, type: 'groupchat', id: randomUUID() });
+    subject.c('subject').t(this.subject);
+    this.sendTo(session, subject);
+  }
+
+  private changeNick(o: Occupant, stanza: Element, nick: string): void {
+    const holder = this.occupants.get(nick);
+    if (holder !== undefined) return this.bounce(stanza, new StanzaError('conflict', 'That nickname is already used in this room'));
+    // §7.6: unavailable from the old nick with 303 and the new nick, then available from the new one
+    this.announceDeparture(o, [303], (item) => void (item.attrs.nick = nick));
+    this.occupants.delete(o.nick);
+    o.nick = nick;
+    o.roomJid = `${this.jid}/${nick}`;
+    this.occupants.set(nick, o);
+    this.announce(o);
+  }
+
+  private leave(o: Occupant, from: Jid, stanza: Element | undefined): void {
+    const index = o.sessions.findIndex((s) => s.jid.equals(from));
+    if (index === -1) return;
+    if (o.sessions.length > 1) {
+      // another device stays under this nick: only the departing client hears it left
+      const [session] = o.sessions.splice(index, 1);
+      this.byFullJid.delete(from.toString());
+      if (stanza) this.sendTo(session!, this.selfPresence(o, session!, [110], 'unavailable'));
+      o.changed();
+      return;
+    }
+    // §7.14: everyone hears the occupant left, with the status it left with
+    const status = stanza?.getChild('status');
+    this.announceDeparture(o, [], undefined, status);
+    this.removeOccupant(o);
+  }
+
+  private removeOccupant(o: Occupant): void {
+    for (const s of o.sessions) this.byFullJid.delete(s.jid.toString());
+    o.sessions.length = 0;
+    this.occupants.delete(o.nick);
+    if (this.occupants.size === 0 && !this.config.persistent) this.destroy(undefined, undefined, false);
+  }
+
+  /** Takes an occupant out with unavailable presence and status codes (kick 307, ban 301, 321, 322). */
+  private eject(o: Occupant, codes: number[], actor: Occupant | undefined, reason: string): void {
+    o.role = 'none';
+    o.changed();
+    this.announceDeparture(o, codes, (item) => {
+      if (actor) item.c('actor', { nick: actor.nick });
+      if (reason) item.c('reason').t(reason);
+    });
+    this.removeOccupant(o);
+  }
+
+  // --- messages ---------------------------------------------------------------------------------
+
+  handleMessage(stanza: Element, from: Jid, nick: string): void {
+    const type = stanza.attrs.type;
+    if (type === 'error') return; // an occupant's client refused something we sent: nothing to answer
+    const sender = this.byFullJid.get(from.toString());
+    if (nick !== '') return this.privateMessage(stanza, sender, nick);
+    if (type === 'groupchat') return this.groupchat(stanza, sender);
+    const userX = stanza.getChild('x', NS_MUC_USER);
+    if (userX !== undefined) {
+      const invites = userX.getChildren('invite');
+      if (invites.length > 0) return this.invite(stanza, from, sender, invites);
+      const decline = userX.getChild('decline');
+      if (decline !== undefined) return this.decline(from, decline);
+    }
+    // §8.6 voice requests and other forms are not supported
+    this.bounce(stanza, new StanzaError('not-acceptable', 'Group messages have type groupchat'));
+  }
+
+  private groupchat(stanza: Element, sender: Occupant | undefined): void {
+    if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may send messages to the room'));
+    if (sender.role === 'visitor' || sender.role === 'none') {
+      return this.bounce(stanza, new StanzaError('forbidden', 'You have no voice in this moderated room'));
+    }
+    const subject = stanza.getChild('subject');
+    const body = stanza.getChild('body');
+    if (subject !== undefined && body === undefined) {
+      // §8.1: a subject change
+      if (sender.role !== 'moderator' && !this.config.changeSubject) {
+        return this.bounce(stanza, new StanzaError('forbidden', 'Only moderators may change the subject of this room'));
+      }
+      this.subject = subject.getText();
+      this.subjectBy = sender.roomJid;
+      if (this.persisted) {
+        const [text, by] = [this.subject, this.subjectBy];
+        void this.persist((store) => store.saveSubject(this.name, text, by));
+      }
+    }
+    const attrs: Record<string, string> = {};
+    for (const key in stanza.attrs) if (key !== 'to' && key !== 'from') attrs[key] = stanza.attrs[key]!;
+    attrs.from = sender.roomJid;
+    const reflected = new Element('message', attrs);
+    const children = reflected.children;
+    for (const child of stanza.children) {
+      // XEP-0359 §5: a stanza-id claiming to be ours is not to be trusted
+      if (typeof child !== 'string' && child.name === 'stanza-id' && child.attrs.xmlns === NS_STANZA_ID && child.attrs.by === this.jid) continue;
+      children.push(child);
+    }
+    children.push(new Element('stanza-id', { xmlns: NS_STANZA_ID, id: randomUUID(), by: this.jid }));
+    const p = prepare(reflected);
+    for (const occupant of this.occupants.values()) {
+      const sessions = occupant.sessions;
+      for (let i = 0; i < sessions.length; i++) this.deliver(sessions[i]!, p);
+    }
+    if (body !== undefined && this.config.historyLength > 0) {
+      this.history.push({ stanza: reflected, stamp: Date.now(), chars: p.head.length + p.tail.length });
+      if (this.history.length > this.config.historyLength) this.history.splice(0, this.history.length - this.config.historyLength);
+    }
+  }
+
+  private sendHistory(s: OccupantSession, request: HistoryRequest): void {
+    let entries = this.history;
+    if (request.maxStanzas !== undefined) entries = request.maxStanzas === 0 ? [] : entries.slice(-request.maxStanzas);
+    const since = Math.max(request.since ?? 0, request.seconds !== undefined ? Date.now() - request.seconds * 1000 : 0);
+    if (since > 0) entries = entries.filter((e) => e.stamp >= since);
+    if (request.maxChars !== undefined) {
+      let total = 0;
+      let first = entries.length;
+      while (first > 0 && total + entries[first - 1]!.chars <= request.maxChars) total += entries[--first]!.chars;
+      entries = entries.slice(first);
+    }
+    for (const entry of entries) {
+      const message = new Element('message', { ...entry.stanza.attrs });
+      message.children = [...entry.stanza.children, new Element('delay', { xmlns: NS_DELAY, from: this.jid, stamp: new Date(entry.stamp).toISOString() })];
+      this.sendTo(s, message);
+    }
+  }
+
+  private privateMessage(stanza: Element, sender: Occupant | undefined, nick: string): void {
+    if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may send private messages'));
+    if (stanza.attrs.type === 'groupchat') return this.bounce(stanza, new StanzaError('bad-request', 'Private messages are not groupchat'));
+    const allowed = this.config.allowPm === 'anyone'
+      || (this.config.allowPm === 'participants' && ROLE_RANK[sender.role] >= ROLE_RANK.participant)
+      || (this.config.allowPm === 'moderators' && sender.role === 'moderator');
+    if (!allowed) return this.bounce(stanza, new StanzaError('forbidden', 'Private messages are not allowed in this room'));
+    const target = this.occupants.get(nick);
+    if (target === undefined) return this.bounce(stanza, new StanzaError('item-not-found', `Nobody is called ${nick} here`));
+    const attrs: Record<string, string> = { ...stanza.attrs, from: sender.roomJid };
+    delete attrs.to;
+    const message = new Element('message', attrs);
+    message.children = stanza.children.filter((c) => typeof c === 'string' || !(c.name === 'x' && c.attrs.xmlns === NS_MUC_USER));
+    message.children.push(new Element('x', { xmlns: NS_MUC_USER })); // XEP-0045 §7.5: marks it as from the room
+    const p = prepare(message);
+    for (const s of target.sessions) this.deliver(s, p);
+  }
+
+  private invite(stanza: Element, from: Jid, sender: Occupant | undefined, invites: Element[]): void {
+    if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may invite'));
+    const affiliation = this.affiliationOf(sender.bare);
+    const isAdmin = affiliation === 'owner' || affiliation === 'admin';
+    // §7.8.2: in a members-only room, only admins invite unless occupants are allowed to
+    if (this.config.membersOnly && !isAdmin && !this.config.allowInvites) {
+      return this.bounce(stanza, new StanzaError('forbidden', 'Only admins may invite people to this room'));
+    }
+    if (sender.role === 'visitor') return this.bounce(stanza, new StanzaError('forbidden', 'Visitors may not invite'));
+    for (const invite of invites) {
+      const to = invite.attrs.to === undefined ? null : parseBare(invite.attrs.to);
+      if (to === null) return this.bounce(stanza, new StanzaError('jid-malformed', 'Whom to invite?'));
+      // §9.4 / §7.8.2: inviting into a members-only room makes the invitee a member
+      if (this.config.membersOnly && this.affiliationOf(to) === 'none') this.setAffiliation(to, 'member', '');
+      const reason = invite.getChildText('reason') ?? '';
+      const message = new Element('message', { from: this.jid });
+      const x = message.c('x', { xmlns: NS_MUC_USER });
+      const forwarded = x.c('invite', { from: from.bare });
+      if (reason) forwarded.c('reason').t(reason);
+      if (this.config.passwordProtected) x.c('password').t(this.config.password);
+      message.c('body').t(`${from.bare} invites you to the room ${this.jid}${reason ? `: ${reason}` : ''}`);
+      this.sendToJid(to, message);
+    }
+  }
+
+  private decline(from: Jid, decline: Element): void {
+    const to = decline.attrs.to === undefined ? null : parseBare(decline.attrs.to);
+    if (to === null) return;
+    const message = new Element('message', { from: this.jid });
+    const forwarded = message.c('x', { xmlns: NS_MUC_USER }).c('decline', { from: from.bare });
+    const reason = decline.getChildText('reason');
+    if (reason) forwarded.c('reason').t(reason);
+    this.sendToJid(to, message);
+  }
+
+  // --- IQs --------------------------------------------------------------------------------------
+
+  /** An IQ to the room or to an occupant; `reply` sends the result payload (or the error). */
+  handleIq(stanza: Element, from: Jid, nick: string): void {
+    const type = stanza.attrs.type;
+    const sender = this.byFullJid.get(from.toString());
+    if (nick !== '') return this.occupantIq(stanza, from, sender, nick);
+    if (type !== 'get' && type !== 'set') return;
+    const payload = stanza.getChildElements()[0];
+    const xmlns = payload?.attrs.xmlns;
+    const reply = (result: Element | null) => this.service.route(iqResult(stanza, result));
+    const run = async () => {
+      if (payload === undefined) throw new StanzaError('bad-request');
+      if (type === 'get' && xmlns === NS_DISCO_INFO) return this.discoInfo(payload);
+      if (type === 'get' && xmlns === NS_DISCO_ITEMS) return this.discoItems(payload, sender);
+      if (type === 'get' && xmlns === NS_PING) return null;
+      if (xmlns === NS_MUC_ADMIN) return type === 'get' ? this.adminGet(from, sender, payload) : this.adminSet(from, sender, payload);
+      if (xmlns === NS_MUC_OWNER) return type === 'get' ? this.ownerGet(from, payload) : this.ownerSet(from, sender, payload);
+      throw new StanzaError('service-unavailable');
+    };
+    run().then(reply, (err: unknown) => {
+      if (err instanceof StanzaError) return this.bounce(stanza, err);
+      this.service.log.error({ err, room: this.jid }, 'room IQ failed');
+      this.bounce(stanza, new StanzaError('internal-server-error'));
+    });
+  }
+
+  private occupantIq(stanza: Element, from: Jid, sender: Occupant | undefined, nick: string): void {
+    const type = stanza.attrs.type;
+    const target = this.occupants.get(nick);
+    if (type === 'result' || type === 'error') {
+      // an answer to an IQ we passed on: back to the asker (the occupant called `nick`)
+      if (sender === undefined || target === undefined) return;
+      const copy = new Element('iq', { ...stanza.attrs, from: sender.roomJid });
+      copy.children = stanza.children;
+      this.sendTo(target.current, copy);
+      return;
+    }
+    // XEP-0410 §3.2: a self-ping is answered by the room: "you are still joined"
+    if (stanza.getChild('ping', NS_PING) && sender !== undefined && sender === target) {
+      return this.service.route(iqResult(stanza, null));
+    }
+    if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'You are not in this room'));
+    if (target === undefined) return this.bounce(stanza, new StanzaError('item-not-found', `Nobody is called ${nick} here`));
+    // §7.5 (IQs between occupants): passed on to one client of the occupant, from the asker's room JID
+    const copy = new Element('iq', { ...stanza.attrs, from: sender.roomJid });
+    copy.children = stanza.children;
+    this.sendTo(target.current, copy);
+  }
+
+  private discoInfo(payload: Element): Element {
+    if (payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
+    const c = this.config;
+    const query = new Element('query', { xmlns: NS_DISCO_INFO });
+    query.c('identity', { category: 'conference', type: 'text', name: c.name || this.name });
+    const features = [
+      NS_MUC, NS_STANZA_ID, NS_SELF_PING, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING,
+      c.public ? 'muc_public' : 'muc_hidden',
+      c.persistent ? 'muc_persistent' : 'muc_temporary',
+      c.membersOnly ? 'muc_membersonly' : 'muc_open',
+      c.moderated ? 'muc_moderated' : 'muc_unmoderated',
+      c.whois === 'anyone' ? 'muc_nonanonymous' : 'muc_semianonymous',
+      c.passwordProtected ? 'muc_passwordprotected' : 'muc_unsecured',
+    ];
+    for (const feature of features) query.c('feature', { var: feature });
+    query.append(roomInfoForm(c, this.occupants.size, this.subject));
+    return query;
+  }
+
+  private discoItems(payload: Element, viewer: Occupant | undefined): Element {
+    if (payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
+    const query = new Element('query', { xmlns: NS_DISCO_ITEMS });
+    // §6.5: the occupants' room JIDs, to occupants only (others learn nothing about who is inside)
+    if (viewer !== undefined) for (const o of this.occupants.values()) query.c('item', { jid: o.roomJid, name: o.nick });
+    return query;
+  }
+
+  // --- administration: affiliations and roles (§9, §10) ------------------------------------------
+
+  private async adminGet(from: Jid, sender: Occupant | undefined, payload: Element): Promise<Element> {
+    const item = payload.getChild('item');
+    const affiliation = this.affiliationOf(from.bare);
+    const rank = AFFILIATION_RANK[affiliation];
+    const query = new Element('query', { xmlns: NS_MUC_ADMIN });
+    if (item?.attrs.affiliation !== undefined) {
+      const wanted = item.attrs.affiliation;
+      if (!isAffiliation(wanted) || wanted === 'none') throw new StanzaError('bad-request', 'Which affiliation?');
+      // members may see who belongs to the room (clients show member lists); the ban list is for admins
+      const allowed = wanted === 'outcast' ? rank >= AFFILIATION_RANK.admin : rank >= AFFILIATION_RANK.member;
+      if (!allowed) throw new StanzaError('forbidden', 'You may not see that list');
+      for (const [jid, a] of this.affiliations) {
+        if (a.affiliation !== wanted) continue;
+        const attrs: Record<string, string> = { affiliation: wanted, jid };
+        const nick = this.nickOf(jid);
+        if (nick !== undefined) attrs.nick = nick;
+        const entry = query.c('item', attrs);
+        if (a.reason) entry.c('reason').t(a.reason);
+      }
+      return query;
+    }
+    if (item?.attrs.role !== undefined) {
+      const wanted = item.attrs.role;
+      if (!isRole(wanted) || wanted === 'none') throw new StanzaError('bad-request', 'Which role?');
+      if (sender?.role !== 'moderator') throw new StanzaError('forbidden', 'Only moderators may list roles');
+      for (const o of this.occupants.values()) {
+        if (o.role !== wanted) continue;
+        query.c('item', { role: wanted, nick: o.nick, affiliation: this.affiliationOf(o.bare), jid: o.current.jid.toString() });
+      }
+      return query;
+    }
+    throw new StanzaError('bad-request', 'Ask for an affiliation or a role');
+  }
+
+  private nickOf(bare: string): string | undefined {
+    for (const o of this.occupants.values()) if (o.bare === bare) return o.nick;
+    return undefined;
+  }
+
+  private async adminSet(from: Jid, sender: Occupant | undefined, payload: Element): Promise<null> {
+    const actorAffiliation = this.affiliationOf(from.bare);
+    const changes: AdminChange[] = [];
+    for (const item of payload.getChildren('item')) {
+      const reason = item.getChildText('reason') ?? '';
+      if (item.attrs.affiliation !== undefined) {
+        changes.push({ kind: 'affiliation', value: item.attrs.affiliation, jid: item.attrs.jid, nick: item.attrs.nick, reason });
+      } else if (item.attrs.role !== undefined) {
+        changes.push({ kind: 'role', value: item.attrs.role, nick: item.attrs.nick, reason });
+      } else throw new StanzaError('bad-request', 'Each item changes a role or an affiliation');
+    }
+    if (changes.length === 0) throw new StanzaError('bad-request', 'Nothing to change');
+    // check them all before changing anything (§9: the whole request succeeds or fails)
+    const plan: Array<() => Promise<void> | void> = [];
+    const owners = new Set([...this.affiliations].filter(([, a]) => a.affiliation === 'owner').map(([jid]) => jid));
+    for (const change of changes) {
+      if (change.kind === 'role') {
+        if (!isRole(change.value)) throw new StanzaError('bad-request', `Unknown role ${change.value}`);
+        const role: Role = change.value;
+        if (sender === undefined || sender.role !== 'moderator') throw new StanzaError('forbidden', 'Only moderators change roles');
+        const target = change.nick === undefined ? undefined : this.occupants.get(change.nick);
+        if (target === undefined) throw new StanzaError('item-not-found', 'No occupant with that nickname');
+        const targetAffiliation = this.affiliationOf(target.bare);
+        if (role === 'moderator' || target.role === 'moderator') {
+          // §9.6/§9.7: granting or revoking moderator is for admins and owners
+          if (AFFILIATION_RANK[actorAffiliation] < AFFILIATION_RANK.admin) throw new StanzaError('not-allowed', 'Only admins change moderators');
+        }
+        // §8.2: no one kicks or silences someone of a higher or equal admin affiliation
+        if (AFFILIATION_RANK[targetAffiliation] >= AFFILIATION_RANK.admin && AFFILIATION_RANK[targetAffiliation] >= AFFILIATION_RANK[actorAffiliation] && role !== 'moderator') {
+          throw new StanzaError('not-allowed', 'You may not change the role of an admin or owner');
+        }
+        plan.push(() => this.setRole(target, role, sender, change.reason));
+      } else {
+        if (!isAffiliation(change.value)) throw new StanzaError('bad-request', `Unknown affiliation ${change.value}`);
+        const affiliation: Affiliation = change.value;
+        let jid = change.jid === undefined ? undefined : parseBare(change.jid) ?? undefined;
+        if (jid === undefined && change.nick !== undefined) jid = this.occupants.get(change.nick)?.bare;
+        if (jid === undefined) throw new StanzaError('bad-request', 'Whose affiliation?');
+        const current = this.affiliationOf(jid);
+        const actorRank = AFFILIATION_RANK[actorAffiliation];
+        if (actorRank < AFFILIATION_RANK.admin) throw new StanzaError('forbidden', 'Only admins and owners change affiliations');
+        // §9 / §10: admins handle members and bans of non-admins; owners handle everything
+        const needsOwner = affiliation === 'owner' || affiliation === 'admin' || current === 'owner' || current === 'admin';
+        if (needsOwner && actorAffiliation !== 'owner') throw new StanzaError('not-allowed', 'Only owners change admins and owners');
+        if (current === 'owner' && affiliation !== 'owner') {
+          owners.delete(jid);
+          if (owners.size === 0) throw new StanzaError('conflict', 'A room needs an owner');
+        }
+        if (affiliation === 'owner') owners.add(jid);
+        const target = jid;
+        plan.push(() => this.setAffiliation(target, affiliation, change.reason, sender));
+      }
+    }
+    for (const step of plan) await step();
+    return null;
+  }
+
+  private setRole(target: Occupant, role: Role, actor: Occupant | undefined, reason: string): void {
+    if (!this.occupants.has(target.nick)) return;
+    if (role === 'none') return this.eject(target, [307], actor, reason); // §8.2 kick
+    target.role = role;
+    this.announce(target);
+  }
+
+  /**
+   * Changes an affiliation (and the roles of the user's occupants that follow from it);
+   * resolves once it is stored, for a persistent room.
+   */
+  setAffiliation(bare: string, affiliation: Affiliation, reason: string, actor?: Occupant): Promise<void> {
+    if (affiliation === 'none') this.affiliations.delete(bare);
+    else this.affiliations.set(bare, { affiliation, reason });
+    for (const o of [...this.occupants.values()]) {
+      if (o.bare !== bare) continue;
+      if (affiliation === 'outcast') this.eject(o, [301], actor, reason); // §9.1 ban
+      else if (affiliation === 'none' && this.config.membersOnly) this.eject(o, [321], actor, reason); // §9.5
+      else {
+        o.role = this.defaultRole(affiliation);
+        this.announce(o);
+      }
+    }
+    if (!this.persisted) return Promise.resolve();
+    return this.persist((store) => store.setAffiliation(this.name, bare, affiliation, reason));
+  }
+
+  // --- ownership: configuration and destruction (§10) -------------------------------------------
+
+  private ownerGet(from: Jid, payload: Element): Element {
+    if (this.affiliationOf(from.bare) !== 'owner') throw new StanzaError('forbidden', 'Only owners configure the room');
+    if (payload.getChildElements().length > 0) throw new StanzaError('bad-request');
+    const query = new Element('query', { xmlns: NS_MUC_OWNER });
+    query.append(roomConfigForm(this.config, this.service.maxOccupants));
+    return query;
+  }
+
+  private async ownerSet(from: Jid, sender: Occupant | undefined, payload: Element): Promise<null> {
+    if (this.affiliationOf(from.bare) !== 'owner') throw new StanzaError('forbidden', 'Only owners configure the room');
+    const destroy = payload.getChild('destroy');
+    if (destroy !== undefined) {
+      const venue = destroy.attrs.jid;
+      await this.destroy(venue === undefined ? undefined : venue, destroy.getChildText('reason') ?? undefined, true);
+      return null;
+    }
+    const x = payload.getChild('x', NS_DATA);
+    if (x === undefined) throw new StanzaError('bad-request', 'Submit a configuration form');
+    if (x.attrs.type === 'cancel') {
+      // §10.1.3: cancelling the initial configuration destroys the new room
+      if (this.locked) await this.destroy(undefined, undefined, true);
+      return null;
+    }
+    if (x.attrs.type !== 'submit') throw new StanzaError('bad-request', 'Submit the form');
+    const previous = this.config;
+    this.config = applyRoomConfig(previous, readForm(x), { maxOccupants: this.service.maxOccupants, maxHistory: this.service.maxHistory });
+    const wasLocked = this.locked;
+    this.locked = false; // §10.1.2: an instant room, or a configured reserved room, opens
+    if (this.history.length > this.config.historyLength) this.history.splice(0, this.history.length - this.config.historyLength);
+    await this.syncPersistence();
+    this.configurationChanged(previous, wasLocked, sender);
+    return null;
+  }
+
+  private configurationChanged(previous: RoomConfig, wasLocked: boolean, actor: Occupant | undefined): void {
+    const c = this.config;
+    // §10.2.1: everyone is told, with the privacy-related codes when anonymity changed
+    if (!wasLocked) {
+      const codes = [104];
+      if (previous.whois !== c.whois) codes.push(c.whois === 'anyone' ? 172 : 173);
+      if (previous.logging !== c.logging) codes.push(c.logging ? 170 : 171);
+      const notice = new Element('message', { from: this.jid, type: 'groupchat', id: randomUUID() });
+      const x = notice.c('x', { xmlns: NS_MUC_USER });
+      for (const code of codes) x.c('status', { code: String(code) });
+      this.broadcast(notice);
+    }
+    if (c.membersOnly && !previous.membersOnly) {
+      // §9.5: turning members-only removes those who are not members
+      for (const o of [...this.occupants.values()]) {
+        if (this.affiliationOf(o.bare) === 'none') this.eject(o, [322], actor, '');
+      }
+    }
+    if (c.moderated !== previous.moderated) {
+      for (const o of this.occupants.values()) {
+        const role = this.defaultRole(this.affiliationOf(o.bare));
+        if (this.affiliationOf(o.bare) === 'none' && o.role !== role && o.role !== 'moderator') {
+          o.role = role;
+          this.announce(o);
+        }
+      }
+    }
+    if (previous.whois !== c.whois) for (const o of this.occupants.values()) o.changed();
+  }
+
+  /**
+   * §10.9: everyone leaves with a <destroy/> (and the alternate venue, if any), and the room is
+   * forgotten, from the database too. `explicit`: an owner asked, rather than the last occupant leaving.
+   */
+  destroy(venue: string | undefined, reason: string | undefined, explicit: boolean): Promise<void> {
+    if (this.destroyed) return Promise.resolve();
+    this.destroyed = true;
+    if (explicit) {
+      for (const o of this.occupants.values()) {
+        const info = new Element('destroy', venue ? { jid: venue } : {});
+        if (reason) info.c('reason').t(reason);
+        for (const s of o.sessions) {
+          const presence = new Element('presence', { from: o.roomJid, type: 'unavailable' });
+          const x = presence.c('x', { xmlns: NS_MUC_USER });
+          x.c('item', { affiliation: 'none', role: 'none' });
+          x.children.push(info);
+          x.c('status', { code: '110' });
+          this.sendTo(s, presence);
+        }
+      }
+    }
+    this.occupants.clear();
+    this.byFullJid.clear();
+    this.service.removed(this);
+    if (!this.persisted) return Promise.resolve();
+    this.persisted = false;
+    return this.persist((store) => store.removeRoom(this.name));
+  }
+
+  /** A newly created room: its creator becomes its owner (§10.1). */
+  static create(service: RoomHost, name: string, config: RoomConfig, owner: string, locked: boolean): Room {
+    const room = new Room(service, name, config);
+    room.affiliations.set(owner, { affiliation: 'owner', reason: '' });
+    room.locked = locked;
+    return room;
+  }
+}
+
+/** The presence content others see: everything but the MUC join and user payloads. */
+function presenceContent(stanza: Element): Element {
+  const content = new Element('presence');
+  for (const child of stanza.children) {
+    if (typeof child === 'string') continue;
+    const xmlns = child.attrs.xmlns;
+    if (child.name === 'x' && (xmlns === NS_MUC || xmlns === NS_MUC_USER)) continue;
+    content.children.push(child);
+  }
+  return content;
+}
+
+function historyRequest(history: Element | undefined): HistoryRequest {
+  if (history === undefined) return {};
+  const request: HistoryRequest = {};
+  const number = (name: string) => {
+    const value = history.attrs[name];
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    return Number.isFinite(n) && n >= 0 ? Math.floor(n) : undefined;
+  };
+  const maxChars = number('maxchars');
+  const maxStanzas = number('maxstanzas');
+  const seconds = number('seconds');
+  if (maxChars !== undefined) request.maxChars = maxChars;
+  if (maxStanzas !== undefined) request.maxStanzas = maxStanzas;
+  if (seconds !== undefined) request.seconds = seconds;
+  if (history.attrs.since !== undefined) {
+    const since = Date.parse(history.attrs.since);
+    if (Number.isFinite(since)) request.since = since;
+  }
+  return request;
+}
+
+function isRole(value: string): value is Role {
+  return value === 'moderator' || value === 'participant' || value === 'visitor' || value === 'none';
+}
+
+function isAffiliation(value: string): value is Affiliation {
+  return value === 'owner' || value === 'admin' || value === 'member' || value === 'outcast' || value === 'none';
+}
+
+
+/** The bare JID of an address given in a form or an item, or null when it is malformed. */
+function parseBare(value: string): string | null {
+  return parseJid(value)?.bare ?? null;
+}

@@ -1,0 +1,104 @@
+// Persistent rooms (XEP-0045 §10.1.3 muc#roomconfig_persistentroom): their configuration, subject
+// and affiliations survive a restart. Temporary rooms never touch the database, and nothing here
+// runs per message or per recipient: only when an owner or admin changes something.
+import type { Knex } from 'knex';
+import type { Migration } from '../../storage/db.js';
+import type { RoomConfig } from './forms.js';
+
+export const mucMigrations: Migration[] = [
+  {
+    name: '001-create-muc-rooms',
+    async up(db) {
+      await db.schema.createTable('muc_rooms', (t) => {
+        t.string('service', 255).notNullable();
+        t.string('room', 1023).notNullable();
+        /** RoomConfig as JSON: new fields get their defaults when read back */
+        t.text('config').notNullable();
+        t.text('subject').notNullable().defaultTo('');
+        t.string('subject_by', 1023).notNullable().defaultTo('');
+        t.bigInteger('created_at').notNullable();
+        t.primary(['service', 'room']);
+      });
+      await db.schema.createTable('muc_affiliations', (t) => {
+        t.string('service', 255).notNullable();
+        t.string('room', 1023).notNullable();
+        t.string('jid', 3071).notNullable();
+        t.string('affiliation', 16).notNullable(); // owner | admin | member | outcast
+        t.text('reason').notNullable().defaultTo('');
+        t.primary(['service', 'room', 'jid']);
+      });
+    },
+  },
+];
+
+export type Affiliation = 'owner' | 'admin' | 'member' | 'outcast' | 'none';
+
+export interface StoredRoom {
+  room: string;
+  config: Partial<RoomConfig>;
+  subject: string;
+  subjectBy: string;
+  createdAt: number;
+  affiliations: Map<string, { affiliation: Affiliation; reason: string }>;
+}
+
+export class RoomStore {
+  constructor(
+    private readonly db: Knex,
+    private readonly service: string,
+  ) {}
+
+  async loadAll(): Promise<StoredRoom[]> {
+    const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string }> =
+      await this.db('muc_rooms').where({ service: this.service }).select('room', 'config', 'subject', 'subject_by', 'created_at');
+    const byRoom = new Map<string, StoredRoom>();
+    for (const r of rooms) {
+      byRoom.set(r.room, {
+        room: r.room,
+        config: JSON.parse(r.config) as Partial<RoomConfig>,
+        subject: r.subject,
+        subjectBy: r.subject_by,
+        createdAt: Number(r.created_at),
+        affiliations: new Map(),
+      });
+    }
+    const affiliations: Array<{ room: string; jid: string; affiliation: Affiliation; reason: string }> =
+      await this.db('muc_affiliations').where({ service: this.service }).select('room', 'jid', 'affiliation', 'reason');
+    for (const a of affiliations) byRoom.get(a.room)?.affiliations.set(a.jid, { affiliation: a.affiliation, reason: a.reason });
+    return [...byRoom.values()];
+  }
+
+  /** Writes the room and all its affiliations (when it becomes persistent). */
+  async saveRoom(room: string, config: RoomConfig, subject: string, subjectBy: string, createdAt: number, affiliations: Iterable<[string, { affiliation: Affiliation; reason: string }]>): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('muc_rooms')
+        .insert({ service: this.service, room, config: JSON.stringify(config), subject, subject_by: subjectBy, created_at: createdAt })
+        .onConflict(['service', 'room'])
+        .merge(['config', 'subject', 'subject_by']);
+      await trx('muc_affiliations').where({ service: this.service, room }).delete();
+      const rows = [...affiliations].map(([jid, a]) => ({ service: this.service, room, jid, affiliation: a.affiliation, reason: a.reason }));
+      for (let i = 0; i < rows.length; i += 150) await trx('muc_affiliations').insert(rows.slice(i, i + 150));
+    });
+  }
+
+  async saveConfig(room: string, config: RoomConfig): Promise<void> {
+    await this.db('muc_rooms').where({ service: this.service, room }).update({ config: JSON.stringify(config) });
+  }
+
+  async saveSubject(room: string, subject: string, subjectBy: string): Promise<void> {
+    await this.db('muc_rooms').where({ service: this.service, room }).update({ subject, subject_by: subjectBy });
+  }
+
+  async setAffiliation(room: string, jid: string, affiliation: Affiliation, reason: string): Promise<void> {
+    const key = { service: this.service, room, jid };
+    if (affiliation === 'none') await this.db('muc_affiliations').where(key).delete();
+    else await this.db('muc_affiliations').insert({ ...key, affiliation, reason }).onConflict(['service', 'room', 'jid']).merge(['affiliation', 'reason']);
+  }
+
+  async removeRoom(room: string): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('muc_affiliations').where({ service: this.service, room }).delete();
+      await trx('muc_rooms').where({ service: this.service, room }).delete();
+    });
+  }
+}
