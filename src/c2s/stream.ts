@@ -126,7 +126,10 @@ export class C2SStream {
       this.server.log.debug({ err: err.message, address: this.remoteAddress }, 'client socket error');
     });
     socket.on('close', () => this.closed('connection lost'));
-    socket.on('end', () => this.close());
+    // The peer shut its half of the TCP connection without closing the stream: that is a
+    // connection lost (an app killed, a proxy timing out), not a goodbye. Only </stream:stream>
+    // ends a resumable session (XEP-0198 §5).
+    socket.on('end', () => this.close(undefined, undefined, true));
   }
 
   // --- output ------------------------------------------------------------------------------

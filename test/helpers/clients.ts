@@ -26,6 +26,12 @@ export interface ConnectOptions {
   /** 'starttls' (default) or 'direct' TLS */
   transport?: 'starttls' | 'direct';
   mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
+  /**
+   * Whether the client asks for XEP-0198 resumption when it enables stream management, as
+   * @xmpp/client always does (default true). Without it a dropped connection ends the session at
+   * once (RFC 6121 §4.5.2); with it the session waits c2s.resume_timeout for the client.
+   */
+  resumption?: boolean;
 }
 
 /**
@@ -68,6 +74,14 @@ export async function connect(server: TestServer, username: string, options: Con
     }
   });
   xmpp.on('error', () => undefined);
+  if (options.resumption === false) {
+    // @xmpp/client has no option for it: take 'resume' off its <enable/> on the way out
+    const send = xmpp.send.bind(xmpp);
+    xmpp.send = (element: Element) => {
+      if (element.is('enable', 'urn:xmpp:sm:3')) delete element.attrs.resume; // acks only
+      return send(element);
+    };
+  }
   let live = liveClients.get(server);
   if (live === undefined) liveClients.set(server, (live = new Set()));
   live.add(xmpp);
