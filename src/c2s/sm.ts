@@ -36,6 +36,11 @@ export class StreamManagement {
     return this.queue.length - this.head;
   }
 
+  /** Stanzas sent to the client since <enable/>, modulo 2^32: what its 'h' may reach at most. */
+  get sentCount(): number {
+    return (this.acknowledged + this.unackedCount) % UINT32;
+  }
+
   sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined): void {
     this.queue.push({ stanza, xml, tracker });
   }

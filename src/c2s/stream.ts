@@ -182,16 +182,20 @@ export class C2SStream {
   /**
    * Closes the stream, with a stream error first when `condition` is given (RFC 6120 §4.4, §4.9).
    * The session ends with it, unless `resumable` and the client enabled resumption (a dead
-   * connection found by a ping timeout is like a lost one).
+   * connection found by a ping timeout is like a lost one). `detail` is the XML of an
+   * application-specific condition to add to the stream error (RFC 6120 §4.9.4).
    */
-  close(condition?: StreamErrorCondition, text?: string, resumable = false): void {
+  close(condition?: StreamErrorCondition, text?: string, resumable = false, detail?: string): void {
     if (this.state === 'closed') return;
     if (condition !== undefined) {
       this.server.log.info({ condition, text, jid: this.jid?.toString(), address: this.remoteAddress }, 'closing client stream with an error');
     }
     if (!resumable) this.endsSession = true;
     let out = this.headerSent ? '' : this.header();
-    if (condition !== undefined) out += streamErrorXml(condition, text);
+    if (condition !== undefined) {
+      const error = streamErrorXml(condition, text);
+      out += detail === undefined ? error : error.replace('</stream:error>', `${detail}</stream:error>`);
+    }
     out += '</stream:stream>';
     this.write(out);
     this.flush();
@@ -495,11 +499,8 @@ export class C2SStream {
         return sm.whenHandled((h) => this.write(`<a xmlns='${NS_SM}' h='${h}'/>`));
       case 'a': {
         if (sm === null) return;
-        const h = Number(element.attrs.h);
-        if (!Number.isInteger(h) || h < 0 || !sm.acknowledge(h)) {
-          // XEP-0198 §4: acknowledging more than was sent is a fatal error
-          return this.close('undefined-condition', `The acknowledged count ${element.attrs.h} is higher than the ${sm.unackedCount} stanzas awaiting an ack`);
-        }
+        const h = handledCount(element);
+        if (h === null || !sm.acknowledge(h)) return this.handledCountTooHigh(element, sm);
         return;
       }
       default:
@@ -517,10 +518,8 @@ export class C2SStream {
       return this.write(smFailed('item-not-found', 'No such session to resume; bind a new one'));
     }
     const sm = session.sm;
-    const h = Number(element.attrs.h);
-    if (!Number.isInteger(h) || h < 0 || !sm.acknowledge(h)) {
-      return this.close('undefined-condition', 'The acknowledged count is higher than what was sent');
-    }
+    const h = handledCount(element);
+    if (h === null || !sm.acknowledge(h)) return this.handledCountTooHigh(element, sm);
     session.resumeOn(this);
     this.session = session;
     this.state = 'bound';
@@ -529,6 +528,22 @@ export class C2SStream {
     this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
     // §5: everything the client has not acknowledged is sent again, in order
     for (const entry of sm.unacked()) this.write(entry.xml);
+  }
+
+  /**
+   * XEP-0198 §4: an 'h' acknowledging more than was sent is fatal; v1.6 says by how much with
+   * <handled-count-too-high/>. An 'h' that is not an unsignedInt gets the condition alone.
+   */
+  private handledCountTooHigh(element: Element, sm: StreamManagement): void {
+    const h = handledCount(element);
+    const sent = sm.sentCount;
+    if (h === null) return this.close('undefined-condition', `'h' must be a count of stanzas, not '${element.attrs.h ?? ''}'`);
+    this.close(
+      'undefined-condition',
+      `You acknowledged ${h} stanzas, but only ${sent} were sent`,
+      false,
+      `<handled-count-too-high xmlns='${NS_SM}' h='${h}' send-count='${sent}'/>`,
+    );
   }
 
   /** XEP-0199 §4.1: a server-to-client ping, used to find dead connections. */
@@ -544,6 +559,14 @@ export class C2SStream {
   sendWhitespace(): void {
     if (this.output.length === 0) this.write(' ');
   }
+}
+
+/** The 'h' of an <a/> or <resume/>: an xs:unsignedInt (XEP-0198 §4), or null when it is not one. */
+function handledCount(element: Element): number | null {
+  const text = element.attrs.h ?? '';
+  if (!/^[0-9]{1,10}$/.test(text)) return null;
+  const h = Number(text);
+  return h <= 0xffffffff ? h : null;
 }
 
 function smFailed(condition: string, text: string): string {
