@@ -263,3 +263,15 @@ test('the subject is set by a moderator and sent to whoever joins', async (t) =>
   const subject = await c.next(isSubject(room));
   t.is(subject.getChildText('subject'), 'Plans for Sunday');
 });
+
+test('an occupant whose connection ends leaves the room, even if it never sent initial presence', async (t) => {
+  const { a, names } = await trio(t);
+  const room = freshRoom('dropped');
+  await createInstantRoom(a, room, 'Alice');
+  const quiet = await login(server, names.bob, 'quiet'); // joins the room without going online first
+  await enter(quiet, room, 'Bob');
+  await a.next(isPresenceFrom(`${room}/Bob`));
+  await quiet.stop();
+  const gone = await a.next(isPresenceFrom(`${room}/Bob`, 'unavailable'));
+  t.deepEqual(statusCodes(gone), []);
+});

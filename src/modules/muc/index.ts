@@ -8,6 +8,7 @@ import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
+import type { Session } from '../../core/sessions.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { defaultRoomConfig } from './forms.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID, Room, type RoomHost } from './room.js';
@@ -47,6 +48,8 @@ export default defineModule({
     const rooms = new Map<string, Room>();
     const store = new RoomStore(m.db, domain);
 
+    /** The rooms each client (full JID) is in, to take it out when its session ends. */
+    const roomsOf = new Map<string, Set<Room>>();
     const service: RoomHost = {
       domain,
       log: m.log,
@@ -58,6 +61,15 @@ export default defineModule({
       route: (stanza) => m.route(stanza),
       removed: (room) => {
         if (rooms.get(room.name) === room) rooms.delete(room.name);
+      },
+      entered: (jid, room) => {
+        let set = roomsOf.get(jid);
+        if (set === undefined) roomsOf.set(jid, (set = new Set()));
+        set.add(room);
+      },
+      left: (jid, room) => {
+        const set = roomsOf.get(jid);
+        if (set?.delete(room) && set.size === 0) roomsOf.delete(jid);
       },
     };
 
@@ -149,6 +161,14 @@ export default defineModule({
     }
 
     m.component(domain, receive, options.name);
+
+    // A client that ends without unavailable presence to the room (it never sent initial
+    // presence, so the presence module has no directed presence to cancel) leaves anyway.
+    m.on('session/closed', ({ session }: { session: Session }) => {
+      const joined = roomsOf.get(session.jid.toString());
+      if (joined === undefined) return;
+      for (const room of [...joined]) room.clientGone(session.jid);
+    });
     m.onStop(async () => {
       await Promise.all([...rooms.values()].map((room) => room.settled()));
     });

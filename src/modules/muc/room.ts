@@ -45,6 +45,9 @@ export interface RoomHost {
   route(stanza: Element): void;
   /** The room is gone (destroyed, or temporary and empty). */
   removed(room: Room): void;
+  /** A client (full JID) is now in `room` / is no longer: the service's index for sessions that end. */
+  entered(jid: string, room: Room): void;
+  left(jid: string, room: Room): void;
 }
 
 /** One client (full JID) of an occupant: several when a user joins under one nick from several devices. */
@@ -181,6 +184,11 @@ export class Room {
     const next = this.saving.then(() => write(this.service.store));
     this.saving = next.catch((err: unknown) => this.service.log.error({ err, room: this.jid }, 'saving the room failed'));
     return next;
+  }
+
+  /** A write nobody waits for: a failure is logged (by persist) and goes no further. */
+  private persistInBackground(write: (store: RoomStore) => Promise<void>): void {
+    this.persist(write).catch(() => undefined);
   }
 
   /** Brings the database in line with the persistence setting, after a configuration change. */
@@ -378,12 +386,12 @@ export class Room {
       for (const other of this.occupants.values()) this.deliver(session, this.viewOf(other, occupant));
       this.occupants.set(nick, occupant);
       occupant.sessions.push(session);
-      this.byFullJid.set(from.toString(), occupant);
+      this.track(from, occupant);
     } else {
       // §7.2.3 multi-session: another device of the same user under the same nick
       for (const other of this.occupants.values()) if (other !== occupant) this.deliver(session, this.viewOf(other, occupant));
       occupant.sessions.push(session);
-      this.byFullJid.set(from.toString(), occupant);
+      this.track(from, occupant);
     }
     // then the newcomer's presence to everyone, and to itself with its status codes
     const codes: number[] = [];
@@ -418,7 +426,7 @@ export class Room {
     if (o.sessions.length > 1) {
       // another device stays under this nick: only the departing client hears it left
       const [session] = o.sessions.splice(index, 1);
-      this.byFullJid.delete(from.toString());
+      this.untrack(from);
       if (stanza) this.sendTo(session!, this.selfPresence(o, session!, [110], 'unavailable'));
       o.changed();
       return;
@@ -429,11 +437,27 @@ export class Room {
     this.removeOccupant(o);
   }
 
+  private track(jid: Jid, occupant: Occupant): void {
+    this.byFullJid.set(jid.toString(), occupant);
+    this.service.entered(jid.toString(), this);
+  }
+
+  private untrack(jid: Jid): void {
+    this.byFullJid.delete(jid.toString());
+    this.service.left(jid.toString(), this);
+  }
+
+  /** A client of an occupant is gone without saying goodbye (its session ended). */
+  clientGone(jid: Jid): void {
+    const occupant = this.byFullJid.get(jid.toString());
+    if (occupant) this.leave(occupant, jid, undefined);
+  }
+
   private removeOccupant(o: Occupant): void {
-    for (const s of o.sessions) this.byFullJid.delete(s.jid.toString());
+    for (const s of o.sessions) this.untrack(s.jid);
     o.sessions.length = 0;
     this.occupants.delete(o.nick);
-    if (this.occupants.size === 0 && !this.config.persistent) this.destroy(undefined, undefined, false);
+    if (this.occupants.size === 0 && !this.config.persistent) this.destroy(undefined, undefined, false).catch(() => undefined);
   }
 
   /** Takes an occupant out with unavailable presence and status codes (kick 307, ban 301, 321, 322). */
@@ -482,7 +506,7 @@ export class Room {
       this.subjectBy = sender.roomJid;
       if (this.persisted) {
         const [text, by] = [this.subject, this.subjectBy];
-        void this.persist((store) => store.saveSubject(this.name, text, by));
+        this.persistInBackground((store) => store.saveSubject(this.name, text, by));
       }
     }
     const attrs: Record<string, string> = {};
@@ -556,7 +580,7 @@ export class Room {
       const to = invite.attrs.to === undefined ? null : parseBare(invite.attrs.to);
       if (to === null) return this.bounce(stanza, new StanzaError('jid-malformed', 'Whom to invite?'));
       // §9.4 / §7.8.2: inviting into a members-only room makes the invitee a member
-      if (this.config.membersOnly && this.affiliationOf(to) === 'none') this.setAffiliation(to, 'member', '');
+      if (this.config.membersOnly && this.affiliationOf(to) === 'none') this.setAffiliation(to, 'member', '').catch(() => undefined);
       const reason = invite.getChildText('reason') ?? '';
       const message = new Element('message', { from: this.jid });
       const x = message.c('x', { xmlns: NS_MUC_USER });
@@ -867,8 +891,8 @@ export class Room {
         }
       }
     }
+    for (const o of this.occupants.values()) for (const s of o.sessions) this.untrack(s.jid);
     this.occupants.clear();
-    this.byFullJid.clear();
     this.service.removed(this);
     if (!this.persisted) return Promise.resolve();
     this.persisted = false;

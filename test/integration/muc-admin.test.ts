@@ -1,0 +1,167 @@
+// Group chat administration (XEP-0045 §8-§10): kicks, bans, voice in moderated rooms, password
+// rooms, affiliation rules, configuration changes and destruction with an alternate venue.
+import test, { type ExecutionContext } from 'ava';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import { bare, errorCondition, freshAccounts, iqFailure, login, online } from '../helpers/conversation.js';
+import {
+  NS_MUC_OWNER, NS_MUC_USER, adminGet, adminSet, configure, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat,
+  isGroupchat, isPresenceFrom, itemOf, join, statusCodes,
+} from '../helpers/muc.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+let server: TestServer;
+test.before(async () => {
+  server = await startServer();
+});
+test.after.always(async () => server?.stop());
+
+async function user(t: ExecutionContext, username: string, resource = 'phone'): Promise<TestClient> {
+  const client = await login(server, username, resource);
+  t.teardown(() => client.stop());
+  await online(client);
+  return client;
+}
+
+async function trio(t: ExecutionContext) {
+  const names = await freshAccounts(server, 'alice', 'bob', 'carol');
+  const [a, b, c] = await Promise.all([user(t, names.alice), user(t, names.bob), user(t, names.carol)]);
+  return { a, b, c, names };
+}
+
+test('an admin kicks an occupant (307) and bans another (301), who then cannot come back: forbidden', async (t) => {
+  const { a, b, c, names } = await trio(t);
+  const room = freshRoom('moderation');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  await enter(c, room, 'Carol');
+
+  // Alice makes Bob an admin; he becomes a moderator
+  await a.request(adminSet(room, { attrs: { jid: bare(server, names.bob), affiliation: 'admin' } }));
+  const promoted = await b.next((s) => isPresenceFrom(`${room}/Bob`)(s) && itemOf(s).affiliation === 'admin');
+  t.is(itemOf(promoted).role, 'moderator');
+
+  // Bob kicks Carol: she is told why and by whom, the others see her leave with 307
+  await b.request(adminSet(room, { attrs: { nick: 'Carol', role: 'none' }, reason: 'calm down' }));
+  const kicked = await c.next(isPresenceFrom(`${room}/Carol`, 'unavailable'));
+  t.deepEqual(statusCodes(kicked), [110, 307]);
+  t.is(kicked.getChild('x', NS_MUC_USER)!.getChild('item')!.getChildText('reason'), 'calm down');
+  t.is(kicked.getChild('x', NS_MUC_USER)!.getChild('item')!.getChild('actor')?.attrs.nick, 'Bob');
+  t.deepEqual(statusCodes(await a.next(isPresenceFrom(`${room}/Carol`, 'unavailable'))), [307]);
+
+  // a kick is not a ban: Carol comes back, and Bob bans her
+  await enter(c, room, 'Carol');
+  await b.request(adminSet(room, { attrs: { jid: bare(server, names.carol), affiliation: 'outcast' }, reason: 'enough' }));
+  const banned = await c.next(isPresenceFrom(`${room}/Carol`, 'unavailable'));
+  t.deepEqual(statusCodes(banned), [110, 301]);
+  t.is(itemOf(banned).affiliation, 'outcast');
+  const refused = await join(c, room, 'Carol');
+  t.is(refused.attrs.type, 'error');
+  t.is(errorCondition(refused), 'forbidden');
+
+  // the ban list shows her; an admin may not kick the owner
+  const outcasts = await b.request(adminGet(room, { affiliation: 'outcast' }));
+  t.deepEqual(outcasts.getChild('query')!.getChildren('item').map((i) => i.attrs.jid), [bare(server, names.carol)]);
+  t.is(await iqFailure(b.request(adminSet(room, { attrs: { nick: 'Alice', role: 'none' } }))), 'not-allowed');
+  // and a participant may not kick anyone
+  await a.request(adminSet(room, { attrs: { jid: bare(server, names.bob), affiliation: 'member' } }));
+  await b.next((s) => isPresenceFrom(`${room}/Bob`)(s) && itemOf(s).role === 'participant');
+  t.is(await iqFailure(b.request(adminSet(room, { attrs: { nick: 'Alice', role: 'none' } }))), 'forbidden');
+});
+
+test('in a moderated room visitors cannot speak until a moderator gives them voice', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('moderated');
+  await enter(a, room, 'Alice');
+  await configure(a, room, { 'muc#roomconfig_moderatedroom': '1' });
+  const self = await enter(b, room, 'Bob');
+  t.is(itemOf(self).role, 'visitor');
+  await b.send(groupchat(room, 'can I talk?'));
+  const error = await b.next((s) => s.is('message') && s.attrs.type === 'error');
+  t.is(errorCondition(error), 'forbidden');
+
+  await a.request(adminSet(room, { attrs: { nick: 'Bob', role: 'participant' } }));
+  const voiced = await b.next((s) => isPresenceFrom(`${room}/Bob`)(s) && itemOf(s).role === 'participant');
+  t.true(statusCodes(voiced).includes(110));
+  await b.send(groupchat(room, 'thanks for the voice'));
+  await a.next(isGroupchat(`${room}/Bob`, 'thanks for the voice'));
+  // and voice can be taken away again
+  await a.request(adminSet(room, { attrs: { nick: 'Bob', role: 'visitor' } }));
+  await b.next((s) => isPresenceFrom(`${room}/Bob`)(s) && itemOf(s).role === 'visitor');
+  await b.send(groupchat(room, 'one more thing'));
+  t.is(errorCondition(await b.next((s) => s.is('message') && s.attrs.type === 'error')), 'forbidden');
+});
+
+test('a password-protected room lets in only those who know the password', async (t) => {
+  const { a, b, c } = await trio(t);
+  const room = freshRoom('secret');
+  await enter(a, room, 'Alice');
+  await configure(a, room, { 'muc#roomconfig_passwordprotectedroom': '1', 'muc#roomconfig_roomsecret': 'open sesame' });
+  const without = await join(b, room, 'Bob');
+  t.is(errorCondition(without), 'not-authorized');
+  const wrong = await join(b, room, 'Bob', { password: 'open barley' });
+  t.is(errorCondition(wrong), 'not-authorized');
+  await enter(c, room, 'Carol', { password: 'open sesame' });
+  // the room says so in disco
+  const info = await b.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+  t.true(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === 'muc_passwordprotected'));
+});
+
+test('the owner reads and changes the configuration form; others may not', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('config');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  const form = await a.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_MUC_OWNER })));
+  const fields = form.getChild('query')!.getChild('x', 'jabber:x:data')!.getChildren('field').map((f) => f.attrs.var);
+  for (const name of ['roomname', 'roomdesc', 'persistentroom', 'publicroom', 'membersonly', 'moderatedroom', 'passwordprotectedroom',
+    'roomsecret', 'whois', 'maxusers', 'changesubject', 'allowinvites', 'allowpm', 'enablelogging', 'historylength']) {
+    t.true(fields.includes(`muc#roomconfig_${name}`), name);
+  }
+  t.is(await iqFailure(b.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_MUC_OWNER })))), 'forbidden');
+
+  // becoming non-anonymous is announced (104, 172)
+  await configure(a, room, { 'muc#roomconfig_roomname': 'Book club', 'muc#roomconfig_whois': 'anyone' });
+  const notice = await b.next((s) => s.is('message') && s.attrs.from === room && statusCodes(s).includes(104));
+  t.deepEqual(statusCodes(notice), [104, 172]);
+  const info = await b.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+  t.is(info.getChild('query')!.getChild('identity')!.attrs.name, 'Book club');
+  t.true(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === 'muc_nonanonymous'));
+
+  // turning members-only removes non-members (322)
+  await configure(a, room, { 'muc#roomconfig_membersonly': '1' });
+  const removed = await b.next(isPresenceFrom(`${room}/Bob`, 'unavailable'));
+  t.deepEqual(statusCodes(removed), [110, 322]);
+});
+
+test('an owner destroys a room, pointing everyone to another one', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('old');
+  const venue = freshRoom('new');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_OWNER },
+    xml('destroy', { jid: venue }, xml('reason', {}, 'we moved')))));
+  const gone = await b.next(isPresenceFrom(`${room}/Bob`, 'unavailable'));
+  const destroy = gone.getChild('x', NS_MUC_USER)!.getChild('destroy')!;
+  t.is(destroy.attrs.jid, venue);
+  t.is(destroy.getChildText('reason'), 'we moved');
+  const error = await iqFailure(b.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }))));
+  t.is(error, 'item-not-found');
+});
+
+test('only owners make admins, and a room keeps at least one owner', async (t) => {
+  const { a, b, c, names } = await trio(t);
+  const room = freshRoom('owners');
+  await createPrivateGroup(a, room, 'Alice');
+  await a.request(adminSet(room, { attrs: { jid: bare(server, names.bob), affiliation: 'admin' } }));
+  await enter(b, room, 'Bob');
+  // an admin adds members, but does not make admins
+  await b.request(adminSet(room, { attrs: { jid: bare(server, names.carol), affiliation: 'member' } }));
+  t.is(await iqFailure(b.request(adminSet(room, { attrs: { jid: bare(server, names.carol), affiliation: 'admin' } }))), 'not-allowed');
+  await enter(c, room, 'Carol');
+  t.is(await iqFailure(a.request(adminSet(room, { attrs: { jid: bare(server, names.alice), affiliation: 'member' } }))), 'conflict');
+  const owners = await c.request(adminGet(room, { affiliation: 'owner' }));
+  t.deepEqual(owners.getChild('query')!.getChildren('item').map((i) => i.attrs.jid), [bare(server, names.alice)]);
+});
