@@ -64,7 +64,7 @@ export class ClientSession implements Session {
 
   private transmit(stanza: Element, xml: string, tracker: DeliveryTracker | undefined): void {
     if (this.sm !== null) {
-      this.sm.sent(stanza, xml, tracker);
+      this.sm.sent(stanza, xml, tracker, this.otherRecipients(stanza));
       if (this.stream === null && this.sm.unackedCount > MAX_HIBERNATION_QUEUE) {
         this.server.log.warn({ jid: this.jid.toString() }, 'too many stanzas queued for a hibernating session; ending it');
         this.end('resumption queue full');
@@ -76,6 +76,21 @@ export class ClientSession implements Session {
     } else {
       tracker?.undelivered();
     }
+  }
+
+  /**
+   * For a message to the account's bare JID: the account's other resources that got their own
+   * copy (RFC 6121 §8.5.2.1.1: every available resource with non-negative priority). If this
+   * session never confirms its copy, the message is routed again only when none of them is left:
+   * a resource that comes online later did not get it.
+   */
+  private otherRecipients(stanza: Element): Session[] | undefined {
+    if (stanza.name !== 'message' || stanza.attrs.to?.includes('/')) return undefined;
+    let others: Session[] | undefined;
+    for (const other of this.server.sessions.ofAccount(this.jid.bare)?.values() ?? []) {
+      if (other !== this && other.available && other.priority >= 0) (others ??= []).push(other);
+    }
+    return others;
   }
 
   private flushHeld(): void {
@@ -130,12 +145,17 @@ export class ClientSession implements Session {
     this.stream = null;
     this.onEnded?.();
     this.server.sessionClosed(this, reason);
+    const unacked = this.sm?.takeUnacked() ?? [];
+    for (const entry of unacked) {
+      if (entry.tracker) entry.tracker.undelivered();
+      else this.server.router.undelivered(entry.stanza, this.jid, entry.otherCopies);
+    }
+    // held back by CSI, never sent: the account's other resources had theirs at the same time
     const held = this.csi?.take() ?? [];
     this.csi = null;
-    const unacked = this.sm?.takeUnacked() ?? [];
-    for (const entry of [...unacked, ...held]) {
+    for (const entry of held) {
       if (entry.tracker) entry.tracker.undelivered();
-      else this.server.router.undelivered(entry.stanza, this.jid);
+      else this.server.router.undelivered(entry.stanza, this.jid, this.otherRecipients(entry.stanza));
     }
   }
 }

@@ -3,7 +3,7 @@
 // acknowledged yet (kept so they can be resent after a resume, or re-routed if it never comes).
 import crypto from 'node:crypto';
 import type Element from 'ltx/lib/Element.js';
-import type { DeliveryTracker } from '../core/sessions.js';
+import type { DeliveryTracker, Session } from '../core/sessions.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
 
@@ -11,6 +11,8 @@ export interface Unacked {
   stanza: Element;
   xml: string;
   tracker: DeliveryTracker | undefined;
+  /** For a message to the account: the other resources that got their own copy of it. */
+  otherCopies: Session[] | undefined;
 }
 
 const UINT32 = 2 ** 32;
@@ -41,8 +43,8 @@ export class StreamManagement {
     return (this.acknowledged + this.unackedCount) % UINT32;
   }
 
-  sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined): void {
-    this.queue.push({ stanza, xml, tracker });
+  sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined, otherCopies?: Session[]): void {
+    this.queue.push({ stanza, xml, tracker, otherCopies });
   }
 
   /**

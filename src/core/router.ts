@@ -156,10 +156,13 @@ export class Router {
 
   /**
    * A stanza handed to a session that ended before its client confirmed it (XEP-0198 §5 after
-   * the resumption window): messages find another way — the account's other resources if it was
-   * for this resource only, else offline storage; requests are answered with an error.
+   * the resumption window): messages find another way — the account's available resources, else
+   * offline storage; requests are answered with an error. `otherCopies` are, for a message to the
+   * account, the other resources that got their own copy with it: while one of them is still
+   * there, the message is not delivered twice. (Checking who is online now instead would drop a
+   * message that only this session had, once a resource that never got it comes online.)
    */
-  undelivered(stanza: Element, recipient: Jid): void {
+  undelivered(stanza: Element, recipient: Jid, otherCopies: readonly Session[] = []): void {
     if (stanza.name === 'iq') {
       const type = stanza.attrs.type;
       if (type === 'get' || type === 'set') this.bounce(stanza, new StanzaError('recipient-unavailable'));
@@ -170,12 +173,8 @@ export class Router {
     if (type === 'groupchat' || type === 'headline' || type === 'error') return;
     const host = this.hosts.get(recipient.domain);
     if (host === undefined) return;
-    const to = stanza.attrs.to === undefined ? null : parseJid(stanza.attrs.to);
-    if (to === null || to.isBare) {
-      // sent to the account: its other available resources got their own copy already
-      for (const other of this.sessions.ofAccount(recipient.bare)?.values() ?? []) {
-        if (other.available && other.priority >= 0) return;
-      }
+    for (const other of otherCopies) {
+      if (other.available && this.sessions.get(other.jid.bare, other.jid.resource) === other) return;
     }
     void this.messageToBare(stanza, recipient.toBare(), host);
   }
