@@ -110,6 +110,17 @@ export class ClientSession implements Session {
     }
   }
 
+  /**
+   * Called once a resumed stream has resent what was unacknowledged. XEP-0352 §4: "A stream
+   * always begins in 'active' state", a resumed one too: what CSI held goes out now, and a
+   * client still in the background says <inactive/> again.
+   */
+  streamResumed(): void {
+    if (this.csi === null) return;
+    this.flushHeld();
+    this.csi = null;
+  }
+
   close(condition?: StreamErrorCondition, text?: string): void {
     if (this.stream !== null) this.stream.close(condition, text);
     else this.end(condition ?? 'closed');

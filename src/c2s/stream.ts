@@ -528,6 +528,7 @@ export class C2SStream {
     this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
     // §5: everything the client has not acknowledged is sent again, in order
     for (const entry of sm.unacked()) this.write(entry.xml);
+    session.streamResumed();
   }
 
   /**
