@@ -165,3 +165,18 @@ test('only owners make admins, and a room keeps at least one owner', async (t) =
   const owners = await c.request(adminGet(room, { affiliation: 'owner' }));
   t.deepEqual(owners.getChild('query')!.getChildren('item').map((i) => i.attrs.jid), [bare(server, names.alice)]);
 });
+
+test('a large group can broadcast only its moderators\' presence: participants join quietly', async (t) => {
+  const { a, b, c } = await trio(t);
+  const room = freshRoom('broadcast');
+  await enter(a, room, 'Alice');
+  await configure(a, room, { 'muc#roomconfig_presencebroadcast': ['moderator'] });
+  await enter(b, room, 'Bob');
+  t.true(b.received.some(isPresenceFrom(`${room}/Alice`)), 'the moderator\'s presence is shown');
+  await enter(c, room, 'Carol');
+  t.false(c.received.some(isPresenceFrom(`${room}/Bob`)), 'participants\' presence is not');
+  await b.send(groupchat(room, 'messages still reach everyone'));
+  await Promise.all([a, c].map((client) => client.next(isGroupchat(`${room}/Bob`, 'messages still reach everyone'))));
+  t.false(a.received.some(isPresenceFrom(`${room}/Bob`)));
+  t.false(a.received.some(isPresenceFrom(`${room}/Carol`)));
+});

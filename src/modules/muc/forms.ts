@@ -29,7 +29,12 @@ export interface RoomConfig {
   allowPm: AllowPm;
   logging: boolean;
   historyLength: number;
+  /** Roles whose presence is broadcast to the room (muc#roomconfig_presencebroadcast). */
+  presenceBroadcast: BroadcastRole[];
 }
+
+export type BroadcastRole = 'moderator' | 'participant' | 'visitor';
+const BROADCAST_ROLES: BroadcastRole[] = ['moderator', 'participant', 'visitor'];
 
 export function defaultRoomConfig(historyLength: number): RoomConfig {
   return {
@@ -48,6 +53,7 @@ export function defaultRoomConfig(historyLength: number): RoomConfig {
     allowPm: 'anyone',
     logging: false,
     historyLength,
+    presenceBroadcast: [...BROADCAST_ROLES],
   };
 }
 
@@ -66,7 +72,7 @@ export function readForm(x: Element): FormValues {
 
 interface FieldSpec {
   var: string;
-  type: 'boolean' | 'text-single' | 'text-private' | 'text-multi' | 'list-single' | 'hidden' | 'jid-multi';
+  type: 'boolean' | 'text-single' | 'text-private' | 'text-multi' | 'list-single' | 'list-multi' | 'hidden' | 'jid-multi';
   label?: string;
   values: string[];
   options?: Array<[value: string, label: string]>;
@@ -116,6 +122,10 @@ export function roomConfigForm(config: RoomConfig, maxOccupants: number): Elemen
     },
     { var: 'muc#roomconfig_enablelogging', type: 'boolean', label: 'Public logging', values: [bool(config.logging)] },
     { var: 'muc#roomconfig_historylength', type: 'text-single', label: 'Messages of history sent to people who join', values: [String(config.historyLength)] },
+    {
+      var: 'muc#roomconfig_presencebroadcast', type: 'list-multi', label: 'Roles whose presence is shown to everyone', values: config.presenceBroadcast,
+      options: [['moderator', 'Moderators'], ['participant', 'Participants'], ['visitor', 'Visitors']],
+    },
   ]);
 }
 
@@ -173,6 +183,12 @@ export function applyRoomConfig(current: RoomConfig, form: FormValues, limits: {
         const n = Number(value);
         if (!Number.isInteger(n) || n < 0) throw new StanzaError('not-acceptable', `${name}: a number of messages`);
         next.historyLength = Math.min(n, limits.maxHistory);
+        break;
+      }
+      case 'muc#roomconfig_presencebroadcast': {
+        const roles = values.filter((v): v is BroadcastRole => (BROADCAST_ROLES as string[]).includes(v));
+        if (roles.length !== values.length) throw new StanzaError('not-acceptable', `${name}: moderator, participant, visitor`);
+        next.presenceBroadcast = roles;
         break;
       }
       default: break; // XEP-0004 §3.4: fields we do not know are ignored

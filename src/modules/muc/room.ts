@@ -286,12 +286,24 @@ export class Room {
     return presence;
   }
 
-  /** Tells everyone but `o` of its current presence; `o`'s own clients get it with 110 (+ `selfCodes`). */
-  private announce(o: Occupant, selfCodes: number[] = []): void {
+  /**
+   * Whether occupants with this role have their presence broadcast (muc#roomconfig_presencebroadcast):
+   * a large group that broadcasts only moderators' presence costs O(1), not O(occupants), per join.
+   */
+  private broadcastsRole(role: Role): boolean {
+    return role !== 'none' && this.config.presenceBroadcast.includes(role);
+  }
+
+  /**
+   * Tells everyone but `o` of its current presence (when its role's presence is broadcast, or was
+   * before a role change); `o`'s own clients get it with 110 (+ `selfCodes`).
+   */
+  private announce(o: Occupant, selfCodes: number[] = [], previousRole?: Role): void {
     o.changed();
     let withJid: Prepared | undefined;
     let anonymous: Prepared | undefined;
-    for (const other of this.occupants.values()) {
+    const toOthers = this.broadcastsRole(o.role) || (previousRole !== undefined && this.broadcastsRole(previousRole));
+    if (toOthers) for (const other of this.occupants.values()) {
       if (other === o) continue;
       const p = this.seesJids(other)
         ? (withJid ??= o.view(true, () => this.presenceOf(o, true)))
@@ -302,7 +314,7 @@ export class Room {
   }
 
   /** Everyone learns `o` left; its clients get 110 with `codes` (kick 307, ban 301, nick change 303...). */
-  private announceDeparture(o: Occupant, codes: number[], itemExtra?: (item: Element) => void, status?: Element): void {
+  private announceDeparture(o: Occupant, codes: number[], itemExtra?: (item: Element) => void, status?: Element, visible = this.broadcastsRole(o.role)): void {
     const build = (withJid: boolean) => {
       const presence = new Element('presence', { from: o.roomJid, type: 'unavailable' });
       if (status) presence.children.push(status);
@@ -315,7 +327,7 @@ export class Room {
     };
     let withJid: Prepared | undefined;
     let anonymous: Prepared | undefined;
-    for (const other of this.occupants.values()) {
+    if (visible) for (const other of this.occupants.values()) {
       if (other === o) continue;
       const p = this.seesJids(other) ? (withJid ??= build(true)) : (anonymous ??= build(false));
       for (const s of other.sessions) this.deliver(s, p);
@@ -383,13 +395,15 @@ export class Room {
     if (occupant === undefined) {
       occupant = new Occupant(nick, `${this.jid}/${nick}`, bare, this.defaultRole(affiliation));
       // §7.2.3: first the presence of everyone already there, to the newcomer
-      for (const other of this.occupants.values()) this.deliver(session, this.viewOf(other, occupant));
+      for (const other of this.occupants.values()) if (this.broadcastsRole(other.role)) this.deliver(session, this.viewOf(other, occupant));
       this.occupants.set(nick, occupant);
       occupant.sessions.push(session);
       this.track(from, occupant);
     } else {
       // §7.2.3 multi-session: another device of the same user under the same nick
-      for (const other of this.occupants.values()) if (other !== occupant) this.deliver(session, this.viewOf(other, occupant));
+      for (const other of this.occupants.values()) {
+        if (other !== occupant && this.broadcastsRole(other.role)) this.deliver(session, this.viewOf(other, occupant));
+      }
       occupant.sessions.push(session);
       this.track(from, occupant);
     }
@@ -462,12 +476,13 @@ export class Room {
 
   /** Takes an occupant out with unavailable presence and status codes (kick 307, ban 301, 321, 322). */
   private eject(o: Occupant, codes: number[], actor: Occupant | undefined, reason: string): void {
+    const visible = this.broadcastsRole(o.role);
     o.role = 'none';
     o.changed();
     this.announceDeparture(o, codes, (item) => {
       if (actor) item.c('actor', { nick: actor.nick });
       if (reason) item.c('reason').t(reason);
-    });
+    }, undefined, visible);
     this.removeOccupant(o);
   }
 
@@ -780,8 +795,9 @@ export class Room {
   private setRole(target: Occupant, role: Role, actor: Occupant | undefined, reason: string): void {
     if (!this.occupants.has(target.nick)) return;
     if (role === 'none') return this.eject(target, [307], actor, reason); // §8.2 kick
+    const previous = target.role;
     target.role = role;
-    this.announce(target);
+    this.announce(target, [], previous);
   }
 
   /**
@@ -796,8 +812,9 @@ export class Room {
       if (affiliation === 'outcast') this.eject(o, [301], actor, reason); // §9.1 ban
       else if (affiliation === 'none' && this.config.membersOnly) this.eject(o, [321], actor, reason); // §9.5
       else {
+        const previous = o.role;
         o.role = this.defaultRole(affiliation);
-        this.announce(o);
+        this.announce(o, [], previous);
       }
     }
     if (!this.persisted) return Promise.resolve();
@@ -862,8 +879,9 @@ export class Room {
       for (const o of this.occupants.values()) {
         const role = this.defaultRole(this.affiliationOf(o.bare));
         if (this.affiliationOf(o.bare) === 'none' && o.role !== role && o.role !== 'moderator') {
+          const previous = o.role;
           o.role = role;
-          this.announce(o);
+          this.announce(o, [], previous);
         }
       }
     }
