@@ -275,3 +275,21 @@ test('an occupant whose connection ends leaves the room, even if it never sent i
   const gone = await a.next(isPresenceFrom(`${room}/Bob`, 'unavailable'));
   t.deepEqual(statusCodes(gone), []);
 });
+
+test('a client that joins again while still in the room gets the whole join sequence again', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('rejoin');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  await a.send(groupchat(room, 'before the hiccup'));
+  await b.next(isGroupchat(`${room}/Alice`, 'before the hiccup'));
+  b.received.length = 0;
+  // Bob's client lost its state (the room did not see him leave) and joins again
+  await enter(b, room, 'Bob');
+  t.true(b.received.some(isPresenceFrom(`${room}/Alice`)), 'the other occupants again');
+  t.true(b.received.some((s) => s.is('message') && s.getChildText('body') === 'before the hiccup' && s.getChild('delay', NS_DELAY) !== undefined), 'the history again');
+  // he is still one occupant: Alice saw no one leave or arrive twice
+  await a.send(groupchat(room, 'still one Bob'));
+  await b.next(isGroupchat(`${room}/Alice`, 'still one Bob'));
+  t.false(a.received.some(isPresenceFrom(`${room}/Bob`, 'unavailable')));
+});

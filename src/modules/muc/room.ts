@@ -361,7 +361,15 @@ export class Room {
     // a presence update (show/status): move this client to the end, its presence is the one shown
     occupant.sessions.splice(occupant.sessions.indexOf(session), 1);
     occupant.sessions.push(session);
-    this.announce(occupant);
+    const mucX = stanza.getChild('x', NS_MUC);
+    if (mucX === undefined) return this.announce(occupant);
+    // A join from a client already in the room: it lost track (a reconnection the room did not
+    // notice), so it gets the whole join sequence again, as a first join would (XEP-0045 §7.2).
+    for (const other of this.occupants.values()) {
+      if (other !== occupant && this.broadcastsRole(other.role)) this.deliver(session, this.viewOf(other, occupant));
+    }
+    this.announce(occupant, this.nonAnonymous() ? [100] : []);
+    this.sendHistoryAndSubject(session, mucX);
   }
 
   private join(stanza: Element, from: Jid, nick: string, created: boolean): void {
@@ -415,7 +423,11 @@ export class Room {
     if (existing === undefined) this.announce(occupant, codes);
     else this.sendTo(session, this.selfPresence(occupant, session, [110, ...codes]));
 
-    // §7.2.15 discussion history, then §7.2.16 the subject (always, last)
+    this.sendHistoryAndSubject(session, mucX);
+  }
+
+  /** §7.2.15 discussion history, then §7.2.16 the subject (always, and last: it ends the join). */
+  private sendHistoryAndSubject(session: OccupantSession, mucX: Element | undefined): void {
     this.sendHistory(session, mucX ? historyRequest(mucX.getChild('history')) : {});
     const subject = new Element('message', { from: this.subjectBy || this.jid, type: 'groupchat', id: randomUUID() });
     subject.c('subject').t(this.subject);
