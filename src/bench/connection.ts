@@ -199,6 +199,18 @@ export class XmppConnection implements FrameSink {
     await this.expectIq(id, 'ping');
   }
 
+  /** Sends an IQ and resolves with its result (rejects on an error answer). */
+  async iq(xml: string, id: string, what: string): Promise<Stanza> {
+    const reply = this.expectResult(id, what);
+    this.send(xml);
+    return reply;
+  }
+
+  /** Resolves with the next stanza that matches (only one such wait at a time per connection). */
+  waitForStanza(what: string, match: (s: Stanza) => boolean): Promise<Stanza> {
+    return this.expect(what, match);
+  }
+
   /** Queue XML; everything queued in one turn of the event loop goes out in one write. */
   send(xml: string): void {
     if (this.closed || this.closing) return;

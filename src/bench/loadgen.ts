@@ -6,10 +6,12 @@ import { contextFrom, type BenchContext } from './clients.js';
 import { parseOptions, UsageError, USAGE, type BenchOptions, type ScenarioName } from './options.js';
 import { runLogin } from './scenarios/login.js';
 import { runMsg } from './scenarios/msg.js';
+import { runMuc } from './scenarios/muc.js';
 
 const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<Record<string, unknown>>> = {
   login: runLogin,
   msg: runMsg,
+  muc: runMuc,
 };
 
 const log = (message: string): void => {

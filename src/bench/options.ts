@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 
 export type TlsMode = 'starttls' | 'direct';
 export type SessionPolicy = 'advertised' | 'required' | 'never';
-export type ScenarioName = 'login' | 'msg';
-export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg'];
+export type ScenarioName = 'login' | 'msg' | 'muc';
+export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc'];
 
 export interface BenchOptions {
   host: string;
@@ -22,6 +22,10 @@ export interface BenchOptions {
   window: number;
   rate: number;
   drain: number;
+  /** muc: users in the room, how many of them post (each with --window posts in flight), the MUC service */
+  occupants: number;
+  senders: number;
+  muc: string;
   password: string;
   prefix: string;
   /** server process for CPU readings (its descendants are included) */
@@ -51,6 +55,8 @@ untimed), runs the scenarios and prints one JSON line per scenario on stdout
   --scenario login,msg
   login:  --clients 500 --concurrency 50
   msg:    --pairs 100 --duration 10 (s) --window 10 --rate 0 (total msgs/s, 0 = max) --drain 3 (s)
+  muc:    --occupants 50 --senders 10 --muc conference.<domain>  (one room; --duration, --window, --drain
+          as for msg; a post's reflection to its sender frees its window)
   --password benchpass   --prefix <random>    --pid <server pid> (server CPU per login / per 1k msgs)
   --timeout 30 (s per login)  --regconc 10 --regbatch 25  --setupconc 50
   --session advertised|required|never  (legacy RFC 3921 session IQ)
@@ -102,6 +108,9 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       window: s('10'),
       rate: s('0'),
       drain: s('3'),
+      occupants: s('50'),
+      senders: s('10'),
+      muc: s(''),
       password: s('benchpass'),
       prefix: s(''),
       pid: s(''),
@@ -137,6 +146,9 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     window: positiveInt('window', values.window),
     rate: positiveNumber('rate', values.rate),
     drain: positiveNumber('drain', values.drain),
+    occupants: positiveInt('occupants', values.occupants),
+    senders: positiveInt('senders', values.senders),
+    muc: values.muc || `conference.${values.domain}`,
     password: values.password,
     prefix,
     pid: values.pid ? positiveInt('pid', values.pid) : null,
