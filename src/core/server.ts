@@ -116,9 +116,11 @@ export class Server {
 
   /** Called by a stream once its session is bound (registered in the session registry). */
   sessionBound(session: Session): void {
-    const replaced = this.sessions.add(session);
-    // RFC 6120 §7.7.2.2: a new session for the same full JID replaces the old one
-    if (replaced !== undefined && replaced !== session) replaced.close('conflict', 'Replaced by a new connection for the same resource');
+    // RFC 6120 §7.7.2.2: a new session for the same full JID replaces the old one. The old one
+    // is closed first, while still registered, so it ends like any other (contacts see it go).
+    const previous = this.sessions.get(session.jid.bare, session.jid.resource);
+    if (previous !== undefined && previous !== session) previous.close('conflict', 'Replaced by a new connection for the same resource');
+    this.sessions.add(session);
     this.hosts.get(session.host)?.events.fire('session/bound', { session });
   }
 

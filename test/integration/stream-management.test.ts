@@ -494,12 +494,9 @@ test('a new login with the same full JID replaces a session waiting for resumpti
   await a.next(isPresence(b.jid)); // the restarted phone is available again
 });
 
-// Fails today, outside stream management: Server.sessionBound (src/core/server.ts) registers the
-// new session before closing the one it replaces, so Server.sessionClosed no longer finds the old
-// one registered and skips 'session/closed' — no unavailable is broadcast for it (the same holds
-// for a live session replaced with conflict). Alice goes on seeing the old session online until
-// the new one sends presence, or forever if it never does.
-test.failing('contacts hear that a replaced session went away, even before its successor sends presence', async (t) => {
+// Server.sessionBound closes the replaced session while it is still registered, so it ends like
+// any other and its contacts hear about it.
+test('contacts hear that a replaced session went away, even before its successor sends presence', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
   const a = await user(t, server, alice, 'desk');
