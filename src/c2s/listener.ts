@@ -21,6 +21,8 @@ export interface C2SSettings {
   maxStanzaSize: number;
   /** seconds an unauthenticated connection may stay open */
   authTimeout: number;
+  /** seconds a new connection may take to send its stream header */
+  streamOpenTimeout: number;
   /** seconds of silence before the server pings a client (XEP-0199 §4.1), or null */
   pingInterval: number | null;
   /** seconds to wait for any data after that ping */
@@ -97,10 +99,11 @@ export class C2SListeners {
 
   private sweep(): void {
     const now = clock.now;
-    const { authTimeout, pingInterval, pingTimeout, whitespaceKeepalive } = this.settings;
+    const { authTimeout, streamOpenTimeout, pingInterval, pingTimeout, whitespaceKeepalive } = this.settings;
     for (const stream of this.streams) {
       if (stream.state !== 'bound') {
-        if (now - stream.openedAt > authTimeout * 1000) stream.close('connection-timeout', 'Authentication took too long');
+        if (stream.host === '' && now - stream.openedAt > streamOpenTimeout * 1000) stream.close('connection-timeout', 'No stream header received');
+        else if (now - stream.openedAt > authTimeout * 1000) stream.close('connection-timeout', 'Authentication took too long');
         continue;
       }
       if (pingInterval !== null) {
