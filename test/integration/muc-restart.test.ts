@@ -8,13 +8,13 @@ import { startServer } from '../helpers/server.js';
 import { xml } from '../helpers/clients.js';
 import { bare, errorCondition, iqFailure, login, online } from '../helpers/conversation.js';
 import {
-  NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC_OWNER, adminGet, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat, invite,
+  NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC_OWNER, stanzaIdOf, adminGet, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat, invite,
   isGroupchat, itemOf, join, statusCodes,
 } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
-test('a members-only room comes back after a restart with its configuration, subject and members', async (t) => {
+test('a members-only room comes back after a restart with its configuration, subject, members and history', async (t) => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-muc-restart-'));
   const room = freshRoom('club');
   const temporary = freshRoom('passing');
@@ -25,7 +25,7 @@ test('a members-only room comes back after a restart with its configuration, sub
     const a = await login(first, 'alice', 'phone');
     const b = await login(first, 'bob', 'phone');
     await Promise.all([online(a), online(b)]);
-    await createPrivateGroup(a, room, 'Alice', { 'muc#roomconfig_roomname': 'Book club', 'muc#roomconfig_publicroom': '1' });
+    await createPrivateGroup(a, room, 'Alice', { 'muc#roomconfig_roomname': 'Book club', 'muc#roomconfig_publicroom': '1', 'muc#roomconfig_historylength': '2' });
     await a.send(invite(room, bare(first, 'bob')));
     await b.next((s) => s.is('message') && s.attrs.from === room);
     await enter(b, room, 'Bob');
@@ -34,6 +34,10 @@ test('a members-only room comes back after a restart with its configuration, sub
       xml('item', { jid: bare(first, 'mallory'), affiliation: 'outcast' }))));
     await a.send(xml('message', { to: room, type: 'groupchat' }, xml('subject', {}, 'Next: Middlemarch')));
     await b.next((s) => s.is('message') && s.getChildText('subject') === 'Next: Middlemarch');
+    for (const body of ['too old to keep', 'almost too old', 'see you after the restart']) {
+      await a.send(groupchat(room, body));
+      await b.next(isGroupchat(`${room}/Alice`, body));
+    }
     await createInstantRoom(a, temporary, 'Alice');
   } finally {
     await first.stop();
@@ -64,6 +68,15 @@ test('a members-only room comes back after a restart with its configuration, sub
   const subject = await a.next((s) => s.is('message') && s.getChild('subject') !== undefined);
   t.is(subject.getChildText('subject'), 'Next: Middlemarch');
   t.is(itemOf(await enter(b, room, 'Bob')).affiliation, 'member');
+  // the discussion history was kept too, with its stanza-id and the time it was said
+  const history = b.received.filter((s) => s.is('message') && s.getChild('body') !== undefined);
+  t.deepEqual(history.map((m) => m.getChildText('body')), ['almost too old', 'see you after the restart'], 'as many as the room keeps');
+  for (const m of history) {
+    t.truthy(m.getChild('delay', NS_DELAY));
+    t.truthy(stanzaIdOf(m, room));
+  }
+  const stored = await second.server.db('muc_history').where({ room: room.split('@')[0] }).count<Array<{ n: number }>>({ n: '*' });
+  t.is(Number(stored[0]!.n), 2, 'the database keeps no more than that either');
   const carolSelf = await enter(c, room, 'Carol');
   t.is(itemOf(carolSelf).affiliation, 'admin');
   t.is(itemOf(carolSelf).role, 'moderator');

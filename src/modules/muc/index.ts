@@ -46,7 +46,7 @@ export default defineModule({
     const domain = (options.service_domain ?? `conference.${m.host.domain}`).toLowerCase();
     const server = m.server;
     const rooms = new Map<string, Room>();
-    const store = new RoomStore(m.db, domain);
+    const store = new RoomStore(m.db, domain, m.log);
 
     /** The rooms each client (full JID) is in, to take it out when its session ends. */
     const roomsOf = new Map<string, Set<Room>>();
@@ -80,6 +80,7 @@ export default defineModule({
       room.subject = stored.subject;
       room.subjectBy = stored.subjectBy;
       room.persisted = true;
+      room.restoreHistory(await store.history(room.name, config.historyLength));
       rooms.set(room.name, room);
     }
     if (rooms.size > 0) m.log.info({ service: domain, rooms: rooms.size }, 'persistent rooms loaded');
@@ -171,6 +172,7 @@ export default defineModule({
     });
     m.onStop(async () => {
       await Promise.all([...rooms.values()].map((room) => room.settled()));
+      await store.settled();
     });
   },
 });

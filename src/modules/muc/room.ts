@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { parseJid, type Jid } from '../../core/jid.js';
 import type { SessionRegistry } from '../../core/sessions.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
+import { parseElement } from '../../xml/parse.js';
 import { escapeAttribute, serialize } from '../../xml/serialize.js';
 import { NS_DATA, applyRoomConfig, readForm, roomConfigForm, roomInfoForm, type RoomConfig } from './forms.js';
 import type { Affiliation, RoomStore } from './store.js';
@@ -63,6 +64,7 @@ interface OccupantSession {
 /** A stanza serialised once without `to`, in two halves around where `to` goes. */
 interface Prepared {
   stanza: Element;
+  xml: string;
   head: string;
   tail: string;
 }
@@ -70,7 +72,7 @@ interface Prepared {
 function prepare(stanza: Element): Prepared {
   const xml = serialize(stanza);
   const cut = stanza.name.length + 1;
-  return { stanza, head: xml.slice(0, cut) + ' to="', tail: '"' + xml.slice(cut) };
+  return { stanza, xml, head: xml.slice(0, cut) + ' to="', tail: '"' + xml.slice(cut) };
 }
 
 export class Occupant {
@@ -553,8 +555,25 @@ export class Room {
       for (let i = 0; i < sessions.length; i++) this.deliver(sessions[i]!, p);
     }
     if (body !== undefined && this.config.historyLength > 0) {
-      this.history.push({ stanza: reflected, stamp: Date.now(), chars: p.head.length + p.tail.length });
-      if (this.history.length > this.config.historyLength) this.history.splice(0, this.history.length - this.config.historyLength);
+      const stamp = Date.now();
+      this.remember(reflected, stamp, p.xml.length);
+      if (this.persisted) this.service.store.addHistory(this.name, stamp, p.xml, this.config.historyLength);
+    }
+  }
+
+  private remember(stanza: Element, stamp: number, chars: number): void {
+    this.history.push({ stanza, stamp, chars });
+    if (this.history.length > this.config.historyLength) this.history.splice(0, this.history.length - this.config.historyLength);
+  }
+
+  /** A persistent room's history read back at start (oldest first); unreadable entries are skipped. */
+  restoreHistory(messages: Array<{ stamp: number; stanza: string }>): void {
+    for (const message of messages) {
+      try {
+        this.remember(parseElement(message.stanza), message.stamp, message.stanza.length);
+      } catch (err) {
+        this.service.log.error({ err, room: this.jid }, 'unreadable history entry skipped');
+      }
     }
   }
 

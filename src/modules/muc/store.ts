@@ -1,7 +1,9 @@
-// Persistent rooms (XEP-0045 §10.1.3 muc#roomconfig_persistentroom): their configuration, subject
-// and affiliations survive a restart. Temporary rooms never touch the database, and nothing here
-// runs per message or per recipient: only when an owner or admin changes something.
+// Persistent rooms (XEP-0045 §10.1.3 muc#roomconfig_persistentroom): their configuration, subject,
+// affiliations and discussion history survive a restart. Temporary rooms never touch the
+// database. Nothing here runs per recipient: configuration and affiliations are written when an
+// owner or admin changes them, history once per message, batched per event-loop turn.
 import type { Knex } from 'knex';
+import type { Logger } from 'pino';
 import type { Migration } from '../../storage/db.js';
 import type { RoomConfig } from './forms.js';
 
@@ -29,9 +31,35 @@ export const mucMigrations: Migration[] = [
       });
     },
   },
+  {
+    name: '002-create-muc-history',
+    async up(db) {
+      await db.schema.createTable('muc_history', (t) => {
+        t.bigIncrements('id').primary();
+        t.string('service', 255).notNullable();
+        t.string('room', 1023).notNullable();
+        /** ms since the epoch: the XEP-0203 delay stamp */
+        t.bigInteger('stamp').notNullable();
+        /** the reflected message without 'to', serialised once */
+        t.text('stanza').notNullable();
+        t.index(['service', 'room', 'id'], 'muc_history_by_room');
+      });
+    },
+  },
 ];
 
 export type Affiliation = 'owner' | 'admin' | 'member' | 'outcast' | 'none';
+
+export interface StoredMessage {
+  stamp: number;
+  stanza: string;
+}
+
+interface PendingMessage {
+  room: string;
+  row: { service: string; room: string; stamp: number; stanza: string };
+  keep: number;
+}
 
 export interface StoredRoom {
   room: string;
@@ -43,10 +71,68 @@ export interface StoredRoom {
 }
 
 export class RoomStore {
+  /** History rows waiting for this event-loop turn's batch insert. */
+  private pending: PendingMessage[] = [];
+  private flushing: Promise<void> = Promise.resolve();
+
   constructor(
     private readonly db: Knex,
     private readonly service: string,
+    private readonly log: Logger,
   ) {}
+
+  /**
+   * Keeps a message of a persistent room's discussion history (XEP-0045 §7.2.15) across
+   * restarts: once per message, never per recipient. Messages of one event-loop turn share
+   * one transaction, and each room keeps only its newest `keep` rows.
+   */
+  addHistory(room: string, stamp: number, stanza: string, keep: number): void {
+    if (this.pending.length === 0) setImmediate(() => this.scheduleFlush());
+    this.pending.push({ room, row: { service: this.service, room, stamp, stanza }, keep });
+  }
+
+  private scheduleFlush(): void {
+    this.flushing = this.flushing
+      .then(() => this.flushHistory())
+      .catch((err: unknown) => this.log.error({ err, service: this.service }, 'storing room history failed'));
+  }
+
+  private async flushHistory(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const keep = new Map<string, number>();
+    for (const p of batch) keep.set(p.room, p.keep);
+    await this.db.transaction(async (trx) => {
+      for (let i = 0; i < batch.length; i += 200) await trx('muc_history').insert(batch.slice(i, i + 200).map((p) => p.row));
+      for (const [room, n] of keep) {
+        const newest = trx('muc_history').where({ service: this.service, room }).orderBy('id', 'desc').offset(n).limit(1).select('id');
+        const [row] = (await newest) as Array<{ id: number | string }>;
+        if (row !== undefined) await trx('muc_history').where({ service: this.service, room }).andWhere('id', '<=', row.id).delete();
+      }
+    });
+  }
+
+  /** Waits for history writes under way. */
+  async settled(): Promise<void> {
+    if (this.pending.length > 0) this.scheduleFlush();
+    await this.flushing;
+  }
+
+  /** The newest `limit` messages of a room, oldest first. */
+  async history(room: string, limit: number): Promise<StoredMessage[]> {
+    if (limit === 0) return [];
+    const rows: Array<{ stamp: number | string; stanza: string }> = await this.db('muc_history')
+      .where({ service: this.service, room })
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .select('stamp', 'stanza');
+    return rows.reverse().map((r) => ({ stamp: Number(r.stamp), stanza: r.stanza }));
+  }
+
+  async clearHistory(room: string): Promise<void> {
+    await this.db('muc_history').where({ service: this.service, room }).delete();
+  }
 
   async loadAll(): Promise<StoredRoom[]> {
     const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string }> =
@@ -97,6 +183,7 @@ export class RoomStore {
 
   async removeRoom(room: string): Promise<void> {
     await this.db.transaction(async (trx) => {
+      await trx('muc_history').where({ service: this.service, room }).delete();
       await trx('muc_affiliations').where({ service: this.service, room }).delete();
       await trx('muc_rooms').where({ service: this.service, room }).delete();
     });
