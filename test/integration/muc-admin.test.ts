@@ -37,10 +37,14 @@ test('an admin kicks an occupant (307) and bans another (301), who then cannot c
   await enter(b, room, 'Bob');
   await enter(c, room, 'Carol');
 
-  // Alice makes Bob an admin; he becomes a moderator
+  // in this semi-anonymous room, Bob does not see Carol's real JID...
+  t.false('jid' in itemOf(await b.next(isPresenceFrom(`${room}/Carol`))));
+  // ...until Alice makes him an admin, and so a moderator
   await a.request(adminSet(room, { attrs: { jid: bare(server, names.bob), affiliation: 'admin' } }));
   const promoted = await b.next((s) => isPresenceFrom(`${room}/Bob`)(s) && itemOf(s).affiliation === 'admin');
   t.is(itemOf(promoted).role, 'moderator');
+  const carolSeen = await b.next((s) => isPresenceFrom(`${room}/Carol`)(s) && itemOf(s).jid !== undefined);
+  t.is(itemOf(carolSeen).jid, c.jid);
 
   // Bob kicks Carol: she is told why and by whom, the others see her leave with 307
   await b.request(adminSet(room, { attrs: { nick: 'Carol', role: 'none' }, reason: 'calm down' }));
@@ -179,4 +183,31 @@ test('a large group can broadcast only its moderators\' presence: participants j
   await Promise.all([a, c].map((client) => client.next(isGroupchat(`${room}/Bob`, 'messages still reach everyone'))));
   t.false(a.received.some(isPresenceFrom(`${room}/Bob`)));
   t.false(a.received.some(isPresenceFrom(`${room}/Carol`)));
+});
+
+test('a private group as Conversations makes one: the returned form submitted whole, members added in one request', async (t) => {
+  const { a, b, c, names } = await trio(t);
+  const room = freshRoom('conversations');
+  const self = await join(a, room, 'Alice');
+  t.true(statusCodes(self).includes(201));
+  // the client fetches the form, changes some values and sends every field back
+  const form = (await a.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_MUC_OWNER })))).getChild('query')!.getChild('x', 'jabber:x:data')!;
+  const wanted: Record<string, string> = {
+    'muc#roomconfig_persistentroom': '1', 'muc#roomconfig_membersonly': '1', 'muc#roomconfig_whois': 'anyone',
+    'muc#roomconfig_publicroom': '0', 'muc#roomconfig_roomname': 'Family',
+  };
+  const submitted = xml('x', { xmlns: 'jabber:x:data', type: 'submit' },
+    ...form.getChildren('field').map((field) => xml('field', { var: field.attrs.var! },
+      ...(wanted[field.attrs.var!] !== undefined ? [wanted[field.attrs.var!]!] : field.getChildren('value').map((v) => v.getText())).map((v) => xml('value', {}, v)))));
+  await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_OWNER }, submitted)));
+  // both members in one admin request, then they join (after a direct invitation, user to user)
+  await a.request(adminSet(room,
+    { attrs: { jid: bare(server, names.bob), affiliation: 'member' } },
+    { attrs: { jid: bare(server, names.carol), affiliation: 'member' } }));
+  await enter(b, room, 'Bob');
+  await enter(c, room, 'Carol');
+  const info = await c.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+  const features = info.getChild('query')!.getChildren('feature').map((f) => f.attrs.var);
+  for (const feature of ['muc_persistent', 'muc_membersonly', 'muc_nonanonymous', 'muc_hidden', 'muc_unsecured']) t.true(features.includes(feature), feature);
+  t.is(info.getChild('query')!.getChild('identity')!.attrs.name, 'Family');
 });

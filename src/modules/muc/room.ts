@@ -313,6 +313,14 @@ export class Room {
       for (const s of other.sessions) this.deliver(s, p);
     }
     for (const s of o.sessions) this.sendTo(s, this.selfPresence(o, s, [110, ...selfCodes]));
+    if (o.role === 'moderator' && previousRole !== undefined && previousRole !== 'moderator' && !this.nonAnonymous()) {
+      // §9.7 (semi-anonymous room): a new moderator now sees everyone's real JID
+      for (const other of this.occupants.values()) {
+        if (other === o || !this.broadcastsRole(other.role)) continue;
+        const p = this.viewOf(other, o);
+        for (const s of o.sessions) this.deliver(s, p);
+      }
+    }
   }
 
   /** Everyone learns `o` left; its clients get 110 with `codes` (kick 307, ban 301, nick change 303...). */
