@@ -293,3 +293,55 @@ test('a client that joins again while still in the room gets the whole join sequ
   await b.next(isGroupchat(`${room}/Alice`, 'still one Bob'));
   t.false(a.received.some(isPresenceFrom(`${room}/Bob`, 'unavailable')));
 });
+
+test('a nickname is normalised on the way in, and the newcomer is told so (210)', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('nfc');
+  await createInstantRoom(a, room, 'Alice');
+  await b.send(xml('presence', { to: `${room}/Zoe\u0301` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+  const self = await b.next((s) => s.is('presence') && statusCodes(s).includes(110));
+  t.is(self.attrs.from, `${room}/Zo\u00e9`);
+  t.deepEqual(statusCodes(self), [110, 210]);
+});
+
+test('history can be limited by time: seconds and since', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('since');
+  await createInstantRoom(a, room, 'Alice');
+  await a.send(groupchat(room, 'an old one'));
+  await a.next(isGroupchat(`${room}/Alice`, 'an old one'));
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  const cut = new Date().toISOString();
+  await a.send(groupchat(room, 'a new one'));
+  await a.next(isGroupchat(`${room}/Alice`, 'a new one'));
+  await enter(b, room, 'Bob', { history: { since: cut } });
+  t.deepEqual(b.received.filter((s) => s.is('message') && s.getChild('body')).map((m) => m.getChildText('body')), ['a new one']);
+  await b.send(xml('presence', { to: `${room}/Bob`, type: 'unavailable' }));
+  await b.next(isPresenceFrom(`${room}/Bob`, 'unavailable'));
+  b.received.length = 0;
+  await enter(b, room, 'Bob', { history: { seconds: '60' } });
+  t.deepEqual(b.received.filter((s) => s.is('message') && s.getChild('body')).map((m) => m.getChildText('body')), ['an old one', 'a new one']);
+});
+
+test('a room holds no more occupants than its limit; the invitee can decline', async (t) => {
+  const { a, b, c, names } = await trio(t);
+  const room = freshRoom('small');
+  await enter(a, room, 'Alice');
+  await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' },
+    xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', { var: 'muc#roomconfig_maxusers' }, xml('value', {}, '2'))))));
+  await enter(b, room, 'Bob');
+  const full = await join(c, room, 'Carol');
+  t.is(errorCondition(full), 'service-unavailable');
+  // an owner cannot raise it beyond the service's max_occupants (1000)
+  const tooMany = await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' },
+    xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', { var: 'muc#roomconfig_maxusers' }, xml('value', {}, '5000')))))).catch((err: { condition?: string }) => err);
+  t.is((tooMany as { condition?: string }).condition, 'not-acceptable');
+
+  // Carol is invited anyway and says no thanks (§7.8.2 decline, back through the room)
+  await a.send(invite(room, bare(server, names.carol)));
+  await c.next((s) => s.is('message') && s.attrs.from === room);
+  await c.send(xml('message', { to: room }, xml('x', { xmlns: NS_MUC_USER }, xml('decline', { to: bare(server, names.alice) }, xml('reason', {}, 'too crowded')))));
+  const decline = await a.next((s) => s.is('message') && s.attrs.from === room && s.getChild('x', NS_MUC_USER)?.getChild('decline') !== undefined);
+  t.is(decline.getChild('x', NS_MUC_USER)!.getChild('decline')!.attrs.from, bare(server, names.carol));
+  t.is(decline.getChild('x', NS_MUC_USER)!.getChild('decline')!.getChildText('reason'), 'too crowded');
+});

@@ -430,6 +430,9 @@ export class Room {
     if (this.nonAnonymous()) codes.push(100);
     if (this.config.logging) codes.push(170);
     if (created) codes.push(201);
+    // §7.2.3: the nick was changed on the way in (here: only ever its Unicode normalisation)
+    const to = stanza.attrs.to ?? '';
+    if (to.slice(to.indexOf('/') + 1) !== nick) codes.push(210);
     if (existing === undefined) this.announce(occupant, codes);
     else this.sendTo(session, this.selfPresence(occupant, session, [110, ...codes]));
 
