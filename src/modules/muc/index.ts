@@ -11,7 +11,8 @@ import { defineModule } from '../../core/module.js';
 import type { Session } from '../../core/sessions.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { defaultRoomConfig } from './forms.js';
-import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID, Room, type RoomHost } from './room.js';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID } from './ns.js';
+import { Room, type RoomHost } from './room.js';
 import { RoomStore, mucMigrations } from './store.js';
 
 export default defineModule({

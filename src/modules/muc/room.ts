@@ -5,7 +5,8 @@
 // the XEP-0045 §7.4 echo that clients use as an ack) with one serialisation for the whole room.
 // The reflected stanza is serialised without a `to`, split after its element name, and each
 // recipient gets `head + its escaped full JID + tail`, handed to its local session directly;
-// only occupants on other servers go through the router. Nothing touches the database.
+// only occupants on other servers go through the router. The database is not touched per
+// recipient: a persistent room writes each message to its stored history once, batched.
 import { randomUUID } from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
@@ -13,25 +14,20 @@ import { parseJid, type Jid } from '../../core/jid.js';
 import type { SessionRegistry } from '../../core/sessions.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
-import { escapeAttribute, serialize } from '../../xml/serialize.js';
+import { escapeAttribute } from '../../xml/serialize.js';
 import { NS_DATA, applyRoomConfig, readForm, roomConfigForm, roomInfoForm, type RoomConfig } from './forms.js';
+import { DiscussionHistory, historyRequest, type HistoryRequest } from './history.js';
+import {
+  NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, NS_PING, NS_SELF_PING, NS_STANZA_ID,
+} from './ns.js';
+import { Occupant, prepare, presenceContent, type OccupantSession, type Prepared, type Role } from './occupant.js';
+import {
+  affiliationChangeRefusal, defaultRole, isAffiliation, isRole, mayListAffiliation, maySendPrivateMessage, roleChangeRefusal,
+} from './permissions.js';
 import type { Affiliation, RoomStore } from './store.js';
 
-export const NS_MUC = 'http://jabber.org/protocol/muc';
-export const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
-export const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
-export const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
-export const NS_SELF_PING = 'http://jabber.org/protocol/muc#self-ping-optimization';
-export const NS_STANZA_ID = 'urn:xmpp:sid:0';
-export const NS_DELAY = 'urn:xmpp:delay';
-export const NS_PING = 'urn:xmpp:ping';
-export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
-export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+export type { Role } from './occupant.js';
 
-export type Role = 'moderator' | 'participant' | 'visitor' | 'none';
-
-const AFFILIATION_RANK: Record<Affiliation, number> = { outcast: -1, none: 0, member: 1, admin: 2, owner: 3 };
-const ROLE_RANK: Record<Role, number> = { none: 0, visitor: 1, participant: 2, moderator: 3 };
 
 /** What a room needs from its service. */
 export interface RoomHost {
@@ -49,74 +45,6 @@ export interface RoomHost {
   /** A client (full JID) is now in `room` / is no longer: the service's index for sessions that end. */
   entered(jid: string, room: Room): void;
   left(jid: string, room: Room): void;
-}
-
-/** One client (full JID) of an occupant: several when a user joins under one nick from several devices. */
-interface OccupantSession {
-  readonly jid: Jid;
-  /** The full JID escaped for an attribute value, concatenated into pre-serialised stanzas. */
-  readonly toAttr: string;
-  readonly local: boolean;
-  /** The presence this client last sent to the room, without the MUC payloads. */
-  presence: Element;
-}
-
-/** A stanza serialised once without `to`, in two halves around where `to` goes. */
-interface Prepared {
-  stanza: Element;
-  xml: string;
-  head: string;
-  tail: string;
-}
-
-function prepare(stanza: Element): Prepared {
-  const xml = serialize(stanza);
-  const cut = stanza.name.length + 1;
-  return { stanza, xml, head: xml.slice(0, cut) + ' to="', tail: '"' + xml.slice(cut) };
-}
-
-export class Occupant {
-  role: Role;
-  readonly sessions: OccupantSession[] = [];
-  /** Presence of this occupant as others see it, prepared once: [with real JID, without]. */
-  private views: [Prepared | undefined, Prepared | undefined] = [undefined, undefined];
-
-  constructor(
-    public nick: string,
-    public roomJid: string,
-    readonly bare: string,
-    role: Role,
-  ) {
-    this.role = role;
-  }
-
-  /** The client whose presence others see: the latest one to speak. */
-  get current(): OccupantSession {
-    return this.sessions[this.sessions.length - 1]!;
-  }
-
-  changed(): void {
-    this.views = [undefined, undefined];
-  }
-
-  view(withJid: boolean, build: () => Element): Prepared {
-    const i = withJid ? 0 : 1;
-    return (this.views[i] ??= prepare(build()));
-  }
-}
-
-interface HistoryEntry {
-  stanza: Element;
-  stamp: number;
-  chars: number;
-}
-
-/** What a user asked for in <history/> (XEP-0045 §7.2.15). */
-interface HistoryRequest {
-  maxChars?: number;
-  maxStanzas?: number;
-  seconds?: number;
-  since?: number;
 }
 
 interface AdminChange {
@@ -137,7 +65,7 @@ export class Room {
   readonly occupants = new Map<string, Occupant>();
   private readonly byFullJid = new Map<string, Occupant>();
   readonly affiliations: Map<string, { affiliation: Affiliation; reason: string }>;
-  private history: HistoryEntry[] = [];
+  private readonly history = new DiscussionHistory();
   /** Stored in the database (persistent rooms only). */
   persisted = false;
   /** Database writes of this room, in order. */
@@ -164,10 +92,7 @@ export class Room {
   }
 
   private defaultRole(affiliation: Affiliation): Role {
-    if (affiliation === 'owner' || affiliation === 'admin') return 'moderator';
-    if (affiliation === 'member') return 'participant';
-    if (affiliation === 'outcast') return 'none';
-    return this.config.moderated ? 'visitor' : 'participant';
+    return defaultRole(affiliation, this.config.moderated);
   }
 
   private nonAnonymous(): boolean {
@@ -573,8 +498,7 @@ export class Room {
   }
 
   private remember(stanza: Element, stamp: number, chars: number): void {
-    this.history.push({ stanza, stamp, chars });
-    if (this.history.length > this.config.historyLength) this.history.splice(0, this.history.length - this.config.historyLength);
+    this.history.add(stanza, stamp, chars, this.config.historyLength);
   }
 
   /** A persistent room's history read back at start (oldest first); unreadable entries are skipped. */
@@ -589,17 +513,7 @@ export class Room {
   }
 
   private sendHistory(s: OccupantSession, request: HistoryRequest): void {
-    let entries = this.history;
-    if (request.maxStanzas !== undefined) entries = request.maxStanzas === 0 ? [] : entries.slice(-request.maxStanzas);
-    const since = Math.max(request.since ?? 0, request.seconds !== undefined ? Date.now() - request.seconds * 1000 : 0);
-    if (since > 0) entries = entries.filter((e) => e.stamp >= since);
-    if (request.maxChars !== undefined) {
-      let total = 0;
-      let first = entries.length;
-      while (first > 0 && total + entries[first - 1]!.chars <= request.maxChars) total += entries[--first]!.chars;
-      entries = entries.slice(first);
-    }
-    for (const entry of entries) {
+    for (const entry of this.history.select(request)) {
       const message = new Element('message', { ...entry.stanza.attrs });
       message.children = [...entry.stanza.children, new Element('delay', { xmlns: NS_DELAY, from: this.jid, stamp: new Date(entry.stamp).toISOString() })];
       this.sendTo(s, message);
@@ -609,10 +523,7 @@ export class Room {
   private privateMessage(stanza: Element, sender: Occupant | undefined, nick: string): void {
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may send private messages'));
     if (stanza.attrs.type === 'groupchat') return this.bounce(stanza, new StanzaError('bad-request', 'Private messages are not groupchat'));
-    const allowed = this.config.allowPm === 'anyone'
-      || (this.config.allowPm === 'participants' && ROLE_RANK[sender.role] >= ROLE_RANK.participant)
-      || (this.config.allowPm === 'moderators' && sender.role === 'moderator');
-    if (!allowed) return this.bounce(stanza, new StanzaError('forbidden', 'Private messages are not allowed in this room'));
+    if (!maySendPrivateMessage(this.config.allowPm, sender.role)) return this.bounce(stanza, new StanzaError('forbidden', 'Private messages are not allowed in this room'));
     const target = this.occupants.get(nick);
     if (target === undefined) return this.bounce(stanza, new StanzaError('item-not-found', `Nobody is called ${nick} here`));
     const attrs: Record<string, string> = { ...stanza.attrs, from: sender.roomJid };
@@ -741,14 +652,11 @@ export class Room {
   private async adminGet(from: Jid, sender: Occupant | undefined, payload: Element): Promise<Element> {
     const item = payload.getChild('item');
     const affiliation = this.affiliationOf(from.bare);
-    const rank = AFFILIATION_RANK[affiliation];
     const query = new Element('query', { xmlns: NS_MUC_ADMIN });
     if (item?.attrs.affiliation !== undefined) {
       const wanted = item.attrs.affiliation;
       if (!isAffiliation(wanted) || wanted === 'none') throw new StanzaError('bad-request', 'Which affiliation?');
-      // members may see who belongs to the room (clients show member lists); the ban list is for admins
-      const allowed = wanted === 'outcast' ? rank >= AFFILIATION_RANK.admin : rank >= AFFILIATION_RANK.member;
-      if (!allowed) throw new StanzaError('forbidden', 'You may not see that list');
+      if (!mayListAffiliation(affiliation, wanted)) throw new StanzaError('forbidden', 'You may not see that list');
       for (const [jid, a] of this.affiliations) {
         if (a.affiliation !== wanted) continue;
         const attrs: Record<string, string> = { affiliation: wanted, jid };
@@ -796,18 +704,11 @@ export class Room {
       if (change.kind === 'role') {
         if (!isRole(change.value)) throw new StanzaError('bad-request', `Unknown role ${change.value}`);
         const role: Role = change.value;
-        if (sender === undefined || sender.role !== 'moderator') throw new StanzaError('forbidden', 'Only moderators change roles');
+        if (sender === undefined) throw new StanzaError('forbidden', 'Only moderators change roles');
         const target = change.nick === undefined ? undefined : this.occupants.get(change.nick);
         if (target === undefined) throw new StanzaError('item-not-found', 'No occupant with that nickname');
-        const targetAffiliation = this.affiliationOf(target.bare);
-        if (role === 'moderator' || target.role === 'moderator') {
-          // §9.6/§9.7: granting or revoking moderator is for admins and owners
-          if (AFFILIATION_RANK[actorAffiliation] < AFFILIATION_RANK.admin) throw new StanzaError('not-allowed', 'Only admins change moderators');
-        }
-        // §8.2: no one kicks or silences someone of a higher or equal admin affiliation
-        if (AFFILIATION_RANK[targetAffiliation] >= AFFILIATION_RANK.admin && AFFILIATION_RANK[targetAffiliation] >= AFFILIATION_RANK[actorAffiliation] && role !== 'moderator') {
-          throw new StanzaError('not-allowed', 'You may not change the role of an admin or owner');
-        }
+        const refusal = roleChangeRefusal({ affiliation: actorAffiliation, role: sender.role }, { affiliation: this.affiliationOf(target.bare), role: target.role }, role);
+        if (refusal) throw refusal;
         plan.push(() => this.setRole(target, role, sender, change.reason));
       } else {
         if (!isAffiliation(change.value)) throw new StanzaError('bad-request', `Unknown affiliation ${change.value}`);
@@ -816,11 +717,8 @@ export class Room {
         if (jid === undefined && change.nick !== undefined) jid = this.occupants.get(change.nick)?.bare;
         if (jid === undefined) throw new StanzaError('bad-request', 'Whose affiliation?');
         const current = this.affiliationOf(jid);
-        const actorRank = AFFILIATION_RANK[actorAffiliation];
-        if (actorRank < AFFILIATION_RANK.admin) throw new StanzaError('forbidden', 'Only admins and owners change affiliations');
-        // §9 / §10: admins handle members and bans of non-admins; owners handle everything
-        const needsOwner = affiliation === 'owner' || affiliation === 'admin' || current === 'owner' || current === 'admin';
-        if (needsOwner && actorAffiliation !== 'owner') throw new StanzaError('not-allowed', 'Only owners change admins and owners');
+        const refusal = affiliationChangeRefusal(actorAffiliation, current, affiliation);
+        if (refusal) throw refusal;
         if (current === 'owner' && affiliation !== 'owner') {
           owners.delete(jid);
           if (owners.size === 0) throw new StanzaError('conflict', 'A room needs an owner');
@@ -893,7 +791,7 @@ export class Room {
     this.config = applyRoomConfig(previous, readForm(x), { maxOccupants: this.service.maxOccupants, maxHistory: this.service.maxHistory });
     const wasLocked = this.locked;
     this.locked = false; // §10.1.2: an instant room, or a configured reserved room, opens
-    if (this.history.length > this.config.historyLength) this.history.splice(0, this.history.length - this.config.historyLength);
+    this.history.trim(this.config.historyLength);
     await this.syncPersistence();
     this.configurationChanged(previous, wasLocked, sender);
     return null;
@@ -967,49 +865,6 @@ export class Room {
     return room;
   }
 }
-
-/** The presence content others see: everything but the MUC join and user payloads. */
-function presenceContent(stanza: Element): Element {
-  const content = new Element('presence');
-  for (const child of stanza.children) {
-    if (typeof child === 'string') continue;
-    const xmlns = child.attrs.xmlns;
-    if (child.name === 'x' && (xmlns === NS_MUC || xmlns === NS_MUC_USER)) continue;
-    content.children.push(child);
-  }
-  return content;
-}
-
-function historyRequest(history: Element | undefined): HistoryRequest {
-  if (history === undefined) return {};
-  const request: HistoryRequest = {};
-  const number = (name: string) => {
-    const value = history.attrs[name];
-    if (value === undefined) return undefined;
-    const n = Number(value);
-    return Number.isFinite(n) && n >= 0 ? Math.floor(n) : undefined;
-  };
-  const maxChars = number('maxchars');
-  const maxStanzas = number('maxstanzas');
-  const seconds = number('seconds');
-  if (maxChars !== undefined) request.maxChars = maxChars;
-  if (maxStanzas !== undefined) request.maxStanzas = maxStanzas;
-  if (seconds !== undefined) request.seconds = seconds;
-  if (history.attrs.since !== undefined) {
-    const since = Date.parse(history.attrs.since);
-    if (Number.isFinite(since)) request.since = since;
-  }
-  return request;
-}
-
-function isRole(value: string): value is Role {
-  return value === 'moderator' || value === 'participant' || value === 'visitor' || value === 'none';
-}
-
-function isAffiliation(value: string): value is Affiliation {
-  return value === 'owner' || value === 'admin' || value === 'member' || value === 'outcast' || value === 'none';
-}
-
 
 /** The bare JID of an address given in a form or an item, or null when it is malformed. */
 function parseBare(value: string): string | null {
