@@ -211,3 +211,28 @@ test('a private group as Conversations makes one: the returned form submitted wh
   for (const feature of ['muc_persistent', 'muc_membersonly', 'muc_nonanonymous', 'muc_hidden', 'muc_unsecured']) t.true(features.includes(feature), feature);
   t.is(info.getChild('query')!.getChild('identity')!.attrs.name, 'Family');
 });
+
+test('a visitor asks for voice; the moderators get the request and one grants it (§8.6)', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('voice-request');
+  await enter(a, room, 'Alice');
+  await configure(a, room, { 'muc#roomconfig_moderatedroom': '1' });
+  await enter(b, room, 'Bob');
+  await b.send(xml('message', { to: room }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' },
+    xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'http://jabber.org/protocol/muc#request')),
+    xml('field', { var: 'muc#role', type: 'list-single' }, xml('value', {}, 'participant')))));
+  const request = await a.next((s) => s.is('message') && s.attrs.from === room && s.getChild('x', 'jabber:x:data') !== undefined);
+  const fields = request.getChild('x', 'jabber:x:data')!.getChildren('field');
+  const value = (name: string) => fields.find((f) => f.attrs.var === name)?.getChildText('value');
+  t.is(value('muc#roomnick'), 'Bob');
+  t.is(value('muc#jid'), b.jid.split('/')[0]);
+  await a.send(xml('message', { to: room }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' },
+    xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'http://jabber.org/protocol/muc#request')),
+    xml('field', { var: 'muc#role' }, xml('value', {}, 'participant')),
+    xml('field', { var: 'muc#roomnick' }, xml('value', {}, 'Bob')),
+    xml('field', { var: 'muc#request_allow' }, xml('value', {}, 'true')))));
+  await b.next((s) => isPresenceFrom(`${room}/Bob`)(s) && itemOf(s).role === 'participant');
+  await b.send(groupchat(room, 'thank you'));
+  await a.next(isGroupchat(`${room}/Bob`, 'thank you'));
+  t.pass();
+});

@@ -7,6 +7,7 @@ import { StanzaError } from '../../core/stanza.js';
 export const NS_DATA = 'jabber:x:data';
 export const FORM_ROOMCONFIG = 'http://jabber.org/protocol/muc#roomconfig';
 export const FORM_ROOMINFO = 'http://jabber.org/protocol/muc#roominfo';
+export const FORM_REQUEST = 'http://jabber.org/protocol/muc#request';
 
 export type Whois = 'moderators' | 'anyone';
 export type AllowPm = 'anyone' | 'participants' | 'moderators' | 'none';
@@ -72,7 +73,7 @@ export function readForm(x: Element): FormValues {
 
 interface FieldSpec {
   var: string;
-  type: 'boolean' | 'text-single' | 'text-private' | 'text-multi' | 'list-single' | 'list-multi' | 'hidden' | 'jid-multi';
+  type: 'boolean' | 'text-single' | 'text-private' | 'text-multi' | 'list-single' | 'list-multi' | 'hidden' | 'jid-multi' | 'jid-single';
   label?: string;
   values: string[];
   options?: Array<[value: string, label: string]>;
@@ -209,5 +210,16 @@ export function roomInfoForm(config: RoomConfig, occupants: number, subject: str
     { var: 'muc#roominfo_occupants', type: 'text-single', label: 'Number of occupants', values: [String(occupants)] },
     { var: 'muc#roomconfig_changesubject', type: 'boolean', label: 'Participants may change the subject', values: [bool(config.changeSubject)] },
     { var: 'muc#maxhistoryfetch', type: 'text-single', label: 'Messages of history', values: [String(config.historyLength)] },
+  ]);
+}
+
+/** XEP-0045 §8.6: the form a moderator gets when a visitor asks for voice. */
+export function voiceRequestForm(jid: string, nick: string): Element {
+  return buildForm('form', 'Voice request', [
+    { var: 'FORM_TYPE', type: 'hidden', values: [FORM_REQUEST] },
+    { var: 'muc#role', type: 'list-single', label: 'Requested role', values: ['participant'], options: [['participant', 'Participant']] },
+    { var: 'muc#jid', type: 'jid-single', label: 'User ID', values: [jid] },
+    { var: 'muc#roomnick', type: 'text-single', label: 'Room nickname', values: [nick] },
+    { var: 'muc#request_allow', type: 'boolean', label: 'Grant voice to this person?', values: ['0'] },
   ]);
 }

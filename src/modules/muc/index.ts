@@ -19,7 +19,7 @@ export default defineModule({
   name: 'muc',
   description: 'Group chats: a Multi-User Chat service per host (conference.<host>)',
   implements: [
-    { spec: 'XEP-0045', version: '1.34.5', status: 'partial', note: 'no voice requests (§8.6), nick registration (§7.10) or room archives yet' },
+    { spec: 'XEP-0045', version: '1.34.5', status: 'partial', note: 'no nickname registration (§7.10) yet; rooms live on one node (no cluster support)' },
     { spec: 'XEP-0004', version: '2.13.1', status: 'complete', note: 'room configuration and room information forms' },
     { spec: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamps on MUC discussion history' },
     { spec: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza-id on every group chat message, by the room' },

@@ -15,7 +15,9 @@ import type { SessionRegistry } from '../../core/sessions.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { escapeAttribute } from '../../xml/serialize.js';
-import { NS_DATA, applyRoomConfig, readForm, roomConfigForm, roomInfoForm, type RoomConfig } from './forms.js';
+import {
+  FORM_REQUEST, NS_DATA, applyRoomConfig, readForm, roomConfigForm, roomInfoForm, voiceRequestForm, type RoomConfig,
+} from './forms.js';
 import { DiscussionHistory, historyRequest, type HistoryRequest } from './history.js';
 import {
   NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, NS_PING, NS_SELF_PING, NS_STANZA_ID,
@@ -451,8 +453,35 @@ export class Room {
       const decline = userX.getChild('decline');
       if (decline !== undefined) return this.decline(from, decline);
     }
-    // §8.6 voice requests and other forms are not supported
+    const form = stanza.getChild('x', NS_DATA);
+    if (form !== undefined && readForm(form).get('FORM_TYPE')?.[0] === FORM_REQUEST) return this.voiceRequest(stanza, sender, form);
     this.bounce(stanza, new StanzaError('not-acceptable', 'Group messages have type groupchat'));
+  }
+
+  /**
+   * §8.6: a visitor asks for voice with a muc#request form, which goes to the moderators; a
+   * moderator who sends it back with muc#request_allow set gives the visitor voice.
+   */
+  private voiceRequest(stanza: Element, sender: Occupant | undefined, form: Element): void {
+    if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may ask for voice'));
+    const values = readForm(form);
+    if (form.attrs.type === 'submit' && sender.role === 'moderator' && values.has('muc#request_allow')) {
+      const allow = values.get('muc#request_allow')?.[0];
+      const target = this.occupants.get(values.get('muc#roomnick')?.[0] ?? '');
+      if ((allow === '1' || allow === 'true') && target !== undefined && target.role === 'visitor') {
+        const refusal = roleChangeRefusal({ affiliation: this.affiliationOf(sender.bare), role: sender.role }, { affiliation: this.affiliationOf(target.bare), role: target.role }, 'participant');
+        if (refusal) return this.bounce(stanza, refusal);
+        this.setRole(target, 'participant', sender, '');
+      }
+      return;
+    }
+    if (sender.role !== 'visitor') return; // already has voice: nothing to ask for
+    const approval = new Element('message', { from: this.jid });
+    approval.append(voiceRequestForm(sender.current.jid.bare, sender.nick));
+    for (const moderator of this.occupants.values()) {
+      if (moderator.role !== 'moderator') continue;
+      for (const s of moderator.sessions) this.sendTo(s, approval);
+    }
   }
 
   private groupchat(stanza: Element, sender: Occupant | undefined): void {
