@@ -7,6 +7,8 @@ import type { DeliveryTracker } from '../core/sessions.js';
 
 export const NS_CSI = 'urn:xmpp:csi:0';
 const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
+const NS_CARBONS = 'urn:xmpp:carbons:2';
+const NS_FORWARD = 'urn:xmpp:forward:0';
 /** Held stanzas beyond this many are flushed: the buffer must not grow without bound. */
 const MAX_HELD = 500;
 
@@ -28,6 +30,12 @@ export function isImportant(stanza: Element): boolean {
       if (stanza.attrs.type === 'error') return true;
       for (const child of stanza.children) {
         if (typeof child === 'string') continue;
+        if (child.attrs.xmlns === NS_CARBONS && (child.name === 'sent' || child.name === 'received')) {
+          // a carbon copy (XEP-0280) matters as much as the message it carries
+          const carried = child.getChild('forwarded', NS_FORWARD)?.getChild('message');
+          if (carried === undefined || isImportant(carried)) return true;
+          continue;
+        }
         // a message carrying nothing but a chat state (typing...) can wait; anything else can not
         if (child.attrs.xmlns !== NS_CHATSTATES) return true;
       }
