@@ -345,3 +345,28 @@ test('a room holds no more occupants than its limit; the invitee can decline', a
   t.is(decline.getChild('x', NS_MUC_USER)!.getChild('decline')!.attrs.from, bare(server, names.carol));
   t.is(decline.getChild('x', NS_MUC_USER)!.getChild('decline')!.getChildText('reason'), 'too crowded');
 });
+
+test('what a room answers to stanzas it cannot accept', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('errors');
+  await createInstantRoom(a, room, 'Alice');
+  // a group message from someone not in the room
+  await b.send(groupchat(room, 'let me in'));
+  t.is(errorCondition(await b.next((s) => s.is('message') && s.attrs.type === 'error' && s.attrs.from === room)), 'not-acceptable');
+  // entering without a nickname
+  await b.send(xml('presence', { to: room }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+  t.is(errorCondition(await b.next((s) => s.is('presence') && s.attrs.type === 'error')), 'jid-malformed');
+  // a groupchat message addressed to one occupant
+  await enter(b, room, 'Bob');
+  await b.send(xml('message', { to: `${room}/Alice`, type: 'groupchat' }, xml('body', {}, 'just you')));
+  t.is(errorCondition(await b.next((s) => s.is('message') && s.attrs.type === 'error' && s.attrs.from === `${room}/Alice`)), 'bad-request');
+  // an admin request with a role that does not exist, and one from a participant
+  const unknownRole = await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/muc#admin' }, xml('item', { nick: 'Bob', role: 'king' })))).catch((err: { condition?: string }) => err);
+  t.is((unknownRole as { condition?: string }).condition, 'bad-request');
+  // a message to a room that does not exist
+  await b.send(groupchat(freshRoom('nowhere'), 'anyone?'));
+  t.is(errorCondition(await b.next((s) => s.is('message') && s.attrs.type === 'error' && s.attrs.from?.includes('nowhere') === true)), 'item-not-found');
+  // a request to the service it does not handle
+  const unknown = await a.request(xml('iq', { type: 'get', to: SERVICE }, xml('query', { xmlns: 'jabber:iq:version' }))).catch((err: { condition?: string }) => err);
+  t.is((unknown as { condition?: string }).condition, 'service-unavailable');
+});

@@ -148,6 +148,7 @@ export class Room {
   private deliver(s: OccupantSession, p: Prepared): void {
     if (s.local) {
       const session = this.service.sessions.get(s.jid.bare, s.jid.resource);
+      // no session: it ended a moment ago, and its session/closed event takes it out of the room
       if (session !== undefined) session.send(p.stanza, p.head + s.toAttr + p.tail);
       return;
     }
