@@ -1,5 +1,6 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
+import blocking from './blocking/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
 import last from './last/index.js';
@@ -19,7 +20,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons),
+  entry(carbons), entry(blocking),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

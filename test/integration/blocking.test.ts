@@ -1,0 +1,204 @@
+// Blocking (XEP-0191): Alice blocks Mallory. From then on nothing of Mallory's reaches any of
+// Alice's devices, Alice looks offline to him, and she cannot write to him by mistake — until
+// she unblocks him. The list is hers across devices and restarts.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import type Element from 'ltx/lib/Element.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import {
+  bare, chat, errorCondition, freshAccounts, getRoster, iqFailure, isPresence, login, makeFriends, messages, online, ping, presencesFrom, settle,
+} from '../helpers/conversation.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+const NS_BLOCKING = 'urn:xmpp:blocking';
+const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
+
+let server: TestServer;
+test.before(async () => {
+  server = await startServer();
+});
+test.after.always(async () => server?.stop());
+
+async function device(t: ExecutionContext, username: string, resource: string, on: TestServer = server): Promise<TestClient> {
+  const client = await login(on, username, resource);
+  t.teardown(() => client.stop());
+  return client;
+}
+
+async function blocklist(client: TestClient): Promise<string[]> {
+  const result = await client.request(xml('iq', { type: 'get' }, xml('blocklist', { xmlns: NS_BLOCKING })));
+  return result.getChild('blocklist', NS_BLOCKING)!.getChildren('item').map((i) => i.attrs.jid!).sort();
+}
+
+function command(client: TestClient, name: 'block' | 'unblock', ...jids: string[]): Promise<Element> {
+  return client.request(xml('iq', { type: 'set' }, xml(name, { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid })))));
+}
+
+const isPush = (name: 'block' | 'unblock') => (s: Element) => s.is('iq') && s.attrs.type === 'set' && s.getChild(name, NS_BLOCKING) !== undefined;
+const pushedJids = (push: Element, name: 'block' | 'unblock') => push.getChild(name, NS_BLOCKING)!.getChildren('item').map((i) => i.attrs.jid!);
+const from = (client: TestClient, jid: string) => client.received.filter((s) => s.attrs.from?.split('/')[0] === jid.split('/')[0]);
+
+test('the server says it supports blocking', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const a = await device(t, alice, 'laptop');
+  const info = await a.request(xml('iq', { type: 'get', to: server.domain }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+  t.true(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_BLOCKING));
+});
+
+test('Alice blocks, lists and unblocks: one JID, several at once, then everyone', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const a = await device(t, alice, 'laptop');
+  t.deepEqual(await blocklist(a), []);
+
+  await command(a, 'block', `mallory@${server.domain}`);
+  await command(a, 'block', 'spam.example', 'Eve@Example.COM/phone');
+  t.deepEqual(await blocklist(a), ['eve@example.com/phone', `mallory@${server.domain}`, 'spam.example'], 'normalised, as stored');
+
+  await command(a, 'unblock', 'spam.example');
+  t.deepEqual(await blocklist(a), ['eve@example.com/phone', `mallory@${server.domain}`]);
+  await command(a, 'unblock');
+  t.deepEqual(await blocklist(a), [], 'an empty <unblock/> clears the list');
+});
+
+test('a block without items, a malformed JID, or a block of oneself is refused', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const a = await device(t, alice, 'laptop');
+  t.is(await iqFailure(command(a, 'block')), 'bad-request');
+  t.is(await iqFailure(command(a, 'block', 'a@b@c')), 'jid-malformed');
+  t.is(await iqFailure(command(a, 'block', bare(server, alice))), 'not-acceptable');
+  t.deepEqual(await blocklist(a), []);
+});
+
+test('a block and an unblock are pushed to every device that asked for the list, and only to those', async (t) => {
+  const { alice, mallory } = await freshAccounts(server, 'alice', 'mallory');
+  const laptop = await device(t, alice, 'laptop');
+  const phone = await device(t, alice, 'phone');
+  const watch = await device(t, alice, 'watch'); // never asks for the list
+  await blocklist(laptop);
+  await blocklist(phone);
+
+  await command(laptop, 'block', bare(server, mallory));
+  t.deepEqual(pushedJids(await laptop.next(isPush('block')), 'block'), [bare(server, mallory)]);
+  t.deepEqual(pushedJids(await phone.next(isPush('block')), 'block'), [bare(server, mallory)]);
+  t.deepEqual(await blocklist(phone), [bare(server, mallory)]);
+
+  await command(phone, 'unblock');
+  t.deepEqual(pushedJids(await laptop.next(isPush('unblock')), 'unblock'), [], 'unblock everyone');
+  await phone.next(isPush('unblock'));
+  await settle(watch);
+  t.deepEqual(watch.received.filter(isPush('block')).concat(watch.received.filter(isPush('unblock'))), []);
+});
+
+/** Alice (laptop and phone, both online) and Mallory are contacts; Alice blocks Mallory. */
+async function aliceBlocksMallory(t: ExecutionContext) {
+  const { alice, mallory } = await freshAccounts(server, 'alice', 'mallory');
+  await makeFriends(server, alice, mallory);
+  const laptop = await device(t, alice, 'laptop');
+  const phone = await device(t, alice, 'phone');
+  const m = await device(t, mallory, 'pc');
+  await Promise.all([getRoster(laptop), getRoster(phone), getRoster(m)]);
+  await online(laptop);
+  await online(phone);
+  await online(m);
+  await m.next(isPresence(laptop.jid));
+  await m.next(isPresence(phone.jid));
+  await laptop.next(isPresence(m.jid));
+  await command(laptop, 'block', bare(server, mallory));
+  return { alice, mallory, laptop, phone, m };
+}
+
+test("once blocked, Mallory sees Alice go offline on every device, and her presence no more", async (t) => {
+  const { laptop, phone, m } = await aliceBlocksMallory(t);
+  await m.next(isPresence(laptop.jid, 'unavailable'));
+  await m.next(isPresence(phone.jid, 'unavailable'));
+
+  await laptop.send(xml('presence', {}, xml('show', {}, 'away')));
+  await laptop.next((s) => s.is('presence') && s.attrs.from === laptop.jid && s.getChildText('show') === 'away');
+  await m.send(xml('presence', { type: 'probe', to: bare(server, laptop.jid) }));
+  await settle(m);
+  t.deepEqual(presencesFrom(m, laptop.jid).map((s) => s.getChildText('show')), [null],
+    'only the presence from before the block: neither the update nor an answer to the probe');
+});
+
+test("nothing Mallory sends reaches any of Alice's devices: messages bounce, presence vanishes, requests fail", async (t) => {
+  const { alice, laptop, phone, m } = await aliceBlocksMallory(t);
+  const before = { laptop: from(laptop, m.jid).length, phone: from(phone, m.jid).length };
+
+  await m.send(chat(bare(server, alice), 'Hi Alice', { id: 'to-bare' }));
+  const bounced = await m.next((s) => s.is('message') && s.attrs.id === 'to-bare');
+  t.is(bounced.attrs.type, 'error');
+  t.is(errorCondition(bounced), 'service-unavailable', 'as if nobody were there (§3.3)');
+  await m.send(chat(phone.jid, 'Hi phone', { id: 'to-full' }));
+  t.is(errorCondition(await m.next((s) => s.is('message') && s.attrs.id === 'to-full')), 'service-unavailable');
+  await m.send(xml('message', { to: laptop.jid, type: 'headline' }, xml('body', {}, 'ad')));
+  await m.send(xml('presence', {}, xml('status', {}, 'look at me')));
+  await m.send(xml('presence', { type: 'subscribe', to: bare(server, alice) }));
+  t.is(await iqFailure(m.request(ping(laptop.jid))), 'service-unavailable');
+  t.is(await iqFailure(m.request(xml('iq', { type: 'get', to: bare(server, alice) }, xml('query', { xmlns: 'jabber:iq:last' })))), 'service-unavailable');
+
+  await Promise.all([settle(laptop), settle(phone), settle(m)]);
+  t.is(from(laptop, m.jid).length, before.laptop, 'the laptop got nothing from Mallory');
+  t.is(from(phone, m.jid).length, before.phone, 'the phone got nothing from Mallory');
+  t.deepEqual(messages(laptop), []);
+  t.deepEqual(messages(phone), []);
+});
+
+test('Alice cannot write to Mallory while he is blocked: not-acceptable with <blocked/>', async (t) => {
+  const { mallory, laptop, phone, m } = await aliceBlocksMallory(t);
+  await phone.send(chat(bare(server, mallory), 'oops', { id: 'oops-1' }));
+  const error = await phone.next((s) => s.is('message') && s.attrs.id === 'oops-1');
+  t.is(error.attrs.type, 'error');
+  t.is(errorCondition(error), 'not-acceptable');
+  t.truthy(error.getChild('error')!.getChild('blocked', NS_BLOCKING_ERRORS));
+  t.is(error.attrs.from, bare(server, mallory));
+  t.is(await iqFailure(laptop.request(ping(m.jid))), 'not-acceptable');
+  await settle(m);
+  t.deepEqual(messages(m), []);
+  t.deepEqual(m.received.filter((s) => s.is('iq') && s.attrs.from === laptop.jid), []);
+});
+
+test('after unblocking, Mallory sees Alice online again and they can write to each other', async (t) => {
+  const { alice, mallory, laptop, phone, m } = await aliceBlocksMallory(t);
+  await m.next(isPresence(phone.jid, 'unavailable'));
+  await command(phone, 'unblock', bare(server, mallory));
+  await m.next((s) => isPresence(laptop.jid)(s) && presencesFrom(m, laptop.jid).length >= 2);
+  await m.next((s) => isPresence(phone.jid)(s) && presencesFrom(m, phone.jid).length >= 2);
+
+  await m.send(chat(bare(server, alice), 'Friends again?'));
+  await laptop.next((s) => s.is('message') && s.getChildText('body') === 'Friends again?');
+  await phone.send(chat(m.jid, 'Yes'));
+  await m.next((s) => s.is('message') && s.getChildText('body') === 'Yes');
+  t.pass();
+});
+
+test("the block list survives a restart, and applies while Alice is offline", async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-blocking-restart-'));
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const first = await startServer({ dataDir });
+  await first.createAccount('alice');
+  await first.createAccount('mallory');
+  await first.createAccount('bob');
+  const a = await device(t, 'alice', 'laptop', first);
+  await command(a, 'block', `mallory@${first.domain}`);
+  await first.stop();
+
+  const again = await startServer({ dataDir });
+  t.teardown(() => again.stop());
+  // Alice is offline: Mallory's message is refused, Bob's is kept for her
+  const m = await device(t, 'mallory', 'pc', again);
+  await m.send(chat(`alice@${again.domain}`, 'Still there?', { id: 'offline-1' }));
+  t.is(errorCondition(await m.next((s) => s.is('message') && s.attrs.id === 'offline-1')), 'service-unavailable');
+  const b = await device(t, 'bob', 'pc', again);
+  await b.send(chat(`alice@${again.domain}`, 'Call me'));
+  await settle(b);
+
+  const back = await device(t, 'alice', 'laptop', again);
+  t.deepEqual(await blocklist(back), [`mallory@${again.domain}`]);
+  await online(back);
+  await back.next((s) => s.is('message') && s.getChildText('body') === 'Call me');
+  await settle(back);
+  t.deepEqual(messages(back).map((s) => s.getChildText('body')), ['Call me']);
+});
