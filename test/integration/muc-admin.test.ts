@@ -236,3 +236,19 @@ test('a visitor asks for voice; the moderators get the request and one grants it
   await a.next(isGroupchat(`${room}/Bob`, 'thank you'));
   t.pass();
 });
+
+test('a removed account loses its memberships: someone registering the name later is not a member', async (t) => {
+  const { a } = await trio(t);
+  const { dave } = await freshAccounts(server, 'dave');
+  const room = freshRoom('removed');
+  await createPrivateGroup(a, room, 'Alice');
+  await a.request(adminSet(room, { attrs: { jid: bare(server, dave), affiliation: 'member' } }));
+  const d = await login(server, dave, 'phone');
+  await d.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))));
+  await d.stop();
+  await server.createAccount(dave); // a stranger takes the name
+  const stranger = await user(t, dave);
+  t.is(errorCondition(await join(stranger, room, 'Dave')), 'registration-required');
+  const members = await a.request(adminGet(room, { affiliation: 'member' }));
+  t.deepEqual(members.getChild('query')!.getChildren('item'), []);
+});

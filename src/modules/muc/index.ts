@@ -171,6 +171,13 @@ export default defineModule({
       if (joined === undefined) return;
       for (const room of [...joined]) room.clientGone(session.jid);
     });
+    // A removed account's affiliations go with it: whoever registers the name later is someone
+    // else, and must not inherit its memberships or ownerships.
+    m.on('account/deleted', ({ username }: { username: string }) => {
+      const bare = `${username}@${m.host.domain}`;
+      for (const room of rooms.values()) if (room.affiliations.has(bare)) room.forgetAffiliation(bare);
+    });
+
     m.onStop(async () => {
       await Promise.all([...rooms.values()].map((room) => room.settled()));
       await store.settled();

@@ -791,6 +791,12 @@ export class Room {
     return this.persist((store) => store.setAffiliation(this.name, bare, affiliation, reason));
   }
 
+  /** The user's account is gone: its affiliation too, quietly (its sessions are ending). */
+  forgetAffiliation(bare: string): void {
+    this.affiliations.delete(bare);
+    if (this.persisted) this.persistInBackground((store) => store.setAffiliation(this.name, bare, 'none', ''));
+  }
+
   // --- ownership: configuration and destruction (§10) -------------------------------------------
 
   private ownerGet(from: Jid, payload: Element): Element {
