@@ -148,8 +148,13 @@ test('a device with a negative priority, which bare-JID messages skip, gets them
   await laptop.next((s) => s.is('message') && s.getChildText('body') === 'Hello there');
   const copy = await bot.next(isCarbon('received', 'Hello there'));
   t.is(carried(copy, 'received', bare(server, alice)).attrs.to, bare(server, alice));
+  // the same for a message to a resource that is not there, which goes to the bare JID
+  await b.send(chat(`${bare(server, alice)}/gone`, 'Still there?'));
+  await laptop.next((s) => s.is('message') && s.getChildText('body') === 'Still there?');
+  await bot.next(isCarbon('received', 'Still there?'));
   await settle(bot);
   t.deepEqual(messages(bot, 'Hello there'), [], 'not the message itself');
+  t.deepEqual(messages(bot, 'Still there?'), []);
 });
 
 test("a message marked private is not copied, and Bob never sees the marker", async (t) => {

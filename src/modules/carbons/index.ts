@@ -167,8 +167,11 @@ export default defineModule({
       const copied = eligible(e.stanza, 'received', e.from.isBare, fromMuc(e));
       stripPrivate(e.stanza);
       const recipient = sessions.get(e.to.bare, e.to.resource);
-      // no such resource: the router delivers to the bare JID, every resource gets it
-      if (recipient === undefined) return undefined;
+      if (recipient === undefined) {
+        // no such resource: chat and normal go to the bare JID (RFC 6121 §8.5.3.2.1), as below
+        if (copied && messageType(e.stanza) !== 'error') copy('received', e.stanza, e.to.bare, (s) => s.priority < 0 && s !== e.session);
+        return undefined;
+      }
       recipient.send(e.stanza); // RFC 6121 §8.5.3.1 first, as the default rule would
       if (copied) copy('received', e.stanza, e.to.bare, (s) => s !== recipient && s !== e.session);
       return true;
