@@ -19,6 +19,7 @@ test('a members-only room comes back after a restart with its configuration, sub
   const room = freshRoom('club');
   const temporary = freshRoom('passing');
 
+  let bobOccupantId: string | undefined;
   const first = await startServer({ dataDir });
   try {
     for (const name of ['alice', 'bob', 'carol', 'mallory']) await first.createAccount(name);
@@ -29,6 +30,7 @@ test('a members-only room comes back after a restart with its configuration, sub
     await a.send(invite(room, bare(first, 'bob')));
     await b.next((s) => s.is('message') && s.attrs.from === room);
     await enter(b, room, 'Bob');
+    bobOccupantId = (await a.next((s) => s.is('presence') && s.attrs.from === `${room}/Bob`)).getChild('occupant-id', 'urn:xmpp:occupant-id:0')?.attrs.id;
     await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/muc#admin' },
       xml('item', { jid: bare(first, 'carol'), affiliation: 'admin' }),
       xml('item', { jid: bare(first, 'mallory'), affiliation: 'outcast' }))));
@@ -67,7 +69,10 @@ test('a members-only room comes back after a restart with its configuration, sub
   t.false(statusCodes(aliceSelf).includes(201), 'not created again');
   const subject = await a.next((s) => s.is('message') && s.getChild('subject') !== undefined);
   t.is(subject.getChildText('subject'), 'Next: Middlemarch');
-  t.is(itemOf(await enter(b, room, 'Bob')).affiliation, 'member');
+  const bobSelf = await enter(b, room, 'Bob');
+  t.is(itemOf(bobSelf).affiliation, 'member');
+  t.truthy(bobOccupantId);
+  t.is(bobSelf.getChild('occupant-id', 'urn:xmpp:occupant-id:0')?.attrs.id, bobOccupantId, 'the same occupant id as before the restart');
   // the discussion history was kept too, with its stanza-id and the time it was said
   const history = b.received.filter((s) => s.is('message') && s.getChild('body') !== undefined);
   t.deepEqual(history.map((m) => m.getChildText('body')), ['almost too old', 'see you after the restart'], 'as many as the room keeps');

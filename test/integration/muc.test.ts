@@ -370,3 +370,21 @@ test('what a room answers to stanzas it cannot accept', async (t) => {
   const unknown = await a.request(xml('iq', { type: 'get', to: SERVICE }, xml('query', { xmlns: 'jabber:iq:version' }))).catch((err: { condition?: string }) => err);
   t.is((unknown as { condition?: string }).condition, 'service-unavailable');
 });
+
+test('XEP-0421: every occupant has an occupant id of the room\'s making, kept across nick changes', async (t) => {
+  const { a, b } = await trio(t);
+  const room = freshRoom('occupant-id');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  const occupantId = (s: { getChild(name: string, ns?: string): { attrs: Record<string, string> } | undefined }) => s.getChild('occupant-id', 'urn:xmpp:occupant-id:0')?.attrs.id;
+  const bobPresence = await a.next(isPresenceFrom(`${room}/Bob`));
+  const id = occupantId(bobPresence);
+  t.truthy(id);
+  // a forged id in a message is replaced by the room's
+  await b.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'it is me'), xml('occupant-id', { xmlns: 'urn:xmpp:occupant-id:0', id: 'forged' })));
+  const message = await a.next(isGroupchat(`${room}/Bob`, 'it is me'));
+  t.deepEqual(message.getChildren('occupant-id', 'urn:xmpp:occupant-id:0').map((o) => o.attrs.id), [id]);
+  await b.send(xml('presence', { to: `${room}/Robert` }));
+  t.is(occupantId(await a.next(isPresenceFrom(`${room}/Robert`))), id, 'the same person under another nick');
+  t.not(occupantId(await b.next(isPresenceFrom(`${room}/Alice`))), id);
+});

@@ -24,6 +24,7 @@ export default defineModule({
     { spec: 'XEP-0203', version: '2.0', status: 'complete', note: 'delay stamps on MUC discussion history' },
     { spec: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza-id on every group chat message, by the room' },
     { spec: 'XEP-0410', version: '1.1.0', status: 'complete', note: 'self-pings answered by the room' },
+    { spec: 'XEP-0421', status: 'complete', note: 'occupant ids on MUC presence and messages, stable across restarts' },
   ],
   options: z.strictObject({
     /** The service's domain; default conference.<host>. */
@@ -77,7 +78,8 @@ export default defineModule({
     // persistent rooms come back as they were left, empty
     for (const stored of await store.loadAll()) {
       const config = { ...defaultRoomConfig(options.history_length), ...stored.config };
-      const room = new Room(service, stored.room, config, stored.createdAt, stored.affiliations);
+      const room = new Room(service, stored.room, config, stored.createdAt, stored.affiliations, stored.secret || undefined);
+      if (stored.secret === '') await store.saveSecret(room.name, room.secret); // a room stored before occupant ids
       room.subject = stored.subject;
       room.subjectBy = stored.subjectBy;
       room.persisted = true;

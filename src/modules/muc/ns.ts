@@ -9,3 +9,4 @@ export const NS_DELAY = 'urn:xmpp:delay';
 export const NS_PING = 'urn:xmpp:ping';
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+export const NS_OCCUPANT_ID = 'urn:xmpp:occupant-id:0';

@@ -3,7 +3,7 @@
 import Element from 'ltx/lib/Element.js';
 import type { Jid } from '../../core/jid.js';
 import { serialize } from '../../xml/serialize.js';
-import { NS_MUC, NS_MUC_USER } from './ns.js';
+import { NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID } from './ns.js';
 
 export type Role = 'moderator' | 'participant' | 'visitor' | 'none';
 
@@ -42,6 +42,8 @@ export class Occupant {
     public roomJid: string,
     readonly bare: string,
     role: Role,
+    /** XEP-0421: the same for this user in this room whatever its nick, revealing nothing of its JID */
+    readonly occupantId: Element,
   ) {
     this.role = role;
   }
@@ -68,6 +70,7 @@ export function presenceContent(stanza: Element): Element {
     if (typeof child === 'string') continue;
     const xmlns = child.attrs.xmlns;
     if (child.name === 'x' && (xmlns === NS_MUC || xmlns === NS_MUC_USER)) continue;
+    if (xmlns === NS_OCCUPANT_ID) continue; // XEP-0421 §4: only the room says who is who
     content.children.push(child);
   }
   return content;

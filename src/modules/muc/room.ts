@@ -7,7 +7,7 @@
 // recipient gets `head + its escaped full JID + tail`, handed to its local session directly;
 // only occupants on other servers go through the router. The database is not touched per
 // recipient: a persistent room writes each message to its stored history once, batched.
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import { parseJid, type Jid } from '../../core/jid.js';
@@ -20,7 +20,8 @@ import {
 } from './forms.js';
 import { DiscussionHistory, historyRequest, type HistoryRequest } from './history.js';
 import {
-  NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, NS_PING, NS_SELF_PING, NS_STANZA_ID,
+  NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, NS_OCCUPANT_ID, NS_PING, NS_SELF_PING,
+  NS_STANZA_ID,
 } from './ns.js';
 import { Occupant, prepare, presenceContent, type OccupantSession, type Prepared, type Role } from './occupant.js';
 import {
@@ -80,6 +81,8 @@ export class Room {
     public config: RoomConfig,
     readonly createdAt = Date.now(),
     affiliations = new Map<string, { affiliation: Affiliation; reason: string }>(),
+    /** Salt of the XEP-0421 occupant ids (stored with a persistent room, so they stay the same). */
+    readonly secret = randomBytes(24).toString('base64'),
   ) {
     this.jid = `${name}@${service.domain}`;
     this.affiliations = affiliations;
@@ -95,6 +98,12 @@ export class Room {
 
   private defaultRole(affiliation: Affiliation): Role {
     return defaultRole(affiliation, this.config.moderated);
+  }
+
+  /** XEP-0421 §3: an id per user and room that does not reveal the user's JID. */
+  private occupantIdOf(bare: string): Element {
+    const id = createHmac('sha256', this.secret).update(`${this.jid} ${bare}`).digest('base64');
+    return new Element('occupant-id', { xmlns: NS_OCCUPANT_ID, id });
   }
 
   private nonAnonymous(): boolean {
@@ -125,7 +134,7 @@ export class Room {
     if (this.config.persistent && !this.persisted) {
       this.persisted = true;
       const snapshot = { config: this.config, subject: this.subject, subjectBy: this.subjectBy, affiliations: [...this.affiliations] };
-      return this.persist((store) => store.saveRoom(this.name, snapshot.config, snapshot.subject, snapshot.subjectBy, this.createdAt, snapshot.affiliations));
+      return this.persist((store) => store.saveRoom(this.name, snapshot.config, snapshot.subject, snapshot.subjectBy, this.createdAt, this.secret, snapshot.affiliations));
     }
     if (!this.config.persistent && this.persisted) {
       this.persisted = false;
@@ -196,7 +205,7 @@ export class Room {
   private presenceOf(o: Occupant, withJid: boolean): Element {
     const source = o.current.presence;
     const presence = new Element('presence', { from: o.roomJid });
-    presence.children = [...source.children, this.userX(o, withJid)];
+    presence.children = [...source.children, o.occupantId, this.userX(o, withJid)];
     return presence;
   }
 
@@ -208,7 +217,7 @@ export class Room {
   /** The occupant's own presence, with status codes (110 and others). */
   private selfPresence(o: Occupant, s: OccupantSession, codes: number[], type?: 'unavailable', itemExtra?: (item: Element) => void): Element {
     const presence = new Element('presence', type ? { from: o.roomJid, type } : { from: o.roomJid });
-    if (type === undefined) presence.children = [...o.current.presence.children];
+    presence.children = type === undefined ? [...o.current.presence.children, o.occupantId] : [o.occupantId];
     const x = this.userX(o, true, s.jid);
     if (itemExtra) itemExtra(x.getChild('item')!);
     for (const code of codes) x.c('status', { code: String(code) });
@@ -256,6 +265,7 @@ export class Room {
     const build = (withJid: boolean) => {
       const presence = new Element('presence', { from: o.roomJid, type: 'unavailable' });
       if (status) presence.children.push(status);
+      presence.children.push(o.occupantId);
       const x = this.userX(o, withJid);
       const item = x.getChild('item')!;
       if (itemExtra) itemExtra(item);
@@ -339,7 +349,7 @@ export class Room {
     const session: OccupantSession = { jid: from, toAttr: escapeAttribute(from.toString()), local: this.service.isLocal(from.domain), presence: presenceContent(stanza) };
     let occupant = existing;
     if (occupant === undefined) {
-      occupant = new Occupant(nick, `${this.jid}/${nick}`, bare, this.defaultRole(affiliation));
+      occupant = new Occupant(nick, `${this.jid}/${nick}`, bare, this.defaultRole(affiliation), this.occupantIdOf(bare));
       // §7.2.3: first the presence of everyone already there, to the newcomer
       for (const other of this.occupants.values()) if (this.broadcastsRole(other.role)) this.deliver(session, this.viewOf(other, occupant));
       this.occupants.set(nick, occupant);
@@ -510,11 +520,14 @@ export class Room {
     const reflected = new Element('message', attrs);
     const children = reflected.children;
     for (const child of stanza.children) {
-      // XEP-0359 §5: a stanza-id claiming to be ours is not to be trusted
-      if (typeof child !== 'string' && child.name === 'stanza-id' && child.attrs.xmlns === NS_STANZA_ID && child.attrs.by === this.jid) continue;
+      if (typeof child !== 'string') {
+        // XEP-0359 §5: a stanza-id claiming to be ours is not to be trusted; XEP-0421 §4: nor an occupant-id
+        if (child.name === 'stanza-id' && child.attrs.xmlns === NS_STANZA_ID && child.attrs.by === this.jid) continue;
+        if (child.attrs.xmlns === NS_OCCUPANT_ID) continue;
+      }
       children.push(child);
     }
-    children.push(new Element('stanza-id', { xmlns: NS_STANZA_ID, id: randomUUID(), by: this.jid }));
+    children.push(sender.occupantId, new Element('stanza-id', { xmlns: NS_STANZA_ID, id: randomUUID(), by: this.jid }));
     const p = prepare(reflected);
     for (const occupant of this.occupants.values()) {
       const sessions = occupant.sessions;
@@ -559,8 +572,8 @@ export class Room {
     const attrs: Record<string, string> = { ...stanza.attrs, from: sender.roomJid };
     delete attrs.to;
     const message = new Element('message', attrs);
-    message.children = stanza.children.filter((c) => typeof c === 'string' || !(c.name === 'x' && c.attrs.xmlns === NS_MUC_USER));
-    message.children.push(new Element('x', { xmlns: NS_MUC_USER })); // XEP-0045 §7.5: marks it as from the room
+    message.children = stanza.children.filter((c) => typeof c === 'string' || !((c.name === 'x' && c.attrs.xmlns === NS_MUC_USER) || c.attrs.xmlns === NS_OCCUPANT_ID));
+    message.children.push(sender.occupantId, new Element('x', { xmlns: NS_MUC_USER })); // XEP-0045 §7.5: marks it as from the room
     const p = prepare(message);
     for (const s of target.sessions) this.deliver(s, p);
   }
@@ -656,7 +669,7 @@ export class Room {
     const query = new Element('query', { xmlns: NS_DISCO_INFO });
     query.c('identity', { category: 'conference', type: 'text', name: c.name || this.name });
     const features = [
-      NS_MUC, NS_STANZA_ID, NS_SELF_PING, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING,
+      NS_MUC, NS_STANZA_ID, NS_OCCUPANT_ID, NS_SELF_PING, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING,
       c.public ? 'muc_public' : 'muc_hidden',
       c.persistent ? 'muc_persistent' : 'muc_temporary',
       c.membersOnly ? 'muc_membersonly' : 'muc_open',

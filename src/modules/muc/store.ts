@@ -46,6 +46,15 @@ export const mucMigrations: Migration[] = [
       });
     },
   },
+  {
+    name: '003-add-muc-room-secret',
+    async up(db) {
+      await db.schema.alterTable('muc_rooms', (t) => {
+        /** salt of the room's XEP-0421 occupant ids: stable across restarts, never sent */
+        t.string('secret', 64).notNullable().defaultTo('');
+      });
+    },
+  },
 ];
 
 export type Affiliation = 'owner' | 'admin' | 'member' | 'outcast' | 'none';
@@ -67,6 +76,7 @@ export interface StoredRoom {
   subject: string;
   subjectBy: string;
   createdAt: number;
+  secret: string;
   affiliations: Map<string, { affiliation: Affiliation; reason: string }>;
 }
 
@@ -135,8 +145,8 @@ export class RoomStore {
   }
 
   async loadAll(): Promise<StoredRoom[]> {
-    const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string }> =
-      await this.db('muc_rooms').where({ service: this.service }).select('room', 'config', 'subject', 'subject_by', 'created_at');
+    const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string; secret: string }> =
+      await this.db('muc_rooms').where({ service: this.service }).select('room', 'config', 'subject', 'subject_by', 'created_at', 'secret');
     const byRoom = new Map<string, StoredRoom>();
     for (const r of rooms) {
       byRoom.set(r.room, {
@@ -145,6 +155,7 @@ export class RoomStore {
         subject: r.subject,
         subjectBy: r.subject_by,
         createdAt: Number(r.created_at),
+        secret: r.secret,
         affiliations: new Map(),
       });
     }
@@ -155,12 +166,12 @@ export class RoomStore {
   }
 
   /** Writes the room and all its affiliations (when it becomes persistent). */
-  async saveRoom(room: string, config: RoomConfig, subject: string, subjectBy: string, createdAt: number, affiliations: Iterable<[string, { affiliation: Affiliation; reason: string }]>): Promise<void> {
+  async saveRoom(room: string, config: RoomConfig, subject: string, subjectBy: string, createdAt: number, secret: string, affiliations: Iterable<[string, { affiliation: Affiliation; reason: string }]>): Promise<void> {
     await this.db.transaction(async (trx) => {
       await trx('muc_rooms')
-        .insert({ service: this.service, room, config: JSON.stringify(config), subject, subject_by: subjectBy, created_at: createdAt })
+        .insert({ service: this.service, room, config: JSON.stringify(config), subject, subject_by: subjectBy, created_at: createdAt, secret })
         .onConflict(['service', 'room'])
-        .merge(['config', 'subject', 'subject_by']);
+        .merge(['config', 'subject', 'subject_by', 'secret']);
       await trx('muc_affiliations').where({ service: this.service, room }).delete();
       const rows = [...affiliations].map(([jid, a]) => ({ service: this.service, room, jid, affiliation: a.affiliation, reason: a.reason }));
       for (let i = 0; i < rows.length; i += 150) await trx('muc_affiliations').insert(rows.slice(i, i + 150));
@@ -169,6 +180,10 @@ export class RoomStore {
 
   async saveConfig(room: string, config: RoomConfig): Promise<void> {
     await this.db('muc_rooms').where({ service: this.service, room }).update({ config: JSON.stringify(config) });
+  }
+
+  async saveSecret(room: string, secret: string): Promise<void> {
+    await this.db('muc_rooms').where({ service: this.service, room }).update({ secret });
   }
 
   async saveSubject(room: string, subject: string, subjectBy: string): Promise<void> {
