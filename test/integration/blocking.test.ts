@@ -202,3 +202,27 @@ test("the block list survives a restart, and applies while Alice is offline", as
   await settle(back);
   t.deepEqual(messages(back).map((s) => s.getChildText('body')), ['Call me']);
 });
+
+test('what Mallory left while Alice was offline is not delivered once she has blocked him', async (t) => {
+  const { alice, mallory, bob } = await freshAccounts(server, 'alice', 'mallory', 'bob');
+  const m = await device(t, mallory, 'pc');
+  const b = await device(t, bob, 'pc');
+  await m.send(chat(bare(server, alice), 'You will read this later'));
+  await b.send(chat(bare(server, alice), 'Hello from Bob'));
+  await Promise.all([settle(m), settle(b)]);
+
+  // she blocks him before going online, which is when offline messages come (XEP-0160 §5)
+  const a = await device(t, alice, 'laptop');
+  await command(a, 'block', bare(server, mallory));
+  await online(a);
+  await a.next((s) => s.is('message') && s.getChildText('body') === 'Hello from Bob');
+  await settle(a);
+  t.deepEqual(messages(a).map((s) => s.getChildText('body')), ['Hello from Bob']);
+  await a.stop();
+
+  const again = await device(t, alice, 'phone');
+  await command(again, 'unblock');
+  await online(again);
+  await settle(again);
+  t.deepEqual(messages(again, 'You will read this later'), [], "Mallory's message is gone, not just held back");
+});

@@ -12,6 +12,8 @@ import { parseElement } from '../../xml/parse.js';
 import { SerialQueue } from '../../core/serial.js';
 import { serialize } from '../../xml/serialize.js';
 import { OfflineStore, offlineMigrations } from './store.js';
+import { matches, type BlockingService } from '../blocking/index.js';
+import { parseJid } from '../../core/jid.js';
 
 const NS_HINTS = 'urn:xmpp:hints';
 const NS_DELAY = 'urn:xmpp:delay';
@@ -114,10 +116,21 @@ export default defineModule({
       );
     };
 
+    /** A stored message that is done with: deleted in the next batch. */
+    function forget(username: string, id: number): void {
+      toDelete.push(id);
+      counts.set(username, Math.max(0, (counts.get(username) ?? 1) - 1));
+      if (toDelete.length === 1) setImmediate(scheduleDeletes);
+    }
+
     async function deliver(session: Session): Promise<void> {
       const username = session.jid.local;
       await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
+      // XEP-0191 §3.3, when the blocking module runs here: nothing from a JID the user blocked
+      // since reaches the user, not even what was stored before
+      const blocking = m.host.services.get('blocking') as BlockingService | undefined;
+      const blocked = messages.length > 0 && blocking ? await blocking.load(username) : undefined;
       for (const message of messages) {
         let stanza: Element;
         try {
@@ -126,15 +139,17 @@ export default defineModule({
           m.log.error({ err, id: message.id }, 'unreadable offline message skipped');
           continue;
         }
+        const sender = blocked === undefined || stanza.attrs.from === undefined ? null : parseJid(stanza.attrs.from);
+        if (sender !== null && matches(blocked!, sender)) {
+          inFlight.add(message.id);
+          forget(username, message.id);
+          continue;
+        }
         // XEP-0203: when, and by whom, it was delayed
         stanza.c('delay', { xmlns: NS_DELAY, from: domain, stamp: new Date(message.storedAt).toISOString() });
         inFlight.add(message.id);
         const tracker: DeliveryTracker = {
-          delivered() {
-            toDelete.push(message.id);
-            counts.set(username, Math.max(0, (counts.get(username) ?? 1) - 1));
-            if (toDelete.length === 1) setImmediate(scheduleDeletes);
-          },
+          delivered: () => forget(username, message.id),
           undelivered() {
             inFlight.delete(message.id); // still stored: another available client, or the next login, gets it
             scheduleRedelivery(session.jid.bare);
