@@ -19,6 +19,8 @@ export interface C2SSettings {
   listen: C2SListen[];
   requireEncryption: boolean;
   maxStanzaSize: number;
+  /** bytes per second a client may send on average (bursts of 4x), or null for no limit */
+  maxReceiveRate: number | null;
   /** seconds an unauthenticated connection may stay open */
   authTimeout: number;
   /** seconds a new connection may take to send its stream header */

@@ -23,6 +23,7 @@ import { clock } from './clock.js';
 import { ClientSession } from './session.js';
 import { NS_SM, StreamManagement } from './sm.js';
 import { NS_CSI } from './csi.js';
+import { RateLimiter } from './rate.js';
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -90,6 +91,7 @@ export class C2SStream {
   /** Told once this batch of output has been handed to the operating system (no-SM delivery). */
   private trackers: DeliveryTracker[] | null = null;
   private sasl: SaslNegotiation | null = null;
+  private readonly rateLimiter: RateLimiter | null;
   /** We are closing on purpose: the session ends rather than waits for resumption. */
   private endsSession = false;
 
@@ -104,6 +106,7 @@ export class C2SStream {
     this.secure = directTls;
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
     this.parser = new StreamParser(this, settings.maxStanzaSize);
+    this.rateLimiter = settings.maxReceiveRate === null ? null : new RateLimiter(settings.maxReceiveRate, settings.maxReceiveRate * 4);
     this.attach(socket);
   }
 
@@ -114,6 +117,13 @@ export class C2SStream {
   private attach(socket: net.Socket): void {
     socket.on('data', (chunk: Buffer) => {
       this.lastReceived = clock.now;
+      if (this.rateLimiter !== null) {
+        const pause = this.rateLimiter.consume(chunk.length);
+        if (pause > 0) {
+          socket.pause();
+          setTimeout(() => socket.resume(), pause).unref();
+        }
+      }
       try {
         this.parser.write(chunk);
       } catch (err) {

@@ -6,7 +6,7 @@
 
 import path from 'node:path';
 import { z } from 'zod';
-import { byteSize, describeValue, duration, durationOrNever } from './units.js';
+import { byteSize, byteSizeOrNever, describeValue, duration, durationOrNever } from './units.js';
 
 /**
  * A module's entry under `modules:`: `true`, an empty value or a map of options enables it,
@@ -106,6 +106,8 @@ const c2sSchema = z.strictObject({
   ),
   require_encryption: z.boolean().default(true),
   max_stanza_size: byteSize().prefault('256KiB'),
+  /** Bytes per second one client connection may send on average (bursts of 4x); past it, reading pauses. */
+  max_receive_rate: byteSizeOrNever().prefault('512KiB'),
   stream_open_timeout: duration().prefault('30s'),
   auth_timeout: duration().prefault('30s'),
   ping_interval: durationOrNever().prefault('5m'),

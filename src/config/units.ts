@@ -107,3 +107,16 @@ export function byteSize() {
     return bytes;
   });
 }
+
+/** Like byteSize(), but "never" or "infinity" turn the limit off: the result is null. */
+export function byteSizeOrNever() {
+  return z.union([z.number(), z.string()], { error: wrongType(SIZE_HINT) }).transform((value, ctx): number | null => {
+    if (typeof value === 'string' && NEVER_WORDS.has(value.trim().toLowerCase())) return null;
+    const bytes = parseByteSize(value);
+    if (bytes === undefined || bytes === 0) {
+      ctx.addIssue({ code: 'custom', message: `${SIZE_HINT} (or never), got ${describeValue(value)}`, input: value });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
