@@ -9,7 +9,7 @@ import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import {
-  bare, chat, errorCondition, freshAccounts, getRoster, iqFailure, isPresence, login, makeFriends, messages, online, ping, presencesFrom, settle,
+  bare, befriend, chat, errorCondition, freshAccounts, getRoster, iqFailure, isPresence, login, makeFriends, messages, online, ping, presencesFrom, settle,
 } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -225,4 +225,32 @@ test('what Mallory left while Alice was offline is not delivered once she has bl
   await online(again);
   await settle(again);
   t.deepEqual(messages(again, 'You will read this later'), [], "Mallory's message is gone, not just held back");
+});
+
+test('blocking a whole domain served by the same server: Eve on chat.example is shut out too', async (t) => {
+  const two = await startServer({ config: { hosts: [{ domain: 'localhost', registration: 'open' }, { domain: 'chat.example' }] } });
+  t.teardown(() => two.stop());
+  await two.createAccount('alice');
+  await two.server.accounts.create('chat.example', 'eve', 'eves password');
+  const a = await device(t, 'alice', 'laptop', two);
+  const e = await login({ ...two, domain: 'chat.example' }, 'eve', 'pc', { password: 'eves password' });
+  t.teardown(() => e.stop());
+  await Promise.all([getRoster(a), getRoster(e)]);
+  await online(a);
+  await online(e);
+  await befriend(a, e);
+  await e.next(isPresence(a.jid));
+
+  await command(a, 'block', 'chat.example');
+  await e.next(isPresence(a.jid, 'unavailable'));
+  await a.send(xml('presence', {}, xml('show', {}, 'dnd')));
+  await e.send(chat('alice@localhost', 'Hi', { id: 'cross-1' }));
+  t.is(errorCondition(await e.next((s) => s.is('message') && s.attrs.id === 'cross-1')), 'service-unavailable');
+  await a.send(chat('eve@chat.example', 'Hi', { id: 'cross-2' }));
+  t.is(errorCondition(await a.next((s) => s.is('message') && s.attrs.id === 'cross-2')), 'not-acceptable');
+  await Promise.all([settle(a), settle(e)]);
+  t.deepEqual(presencesFrom(e, a.jid).map((s) => s.getChildText('show')), [null], 'not the dnd update');
+  const notErrors = (c: TestClient) => messages(c).filter((s) => s.attrs.type !== 'error');
+  t.deepEqual(notErrors(a), []);
+  t.deepEqual(notErrors(e), []);
 });

@@ -23,6 +23,11 @@ export interface BlockingService {
 }
 
 const NOBODY: ReadonlySet<string> = new Set();
+/**
+ * Presence this module sends itself to a blocked contact (the goodbye of §3.3), which the
+ * contact's host — maybe another virtual host, with its own instance of this module — lets through.
+ */
+const goodbyes = new WeakSet<Element>();
 
 /**
  * XEP-0191 §4 (as XEP-0016): an item matches the full JID, the bare JID, domain/resource, or the
@@ -63,10 +68,9 @@ export default defineModule({
     const changes = new SerialQueue();
     /** Sessions that asked for the list: they get the pushes (§3.3). */
     const interested = new WeakSet<Session>();
-    /** Stanzas this module already let through while waiting for a list: not checked twice. */
-    const checked = new WeakSet<Element>();
-    /** Presence this module sends itself to a blocked contact (the goodbye of §3.3). */
-    const goodbyes = new WeakSet<Element>();
+    /** Stanzas let through after waiting for a list, going through their event again: not checked twice. */
+    const checkedInbound = new WeakSet<Element>();
+    const checkedOutbound = new WeakSet<Element>();
     let pushes = 0;
 
     const service: BlockingService = { cached: (username) => store.cached(username), load: (username) => store.load(username) };
@@ -199,14 +203,14 @@ export default defineModule({
     }
 
     const inbound = (event: string) => (e: StanzaEvent): unknown => {
-      if (checked.has(e.stanza)) return undefined;
+      if (checkedInbound.has(e.stanza)) return undefined;
       const recipientList = e.to.local === '' || exempt(e.to, e.from) ? NOBODY : store.cached(e.to.local);
       const senderBlocking = e.stanza.name === 'presence' && !goodbyes.has(e.stanza) && !exempt(e.from, e.to) ? blockingOf(e.from) : undefined;
       const senderList = senderBlocking === undefined ? NOBODY : senderBlocking.cached(e.from.local);
       if (recipientList !== undefined && senderList !== undefined) return verdict(e, recipientList, senderList);
       // a list not in memory yet (its account has no session): the stanza waits for it, in order
       // with the ones behind it, then goes through the event again
-      const again = () => (checked.add(e.stanza), m.host.events.fire(event, e));
+      const again = () => (checkedInbound.add(e.stanza), m.host.events.fire(event, e));
       return Promise.all([recipientList ?? store.load(e.to.local), senderList ?? senderBlocking!.load(e.from.local)]).then(
         ([r, s]) => verdict(e, r, s) ?? again(),
         (err: unknown) => {
@@ -231,11 +235,11 @@ export default defineModule({
 
     const outbound = (e: StanzaEvent): unknown => {
       const session = e.session;
-      if (session === undefined || checked.has(e.stanza) || exempt(e.from, e.to)) return undefined;
+      if (session === undefined || checkedOutbound.has(e.stanza) || exempt(e.from, e.to)) return undefined;
       const list = store.cached(e.from.local);
       if (list === undefined) {
         // the session's list is still being read: decide once it is there, then carry on as the server would
-        const carryOn = () => (checked.add(e.stanza), m.server.processFromClient(e.stanza, session, e.to));
+        const carryOn = () => (checkedOutbound.add(e.stanza), m.server.processFromClient(e.stanza, session, e.to));
         return store.load(e.from.local).then(
           (loaded) => (matches(loaded, e.to) ? refuseOutbound(e, session) : carryOn()),
           (err: unknown) => {
