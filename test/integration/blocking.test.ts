@@ -130,7 +130,7 @@ test("nothing Mallory sends reaches any of Alice's devices: messages bounce, pre
   await m.send(chat(bare(server, alice), 'Hi Alice', { id: 'to-bare' }));
   const bounced = await m.next((s) => s.is('message') && s.attrs.id === 'to-bare');
   t.is(bounced.attrs.type, 'error');
-  t.is(errorCondition(bounced), 'service-unavailable', 'as if nobody were there (§3.3)');
+  t.is(errorCondition(bounced), 'service-unavailable', 'as if nobody were there (§5.3)');
   await m.send(chat(phone.jid, 'Hi phone', { id: 'to-full' }));
   t.is(errorCondition(await m.next((s) => s.is('message') && s.attrs.id === 'to-full')), 'service-unavailable');
   await m.send(xml('message', { to: laptop.jid, type: 'headline' }, xml('body', {}, 'ad')));

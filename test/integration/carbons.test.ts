@@ -26,7 +26,7 @@ async function device(t: ExecutionContext, username: string, resource: string, o
   return client;
 }
 
-/** The message a carbon copy carries, checking the wrapper on the way (XEP-0280 §6, §7; XEP-0297). */
+/** The message a carbon copy carries, checking the wrapper on the way (XEP-0280 §7, §8; XEP-0297). */
 function carried(copy: Element, kind: 'sent' | 'received', account: string): Element {
   if (copy.attrs.from !== account) throw new Error(`a carbon must come from the account's bare JID, got ${copy.toString()}`);
   const message = copy.getChild(kind, NS_CARBONS)?.getChild('forwarded', NS_FORWARD)?.getChild('message');
@@ -166,7 +166,7 @@ test("a message marked private is not copied, and Bob never sees the marker", as
 
   await laptop.send(xml('message', { to: b.jid, type: 'chat', id: 'secret-1' }, xml('body', {}, 'Just between us'), xml('private', { xmlns: NS_CARBONS })));
   const got = await b.next((s) => s.is('message') && s.attrs.id === 'secret-1');
-  t.is(got.getChild('private', NS_CARBONS), undefined, 'XEP-0280 §8: removed before delivery');
+  t.is(got.getChild('private', NS_CARBONS), undefined, 'XEP-0280 §9: removed before delivery');
 
   await Promise.all([settle(phone), settle(laptop), settle(bobPhone)]);
   t.deepEqual(carbonsOf(phone), [], "no sent copy on Alice's phone");
@@ -229,7 +229,7 @@ test('receipts and typing notifications are copied; messages with nothing for a 
   const phone = await device(t, alice, 'phone');
   const b = await device(t, bob, 'phone', { carbons: false });
 
-  // a receipt of type normal (XEP-0184 §5) and a chat state: both part of the conversation
+  // a receipt of type normal (as XEP-0184 shows it) and a chat state: both part of the conversation
   await laptop.send(xml('message', { to: b.jid, id: 'r1' }, xml('received', { xmlns: NS_RECEIPTS, id: 'x' })));
   await laptop.send(xml('message', { to: b.jid, type: 'chat' }, xml('composing', { xmlns: NS_CHATSTATES })));
   // a normal message with neither body nor conversation payload, and a headline

@@ -24,7 +24,7 @@ export interface BlockingService {
 
 const NOBODY: ReadonlySet<string> = new Set();
 /**
- * Presence this module sends itself to a blocked contact (the goodbye of §3.3), which the
+ * Presence this module sends itself to a blocked contact (the goodbye of §5.3), which the
  * contact's host — maybe another virtual host, with its own instance of this module — lets through.
  */
 const goodbyes = new WeakSet<Element>();
@@ -66,7 +66,7 @@ export default defineModule({
     await store.init();
     /** Changes to one account's list, in order. */
     const changes = new SerialQueue();
-    /** Sessions that asked for the list: they get the pushes (§3.3). */
+    /** Sessions that asked for the list: they get the pushes (§5.3). */
     const interested = new WeakSet<Session>();
     /** Stanzas let through after waiting for a list, going through their event again: not checked twice. */
     const checkedInbound = new WeakSet<Element>();
@@ -94,7 +94,7 @@ export default defineModule({
       store.removeAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting a block list failed'));
     });
 
-    // --- the commands (§3.2-§3.4) ----------------------------------------------------------------
+    // --- the commands (§5.2-§5.5) ----------------------------------------------------------------
 
     const userOf = (from: Jid, to: Jid): Jid => {
       // addressed to the account (no 'to', the usual case) or to the server, by a user of this host
@@ -115,7 +115,7 @@ export default defineModule({
       const user = userOf(from, to);
       if (payload.name !== 'block' && payload.name !== 'unblock') throw new StanzaError('bad-request', 'Expected <block/> or <unblock/>');
       const items = payload.getChildren('item');
-      if (payload.name === 'block' && items.length === 0) throw new StanzaError('bad-request', 'Block at least one JID'); // §3.3
+      if (payload.name === 'block' && items.length === 0) throw new StanzaError('bad-request', 'Block at least one JID'); // §5.3
       const jids: string[] = [];
       for (const item of items) {
         const jid = item.attrs.jid === undefined ? null : parseJid(item.attrs.jid);
@@ -130,14 +130,14 @@ export default defineModule({
           if (added.length > 0) await presenceTo(user, new Set(added), 'unavailable');
         } else {
           const removed = await store.remove(user.local, items.length === 0 ? null : jids);
-          push(user, itemsElement('unblock', items.length === 0 ? [] : jids)); // §3.5: empty means everyone
+          push(user, itemsElement('unblock', items.length === 0 ? [] : jids)); // §5.5: empty means everyone
           if (removed.length > 0) await presenceTo(user, new Set(removed), 'current');
         }
       });
       return null;
     }, 'both');
 
-    /** §3.3, §3.4: the change goes to every resource that asked for the list. */
+    /** §5.3-§5.5: the change goes to every resource that asked for the list. */
     function push(user: Jid, change: Element): void {
       for (const session of sessions.ofAccount(user.bare)?.values() ?? []) {
         if (!interested.has(session)) continue;
@@ -148,8 +148,8 @@ export default defineModule({
     }
 
     /**
-     * §3.3: a newly blocked contact that may see the user's presence sees the user go offline;
-     * §3.4: an unblocked one gets the current presence back. "May see" is RFC 6121's: a presence
+     * §5.3: a newly blocked contact that may see the user's presence sees the user go offline;
+     * §5.4: an unblocked one gets the current presence back. "May see" is RFC 6121's: a presence
      * subscriber, or someone the session sent directed presence to.
      */
     async function presenceTo(user: Jid, items: ReadonlySet<string>, what: 'unavailable' | 'current'): Promise<void> {
@@ -175,7 +175,7 @@ export default defineModule({
       }
     }
 
-    // --- what a blocked JID sends to the account (§3.3) -----------------------------------------
+    // --- what a blocked JID sends to the account (§5.3) -----------------------------------------
 
     /** The account's answer to a stanza from a JID it blocks: the user looks offline. */
     function refuseInbound(e: StanzaEvent): true {
@@ -231,7 +231,7 @@ export default defineModule({
     };
     m.onStop(m.server.events.on('route/remote', remote, 1000));
 
-    // --- what the user's clients send to a blocked JID (§3.3) -------------------------------------
+    // --- what the user's clients send to a blocked JID (§5.3) -------------------------------------
 
     const outbound = (e: StanzaEvent): unknown => {
       const session = e.session;
@@ -251,7 +251,7 @@ export default defineModule({
       return matches(list, e.to) ? refuseOutbound(e, session) : undefined;
     };
 
-    /** §3.3: not-acceptable with <blocked/>, from the address the stanza was meant for. */
+    /** §5.3: not-acceptable with <blocked/>, from the address the stanza was meant for. */
     function refuseOutbound(e: StanzaEvent, session: Session): true {
       const type = e.stanza.attrs.type;
       if (type !== 'error' && !(e.stanza.name === 'iq' && type === 'result')) {

@@ -48,7 +48,7 @@ function inspect(message: Element): { hinted: boolean; muc: boolean; body: boole
     if (xmlns === undefined) {
       if (child.name === 'body') body = true;
     } else if (xmlns === NS_CARBONS) {
-      // <private/> (§8), or a carbon itself: never copied again
+      // <private/> (§9), or a carbon itself: never copied again
       hinted = true;
     } else if (xmlns === NS_HINTS) {
       if (child.name === 'no-copy') hinted = true; // XEP-0334 §4.3
@@ -79,7 +79,7 @@ export function eligible(message: Element, direction: Direction, fromBare: boole
   return body || im;
 }
 
-/** XEP-0280 §8: the receiving server removes <private/> before delivering. */
+/** XEP-0280 §9: the receiving server removes <private/> before delivering. */
 function stripPrivate(message: Element): void {
   let found = false;
   for (const child of message.children) {
@@ -130,13 +130,13 @@ export default defineModule({
       for (const session of resources.values()) {
         if (!session.available || !enabled.has(session) || !wanted(session)) continue;
         if (wrapper === undefined) {
-          // XEP-0297 §3: the forwarded stanza keeps its namespace explicitly
+          // XEP-0297: the forwarded stanza keeps its namespace explicitly
           const original = new Element('message', { xmlns: NS_CLIENT, ...message.attrs });
           original.children = message.children;
           const container = new Element(direction, { xmlns: NS_CARBONS });
           container.c('forwarded', { xmlns: NS_FORWARD }).append(original);
           const type = message.attrs.type;
-          // §6, §7: from the bare JID, same type as the original
+          // §7, §8: from the bare JID, same type as the original
           wrapper = new Element('message', type === undefined ? { from: account } : { from: account, type });
           wrapper.append(container);
           head = `<message from="${escapeAttribute(account)}"${type === undefined ? '' : ` type="${escapeAttribute(type)}"`} to="`;
@@ -149,7 +149,7 @@ export default defineModule({
       }
     }
 
-    // --- sent copies (§7): what one resource sends, to the others ---------------------------------
+    // --- sent copies (§8): what one resource sends, to the others ---------------------------------
     const outbound = (e: StanzaEvent): undefined => {
       const sender = e.session;
       // to the account itself: its resources get the message, or a received copy of it
@@ -160,7 +160,7 @@ export default defineModule({
     // below everything that may refuse or consume the message (blocking, ...): a copy says it went out
     for (const target of ['none', 'host', 'bare', 'full']) m.on(`pre-message/${target}`, outbound, -100);
 
-    // --- received copies (§6): what one resource receives, to the others ------------------------
+    // --- received copies (§7): what one resource receives, to the others ------------------------
     const fromMuc = (e: StanzaEvent) => components.has(e.from.domain);
 
     m.on('message/full', (e: StanzaEvent) => {

@@ -127,7 +127,7 @@ export default defineModule({
       const username = session.jid.local;
       await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
-      // XEP-0191 §3.3, when the blocking module runs here: nothing from a JID the user blocked
+      // XEP-0191 §5.3, when the blocking module runs here: nothing from a JID the user blocked
       // since reaches the user, not even what was stored before
       const blocking = m.host.services.get('blocking') as BlockingService | undefined;
       const blocked = messages.length > 0 && blocking ? await blocking.load(username) : undefined;
