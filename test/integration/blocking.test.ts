@@ -254,3 +254,25 @@ test('blocking a whole domain served by the same server: Eve on chat.example is 
   t.deepEqual(notErrors(a), []);
   t.deepEqual(notErrors(e), []);
 });
+
+test("a subscription request Mallory made while Alice was offline is not shown once she has blocked him", async (t) => {
+  const { alice, mallory } = await freshAccounts(server, 'alice', 'mallory');
+  const m = await device(t, mallory, 'pc');
+  await m.send(xml('presence', { type: 'subscribe', to: bare(server, alice) }));
+  await settle(m);
+
+  const a = await device(t, alice, 'laptop');
+  await getRoster(a);
+  await command(a, 'block', bare(server, mallory));
+  await online(a);
+  await settle(a);
+  t.deepEqual(a.received.filter((s) => s.is('presence') && s.attrs.type === 'subscribe'), []);
+  await a.stop();
+
+  const again = await device(t, alice, 'phone');
+  await command(again, 'unblock');
+  await online(again);
+  await settle(again);
+  t.deepEqual(again.received.filter((s) => s.is('presence') && s.attrs.type === 'subscribe'), [], 'dropped, not held back');
+  t.deepEqual(m.received.filter((s) => s.is('presence') && s.attrs.type === 'unsubscribed'), [], 'and not answered: polite blocking');
+});

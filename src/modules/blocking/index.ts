@@ -127,7 +127,10 @@ export default defineModule({
         if (payload.name === 'block') {
           const added = await store.add(user.local, jids);
           push(user, itemsElement('block', jids));
-          if (added.length > 0) await presenceTo(user, new Set(added), 'unavailable');
+          if (added.length > 0) {
+            await dropPendingRequests(user, new Set(added));
+            await presenceTo(user, new Set(added), 'unavailable');
+          }
         } else {
           const removed = await store.remove(user.local, items.length === 0 ? null : jids);
           push(user, itemsElement('unblock', items.length === 0 ? [] : jids)); // §5.5: empty means everyone
@@ -145,6 +148,19 @@ export default defineModule({
         iq.children = [change];
         session.send(iq);
       }
+    }
+
+    /**
+     * A subscription request still waiting from a JID now blocked is dropped unanswered ("polite
+     * blocking", §6): nothing from the contact reaches the user, not at the next login either.
+     */
+    async function dropPendingRequests(user: Jid, items: ReadonlySet<string>): Promise<void> {
+      await roster.store.withRoster(user.local, async (r) => {
+        for (const contact of [...r.pendingIn.keys()]) {
+          const jid = parseJid(contact);
+          if (jid !== null && matches(items, jid)) await roster.store.clearPendingIn(user.local, r, contact);
+        }
+      });
     }
 
     /**
