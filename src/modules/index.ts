@@ -11,6 +11,7 @@ import presence from './presence/index.js';
 import register from './register/index.js';
 import roster from './roster/index.js';
 import time from './time/index.js';
+import vcard from './vcard/index.js';
 import version from './version/index.js';
 
 /** Each module is typed by its own options; the registry only needs them side by side. */
@@ -20,7 +21,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking),
+  entry(carbons), entry(blocking), entry(vcard),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

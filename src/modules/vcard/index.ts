@@ -1,0 +1,126 @@
+// XEP-0054 vcard-temp: a user's business card (name, nickname, photo...), kept by the server.
+// The user reads and replaces their own; anyone may read it (vCards are public). XEP-0153: the
+// SHA-1 of the vCard's photo is stamped into the user's available presence, so contacts know
+// when the avatar changed without fetching the vCard each time.
+import { createHash } from 'node:crypto';
+import Element from 'ltx/lib/Element.js';
+import { z } from 'zod';
+import { byteSize } from '../../config/units.js';
+import { defineModule } from '../../core/module.js';
+import type { StanzaEvent } from '../../core/router.js';
+import type { Session } from '../../core/sessions.js';
+import { StanzaError } from '../../core/stanza.js';
+import { parseElement } from '../../xml/parse.js';
+import { serialize } from '../../xml/serialize.js';
+import { VcardStore, vcardMigrations } from './store.js';
+
+export const NS_VCARD = 'vcard-temp';
+export const NS_VCARD_UPDATE = 'vcard-temp:x:update';
+
+/** XEP-0153 §2: the hex SHA-1 of the decoded BINVAL of the vCard's PHOTO, or '' without one. */
+export function photoHash(vcard: Element): string {
+  const binval = vcard.getChild('PHOTO')?.getChildText('BINVAL')?.replace(/\s+/g, '') ?? '';
+  if (binval === '') return '';
+  return createHash('sha1').update(Buffer.from(binval, 'base64')).digest('hex');
+}
+
+function updateElement(hash: string): Element {
+  const x = new Element('x', { xmlns: NS_VCARD_UPDATE });
+  const photo = new Element('photo');
+  if (hash !== '') photo.t(hash);
+  x.append(photo);
+  return x;
+}
+
+export default defineModule({
+  name: 'vcard',
+  description: 'User profiles (vCards) and avatar hashes in presence',
+  implements: [
+    { spec: 'XEP-0054', version: '1.2', status: 'complete' },
+    { spec: 'XEP-0153', version: '1.1', status: 'complete', note: 'the server stamps the photo hash into the user\'s available presence' },
+  ],
+  options: z.strictObject({
+    /** The largest vCard accepted, serialised; photos make them big. */
+    max_size: byteSize().prefault('64KiB'),
+  }),
+  migrations: vcardMigrations,
+  setup(m) {
+    const domain = m.host.domain;
+    const sessions = m.server.sessions;
+    const store = new VcardStore(m.db, domain);
+    /** The photo hash of each account with a session here ('' for none). */
+    const hashes = new Map<string, string>();
+    /** Presence let through unstamped after reading the hash failed. */
+    const unstamped = new WeakSet<Element>();
+
+    m.feature(NS_VCARD);
+
+    const loadHash = (username: string): Promise<string> =>
+      store.photoHash(username).then((hash) => {
+        // a vCard set meanwhile already put the newer hash there; an account gone offline is not kept
+        if (!hashes.has(username) && sessions.hasAccount(`${username}@${domain}`)) hashes.set(username, hash);
+        return hashes.get(username) ?? hash;
+      });
+
+    m.on('session/bound', ({ session }: { session: Session }) => {
+      // read now, so that the initial presence does not wait for it
+      if (!hashes.has(session.jid.local)) {
+        loadHash(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed'));
+      }
+    });
+    m.on('session/closed', ({ session }: { session: Session }) => {
+      if (!sessions.hasAccount(session.jid.bare)) hashes.delete(session.jid.local);
+    });
+    m.on('account/deleted', ({ username }: { username: string }) => {
+      hashes.delete(username);
+      store.remove(username).catch((err: unknown) => m.log.error({ err }, 'deleting a vCard failed'));
+    });
+
+    // XEP-0153 §4.1: the server stamps the hash of the photo it has into available presence,
+    // replacing whatever the client put there, before the presence module broadcasts it.
+    m.on('pre-presence/none', (e: StanzaEvent) => {
+      const session = e.session;
+      if (session === undefined || e.stanza.attrs.type !== undefined || unstamped.has(e.stanza)) return undefined;
+      const hash = hashes.get(session.jid.local);
+      if (hash !== undefined) return void stamp(e.stanza, hash);
+      // the hash is still being read: stamp once it is there, then carry on as the server would
+      return loadHash(session.jid.local).then(
+        (loaded) => (stamp(e.stanza, loaded), m.server.processFromClient(e.stanza, session, null)),
+        (err: unknown) => {
+          m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed; presence goes out unstamped');
+          unstamped.add(e.stanza);
+          return m.server.processFromClient(e.stanza, session, null);
+        },
+      );
+    }, 100);
+
+    function stamp(presence: Element, hash: string): void {
+      presence.children = presence.children.filter((child) => typeof child === 'string' || !(child.name === 'x' && child.attrs.xmlns === NS_VCARD_UPDATE));
+      presence.append(updateElement(hash));
+    }
+
+    // XEP-0054 §3.1 / §3.3: the user's own vCard, or another user's, answered by the server
+    m.iq('get', NS_VCARD, async ({ from, to }) => {
+      if (from.bare !== to.bare && !(await m.server.accounts.exists(domain, to.local))) {
+        throw new StanzaError('service-unavailable'); // RFC 6121 §8.5.1: no such account
+      }
+      const stored = await store.get(to.local);
+      // §3.3: an account without a vCard has an empty one
+      return stored === undefined ? new Element('vCard', { xmlns: NS_VCARD }) : parseElement(stored.vcard);
+    }, 'account');
+
+    // XEP-0054 §3.2: the user replaces their vCard as a whole
+    m.iq('set', NS_VCARD, async ({ from, to, payload }) => {
+      if (from.bare !== to.bare) throw new StanzaError('forbidden', 'Only the owner of a vCard may change it');
+      if (payload.name !== 'vCard') throw new StanzaError('bad-request', 'Expected a <vCard/> element');
+      const vcard = serialize(payload);
+      if (Buffer.byteLength(vcard) > m.options.max_size) {
+        throw new StanzaError('not-acceptable', `The vCard is larger than ${m.options.max_size} bytes`);
+      }
+      const hash = photoHash(payload);
+      await store.set(to.local, { vcard, photoHash: hash });
+      // the next presence carries the new hash (clients resend presence after publishing an avatar)
+      if (sessions.hasAccount(to.bare)) hashes.set(to.local, hash);
+    }, 'account');
+  },
+});
