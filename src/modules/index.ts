@@ -8,6 +8,7 @@ import muc from './muc/index.js';
 import offline from './offline/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
+import privateStorage from './private/index.js';
 import register from './register/index.js';
 import roster from './roster/index.js';
 import time from './time/index.js';
@@ -21,7 +22,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking), entry(vcard),
+  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(
