@@ -1,6 +1,7 @@
 // Building blocks for conversation-style integration tests: fresh accounts per test, going
 // online, roster requests and pushes, a full subscription handshake, and "settle" points that
 // prove a stanza did NOT arrive without waiting for a timer.
+import type { ExecutionContext } from 'ava';
 import type net from 'node:net';
 import type Element from 'ltx/lib/Element.js';
 import type { TestServer } from './server.js';
@@ -39,6 +40,13 @@ export function bareOf(client: TestClient): string {
 
 export async function login(server: TestServer, username: string, resource: string, options: ConnectOptions = {}): Promise<TestClient> {
   return connect(server, username, { resource, ...options });
+}
+
+/** Logs a user in for the duration of one test: the client is stopped when the test ends. */
+export async function loginForTest(t: ExecutionContext, server: TestServer, username: string, resource: string, options: ConnectOptions = {}): Promise<TestClient> {
+  const client = await login(server, username, resource, options);
+  t.teardown(() => client.stop());
+  return client;
 }
 
 /**

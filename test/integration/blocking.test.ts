@@ -9,8 +9,7 @@ import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import {
-  bare, befriend, chat, errorCondition, freshAccounts, getRoster, iqFailure, isPresence, login, makeFriends, messages, online, ping, presencesFrom, settle,
-} from '../helpers/conversation.js';
+  bare, befriend, chat, errorCondition, freshAccounts, getRoster, iqFailure, isPresence, login, makeFriends, messages, online, ping, presencesFrom, settle, loginForTest } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_BLOCKING = 'urn:xmpp:blocking';
@@ -23,8 +22,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function device(t: ExecutionContext, username: string, resource: string, on: TestServer = server): Promise<TestClient> {
-  const client = await login(on, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, on, username, resource);
   return client;
 }
 

@@ -4,7 +4,9 @@ import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, chat, freshAccounts, iqFailure, login, messages, online, settle } from '../helpers/conversation.js';
+import {
+  bare, chat, freshAccounts, iqFailure, messages, online, settle, loginForTest,
+} from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_CARBONS = 'urn:xmpp:carbons:2';
@@ -19,8 +21,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function device(t: ExecutionContext, username: string, resource: string, options: { carbons?: boolean; priority?: number } = {}): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   if (options.carbons ?? true) await client.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_CARBONS })));
   await online(client, options.priority === undefined ? [] : [xml('priority', {}, String(options.priority))]);
   return client;

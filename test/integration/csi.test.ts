@@ -7,7 +7,9 @@ import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, chat, freshAccounts, isPresence, login, makeFriends, online, ping, presence, settle } from '../helpers/conversation.js';
+import {
+  bare, chat, freshAccounts, isPresence, makeFriends, online, ping, presence, settle, loginForTest,
+} from '../helpers/conversation.js';
 import { NS_CHATSTATES, NS_CSI, NS_SM, SmClient } from '../helpers/sm-client.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -19,8 +21,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   return client;
 }
 

@@ -2,7 +2,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, freshAccounts, iqFailure, login, makeFriends, online } from '../helpers/conversation.js';
+import { bare, freshAccounts, iqFailure, login, makeFriends, online, loginForTest } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_LAST = 'jabber:iq:last';
@@ -14,8 +14,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   return client;
 }
 

@@ -3,7 +3,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, errorCondition, freshAccounts, iqFailure, login, online } from '../helpers/conversation.js';
+import { bare, errorCondition, freshAccounts, iqFailure, login, online, loginForTest } from '../helpers/conversation.js';
 import {
   NS_MUC_OWNER, NS_MUC_USER, adminGet, adminSet, configure, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat,
   isGroupchat, isPresenceFrom, itemOf, join, statusCodes,
@@ -18,8 +18,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function user(t: ExecutionContext, username: string, resource = 'phone'): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   await online(client);
   return client;
 }

@@ -3,7 +3,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, errorCondition, freshAccounts, login, online, settle } from '../helpers/conversation.js';
+import { bare, errorCondition, freshAccounts, login, online, settle, loginForTest } from '../helpers/conversation.js';
 import {
   NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC_USER, SERVICE, createInstantRoom, createPrivateGroup, enter, freshRoom,
   groupchat, invite, isGroupchat, isPresenceFrom, isSubject, itemOf, join, stanzaIdOf, statusCodes,
@@ -18,8 +18,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function user(t: ExecutionContext, username: string, resource = 'phone'): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   await online(client); // available, as a real client is: invitations to the bare JID reach it
   return client;
 }

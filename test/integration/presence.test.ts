@@ -4,8 +4,7 @@ import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type ConnectOptions, type TestClient } from '../helpers/clients.js';
 import {
-  bare, befriend, dropConnection, freshAccounts, getRoster, isPresence, login, makeFriends, online, presence,
-  presencesFrom, settle,
+  bare, befriend, dropConnection, freshAccounts, getRoster, isPresence, makeFriends, online, presence, presencesFrom, settle, loginForTest,
 } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -18,8 +17,7 @@ test.after.always(async () => server?.stop());
 
 /** Logs a user in for the duration of one test. */
 async function user(t: ExecutionContext, username: string, resource: string, options: ConnectOptions = {}): Promise<TestClient> {
-  const client = await login(server, username, resource, options);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource, options);
   return client;
 }
 

@@ -3,7 +3,7 @@ import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, freshAccounts, iqFailure, login } from '../helpers/conversation.js';
+import { bare, freshAccounts, iqFailure, login, loginForTest } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_PRIVATE = 'jabber:iq:private';
@@ -16,8 +16,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function user(t: ExecutionContext, srv: TestServer, username: string, resource: string): Promise<TestClient> {
-  const client = await login(srv, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, srv, username, resource);
   return client;
 }
 

@@ -3,7 +3,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, freshAccounts, login, messages, online, settle } from '../helpers/conversation.js';
+import {
+  bare, freshAccounts, messages, online, settle, loginForTest,
+} from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_RECEIPTS = 'urn:xmpp:receipts';
@@ -16,8 +18,7 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   return client;
 }
 

@@ -7,8 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import {
-  NS_ROSTER, bare, befriend, freshAccounts, getRoster, iqFailure, isPresence, isPushAbout, login, nextPush,
-  online, presence, rosterItems, setRosterItem, settle, subscription,
+  NS_ROSTER, bare, befriend, freshAccounts, getRoster, iqFailure, isPresence, isPushAbout, nextPush, online, presence, rosterItems, setRosterItem, settle, subscription, loginForTest,
 } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -21,8 +20,7 @@ test.after.always(async () => server?.stop());
 
 /** Logs a user in for the duration of one test. */
 async function user(t: ExecutionContext, username: string, resource: string, on: TestServer = server): Promise<TestClient> {
-  const client = await login(on, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, on, username, resource);
   return client;
 }
 

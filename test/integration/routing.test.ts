@@ -6,7 +6,7 @@ import { STANDARD_MODULES } from '../../src/config/schema.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import {
-  bare, chat, errorCondition, freshAccounts, iqFailure, login, messages, online, ping, settle,
+  bare, chat, errorCondition, freshAccounts, iqFailure, messages, online, ping, settle, loginForTest,
 } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -22,8 +22,7 @@ test.after.always(async () => server?.stop());
 
 /** Logs a user in for the duration of one test. */
 async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await login(server, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, server, username, resource);
   return client;
 }
 

@@ -6,8 +6,7 @@ import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { RawClient, type TestClient } from '../helpers/clients.js';
 import {
-  bare, chat, freshAccounts, isPresence, login, makeFriends, messages, online, presencesFrom, settle,
-} from '../helpers/conversation.js';
+  bare, chat, freshAccounts, isPresence, login, makeFriends, messages, online, presencesFrom, settle, loginForTest } from '../helpers/conversation.js';
 import { authenticatePlain, openStream } from '../helpers/wire.js';
 import { NS_SM, SmClient, failedCondition } from '../helpers/sm-client.js';
 
@@ -35,8 +34,7 @@ test.after.always(async () => {
 
 /** An @xmpp/client user for the duration of one test. */
 async function user(t: ExecutionContext, on: TestServer, username: string, resource: string): Promise<TestClient> {
-  const client = await login(on, username, resource);
-  t.teardown(() => client.stop());
+  const client = await loginForTest(t, on, username, resource);
   return client;
 }
 
