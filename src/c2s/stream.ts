@@ -459,7 +459,7 @@ export class C2SStream {
         return; // the answer to our keepalive ping: receiving it was the point
       }
     } else if (!session.inactive) {
-      session.lastActivity = Date.now(); // XEP-0012: what the user does, not keepalives or IQs
+      session.lastActivity = clock.now; // XEP-0012: what the user does, not keepalives or IQs (1 s resolution is plenty)
     }
     return this.server.processFromClient(stanza, session, to);
   }

@@ -145,6 +145,15 @@ export class RawClient {
     return raw;
   }
 
+  /** A raw connection to the direct TLS port (XEP-0368): TLS from the first byte, no STARTTLS. */
+  static async openDirect(server: TestServer): Promise<RawClient> {
+    const raw = new RawClient();
+    const socket = tls.connect({ host: '127.0.0.1', port: server.directPort, rejectUnauthorized: false, servername: server.domain, ALPNProtocols: ['xmpp-client'] });
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    raw.attach(socket);
+    return raw;
+  }
+
   private attach(socket: net.Socket): void {
     this.socket = socket;
     socket.setEncoding('utf8');

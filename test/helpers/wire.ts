@@ -1,9 +1,8 @@
 // Hand-made XMPP for tests that need to see the bytes: stream headers, reading one element or
 // stream error at a time, SASL PLAIN and a raw SCRAM client (independent of the server's code,
 // straight from RFC 5802 §3) that checks the server's signature, resource binding, and a raw
-// direct-TLS connection (XEP-0368) to sit beside RawClient's STARTTLS one.
+// direct-TLS connections come from RawClient.openDirect.
 import crypto from 'node:crypto';
-import tls from 'node:tls';
 import type Element from 'ltx/lib/Element.js';
 import parse from 'ltx/lib/parse.js';
 import { RawClient } from './clients.js';
@@ -14,7 +13,7 @@ export const NS_STREAM_ERRORS = 'urn:ietf:params:xml:ns:xmpp-streams';
 export const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 export const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 
-/** What the helpers need of a raw connection; RawClient and DirectTlsClient both have it. */
+/** What the helpers need of a raw connection (RawClient, over STARTTLS or direct TLS, has it). */
 export interface Wire {
   data: string;
   closed: boolean;
@@ -24,75 +23,6 @@ export interface Wire {
   close(): void;
 }
 
-/** A raw connection to the direct TLS port: TLS from the first byte, no STARTTLS. */
-export class DirectTlsClient implements Wire {
-  data = '';
-  closed = false;
-  private listeners: Array<() => void> = [];
-
-  private constructor(private readonly socket: tls.TLSSocket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.data += chunk;
-      for (const l of [...this.listeners]) l();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      for (const l of [...this.listeners]) l();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static async open(server: TestServer): Promise<DirectTlsClient> {
-    const socket = tls.connect({ host: '127.0.0.1', port: server.directPort, rejectUnauthorized: false, servername: server.domain, ALPNProtocols: ['xmpp-client'] });
-    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-    return new DirectTlsClient(socket);
-  }
-
-  write(data: string | Buffer): void {
-    this.socket.write(data);
-  }
-
-  waitFor(pattern: RegExp, timeoutMs = 5000): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.listeners = this.listeners.filter((l) => l !== check);
-      };
-      const check = () => {
-        const match = this.data.match(pattern);
-        if (match) {
-          done();
-          resolve(match);
-        } else if (this.closed) {
-          done();
-          reject(new Error(`connection closed before ${pattern}; got: ${this.data.slice(-500)}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${pattern}; got: ${this.data.slice(-500)}`));
-      }, timeoutMs);
-      this.listeners.push(check);
-      check();
-    });
-  }
-
-  waitClosed(timeoutMs = 5000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.closed) return resolve();
-      const timer = setTimeout(() => reject(new Error('connection still open')), timeoutMs);
-      this.socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 /** Waits for `pattern` and consumes the received data up to the end of the match. */
 export async function read(wire: Wire, pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray> {

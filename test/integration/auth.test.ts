@@ -7,7 +7,7 @@ import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
 import { client } from '@xmpp/client';
 import { connect, RawClient, xml } from '../helpers/clients.js';
 import {
-  DirectTlsClient, NS_SASL, authenticatePlain, authenticateScram, bind, openStream, readElement, type Wire,
+  NS_SASL, authenticatePlain, authenticateScram, bind, openStream, readElement, type Wire,
 } from '../helpers/wire.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -132,7 +132,7 @@ test('Alice logs in with SCRAM-SHA-256 over STARTTLS, and the server proves it k
 });
 
 test('Alice logs in with SCRAM-SHA-256 over direct TLS, and the server proves it knows her password', async (t) => {
-  const wire = await DirectTlsClient.open(server);
+  const wire = await RawClient.openDirect(server);
   const features = await openStream(wire);
   t.falsy(features.getChild('starttls'), 'no STARTTLS on a connection that is already encrypted');
   t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']);
