@@ -8,6 +8,7 @@ import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
 import type { ThrottleLimit } from './sasl/throttle.js';
+import { TcpTransport, type C2STransport } from './transport.js';
 
 export interface C2SListen {
   host: string;
@@ -56,7 +57,7 @@ export class C2SListeners {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
         if (listen.tls === 'direct') socket = this.directTls(socket);
-        this.streams.add(new C2SStream(this.server, socket, this.settings, listen.tls === 'direct', this));
+        this.accept(new TcpTransport(socket, listen.tls === 'direct'));
       };
       const netServer = net.createServer(accept);
       await new Promise<void>((resolve, reject) => {
@@ -82,6 +83,13 @@ export class C2SListeners {
   private directTls(socket: net.Socket): tls.TLSSocket {
     // handshake errors reach the stream's socket 'error' handler, which logs them
     return new tls.TLSSocket(socket, { isServer: true, ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] });
+  }
+
+  /** A new client connection, over TCP or a WebSocket (src/c2s/websocket.ts). */
+  accept(transport: C2STransport): C2SStream {
+    const stream = new C2SStream(this.server, transport, this.settings, this);
+    if (stream.state !== 'closed') this.streams.add(stream);
+    return stream;
   }
 
   forget(stream: C2SStream): void {

@@ -157,6 +157,15 @@ const httpSchema = z.strictObject({
   max_body_size: byteSize().prefault('64KiB'),
   /** Time a client may take to send a whole request (headers and body). */
   request_timeout: duration().prefault('5m'),
+  /** XMPP over WebSocket (RFC 7395) at /xmpp-websocket. */
+  websocket: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        consider_secure: z.enum(['auto', 'always']).default('auto'),
+      })
+      .prefault({}),
+  ),
 });
 
 export const coreConfigSchema = z

@@ -16,6 +16,7 @@ import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import type { Jid } from './jid.js';
 import { HttpService, type HttpSettings } from '../http/service.js';
+import { serveWebSocket } from '../c2s/websocket.js';
 
 export interface ServerHostSettings extends HostSettings {
   tls?: HostTlsFiles | undefined;
@@ -97,6 +98,7 @@ export class Server {
 
     this.c2s = new C2SListeners(this, this.settings.c2s);
     await this.c2s.listen();
+    if (this.settings.http.websocket.enabled) serveWebSocket(this, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
     await this.http.listen();
     this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
   }
