@@ -103,6 +103,13 @@ export class C2SListeners {
     });
   }
 
+  /** Open client connections by transport, for /metrics. */
+  connectionCounts(): { c2s_tcp: number; c2s_websocket: number } {
+    let websocket = 0;
+    for (const stream of this.streams) if (stream.transport.kind === 'websocket') websocket++;
+    return { c2s_tcp: this.streams.size - websocket, c2s_websocket: websocket };
+  }
+
   get connectionCount(): number {
     return this.streams.size;
   }

@@ -128,6 +128,8 @@ export class C2SStream implements TransportEvents {
       const pause = this.rateLimiter.consume(chunk.length);
       if (pause > 0) this.transport.pauseFor(pause);
     }
+    const metrics = this.server.metrics;
+    metrics.handlingSince = performance.now();
     try {
       this.parser.write(chunk);
       // RFC 7395 §3.3.3: a message carries whole elements, never part of one
@@ -138,6 +140,8 @@ export class C2SStream implements TransportEvents {
       // a bug in our handling of this input must cost this stream only, never the process
       this.server.log.error({ err, jid: this.jid?.toString(), address: this.remoteAddress }, 'internal error while handling client data');
       this.close('internal-server-error');
+    } finally {
+      metrics.handlingSince = 0;
     }
   }
 
@@ -431,6 +435,7 @@ export class C2SStream implements TransportEvents {
     this.sasl.handle(element).then(
       (outcome) => {
         if (this.state === 'closed') return;
+        if (outcome.username === undefined && outcome.done && outcome.reply.startsWith('<failure')) this.server.metrics.authFailures++;
         this.write(outcome.reply);
         if (outcome.username !== undefined) {
           this.username = outcome.username;
@@ -499,6 +504,7 @@ export class C2SStream implements TransportEvents {
       }
     }
     attrs.from = jid.toString();
+    this.server.metrics.stanzasIn.count(stanza.name);
     const handling = this.handleClientStanza(stanza, session);
     // XEP-0198: count it; when it is accepted only once stored, acks wait for that
     session.sm?.inbound(handling instanceof Promise ? handling : undefined);

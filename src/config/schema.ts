@@ -166,6 +166,16 @@ const httpSchema = z.strictObject({
       })
       .prefault({}),
   ),
+  /** Prometheus metrics at /metrics. */
+  metrics: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** loopback: plain listeners on a loopback address only; all: every listener. */
+        listeners: z.enum(['loopback', 'all']).default('loopback'),
+      })
+      .prefault({}),
+  ),
 });
 
 export const coreConfigSchema = z

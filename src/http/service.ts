@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { WebSocketSettings } from '../c2s/websocket.js';
+import type { MetricsSettings } from './endpoints.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 
 export interface HttpListen {
@@ -29,6 +30,8 @@ export interface HttpSettings {
   requestTimeout: number;
   /** XMPP over WebSocket (src/c2s/websocket.ts). */
   websocket: WebSocketSettings;
+  /** /metrics (src/http/endpoints.ts). */
+  metrics: MetricsSettings;
 }
 
 /** Headers sent with every response; a handler may override them (res.setHeader). */
