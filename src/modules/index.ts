@@ -14,6 +14,7 @@ import roster from './roster/index.js';
 import time from './time/index.js';
 import vcard from './vcard/index.js';
 import version from './version/index.js';
+import webchat from './webchat/index.js';
 
 /** Each module is typed by its own options; the registry only needs them side by side. */
 function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition<unknown> {
@@ -22,7 +23,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage),
+  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(webchat),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(
