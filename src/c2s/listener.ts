@@ -45,6 +45,7 @@ export class C2SListeners {
   /** Sessions that may be resumed (XEP-0198), by resumption id. */
   readonly resumable = new Map<string, ClientSession>();
   private sweeper: NodeJS.Timeout | undefined;
+  private closing = false;
 
   constructor(
     private readonly server: Server,
@@ -86,7 +87,11 @@ export class C2SListeners {
   }
 
   /** A new client connection, over TCP or a WebSocket (src/c2s/websocket.ts). */
-  accept(transport: C2STransport): C2SStream {
+  accept(transport: C2STransport): C2SStream | undefined {
+    if (this.closing) {
+      transport.destroy(); // a WebSocket upgraded while the server shuts down
+      return undefined;
+    }
     const stream = new C2SStream(this.server, transport, this.settings, this);
     if (stream.state !== 'closed') this.streams.add(stream);
     return stream;
@@ -141,6 +146,7 @@ export class C2SListeners {
 
   /** Stops accepting, then ends every stream with `system-shutdown` (RFC 6120 §4.9.3.18). */
   async close(): Promise<void> {
+    this.closing = true;
     if (this.sweeper) clearInterval(this.sweeper);
     const closing = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.streams]) stream.close('system-shutdown', 'The server is shutting down');

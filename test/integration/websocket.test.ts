@@ -202,3 +202,16 @@ test('a session that started on TCP is resumed from a WebSocket', async (t) => {
   await browser.next((e) => e.is('message') && e.getChildText('body') === 'after the move');
   t.pass();
 });
+
+// --- shutdown ----------------------------------------------------------------------------------
+
+test('when the server shuts down, a WebSocket client is told system-shutdown in a framed close', async (t) => {
+  const own = await startServer();
+  const wire = await WsWire.open(WsWire.plainUrl(own));
+  t.teardown(() => wire.close());
+  await wire.open();
+  await own.stop();
+  t.is(await wire.streamError(), 'system-shutdown');
+  await wire.next((e) => e.is('close', NS_FRAMING));
+  await wire.waitClosed();
+});
