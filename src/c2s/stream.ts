@@ -3,7 +3,7 @@
 // (src/c2s/transport.ts): TCP, or a WebSocket with RFC 7395 framing. The bound session
 // (ClientSession) is what the router delivers to; it can outlive this connection and be resumed
 // on another one (XEP-0198). Writes are batched: everything sent to a connection during one turn
-// of the event loop goes out in a single socket write (see flushAll).
+// of the event loop goes out in a single socket write, or one burst of WebSocket messages (see flushAll).
 import crypto from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import type { Server } from '../core/server.js';
@@ -97,6 +97,7 @@ export class C2SStream implements TransportEvents {
   private trackers: DeliveryTracker[] | null = null;
   private sasl: SaslNegotiation | null = null;
   private readonly rateLimiter: RateLimiter | null;
+  /** close() has begun: nothing more may follow the closing tag. */
   private closing = false;
   /** We are closing on purpose: the session ends rather than waits for resumption. */
   private endsSession = false;
