@@ -13,6 +13,8 @@ const raw = {
   log: { level: 'warn' },
   hosts: [{ domain, registration: 'open', ...(env.BENCH_CERT && env.BENCH_KEY && env.XMPPD_BENCH_HARNESS_CERT === '1' ? { tls: { cert: env.BENCH_CERT, key: env.BENCH_KEY } } : {}) }],
   c2s: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' }] },
+  // plain loopback HTTP only (metrics stay on, as in production); BENCH_HTTP_PORT=0 picks a free port
+  http: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_HTTP_PORT ?? 0), tls: 'none' }] },
 };
 const source = configFromObject(raw, 'bench environment');
 const config = validateCoreConfig(source);

@@ -50,6 +50,14 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       authThrottle: { perIp: c2s.auth_throttle.per_ip, perAccount: c2s.auth_throttle.per_account },
       resumeTimeout: c2s.resume_timeout ?? 0,
     },
+    http: {
+      enabled: config.http.enabled,
+      listen: config.http.listen,
+      publicUrl: config.http.public_url,
+      defaultHost: config.http.default_host,
+      maxBodySize: config.http.max_body_size,
+      requestTimeout: config.http.request_timeout,
+    },
     moduleOptions<T>(domain: string, module: string, schema: z.ZodType<T>): T {
       const index = config.hosts.findIndex((h) => h.domain === domain);
       return validateModuleOptions(source, config, index, module, schema);

@@ -123,6 +123,42 @@ const c2sSchema = z.strictObject({
   ),
 });
 
+const httpListenerSchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    /** Missing: 5280 for plain HTTP, 5443 for HTTPS. 0 picks a free port (tests). */
+    port: z.number().int().min(0).max(65535).optional(),
+    /** none: plain HTTP (behind a reverse proxy); direct: HTTPS with the hosts' certificates (SNI). */
+    tls: z.enum(['none', 'direct']).default('none'),
+  })
+  .transform((l) => ({ ...l, port: l.port ?? (l.tls === 'direct' ? 5443 : 5280) }));
+
+const httpSchema = z.strictObject({
+  /** false: no HTTP listener at all (no WebSocket, web chat, upload, health or metrics). */
+  enabled: z.boolean().default(true),
+  listen: section(
+    z.array(httpListenerSchema).prefault([
+      { host: '127.0.0.1', port: 5280, tls: 'none' },
+      { host: '127.0.0.1', port: 5443, tls: 'direct' },
+    ]),
+  ),
+  /**
+   * The URL clients reach the HTTP listener at (behind a proxy it differs from the listener's);
+   * `{host}` stands for the virtual host. Missing: taken from each request.
+   */
+  public_url: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, { error: (issue) => `expected a URL like https://{host}:5443, got ${describeValue(issue.input)}` })
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+  /** The virtual host for requests whose Host header names none of ours (an IP address). Missing: the first host. */
+  default_host: domainSchema.optional(),
+  /** The largest request body a handler accepts unless it sets its own limit (upload does). */
+  max_body_size: byteSize().prefault('64KiB'),
+  /** Time a client may take to send a whole request (headers and body). */
+  request_timeout: duration().prefault('5m'),
+});
+
 export const coreConfigSchema = z
   .strictObject({
     data_dir: z.string().min(1).default('./data'),
@@ -144,6 +180,7 @@ export const coreConfigSchema = z
         }),
     ),
     c2s: section(c2sSchema.prefault({})),
+    http: section(httpSchema.prefault({})),
     modules: section(modulesSchema.prefault(Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}])))),
   })
   .transform((config) => ({
@@ -154,3 +191,4 @@ export const coreConfigSchema = z
 export type CoreConfig = z.output<typeof coreConfigSchema>;
 export type HostConfig = CoreConfig['hosts'][number];
 export type ListenerConfig = CoreConfig['c2s']['listen'][number];
+export type HttpConfig = CoreConfig['http'];

@@ -12,6 +12,7 @@ import type { Jid } from './jid.js';
 import type { Session } from './sessions.js';
 import type { Server } from './server.js';
 import type { VirtualHost } from './host.js';
+import type { HttpHandler, HttpRouteOptions } from '../http/router.js';
 
 /** One entry of a module's claim, as in a DOAP `xmpp:SupportedXep` (or an RFC). */
 export interface ProtocolSupport {
@@ -124,6 +125,20 @@ export class ModuleContext<Options> {
   /** Send a stanza on its way through the router, as the server. */
   route(stanza: Element): void {
     this.server.router.route(stanza);
+  }
+
+  /**
+   * Serve HTTP requests under a path prefix on this host's HTTP listeners (src/http/router.ts):
+   * `m.http('/upload', handler)` or `m.http({ prefix, methods: ['GET', 'PUT'], maxBodySize }, handler)`.
+   * The handler gets node's req/res plus the virtual host; a thrown HttpError becomes its status.
+   */
+  http(route: HttpRouteOptions | string, handler: HttpHandler): void {
+    this.cleanups.push(this.server.http.router.add(route, handler, this.host.domain));
+  }
+
+  /** The public base URL of this host's HTTP service, no trailing slash (for URLs given to clients). */
+  httpUrl(path = ''): string {
+    return this.server.http.publicUrl(this.host.domain) + path;
   }
 
   onStop(cleanup: () => void | Promise<void>): void {

@@ -15,6 +15,7 @@ import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
 import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import type { Jid } from './jid.js';
+import { HttpService, type HttpSettings } from '../http/service.js';
 
 export interface ServerHostSettings extends HostSettings {
   tls?: HostTlsFiles | undefined;
@@ -25,6 +26,7 @@ export interface ServerSettings {
   storage: StorageOptions;
   hosts: ServerHostSettings[];
   c2s: C2SSettings;
+  http: HttpSettings;
   /** A module's validated options on a host (the config layer maps problems to YAML lines). */
   moduleOptions<T>(host: string, module: string, schema: z.ZodType<T>): T;
   /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
@@ -42,6 +44,8 @@ export class Server {
   router!: Router;
   tls!: TlsContexts;
   authThrottle!: AuthThrottle;
+  /** The HTTP listeners and their routes (modules add routes with m.http). */
+  http!: HttpService;
   private c2s: C2SListeners | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -76,6 +80,7 @@ export class Server {
     this.authThrottle = new AuthThrottle(this.settings.c2s.authThrottle);
     this.router = new Router(this.hosts, this.sessions, this.accounts, this.events, this.log);
     this.tls = await TlsContexts.load(this.settings.hosts, this.settings.dataDir, this.log);
+    this.http = new HttpService(this.settings.http, this.hosts, () => this.tls, this.log.child({ component: 'http' }));
 
     for (const hostSettings of this.settings.hosts) {
       const host = new VirtualHost(hostSettings);
@@ -92,12 +97,18 @@ export class Server {
 
     this.c2s = new C2SListeners(this, this.settings.c2s);
     await this.c2s.listen();
+    await this.http.listen();
     this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
   }
 
   /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
   c2sAddresses(): Array<{ host: string; port: number; tls: 'starttls' | 'direct' }> {
     return this.c2s?.addresses() ?? [];
+  }
+
+  /** Addresses the HTTP listeners are bound to (with the real port when 0 was configured). */
+  httpAddresses(): Array<{ host: string; port: number; tls: 'none' | 'direct' }> {
+    return this.http?.addresses() ?? [];
   }
 
   /**
@@ -138,6 +149,7 @@ export class Server {
   private async shutdown(): Promise<void> {
     this.log.info('shutting down');
     await this.c2s?.close();
+    await this.http?.close();
     for (const host of this.hosts.values()) {
       for (const module of [...host.modules.values()].reverse()) {
         await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));

@@ -15,6 +15,10 @@ export interface TestServer {
   port: number;
   /** direct TLS port (XEP-0368) */
   directPort: number;
+  /** plain HTTP port (0 when HTTP is disabled) */
+  httpPort: number;
+  /** HTTPS port (0 when HTTP is disabled) */
+  httpsPort: number;
   dataDir: string;
   createAccount(username: string, password?: string): Promise<void>;
   stop(): Promise<void>;
@@ -47,6 +51,13 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       ],
       ...((extra.c2s as Record<string, unknown> | undefined) ?? {}),
     },
+    http: {
+      listen: [
+        { host: '127.0.0.1', port: 0, tls: 'none' },
+        { host: '127.0.0.1', port: 0, tls: 'direct' },
+      ],
+      ...((extra.http as Record<string, unknown> | undefined) ?? {}),
+    },
   };
   const source = configFromObject(raw, 'test config');
   const config = validateCoreConfig(source);
@@ -61,6 +72,8 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     dataDir,
     port: addresses.find((a) => a.tls === 'starttls')!.port,
     directPort: addresses.find((a) => a.tls === 'direct')?.port ?? 0,
+    httpPort: server.httpAddresses().find((a) => a.tls === 'none')?.port ?? 0,
+    httpsPort: server.httpAddresses().find((a) => a.tls === 'direct')?.port ?? 0,
     createAccount: (username, password = PASSWORD) => server.accounts.create(domain, username, password),
     stop: async () => {
       await server.stop(); // clients still connected are told system-shutdown
