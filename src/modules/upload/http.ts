@@ -37,6 +37,9 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'; sandbox",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  // a web client on another site shows the pictures (the listener's default is same-site)
+  'cross-origin-resource-policy': 'cross-origin',
 };
 
 // Web clients (Converse.js) upload and download from another origin (XEP-0363 §4 headers).
@@ -69,7 +72,7 @@ export function isInlineSafe(contentType: string): boolean {
 
 /** RFC 6266 `Content-Disposition` with an ASCII fallback and the UTF-8 name (RFC 8187). */
 export function contentDisposition(kind: 'inline' | 'attachment', filename: string): string {
-  const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/gu, '_');
   const encoded = encodeURIComponent(filename).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   return `${kind}; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }

@@ -19,6 +19,8 @@ import { UploadStore, uploadMigrations, type Slot } from './store.js';
 export const NS_UPLOAD = 'urn:xmpp:http:upload:0';
 const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 const NS_DATA = 'jabber:x:data';
+/** Where the HTTP listener serves uploads: PUT and GET `/upload/<slot id>/<filename>`. */
+const HTTP_PREFIX = '/upload';
 
 /** The uploads of one server process: one store and one HTTP handler for all its hosts. */
 export interface UploadService {
@@ -83,7 +85,10 @@ export default defineModule({
     service_domain: z.string().min(1).optional(),
     /** Name shown in service discovery. */
     name: z.string().default('HTTP File Upload'),
-    /** Where clients PUT and GET files: the public URL of the HTTP listener's upload path. */
+    /**
+     * The URL files are PUT to and served from, if not the HTTP listener's own /upload
+     * (http.public_url): e.g. a separate download domain proxied to it.
+     */
     base_url: z.url({ protocol: /^https?$/ }).optional(),
     /** The largest file accepted (announced in disco#info as max-file-size). */
     max_file_size: byteSize().prefault('100MiB'),
@@ -98,8 +103,11 @@ export default defineModule({
   async setup(m) {
     const options = m.options;
     const domain = (options.service_domain ?? `upload.${m.host.domain}`).toLowerCase();
-    const baseUrl = options.base_url?.replace(/\/+$/, '');
-    if (baseUrl === undefined) throw new Error(`module "upload" on ${m.host.domain}: set modules.upload.base_url to the public URL files are served from`);
+    if (options.base_url === undefined && !m.server.settings.http.enabled) {
+      throw new Error(`module "upload" on ${m.host.domain} needs the HTTP listener (http.enabled) or modules.upload.base_url`);
+    }
+    // the listeners are bound after the modules are set up: ask for their address when needed
+    const baseUrl = () => options.base_url?.replace(/\/+$/, '') ?? m.httpUrl(HTTP_PREFIX);
     const service = await sharedService(m.server);
     const { store } = service;
     const fileLifetime = options.expire_after === null ? null : options.expire_after * 1000;
@@ -168,7 +176,7 @@ export default defineModule({
         expiresAt: now + options.slot_lifetime * 1000,
       });
       m.log.info({ slot: id, owner: from.bare, size, contentType }, 'upload slot granted');
-      const url = `${baseUrl}/${id}/${encodeURIComponent(filename)}`;
+      const url = `${baseUrl()}/${id}/${encodeURIComponent(filename)}`;
       const slot = new Element('slot', { xmlns: NS_UPLOAD });
       slot.c('put', { url }).c('header', { name: 'Authorization' }).t(`Bearer ${token}`);
       slot.c('get', { url });
@@ -202,6 +210,9 @@ export default defineModule({
     }
 
     m.component(domain, receive, options.name);
+    m.http({ prefix: HTTP_PREFIX, methods: ['GET', 'PUT', 'OPTIONS'], maxBodySize: options.max_file_size }, ({ req, res, subpath }) =>
+      service.http.handle(req, res, subpath),
+    );
 
     // Expired files and unused slots go in batches; a blob goes with the last file using it.
     let sweeping: Promise<void> | undefined;

@@ -1,0 +1,365 @@
+// HTTP File Upload (XEP-0363): users ask upload.localhost for a slot over XMPP, PUT the bytes
+// over HTTPS and their contacts GET them back; identical bytes are stored once on disk; every
+// refusal (size, type, authorisation, quota) comes with the XEP's or HTTP's answer; files that
+// could run script in a browser are served so that they cannot.
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import test from 'ava';
+import type Element from 'ltx/lib/Element.js';
+import { STANDARD_MODULES } from '../../src/config/schema.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { connect, xml, type TestClient } from '../helpers/clients.js';
+import { freshAccounts, loginForTest } from '../helpers/conversation.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's self-signed certificate
+
+const NS_UPLOAD = 'urn:xmpp:http:upload:0';
+const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
+const MAX_FILE_SIZE = 1024 * 1024;
+
+const standardModules = Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}]));
+
+let server: TestServer;
+test.before(async () => {
+  server = await startServer({
+    config: {
+      hosts: [{ domain: 'localhost', registration: 'open' }, { domain: 'chat.example', modules: { upload: false } }],
+      modules: { ...standardModules, upload: { max_file_size: MAX_FILE_SIZE, quota_per_account: '4MiB' } },
+    },
+  });
+});
+test.after.always(async () => server?.stop());
+
+interface Slot {
+  put: string;
+  get: string;
+  headers: Record<string, string>;
+}
+
+function slotRequest(filename: string, size: number | string, contentType?: string): Element {
+  const attrs: Record<string, string> = { filename, size: String(size) };
+  if (contentType !== undefined) attrs['content-type'] = contentType;
+  return xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: NS_UPLOAD, ...attrs }));
+}
+
+async function requestSlot(client: TestClient, filename: string, size: number, contentType?: string): Promise<Slot> {
+  const result = await client.request(slotRequest(filename, size, contentType));
+  const slot = result.getChild('slot', NS_UPLOAD)!;
+  const put = slot.getChild('put')!;
+  const headers: Record<string, string> = {};
+  for (const header of put.getChildren('header')) headers[header.attrs.name as string] = header.getText();
+  return { put: put.attrs.url as string, get: slot.getChild('get')!.attrs.url as string, headers };
+}
+
+/** The error a slot request is answered with (@xmpp/client rejects with the <error/> element). */
+async function slotError(client: TestClient, request: Element): Promise<{ condition: string; type: string; error: Element }> {
+  try {
+    await client.request(request);
+  } catch (err) {
+    const { condition, type, element } = err as { condition: string; type: string; element: Element };
+    return { condition, type, error: element };
+  }
+  throw new Error('the slot request succeeded');
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** A raw HTTPS request, for what fetch will not send (a wrong Content-Length, no Content-Type). */
+function httpsRequest(url: string, method: string, headers: Record<string, string | number> = {}, body?: Buffer): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, rejectUnauthorized: false, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** PUT with fetch, as a web client would. */
+async function putFile(slot: Slot, bytes: Buffer, contentType?: string): Promise<Response> {
+  const headers: Record<string, string> = { ...slot.headers };
+  if (contentType !== undefined) headers['Content-Type'] = contentType;
+  return fetch(slot.put, { method: 'PUT', headers, body: bytes });
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** Every file under <data_dir>/uploads (not the staging area) named `digest`. */
+function storedCopies(dataDir: string, digest: string): string[] {
+  const root = path.join(dataDir, 'uploads');
+  const found: string[] = [];
+  for (const entry of fs.readdirSync(root, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && entry.name === digest && !entry.parentPath.endsWith(`${path.sep}tmp`)) found.push(path.join(entry.parentPath, entry.name));
+  }
+  return found;
+}
+
+// A tiny valid PNG (1x1), plus random bytes so that each test's file is its own content.
+function picture(): Buffer {
+  const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082', 'hex');
+  return Buffer.concat([png, randomBytes(2000)]);
+}
+
+test('the upload service is listed in disco#items and announces its identity, feature and max-file-size', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const items = await client.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: NS_DISCO_ITEMS })));
+  t.true(items.getChild('query')!.getChildren('item').some((item) => item.attrs.jid === 'upload.localhost'));
+  const info = (await client.request(xml('iq', { type: 'get', to: 'upload.localhost' }, xml('query', { xmlns: NS_DISCO_INFO })))).getChild('query')!;
+  t.like(info.getChild('identity')!.attrs, { category: 'store', type: 'file' });
+  t.true(info.getChildren('feature').some((f) => f.attrs.var === NS_UPLOAD));
+  const form = info.getChild('x', 'jabber:x:data')!;
+  const field = (name: string) => form.getChildren('field').find((f) => f.attrs.var === name)?.getChildText('value');
+  t.is(field('FORM_TYPE'), NS_UPLOAD);
+  t.is(field('max-file-size'), String(MAX_FILE_SIZE));
+});
+
+test('Alice uploads a picture with fetch and Bob downloads the identical bytes, shown inline', async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const aliceClient = await loginForTest(t, server, alice, 'phone');
+  const bytes = picture();
+  const slot = await requestSlot(aliceClient, 'Urlaub am Strand 🏖.png', bytes.length, 'image/png');
+  t.true(slot.put.startsWith(`https://localhost:${server.httpsPort}/upload/`));
+  t.is(slot.get, slot.put);
+  t.regex(slot.headers.Authorization!, /^Bearer \S{20,}$/);
+  t.regex(slot.get, /\/Urlaub%20am%20Strand%20%F0%9F%8F%96\.png$/);
+
+  const put = await putFile(slot, bytes, 'image/png');
+  t.is(put.status, 201);
+
+  // Bob got the URL in a message; he needs no credentials to fetch it
+  await loginForTest(t, server, bob, 'laptop');
+  const got = await fetch(slot.get);
+  t.is(got.status, 200);
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), bytes);
+  t.is(got.headers.get('content-type'), 'image/png');
+  t.is(got.headers.get('content-length'), String(bytes.length));
+  t.is(got.headers.get('content-disposition'), `inline; filename="Urlaub am Strand _.png"; filename*=UTF-8''Urlaub%20am%20Strand%20%F0%9F%8F%96.png`);
+  t.is(got.headers.get('etag'), `"${sha256(bytes)}"`);
+  t.is(got.headers.get('accept-ranges'), 'bytes');
+  t.regex(got.headers.get('cache-control')!, /immutable/);
+  t.is(got.headers.get('x-content-type-options'), 'nosniff');
+  t.regex(got.headers.get('content-security-policy')!, /default-src 'none'.*sandbox/);
+  t.is(got.headers.get('access-control-allow-origin'), '*');
+
+  // a cached copy is revalidated by its ETag
+  const again = await fetch(slot.get, { headers: { 'If-None-Match': `"${sha256(bytes)}"` } });
+  t.is(again.status, 304);
+});
+
+test('the same bytes uploaded twice are one file on disk, and each upload has its own URL', async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const aliceClient = await loginForTest(t, server, alice, 'phone');
+  const bobClient = await loginForTest(t, server, bob, 'phone');
+  const bytes = picture();
+  const first = await requestSlot(aliceClient, 'cat.png', bytes.length, 'image/png');
+  t.is((await putFile(first, bytes, 'image/png')).status, 201);
+  // Bob forwards it: his client uploads the same bytes under another name
+  const second = await requestSlot(bobClient, 'forwarded.png', bytes.length, 'image/png');
+  t.is((await putFile(second, bytes, 'image/png')).status, 201);
+  t.not(first.get, second.get);
+
+  const digest = sha256(bytes);
+  t.is(storedCopies(server.dataDir, digest).length, 1);
+  const blob = await server.server.db('upload_blobs').where({ sha256: digest }).first();
+  t.is(Number(blob.refcount), 2);
+  for (const url of [first.get, second.get]) {
+    const got = await fetch(url);
+    t.deepEqual(Buffer.from(await got.arrayBuffer()), bytes);
+  }
+  t.regex((await fetch(second.get)).headers.get('content-disposition')!, /filename="forwarded\.png"/);
+});
+
+test('a PUT whose Content-Length is not the announced size is refused, and the slot stays usable', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = randomBytes(1000);
+  const slot = await requestSlot(client, 'notes.bin', bytes.length, 'application/octet-stream');
+  const headers = { ...slot.headers, 'Content-Type': 'application/octet-stream' };
+  const longer = Buffer.concat([bytes, randomBytes(10)]);
+  t.is((await httpsRequest(slot.put, 'PUT', { ...headers, 'Content-Length': longer.length }, longer)).status, 413);
+  const shorter = bytes.subarray(0, 500);
+  t.is((await httpsRequest(slot.put, 'PUT', { ...headers, 'Content-Length': shorter.length }, shorter)).status, 400);
+  t.is((await fetch(slot.get)).status, 404); // nothing was stored
+  t.is((await httpsRequest(slot.put, 'PUT', { ...headers, 'Content-Length': bytes.length }, bytes)).status, 201);
+  t.deepEqual(Buffer.from(await (await fetch(slot.get)).arrayBuffer()), bytes);
+});
+
+test('a file larger than max-file-size gets no slot: not-acceptable with <file-too-large/>', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const { condition, type, error } = await slotError(client, slotRequest('movie.mp4', MAX_FILE_SIZE + 1, 'video/mp4'));
+  t.is(condition, 'not-acceptable');
+  t.is(type, 'modify');
+  t.is(error.getChild('file-too-large', NS_UPLOAD)?.getChildText('max-file-size'), String(MAX_FILE_SIZE));
+});
+
+test('bad filenames and sizes are bad requests', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  for (const request of [
+    slotRequest('../../etc/passwd', 10),
+    slotRequest('', 10),
+    slotRequest('a.txt', 'ten'),
+    slotRequest('a.txt', -5),
+    slotRequest('a.txt', 10, 'text/html\r\nX-Evil: 1'),
+  ]) {
+    t.is((await slotError(client, request)).condition, 'bad-request');
+  }
+});
+
+test('a user of another domain may not upload here: not-allowed', async (t) => {
+  await server.server.accounts.create('chat.example', 'carol', 'carols password');
+  const carol = await connect({ ...server, domain: 'chat.example' }, 'carol', { resource: 'c', password: 'carols password' });
+  t.teardown(() => carol.stop());
+  t.is((await slotError(carol, slotRequest('a.png', 10, 'image/png'))).condition, 'not-allowed');
+});
+
+test('a PUT with another Content-Type than announced is refused with 415', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = picture();
+  const slot = await requestSlot(client, 'a.png', bytes.length, 'image/png');
+  t.is((await putFile(slot, bytes, 'text/html')).status, 415);
+  // announced, so it must be sent
+  t.is((await httpsRequest(slot.put, 'PUT', { ...slot.headers, 'Content-Length': bytes.length }, bytes)).status, 415);
+  t.is((await putFile(slot, bytes, 'image/png')).status, 201);
+});
+
+test('a PUT without, with a wrong or with an expired authorisation is refused', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = randomBytes(100);
+  const slot = await requestSlot(client, 'a.bin', bytes.length);
+  t.is((await fetch(slot.put, { method: 'PUT', body: bytes })).status, 401);
+  t.is((await fetch(slot.put, { method: 'PUT', body: bytes, headers: { Authorization: 'Bearer not-the-token' } })).status, 403);
+  // another slot's token does not open this one
+  const other = await requestSlot(client, 'b.bin', bytes.length);
+  t.is((await fetch(slot.put, { method: 'PUT', body: bytes, headers: other.headers })).status, 403);
+  // the authorisation has run out (the database says when, as slot_lifetime would have set it)
+  const id = new URL(slot.put).pathname.split('/')[2]!;
+  await server.server.db('upload_slots').where({ id }).update({ expires_at: Date.now() - 1 });
+  t.is((await fetch(slot.put, { method: 'PUT', body: bytes, headers: slot.headers })).status, 403);
+  t.is((await fetch(slot.get)).status, 404);
+});
+
+test('a slot can be uploaded to once: a second PUT is a conflict and the first file stays', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = randomBytes(300);
+  const slot = await requestSlot(client, 'a.bin', bytes.length);
+  t.is((await fetch(slot.put, { method: 'PUT', body: bytes, headers: slot.headers })).status, 201);
+  t.is((await fetch(slot.put, { method: 'PUT', body: randomBytes(300), headers: slot.headers })).status, 409);
+  t.deepEqual(Buffer.from(await (await fetch(slot.get)).arrayBuffer()), bytes);
+});
+
+test('HTML and SVG are served as attachments in a script-free sandbox, never inline', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const files: Array<[string, string, string]> = [
+    ['page.html', 'text/html', `<html><script>alert(document.cookie)</script>${randomBytes(4).toString('hex')}</html>`],
+    ['logo.svg', 'image/svg+xml', `<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script><!--${randomBytes(4).toString('hex')}--></svg>`],
+  ];
+  for (const [filename, type, text] of files) {
+    const bytes = Buffer.from(text);
+    const slot = await requestSlot(client, filename, bytes.length, type);
+    t.is((await putFile(slot, bytes, type)).status, 201);
+    const got = await fetch(slot.get);
+    t.is(got.status, 200);
+    t.regex(got.headers.get('content-disposition')!, new RegExp(`^attachment; filename="${filename.replace('.', '\\.')}"`));
+    t.is(got.headers.get('content-security-policy'), "default-src 'none'; frame-ancestors 'none'; sandbox");
+    t.is(got.headers.get('x-content-type-options'), 'nosniff');
+    t.deepEqual(Buffer.from(await got.arrayBuffer()), bytes);
+  }
+});
+
+test('byte ranges: a slice is 206 with Content-Range, a range past the end is 416, HEAD has no body', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = randomBytes(1000);
+  const slot = await requestSlot(client, 'video.mp4', bytes.length, 'video/mp4');
+  t.is((await putFile(slot, bytes, 'video/mp4')).status, 201);
+
+  const middle = await fetch(slot.get, { headers: { Range: 'bytes=100-199' } });
+  t.is(middle.status, 206);
+  t.is(middle.headers.get('content-range'), 'bytes 100-199/1000');
+  t.is(middle.headers.get('content-length'), '100');
+  t.deepEqual(Buffer.from(await middle.arrayBuffer()), bytes.subarray(100, 200));
+
+  const open = await fetch(slot.get, { headers: { Range: 'bytes=990-' } });
+  t.is(open.status, 206);
+  t.deepEqual(Buffer.from(await open.arrayBuffer()), bytes.subarray(990));
+
+  const suffix = await fetch(slot.get, { headers: { Range: 'bytes=-5' } });
+  t.is(suffix.headers.get('content-range'), 'bytes 995-999/1000');
+  t.deepEqual(Buffer.from(await suffix.arrayBuffer()), bytes.subarray(995));
+
+  const past = await fetch(slot.get, { headers: { Range: 'bytes=1000-' } });
+  t.is(past.status, 416);
+  t.is(past.headers.get('content-range'), 'bytes */1000');
+
+  const head = await httpsRequest(slot.get, 'HEAD');
+  t.is(head.status, 200);
+  t.is(head.headers['content-length'], '1000');
+  t.is(head.body.length, 0);
+});
+
+test('a browser preflight (CORS) for a PUT from a web client is allowed', async (t) => {
+  const reply = await httpsRequest(`https://localhost:${server.httpsPort}/upload/AAAAAAAAAAAAAAAAAAAAAAAA/x.png`, 'OPTIONS', {
+    Origin: 'https://webchat.example',
+    'Access-Control-Request-Method': 'PUT',
+    'Access-Control-Request-Headers': 'authorization,content-type',
+  });
+  t.is(reply.status, 204);
+  t.is(reply.headers['access-control-allow-origin'], '*');
+  t.regex(String(reply.headers['access-control-allow-methods']), /PUT/);
+  t.regex(String(reply.headers['access-control-allow-headers']), /Authorization/);
+});
+
+test('unknown slots and paths are 404', async (t) => {
+  const base = `https://localhost:${server.httpsPort}/upload`;
+  t.is((await fetch(`${base}/AAAAAAAAAAAAAAAAAAAAAAAA/x.png`)).status, 404);
+  t.is((await fetch(`${base}/../../etc/passwd`)).status, 404);
+  t.is((await fetch(`${base}/`)).status, 404);
+});
+
+test.serial('a quota per account: past it the request is refused with resource-constraint and a retry time', async (t) => {
+  const quota = await startServer({ config: { modules: { ...standardModules, upload: { quota_per_account: '3000', expire_after: '1h' } } } });
+  t.teardown(() => quota.stop());
+  await quota.createAccount('dora');
+  const dora = await connect(quota, 'dora', { resource: 'phone' });
+  const slot = await requestSlot(dora, 'a.bin', 2000);
+  t.is((await fetch(slot.put, { method: 'PUT', body: randomBytes(2000), headers: slot.headers })).status, 201);
+  const { condition, type, error } = await slotError(dora, slotRequest('b.bin', 1001));
+  t.is(condition, 'resource-constraint');
+  t.is(type, 'wait');
+  const retry = error.getChild('retry', NS_UPLOAD)!;
+  t.true(Date.parse(retry.attrs.stamp as string) > Date.now() + 3_500_000);
+  // what is left fits
+  await requestSlot(dora, 'c.bin', 1000);
+});
+
+test.serial('files expire: after expire_after the URL is gone and so is the file on disk', async (t) => {
+  const short = await startServer({ config: { modules: { ...standardModules, upload: { expire_after: '1s' } } } });
+  t.teardown(() => short.stop());
+  await short.createAccount('erin');
+  const erin = await connect(short, 'erin', { resource: 'phone' });
+  const bytes = randomBytes(500);
+  const slot = await requestSlot(erin, 'story.bin', bytes.length);
+  t.is((await fetch(slot.put, { method: 'PUT', body: bytes, headers: slot.headers })).status, 201);
+  t.is(storedCopies(short.dataDir, sha256(bytes)).length, 1);
+  // the cleaner runs every second here; wait for it (bounded) rather than for a fixed time
+  for (let i = 0; i < 100 && storedCopies(short.dataDir, sha256(bytes)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  t.is(storedCopies(short.dataDir, sha256(bytes)).length, 0);
+  t.is((await fetch(slot.get)).status, 404);
+  t.is(await short.server.db('upload_slots').count({ n: '*' }).first().then((r) => Number(r?.n)), 0);
+});
