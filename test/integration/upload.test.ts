@@ -2,16 +2,19 @@
 // over HTTPS and their contacts GET them back; identical bytes are stored once on disk; every
 // refusal (size, type, authorisation, quota) comes with the XEP's or HTTP's answer; files that
 // could run script in a browser are served so that they cannot.
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
+import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
-import { freshAccounts, loginForTest } from '../helpers/conversation.js';
+import { bareOf, freshAccounts, loginForTest, online } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's self-signed certificate
 
@@ -362,4 +365,73 @@ test.serial('files expire: after expire_after the URL is gone and so is the file
   t.is(storedCopies(short.dataDir, sha256(bytes)).length, 0);
   t.is((await fetch(slot.get)).status, 404);
   t.is(await short.server.db('upload_slots').count({ n: '*' }).first().then((r) => Number(r?.n)), 0);
+});
+
+// Interoperability: slixmpp (Debian's python3-slixmpp, with python3-aiohttp for its HTTP side)
+// uses its own XEP-0363 plugin against this server.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const python = '/usr/bin/python3';
+const hasSlixmppUpload = fs.existsSync(python) && spawnSync(python, ['-c', 'import slixmpp, aiohttp']).status === 0;
+const interop = hasSlixmppUpload ? test.serial : test.serial.skip;
+
+interface SlixEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+function runSlixmppUpload(args: string[], env: Record<string, string>): Promise<{ code: number | null; events: SlixEvent[]; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(python, [path.join(root, 'test', 'interop', 'slixmpp_upload.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      const events = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as SlixEvent);
+      resolve({ code, events, stderr });
+    });
+  });
+}
+
+interop('slixmpp uploads a picture with its XEP-0363 plugin, Alice downloads the identical bytes, and slixmpp downloads hers', async (t) => {
+  const { alice, frank } = await freshAccounts(server, 'alice', 'frank');
+  const aliceClient = await loginForTest(t, server, alice, 'desk');
+  await online(aliceClient);
+  // Alice has shared a picture of her own, for slixmpp to download
+  const alicesPicture = picture();
+  const alicesSlot = await requestSlot(aliceClient, 'from-alice.png', alicesPicture.length, 'image/png');
+  t.is((await putFile(alicesSlot, alicesPicture, 'image/png')).status, 201);
+
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-upload-'));
+  t.teardown(() => fs.rmSync(directory, { recursive: true, force: true }));
+  const franksPicture = picture();
+  fs.writeFileSync(path.join(directory, 'holiday.png'), franksPicture);
+  const shared = aliceClient.next((s) => s.is('message') && s.getChild('x', 'jabber:x:oob') !== undefined, 30_000);
+  const result = await runSlixmppUpload(
+    ['--jid', `${frank}@localhost/slix`, '--password', PASSWORD, '--port', String(server.port), '--peer', bareOf(aliceClient), '--file', path.join(directory, 'holiday.png'), '--download', alicesSlot.get],
+    // aiohttp checks the HTTPS certificate: trust the test server's self-signed one
+    { SSL_CERT_FILE: path.join(server.dataDir, 'certs', 'localhost.crt') },
+  );
+  t.is(result.code, 0, result.stderr.slice(-2000) + JSON.stringify(result.events));
+  const uploaded = result.events.find((e) => e.event === 'uploaded')!;
+  t.is(uploaded.service, 'upload.localhost');
+  t.is(uploaded.max_file_size, MAX_FILE_SIZE);
+  const url = uploaded.url as string;
+  t.true(url.startsWith(`https://localhost:${server.httpsPort}/upload/`) && url.endsWith('/holiday.png'));
+
+  // Alice gets the link as Conversations would show it, and downloads exactly Frank's bytes
+  const message = await shared;
+  t.is(message.getChildText('body'), url);
+  t.is(message.getChild('x', 'jabber:x:oob')!.getChildText('url'), url);
+  const got = await fetch(url);
+  t.is(got.headers.get('content-type'), 'image/png');
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), franksPicture);
+
+  // slixmpp downloaded Alice's picture intact
+  t.like(result.events.find((e) => e.event === 'downloaded'), { status: 200, size: alicesPicture.length, sha256: sha256(alicesPicture), content_type: 'image/png' });
+
+  // Alice forwards Frank's picture to another chat: her client uploads the same bytes again
+  const forwarded = await requestSlot(aliceClient, 'holiday.png', franksPicture.length, 'image/png');
+  t.is((await putFile(forwarded, franksPicture, 'image/png')).status, 201);
+  t.is(storedCopies(server.dataDir, sha256(franksPicture)).length, 1);
 });
