@@ -78,7 +78,7 @@ export default defineModule({
   description: 'File sharing: HTTP File Upload (upload.<host>), each content stored once',
   implements: [
     { spec: 'XEP-0363', version: '1.1.0', status: 'complete', note: 'identical files are stored once (SHA-256, reference-counted)' },
-    { spec: 'XEP-0128', version: '1.0.1', status: 'complete', note: 'max-file-size in the upload service’s disco#info' },
+    { spec: 'XEP-0128', version: '1.0.1', status: 'complete', note: 'max-file-size in the upload service's disco#info' },
   ],
   options: z.strictObject({
     /** The service's domain; default upload.<host>. */
@@ -103,8 +103,10 @@ export default defineModule({
   async setup(m) {
     const options = m.options;
     const domain = (options.service_domain ?? `upload.${m.host.domain}`).toLowerCase();
-    if (options.base_url === undefined && !m.server.settings.http.enabled) {
-      throw new Error(`module "upload" on ${m.host.domain} needs the HTTP listener (http.enabled) or modules.upload.base_url`);
+    if (!m.server.settings.http.enabled) {
+      // http.enabled: false turns off every HTTP service, this one included (example config)
+      m.log.warn({ host: m.host.domain }, 'file upload is off: the HTTP listener is disabled (http.enabled: false)');
+      return;
     }
     // the listeners are bound after the modules are set up: ask for their address when needed
     const baseUrl = () => options.base_url?.replace(/\/+$/, '') ?? m.httpUrl(HTTP_PREFIX);
