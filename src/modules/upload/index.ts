@@ -78,7 +78,7 @@ export default defineModule({
   description: 'File sharing: HTTP File Upload (upload.<host>), each content stored once',
   implements: [
     { spec: 'XEP-0363', version: '1.1.0', status: 'complete', note: 'identical files are stored once (SHA-256, reference-counted)' },
-    { spec: 'XEP-0128', version: '1.0.1', status: 'complete', note: 'max-file-size in the upload service's disco#info' },
+    { spec: 'XEP-0128', version: '1.0.1', status: 'complete', note: 'max-file-size in the disco#info of the upload service' },
   ],
   options: z.strictObject({
     /** The service's domain; default upload.<host>. */
