@@ -214,6 +214,7 @@ test('bad filenames and sizes are bad requests', async (t) => {
     slotRequest('', 10),
     slotRequest('a.txt', 'ten'),
     slotRequest('a.txt', -5),
+    slotRequest('empty.txt', 0),
     slotRequest('a.txt', 10, 'text/html\r\nX-Evil: 1'),
   ]) {
     t.is((await slotError(client, request)).condition, 'bad-request');

@@ -144,7 +144,8 @@ export default defineModule({
       if (filename === '' || filename.length > 255 || /[/\\]/.test(filename) || CONTROL_CHARACTERS.test(filename) || filename === '.' || filename === '..') {
         throw new StanzaError('bad-request', 'Invalid filename');
       }
-      if (!/^\d{1,15}$/.test(sizeText)) throw new StanzaError('bad-request', 'Invalid size: expected a number of bytes');
+      // an empty file is refused too: it shares nothing, and free slots would cost no quota
+      if (!/^\d{1,15}$/.test(sizeText) || Number(sizeText) === 0) throw new StanzaError('bad-request', 'Invalid size: expected a number of bytes');
       if (contentType !== '' && (contentType.length > 255 || !CONTENT_TYPE.test(contentType))) throw new StanzaError('bad-request', 'Invalid content-type');
       const size = Number(sizeText);
       if (size > options.max_file_size) {
