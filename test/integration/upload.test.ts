@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
+import { uploadServiceOf } from '../../src/modules/upload/index.js';
 import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
 import { bareOf, freshAccounts, loginForTest, online } from '../helpers/conversation.js';
@@ -239,6 +240,23 @@ test('a PUT with another Content-Type than announced is refused with 415', async
   t.is((await putFile(slot, bytes, 'image/png')).status, 201);
 });
 
+test('with no content-type announced, the one the PUT gives is kept (or none: a download)', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = picture();
+  const typed = await requestSlot(client, 'snap.png', bytes.length);
+  t.is((await putFile(typed, bytes, 'image/png')).status, 201);
+  const got = await fetch(typed.get);
+  t.is(got.headers.get('content-type'), 'image/png');
+  t.regex(got.headers.get('content-disposition')!, /^inline;/);
+
+  const untyped = await requestSlot(client, 'blob', 10);
+  t.is((await httpsRequest(untyped.put, 'PUT', { ...untyped.headers, 'Content-Length': 10 }, randomBytes(10))).status, 201);
+  const plain = await fetch(untyped.get);
+  t.is(plain.headers.get('content-type'), 'application/octet-stream');
+  t.regex(plain.headers.get('content-disposition')!, /^attachment;/);
+});
+
 test('a PUT without, with a wrong or with an expired authorisation is refused', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
   const client = await loginForTest(t, server, alice, 'phone');
@@ -350,6 +368,8 @@ test.serial('a quota per account: past it the request is refused with resource-c
   t.true(Date.parse(retry.attrs.stamp as string) > Date.now() + 3_500_000);
   // what is left fits
   await requestSlot(dora, 'c.bin', 1000);
+  // what /metrics can count
+  t.deepEqual((await uploadServiceOf(quota.server))!.counters, { files: 1, bytesReceived: 2000, bytesStored: 2000 });
 });
 
 test.serial('files expire: after expire_after the URL is gone and so is the file on disk', async (t) => {

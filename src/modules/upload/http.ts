@@ -51,6 +51,13 @@ const CORS_HEADERS: Readonly<Record<string, string>> = {
   'access-control-max-age': '86400',
 };
 
+// RFC 9110 §8.3.1: type/subtype and optional parameters; nothing that could split a header
+const CONTENT_TYPE = /^[\w!#$&^.+-]+\/[\w!#$&^.+-]+(\s*;\s*[\w!#$&^.+-]+=([\w!#$&^.+-]+|"[^"\\\x00-\x1f\x7f]*"))*$/;
+
+export function isValidContentType(contentType: string): boolean {
+  return contentType.length <= 255 && CONTENT_TYPE.test(contentType);
+}
+
 /** The media type without parameters, lower-cased: `Image/PNG; x=y` → `image/png`. */
 export function mediaType(contentType: string): string {
   return contentType.split(';', 1)[0]!.trim().toLowerCase();
@@ -184,11 +191,17 @@ export class UploadHttpHandler {
     if (Number.isNaN(length)) return this.refuse(req, res, 400, 'Bad Content-Length', slot);
     if (length > slot.size) return this.refuse(req, res, 413, `Content-Length ${length} exceeds the slot's ${slot.size} bytes`, slot);
     if (length !== slot.size) return this.refuse(req, res, 400, `Content-Length ${length} is not the slot's ${slot.size} bytes`, slot);
-    const sentType = req.headers['content-type'];
-    const typeMatches = slot.contentType === ''
-      ? sentType === undefined || mediaType(sentType) === 'application/octet-stream'
-      : sentType !== undefined && normaliseContentType(sentType) === normaliseContentType(slot.contentType);
-    if (!typeMatches) return this.refuse(req, res, 415, `Content-Type must be ${slot.contentType || 'absent or application/octet-stream'}`, slot);
+    // Announced: it must be that. Not announced: whatever the PUT says (valid) is kept, or none.
+    const sentType = req.headers['content-type']?.trim();
+    let contentType = slot.contentType;
+    if (slot.contentType !== '') {
+      if (sentType === undefined || normaliseContentType(sentType) !== normaliseContentType(slot.contentType)) {
+        return this.refuse(req, res, 415, `Content-Type must be ${slot.contentType}, as announced`, slot);
+      }
+    } else if (sentType !== undefined && sentType !== '') {
+      if (!isValidContentType(sentType)) return this.refuse(req, res, 415, 'Invalid Content-Type', slot);
+      contentType = sentType;
+    }
 
     this.uploading.add(slot.id);
     try {
@@ -210,7 +223,7 @@ export class UploadHttpHandler {
       const lifetime = this.context.fileLifetime(slot.host);
       let isNew: boolean;
       try {
-        isNew = await this.context.store.completeUpload(slot.id, staged, now, lifetime === null ? null : now + lifetime);
+        isNew = await this.context.store.completeUpload(slot.id, staged, now, lifetime === null ? null : now + lifetime, contentType);
       } catch (err) {
         if (err instanceof SlotAlreadyUsed) return this.refuse(req, res, 409, 'This slot has been uploaded to already', slot);
         throw err;

@@ -13,11 +13,12 @@ import { defineModule } from '../../core/module.js';
 import type { Server } from '../../core/server.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { LocalDiskBlobStore } from './blobs.js';
-import { UploadHttpHandler, tokenHash } from './http.js';
+import { UploadHttpHandler, isValidContentType, tokenHash } from './http.js';
 import { UploadStore, uploadMigrations, type Slot } from './store.js';
 
 export const NS_UPLOAD = 'urn:xmpp:http:upload:0';
 const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
 const NS_DATA = 'jabber:x:data';
 /** Where the HTTP listener serves uploads: PUT and GET `/upload/<slot id>/<filename>`. */
 const HTTP_PREFIX = '/upload';
@@ -30,6 +31,8 @@ export interface UploadService {
   lifetimes: Map<string, number | null>;
   /** Listeners told of every completed upload (bytes newly stored: 0 when deduplicated). */
   onUpload: Set<(slot: Slot, bytesStored: number) => void>;
+  /** Totals since start, for /metrics: uploads, bytes received, bytes that were new to the store. */
+  counters: { files: number; bytesReceived: number; bytesStored: number };
 }
 
 const services = new WeakMap<Server, Promise<UploadService>>();
@@ -48,15 +51,19 @@ function sharedService(server: Server): Promise<UploadService> {
       const store = new UploadStore(server.db, blobs);
       const lifetimes = new Map<string, number | null>();
       const onUpload = new Set<(slot: Slot, bytesStored: number) => void>();
+      const counters = { files: 0, bytesReceived: 0, bytesStored: 0 };
       const http = new UploadHttpHandler({
         store,
         log: server.log.child({ module: 'upload' }),
         fileLifetime: (host) => lifetimes.get(host) ?? null,
         uploaded: (slot, bytes) => {
+          counters.files++;
+          counters.bytesReceived += slot.size;
+          counters.bytesStored += bytes;
           for (const listener of onUpload) listener(slot, bytes);
         },
       });
-      return { store, http, lifetimes, onUpload };
+      return { store, http, lifetimes, onUpload, counters };
     })();
     services.set(server, service);
   }
@@ -65,8 +72,6 @@ function sharedService(server: Server): Promise<UploadService> {
 
 // Filenames end up in URLs and Content-Disposition headers, never in paths on disk.
 const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/;
-// RFC 9110 §8.3.1 media type with optional parameters
-const CONTENT_TYPE = /^[\w!#$&^.+-]+\/[\w!#$&^.+-]+(\s*;\s*[\w!#$&^.+-]+=([\w!#$&^.+-]+|"[^"\\\x00-\x1f]*"))*$/;
 
 /** XEP-0082 date-time in UTC, whole seconds. */
 function stamp(ms: number): string {
@@ -128,6 +133,7 @@ export default defineModule({
       query.c('identity', { category: 'store', type: 'file', name: options.name });
       query.c('feature', { var: NS_UPLOAD });
       query.c('feature', { var: NS_DISCO_INFO });
+      query.c('feature', { var: NS_DISCO_ITEMS });
       const form = query.c('x', { xmlns: NS_DATA, type: 'result' });
       form.c('field', { var: 'FORM_TYPE', type: 'hidden' }).c('value').t(NS_UPLOAD);
       form.c('field', { var: 'max-file-size' }).c('value').t(String(options.max_file_size));
@@ -146,7 +152,7 @@ export default defineModule({
       }
       // an empty file is refused too: it shares nothing, and free slots would cost no quota
       if (!/^\d{1,15}$/.test(sizeText) || Number(sizeText) === 0) throw new StanzaError('bad-request', 'Invalid size: expected a number of bytes');
-      if (contentType !== '' && (contentType.length > 255 || !CONTENT_TYPE.test(contentType))) throw new StanzaError('bad-request', 'Invalid content-type');
+      if (contentType !== '' && !isValidContentType(contentType)) throw new StanzaError('bad-request', 'Invalid content-type');
       const size = Number(sizeText);
       if (size > options.max_file_size) {
         const tooLarge = new Element('file-too-large', { xmlns: NS_UPLOAD });
@@ -197,6 +203,7 @@ export default defineModule({
       if (to.local !== '' || to.resource !== '' || payload === undefined) return bounce(stanza, new StanzaError('service-unavailable')), true;
       const xmlns = payload.attrs.xmlns;
       if (type === 'get' && xmlns === NS_DISCO_INFO && payload.attrs.node === undefined) return route(iqResult(stanza, discoInfo())), true;
+      if (type === 'get' && xmlns === NS_DISCO_ITEMS && payload.attrs.node === undefined) return route(iqResult(stanza, new Element('query', { xmlns: NS_DISCO_ITEMS }))), true;
       if (type === 'get' && xmlns === NS_UPLOAD && payload.name === 'request') {
         requestSlot(payload, from).then(
           (slot) => route(iqResult(stanza, slot)),

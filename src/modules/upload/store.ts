@@ -157,11 +157,12 @@ export class UploadStore {
   }
 
   /**
-   * Records the upload of `staged` to the slot: the blob is kept if these bytes are new,
+   * Records the upload of `staged` to the slot (with the content type the PUT gave, when the
+   * request announced none): the blob is kept if these bytes are new,
    * otherwise the existing blob gains a reference and the staged copy is discarded.
    * Returns whether the bytes were new. Throws SlotAlreadyUsed if another upload won.
    */
-  completeUpload(slotId: string, staged: StagedBlob, uploadedAt: number, expiresAt: number | null): Promise<boolean> {
+  completeUpload(slotId: string, staged: StagedBlob, uploadedAt: number, expiresAt: number | null, contentType?: string): Promise<boolean> {
     return this.lock.run(staged.sha256, async () => {
       const existing = await this.db('upload_blobs').where({ sha256: staged.sha256 }).first('refcount');
       const isNew = existing === undefined;
@@ -172,7 +173,7 @@ export class UploadStore {
           const updated = await trx('upload_slots')
             .where({ id: slotId })
             .whereNull('sha256')
-            .update({ sha256: staged.sha256, uploaded_at: uploadedAt, expires_at: expiresAt });
+            .update({ sha256: staged.sha256, uploaded_at: uploadedAt, expires_at: expiresAt, ...(contentType === undefined ? {} : { content_type: contentType }) });
           if (updated === 0) throw new SlotAlreadyUsed();
           if (isNew) await trx('upload_blobs').insert({ sha256: staged.sha256, size: staged.size, refcount: 1, created_at: uploadedAt });
           else await trx('upload_blobs').where({ sha256: staged.sha256 }).increment('refcount', 1);
