@@ -372,6 +372,19 @@ test.serial('a quota per account: past it the request is refused with resource-c
   t.deepEqual((await uploadServiceOf(quota.server))!.counters, { files: 1, bytesReceived: 2000, bytesStored: 2000 });
 });
 
+test.serial('a full server storage refuses new slots with resource-constraint', async (t) => {
+  const full = await startServer({ config: { modules: { ...standardModules, upload: { max_storage: '1000' } } } });
+  t.teardown(() => full.stop());
+  await full.createAccount('gus');
+  const gus = await connect(full, 'gus', { resource: 'phone' });
+  const slot = await requestSlot(gus, 'a.bin', 800);
+  t.is((await fetch(slot.put, { method: 'PUT', body: randomBytes(800), headers: slot.headers })).status, 201);
+  const { condition, type } = await slotError(gus, slotRequest('b.bin', 201));
+  t.is(condition, 'resource-constraint');
+  t.is(type, 'wait');
+  await requestSlot(gus, 'c.bin', 200);
+});
+
 test.serial('files expire: after expire_after the URL is gone and so is the file on disk', async (t) => {
   const short = await startServer({ config: { modules: { ...standardModules, upload: { expire_after: '1s' } } } });
   t.teardown(() => short.stop());

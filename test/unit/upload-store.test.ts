@@ -104,6 +104,17 @@ test('usage counts the files and open slots of an account that have not expired'
   t.deepEqual(await store.usage('localhost', 'a@localhost', now), { bytes: 150, nextExpiry: now + 5_000 });
 });
 
+test('storage used counts each blob once, and slots still waiting for their upload', async (t) => {
+  const { store, blobs, slot } = await setup(t);
+  const bytes = randomBytes(300);
+  for (const owner of ['a@localhost', 'b@localhost']) {
+    await store.completeUpload(await slot(owner, 300), await blobs.stage(Readable.from([bytes]), 300), Date.now(), null);
+  }
+  await slot('c@localhost', 40);
+  await slot('c@localhost', 1000, Date.now() - 1); // its authorisation ran out
+  t.is(await store.storageUsed(Date.now()), 340);
+});
+
 test('a removed account takes its files with it', async (t) => {
   const { store, blobs, slot, filesOnDisk } = await setup(t);
   const id = await slot('gone@localhost', 10);

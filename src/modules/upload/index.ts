@@ -99,6 +99,8 @@ export default defineModule({
     max_file_size: byteSize().prefault('100MiB'),
     /** What one account's files may take in total, or never (no quota). */
     quota_per_account: byteSizeOrNever().prefault('1GiB'),
+    /** All files on the server together (each content counted once), or never (no limit). */
+    max_storage: byteSizeOrNever().prefault('never'),
     /** How long a file is kept after its upload, or never (kept until its account is removed). */
     expire_after: durationOrNever().prefault('30d'),
     /** How long a slot's PUT authorisation lasts (XEP-0363 §7 recommends about a minute). */
@@ -168,6 +170,10 @@ export default defineModule({
           if (usage.nextExpiry === null) throw new StanzaError('resource-constraint', text, 'cancel');
           throw new StanzaError('resource-constraint', text, 'wait', new Element('retry', { xmlns: NS_UPLOAD, stamp: stamp(usage.nextExpiry) }));
         }
+      }
+      if (options.max_storage !== null && (await store.storageUsed(now)) + size > options.max_storage) {
+        m.log.warn({ max_storage: options.max_storage }, 'file storage is full (modules.upload.max_storage)');
+        throw new StanzaError('resource-constraint', 'The file storage of this server is full', 'wait');
       }
       const id = randomBytes(18).toString('base64url');
       const token = randomBytes(24).toString('base64url');

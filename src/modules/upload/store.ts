@@ -156,6 +156,15 @@ export class UploadStore {
     return { bytes: Number(rows[0]?.bytes ?? 0), nextExpiry: numberOrNull(rows[0]?.next ?? null) };
   }
 
+  /** Bytes on disk (each blob once) plus those reserved by slots not uploaded to yet. */
+  async storageUsed(now: number): Promise<number> {
+    const [blobs, pending] = await Promise.all([
+      this.db('upload_blobs').sum({ bytes: 'size' }),
+      this.db('upload_slots').whereNull('sha256').andWhere('expires_at', '>', now).sum({ bytes: 'size' }),
+    ]);
+    return Number(blobs[0]?.bytes ?? 0) + Number(pending[0]?.bytes ?? 0);
+  }
+
   /**
    * Records the upload of `staged` to the slot (with the content type the PUT gave, when the
    * request announced none): the blob is kept if these bytes are new,
