@@ -115,6 +115,19 @@ test('storage used counts each blob once, and slots still waiting for their uplo
   t.is(await store.storageUsed(Date.now()), 340);
 });
 
+test('stored files no row refers to (left by a crash) are found and deleted, the others kept', async (t) => {
+  const { store, blobs, slot, filesOnDisk, root } = await setup(t);
+  const kept = randomBytes(64);
+  await store.completeUpload(await slot('a@localhost', 64), await blobs.stage(Readable.from([kept]), 64), Date.now(), null);
+  const orphan = await blobs.stage(Readable.from([randomBytes(64)]), 64);
+  await orphan.keep(); // stored, and then the process died before the database heard of it
+  fs.writeFileSync(path.join(root, 'README'), 'not a blob');
+  t.is(filesOnDisk().length, 3);
+  t.is(await store.removeOrphans(), 1);
+  t.false(await blobs.has(orphan.sha256));
+  t.is(filesOnDisk().length, 2);
+});
+
 test('a removed account takes its files with it', async (t) => {
   const { store, blobs, slot, filesOnDisk } = await setup(t);
   const id = await slot('gone@localhost', 10);

@@ -37,6 +37,8 @@ export interface BlobStore {
   open(sha256: string, range?: ByteRange): Readable;
   has(sha256: string): Promise<boolean>;
   delete(sha256: string): Promise<void>;
+  /** Every stored digest (for finding blobs a crash left without a database row). */
+  list(): AsyncIterable<string>;
 }
 
 export class BlobTooLarge extends Error {
@@ -115,5 +117,14 @@ export class LocalDiskBlobStore implements BlobStore {
 
   async delete(sha256: string): Promise<void> {
     await fsp.rm(this.pathOf(sha256), { force: true });
+  }
+
+  async *list(): AsyncIterable<string> {
+    for (const prefix of await fsp.readdir(this.root)) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await fsp.readdir(path.join(this.root, prefix))) {
+        if (SHA256_HEX.test(name) && name.startsWith(prefix)) yield name;
+      }
+    }
   }
 }

@@ -33,6 +33,8 @@ export interface UploadService {
   onUpload: Set<(slot: Slot, bytesStored: number) => void>;
   /** Totals since start, for /metrics: uploads, bytes received, bytes that were new to the store. */
   counters: { files: number; bytesReceived: number; bytesStored: number };
+  /** The start-up search for stored files without a database row (see UploadStore.removeOrphans). */
+  orphanSweep: Promise<void>;
 }
 
 const services = new WeakMap<Server, Promise<UploadService>>();
@@ -49,12 +51,13 @@ function sharedService(server: Server): Promise<UploadService> {
       const blobs = new LocalDiskBlobStore(path.join(server.settings.dataDir, 'uploads'));
       await blobs.init();
       const store = new UploadStore(server.db, blobs);
+      const log = server.log.child({ module: 'upload' });
       const lifetimes = new Map<string, number | null>();
       const onUpload = new Set<(slot: Slot, bytesStored: number) => void>();
       const counters = { files: 0, bytesReceived: 0, bytesStored: 0 };
       const http = new UploadHttpHandler({
         store,
-        log: server.log.child({ module: 'upload' }),
+        log,
         fileLifetime: (host) => lifetimes.get(host) ?? null,
         uploaded: (slot, bytes) => {
           counters.files++;
@@ -63,7 +66,12 @@ function sharedService(server: Server): Promise<UploadService> {
           for (const listener of onUpload) listener(slot, bytes);
         },
       });
-      return { store, http, lifetimes, onUpload, counters };
+      // in the background: the server need not wait for a walk over every stored file
+      const orphanSweep = store.removeOrphans().then(
+        (removed) => void (removed > 0 && log.warn({ removed }, 'deleted stored files no upload referred to (left by a crash)')),
+        (err: unknown) => log.error({ err }, 'looking for unreferenced stored files failed'),
+      );
+      return { store, http, lifetimes, onUpload, counters, orphanSweep };
     })();
     services.set(server, service);
   }
@@ -261,6 +269,7 @@ export default defineModule({
 
     m.onStop(async () => {
       clearInterval(timer);
+      await service.orphanSweep;
       await sweeping;
       await store.settled();
     });

@@ -248,6 +248,37 @@ export class UploadStore {
     return { slots: rows.length, blobsDeleted };
   }
 
+  /**
+   * Deletes stored blobs that no database row knows: what a crash between storing a file and
+   * recording it (or between forgetting one and deleting it) leaves behind. Returns how many.
+   */
+  async removeOrphans(): Promise<number> {
+    let removed = 0;
+    let batch: string[] = [];
+    const check = async () => {
+      const known = new Set(
+        (await this.db('upload_blobs').whereIn('sha256', batch).select('sha256')).map((row: { sha256: string }) => row.sha256),
+      );
+      for (const sha256 of batch) {
+        if (known.has(sha256)) continue;
+        // checked again under the digest's lock: an upload of these bytes may be finishing now
+        const gone = await this.lock.run(sha256, async () => {
+          if ((await this.db('upload_blobs').where({ sha256 }).first('sha256')) !== undefined) return false;
+          await this.blobs.delete(sha256);
+          return true;
+        });
+        if (gone) removed++;
+      }
+      batch = [];
+    };
+    for await (const sha256 of this.blobs.list()) {
+      batch.push(sha256);
+      if (batch.length === 500) await check();
+    }
+    if (batch.length > 0) await check();
+    return removed;
+  }
+
   async blobCount(): Promise<number> {
     const rows: Array<{ n: number | string }> = await this.db('upload_blobs').count({ n: '*' });
     return Number(rows[0]?.n ?? 0);
