@@ -284,6 +284,31 @@ test('a slot can be uploaded to once: a second PUT is a conflict and the first f
   t.deepEqual(Buffer.from(await (await fetch(slot.get)).arrayBuffer()), bytes);
 });
 
+test('a removed account takes its files with it (bytes someone else also uploaded stay for them)', async (t) => {
+  const { hal, ida } = await freshAccounts(server, 'hal', 'ida');
+  const halClient = await connect(server, hal, { resource: 'phone' });
+  const idaClient = await loginForTest(t, server, ida, 'phone');
+  const own = randomBytes(700);
+  const shared = randomBytes(800);
+  const ownSlot = await requestSlot(halClient, 'own.bin', own.length);
+  t.is((await fetch(ownSlot.put, { method: 'PUT', body: own, headers: ownSlot.headers })).status, 201);
+  const sharedSlot = await requestSlot(halClient, 'shared.bin', shared.length);
+  t.is((await fetch(sharedSlot.put, { method: 'PUT', body: shared, headers: sharedSlot.headers })).status, 201);
+  const idasCopy = await requestSlot(idaClient, 'shared.bin', shared.length);
+  t.is((await fetch(idasCopy.put, { method: 'PUT', body: shared, headers: idasCopy.headers })).status, 201);
+
+  await halClient.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))));
+  await halClient.stop();
+  // the files go in the background: wait (bounded) for the last of them
+  const gone = async () => (await fetch(ownSlot.get)).status === 404 && (await fetch(sharedSlot.get)).status === 404 && storedCopies(server.dataDir, sha256(own)).length === 0;
+  for (let i = 0; i < 100 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 50));
+  t.is((await fetch(ownSlot.get)).status, 404);
+  t.is((await fetch(sharedSlot.get)).status, 404);
+  t.is(storedCopies(server.dataDir, sha256(own)).length, 0);
+  t.is(storedCopies(server.dataDir, sha256(shared)).length, 1);
+  t.deepEqual(Buffer.from(await (await fetch(idasCopy.get)).arrayBuffer()), shared);
+});
+
 test('HTML and SVG are served as attachments in a script-free sandbox, never inline', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
   const client = await loginForTest(t, server, alice, 'phone');
