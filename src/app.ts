@@ -57,6 +57,8 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       defaultHost: config.http.default_host,
       maxBodySize: config.http.max_body_size,
       requestTimeout: config.http.request_timeout,
+      websocket: { enabled: config.http.websocket.enabled, considerSecure: config.http.websocket.consider_secure },
+      metrics: config.http.metrics,
     },
     moduleOptions<T>(domain: string, module: string, schema: z.ZodType<T>): T {
       const index = config.hosts.findIndex((h) => h.domain === domain);

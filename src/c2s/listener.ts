@@ -8,6 +8,7 @@ import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
 import type { ThrottleLimit } from './sasl/throttle.js';
+import { TcpTransport, type C2STransport } from './transport.js';
 
 export interface C2SListen {
   host: string;
@@ -44,6 +45,7 @@ export class C2SListeners {
   /** Sessions that may be resumed (XEP-0198), by resumption id. */
   readonly resumable = new Map<string, ClientSession>();
   private sweeper: NodeJS.Timeout | undefined;
+  private closing = false;
 
   constructor(
     private readonly server: Server,
@@ -56,7 +58,7 @@ export class C2SListeners {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
         if (listen.tls === 'direct') socket = this.directTls(socket);
-        this.streams.add(new C2SStream(this.server, socket, this.settings, listen.tls === 'direct', this));
+        this.accept(new TcpTransport(socket, listen.tls === 'direct'));
       };
       const netServer = net.createServer(accept);
       await new Promise<void>((resolve, reject) => {
@@ -84,6 +86,17 @@ export class C2SListeners {
     return new tls.TLSSocket(socket, { isServer: true, ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] });
   }
 
+  /** A new client connection, over TCP or a WebSocket (src/c2s/websocket.ts). */
+  accept(transport: C2STransport): C2SStream | undefined {
+    if (this.closing) {
+      transport.destroy(); // a WebSocket upgraded while the server shuts down
+      return undefined;
+    }
+    const stream = new C2SStream(this.server, transport, this.settings, this);
+    if (stream.state !== 'closed') this.streams.add(stream);
+    return stream;
+  }
+
   forget(stream: C2SStream): void {
     this.streams.delete(stream);
   }
@@ -93,6 +106,13 @@ export class C2SListeners {
       const address = server.address() as net.AddressInfo;
       return { host: listen.host, port: address.port, tls: listen.tls };
     });
+  }
+
+  /** Open client connections by transport, for /metrics. */
+  connectionCounts(): { c2s_tcp: number; c2s_websocket: number } {
+    let websocket = 0;
+    for (const stream of this.streams) if (stream.transport.kind === 'websocket') websocket++;
+    return { c2s_tcp: this.streams.size - websocket, c2s_websocket: websocket };
   }
 
   get connectionCount(): number {
@@ -126,6 +146,7 @@ export class C2SListeners {
 
   /** Stops accepting, then ends every stream with `system-shutdown` (RFC 6120 §4.9.3.18). */
   async close(): Promise<void> {
+    this.closing = true;
     if (this.sweeper) clearInterval(this.sweeper);
     const closing = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.streams]) stream.close('system-shutdown', 'The server is shutting down');

@@ -63,6 +63,9 @@ export class ClientSession implements Session {
   }
 
   private transmit(stanza: Element, xml: string, tracker: DeliveryTracker | undefined): void {
+    const metrics = this.server.metrics;
+    metrics.stanzasOut.count(stanza.name);
+    metrics.delivered();
     if (this.sm !== null) {
       this.sm.sent(stanza, xml, tracker, this.otherRecipients(stanza));
       if (this.stream === null && this.sm.unackedCount > MAX_HIBERNATION_QUEUE) {

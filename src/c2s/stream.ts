@@ -1,11 +1,10 @@
 // One client connection (RFC 6120): stream headers and features, STARTTLS, SASL, resource
-// binding, then stanzas handed to the server with `from` stamped. The bound session
+// binding, then stanzas handed to the server with `from` stamped. It runs over a transport
+// (src/c2s/transport.ts): TCP, or a WebSocket with RFC 7395 framing. The bound session
 // (ClientSession) is what the router delivers to; it can outlive this connection and be resumed
 // on another one (XEP-0198). Writes are batched: everything sent to a connection during one turn
 // of the event loop goes out in a single socket write (see flushAll).
 import crypto from 'node:crypto';
-import net from 'node:net';
-import tls from 'node:tls';
 import Element from 'ltx/lib/Element.js';
 import type { Server } from '../core/server.js';
 import type { DeliveryTracker } from '../core/sessions.js';
@@ -24,6 +23,7 @@ import { ClientSession } from './session.js';
 import { NS_SM, StreamManagement } from './sm.js';
 import { NS_CSI } from './csi.js';
 import { RateLimiter } from './rate.js';
+import type { C2STransport, TransportEvents } from './transport.js';
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -33,6 +33,8 @@ const NS_LIMITS = 'urn:xmpp:stream-limits:0';
 const NS_PING = 'urn:xmpp:ping';
 const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const PING_ID_PREFIX = 'xmppd-ping-';
+export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
+const FRAMED_CLOSE = `<close xmlns='${NS_FRAMING}'/>`;
 
 /** Past this much unsent output a connection is a slow reader we stop buffering for. */
 const MAX_PENDING_OUTPUT = 8 * 1024 * 1024;
@@ -69,7 +71,7 @@ function flushAll(): void {
   for (let i = 0; i < streams.length; i++) streams[i]!.flush();
 }
 
-export class C2SStream {
+export class C2SStream implements TransportEvents {
   state: StreamState = 'connected';
   secure: boolean;
   /** The virtual host named in the stream header. */
@@ -83,8 +85,11 @@ export class C2SStream {
   lastSent = clock.now;
   pingSentAt = 0;
 
-  private socket: net.Socket;
   private readonly parser: StreamParser;
+  /** RFC 7395: output goes out as one message per top-level element. */
+  private readonly framed: boolean;
+  /** Framed output of this event-loop turn, one entry per message. */
+  private frames: string[] = [];
   private streamId = '';
   private headerSent = false;
   private output = '';
@@ -92,54 +97,69 @@ export class C2SStream {
   private trackers: DeliveryTracker[] | null = null;
   private sasl: SaslNegotiation | null = null;
   private readonly rateLimiter: RateLimiter | null;
+  private closing = false;
   /** We are closing on purpose: the session ends rather than waits for resumption. */
   private endsSession = false;
 
   constructor(
     readonly server: Server,
-    socket: net.Socket,
+    readonly transport: C2STransport,
     private readonly settings: C2SSettings,
-    directTls: boolean,
     private readonly listeners: C2SListeners,
   ) {
-    this.socket = socket;
-    this.secure = directTls;
-    this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    this.secure = transport.secure;
+    this.framed = transport.framed;
+    this.remoteAddress = transport.remoteAddress;
     this.parser = new StreamParser(this, settings.maxStanzaSize);
+    if (this.framed) this.parser.startFramed();
     this.rateLimiter = settings.maxReceiveRate === null ? null : new RateLimiter(settings.maxReceiveRate, settings.maxReceiveRate * 4);
-    this.attach(socket);
+    transport.attach(this);
   }
 
   get jid(): Jid | undefined {
     return this.session?.jid;
   }
 
-  private attach(socket: net.Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.lastReceived = clock.now;
-      if (this.rateLimiter !== null) {
-        const pause = this.rateLimiter.consume(chunk.length);
-        if (pause > 0) {
-          socket.pause();
-          setTimeout(() => socket.resume(), pause).unref();
-        }
+  // --- transport events --------------------------------------------------------------------
+
+  received(chunk: Buffer | string): void {
+    this.lastReceived = clock.now;
+    if (this.rateLimiter !== null) {
+      const pause = this.rateLimiter.consume(chunk.length);
+      if (pause > 0) this.transport.pauseFor(pause);
+    }
+    const metrics = this.server.metrics;
+    metrics.handlingSince = performance.now();
+    try {
+      this.parser.write(chunk);
+      // RFC 7395 §3.3.3: a message carries whole elements, never part of one
+      if (this.framed && this.state !== 'closed' && !this.parser.atElementBoundary()) {
+        this.close('not-well-formed', 'A WebSocket message must hold one complete XML element');
       }
-      try {
-        this.parser.write(chunk);
-      } catch (err) {
-        // a bug in our handling of this input must cost this stream only, never the process
-        this.server.log.error({ err, jid: this.jid?.toString(), address: this.remoteAddress }, 'internal error while handling client data');
-        this.close('internal-server-error');
-      }
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.server.log.debug({ err: err.message, address: this.remoteAddress }, 'client socket error');
-    });
-    socket.on('close', () => this.closed('connection lost'));
-    // The peer shut its half of the TCP connection without closing the stream: that is a
-    // connection lost (an app killed, a proxy timing out), not a goodbye. Only </stream:stream>
-    // ends a resumable session (XEP-0198 §5).
-    socket.on('end', () => this.close(undefined, undefined, true));
+    } catch (err) {
+      // a bug in our handling of this input must cost this stream only, never the process
+      this.server.log.error({ err, jid: this.jid?.toString(), address: this.remoteAddress }, 'internal error while handling client data');
+      this.close('internal-server-error');
+    } finally {
+      metrics.handlingSince = 0;
+    }
+  }
+
+  failed(err: Error): void {
+    this.server.log.debug({ err: err.message, address: this.remoteAddress, transport: this.transport.kind }, 'client connection error');
+  }
+
+  lost(): void {
+    this.closed('connection lost');
+  }
+
+  /**
+   * The peer shut its half of the TCP connection without closing the stream: that is a
+   * connection lost (an app killed, a proxy timing out), not a goodbye. Only </stream:stream>
+   * ends a resumable session (XEP-0198 §5).
+   */
+  peerEnded(): void {
+    this.close(undefined, undefined, true);
   }
 
   // --- output ------------------------------------------------------------------------------
@@ -148,6 +168,7 @@ export class C2SStream {
   write(xml: string, tracker?: DeliveryTracker): void {
     if (this.state === 'closed') return tracker?.undelivered();
     if (tracker !== undefined) (this.trackers ??= []).push(tracker);
+    if (this.framed) return this.writeFrame(xml);
     if (this.output.length === 0) {
       this.output = xml;
       dirty.push(this);
@@ -160,30 +181,59 @@ export class C2SStream {
     }
   }
 
+  /** RFC 7395: each top-level element is a message of its own, with its namespaces declared. */
+  private writeFrame(xml: string): void {
+    if (this.frames.length === 0) {
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAll);
+      }
+    }
+    this.frames.push(withClientNamespace(xml));
+  }
+
   private send(stanza: Element): void {
     this.write(serialize(stanza));
   }
 
   flush(): void {
+    if (this.framed) return this.flushFrames();
     if (this.output.length === 0) return;
     let out = this.output;
     this.output = '';
     const sm = this.session?.sm;
     // XEP-0198 §4: ask for an ack once per batch while stanzas are unacknowledged
-    if (sm && this.state === 'bound' && !sm.ackRequested && sm.unackedCount > 0) {
+    if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
       out += `<r xmlns='${NS_SM}'/>`;
       sm.ackRequested = true;
     }
+    this.transmit(out);
+  }
+
+  private flushFrames(): void {
+    if (this.frames.length === 0) return;
+    const frames = this.frames;
+    this.frames = [];
+    const sm = this.session?.sm;
+    if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
+      frames.push(`<r xmlns='${NS_SM}'/>`);
+      sm.ackRequested = true;
+    }
+    this.transmit(frames);
+  }
+
+  private transmit(out: string | string[]): void {
     this.lastSent = clock.now;
     const trackers = this.trackers;
     this.trackers = null;
-    if (trackers === null) this.socket.write(out);
+    if (trackers === null) this.transport.send(out);
     else {
-      this.socket.write(out, (err) => {
+      this.transport.send(out, (err) => {
         for (const tracker of trackers) err ? tracker.undelivered() : tracker.delivered();
       });
     }
-    if (this.socket.writableLength > MAX_PENDING_OUTPUT) {
+    if (this.transport.pendingOutput > MAX_PENDING_OUTPUT) {
       this.server.log.warn({ jid: this.jid?.toString(), address: this.remoteAddress }, 'client is not reading; closing');
       this.close('policy-violation', 'Too much unread data');
     }
@@ -201,18 +251,22 @@ export class C2SStream {
       this.server.log.info({ condition, text, jid: this.jid?.toString(), address: this.remoteAddress }, 'closing client stream with an error');
     }
     if (!resumable) this.endsSession = true;
-    let out = this.headerSent ? '' : this.header();
+    this.closing = true; // nothing after the closing tag, not even an ack request
+    if (!this.headerSent) this.write(this.header());
     if (condition !== undefined) {
-      const error = streamErrorXml(condition, text);
-      out += detail === undefined ? error : error.replace('</stream:error>', `${detail}</stream:error>`);
+      let error = streamErrorXml(condition, text);
+      if (detail !== undefined) error = error.replace('</stream:error>', `${detail}</stream:error>`);
+      // RFC 7395 §3.6.1: framed, the error stands alone, so it declares its prefix
+      if (this.framed) error = error.replace('<stream:error>', `<stream:error xmlns:stream='${NS_STREAMS}'>`);
+      this.write(error);
     }
-    out += '</stream:stream>';
-    this.write(out);
+    this.write(this.framed ? FRAMED_CLOSE : '</stream:stream>');
     this.flush();
     this.closed(condition ?? 'closed');
-    this.socket.end();
+    const transport = this.transport;
+    transport.end();
     // give the peer a moment to read the error and answer with its own close, then cut
-    setTimeout(() => this.socket.destroy(), 2000).unref();
+    setTimeout(() => transport.destroy(), 2000).unref();
   }
 
   /** Another connection resumed our session: close this one without touching the session. */
@@ -226,6 +280,7 @@ export class C2SStream {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.output = '';
+    this.frames = [];
     const trackers = this.trackers;
     this.trackers = null;
     for (const tracker of trackers ?? []) tracker.undelivered();
@@ -247,16 +302,32 @@ export class C2SStream {
       return this.close('invalid-namespace', 'The stream root must be <stream:stream> in http://etherx.jabber.org/streams');
     }
     if (attrs.xmlns !== NS_CLIENT) return this.close('invalid-namespace', 'Client streams use the jabber:client namespace');
-    const to = attrs.to;
+    if (this.framed) return this.close('invalid-namespace', `Over WebSocket the stream opens with <open xmlns='${NS_FRAMING}'/> (RFC 7395)`);
+    this.openStream(attrs.to, attrs.version);
+  }
+
+  private openStream(to: string | undefined, version: string | undefined): void {
     if (to === undefined || to === '') return this.close('improper-addressing', "The stream header needs a 'to' attribute");
     const domain = to.toLowerCase();
     if (!this.server.hosts.has(domain)) return this.close('host-unknown', `${to} is not served here`);
     if (this.host !== '' && domain !== this.host) return this.close('host-unknown', 'The host cannot change on a stream restart');
     this.host = domain;
     // RFC 6120 §4.7.5: no version means a pre-1.0 entity, which we do not speak
-    const major = Number((attrs.version ?? '0').split('.')[0]);
+    const major = Number((version ?? '0').split('.')[0]);
     if (!(major >= 1)) return this.close('unsupported-version', 'XMPP 1.0 is required');
-    this.write(this.header() + this.features());
+    // RFC 7395 §3.8: no STARTTLS over WebSocket, so an unencrypted one cannot go further
+    if (this.framed && !this.secure && this.settings.requireEncryption) {
+      this.write(this.header());
+      return this.close('policy-violation', 'Encryption is required: connect with wss://');
+    }
+    this.write(this.header());
+    this.write(this.features());
+  }
+
+  /** RFC 7395 §3.4: the framed stream header, checked like <stream:stream> is. */
+  private onFramedOpen(attrs: Record<string, string>): void {
+    if (this.headerSent) return this.close('invalid-xml', 'The stream is already open');
+    this.openStream(attrs.to, attrs.version);
   }
 
   onStreamEnd(): void {
@@ -271,6 +342,12 @@ export class C2SStream {
     if (this.state === 'closed') return;
     const name = element.name;
     const xmlns = element.attrs.xmlns;
+    if (this.framed) {
+      // RFC 7395 §3.4, §3.6: <open/> starts (or restarts) the stream, <close/> ends it
+      if (xmlns === NS_FRAMING && name === 'open') return this.onFramedOpen(element.attrs);
+      if (xmlns === NS_FRAMING && name === 'close') return this.onStreamEnd();
+      if (!this.headerSent) return this.close('not-authorized', `Open the stream with <open xmlns='${NS_FRAMING}'/> first`);
+    }
     const isStanza = (name === 'message' || name === 'presence' || name === 'iq') && (xmlns === undefined || xmlns === NS_CLIENT);
     if (this.state === 'bound') {
       if (isStanza) return this.clientStanza(element);
@@ -297,18 +374,19 @@ export class C2SStream {
     this.headerSent = true;
     this.streamId = crypto.randomBytes(12).toString('base64url');
     const from = this.host || this.server.hosts.keys().next().value || 'localhost';
+    if (this.framed) return `<open xmlns='${NS_FRAMING}' id='${this.streamId}' from='${from}' version='1.0' xml:lang='en'/>`;
     return `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}' id='${this.streamId}' from='${from}' version='1.0' xml:lang='en'>`;
   }
 
   private features(): string {
     const host = this.server.hosts.get(this.host)!;
-    let features = '<stream:features>';
+    let features = this.framed ? `<stream:features xmlns:stream='${NS_STREAMS}'>` : '<stream:features>';
     // XEP-0478: tell the client what we enforce, so it can avoid being disconnected
     const limits = `<limits xmlns='${NS_LIMITS}'><max-bytes>${this.settings.maxStanzaSize}</max-bytes>${
       this.settings.pingInterval !== null ? `<idle-seconds>${this.settings.pingInterval + this.settings.pingTimeout}</idle-seconds>` : ''
     }</limits>`;
     if (this.state === 'connected') {
-      if (!this.secure) {
+      if (!this.secure && this.transport.startTls !== undefined) {
         features += `<starttls xmlns='${NS_TLS}'>${this.settings.requireEncryption ? '<required/>' : ''}</starttls>`;
       }
       if (this.secure || !this.settings.requireEncryption) {
@@ -330,24 +408,19 @@ export class C2SStream {
 
   /** RFC 6120 §5.4: <proceed/>, then a TLS handshake on the same socket and a fresh stream. */
   private startTls(): void {
+    const transport = this.transport;
+    if (transport.startTls === undefined) return this.close('unsupported-feature', 'No STARTTLS over WebSocket: connect with wss://');
     if (this.secure || this.state !== 'connected') return this.close('policy-violation', 'TLS is already negotiated');
-    this.socket.write(`<proceed xmlns='${NS_TLS}'/>`);
-    const raw = this.socket;
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('close');
-    raw.removeAllListeners('end');
-    raw.removeAllListeners('error');
-    const secureSocket = new tls.TLSSocket(raw, { isServer: true, ...this.server.tls.serverOptions() });
-    this.socket = secureSocket;
-    this.attach(secureSocket);
-    secureSocket.once('secure', () => {
+    transport.send(`<proceed xmlns='${NS_TLS}'/>`);
+    transport.startTls(this.server.tls.serverOptions(), () => {
       this.secure = true;
     });
     this.restart();
   }
 
   private restart(): void {
-    this.parser.reset();
+    // RFC 7395 §3.7: framed, the client's next <open/> restarts the stream; no parser state to drop
+    if (!this.framed) this.parser.reset();
     this.headerSent = false;
   }
 
@@ -362,6 +435,7 @@ export class C2SStream {
     this.sasl.handle(element).then(
       (outcome) => {
         if (this.state === 'closed') return;
+        if (outcome.username === undefined && outcome.done && outcome.reply.startsWith('<failure')) this.server.metrics.authFailures++;
         this.write(outcome.reply);
         if (outcome.username !== undefined) {
           this.username = outcome.username;
@@ -430,6 +504,7 @@ export class C2SStream {
       }
     }
     attrs.from = jid.toString();
+    this.server.metrics.stanzasIn.count(stanza.name);
     const handling = this.handleClientStanza(stanza, session);
     // XEP-0198: count it; when it is accepted only once stored, acks wait for that
     session.sm?.inbound(handling instanceof Promise ? handling : undefined);
@@ -568,7 +643,12 @@ export class C2SStream {
   }
 
   sendWhitespace(): void {
-    if (this.output.length === 0) this.write(' ');
+    if (this.state === 'closed') return;
+    // RFC 7395 §3.3.2 (framed): no whitespace between elements, a WebSocket ping instead
+    if (this.framed) {
+      this.lastSent = clock.now;
+      this.transport.keepalive();
+    } else if (this.output.length === 0) this.write(' ');
   }
 }
 
@@ -582,4 +662,18 @@ function handledCount(element: Element): number | null {
 
 function smFailed(condition: string, text: string): string {
   return `<failed xmlns='${NS_SM}'><${condition} xmlns='${NS_STANZAS}'/><text xmlns='${NS_STANZAS}'>${text}</text></failed>`;
+}
+
+const STANZA_START = /^<(message|presence|iq)[\s/>]/;
+
+/**
+ * RFC 7395 §3.3.3: a framed stanza is a document of its own, so it carries jabber:client itself
+ * (inside a TCP stream it inherits it from <stream:stream>). Only WebSocket output pays this.
+ */
+function withClientNamespace(xml: string): string {
+  if (!STANZA_START.test(xml)) return xml;
+  const tagEnd = xml.indexOf('>');
+  const nameEnd = xml.search(/[\s/>]/);
+  if (xml.lastIndexOf(' xmlns=', tagEnd) > 0) return xml;
+  return `${xml.slice(0, nameEnd)} xmlns='${NS_CLIENT}'${xml.slice(nameEnd)}`;
 }

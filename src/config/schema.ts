@@ -31,7 +31,7 @@ function section<T extends z.ZodType>(schema: T) {
 }
 
 /** The modules a fresh server runs: the ones every XMPP client expects to find. */
-export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'upload'] as const;
+export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'upload', 'webchat'] as const;
 
 const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -157,6 +157,25 @@ const httpSchema = z.strictObject({
   max_body_size: byteSize().prefault('64KiB'),
   /** Time a client may take to send a whole request (headers and body). */
   request_timeout: duration().prefault('5m'),
+  /** XMPP over WebSocket (RFC 7395) at /xmpp-websocket. */
+  websocket: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        consider_secure: z.enum(['auto', 'always']).default('auto'),
+      })
+      .prefault({}),
+  ),
+  /** Prometheus metrics at /metrics. */
+  metrics: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** loopback: plain listeners on a loopback address only; all: every listener. */
+        listeners: z.enum(['loopback', 'all']).default('loopback'),
+      })
+      .prefault({}),
+  ),
 });
 
 export const coreConfigSchema = z

@@ -141,6 +141,14 @@ export class ModuleContext<Options> {
     return this.server.http.publicUrl(this.host.domain) + path;
   }
 
+  /**
+   * Report a number per host in /metrics (a Prometheus gauge labelled with the host), read when
+   * scraped: `m.gauge('xmppd_offline_messages', 'Messages waiting offline', () => store.total())`.
+   */
+  gauge(name: string, help: string, read: () => number | Promise<number>): void {
+    this.cleanups.push(this.server.metrics.hostGauge(name, help, this.host.domain, read));
+  }
+
   onStop(cleanup: () => void | Promise<void>): void {
     this.cleanups.push(cleanup);
   }

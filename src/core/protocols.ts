@@ -12,5 +12,7 @@ export const coreProtocols: ProtocolSupport[] = [
   { spec: 'XEP-0368', version: '1.1.0', status: 'complete', note: 'direct TLS listener (ALPN xmpp-client)' },
   { spec: 'XEP-0198', version: '1.6.1', status: 'complete', note: 'acks, resumption (c2s.resume_timeout), unacked stanzas re-routed to other resources or offline storage when the window ends (src/c2s/sm.ts)' },
   { spec: 'XEP-0352', version: '1.0.0', status: 'complete', note: 'presence updates and chat states held for inactive clients (src/c2s/csi.ts)' },
+  { spec: 'RFC 7395', status: 'complete', note: 'XMPP over WebSocket at /xmpp-websocket on the HTTP listeners, same stream logic as TCP (src/c2s/websocket.ts)' },
+  { spec: 'XEP-0156', status: 'partial', note: 'HTTP lookup (/.well-known/host-meta and host-meta.json) of the WebSocket endpoint; no DNS TXT records' },
   { spec: 'XEP-0478', version: '0.2.0', status: 'complete', note: 'max-bytes and idle-seconds advertised, size enforced while parsing' },
 ];

@@ -16,6 +16,9 @@ import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import type { Jid } from './jid.js';
 import { HttpService, type HttpSettings } from '../http/service.js';
+import { serveWebSocket } from '../c2s/websocket.js';
+import { ServerMetrics } from './metrics.js';
+import { serveEndpoints } from '../http/endpoints.js';
 
 export interface ServerHostSettings extends HostSettings {
   tls?: HostTlsFiles | undefined;
@@ -39,6 +42,8 @@ export class Server {
   readonly hosts = new Map<string, VirtualHost>();
   readonly sessions = new SessionRegistry();
   readonly startedAt = Date.now();
+  /** Prometheus metrics, served at /metrics. */
+  readonly metrics = new ServerMetrics(() => ({ ...(this.c2s?.connectionCounts() ?? { c2s_tcp: 0, c2s_websocket: 0 }) }));
   db!: Knex;
   accounts!: AccountStore;
   router!: Router;
@@ -97,6 +102,8 @@ export class Server {
 
     this.c2s = new C2SListeners(this, this.settings.c2s);
     await this.c2s.listen();
+    if (this.settings.http.websocket.enabled) serveWebSocket(this, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
+    serveEndpoints(this, this.settings.http.metrics, this.settings.http.websocket.enabled);
     await this.http.listen();
     this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
   }
@@ -104,6 +111,11 @@ export class Server {
   /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
   c2sAddresses(): Array<{ host: string; port: number; tls: 'starttls' | 'direct' }> {
     return this.c2s?.addresses() ?? [];
+  }
+
+  /** Every configured listener is accepting connections (readiness). */
+  listenersUp(): boolean {
+    return this.c2s !== undefined && this.c2s.addresses().length === this.settings.c2s.listen.length && this.http.ready;
   }
 
   /** Addresses the HTTP listeners are bound to (with the real port when 0 was configured). */

@@ -8,6 +8,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
+import type { WebSocketSettings } from '../c2s/websocket.js';
+import type { MetricsSettings } from './endpoints.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 
 export interface HttpListen {
@@ -26,6 +28,10 @@ export interface HttpSettings {
   maxBodySize: number;
   /** seconds */
   requestTimeout: number;
+  /** XMPP over WebSocket (src/c2s/websocket.ts). */
+  websocket: WebSocketSettings;
+  /** /metrics (src/http/endpoints.ts). */
+  metrics: MetricsSettings;
 }
 
 /** Headers sent with every response; a handler may override them (res.setHeader). */
@@ -225,6 +231,8 @@ export class HttpService {
   }
 
   private handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, info: HttpListenerInfo): void {
+    // an upgraded connection belongs to its handler, which ends it (a WebSocket stream says goodbye)
+    this.sockets.delete(socket);
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'upgraded connection error'));
     const path = (req.url ?? '/').split('?', 1)[0]!;
     const host = this.hostFor(req.headers.host);

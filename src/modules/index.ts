@@ -15,6 +15,7 @@ import time from './time/index.js';
 import upload from './upload/index.js';
 import vcard from './vcard/index.js';
 import version from './version/index.js';
+import webchat from './webchat/index.js';
 
 /** Each module is typed by its own options; the registry only needs them side by side. */
 function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition<unknown> {
@@ -23,7 +24,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(upload),
+  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(upload), entry(webchat),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

@@ -122,6 +122,11 @@ export class StreamParser {
     this.depth = 1;
   }
 
+  /** Between elements (nothing half-read): a WebSocket message must end here (RFC 7395 §3.3.3). */
+  atElementBoundary(): boolean {
+    return this.failed || (this.cursor === null && WHITESPACE_ONLY.test(this.rest));
+  }
+
   write(chunk: Buffer | string): void {
     if (this.failed) return;
     let text: string;

@@ -3,6 +3,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { client, xml, type Client } from '@xmpp/client';
+import { WebSocket } from 'ws';
 import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, type TestServer } from './server.js';
 
@@ -23,8 +24,8 @@ export interface TestClient {
 export interface ConnectOptions {
   password?: string;
   resource?: string;
-  /** 'starttls' (default) or 'direct' TLS */
-  transport?: 'starttls' | 'direct';
+  /** 'starttls' (default), 'direct' TLS, or XMPP over WebSocket (RFC 7395) on the plain ('websocket') or HTTPS listener ('websocket-tls') */
+  transport?: 'starttls' | 'direct' | 'websocket' | 'websocket-tls';
   mechanism?: 'SCRAM-SHA-1' | 'PLAIN';
   /**
    * Whether the client asks for XEP-0198 resumption when it enables stream management, as
@@ -46,8 +47,24 @@ export async function stopClientsOf(server: TestServer): Promise<void> {
   await Promise.all(clients.map((c) => c.stop().catch(() => undefined)));
 }
 
+function serviceUrl(server: TestServer, transport: NonNullable<ConnectOptions['transport']>): string {
+  switch (transport) {
+    case 'direct':
+      return `xmpps://127.0.0.1:${server.directPort}`;
+    case 'websocket':
+      return `ws://127.0.0.1:${server.httpPort}/xmpp-websocket`;
+    case 'websocket-tls':
+      return `wss://127.0.0.1:${server.httpsPort}/xmpp-websocket`;
+    default:
+      return `xmpp://127.0.0.1:${server.port}`;
+  }
+}
+
+// @xmpp/websocket uses the WHATWG WebSocket global, which Node 20 lacks: ws provides the same API
+(globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
+
 export async function connect(server: TestServer, username: string, options: ConnectOptions = {}): Promise<TestClient> {
-  const service = options.transport === 'direct' ? `xmpps://127.0.0.1:${server.directPort}` : `xmpp://127.0.0.1:${server.port}`;
+  const service = serviceUrl(server, options.transport ?? 'starttls');
   const xmpp = client({
     service,
     domain: server.domain,

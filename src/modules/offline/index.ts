@@ -74,6 +74,7 @@ export default defineModule({
     let toDelete: number[] = [];
 
     m.feature('msgoffline'); // XEP-0160 §2.1
+    m.gauge('xmppd_offline_messages', 'Messages waiting in offline storage', () => store.total());
 
     const countOf = async (username: string): Promise<number> => {
       const known = counts.get(username);

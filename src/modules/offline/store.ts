@@ -49,6 +49,14 @@ export class OfflineStore {
       .then((rows) => Number(rows[0]?.n ?? 0));
   }
 
+  /** Messages stored for the whole host (read when /metrics is scraped, not per message). */
+  total(): Promise<number> {
+    return this.db('offline_messages')
+      .where({ host: this.host })
+      .count<Array<{ n: number | string }>>({ n: '*' })
+      .then((rows) => Number(rows[0]?.n ?? 0));
+  }
+
   /**
    * Stores a message; resolves once it is on disk. Messages stored in the same event-loop turn
    * go into one transaction, so a burst of messages costs one commit, not one each.

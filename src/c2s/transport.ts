@@ -1,0 +1,115 @@
+// What a client stream (src/c2s/stream.ts) runs over: a TCP socket (with STARTTLS, or TLS from
+// the first byte) or a WebSocket (RFC 7395, src/c2s/websocket.ts). The stream logic (SASL, bind,
+// stream management, limits) is the same; only bytes in and out, framing and TLS differ.
+import type net from 'node:net';
+import tls from 'node:tls';
+
+/** What a transport tells its stream. */
+export interface TransportEvents {
+  /** Input arrived: raw bytes (TCP) or one whole message (WebSocket). */
+  received(data: Buffer | string): void;
+  /** The peer shut its sending side without closing the XML stream (TCP half-close). */
+  peerEnded(): void;
+  /** The connection is gone. */
+  lost(): void;
+  /** A transport-level error (logged; 'lost' follows). */
+  failed(err: Error): void;
+}
+
+export interface C2STransport {
+  readonly kind: 'tcp' | 'websocket';
+  readonly remoteAddress: string;
+  /** Encrypted, or as good as (see WebSocketTransport), so SASL PLAIN may be offered. */
+  readonly secure: boolean;
+  /**
+   * RFC 7395 framing: each top-level element travels as its own message, the stream is opened
+   * and closed with <open/> and <close/>, and there is no STARTTLS.
+   */
+  readonly framed: boolean;
+  /** Output handed over but not yet sent: a client that does not read makes this grow. */
+  readonly pendingOutput: number;
+  attach(events: TransportEvents): void;
+  /**
+   * Send a batch: one string for a byte stream, or one message per element when framed. `done`
+   * runs once the batch was handed to the operating system (or failed).
+   */
+  send(data: string | readonly string[], done?: (err?: Error | null) => void): void;
+  /** Stop reading for `ms` milliseconds (rate limiting). */
+  pauseFor(ms: number): void;
+  /** Keep an idle connection open through NATs: a space (TCP) or a WebSocket ping. */
+  keepalive(): void;
+  /** Close gracefully after the output already sent. */
+  end(): void;
+  destroy(): void;
+  /** RFC 6120 §5.4: TLS over the connection; only plain TCP can. */
+  startTls?(options: tls.TlsOptions, secured: () => void): void;
+}
+
+/** A TCP connection: plain (STARTTLS offered) or TLS from the first byte (XEP-0368). */
+export class TcpTransport implements C2STransport {
+  readonly kind = 'tcp';
+  readonly framed = false;
+  readonly remoteAddress: string;
+  secure: boolean;
+  private events: TransportEvents | undefined;
+
+  constructor(
+    private socket: net.Socket,
+    directTls: boolean,
+  ) {
+    this.secure = directTls;
+    this.remoteAddress = socket.remoteAddress ?? 'unknown';
+  }
+
+  get pendingOutput(): number {
+    return this.socket.writableLength;
+  }
+
+  attach(events: TransportEvents): void {
+    this.events = events;
+    const socket = this.socket;
+    socket.on('data', (chunk: Buffer) => events.received(chunk));
+    socket.on('error', (err) => events.failed(err));
+    socket.on('close', () => events.lost());
+    socket.on('end', () => events.peerEnded());
+  }
+
+  send(data: string | readonly string[], done?: (err?: Error | null) => void): void {
+    const out = typeof data === 'string' ? data : data.join('');
+    if (done === undefined) this.socket.write(out);
+    else this.socket.write(out, done);
+  }
+
+  pauseFor(ms: number): void {
+    const socket = this.socket;
+    socket.pause();
+    setTimeout(() => socket.resume(), ms).unref();
+  }
+
+  keepalive(): void {
+    this.socket.write(' ');
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  startTls(options: tls.TlsOptions, secured: () => void): void {
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('close');
+    raw.removeAllListeners('end');
+    raw.removeAllListeners('error');
+    const secureSocket = new tls.TLSSocket(raw, { isServer: true, ...options });
+    this.socket = secureSocket;
+    this.attach(this.events!);
+    secureSocket.once('secure', () => {
+      this.secure = true;
+      secured();
+    });
+  }
+}
