@@ -395,6 +395,9 @@ test.serial('a quota per account: past it the request is refused with resource-c
   await requestSlot(dora, 'c.bin', 1000);
   // what /metrics can count
   t.deepEqual((await uploadServiceOf(quota.server))!.counters, { files: 1, bytesReceived: 2000, bytesStored: 2000 });
+  const metrics = await (await fetch(`http://127.0.0.1:${quota.httpPort}/metrics`)).text();
+  t.regex(metrics, /^xmppd_upload_bytes_total 2000$/m);
+  t.regex(metrics, /^xmppd_upload_files\{host="localhost"\} 1$/m);
 });
 
 test.serial('a full server storage refuses new slots with resource-constraint', async (t) => {

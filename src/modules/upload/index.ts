@@ -31,7 +31,7 @@ export interface UploadService {
   lifetimes: Map<string, number | null>;
   /** Listeners told of every completed upload (bytes newly stored: 0 when deduplicated). */
   onUpload: Set<(slot: Slot, bytesStored: number) => void>;
-  /** Totals since start, for /metrics: uploads, bytes received, bytes that were new to the store. */
+  /** Totals since start: uploads, bytes received (also xmppd_upload_bytes_total), bytes new to the store. */
   counters: { files: number; bytesReceived: number; bytesStored: number };
   /** The start-up search for stored files without a database row (see UploadStore.removeOrphans). */
   orphanSweep: Promise<void>;
@@ -63,6 +63,7 @@ function sharedService(server: Server): Promise<UploadService> {
           counters.files++;
           counters.bytesReceived += slot.size;
           counters.bytesStored += bytes;
+          server.metrics.uploadBytes.inc(slot.size);
           for (const listener of onUpload) listener(slot, bytes);
         },
       });
@@ -234,6 +235,7 @@ export default defineModule({
     }
 
     m.component(domain, receive, options.name);
+    m.gauge('xmppd_upload_files', 'Uploaded files kept (each upload; identical ones are stored once)', () => store.fileCount(m.host.domain));
     m.http({ prefix: HTTP_PREFIX, methods: ['GET', 'PUT', 'OPTIONS'], maxBodySize: options.max_file_size }, ({ req, res, subpath }) =>
       service.http.handle(req, res, subpath),
     );

@@ -279,6 +279,12 @@ export class UploadStore {
     return removed;
   }
 
+  /** Files uploaded to the host and not expired yet (for /metrics). */
+  async fileCount(host: string): Promise<number> {
+    const rows: Array<{ n: number | string }> = await this.db('upload_slots').where({ host }).whereNotNull('sha256').count({ n: '*' });
+    return Number(rows[0]?.n ?? 0);
+  }
+
   async blobCount(): Promise<number> {
     const rows: Array<{ n: number | string }> = await this.db('upload_blobs').count({ n: '*' });
     return Number(rows[0]?.n ?? 0);
