@@ -5,7 +5,6 @@ Logs in, finds the upload service by service discovery (its own XEP-0363 plugin,
 max-file-size from the XEP-0128 form), uploads --file over HTTPS, and sends the URL to --peer
 in a message body with an XEP-0066 out-of-band link, as Conversations and Gajim do. With
 --download URL it also downloads a file a peer shared and reports its SHA-256.
-The server's certificate is trusted through SSL_CERT_FILE (set by the test).
 Prints one JSON object per event on stdout; exits 0 when everything worked, 1 otherwise.
 """
 import argparse

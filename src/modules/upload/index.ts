@@ -100,8 +100,8 @@ export default defineModule({
     /** Name shown in service discovery. */
     name: z.string().default('HTTP File Upload'),
     /**
-     * The URL files are PUT to and served from, if not the HTTP listener's own /upload
-     * (http.public_url): e.g. a separate download domain proxied to it.
+     * The URL files are PUT to and served from, if not the HTTP listener's own /upload at
+     * http.public_url (or its TLS listener; plain HTTP for localhost): e.g. a download domain.
      */
     base_url: z.url({ protocol: /^https?$/ }).optional(),
     /** The largest file accepted (announced in disco#info as max-file-size). */
@@ -125,7 +125,19 @@ export default defineModule({
       return;
     }
     // the listeners are bound after the modules are set up: ask for their address when needed
-    const baseUrl = () => options.base_url?.replace(/\/+$/, '') ?? m.httpUrl(HTTP_PREFIX);
+    const baseUrl = () => options.base_url?.replace(/\/+$/, '') ?? defaultBaseUrl();
+    /**
+     * http.public_url, else the TLS listener. On a dev box (the host is localhost) the plain
+     * listener instead: clients check the HTTPS certificate (slixmpp's aiohttp, Gajim) and
+     * refuse the self-signed one, and a localhost URL never leaves the machine anyway.
+     */
+    const defaultBaseUrl = (): string => {
+      if (m.server.http.settings.publicUrl === undefined && m.host.domain === 'localhost') {
+        const plain = m.server.httpAddresses().find((listener) => listener.tls === 'none');
+        if (plain !== undefined) return `http://localhost:${plain.port}${HTTP_PREFIX}`;
+      }
+      return m.httpUrl(HTTP_PREFIX);
+    };
     const service = await sharedService(m.server);
     const { store } = service;
     const fileLifetime = options.expire_after === null ? null : options.expire_after * 1000;
