@@ -1,7 +1,8 @@
-// Uploaded files in a real browser (Debian's Chromium, headless, driven by Playwright): HTML and
-// SVG someone uploaded open as downloads, never as pages; a text file full of markup is shown as
-// text; a "picture" that is really HTML stays a (broken) picture. In none of them does the
-// uploader's script run: no dialog, no changed title, no request to the beacon it calls.
+// Uploads in a real browser (Debian's Chromium, headless, driven by Playwright). The web chat
+// (Converse.js) shares a picture through HTTP File Upload with a TCP user. HTML and SVG someone
+// uploaded open as downloads, never as pages; a text file full of markup is shown as text; a
+// "picture" that is really HTML stays a (broken) picture. In none of them does the uploader's
+// script run: no dialog, no changed title, no request to the beacon it calls.
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,8 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
+import { login, makeFriends, online } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -65,6 +67,39 @@ async function upload(filename: string, contentType: string, text: string): Prom
   if (response.status !== 201) throw new Error(`upload of ${filename} failed: ${response.status}`);
   return slot.getChild('get')!.attrs.url as string;
 }
+
+browserTest('in the web chat (Converse.js), Alice shares a picture and Bob on a TCP client downloads the identical bytes', async (t) => {
+  await server.createAccount('alice');
+  await server.createAccount('bob');
+  await makeFriends(server, 'alice', 'bob');
+  const bob = await login(server, 'bob', 'desktop');
+  t.teardown(() => bob.stop());
+  await online(bob);
+
+  const { page } = await openPage();
+  // localhost: the origin upload URLs use on a dev box, so the page's CSP ('self') allows the PUT
+  await page.goto(`http://localhost:${server.httpPort}/chat/`);
+  await page.fill('input[name=jid]', 'alice');
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+  const contact = page.locator('a.open-chat', { hasText: 'bob@localhost' });
+  await contact.waitFor({ timeout: 20_000 });
+  await contact.click();
+  await page.locator('textarea.chat-textarea').waitFor({ timeout: 10_000 });
+
+  // Converse finds upload.localhost, asks for a slot, PUTs the file and sends the link
+  const picture = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.from(`a picture from the web chat ${Date.now()}`)]);
+  const file = path.join(userDataDir, 'beach.png');
+  fs.writeFileSync(file, picture);
+  await page.locator('input.fileupload').setInputFiles(file);
+  const shared = await bob.next((s) => s.is('message') && /\/upload\/.+\/beach\.png$/.test(s.getChildText('body') ?? ''), 20_000);
+  const url = shared.getChildText('body')!;
+  t.is(shared.getChild('x', 'jabber:x:oob')?.getChildText('url'), url);
+  const got = await fetch(url);
+  t.is(got.headers.get('content-type'), 'image/png');
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), picture);
+  await page.close();
+});
 
 /** A script that, if it ever runs, changes the title, opens a dialog and calls the beacon. */
 function payload(name: string): string {
