@@ -101,6 +101,21 @@ browserTest('in the web chat (Converse.js), Alice shares a picture and Bob on a 
   await page.close();
 });
 
+browserTest('a real picture opened directly is displayed, CSP and all', async (t) => {
+  const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082', 'hex');
+  const result = await uploader.request(
+    xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: 'urn:xmpp:http:upload:0', filename: 'dot.png', size: String(png.length), 'content-type': 'image/png' })),
+  );
+  const put = result.getChild('slot')!.getChild('put')!;
+  const url = put.attrs.url as string;
+  t.is((await fetch(url, { method: 'PUT', body: png, headers: { 'Content-Type': 'image/png', Authorization: put.getChild('header')!.getText() } })).status, 201);
+  const { page } = await openPage();
+  await page.goto(url);
+  // Chromium shows an image document: one <img> of the picture, decoded (1x1)
+  t.is(await page.locator('img').evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth), 1);
+  await page.close();
+});
+
 /** A script that, if it ever runs, changes the title, opens a dialog and calls the beacon. */
 function payload(name: string): string {
   return `document.title='pwned-${name}';alert('${name}');fetch('${beaconUrl}/fetch-${name}');new Image().src='${beaconUrl}/img-${name}';`;
