@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -211,6 +212,31 @@ test('a PUT whose Content-Length is not the announced size is refused, and the s
   t.is((await fetch(slot.get)).status, 404); // nothing was stored
   t.is((await httpRequest(slot.put, 'PUT', { ...headers, 'Content-Length': bytes.length }, bytes)).status, 201);
   t.deepEqual(Buffer.from(await (await fetch(slot.get)).arrayBuffer()), bytes);
+});
+
+test.serial('an upload cut off half way keeps nothing, and the slot can be used again', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const client = await loginForTest(t, server, alice, 'phone');
+  const bytes = randomBytes(100_000);
+  const slot = await requestSlot(client, 'big.bin', bytes.length);
+  const url = new URL(slot.put);
+  // a client whose connection drops after a third of the file
+  const socket = net.connect(Number(url.port), '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(`PUT ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: ${slot.headers.Authorization}\r\nContent-Length: ${bytes.length}\r\n\r\n`);
+  socket.write(bytes.subarray(0, 33_000));
+  const staging = path.join(server.dataDir, 'uploads', 'tmp');
+  for (let i = 0; i < 100 && fs.readdirSync(staging).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  socket.destroy();
+  // the partial copy goes, the slot is free again, nothing is served meanwhile
+  for (let i = 0; i < 100; i++) {
+    const put = await fetch(slot.put, { method: 'PUT', body: bytes, headers: slot.headers });
+    if (put.status === 201) break;
+    t.is(put.status, 409); // the server has not noticed the drop yet
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.deepEqual(Buffer.from(await (await fetch(slot.get)).arrayBuffer()), bytes);
+  t.deepEqual(fs.readdirSync(staging).filter((name) => !name.startsWith('.')), []);
 });
 
 test('a file larger than max-file-size gets no slot: not-acceptable with <file-too-large/>', async (t) => {
