@@ -188,7 +188,7 @@ export default defineModule({
         if (usage.bytes + size > options.quota_per_account) {
           const text = `Quota reached: your files take ${usage.bytes} of your ${options.quota_per_account} bytes`;
           // a retry time only when some of the account's files will expire and free space
-          if (usage.nextExpiry === null) throw new StanzaError('resource-constraint', text, 'cancel');
+          if (usage.nextExpiry === null || size > options.quota_per_account) throw new StanzaError('resource-constraint', text, 'cancel');
           throw new StanzaError('resource-constraint', text, 'wait', new Element('retry', { xmlns: NS_UPLOAD, stamp: stamp(usage.nextExpiry) }));
         }
       }
