@@ -235,7 +235,10 @@ export default defineModule({
         requestSlot(payload, from).then(
           (slot) => route(iqResult(stanza, slot)),
           (err: unknown) => {
-            if (err instanceof StanzaError) return bounce(stanza, err);
+            if (err instanceof StanzaError) {
+              m.log.info({ from: from.toString(), condition: err.condition, reason: err.text }, 'upload slot refused');
+              return bounce(stanza, err);
+            }
             m.log.error({ err, from: from.toString() }, 'upload slot request failed');
             bounce(stanza, new StanzaError('internal-server-error'));
           },
