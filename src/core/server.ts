@@ -73,6 +73,10 @@ export class Server {
         }
       }
     }
+    const defaultHttpHost = this.settings.http.defaultHost;
+    if (defaultHttpHost !== undefined && !this.settings.hosts.some((h) => h.domain === defaultHttpHost)) {
+      throw new Error(`http.default_host ${defaultHttpHost} is not one of the hosts`);
+    }
     const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map(definitionOf);
 
     this.db = await openDatabase(this.settings.storage);

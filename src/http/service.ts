@@ -78,9 +78,6 @@ export class HttpService {
 
   async listen(): Promise<void> {
     if (!this.settings.enabled) return;
-    if (this.settings.defaultHost !== undefined && !this.hosts.has(this.settings.defaultHost)) {
-      throw new Error(`http.default_host ${this.settings.defaultHost} is not one of the hosts`);
-    }
     for (const listen of this.settings.listen) await this.listenOn(listen);
     this.log.info({ listeners: this.addresses() }, 'HTTP listening');
   }

@@ -161,7 +161,15 @@ export class StreamParser {
     while (pos < len && !this.failed) {
       if (data.charCodeAt(pos) !== LT) {
         const lt = data.indexOf('<', pos);
-        if (lt === -1) break; // text may end in a split entity: keep it for the next write
+        if (lt === -1) {
+          // Between stanzas (whitespace keepalives) there is nothing to keep: checked and dropped
+          // now, or a long run of keepalives would pile up as "unfinished markup".
+          if (this.cursor === null) {
+            this.text(data, pos, len);
+            pos = len;
+          }
+          break; // inside a stanza, text may end in a split entity: keep it for the next write
+        }
         this.text(data, pos, lt);
         pos = lt;
         continue;

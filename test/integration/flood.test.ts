@@ -32,3 +32,22 @@ test('while Mallory floods the server with keepalive whitespace, Alice and Bob c
   await alice.stop();
   await bob.stop();
 });
+
+test('a long run of whitespace keepalives between stanzas is not taken for an oversized stanza', async (t) => {
+  const own = await startServer({ config: { c2s: { max_stanza_size: '4KiB' } } });
+  t.teardown(() => own.stop());
+  const keepalive = await RawClient.open(own);
+  keepalive.write(`<stream:stream to='${own.domain}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>`);
+  await keepalive.waitFor(/<\/stream:features>/);
+  // 16 KiB of keepalives, four times the stanza limit, in separate packets (not one read that
+  // already holds the next '<')
+  for (let i = 0; i < 16; i++) {
+    keepalive.write(' '.repeat(1024));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  keepalive.data = '';
+  keepalive.write(`<iq type='get' id='after-spaces'><query xmlns='jabber:iq:register'/></iq>`);
+  await keepalive.waitFor(/after-spaces/);
+  t.false(keepalive.closed);
+  keepalive.close();
+});

@@ -153,3 +153,20 @@ test('http.enabled: false opens no HTTP listener', async (t) => {
   t.is(quiet.httpPort, 0);
   t.deepEqual(quiet.server.httpAddresses(), []);
 });
+
+test('an http.default_host that is not one of the hosts stops the server at start', async (t) => {
+  await t.throwsAsync(startServer({ config: { http: { default_host: 'nowhere.example' } } }), { message: /http\.default_host nowhere\.example is not one of the hosts/ });
+});
+
+test('http.default_host serves requests that name no host of ours', async (t) => {
+  const twoHosts = await startServer({ config: { hosts: [{ domain: 'localhost', registration: 'open' }, { domain: 'example.net' }], http: { default_host: 'example.net' } } });
+  t.teardown(() => twoHosts.stop());
+  const body = await new Promise<string>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: twoHosts.httpPort, path: '/chat/init.js', headers: { Host: '127.0.0.1' } }, (res) => {
+      let data = '';
+      res.on('data', (c: Buffer) => (data += c.toString()));
+      res.on('end', () => resolve(data));
+    }).on('error', reject);
+  });
+  t.true(body.includes('"locked_domain":"example.net"'));
+});

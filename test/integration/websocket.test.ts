@@ -215,3 +215,31 @@ test('when the server shuts down, a WebSocket client is told system-shutdown in 
   await wire.next((e) => e.is('close', NS_FRAMING));
   await wire.waitClosed();
 });
+
+// --- in-band registration (XEP-0077) -------------------------------------------------------------
+
+async function registerOverWebSocket(t: { teardown(fn: () => void): void }, username: string, headers?: Record<string, string>): Promise<string> {
+  const wire = await rawWs(t, headers ? { headers } : undefined);
+  await wire.open();
+  wire.send(
+    `<iq xmlns='jabber:client' type='set' id='reg'><query xmlns='jabber:iq:register'><username>${username}</username><password>a good password</password></query></iq>`,
+  );
+  const answer = await wire.next((e) => e.is('iq') && e.attrs.id === 'reg');
+  wire.close();
+  return answer.attrs.type === 'result' ? 'registered' : (answer.getChild('error')?.getChildElements()[0]?.name ?? 'error');
+}
+
+test('a browser user creates an account over the WebSocket and logs in with it', async (t) => {
+  t.is(await registerOverWebSocket(t, 'newcomer'), 'registered');
+  const wire = await rawWs(t);
+  await wire.authenticate('newcomer', 'localhost', 'a good password');
+  t.is(await wire.bind('web'), 'newcomer@localhost/web');
+});
+
+test("behind a local proxy, registration limits count the client's forwarded address, not the proxy's", async (t) => {
+  const viaProxy = { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '198.51.100.1, 203.0.113.77' };
+  for (let i = 1; i <= 5; i++) t.is(await registerOverWebSocket(t, `spree${i}`, viaProxy), 'registered');
+  t.is(await registerOverWebSocket(t, 'spree6', viaProxy), 'resource-constraint');
+  // another client behind the same proxy is not affected
+  t.is(await registerOverWebSocket(t, 'neighbour', { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '203.0.113.78' }), 'registered');
+});
