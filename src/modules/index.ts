@@ -12,6 +12,7 @@ import privateStorage from './private/index.js';
 import register from './register/index.js';
 import roster from './roster/index.js';
 import time from './time/index.js';
+import upload from './upload/index.js';
 import vcard from './vcard/index.js';
 import version from './version/index.js';
 import webchat from './webchat/index.js';
@@ -23,7 +24,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(webchat),
+  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(upload), entry(webchat),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

@@ -85,12 +85,15 @@ test('disco#info on the server shows an im server and the features of the loaded
   }
 });
 
-test('disco#items on the server lists its services: the group chat service by default', async (t) => {
+test('disco#items on the server lists its services: group chat and file upload by default', async (t) => {
   const reply = await ask({ type: 'get', to: 'localhost' }, xml('query', { xmlns: NS_DISCO_ITEMS }));
   t.is(reply.attrs.type, 'result');
   const query = reply.getChild('query', NS_DISCO_ITEMS);
   t.truthy(query);
-  t.deepEqual(query!.getChildren('item').map((item) => item.attrs), [{ jid: 'conference.localhost', name: 'Chatrooms' }]);
+  t.deepEqual(query!.getChildren('item').map((item) => item.attrs), [
+    { jid: 'conference.localhost', name: 'Chatrooms' },
+    { jid: 'upload.localhost', name: 'HTTP File Upload' },
+  ]);
 });
 
 // --- IQ errors (RFC 6120 §8.3) -------------------------------------------------------------------
