@@ -155,6 +155,14 @@ function accountJid(jid: string, config: CoreConfig): { username: string; host: 
   return { username: parsed.local, host: parsed.domain };
 }
 
+/** 2592000 → "30d": the largest unit that divides the period. */
+function humanDuration(seconds: number): string {
+  for (const [unit, size] of [['y', 31_536_000], ['w', 604_800], ['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+    if (seconds >= size && seconds % size === 0) return `${seconds / size}${unit}`;
+  }
+  return `${seconds}s`;
+}
+
 function fail(message: string): never {
   process.stderr.write(`xmppd: ${message}\n`);
   process.exit(1);
@@ -251,9 +259,10 @@ user
       await runMigrations(db, 'mam', archiveMigrations);
       const retention = new RetentionStore(db, host);
       await retention.load();
-      const describe = (seconds: number | null | undefined) => (seconds === undefined ? 'the server default' : seconds === null ? 'never expire' : `${seconds}s`);
+      const describe = (seconds: number | null | undefined) =>
+        seconds === undefined ? "kept for the server's default period" : seconds === null ? 'kept forever' : `kept for ${humanDuration(seconds)}`;
       if (period === undefined) {
-        process.stdout.write(`${username}@${host}: ${describe(retention.override(username))}\n`);
+        process.stdout.write(`${username}@${host}: messages ${describe(retention.override(username))}\n`);
         return;
       }
       const word = period.trim().toLowerCase();
