@@ -199,7 +199,7 @@ export class ArchiveStore {
 
   /** How many rows match (RSM <max>0</max>): counted on the index. */
   async count(filter: ArchiveFilter): Promise<number> {
-    const rows: Array<{ n: number | string }> = await this.filtered(filter).count({ n: '*' });
+    const rows: Array<{ n: number | string }> = await this.countQuery(filter);
     return Number(rows[0]?.n ?? 0);
   }
 
@@ -226,9 +226,7 @@ export class ArchiveStore {
    * and how many were deleted, or null when there is nothing older left.
    */
   async expireBatch(afterId: number, beforeId: number, keep: (owner: string) => boolean, batch: number): Promise<{ lastId: number; deleted: number } | null> {
-    const rows: Array<{ id: number | string; owner: string }> = await this.db('mam_archive')
-      .where('host', this.host).andWhere('id', '>', afterId).andWhere('id', '<', beforeId)
-      .orderBy('id').limit(batch).select('id', 'owner');
+    const rows: Array<{ id: number | string; owner: string }> = await this.expiryScanQuery(afterId, beforeId, batch);
     if (rows.length === 0) return null;
     const doomed = rows.filter((r) => !keep(r.owner)).map((r) => Number(r.id));
     for (let i = 0; i < doomed.length; i += 500) await this.db('mam_archive').whereIn('id', doomed.slice(i, i + 500)).delete();
@@ -237,8 +235,21 @@ export class ArchiveStore {
 
   /** Deletes up to `batch` of one archive's rows older than `beforeId`; returns how many. */
   expireOwnerBatch(owner: string, beforeId: number, batch: number): Promise<number> {
-    return this.db('mam_archive')
-      .whereIn('id', this.db('mam_archive').where('owner', owner).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id'))
-      .delete();
+    return this.db('mam_archive').whereIn('id', this.ownerExpiryQuery(owner, beforeId, batch)).delete();
+  }
+
+  /** The sweep's scan of the host's oldest rows (public for the query-plan test). */
+  expiryScanQuery(afterId: number, beforeId: number, batch: number): Knex.QueryBuilder {
+    return this.db('mam_archive').where('host', this.host).andWhere('id', '>', afterId).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id', 'owner');
+  }
+
+  /** One archive's oldest rows before `beforeId` (public for the query-plan test). */
+  ownerExpiryQuery(owner: string, beforeId: number, batch: number): Knex.QueryBuilder {
+    return this.db('mam_archive').where('owner', owner).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id');
+  }
+
+  /** The count of a filter (public for the query-plan test). */
+  countQuery(filter: ArchiveFilter): Knex.QueryBuilder {
+    return this.filtered(filter).count({ n: '*' });
   }
 }
