@@ -126,7 +126,7 @@ export default defineModule({
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.server.sessions;
-    const store = new ArchiveStore(m.db, domain);
+    const store = new ArchiveStore(m.db, domain, (err, rows) => m.log.error({ err, rows }, 'archiving messages failed'));
     const prefsStore = new PrefsStore(m.db, domain);
     const retention = new RetentionStore(m.db, domain);
     const roster = m.use<RosterService>('roster');
@@ -134,11 +134,20 @@ export default defineModule({
     const options = m.options;
 
     /** The archive writes a message caused, for the sender's acknowledgement to wait on. */
-    const writes = new WeakMap<Element, Array<Promise<void>>>();
+    const writes = new WeakMap<Element, Array<Promise<unknown>>>();
     /** Messages already in their recipient's archive (full JID → bare JID → offline all fire). */
     const archivedForRecipient = new WeakSet<Element>();
-    /** The stanza-id of the sender's archive, added for sent carbons and removed before routing on. */
-    const senderStanzaIds = new WeakMap<Element, Element>();
+    /** The children of a message before the sender's stanza-id was added for sent carbons. */
+    const senderChildren = new WeakMap<Element, Element['children']>();
+    /** A message's archived serialisation, kept for the other party's archive while its children are unchanged. */
+    const serialised = new WeakMap<Element, { children: Element['children']; xml: string }>();
+    const archivedXmlOf = (stanza: Element): string => {
+      const known = serialised.get(stanza);
+      if (known !== undefined && known.children === stanza.children) return known.xml;
+      const xml = archivedXml(stanza);
+      serialised.set(stanza, { children: stanza.children, xml });
+      return xml;
+    };
 
     const expiryCutoff = (username: string, now = Date.now()): number | null => {
       const override = retention.override(username);
@@ -166,11 +175,10 @@ export default defineModule({
       return contacts === undefined ? undefined : contacts.items.has(peer);
     }
 
-    function noteWrite(stanza: Element, written: Promise<void>, owner: string): void {
-      const settled = written.catch((err: unknown) => m.log.error({ err, owner }, 'archiving a message failed'));
+    function noteWrite(stanza: Element, written: Promise<unknown>): void {
       const list = writes.get(stanza);
-      if (list === undefined) writes.set(stanza, [settled]);
-      else list.push(settled);
+      if (list === undefined) writes.set(stanza, [written]);
+      else if (!list.includes(written)) list.push(written);
     }
 
     /**
@@ -181,17 +189,17 @@ export default defineModule({
     function archive(stanza: Element, owner: Jid, peer: Jid): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
-      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXml(stanza) };
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza) };
       if (decision === undefined) {
         const later = roster.store.load(owner.local).then(() => {
           if (wanted(owner.local, peer.bare) === true) return store.append(row).written;
           return undefined;
         });
-        noteWrite(stanza, later, owner.bare);
+        noteWrite(stanza, later.catch((err: unknown) => m.log.error({ err, owner: owner.bare }, 'archiving a message failed')));
         return null;
       }
       const { id, nonce, written } = store.append(row);
-      noteWrite(stanza, written, owner.bare);
+      noteWrite(stanza, written);
       return new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) });
     }
 
@@ -202,9 +210,10 @@ export default defineModule({
       writes.set(e.stanza, []); // routed by routeAfterArchiving below
       const stanzaId = archive(e.stanza, e.from, e.to);
       if (stanzaId !== null) {
-        // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id
-        e.stanza.children.push(stanzaId);
-        senderStanzaIds.set(e.stanza, stanzaId);
+        // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id; a new
+        // array, so that the message's own children are put back as they were (and serialised once)
+        senderChildren.set(e.stanza, e.stanza.children);
+        e.stanza.children = [...e.stanza.children, stanzaId];
       }
       return undefined;
     };
@@ -215,11 +224,13 @@ export default defineModule({
     /** Last in the chain: take our stanza-id off, route, and acknowledge once the archives have it. */
     const routeAfterArchiving = (e: StanzaEvent): unknown => {
       if (!writes.has(e.stanza)) return undefined; // nothing to archive: the server routes it as usual
-      const stanzaId = senderStanzaIds.get(e.stanza);
-      if (stanzaId !== undefined) e.stanza.children = e.stanza.children.filter((c) => c !== stanzaId); // it names the sender's archive, not the recipient's
+      const children = senderChildren.get(e.stanza);
+      if (children !== undefined) e.stanza.children = children; // the stanza-id names the sender's archive, not the recipient's
       const routed = m.server.router.routeAddressed(e.stanza, e.from, e.to, e.session);
-      // the recipient's archive write (if any) was noted while routing, or when offline storage settles
-      return Promise.resolve(routed).then(() => Promise.all(writes.get(e.stanza) ?? [])).then(() => routed ?? true);
+      // the recipient's archive write (if any) was noted while routing, or before offline storage settled
+      if (routed instanceof Promise) return routed.then(() => Promise.all(writes.get(e.stanza)!));
+      const pending = writes.get(e.stanza)!;
+      return pending.length === 1 ? pending[0] : Promise.all(pending);
     };
     m.on('pre-message/bare', routeAfterArchiving, -200);
     m.on('pre-message/full', routeAfterArchiving, -200);
