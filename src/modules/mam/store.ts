@@ -137,6 +137,10 @@ export class ArchiveStore {
     this.lastId = Math.max(this.lastId, Number(row?.id ?? 0));
   }
 
+  private get sqlite(): boolean {
+    return (this.db.client as { config: { client: string } }).config.client === 'sqlite3';
+  }
+
   /** The next id at `time` (ms): increasing even when the clock or a burst says otherwise. */
   nextId(time = Date.now()): number {
     const candidate = time * IDS_PER_MS;
@@ -188,7 +192,11 @@ export class ArchiveStore {
   }
 
   private filtered(filter: ArchiveFilter): Knex.QueryBuilder {
-    const query = this.db('mam_archive').where('owner', filter.owner);
+    // With both ends of an id range SQLite's planner (without ANALYZE statistics) prefers
+    // (owner, id) even for one conversation, and then reads the whole archive's rows in the range
+    // to find that conversation's: 7 ms instead of 1 on a million messages. Name the index.
+    const table = filter.withBare !== undefined && this.sqlite ? this.db.raw('mam_archive INDEXED BY mam_archive_by_owner_with') : 'mam_archive';
+    const query = this.db.from(table).where('owner', filter.owner);
     if (filter.withBare !== undefined) query.andWhere('with_bare', filter.withBare);
     if (filter.withResource !== undefined) query.andWhere('with_resource', filter.withResource);
     if (filter.minId !== undefined) query.andWhere('id', '>=', filter.minId);
