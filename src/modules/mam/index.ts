@@ -16,9 +16,8 @@ import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQu
 import { ArchivePrefs, PrefsStore, RetentionStore, type DefaultPolicy } from './settings.js';
 import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId } from './store.js';
 
-export { NS_MAM, NS_SID } from './query.js';
-export { parseQuery, runQuery, queryForm, metadata } from './query.js';
-export { ArchiveStore } from './store.js';
+export { NS_MAM, NS_MAM_EXTENDED, NS_SID, parseQuery, runQuery, queryForm, metadata } from './query.js';
+export { ArchiveStore, publicId } from './store.js';
 
 const NS_HINTS = 'urn:xmpp:hints';
 /**
@@ -103,7 +102,7 @@ export default defineModule({
   name: 'mam',
   description: 'Message history on the server, for every device, kept for a configurable time',
   implements: [
-    { spec: 'XEP-0313', version: '1.1.3', status: 'complete', note: 'user archives (and room archives with muc), urn:xmpp:mam:2 and #extended' },
+    { spec: 'XEP-0313', version: '1.1.3', status: 'complete', note: 'user archives (urn:xmpp:mam:2 and #extended) and the rooms of the muc module' },
     { spec: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza-id on delivered and carbon-copied messages; forged ones stripped' },
     { spec: 'XEP-0059', version: '1.0', status: 'partial', note: 'paging of archive queries: max, after, before (no index)' },
     { spec: 'XEP-0441', version: '0.2.0', status: 'complete', note: 'archive metadata' },
