@@ -16,7 +16,7 @@ const MAX_PAGE = 20;
 let server: TestServer;
 test.before(async () => {
   server = await startServer({
-    config: { modules: { roster: {}, presence: {}, offline: {}, carbons: {}, disco: {}, ping: {}, mam: { max_page: MAX_PAGE } } },
+    config: { modules: { roster: {}, presence: {}, offline: {}, carbons: {}, disco: {}, ping: {}, register: {}, mam: { max_page: MAX_PAGE } } },
   });
 });
 test.after.always(async () => server?.stop());
@@ -295,4 +295,24 @@ test('discovery: the account advertises MAM and stanza-ids; the form and the met
   const meta = (await a.request(xml('iq', { type: 'get' }, xml('metadata', { xmlns: NS_MAM })))).getChild('metadata', NS_MAM)!;
   t.is(meta.getChild('start')?.attrs.id, all.results[0]!.id);
   t.is(meta.getChild('end')?.attrs.id, all.results[1]!.id);
+});
+
+test('an account removed in-band takes its archive with it; whoever registers the name next starts empty', async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const a = await device(t, alice, 'phone');
+  const b = await device(t, bob, 'phone');
+  await a.send(chat(bare(server, bob), 'for the old bob'));
+  await b.next((s) => s.getChildText('body') === 'for the old bob');
+  t.is((await mamQuery(b, {})).results.length, 1);
+  await b.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))));
+  await server.createAccount(bob);
+  const newBob = await device(t, bob, 'laptop');
+  // the deletion runs in the background: the archive is empty once it is done
+  let results = (await mamQuery(newBob, {})).results;
+  for (let attempt = 0; results.length > 0 && attempt < 50; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    results = (await mamQuery(newBob, {})).results;
+  }
+  t.deepEqual(results, []);
+  t.deepEqual((await mamQuery(a, {})).results.map((r) => r.body), ['for the old bob'], "Alice's archive is hers");
 });

@@ -244,7 +244,8 @@ export default defineModule({
       if (archivedForRecipient.has(stanza) || !archivable(stanza)) return;
       archivedForRecipient.add(stanza);
       const stanzaId = archive(stanza, to, from);
-      if (stanzaId !== null) stanza.children.push(stanzaId); // XEP-0359: the id this message has in the recipient's archive
+      // XEP-0359: the id this message has in the recipient's archive (a new array: copies made keep theirs)
+      if (stanzaId !== null) stanza.children = [...stanza.children, stanzaId];
     }
 
     // below blocking (which drops before anything is kept), above carbons (-990) so copies carry the id
@@ -352,16 +353,21 @@ export default defineModule({
       if (deleted > 0) m.log.info({ deleted }, 'expired messages deleted');
     }
 
-    const timer = setInterval(() => {
-      if (sweeping !== undefined) return; // the last one is still going
+    const startSweep = () => {
+      if (sweeping !== undefined || stopped) return; // the last one is still going
       sweeping = sweep()
         .catch((err: unknown) => m.log.error({ err }, 'deleting expired messages failed'))
         .finally(() => (sweeping = undefined));
-    }, options.expiry_sweep_interval * 1000);
+    };
+    const timer = setInterval(startSweep, options.expiry_sweep_interval * 1000);
     timer.unref();
+    // a shortened retention applies soon after a restart, not only an interval later
+    const first = setTimeout(startSweep, Math.min(options.expiry_sweep_interval, 60) * 1000);
+    first.unref();
     m.onStop(async () => {
       stopped = true;
       clearInterval(timer);
+      clearTimeout(first);
       await sweeping;
     });
 
