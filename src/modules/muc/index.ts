@@ -133,7 +133,7 @@ export default defineModule({
       bounce(iq, new StanzaError('service-unavailable'));
     }
 
-    function receive(stanza: Element, from: Jid, to: Jid): true {
+    function receive(stanza: Element, from: Jid, to: Jid): unknown {
       if (to.local === '') {
         if (stanza.name === 'iq') serviceIq(stanza);
         else if (stanza.name === 'message') bounce(stanza, new StanzaError('service-unavailable', 'Send messages to a room'));
@@ -163,8 +163,7 @@ export default defineModule({
           room.handlePresence(stanza, from, to.resource, created);
           break;
         case 'message':
-          room.handleMessage(stanza, from, to.resource);
-          break;
+          return room.handleMessage(stanza, from, to.resource) ?? true;
         case 'iq':
           room.handleIq(stanza, from, to.resource);
           break;

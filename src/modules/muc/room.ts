@@ -473,7 +473,8 @@ export class Room {
 
   // --- messages ---------------------------------------------------------------------------------
 
-  handleMessage(stanza: Element, from: Jid, nick: string): void {
+  /** Returns a promise when the message is accepted once it settles (its write to the room's archive). */
+  handleMessage(stanza: Element, from: Jid, nick: string): Promise<unknown> | void {
     const type = stanza.attrs.type;
     if (type === 'error') return; // an occupant's client refused something we sent: nothing to answer
     const sender = this.byFullJid.get(from.toString());
@@ -517,7 +518,7 @@ export class Room {
     }
   }
 
-  private groupchat(stanza: Element, sender: Occupant | undefined): void {
+  private groupchat(stanza: Element, sender: Occupant | undefined): Promise<unknown> | void {
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may send messages to the room'));
     if (sender.role === 'visitor' || sender.role === 'none') {
       return this.bounce(stanza, new StanzaError('forbidden', 'You have no voice in this moderated room'));
@@ -553,9 +554,11 @@ export class Room {
     // XEP-0313 §6 / XEP-0359: the stanza-id of an archived message is its id in the room's archive
     const archive = this.config.archiving ? this.service.archive : undefined;
     let stanzaId: string;
+    let archived: Promise<unknown> | undefined;
     if (archive !== undefined && roomArchivable(reflected)) {
-      const { id, nonce } = archive.store.append({ owner: this.jid, withBare: this.jid, withResource: sender.nick, stanza: archivedXml(reflected) });
+      const { id, nonce, written } = archive.store.append({ owner: this.jid, withBare: this.jid, withResource: sender.nick, stanza: archivedXml(reflected) });
       stanzaId = publicId(id, nonce);
+      archived = written;
     } else {
       stanzaId = randomUUID();
     }
@@ -570,6 +573,7 @@ export class Room {
       this.remember(reflected, stamp, p.xml.length);
       if (this.persisted) this.service.store.addHistory(this.name, stamp, p.xml, this.config.historyLength);
     }
+    return archived; // the sender's stream acknowledges the message once the archive has it
   }
 
   private remember(stanza: Element, stamp: number, chars: number): void {
