@@ -162,7 +162,8 @@ export default defineModule({
     m.accountFeature(NS_MAM_EXTENDED);
     m.accountFeature(NS_SID);
 
-    const prefsOf = (username: string): ArchivePrefs => prefsStore.get(username) ?? { default: options.default_policy, always: [], never: [] };
+    const serverDefault: ArchivePrefs = Object.freeze({ default: options.default_policy, always: [], never: [] });
+    const prefsOf = (username: string): ArchivePrefs => prefsStore.get(username) ?? serverDefault;
 
     /** XEP-0313 §7: whether `username` archives a message with `peer`; undefined while its roster is not loaded. */
     function wanted(username: string, peer: string): boolean | undefined {
