@@ -79,8 +79,16 @@ export default defineModule({
     // retention (the mam module's archive_expires_after) applies to offline storage too: its sweep calls these
     const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
     m.provide({
-      expire: (cutoff, keep, batch) => store.expire(cutoff, keep, batch, pause).then((n) => (n > 0 && counts.clear(), n)),
-      expireAccount: (username, cutoff) => store.expireAccount(username, cutoff).then((n) => (n > 0 && counts.delete(username), n)),
+      async expire(cutoff, keep, batch) {
+        const deleted = await store.expire(cutoff, keep, batch, pause);
+        if (deleted > 0) counts.clear(); // the quotas are counted again from the store
+        return deleted;
+      },
+      async expireAccount(username, cutoff) {
+        const deleted = await store.expireAccount(username, cutoff);
+        if (deleted > 0) counts.delete(username);
+        return deleted;
+      },
     } satisfies OfflineExpiry);
 
     const countOf = async (username: string): Promise<number> => {
