@@ -11,7 +11,8 @@ import { randomInt } from 'node:crypto';
 import { accountNames, closeAll, loginAll, registerAccounts, type BenchContext } from '../clients.js';
 import type { XmppConnection } from '../connection.js';
 import { escapeXml, type Stanza } from '../framing.js';
-import { LatencyRecorder, round, type LatencySummary } from '../stats.js';
+import { CpuMeter } from '../cpu.js';
+import { LatencyRecorder, ratio, round, type LatencySummary } from '../stats.js';
 import { openDatabase } from '../../storage/db.js';
 import { IDS_PER_MS } from '../../modules/mam/store.js';
 
@@ -119,6 +120,7 @@ export async function runMam(ctx: BenchContext): Promise<Record<string, unknown>
 
     const conversation = peers[0]!;
     ctx.log(`mam: ${o.mamQueries} queries of each shape on ${owner}'s archive`);
+    const meter = new CpuMeter(o.pid);
     const lastPage = new LatencyRecorder();
     for (let i = 0; i < o.mamQueries; i++) await query(field('with', conversation), '<before/>', lastPage);
     const lastPageResults = results;
@@ -156,6 +158,8 @@ export async function runMam(ctx: BenchContext): Promise<Record<string, unknown>
       idsFound += lastIds.length;
     }
 
+    const cpu = meter.stop();
+    const queries = lastPage.count + paging.count + window.count + ids.count;
     const summary = (r: LatencyRecorder): LatencySummary => r.summary(3);
     return {
       scenario: 'mam',
@@ -170,6 +174,8 @@ export async function runMam(ctx: BenchContext): Promise<Record<string, unknown>
       window: summary(window),
       ids: { ...summary(ids), found: idsFound },
       total_results: results,
+      queries_per_s: round(queries / (cpu.wall_ms / 1000), 1),
+      server_cpu_ms_per_query: ratio(cpu.server_cpu_ms, queries, 3),
     };
   } finally {
     await closeAll(connections);
