@@ -316,3 +316,27 @@ test('an account removed in-band takes its archive with it; whoever registers th
   t.deepEqual(results, []);
   t.deepEqual((await mamQuery(a, {})).results.map((r) => r.body), ['for the old bob'], "Alice's archive is hers");
 });
+
+test('across two virtual hosts, both archives keep the conversation (ids unique server-wide)', async (t) => {
+  const twoHosts = await startServer({
+    config: {
+      hosts: [{ domain: 'localhost', registration: 'open' }, { domain: 'chat.example' }],
+      modules: { roster: {}, presence: {}, offline: {}, disco: {}, ping: {}, mam: {} },
+    },
+  });
+  t.teardown(() => twoHosts.stop());
+  await twoHosts.createAccount('alice');
+  await twoHosts.server.accounts.create('chat.example', 'bob', 'bobs password');
+  const a = await loginForTest(t, twoHosts, 'alice', 'a');
+  const b = await loginForTest(t, { ...twoHosts, domain: 'chat.example' }, 'bob', 'b', { password: 'bobs password' });
+  await online(a);
+  await online(b);
+  const sent: string[] = [];
+  for (let i = 1; i <= 10; i++) {
+    sent.push(`across ${i}`);
+    await a.send(chat('bob@chat.example', `across ${i}`));
+  }
+  await b.next((s) => s.getChildText('body') === 'across 10');
+  t.deepEqual(bodiesOf((await mamQuery(a, {})).results), sent);
+  t.deepEqual(bodiesOf((await mamQuery(b, {})).results), sent);
+});

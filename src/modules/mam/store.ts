@@ -131,8 +131,13 @@ interface Batch {
   settle(stored: boolean): void;
 }
 
+/**
+ * The last id handed out in this process, shared by every host's store: the hosts write into one
+ * table, so two of them archiving in the same millisecond must not take the same id.
+ */
+let lastId = 0;
+
 export class ArchiveStore {
-  private lastId = 0;
   private batch: Batch | null = null;
 
   /** `onError` hears of a batch that could not be written (its `written` resolves to false). */
@@ -145,7 +150,7 @@ export class ArchiveStore {
   /** Reads the highest id, so that ids stay increasing across restarts. */
   async init(): Promise<void> {
     const row = await this.db('mam_archive').max<{ id: number | string | null }>({ id: 'id' }).first();
-    this.lastId = Math.max(this.lastId, Number(row?.id ?? 0));
+    lastId = Math.max(lastId, Number(row?.id ?? 0));
   }
 
   private get sqlite(): boolean {
@@ -155,8 +160,8 @@ export class ArchiveStore {
   /** The next id at `time` (ms): increasing even when the clock or a burst says otherwise. */
   nextId(time = Date.now()): number {
     const candidate = time * IDS_PER_MS;
-    this.lastId = candidate > this.lastId ? candidate : this.lastId + 1;
-    return this.lastId;
+    lastId = candidate > lastId ? candidate : lastId + 1;
+    return lastId;
   }
 
   /**
