@@ -96,6 +96,24 @@ export interface OfflineExpiry {
   expireAccount(username: string, cutoff: number): Promise<number>;
 }
 
+// Per message, shared by the hosts of this process (sender and recipient may be on two of them):
+/** The archive writes a message caused, for the sender's acknowledgement to wait on. */
+const writes = new WeakMap<Element, Array<Promise<unknown>>>();
+/** Messages already in their recipient's archive (full JID → bare JID → offline all fire). */
+const archivedForRecipient = new WeakSet<Element>();
+/** The children of a message before the sender's stanza-id was added for sent carbons. */
+const senderChildren = new WeakMap<Element, Element['children']>();
+/** A message's archived serialisation, kept for the other party's archive while its children are unchanged. */
+const serialised = new WeakMap<Element, { children: Element['children']; xml: string }>();
+
+function archivedXmlOf(stanza: Element): string {
+  const known = serialised.get(stanza);
+  if (known !== undefined && known.children === stanza.children) return known.xml;
+  const xml = archivedXml(stanza);
+  serialised.set(stanza, { children: stanza.children, xml });
+  return xml;
+}
+
 const yieldToEvents = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export default defineModule({
@@ -132,21 +150,6 @@ export default defineModule({
     await Promise.all([store.init(), prefsStore.init(), retention.load()]);
     const options = m.options;
 
-    /** The archive writes a message caused, for the sender's acknowledgement to wait on. */
-    const writes = new WeakMap<Element, Array<Promise<unknown>>>();
-    /** Messages already in their recipient's archive (full JID → bare JID → offline all fire). */
-    const archivedForRecipient = new WeakSet<Element>();
-    /** The children of a message before the sender's stanza-id was added for sent carbons. */
-    const senderChildren = new WeakMap<Element, Element['children']>();
-    /** A message's archived serialisation, kept for the other party's archive while its children are unchanged. */
-    const serialised = new WeakMap<Element, { children: Element['children']; xml: string }>();
-    const archivedXmlOf = (stanza: Element): string => {
-      const known = serialised.get(stanza);
-      if (known !== undefined && known.children === stanza.children) return known.xml;
-      const xml = archivedXml(stanza);
-      serialised.set(stanza, { children: stanza.children, xml });
-      return xml;
-    };
 
     const expiryCutoff = (username: string, now = Date.now()): number | null => {
       const override = retention.override(username);
