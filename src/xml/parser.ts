@@ -156,7 +156,15 @@ export class StreamParser {
     while (pos < len && !this.failed) {
       if (data.charCodeAt(pos) !== LT) {
         const lt = data.indexOf('<', pos);
-        if (lt === -1) break; // text may end in a split entity: keep it for the next write
+        if (lt === -1) {
+          // between stanzas (keepalive whitespace) nothing is kept: a long run of it must not
+          // pile up as "unfinished markup"; inside one, text may end in a split entity
+          if (this.cursor === null) {
+            this.text(data, pos, len);
+            pos = len;
+          }
+          break;
+        }
         this.text(data, pos, lt);
         pos = lt;
         continue;
