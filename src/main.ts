@@ -12,9 +12,12 @@ import { createLogger, createServer, packageVersion, serverSettings } from './ap
 import { AccountExistsError, AccountStore, accountMigrations } from './core/accounts.js';
 import { parseJid } from './core/jid.js';
 import { moduleRegistry } from './modules/index.js';
-import { openDatabase, runMigrations } from './storage/db.js';
+import { openDatabase, runMigrations, type Database } from './storage/db.js';
 import { certificateCoversHost, loadCertificateInfo } from './tls/certs.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
+import { parseDuration } from './config/units.js';
+import { archiveMigrations } from './modules/mam/store.js';
+import { RetentionStore } from './modules/mam/settings.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
 
@@ -134,12 +137,12 @@ function checkModuleSections(source: ConfigSource): ConfigProblem[] {
   return problems;
 }
 
-async function withAccounts<T>(file: string, work: (accounts: AccountStore, config: CoreConfig) => Promise<T>): Promise<T> {
+async function withAccounts<T>(file: string, work: (accounts: AccountStore, config: CoreConfig, db: Database) => Promise<T>): Promise<T> {
   const { config } = load(file);
   const db = await openDatabase({ driver: config.storage.driver, sqliteFile: config.storage.sqlite_file, postgresUrl: config.storage.postgres_url });
   try {
     await runMigrations(db, 'accounts', accountMigrations);
-    return await work(new AccountStore(db, DEFAULT_SCRAM_ITERATIONS), config);
+    return await work(new AccountStore(db, DEFAULT_SCRAM_ITERATIONS), config, db);
   } finally {
     await db.destroy();
   }
@@ -150,6 +153,14 @@ function accountJid(jid: string, config: CoreConfig): { username: string; host: 
   if (parsed === null || parsed.local === '' || parsed.resource !== '') fail(`"${jid}" is not an account address like alice@${config.hosts[0]!.domain}`);
   if (!config.hosts.some((h) => h.domain === parsed.domain)) fail(`${parsed.domain} is not a host in this configuration`);
   return { username: parsed.local, host: parsed.domain };
+}
+
+/** 2592000 → "30d": the largest unit that divides the period. */
+function humanDuration(seconds: number): string {
+  for (const [unit, size] of [['y', 31_536_000], ['w', 604_800], ['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+    if (seconds >= size && seconds % size === 0) return `${seconds / size}${unit}`;
+  }
+  return `${seconds}s`;
 }
 
 function fail(message: string): never {
@@ -236,6 +247,29 @@ user
       for (const h of host ? [host] : config.hosts.map((x) => x.domain)) {
         for (const username of await accounts.list(h)) process.stdout.write(`${username}@${h}\n`);
       }
+    });
+  });
+user
+  .command('retention <jid> [period]')
+  .description('how long the account\'s messages are kept (archive and offline): a duration like 30d, never, or default (the server\'s); without a period, shows it')
+  .action(async (jid: string, period: string | undefined) => {
+    await withAccounts(configFile(), async (accounts, config, db) => {
+      const { username, host } = accountJid(jid, config);
+      if (!(await accounts.exists(host, username))) fail(`no account ${username}@${host}`);
+      await runMigrations(db, 'mam', archiveMigrations);
+      const retention = new RetentionStore(db, host);
+      await retention.load();
+      const describe = (seconds: number | null | undefined) =>
+        seconds === undefined ? "kept for the server's default period" : seconds === null ? 'kept forever' : `kept for ${humanDuration(seconds)}`;
+      if (period === undefined) {
+        process.stdout.write(`${username}@${host}: messages ${describe(retention.override(username))}\n`);
+        return;
+      }
+      const word = period.trim().toLowerCase();
+      const seconds = word === 'default' ? undefined : word === 'never' ? null : parseDuration(word);
+      if (seconds === undefined && word !== 'default') fail(`"${period}" is not a duration like 30d, never or default`);
+      await retention.set(username, seconds);
+      process.stdout.write(`${username}@${host}: messages ${describe(seconds)}\n`);
     });
   });
 user

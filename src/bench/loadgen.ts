@@ -7,11 +7,13 @@ import { parseOptions, UsageError, USAGE, type BenchOptions, type ScenarioName }
 import { runLogin } from './scenarios/login.js';
 import { runMsg } from './scenarios/msg.js';
 import { runMuc } from './scenarios/muc.js';
+import { runMam } from './scenarios/mam.js';
 
 const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<Record<string, unknown>>> = {
   login: runLogin,
   msg: runMsg,
   muc: runMuc,
+  mam: runMam,
 };
 
 const log = (message: string): void => {

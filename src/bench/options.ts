@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 
 export type TlsMode = 'starttls' | 'direct';
 export type SessionPolicy = 'advertised' | 'required' | 'never';
-export type ScenarioName = 'login' | 'msg' | 'muc';
-export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc'];
+export type ScenarioName = 'login' | 'msg' | 'muc' | 'mam';
+export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc', 'mam'];
 
 export interface BenchOptions {
   host: string;
@@ -42,6 +42,13 @@ export interface BenchOptions {
   sasl: string;
   /** login: derive the SCRAM keys while registering (untimed), as returning clients have them cached */
   prewarm: boolean;
+  /** mam: the server's SQLite file to generate the archive into ('' = use what is there), its size and shape, queries per shape */
+  mamDb: string;
+  mamMessages: number;
+  mamPeers: number;
+  mamDays: number;
+  mamQueries: number;
+  mamPage: number;
 }
 
 export const USAGE = `usage: npm run bench -- [options]   (node dist/src/bench/loadgen.js [options])
@@ -61,6 +68,10 @@ untimed), runs the scenarios and prints one JSON line per scenario on stdout
   --timeout 30 (s per login)  --regconc 10 --regbatch 25  --setupconc 50
   --session advertised|required|never  (legacy RFC 3921 session IQ)
   --sasl auto|SCRAM-SHA-1|SCRAM-SHA-256|PLAIN
+  mam:    --mam-db data/xmppd.sqlite (the running server's file: an archive of --mam-messages
+          1000000 is written straight into it for one account, over --mam-days 60 with
+          --mam-peers 100 contacts, unless that account already has it; reuse it with a fixed
+          --prefix) --mam-queries 200 (per query shape) --mam-page 50 (RSM max)
   --prewarm yes|no  (login: learn salt+iterations while registering and cache the SCRAM
                      SaltedPassword, then abort the exchange; spares the timed logins the
                      client's PBKDF2, the server's work is unchanged)
@@ -121,6 +132,12 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       session: s('advertised'),
       sasl: s('auto'),
       prewarm: s('yes'),
+      'mam-db': s(''),
+      'mam-messages': s('1000000'),
+      'mam-peers': s('100'),
+      'mam-days': s('60'),
+      'mam-queries': s('200'),
+      'mam-page': s('50'),
     },
   });
   if (values.help) return null;
@@ -159,5 +176,11 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     session: oneOf('session', values.session, ['advertised', 'required', 'never'] as const),
     sasl,
     prewarm: oneOf('prewarm', values.prewarm, ['yes', 'no'] as const) === 'yes',
+    mamDb: values['mam-db'],
+    mamMessages: positiveInt('mam-messages', values['mam-messages']),
+    mamPeers: positiveInt('mam-peers', values['mam-peers']),
+    mamDays: positiveNumber('mam-days', values['mam-days'], 1),
+    mamQueries: positiveInt('mam-queries', values['mam-queries']),
+    mamPage: positiveInt('mam-page', values['mam-page']),
   };
 }

@@ -20,6 +20,8 @@ export interface DiscoIdentity {
 export class VirtualHost {
   readonly events = new EventBus();
   readonly features = new Set<string>();
+  /** Features an account's bare JID has besides disco itself (XEP-0030 §3.1), e.g. its archive. */
+  readonly accountFeatures = new Set<string>();
   readonly identities: DiscoIdentity[] = [{ category: 'server', type: 'im', name: 'xmppd' }];
   readonly items: Array<{ jid: string; name?: string | undefined }> = [];
   readonly modules = new Map<string, ModuleContext<unknown>>();

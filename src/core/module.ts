@@ -78,6 +78,11 @@ export class ModuleContext<Options> {
     this.host.features.add(namespace);
   }
 
+  /** Advertise a feature on every account's bare JID (e.g. a message archive, XEP-0313 §6). */
+  accountFeature(namespace: string): void {
+    this.host.accountFeatures.add(namespace);
+  }
+
   identity(category: string, type: string, name?: string): void {
     this.host.identities.push({ category, type, name });
   }

@@ -229,3 +229,25 @@ test('check says OK for the development configuration', async (t) => {
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+test("an admin sets an account's retention period, which the server then applies", async (t) => {
+  const { dir, cli } = workspace(t);
+  t.is((await cli('user', 'add', 'alice@localhost', '--password', 'x')).code, 0);
+  t.is((await cli('user', 'retention', 'alice@localhost')).stdout, "alice@localhost: messages kept for the server's default period\n");
+  const set = await cli('user', 'retention', 'alice@localhost', '30d');
+  t.is(set.code, 0, set.stderr);
+  t.is(set.stdout, 'alice@localhost: messages kept for 30d\n');
+  t.is((await cli('user', 'retention', 'alice@localhost')).stdout, 'alice@localhost: messages kept for 30d\n');
+  const bad = await cli('user', 'retention', 'alice@localhost', 'soon');
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /not a duration/);
+  t.is((await cli('user', 'retention', 'nobody@localhost', 'never')).code, 1);
+
+  const server = await serverOn(t, dir);
+  const mam = server.server.hosts.get('localhost')!.services.get('mam') as { expiryCutoff(username: string, now?: number): number | null };
+  t.is(mam.expiryCutoff('alice', 1_000_000_000_000), 1_000_000_000_000 - 30 * 86_400_000);
+  t.is(mam.expiryCutoff('bob', 1_000_000_000_000), 1_000_000_000_000 - 365 * 86_400_000, 'the default: a year');
+  await server.stop();
+  t.is((await cli('user', 'retention', 'alice@localhost', 'never')).stdout, 'alice@localhost: messages kept forever\n');
+  t.is((await cli('user', 'retention', 'alice@localhost', 'default')).stdout, "alice@localhost: messages kept for the server's default period\n");
+});

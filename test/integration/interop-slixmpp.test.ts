@@ -1,6 +1,6 @@
 // Interoperability with a real third-party client library: slixmpp (Debian's python3-slixmpp)
 // registers in-band, logs in with SCRAM over STARTTLS or direct TLS, and chats with an
-// @xmpp/client user.
+// @xmpp/client user, and pages through its message archive with its own MAM plugin.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,9 +21,9 @@ interface SlixEvent {
   [key: string]: unknown;
 }
 
-function runSlixmpp(args: string[]): Promise<{ code: number | null; events: SlixEvent[]; stderr: string }> {
+function runSlixmpp(args: string[], program = script): Promise<{ code: number | null; events: SlixEvent[]; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(python, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(python, [program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -40,6 +40,7 @@ test.before(async () => {
   server = await startServer();
   await server.createAccount('alice');
   await server.createAccount('dave', 'dave-password');
+  await server.createAccount('erin', 'erin-password');
 });
 test.after.always(async () => server?.stop());
 
@@ -80,4 +81,23 @@ interop('slixmpp with a wrong password is refused', async (t) => {
   const result = await runSlixmpp(['--jid', 'dave@localhost/d', '--password', 'wrong', '--port', String(server.port), '--peer', 'alice@localhost', '--timeout', '10']);
   t.is(result.code, 1);
   t.truthy(result.events.find((e) => e.event === 'error'));
+});
+
+interop("slixmpp's MAM plugin pages through Erin's archive forwards and backwards", async (t) => {
+  const alice = await connect(server, 'alice', { resource: 'mam' });
+  await alice.send(xml('presence'));
+  const sent = Array.from({ length: 7 }, (_, i) => `archived ${i + 1}`);
+  for (const body of sent) await alice.send(xml('message', { to: 'erin@localhost', type: 'chat' }, xml('body', {}, body)));
+  await alice.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' }))); // all stored by now
+  const result = await runSlixmpp(['--jid', 'erin@localhost/slix', '--password', 'erin-password', '--port', String(server.port), '--peer', 'alice@localhost', '--max', '3'],
+    path.join(root, 'test', 'interop', 'slixmpp_mam.py'));
+  t.is(result.code, 0, result.stderr.slice(-2000) + JSON.stringify(result.events));
+  t.true((result.events.find((e) => e.event === 'form')?.fields as string[]).includes('with'));
+  const forwards = result.events.find((e) => e.event === 'forwards')?.messages as Array<{ id: string; body: string; from: string }>;
+  const backwards = result.events.find((e) => e.event === 'backwards')?.messages as Array<{ id: string; body: string }>;
+  t.deepEqual(forwards.map((m) => m.body), sent);
+  t.true(forwards.every((m) => m.from === 'alice@localhost/mam'));
+  t.deepEqual(backwards.map((m) => m.body), [...sent].reverse());
+  t.deepEqual(backwards.map((m) => m.id), forwards.map((m) => m.id).reverse());
+  await alice.stop();
 });

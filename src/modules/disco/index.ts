@@ -42,7 +42,10 @@ export default defineModule({
       const query = new Element('query', { xmlns: NS_INFO });
       query.c('identity', { category: 'account', type: 'registered' });
       query.c('feature', { var: NS_INFO });
-      if (from.bare === to.bare) query.c('feature', { var: NS_ITEMS });
+      if (from.bare === to.bare) {
+        query.c('feature', { var: NS_ITEMS });
+        for (const feature of [...m.host.accountFeatures].sort()) query.c('feature', { var: feature });
+      }
       return query;
     }, 'account');
     m.iq('get', NS_ITEMS, async ({ to, from }) => {

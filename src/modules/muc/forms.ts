@@ -29,6 +29,8 @@ export interface RoomConfig {
   allowInvites: boolean;
   allowPm: AllowPm;
   logging: boolean;
+  /** Messages kept in the room's message archive (XEP-0313 §6), when the server runs one. */
+  archiving: boolean;
   historyLength: number;
   /** Roles whose presence is broadcast to the room (muc#roomconfig_presencebroadcast). */
   presenceBroadcast: BroadcastRole[];
@@ -53,6 +55,7 @@ export function defaultRoomConfig(historyLength: number): RoomConfig {
     allowInvites: false,
     allowPm: 'anyone',
     logging: false,
+    archiving: true,
     historyLength,
     presenceBroadcast: [...BROADCAST_ROLES],
   };
@@ -122,6 +125,8 @@ export function roomConfigForm(config: RoomConfig, maxOccupants: number): Elemen
       options: [['anyone', 'Anyone'], ['participants', 'Participants'], ['moderators', 'Moderators'], ['none', 'Nobody']],
     },
     { var: 'muc#roomconfig_enablelogging', type: 'boolean', label: 'Public logging', values: [bool(config.logging)] },
+    // Prosody's name for the field, which clients already show
+    { var: 'muc#roomconfig_enablearchiving', type: 'boolean', label: 'Keep a message archive (MAM) of the room', values: [bool(config.archiving)] },
     { var: 'muc#roomconfig_historylength', type: 'text-single', label: 'Messages of history sent to people who join', values: [String(config.historyLength)] },
     {
       var: 'muc#roomconfig_presencebroadcast', type: 'list-multi', label: 'Roles whose presence is shown to everyone', values: config.presenceBroadcast,
@@ -179,6 +184,7 @@ export function applyRoomConfig(current: RoomConfig, form: FormValues, limits: {
         else throw new StanzaError('not-acceptable', `${name}: anyone, participants, moderators or none`);
         break;
       case 'muc#roomconfig_enablelogging': next.logging = parseBoolean(name, value); break;
+      case 'muc#roomconfig_enablearchiving': next.archiving = parseBoolean(name, value); break;
       case 'muc#roomconfig_historylength':
       case 'muc#maxhistoryfetch': {
         const n = Number(value);

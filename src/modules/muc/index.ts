@@ -14,6 +14,7 @@ import { defaultRoomConfig } from './forms.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID } from './ns.js';
 import { Room, type RoomHost } from './room.js';
 import { RoomStore, mucMigrations } from './store.js';
+import type { ArchiveService } from '../mam/index.js';
 
 export default defineModule({
   name: 'muc',
@@ -25,6 +26,7 @@ export default defineModule({
     { spec: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza-id on every group chat message, by the room' },
     { spec: 'XEP-0410', version: '1.1.0', status: 'complete', note: 'self-pings answered by the room' },
     { spec: 'XEP-0421', status: 'complete', note: 'occupant ids on MUC presence and messages, stable across restarts' },
+    { spec: 'XEP-0313', version: '1.1.3', status: 'complete', note: 'room archives (§6) when the mam module is enabled; members-only rooms for members only' },
   ],
   options: z.strictObject({
     /** The service's domain; default conference.<host>. */
@@ -61,8 +63,14 @@ export default defineModule({
       maxHistory: options.max_history_length,
       isLocal: (d) => server.hosts.has(d),
       route: (stanza) => m.route(stanza),
+      // the mam module, when enabled, sets up after this one: looked up when needed
+      get archive() {
+        return m.host.services.get('mam') as ArchiveService | undefined;
+      },
       removed: (room) => {
         if (rooms.get(room.name) === room) rooms.delete(room.name);
+        // a room created later under the same name is someone else's: it does not inherit the archive
+        service.archive?.store.removeOwner(room.jid).catch((err: unknown) => m.log.error({ err, room: room.jid }, 'deleting a room archive failed'));
       },
       entered: (jid, room) => {
         let set = roomsOf.get(jid);
@@ -125,7 +133,7 @@ export default defineModule({
       bounce(iq, new StanzaError('service-unavailable'));
     }
 
-    function receive(stanza: Element, from: Jid, to: Jid): true {
+    function receive(stanza: Element, from: Jid, to: Jid): unknown {
       if (to.local === '') {
         if (stanza.name === 'iq') serviceIq(stanza);
         else if (stanza.name === 'message') bounce(stanza, new StanzaError('service-unavailable', 'Send messages to a room'));
@@ -155,8 +163,7 @@ export default defineModule({
           room.handlePresence(stanza, from, to.resource, created);
           break;
         case 'message':
-          room.handleMessage(stanza, from, to.resource);
-          break;
+          return room.handleMessage(stanza, from, to.resource) ?? true;
         case 'iq':
           room.handleIq(stanza, from, to.resource);
           break;

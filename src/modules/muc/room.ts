@@ -28,6 +28,26 @@ import {
   affiliationChangeRefusal, defaultRole, isAffiliation, isRole, mayListAffiliation, maySendPrivateMessage, roleChangeRefusal,
 } from './permissions.js';
 import type { Affiliation, RoomStore } from './store.js';
+import { NS_MAM, NS_MAM_EXTENDED, archivedXml, metadata, parseQuery, publicId, queryForm, runQuery, type ArchiveService } from '../mam/index.js';
+import type { DeliveryTracker } from '../../core/sessions.js';
+
+/** Archive results are copies: never re-routed if the session that asked ends. */
+const RESULT_TRACKER: DeliveryTracker = { delivered() {}, undelivered() {} };
+const NS_HINTS = 'urn:xmpp:hints';
+
+/** XEP-0313 §6 with XEP-0334: a group message with a body (or a store hint), unless told not to keep it. */
+function roomArchivable(message: Element): boolean {
+  let content = false;
+  for (const child of message.children) {
+    if (typeof child === 'string') continue;
+    if (child.attrs.xmlns === undefined && child.name === 'body') content = true;
+    else if (child.attrs.xmlns === NS_HINTS) {
+      if (child.name === 'no-store' || child.name === 'no-permanent-store') return false;
+      if (child.name === 'store') content = true;
+    }
+  }
+  return content;
+}
 
 export type { Role } from './occupant.js';
 
@@ -43,6 +63,8 @@ export interface RoomHost {
   /** Is this domain one of ours (its sessions are in `sessions`)? */
   isLocal(domain: string): boolean;
   route(stanza: Element): void;
+  /** The host's message archive (the mam module), when it runs one. */
+  readonly archive?: ArchiveService | undefined;
   /** The room is gone (destroyed, or temporary and empty). */
   removed(room: Room): void;
   /** A client (full JID) is now in `room` / is no longer: the service's index for sessions that end. */
@@ -451,7 +473,8 @@ export class Room {
 
   // --- messages ---------------------------------------------------------------------------------
 
-  handleMessage(stanza: Element, from: Jid, nick: string): void {
+  /** Returns a promise when the message is accepted once it settles (its write to the room's archive). */
+  handleMessage(stanza: Element, from: Jid, nick: string): Promise<unknown> | void {
     const type = stanza.attrs.type;
     if (type === 'error') return; // an occupant's client refused something we sent: nothing to answer
     const sender = this.byFullJid.get(from.toString());
@@ -495,7 +518,7 @@ export class Room {
     }
   }
 
-  private groupchat(stanza: Element, sender: Occupant | undefined): void {
+  private groupchat(stanza: Element, sender: Occupant | undefined): Promise<unknown> | void {
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may send messages to the room'));
     if (sender.role === 'visitor' || sender.role === 'none') {
       return this.bounce(stanza, new StanzaError('forbidden', 'You have no voice in this moderated room'));
@@ -527,7 +550,19 @@ export class Room {
       }
       children.push(child);
     }
-    children.push(sender.occupantId, new Element('stanza-id', { xmlns: NS_STANZA_ID, id: randomUUID(), by: this.jid }));
+    children.push(sender.occupantId);
+    // XEP-0313 §6 / XEP-0359: the stanza-id of an archived message is its id in the room's archive
+    const archive = this.config.archiving ? this.service.archive : undefined;
+    let stanzaId: string;
+    let archived: Promise<unknown> | undefined;
+    if (archive !== undefined && roomArchivable(reflected)) {
+      const { id, nonce, written } = archive.store.append({ owner: this.jid, withBare: this.jid, withResource: sender.nick, stanza: archivedXml(reflected) });
+      stanzaId = publicId(id, nonce);
+      archived = written;
+    } else {
+      stanzaId = randomUUID();
+    }
+    children.push(new Element('stanza-id', { xmlns: NS_STANZA_ID, id: stanzaId, by: this.jid }));
     const p = prepare(reflected);
     for (const occupant of this.occupants.values()) {
       const sessions = occupant.sessions;
@@ -538,6 +573,7 @@ export class Room {
       this.remember(reflected, stamp, p.xml.length);
       if (this.persisted) this.service.store.addHistory(this.name, stamp, p.xml, this.config.historyLength);
     }
+    return archived; // the sender's stream acknowledges the message once the archive has it
   }
 
   private remember(stanza: Element, stamp: number, chars: number): void {
@@ -631,6 +667,7 @@ export class Room {
       if (type === 'get' && xmlns === NS_PING) return null;
       if (xmlns === NS_MUC_ADMIN) return type === 'get' ? this.adminGet(from, sender, payload) : this.adminSet(from, sender, payload);
       if (xmlns === NS_MUC_OWNER) return type === 'get' ? this.ownerGet(from, payload) : this.ownerSet(from, sender, payload);
+      if (xmlns === NS_MAM && this.service.archive !== undefined) return this.archiveIq(type, from, payload, this.service.archive);
       throw new StanzaError('service-unavailable');
     };
     run().then(reply, (err: unknown) => {
@@ -663,6 +700,35 @@ export class Room {
     this.sendTo(target.current, copy);
   }
 
+  // --- the room's message archive (XEP-0313 §6) --------------------------------------------------
+
+  private async archiveIq(type: 'get' | 'set', from: Jid, payload: Element, archive: ArchiveService): Promise<Element> {
+    // a members-only room's archive is for its members; outcasts see no room's
+    const affiliation = this.affiliationOf(from.bare);
+    if (affiliation === 'outcast' || (this.config.membersOnly && affiliation === 'none')) {
+      throw new StanzaError('forbidden', 'Only members may read the archive of this room');
+    }
+    if (type === 'get') {
+      if (payload.name === 'query') return queryForm();
+      if (payload.name === 'metadata') return metadata(archive.store, this.jid);
+      throw new StanzaError('bad-request', 'Expected <query/> or <metadata/>');
+    }
+    if (payload.name !== 'query') throw new StanzaError('bad-request', 'Expected <query/>');
+    const query = parseQuery(payload, { maxPage: archive.maxPage });
+    const to = from.toString();
+    return runQuery({
+      store: archive.store,
+      owner: this.jid,
+      to,
+      from: this.jid,
+      send: (message, xml) => {
+        const session = this.service.isLocal(from.domain) ? this.service.sessions.get(from.bare, from.resource) : undefined;
+        if (session !== undefined) session.send(message, xml, RESULT_TRACKER);
+        else if (!this.service.isLocal(from.domain)) this.service.route(parseElement(xml));
+      },
+    }, query);
+  }
+
   private discoInfo(payload: Element): Element {
     if (payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
     const c = this.config;
@@ -677,6 +743,7 @@ export class Room {
       c.whois === 'anyone' ? 'muc_nonanonymous' : 'muc_semianonymous',
       c.passwordProtected ? 'muc_passwordprotected' : 'muc_unsecured',
     ];
+    if (c.archiving && this.service.archive !== undefined) features.push(NS_MAM, NS_MAM_EXTENDED);
     for (const feature of features) query.c('feature', { var: feature });
     query.append(roomInfoForm(c, this.occupants.size, this.subject));
     return query;

@@ -14,6 +14,7 @@ import { serialize } from '../../xml/serialize.js';
 import { OfflineStore, offlineMigrations } from './store.js';
 import { matches, type BlockingService } from '../blocking/index.js';
 import { parseJid } from '../../core/jid.js';
+import type { ArchiveService, OfflineExpiry } from '../mam/index.js';
 
 const NS_HINTS = 'urn:xmpp:hints';
 const NS_DELAY = 'urn:xmpp:delay';
@@ -76,6 +77,21 @@ export default defineModule({
     m.feature('msgoffline'); // XEP-0160 §2.1
     m.gauge('xmppd_offline_messages', 'Messages waiting in offline storage', () => store.total());
 
+    // retention (the mam module's archive_expires_after) applies to offline storage too: its sweep calls these
+    const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
+    m.provide({
+      async expire(cutoff, keep, batch) {
+        const deleted = await store.expire(cutoff, keep, batch, pause);
+        if (deleted > 0) counts.clear(); // the quotas are counted again from the store
+        return deleted;
+      },
+      async expireAccount(username, cutoff) {
+        const deleted = await store.expireAccount(username, cutoff);
+        if (deleted > 0) counts.delete(username);
+        return deleted;
+      },
+    } satisfies OfflineExpiry);
+
     const countOf = async (username: string): Promise<number> => {
       const known = counts.get(username);
       if (known !== undefined) return known;
@@ -128,6 +144,8 @@ export default defineModule({
       const username = session.jid.local;
       await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
+      // past the retention period a message is not delivered, even before the sweep deletes it
+      const cutoff = (m.host.services.get('mam') as ArchiveService | undefined)?.expiryCutoff(username) ?? null;
       // XEP-0191 §5.3, when the blocking module runs here: nothing from a JID the user blocked
       // since reaches the user, not even what was stored before
       const blocking = m.host.services.get('blocking') as BlockingService | undefined;
@@ -138,6 +156,11 @@ export default defineModule({
           stanza = parseElement(message.stanza);
         } catch (err) {
           m.log.error({ err, id: message.id }, 'unreadable offline message skipped');
+          continue;
+        }
+        if (cutoff !== null && message.storedAt < cutoff) {
+          inFlight.add(message.id);
+          forget(username, message.id);
           continue;
         }
         const sender = blocked === undefined || stanza.attrs.from === undefined ? null : parseJid(stanza.attrs.from);

@@ -98,6 +98,31 @@ export class OfflineStore {
     }
   }
 
+  /**
+   * Deletes, in batches of `batch` rows in arrival order, the host's messages stored before
+   * `cutoff` (ms), except those of accounts `keep` names; returns how many. Stops at the first
+   * batch that reaches messages newer than the cutoff.
+   */
+  async expire(cutoff: number, keep: (username: string) => boolean, batch: number, pause: () => Promise<void>): Promise<number> {
+    let deleted = 0;
+    for (let cursor = 0; ;) {
+      const rows: Array<{ id: number | string; username: string; stored_at: number | string }> = await this.db('offline_messages')
+        .where('host', this.host).andWhere('id', '>', cursor).orderBy('id').limit(batch).select('id', 'username', 'stored_at');
+      if (rows.length === 0) return deleted;
+      const doomed = rows.filter((r) => Number(r.stored_at) < cutoff && !keep(r.username)).map((r) => Number(r.id));
+      if (doomed.length > 0) await this.remove(doomed);
+      deleted += doomed.length;
+      if (rows.length < batch || Number(rows[rows.length - 1]!.stored_at) >= cutoff) return deleted;
+      cursor = Number(rows[rows.length - 1]!.id);
+      await pause();
+    }
+  }
+
+  /** Deletes one account's messages stored before `cutoff` (ms); returns how many. */
+  expireAccount(username: string, cutoff: number): Promise<number> {
+    return this.db('offline_messages').where({ host: this.host, username }).andWhere('stored_at', '<', cutoff).delete();
+  }
+
   async removeAccount(username: string): Promise<void> {
     await this.db('offline_messages').where({ host: this.host, username }).delete();
   }

@@ -1,0 +1,392 @@
+// XEP-0313 Message Archive Management: every 1:1 conversation kept on the server for both
+// parties, so a new device pages back through it, with XEP-0359 stanza-ids telling clients which
+// archive entry a live message is. Also the archive's retention: messages (archived, and kept
+// offline) older than the configured age are deleted by a background sweep in bounded batches.
+import Element from 'ltx/lib/Element.js';
+import { z } from 'zod';
+import { durationOrNever, duration } from '../../config/units.js';
+import { parseJid, type Jid } from '../../core/jid.js';
+import { defineModule } from '../../core/module.js';
+import type { OfflineEvent, StanzaEvent } from '../../core/router.js';
+import type { DeliveryTracker } from '../../core/sessions.js';
+import { StanzaError, messageType } from '../../core/stanza.js';
+import { serialize } from '../../xml/serialize.js';
+import type { RosterService } from '../roster/index.js';
+import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQuery } from './query.js';
+import { ArchivePrefs, PrefsStore, RetentionStore, type DefaultPolicy } from './settings.js';
+import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId } from './store.js';
+
+export { NS_MAM, NS_MAM_EXTENDED, NS_SID, parseQuery, runQuery, queryForm, metadata } from './query.js';
+export { ArchiveStore, publicId } from './store.js';
+
+const NS_HINTS = 'urn:xmpp:hints';
+/**
+ * Payloads worth archiving without a body, as Prosody's mod_mam and ejabberd's mod_mam decide:
+ * the ticks (receipts, read markers), end-to-end encrypted messages, invitations, and the edits
+ * of earlier messages (corrections, retractions, reactions). Chat states alone are not.
+ */
+const ARCHIVED_PAYLOADS = new Set([
+  'urn:xmpp:receipts',
+  'urn:xmpp:chat-markers:0',
+  'eu.siacs.conversations.axolotl',
+  'urn:xmpp:omemo:2',
+  'jabber:x:encrypted',
+  'urn:xmpp:openpgp:0',
+  'jabber:x:conference',
+  'urn:xmpp:message-correct:0',
+  'urn:xmpp:message-retract:1',
+  'urn:xmpp:reactions:0',
+  'urn:xmpp:fasten:0',
+]);
+
+/** Result messages are copies of what is archived: never re-routed if their session ends. */
+const RESULT_TRACKER: DeliveryTracker = { delivered() {}, undelivered() {} };
+
+/** XEP-0313 §5.1.1 with XEP-0334 hints: what a user archive keeps. */
+export function archivable(message: Element): boolean {
+  const type = messageType(message);
+  if (type === 'groupchat' || type === 'headline' || type === 'error') return false;
+  let content = false;
+  for (const child of message.children) {
+    if (typeof child === 'string') continue;
+    const xmlns = child.attrs.xmlns;
+    if (xmlns === undefined) {
+      if (child.name === 'body') content = true;
+    } else if (xmlns === NS_HINTS) {
+      if (child.name === 'no-store' || child.name === 'no-permanent-store') return false;
+      if (child.name === 'store') content = true;
+    } else if (ARCHIVED_PAYLOADS.has(xmlns)) {
+      content = true;
+    }
+  }
+  return content;
+}
+
+/**
+ * XEP-0359 §5: a stanza-id claiming to come from `by` that `by` did not add is a forgery; it is
+ * removed (a new children array, so that copies already made keep theirs).
+ */
+export function stripStanzaIds(message: Element, by: string): void {
+  let found = false;
+  for (const child of message.children) {
+    if (typeof child !== 'string' && child.name === 'stanza-id' && child.attrs.xmlns === NS_SID && child.attrs.by === by) found = true;
+  }
+  if (found) message.children = message.children.filter((c) => typeof c === 'string' || c.name !== 'stanza-id' || c.attrs.xmlns !== NS_SID || c.attrs.by !== by);
+}
+
+/** The message as archived: its own serialisation with the namespace a forwarded copy needs (XEP-0297). */
+export function archivedXml(message: Element): string {
+  const xml = serialize(message);
+  return message.attrs.xmlns === undefined ? `<message xmlns="jabber:client"${xml.slice('<message'.length)}` : xml;
+}
+
+/** What the archive offers the other modules on its host: retention for offline storage, archives for rooms. */
+export interface ArchiveService {
+  /** Messages of `username` stored before this time (ms) are expired; null: kept forever. */
+  expiryCutoff(username: string, now?: number): number | null;
+  /** The archive store rooms on this host keep their history in. */
+  store: ArchiveStore;
+  /** The most results per query. */
+  maxPage: number;
+}
+
+/** What the offline module offers the retention sweep (see src/modules/offline). */
+export interface OfflineExpiry {
+  expire(cutoff: number, keep: (username: string) => boolean, batch: number): Promise<number>;
+  expireAccount(username: string, cutoff: number): Promise<number>;
+}
+
+// Per message, shared by the hosts of this process (sender and recipient may be on two of them):
+/** The archive writes a message caused, for the sender's acknowledgement to wait on. */
+const writes = new WeakMap<Element, Array<Promise<unknown>>>();
+/** Messages already in their recipient's archive (full JID → bare JID → offline all fire). */
+const archivedForRecipient = new WeakSet<Element>();
+/** The children of a message before the sender's stanza-id was added for sent carbons. */
+const senderChildren = new WeakMap<Element, Element['children']>();
+/** A message's archived serialisation, kept for the other party's archive while its children are unchanged. */
+const serialised = new WeakMap<Element, { children: Element['children']; xml: string }>();
+
+function archivedXmlOf(stanza: Element): string {
+  const known = serialised.get(stanza);
+  if (known !== undefined && known.children === stanza.children) return known.xml;
+  const xml = archivedXml(stanza);
+  serialised.set(stanza, { children: stanza.children, xml });
+  return xml;
+}
+
+const yieldToEvents = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export default defineModule({
+  name: 'mam',
+  description: 'Message history on the server, for every device, kept for a configurable time',
+  implements: [
+    { spec: 'XEP-0313', version: '1.1.3', status: 'complete', note: 'user archives (urn:xmpp:mam:2 and #extended) and the rooms of the muc module' },
+    { spec: 'XEP-0359', version: '0.7.0', status: 'complete', note: 'stanza-id on delivered and carbon-copied messages; forged ones stripped' },
+    { spec: 'XEP-0059', version: '1.0', status: 'partial', note: 'paging of archive queries: max, after, before (no index)' },
+    { spec: 'XEP-0441', version: '0.2.0', status: 'complete', note: 'archive metadata' },
+    { spec: 'XEP-0334', version: '0.3.0', status: 'partial', note: 'store, no-store and no-permanent-store hints respected by the archive' },
+  ],
+  dependencies: ['roster'],
+  options: z.strictObject({
+    /** XEP-0313 §7: whose messages an account archives until its user says otherwise. */
+    default_policy: z.enum(['always', 'roster', 'never']).default('always'),
+    /** The most messages one query returns (a bigger <max/> gets this many). */
+    max_page: z.number().int().min(1).max(10_000).default(250),
+    /** How long messages are kept, in the archive and in offline storage; `never`: forever. */
+    archive_expires_after: durationOrNever().prefault('1y'),
+    /** How often the expired messages are deleted. */
+    expiry_sweep_interval: duration().prefault('1h'),
+    /** Rows deleted per statement by the sweep, which yields to the server between batches. */
+    expiry_batch: z.number().int().min(1).default(1000),
+  }),
+  migrations: archiveMigrations,
+  async setup(m) {
+    const domain = m.host.domain;
+    const sessions = m.server.sessions;
+    const store = new ArchiveStore(m.db, domain, (err, rows) => m.log.error({ err, rows }, 'archiving messages failed'));
+    const prefsStore = new PrefsStore(m.db, domain);
+    const retention = new RetentionStore(m.db, domain);
+    const roster = m.use<RosterService>('roster');
+    await Promise.all([store.init(), prefsStore.init(), retention.load()]);
+    const options = m.options;
+
+
+    const expiryCutoff = (username: string, now = Date.now()): number | null => {
+      const override = retention.override(username);
+      const seconds = override === undefined ? options.archive_expires_after : override;
+      return seconds === null ? null : now - seconds * 1000;
+    };
+    m.provide({ expiryCutoff, store, maxPage: options.max_page } satisfies ArchiveService);
+
+    m.feature(NS_MAM);
+    m.feature(NS_MAM_EXTENDED);
+    m.feature(NS_SID);
+    m.accountFeature(NS_MAM);
+    m.accountFeature(NS_MAM_EXTENDED);
+    m.accountFeature(NS_SID);
+
+    const serverDefault: ArchivePrefs = Object.freeze({ default: options.default_policy, always: [], never: [] });
+    const prefsOf = (username: string): ArchivePrefs => prefsStore.get(username) ?? serverDefault;
+
+    /** XEP-0313 §7: whether `username` archives a message with `peer`; undefined while its roster is not loaded. */
+    function wanted(username: string, peer: string): boolean | undefined {
+      const prefs = prefsOf(username);
+      if (prefs.never.includes(peer)) return false;
+      if (prefs.always.includes(peer) || prefs.default === 'always') return true;
+      if (prefs.default === 'never') return false;
+      const contacts = roster.store.cached(username);
+      return contacts === undefined ? undefined : contacts.items.has(peer);
+    }
+
+    function noteWrite(stanza: Element, written: Promise<unknown>): void {
+      const list = writes.get(stanza);
+      if (list === undefined) writes.set(stanza, [written]);
+      else if (!list.includes(written)) list.push(written);
+    }
+
+    /**
+     * Archives `stanza` for `owner` (an account of this host) with `peer`; returns the stanza-id
+     * element, or null when it is not archived or not known yet (the roster is loaded first, and
+     * the message archived afterwards without a stanza-id on the way).
+     */
+    function archive(stanza: Element, owner: Jid, peer: Jid): Element | null {
+      const decision = wanted(owner.local, peer.bare);
+      if (decision === false) return null;
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza) };
+      if (decision === undefined) {
+        const later = roster.store.load(owner.local).then(() => {
+          if (wanted(owner.local, peer.bare) === true) return store.append(row).written;
+          return undefined;
+        });
+        noteWrite(stanza, later.catch((err: unknown) => m.log.error({ err, owner: owner.bare }, 'archiving a message failed')));
+        return null;
+      }
+      const { id, nonce, written } = store.append(row);
+      noteWrite(stanza, written);
+      return new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) });
+    }
+
+    // --- the sender's archive (outgoing messages of our users' clients) --------------------------
+    const outgoing = (e: StanzaEvent): undefined => {
+      stripStanzaIds(e.stanza, e.from.bare);
+      if (e.session === undefined || e.from.bare === e.to.bare || !archivable(e.stanza)) return undefined;
+      writes.set(e.stanza, []); // routed by routeAfterArchiving below
+      const stanzaId = archive(e.stanza, e.from, e.to);
+      if (stanzaId !== null) {
+        // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id; a new
+        // array, so that the message's own children are put back as they were (and serialised once)
+        senderChildren.set(e.stanza, e.stanza.children);
+        e.stanza.children = [...e.stanza.children, stanzaId];
+      }
+      return undefined;
+    };
+    // after blocking (which refuses before anything is kept), before carbons (-100) copy it
+    m.on('pre-message/bare', outgoing, -50);
+    m.on('pre-message/full', outgoing, -50);
+
+    /** Last in the chain: take our stanza-id off, route, and acknowledge once the archives have it. */
+    const routeAfterArchiving = (e: StanzaEvent): unknown => {
+      if (!writes.has(e.stanza)) return undefined; // nothing to archive: the server routes it as usual
+      const children = senderChildren.get(e.stanza);
+      if (children !== undefined) e.stanza.children = children; // the stanza-id names the sender's archive, not the recipient's
+      const routed = m.server.router.routeAddressed(e.stanza, e.from, e.to, e.session);
+      // the recipient's archive write (if any) was noted while routing, or before offline storage settled
+      if (routed instanceof Promise) return routed.then(() => Promise.all(writes.get(e.stanza)!));
+      const pending = writes.get(e.stanza)!;
+      return pending.length === 1 ? pending[0] : Promise.all(pending);
+    };
+    m.on('pre-message/bare', routeAfterArchiving, -200);
+    m.on('pre-message/full', routeAfterArchiving, -200);
+
+    // --- the recipient's archive (messages delivered to, or stored for, our users) ---------------
+    const availableResource = (bare: string) => {
+      for (const s of sessions.ofAccount(bare)?.values() ?? []) if (s.available && s.priority >= 0) return true;
+      return false;
+    };
+
+    function incoming(stanza: Element, from: Jid, to: Jid): void {
+      if (archivedForRecipient.has(stanza) || !archivable(stanza)) return;
+      archivedForRecipient.add(stanza);
+      const stanzaId = archive(stanza, to, from);
+      // XEP-0359: the id this message has in the recipient's archive (a new array: copies made keep theirs)
+      if (stanzaId !== null) stanza.children = [...stanza.children, stanzaId];
+    }
+
+    // below blocking (which drops before anything is kept), above carbons (-990) so copies carry the id
+    m.on('message/full', (e: StanzaEvent) => {
+      stripStanzaIds(e.stanza, e.to.bare);
+      // delivered to that resource, or by RFC 6121 §8.5.3.2.1 as to the bare JID
+      if (sessions.get(e.to.bare, e.to.resource) !== undefined || availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to.toBare());
+      return undefined;
+    }, -500);
+    m.on('message/bare', (e: StanzaEvent) => {
+      stripStanzaIds(e.stanza, e.to.bare);
+      if (availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to);
+      return undefined;
+    }, -500);
+    // kept offline: archived first, so the stored copy carries the stanza-id too
+    m.on('message/offline', (e: OfflineEvent) => {
+      const from = e.stanza.attrs.from === undefined ? null : parseJid(e.stanza.attrs.from);
+      if (from !== null) incoming(e.stanza, from, e.to);
+      return undefined;
+    }, 10);
+
+    // --- queries (§4) and preferences (§7) --------------------------------------------------------
+    const ownArchive = (from: Jid, to: Jid): Jid => {
+      if (from.domain !== domain || from.local === '' || (to.local !== '' && to.bare !== from.bare)) {
+        throw new StanzaError('forbidden', 'An archive is queried by its own account');
+      }
+      return from;
+    };
+
+    m.iq('set', NS_MAM, async ({ payload, from, to, session }) => {
+      const user = ownArchive(from, to);
+      if (payload.name === 'prefs') return setPrefs(user.local, payload);
+      if (payload.name !== 'query') throw new StanzaError('bad-request', 'Expected <query/> or <prefs/>');
+      if (session === undefined) throw new StanzaError('service-unavailable', 'Archive results go to a client session');
+      const query = parseQuery(payload, { maxPage: options.max_page });
+      return runQuery({ store, owner: user.bare, to: from.toString(), send: (message, xml) => session.send(message, xml, RESULT_TRACKER) }, query);
+    }, 'account');
+
+    m.iq('get', NS_MAM, async ({ payload, from, to }) => {
+      const user = ownArchive(from, to);
+      if (payload.name === 'query') return queryForm();
+      if (payload.name === 'prefs') return prefsElement(prefsOf(user.local));
+      if (payload.name === 'metadata') return metadata(store, user.bare);
+      throw new StanzaError('bad-request', 'Expected <query/>, <prefs/> or <metadata/>');
+    }, 'account');
+
+    async function setPrefs(username: string, payload: Element): Promise<Element> {
+      const policy = payload.attrs.default ?? prefsOf(username).default;
+      if (policy !== 'always' && policy !== 'never' && policy !== 'roster') throw new StanzaError('bad-request', 'default must be always, never or roster');
+      const list = (name: string): string[] => {
+        const jids: string[] = [];
+        for (const jidElement of payload.getChild(name)?.getChildren('jid') ?? []) {
+          const jid = parseJid(jidElement.getText().trim());
+          if (jid === null) throw new StanzaError('jid-malformed', `Not a JID: ${jidElement.getText()}`);
+          jids.push(jid.bare);
+        }
+        return jids;
+      };
+      const prefs: ArchivePrefs = { default: policy as DefaultPolicy, always: list('always'), never: list('never') };
+      await prefsStore.set(username, prefs);
+      return prefsElement(prefs);
+    }
+
+    // --- retention -------------------------------------------------------------------------------
+    let sweeping: Promise<void> | undefined;
+    let stopped = false;
+    const offlineExpiry = () => m.host.services.get('offline') as OfflineExpiry | undefined;
+    const localOf = (owner: string) => {
+      const at = owner.indexOf('@');
+      return at !== -1 && owner.slice(at + 1) === domain ? owner.slice(0, at) : null;
+    };
+
+    /** Deletes what is older than its retention, a batch at a time, yielding to the server in between. */
+    async function sweep(): Promise<void> {
+      const overrides = await retention.load();
+      const now = Date.now();
+      const batch = options.expiry_batch;
+      const hasOverride = (owner: string) => {
+        const local = localOf(owner);
+        return local !== null && overrides.has(local);
+      };
+      let deleted = 0;
+      if (options.archive_expires_after !== null) {
+        const cutoffId = (now - options.archive_expires_after * 1000) * IDS_PER_MS;
+        for (let cursor = 0; !stopped;) {
+          const done = await store.expireBatch(cursor, cutoffId, hasOverride, batch);
+          if (done === null) break;
+          cursor = done.lastId;
+          deleted += done.deleted;
+          await yieldToEvents();
+        }
+        const offline = offlineExpiry();
+        if (offline !== undefined && !stopped) deleted += await offline.expire(now - options.archive_expires_after * 1000, (u) => overrides.has(u), batch);
+      }
+      for (const [username, seconds] of overrides) {
+        if (seconds === null || stopped) continue;
+        const cutoff = now - seconds * 1000;
+        for (let n = batch; n >= batch && !stopped;) {
+          n = await store.expireOwnerBatch(`${username}@${domain}`, cutoff * IDS_PER_MS, batch);
+          deleted += n;
+          await yieldToEvents();
+        }
+        deleted += (await offlineExpiry()?.expireAccount(username, cutoff)) ?? 0;
+      }
+      if (deleted > 0) m.log.info({ deleted }, 'expired messages deleted');
+    }
+
+    const startSweep = () => {
+      if (sweeping !== undefined || stopped) return; // the last one is still going
+      sweeping = sweep()
+        .catch((err: unknown) => m.log.error({ err }, 'deleting expired messages failed'))
+        .finally(() => (sweeping = undefined));
+    };
+    const timer = setInterval(startSweep, options.expiry_sweep_interval * 1000);
+    timer.unref();
+    // a shortened retention applies soon after a restart, not only an interval later
+    const first = setTimeout(startSweep, Math.min(options.expiry_sweep_interval, 60) * 1000);
+    first.unref();
+    m.onStop(async () => {
+      stopped = true;
+      clearInterval(timer);
+      clearTimeout(first);
+      await sweeping;
+    });
+
+    m.on('account/deleted', ({ username }: { username: string }) => {
+      Promise.all([store.removeOwner(`${username}@${domain}`), prefsStore.remove(username), retention.set(username, undefined)])
+        .catch((err: unknown) => m.log.error({ err }, 'deleting an archive failed'));
+    });
+  },
+});
+
+function prefsElement(prefs: ArchivePrefs): Element {
+  const element = new Element('prefs', { xmlns: NS_MAM, default: prefs.default });
+  const always = element.c('always');
+  for (const jid of prefs.always) always.c('jid').t(jid);
+  const never = element.c('never');
+  for (const jid of prefs.never) never.c('jid').t(jid);
+  return element;
+}

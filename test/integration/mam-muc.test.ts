@@ -1,0 +1,88 @@
+// Room archives (XEP-0313 §6): a group's history is on the server, queried at the room's JID;
+// a live group message's stanza-id is its archive id; members-only rooms keep theirs for members.
+import test, { type ExecutionContext } from 'ava';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import { bare, freshAccounts, iqFailure, online, loginForTest } from '../helpers/conversation.js';
+import { configure, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, NS_DISCO_INFO, NS_MUC_ADMIN } from '../helpers/muc.js';
+import { NS_MAM, mamQuery, stanzaIdOf, type MamPage } from '../helpers/mam.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+let server: TestServer;
+test.before(async () => {
+  server = await startServer({ config: { modules: { roster: {}, presence: {}, disco: {}, ping: {}, muc: {}, mam: {} } } });
+});
+test.after.always(async () => server?.stop());
+
+async function user(t: ExecutionContext, username: string): Promise<TestClient> {
+  const client = await loginForTest(t, server, username, 'phone');
+  await online(client);
+  return client;
+}
+const mamFailure = (query: Promise<MamPage>) => iqFailure(query.then((page) => page.fin));
+
+test('a room keeps its messages; a newcomer pages through them at the room JID, stanza-ids matching', async (t) => {
+  const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
+  const room = freshRoom();
+  const a = await user(t, alice);
+  const b = await user(t, bob);
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  const ids: string[] = [];
+  for (let i = 1; i <= 12; i++) {
+    const [client, nick] = i % 3 === 0 ? [b, 'Bob'] : [a, 'Alice'];
+    await client.send(groupchat(room, `group message ${i}`));
+    const echo = await client.next(isGroupchat(`${room}/${nick}`, `group message ${i}`));
+    ids.push(stanzaIdOf(echo, room)!);
+  }
+  await a.send(xml('message', { to: room, type: 'groupchat' }, xml('composing', { xmlns: 'http://jabber.org/protocol/chatstates' })));
+
+  const info = await a.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_DISCO_INFO })));
+  t.true(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_MAM));
+
+  // Carol never joined: an open room's archive is readable, backwards page by page
+  const c = await user(t, carol);
+  const pages: string[][] = [];
+  let before = '';
+  for (;;) {
+    const page = await mamQuery(c, { to: room, max: 5, before });
+    pages.unshift(page.results.map((r) => r.body ?? ''));
+    for (const r of page.results) {
+      t.is(r.message.attrs.type, 'groupchat');
+      t.true(r.message.attrs.from!.startsWith(`${room}/`));
+    }
+    if (page.complete) break;
+    before = page.first!;
+  }
+  t.deepEqual(pages.flat(), Array.from({ length: 12 }, (_, i) => `group message ${i + 1}`));
+  const all = await mamQuery(c, { to: room, max: 50 });
+  t.deepEqual(all.results.map((r) => r.id), ids);
+  t.deepEqual((await mamQuery(c, { to: room, with: `${room}/Bob` })).results.map((r) => r.body), ['group message 3', 'group message 6', 'group message 9', 'group message 12']);
+  // the room's results come from the room
+  const raw = c.received.find((s) => s.is('message') && s.getChild('result', NS_MAM) !== undefined);
+  t.is(raw?.attrs.from, room);
+});
+
+test("a members-only room's archive is for its members; archiving can be turned off", async (t) => {
+  const { alice, bob, mallory } = await freshAccounts(server, 'alice', 'bob', 'mallory');
+  const room = freshRoom('private');
+  const a = await user(t, alice);
+  const b = await user(t, bob);
+  const m = await user(t, mallory);
+  await createPrivateGroup(a, room, 'Alice');
+  await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { jid: bare(server, bob), affiliation: 'member' }))));
+  await a.send(groupchat(room, 'members only'));
+  await a.next(isGroupchat(`${room}/Alice`, 'members only'));
+
+  t.deepEqual((await mamQuery(b, { to: room })).results.map((r) => r.body), ['members only'], 'a member who is not in the room');
+  t.is(await mamFailure(mamQuery(m, { to: room })), 'forbidden');
+
+  await configure(a, room, { 'muc#roomconfig_enablearchiving': '0' });
+  await a.send(groupchat(room, 'not archived'));
+  const echo = await a.next(isGroupchat(`${room}/Alice`, 'not archived'));
+  t.truthy(stanzaIdOf(echo, room), 'a stanza-id all the same');
+  t.deepEqual((await mamQuery(b, { to: room })).results.map((r) => r.body), ['members only']);
+  const info = await a.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_DISCO_INFO })));
+  t.false(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_MAM));
+});
