@@ -15,6 +15,8 @@ import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
 import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import type { Jid } from './jid.js';
+import { S2SService } from '../s2s/service.js';
+import type { S2SRoute, S2SSettings } from '../s2s/settings.js';
 
 export interface ServerHostSettings extends HostSettings {
   tls?: HostTlsFiles | undefined;
@@ -25,6 +27,8 @@ export interface ServerSettings {
   storage: StorageOptions;
   hosts: ServerHostSettings[];
   c2s: C2SSettings;
+  /** Federation; off when missing or not enabled. */
+  s2s?: S2SSettings | undefined;
   /** A module's validated options on a host (the config layer maps problems to YAML lines). */
   moduleOptions<T>(host: string, module: string, schema: z.ZodType<T>): T;
   /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
@@ -43,6 +47,8 @@ export class Server {
   tls!: TlsContexts;
   authThrottle!: AuthThrottle;
   private c2s: C2SListeners | undefined;
+  /** Federation (src/s2s), when enabled. */
+  s2s: S2SService | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -92,6 +98,10 @@ export class Server {
 
     this.c2s = new C2SListeners(this, this.settings.c2s);
     await this.c2s.listen();
+    if (this.settings.s2s?.enabled) {
+      this.s2s = new S2SService(this, this.settings.s2s);
+      await this.s2s.start();
+    }
     this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
   }
 
@@ -112,6 +122,24 @@ export class Server {
     const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
     if (handled !== undefined) return handled;
     return this.router.routeAddressed(stanza, event.from, event.to, session);
+  }
+
+  /** Addresses the server-to-server listeners are bound to (empty when federation is off). */
+  s2sAddresses(): S2SRoute[] {
+    return this.s2s?.addresses() ?? [];
+  }
+
+  /**
+   * A stanza from another server, whose stream has authenticated `from`'s domain for `to`'s (one
+   * of ours): it enters the router on the recipient's side, as a local user's stanza does after
+   * its `pre-` events, so every module sees it. Never relayed to a third server.
+   */
+  processFromRemote(stanza: Element, from: Jid, to: Jid): unknown {
+    if (!this.hosts.has(to.domain) && !this.router.components.has(to.domain)) {
+      this.log.warn({ from: from.toString(), to: to.toString() }, 'refusing to relay a stanza from another server');
+      return undefined;
+    }
+    return this.router.routeAddressed(stanza, from, to);
   }
 
   /** Called by a stream once its session is bound (registered in the session registry). */
@@ -138,6 +166,7 @@ export class Server {
   private async shutdown(): Promise<void> {
     this.log.info('shutting down');
     await this.c2s?.close();
+    await this.s2s?.close();
     for (const host of this.hosts.values()) {
       for (const module of [...host.modules.values()].reverse()) {
         await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));

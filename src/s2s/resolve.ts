@@ -1,0 +1,25 @@
+// Where to connect for a remote domain (RFC 6120 §3.2.1, XEP-0368): a static route from the
+// configuration, else DNS SRV records — `_xmpps-server._tcp` (direct TLS) and
+// `_xmpp-server._tcp` (STARTTLS) merged by priority and weight — else the domain itself on 5269.
+import dns from 'node:dns/promises';
+import type { S2SRoute, S2SSettings } from './settings.js';
+
+export type ResolveFailure = 'service-unavailable' | 'not-found';
+
+/** The targets to try, in order; throws 'service-unavailable' when the domain says it has no XMPP (a "." target). */
+export async function resolveTargets(domain: string, settings: S2SSettings, resolver: Pick<typeof dns, 'resolveSrv'> = dns): Promise<S2SRoute[]> {
+  const route = settings.routes.get(domain);
+  if (route !== undefined) return [route];
+  const lookup = (name: string) => resolver.resolveSrv(name).catch(() => [] as Array<{ name: string; port: number; priority: number; weight: number }>);
+  const [direct, starttls] = await Promise.all([lookup(`_xmpps-server._tcp.${domain}`), lookup(`_xmpp-server._tcp.${domain}`)]);
+  const records = [
+    ...direct.map((r) => ({ ...r, tls: 'direct' as const })),
+    ...starttls.map((r) => ({ ...r, tls: 'starttls' as const })),
+  ];
+  // RFC 2782: a single record with target "." means the service is decidedly not available
+  if (records.length > 0 && records.every((r) => r.name === '' || r.name === '.')) throw new Error('service-unavailable');
+  if (records.length === 0) return [{ host: domain, port: 5269, tls: 'starttls' }];
+  // lower priority first; among equals, heavier weight first (XEP-0368 §3: direct TLS wins ties)
+  records.sort((a, b) => a.priority - b.priority || b.weight - a.weight || (a.tls === b.tls ? 0 : a.tls === 'direct' ? -1 : 1));
+  return records.filter((r) => r.name !== '.' && r.name !== '').map((r) => ({ host: r.name, port: r.port, tls: r.tls }));
+}
