@@ -86,6 +86,10 @@ export class IncomingStream extends S2SConnection {
     const name = element.name;
     if (name === 'message' || name === 'presence' || name === 'iq') return this.stanza(element);
     const xmlns = element.attrs.xmlns;
+    if (name === 'stream:error') {
+      this.log.info({ remote: this.remoteDomains, error: element.getChildElements()[0]?.name }, 'the peer closed its stream with an error');
+      return this.close();
+    }
     if (name === 'starttls' && xmlns === NS_TLS) return this.startTls();
     if (xmlns === NS_SASL) return this.sasl(element);
     const dialback = dialbackElement(element);

@@ -8,7 +8,7 @@ export type ResolveFailure = 'service-unavailable' | 'not-found';
 
 /** The targets to try, in order; throws 'service-unavailable' when the domain says it has no XMPP (a "." target). */
 export async function resolveTargets(domain: string, settings: S2SSettings, resolver: Pick<typeof dns, 'resolveSrv'> = dns): Promise<S2SRoute[]> {
-  const route = settings.routes.get(domain);
+  const route = staticRoute(domain, settings);
   if (route !== undefined) return [route];
   const lookup = (name: string) => resolver.resolveSrv(name).catch(() => [] as Array<{ name: string; port: number; priority: number; weight: number }>);
   const [direct, starttls] = await Promise.all([lookup(`_xmpps-server._tcp.${domain}`), lookup(`_xmpp-server._tcp.${domain}`)]);
@@ -22,4 +22,15 @@ export async function resolveTargets(domain: string, settings: S2SSettings, reso
   // lower priority first; among equals, heavier weight first (XEP-0368 §3: direct TLS wins ties)
   records.sort((a, b) => a.priority - b.priority || b.weight - a.weight || (a.tls === b.tls ? 0 : a.tls === 'direct' ? -1 : 1));
   return records.filter((r) => r.name !== '.' && r.name !== '').map((r) => ({ host: r.name, port: r.port, tls: r.tls }));
+}
+
+/** The configured route for `domain`, or for its closest parent (conference.b.example → b.example). */
+export function staticRoute(domain: string, settings: S2SSettings): S2SRoute | undefined {
+  for (let name = domain; ; ) {
+    const route = settings.routes.get(name);
+    if (route !== undefined) return route;
+    const dot = name.indexOf('.');
+    if (dot === -1) return undefined;
+    name = name.slice(dot + 1);
+  }
 }
