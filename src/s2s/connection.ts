@@ -161,6 +161,20 @@ export function streamHeaderProblem(name: string, attrs: Record<string, string>)
   return null;
 }
 
+/**
+ * Sets `authorized` / `authorizationError` on a server-side TLSSocket we made ourselves. Node does
+ * this only for sockets created by a tls.Server (onServerSocketSecure in lib/_tls_wrap.js); ours
+ * wrap a socket after STARTTLS, so we ask the handle for the verification result as it does.
+ */
+export function settleServerAuthorization(socket: tls.TLSSocket): void {
+  type VerifyError = Error & { code?: string };
+  const handle = (socket as unknown as { _handle?: { verifyError(): VerifyError | null } | null })._handle;
+  if (!handle) return void (socket.authorizationError = new Error('TLS handle gone'));
+  const verifyError = handle.verifyError();
+  if (verifyError === null) socket.authorized = true;
+  else socket.authorizationError = verifyError;
+}
+
 /** Whether the peer's TLS certificate chains to our CAs and names `domain` (RFC 6125 DNS-ID). */
 export function certificateValidFor(socket: net.Socket, domain: string): boolean {
   if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return false;

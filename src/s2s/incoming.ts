@@ -9,7 +9,7 @@ import { parseJid } from '../core/jid.js';
 import { NS_STANZAS, StanzaError, errorReply } from '../core/stanza.js';
 import { serialize } from '../xml/serialize.js';
 import {
-  NS_SASL, NS_TLS, S2SConnection, certificateValidFor, newStreamId, streamHeaderProblem, stripContentNamespace,
+  NS_SASL, NS_TLS, S2SConnection, certificateValidFor, newStreamId, settleServerAuthorization, streamHeaderProblem, stripContentNamespace,
   type AuthMethod,
 } from './connection.js';
 import { NS_DIALBACK_FEATURE, dialbackElement, dialbackKeyMatches } from './dialback.js';
@@ -68,6 +68,10 @@ export class IncomingStream extends S2SConnection {
 
   private features(): string {
     let features = '<stream:features>';
+    if (this.secure) {
+      const socket = this.socket as tls.TLSSocket;
+      this.log.debug({ claimed: this.claimedDomain, authorized: socket.authorized, problem: socket.authorizationError }, 'peer certificate');
+    }
     const { requireEncryption } = this.service.settings;
     if (!this.secure) features += `<starttls xmlns='${NS_TLS}'>${requireEncryption ? '<required/>' : ''}</starttls>`;
     if (!this.saslDone && (this.secure || !requireEncryption)) {
@@ -103,7 +107,10 @@ export class IncomingStream extends S2SConnection {
     if (this.secure) return this.close('policy-violation', 'TLS is already negotiated');
     this.socket.write(`<proceed xmlns='${NS_TLS}'/>`);
     const secureSocket = this.upgrade({ isServer: true, requestCert: true, rejectUnauthorized: false, ...this.service.tls.serverOptions() });
-    secureSocket.once('secure', () => (this.secure = true));
+    secureSocket.once('secure', () => {
+      settleServerAuthorization(secureSocket);
+      this.secure = true;
+    });
   }
 
   private requireEncryption(): boolean {

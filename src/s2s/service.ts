@@ -12,7 +12,7 @@ import type { Jid } from '../core/jid.js';
 import type { Server } from '../core/server.js';
 import { StanzaError, type StanzaErrorCondition } from '../core/stanza.js';
 import type { TlsContexts } from '../tls/contexts.js';
-import type { AuthMethod } from './connection.js';
+import { settleServerAuthorization, type AuthMethod } from './connection.js';
 import { loadDialbackSecret } from './dialback.js';
 import { IncomingStream } from './incoming.js';
 import { OutgoingStream, type VerifyOutcome } from './outgoing.js';
@@ -76,13 +76,14 @@ export class S2SService {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true);
         if (this.stopped) return void socket.destroy();
-        const direct = listen.tls === 'direct';
-        const stream = new IncomingStream(
-          this,
-          direct ? new tls.TLSSocket(socket, { isServer: true, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'], ...this.tls.serverOptions() }) : socket,
-          direct,
-        );
-        this.incoming.add(stream);
+        if (listen.tls === 'direct') {
+          // XEP-0368: TLS from the first byte; the stream starts once the handshake is done
+          const secure = new tls.TLSSocket(socket, { isServer: true, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'], ...this.tls.serverOptions() });
+          secure.once('secure', () => settleServerAuthorization(secure));
+          this.incoming.add(new IncomingStream(this, secure, true));
+        } else {
+          this.incoming.add(new IncomingStream(this, socket, false));
+        }
       };
       const netServer = net.createServer(accept);
       await new Promise<void>((resolve, reject) => {

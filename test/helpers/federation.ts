@@ -3,13 +3,27 @@
 import net from 'node:net';
 import { startServer, type TestServer, type TestServerOptions } from './server.js';
 
-/** A free loopback port (the kernel's pick, released at once). */
+const handedOut = new Set<number>();
+
+/**
+ * A free loopback port for a server started later: picked below the kernel's ephemeral range
+ * (32768+), where `listen(0)` calls of concurrent tests cannot take it meanwhile, never the same
+ * twice in one process, and checked to be free now.
+ */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    const server = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
 }
 
 export interface FederatedOptions extends TestServerOptions {

@@ -1,0 +1,209 @@
+// Who may federate with us, and what a user sees when the other server is missing: a peer that
+// claims a domain it cannot prove is refused and its stanzas are never routed; an unreachable or
+// silent server gives the sender an error, not silence; certificates from a trusted CA
+// authenticate with SASL EXTERNAL (XEP-0178); idle streams close and come back on demand.
+import net from 'node:net';
+import test, { type ExecutionContext } from 'ava';
+import type { TestServer } from '../helpers/server.js';
+import { RawClient, type TestClient } from '../helpers/clients.js';
+import { chat, errorCondition, freshAccounts, getRoster, loginForTest, messages, online, settle } from '../helpers/conversation.js';
+import { read, readElement } from '../helpers/wire.js';
+import { eventually, freePort, startFederated } from '../helpers/federation.js';
+import { createTestCa } from '../helpers/test-ca.js';
+import { dialbackKey } from '../../src/s2s/dialback.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+const SECRET_B = 'b.example dialback secret for tests';
+let a: TestServer;
+let b: TestServer;
+let portA: number;
+let closedPort: number;
+test.before(async () => {
+  portA = await freePort();
+  const portB = await freePort();
+  closedPort = await freePort(); // nobody listens there
+  a = await startFederated({
+    domain: 'a.example',
+    s2sPort: portA,
+    routes: { 'b.example': portB, 'down.example': closedPort, 'ghost.example': closedPort },
+  });
+  b = await startFederated({ domain: 'b.example', s2sPort: portB, routes: { 'a.example': portA }, s2s: { dialback_secret: SECRET_B } });
+});
+test.after.always(async () => {
+  await a?.stop();
+  await b?.stop();
+});
+
+async function userOn(t: ExecutionContext, server: TestServer, name: string): Promise<TestClient> {
+  const username = (await freshAccounts(server, name))[name];
+  const client = await loginForTest(t, server, username, 'phone');
+  await getRoster(client);
+  await online(client);
+  return client;
+}
+
+/** A hand-made server stream to a.example claiming to be `from`, through STARTTLS; returns it and its stream id. */
+async function rawPeer(from: string): Promise<{ wire: RawClient; streamId: string }> {
+  const wire = await RawClient.connectTo(portA);
+  const header = `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='${from}' to='a.example' version='1.0'>`;
+  wire.write(header);
+  await readElement(wire, 'stream:features');
+  wire.write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
+  await wire.waitFor(/<proceed/);
+  await wire.upgradeToTls('a.example');
+  wire.write(header);
+  const opened = await read(wire, /<stream:stream\s[^>]*>/);
+  const streamId = /\sid=['"]([^'"]+)['"]/.exec(opened[0])![1]!;
+  const features = await readElement(wire, 'stream:features');
+  if (!features.getChild('dialback', 'urn:xmpp:features:dialback')) throw new Error('no dialback offered');
+  return { wire, streamId };
+}
+
+test('A peer claiming b.example with a key b.example did not issue is refused, and its stanzas never routed', async (t) => {
+  const alice = await userOn(t, a, 'alice');
+  const { wire } = await rawPeer('b.example');
+  wire.write(`<db:result from='b.example' to='a.example'>${'0'.repeat(64)}</db:result>`);
+  // a.example asked b.example (the real one, over its own stream), which said the key is not its own
+  await wire.waitFor(/<db:result[^>]*type=['"]invalid['"]/);
+  wire.write(`<message from='mallory@b.example/x' to='${alice.jid}' type='chat' id='forged'><body>trust me</body></message>`);
+  await wire.waitClosed();
+  t.regex(wire.data, /<not-authorized/);
+  await settle(alice);
+  t.deepEqual(messages(alice), [], 'the forged message was not delivered');
+});
+
+test('A peer claiming a domain whose server cannot be reached gets a dialback error, not acceptance', async (t) => {
+  const { wire } = await rawPeer('ghost.example');
+  wire.write(`<db:result from='ghost.example' to='a.example'>${'1'.repeat(64)}</db:result>`);
+  const answer = await wire.waitFor(/<db:result[^>]*type=['"](\w+)['"][\s\S]*?(?:\/>|<\/db:result>)/);
+  t.is(answer[1], 'error');
+  t.regex(answer[0], /remote-server-not-found/);
+  wire.write(`<message from='x@ghost.example' to='someone@a.example'><body>hi</body></message>`);
+  await wire.waitClosed();
+  t.regex(wire.data, /<not-authorized/, 'stanzas before authentication close the stream');
+});
+
+test('A peer that proved b.example may not send stanzas from another domain (invalid-from)', async (t) => {
+  const alice = await userOn(t, a, 'alice');
+  const { wire, streamId } = await rawPeer('b.example');
+  // a valid key: made with b.example's secret, as its own server would
+  wire.write(`<db:result from='b.example' to='a.example'>${dialbackKey(SECRET_B, 'a.example', 'b.example', streamId)}</db:result>`);
+  await wire.waitFor(/<db:result[^>]*type=['"]valid['"]/);
+  wire.write(`<message from='bob@b.example/raw' to='${alice.jid}' type='chat' id='genuine'><body>from b</body></message>`);
+  const genuine = await alice.next((s) => s.is('message') && s.attrs.id === 'genuine');
+  t.is(genuine.attrs.from, 'bob@b.example/raw');
+  wire.write(`<message from='eve@c.example/raw' to='${alice.jid}' type='chat' id='spoofed'><body>from c?</body></message>`);
+  await wire.waitClosed();
+  t.regex(wire.data, /<invalid-from/);
+  await settle(alice);
+  t.deepEqual(messages(alice).map((m) => m.attrs.id), ['genuine'], 'the spoofed message was not delivered');
+});
+
+test('A message to a server that is down bounces with remote-server-not-found, at once while it stays down', async (t) => {
+  const alice = await userOn(t, a, 'alice');
+  await alice.send(chat('bob@down.example', 'are you there?', { id: 'down-1' }));
+  const error = await alice.next((s) => s.is('message') && s.attrs.id === 'down-1');
+  t.is(error.attrs.type, 'error');
+  t.is(errorCondition(error), 'remote-server-not-found');
+  t.is(error.attrs.from, 'bob@down.example');
+  await alice.send(chat('bob@down.example', 'still there?', { id: 'down-2' }));
+  const second = await alice.next((s) => s.is('message') && s.attrs.id === 'down-2');
+  t.is(errorCondition(second), 'remote-server-not-found');
+});
+
+test('A server that accepts the connection but never answers gives remote-server-timeout', async (t) => {
+  const silent = net.createServer((socket) => socket.on('error', () => undefined)); // accepts and says nothing
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+  const silentPort = (silent.address() as net.AddressInfo).port;
+  const [portC] = [await freePort()];
+  const c = await startFederated({ domain: 'timeout.example', s2sPort: portC, routes: { 'silent.example': silentPort }, s2s: { connect_timeout: '1s' } });
+  t.teardown(() => c.stop());
+  const carol = await userOn(t, c, 'carol');
+  await carol.send(chat('someone@silent.example', 'hello?', { id: 'silent-1' }));
+  const error = await carol.next((s) => s.is('message') && s.attrs.id === 'silent-1');
+  t.is(errorCondition(error), 'remote-server-timeout');
+});
+
+test('When the peer comes up after being down, the next message goes through (reconnect after backoff)', async (t) => {
+  const [portC, portD] = [await freePort(), await freePort()];
+  const c = await startFederated({ domain: 'up-c.example', s2sPort: portC, routes: { 'up-d.example': portD } });
+  t.teardown(() => c.stop());
+  const carol = await userOn(t, c, 'carol');
+  await carol.send(chat('dave@up-d.example', 'first', { id: 'early' }));
+  t.is(errorCondition(await carol.next((s) => s.is('message') && s.attrs.id === 'early')), 'remote-server-not-found');
+
+  const d = await startFederated({ domain: 'up-d.example', s2sPort: portD, routes: { 'up-c.example': portC } });
+  t.teardown(() => d.stop());
+  const dave = await userOn(t, d, 'dave');
+  // keep trying, as a user would, until the backoff has passed
+  let delivered = false;
+  for (let attempt = 0; attempt < 40 && !delivered; attempt++) {
+    await carol.send(chat(dave.jid.split('/')[0]!, 'hello again', { id: `retry-${attempt}` }));
+    const answer = await Promise.race([
+      carol.next((s) => s.is('message') && s.attrs.id === `retry-${attempt}`).then(() => false),
+      dave.next((s) => s.is('message') && s.attrs.id === `retry-${attempt}`).then(() => true),
+    ]);
+    delivered = answer;
+    if (!delivered) await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  t.true(delivered);
+});
+
+test('An idle stream is closed, and the next message opens a new one', async (t) => {
+  const [portC, portD] = [await freePort(), await freePort()];
+  const c = await startFederated({ domain: 'idle-c.example', s2sPort: portC, routes: { 'idle-d.example': portD }, s2s: { idle_timeout: '1s' } });
+  const d = await startFederated({ domain: 'idle-d.example', s2sPort: portD, routes: { 'idle-c.example': portC }, s2s: { idle_timeout: '1s' } });
+  t.teardown(async () => {
+    await c.stop();
+    await d.stop();
+  });
+  const carol = await userOn(t, c, 'carol');
+  const dave = await userOn(t, d, 'dave');
+  const daveBare = dave.jid.split('/')[0]!;
+  await carol.send(chat(daveBare, 'one', { id: 'idle-1' }));
+  await dave.next((s) => s.is('message') && s.attrs.id === 'idle-1');
+  await eventually(() => c.server.s2s!.streams().length === 0, 10000, 'the idle streams to close');
+  await carol.send(chat(daveBare, 'two', { id: 'idle-2' }));
+  await dave.next((s) => s.is('message') && s.attrs.id === 'idle-2');
+  t.truthy(c.server.s2s!.streams().find((s) => s.direction === 'outgoing' && s.state === 'ready'));
+});
+
+test('With certificates from a trusted CA, both servers authenticate with SASL EXTERNAL', async (t) => {
+  const ca = createTestCa(['cert-c.example', 'cert-d.example']);
+  const [portC, portD] = [await freePort(), await freePort()];
+  const s2s = { ca_file: ca.caFile, require_valid_certificates: true };
+  const c = await startFederated({ domain: 'cert-c.example', s2sPort: portC, routes: { 'cert-d.example': portD }, s2s,
+    config: { hosts: [{ domain: 'cert-c.example', registration: 'open', tls: ca.certs['cert-c.example'] }] } });
+  const d = await startFederated({ domain: 'cert-d.example', s2sPort: portD, routes: { 'cert-c.example': portC }, s2s,
+    config: { hosts: [{ domain: 'cert-d.example', registration: 'open', tls: ca.certs['cert-d.example'] }] } });
+  t.teardown(async () => {
+    await c.stop();
+    await d.stop();
+  });
+  const carol = await userOn(t, c, 'carol');
+  const dave = await userOn(t, d, 'dave');
+  await carol.send(chat(dave.jid.split('/')[0]!, 'signed and sealed', { id: 'cert-1' }));
+  await dave.next((s) => s.is('message') && s.attrs.id === 'cert-1');
+  await dave.send(chat(carol.jid.split('/')[0]!, 'likewise', { id: 'cert-2' }));
+  await carol.next((s) => s.is('message') && s.attrs.id === 'cert-2');
+  t.deepEqual(
+    c.server.s2s!.streams().map((s) => `${s.direction} ${s.remote} ${s.method}`).sort(),
+    ['incoming cert-d.example sasl-external', 'outgoing cert-d.example sasl-external'],
+  );
+});
+
+test('A server that requires valid certificates refuses a peer with a self-signed one', async (t) => {
+  const ca = createTestCa(['strict-c.example']);
+  const [portC] = [await freePort()];
+  // strict-c.example trusts only the test CA; a.example's certificate is self-signed
+  const c = await startFederated({ domain: 'strict-c.example', s2sPort: portC, routes: { 'a.example': portA },
+    s2s: { ca_file: ca.caFile, require_valid_certificates: true },
+    config: { hosts: [{ domain: 'strict-c.example', registration: 'open', tls: ca.certs['strict-c.example'] }] } });
+  t.teardown(() => c.stop());
+  const carol = await userOn(t, c, 'carol');
+  await carol.send(chat('alice@a.example', 'hi', { id: 'strict-1' }));
+  const error = await carol.next((s) => s.is('message') && s.attrs.id === 'strict-1');
+  t.is(errorCondition(error), 'remote-server-not-found');
+});
