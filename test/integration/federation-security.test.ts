@@ -113,9 +113,15 @@ test('A message to a server that is down bounces with remote-server-not-found, a
 });
 
 test('A server that accepts the connection but never answers gives remote-server-timeout', async (t) => {
-  const silent = net.createServer((socket) => socket.on('error', () => undefined)); // accepts and says nothing
+  const accepted: net.Socket[] = [];
+  const silent = net.createServer((socket) => {
+    accepted.push(socket.on('error', () => undefined).resume()); // reads, never answers
+  });
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+  t.teardown(() => {
+    for (const socket of accepted) socket.destroy();
+    return new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
   const silentPort = (silent.address() as net.AddressInfo).port;
   const [portC] = [await freePort()];
   const c = await startFederated({ domain: 'timeout.example', s2sPort: portC, routes: { 'silent.example': silentPort }, s2s: { connect_timeout: '1s' } });
