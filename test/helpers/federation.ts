@@ -30,7 +30,7 @@ export interface FederatedOptions extends TestServerOptions {
   domain: string;
   s2sPort: number;
   /** domain → port on 127.0.0.1 */
-  routes: Record<string, number | string>;
+  routes: Record<string, number | string | { host: string; port: number; tls: string }>;
   s2s?: Record<string, unknown>;
 }
 

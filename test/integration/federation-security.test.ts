@@ -213,3 +213,21 @@ test('A server that requires valid certificates refuses a peer with a self-signe
   const error = await carol.next((s) => s.is('message') && s.attrs.id === 'strict-1');
   t.is(errorCondition(error), 'remote-server-not-found');
 });
+
+test('Direct TLS (XEP-0368): a server listening with TLS from the first byte is reached by a direct route', async (t) => {
+  const [portE, portF] = [await freePort(), await freePort()];
+  const e = await startFederated({ domain: 'direct-e.example', s2sPort: portE, routes: { 'direct-f.example': portF },
+    s2s: { listen: [{ host: '127.0.0.1', port: portE, tls: 'direct' }] } });
+  const f = await startFederated({ domain: 'direct-f.example', s2sPort: portF, routes: { 'direct-e.example': { host: '127.0.0.1', port: portE, tls: 'direct' } } });
+  t.teardown(async () => {
+    await e.stop();
+    await f.stop();
+  });
+  const erin = await userOn(t, e, 'erin');
+  const frank = await userOn(t, f, 'frank');
+  await frank.send(chat(erin.jid.split('/')[0]!, 'over direct TLS', { id: 'direct-1' }));
+  await erin.next((s) => s.is('message') && s.attrs.id === 'direct-1');
+  await erin.send(chat(frank.jid.split('/')[0]!, 'and back over STARTTLS', { id: 'direct-2' }));
+  await frank.next((s) => s.is('message') && s.attrs.id === 'direct-2');
+  t.is(e.server.s2sAddresses()[0]?.tls, 'direct');
+});
