@@ -82,14 +82,18 @@ const hostSchema = z
     registration: host.registration ?? (host.domain === 'localhost' ? 'open' : 'closed'),
   }));
 
-const listenerSchema = z
-  .strictObject({
-    host: z.string().min(1).default('0.0.0.0'),
-    /** Missing: 5222 for starttls, 5223 for direct TLS (XEP-0368). 0 picks a free port (tests). */
-    port: z.number().int().min(0).max(65535).optional(),
-    tls: z.enum(['starttls', 'direct']).default('starttls'),
-  })
-  .transform((l) => ({ ...l, port: l.port ?? (l.tls === 'direct' ? 5223 : 5222) }));
+/** A listener; a missing port is the standard one for its kind of TLS. 0 picks a free port (tests). */
+const listenerSchemaWithPorts = (defaultPorts: { starttls: number; direct: number }) =>
+  z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).optional(),
+      tls: z.enum(['starttls', 'direct']).default('starttls'),
+    })
+    .transform((l) => ({ ...l, port: l.port ?? defaultPorts[l.tls] }));
+
+/** Missing port: 5222 for starttls, 5223 for direct TLS (XEP-0368). */
+const listenerSchema = listenerSchemaWithPorts({ starttls: 5222, direct: 5223 });
 
 const throttleSchema = (attempts: number) =>
   z.strictObject({
@@ -125,14 +129,8 @@ const c2sSchema = z.strictObject({
 
 // Federation (RFC 6120 server-to-server streams). Off by default: a dev box serving `localhost`
 // has no one to federate with, and many test servers would fight over port 5269.
-const s2sListenerSchema = z
-  .strictObject({
-    host: z.string().min(1).default('0.0.0.0'),
-    /** Missing: 5269 for starttls, 5270 for direct TLS (XEP-0368). 0 picks a free port (tests). */
-    port: z.number().int().min(0).max(65535).optional(),
-    tls: z.enum(['starttls', 'direct']).default('starttls'),
-  })
-  .transform((l) => ({ ...l, port: l.port ?? (l.tls === 'direct' ? 5270 : 5269) }));
+/** Missing port: 5269 for starttls, 5270 for direct TLS (XEP-0368). */
+const s2sListenerSchema = listenerSchemaWithPorts({ starttls: 5269, direct: 5270 });
 
 /** A static route: `host:port` (STARTTLS) or `{ host, port, tls }`. */
 const s2sRouteSchema = z

@@ -1,7 +1,10 @@
 // Two (or more) xmppd servers on loopback with different domains, federating through static
 // routes: each one's s2s listener gets a port picked before any of them starts.
 import net from 'node:net';
+import type { ExecutionContext } from 'ava';
 import { startServer, type TestServer, type TestServerOptions } from './server.js';
+import type { TestClient } from './clients.js';
+import { freshAccounts, getRoster, loginForTest, online } from './conversation.js';
 
 const handedOut = new Set<number>();
 
@@ -59,3 +62,15 @@ export async function eventually(condition: () => boolean, timeoutMs = 10000, wh
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** A fresh account on `server`, logged in for this test, roster requested and available. */
+export async function userOn(t: ExecutionContext, server: TestServer, name: string): Promise<TestClient> {
+  const username = (await freshAccounts(server, name))[name];
+  const client = await loginForTest(t, server, username, 'phone');
+  await getRoster(client);
+  await online(client);
+  return client;
+}
+
+/** The bare JID of a client. */
+export const bareOf = (client: TestClient): string => client.jid.split('/')[0]!;

@@ -3,12 +3,12 @@
 // silent server gives the sender an error, not silence; certificates from a trusted CA
 // authenticate with SASL EXTERNAL (XEP-0178); idle streams close and come back on demand.
 import net from 'node:net';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import type { TestServer } from '../helpers/server.js';
-import { RawClient, type TestClient } from '../helpers/clients.js';
-import { chat, errorCondition, freshAccounts, getRoster, loginForTest, messages, online, settle } from '../helpers/conversation.js';
+import { RawClient } from '../helpers/clients.js';
+import { chat, errorCondition, messages, settle } from '../helpers/conversation.js';
 import { read, readElement } from '../helpers/wire.js';
-import { eventually, freePort, startFederated } from '../helpers/federation.js';
+import { eventually, freePort, startFederated, userOn } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { dialbackKey } from '../../src/s2s/dialback.js';
 
@@ -35,13 +35,6 @@ test.after.always(async () => {
   await b?.stop();
 });
 
-async function userOn(t: ExecutionContext, server: TestServer, name: string): Promise<TestClient> {
-  const username = (await freshAccounts(server, name))[name];
-  const client = await loginForTest(t, server, username, 'phone');
-  await getRoster(client);
-  await online(client);
-  return client;
-}
 
 /** A hand-made server stream to a.example claiming to be `from`, through STARTTLS; returns it and its stream id. */
 async function rawPeer(from: string): Promise<{ wire: RawClient; streamId: string }> {

@@ -1,14 +1,14 @@
 // Federation between two xmppd servers on loopback (RFC 6120 server-to-server streams): a.example
 // and b.example, each with its own users, reach each other through static routes. Dialback
 // (XEP-0220) authenticates them: their certificates are self-signed.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import type { TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
+import { xml } from '../helpers/clients.js';
 import {
-  befriend, chat, errorCondition, freshAccounts, getRoster, isPresence, loginForTest, online, ping, settle,
+  befriend, chat, errorCondition, getRoster, isPresence, loginForTest, ping, settle,
 } from '../helpers/conversation.js';
 import { enter, freshRoom, createInstantRoom, groupchat, isGroupchat } from '../helpers/muc.js';
-import { freePort, startFederated } from '../helpers/federation.js';
+import { bareOf, freePort, startFederated, userOn } from '../helpers/federation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test servers' certificates are self-signed
 
@@ -24,15 +24,7 @@ test.after.always(async () => {
   await b?.stop();
 });
 
-async function userOn(t: ExecutionContext, server: TestServer, name: string): Promise<TestClient> {
-  const username = (await freshAccounts(server, name))[name];
-  const client = await loginForTest(t, server, username, 'phone');
-  await getRoster(client);
-  await online(client);
-  return client;
-}
 
-const bareOf = (client: TestClient) => client.jid.split('/')[0]!;
 
 test('Alice on a.example and Bob on b.example chat both ways, receipts included', async (t) => {
   const alice = await userOn(t, a, 'alice');
