@@ -102,7 +102,7 @@ export class Server {
       this.s2s = new S2SService(this, this.settings.s2s);
       await this.s2s.start();
     }
-    this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
+    this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses(), s2s: this.s2s?.addresses() }, 'xmppd started');
   }
 
   /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
