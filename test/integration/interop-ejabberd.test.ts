@@ -1,0 +1,85 @@
+// Federation with a real ejabberd (Debian's `ejabberd`), both ways, by Server Dialback (neither
+// side trusts the other's certificate): a user on each server chats with the other and they
+// subscribe to each other's presence. ejabberd finds our s2s port through the test DNS server.
+import test, { type ExecutionContext } from 'ava';
+import type { TestServer } from '../helpers/server.js';
+import { connect, xml, type TestClient } from '../helpers/clients.js';
+import { befriend, chat, getRoster, isPresence, online } from '../helpers/conversation.js';
+import { bareOf, freePort, startFederated } from '../helpers/federation.js';
+import { createTestCa } from '../helpers/test-ca.js';
+import { startTestDns, type TestDns } from '../helpers/dns.js';
+import { hasEjabberd, startEjabberd, type EjabberdServer } from '../helpers/ejabberd.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+const OURS = 'xmppd-ej.example';
+const THEIRS = 'ejabberd.example';
+
+let xmppd: TestServer;
+let ejabberd: EjabberdServer;
+let dns: TestDns;
+
+const interop = hasEjabberd ? test.serial : test.serial.skip;
+
+test.before(async () => {
+  if (!hasEjabberd) return;
+  const untrusted = createTestCa([THEIRS]);
+  dns = await startTestDns();
+  ejabberd = await startEjabberd({ domain: THEIRS, ...untrusted.certs[THEIRS]!, dnsPort: dns.port });
+  const s2sPort = await freePort();
+  xmppd = await startFederated({ domain: OURS, s2sPort, routes: { [THEIRS]: ejabberd.s2sPort } });
+  // ejabberd resolves SRV targets through the system (getaddrinfo), so the target is localhost
+  dns.addSrv(`_xmpp-server._tcp.${OURS}`, 'localhost', s2sPort);
+});
+
+test.after.always(async () => {
+  await xmppd?.stop();
+  await ejabberd?.stop();
+  await dns?.close();
+});
+
+let counter = 0;
+
+async function ourUser(t: ExecutionContext): Promise<TestClient> {
+  const username = `ours${++counter}`;
+  await xmppd.createAccount(username, 'secret-ours');
+  const client = await connect(xmppd, username, { password: 'secret-ours', resource: 'xmppd' });
+  t.teardown(() => client.stop());
+  await getRoster(client);
+  await online(client);
+  return client;
+}
+
+async function theirUser(t: ExecutionContext): Promise<TestClient> {
+  const username = `theirs${++counter}`;
+  await ejabberd.register(username, THEIRS, 'secret-theirs');
+  const client = await connect({ domain: THEIRS, port: ejabberd.c2sPort } as TestServer, username, { password: 'secret-theirs', resource: 'ejabberd' });
+  t.teardown(() => client.stop());
+  await getRoster(client);
+  await online(client);
+  return client;
+}
+
+interop('a user on each server chats with the other, both ways (dialback)', async (t) => {
+  const ours = await ourUser(t);
+  const theirs = await theirUser(t);
+  await ours.send(chat(bareOf(theirs), 'hello ejabberd', { id: 'to-ejabberd' }));
+  const got = await theirs.next((s) => s.is('message') && s.attrs.id === 'to-ejabberd', 20000);
+  t.is(got.attrs.from, ours.jid);
+  await theirs.send(chat(bareOf(ours), 'hello xmppd', { id: 'to-xmppd' }));
+  const back = await ours.next((s) => s.is('message') && s.attrs.id === 'to-xmppd', 20000);
+  t.is(back.attrs.from, theirs.jid);
+  const methods = xmppd.server.s2s!.streams().filter((s) => s.remote === THEIRS).map((s) => `${s.direction} ${s.method}`).sort();
+  t.deepEqual(methods, ['incoming dialback', 'outgoing dialback']);
+});
+
+interop('presence subscriptions both ways, then presence flows', async (t) => {
+  const ours = await ourUser(t);
+  const theirs = await theirUser(t);
+  await befriend(theirs, ours);
+  await ours.send(xml('presence', {}, xml('status', {}, 'xmppd here')));
+  await theirs.next((s) => isPresence(ours.jid)(s) && s.getChildText('status') === 'xmppd here', 20000);
+  await theirs.send(xml('presence', { type: 'unavailable' }));
+  await ours.next(isPresence(theirs.jid, 'unavailable'), 20000);
+  t.pass();
+});
