@@ -11,6 +11,7 @@ import { freePort, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
 import { hasProsody, startProsody, type ProsodyServer } from '../helpers/prosody.js';
+import { createInstantRoom, enter, groupchat, isGroupchat } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // our clients trust whatever certificate
 
@@ -50,7 +51,7 @@ test.before(async () => {
       ],
     },
   });
-  for (const domain of [OURS_DB, OURS_CA]) dns.addSrv(`_xmpp-server._tcp.${domain}`, domain, s2sPort);
+  for (const domain of [OURS_DB, OURS_CA, `conference.${OURS_DB}`]) dns.addSrv(`_xmpp-server._tcp.${domain}`, domain, s2sPort);
 });
 
 test.after.always(async () => {
@@ -125,4 +126,18 @@ interop('certificates from a test CA: SASL EXTERNAL both ways, chat and subscrip
   await chatBothWays(t, ours, theirs);
   await befriend(theirs, ours);
   t.deepEqual(methodsWith(THEIRS_CA), ['incoming sasl-external', 'outgoing sasl-external']);
+});
+
+interop("dialback: a Prosody user joins a group chat at our conference service and talks in it", async (t) => {
+  const ours = await ourUser(t, OURS_DB);
+  const theirs = await theirUser(t, THEIRS_DB);
+  const room = `interop-${counter}@conference.${OURS_DB}`;
+  await createInstantRoom(ours, room, 'Ours');
+  await enter(theirs, room, 'Theirs');
+  await ours.next(isPresence(`${room}/Theirs`), 20000);
+  await theirs.send(groupchat(room, 'hello from Prosody'));
+  await ours.next(isGroupchat(`${room}/Theirs`, 'hello from Prosody'), 20000);
+  await ours.send(groupchat(room, 'welcome'));
+  await theirs.next(isGroupchat(`${room}/Ours`, 'welcome'), 20000);
+  t.pass();
 });
