@@ -137,7 +137,7 @@ const s2sRouteSchema = z
   .union([
     z.string().regex(/^(\[[^\]]+\]|[^\s:]+):[0-9]{1,5}$/, { error: (issue) => `expected host:port like 127.0.0.1:5269, got ${describeValue(issue.input)}` }),
     z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535).default(5269), tls: z.enum(['starttls', 'direct']).default('starttls') }),
-  ])
+  ], { error: (issue) => `expected host:port like 127.0.0.1:5269, or { host, port, tls }, got ${describeValue(issue.input)}` })
   .transform((route) => {
     if (typeof route !== 'string') return route;
     const colon = route.lastIndexOf(':');

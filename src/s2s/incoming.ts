@@ -16,6 +16,8 @@ import { NS_DIALBACK_FEATURE, dialbackElement, dialbackKeyMatches } from './dial
 import { authPolicy } from './settings.js';
 import type { S2SService } from './service.js';
 
+const MAX_PENDING_VERIFICATIONS = 4;
+
 export class IncomingStream extends S2SConnection {
   readonly direction = 'incoming';
   streamId = '';
@@ -171,6 +173,8 @@ export class IncomingStream extends S2SConnection {
       this.log.info({ remote }, 'refused dialback: this domain must present a valid certificate');
       return answer('error', 'not-authorized');
     }
+    // each request costs a verification round trip: a peer gets a few at a time, not a flood
+    if (this.verifying >= MAX_PENDING_VERIFICATIONS) return answer('error', 'resource-constraint');
     this.verifying++;
     this.service.verifyDialback(local, remote, this.streamId, key).then((outcome) => {
       this.verifying--;

@@ -58,7 +58,7 @@ export class S2SService {
   ) {
     this.log = server.log.child({ component: 's2s' });
     this.secret = loadDialbackSecret(settings.dialbackSecret, server.settings.dataDir);
-    const ca = settings.caFile === undefined ? undefined : fs.readFileSync(settings.caFile);
+    const ca = settings.caFile === undefined ? undefined : readCaFile(settings.caFile);
     this.tls = server.tls.withCa(ca);
   }
 
@@ -303,5 +303,13 @@ export class S2SService {
     this.incoming.clear();
     this.outgoing.clear();
     await Promise.all(closing);
+  }
+}
+
+function readCaFile(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new Error(`s2s.ca_file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
 }
