@@ -224,3 +224,25 @@ test('Direct TLS (XEP-0368): a server listening with TLS from the first byte is 
   await frank.next((s) => s.is('message') && s.attrs.id === 'direct-2');
   t.is(e.server.s2sAddresses()[0]?.tls, 'direct');
 });
+
+test('Stanzas beyond the queue limit for a domain that is still connecting bounce with resource-constraint', async (t) => {
+  const accepted: net.Socket[] = [];
+  const silent = net.createServer((socket) => {
+    accepted.push(socket.on('error', () => undefined).resume()); // reads, never answers: the stream never gets ready
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of accepted) socket.destroy();
+    return new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
+  const c = await startFederated({ domain: 'queue.example', s2sPort: await freePort(),
+    routes: { 'slow.example': (silent.address() as net.AddressInfo).port }, s2s: { max_queued_stanzas: 2, connect_timeout: '2s' } });
+  t.teardown(() => c.stop());
+  const carol = await userOn(t, c, 'carol');
+  for (let i = 1; i <= 3; i++) await carol.send(chat('someone@slow.example', `message ${i}`, { id: `queued-${i}` }));
+  const third = await carol.next((s) => s.is('message') && s.attrs.id === 'queued-3');
+  t.is(errorCondition(third), 'resource-constraint');
+  // the two queued ones get their answer when the connection attempt gives up
+  t.is(errorCondition(await carol.next((s) => s.is('message') && s.attrs.id === 'queued-1')), 'remote-server-timeout');
+  t.is(errorCondition(await carol.next((s) => s.is('message') && s.attrs.id === 'queued-2')), 'remote-server-timeout');
+});
