@@ -6,7 +6,7 @@
 import test, { type ExecutionContext } from 'ava';
 import type { TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
-import { befriend, chat, getRoster, isPresence, online } from '../helpers/conversation.js';
+import { befriend, chat, errorCondition, getRoster, isPresence, messages, online, settle } from '../helpers/conversation.js';
 import { freePort, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
@@ -19,6 +19,8 @@ const OURS_DB = 'xmppd-db.example';
 const OURS_CA = 'xmppd-ca.example';
 const THEIRS_DB = 'prosody-db.example';
 const THEIRS_CA = 'prosody-ca.example';
+/** A Prosody domain with an untrusted certificate that our policy says must present a valid one. */
+const THEIRS_STRICT = 'prosody-strict.example';
 
 let xmppd: TestServer;
 let prosody: ProsodyServer;
@@ -29,21 +31,22 @@ const interop = hasProsody ? test.serial : test.serial.skip;
 test.before(async () => {
   if (!hasProsody) return;
   const trusted = createTestCa([OURS_CA, THEIRS_CA]);
-  const untrusted = createTestCa([THEIRS_DB]); // a CA nobody is told to trust: dialback it is
+  const untrusted = createTestCa([THEIRS_DB, THEIRS_STRICT]); // a CA nobody is told to trust: dialback it is
   dns = await startTestDns();
   prosody = await startProsody({
     dnsPort: dns.port,
     hosts: [
       { domain: THEIRS_DB, ...untrusted.certs[THEIRS_DB]! },
       { domain: THEIRS_CA, ...trusted.certs[THEIRS_CA]!, cafile: trusted.caFile },
+      { domain: THEIRS_STRICT, ...untrusted.certs[THEIRS_STRICT]! },
     ],
   });
   const s2sPort = await freePort();
   xmppd = await startFederated({
     domain: OURS_DB,
     s2sPort,
-    routes: { [THEIRS_DB]: prosody.s2sPort, [THEIRS_CA]: prosody.s2sPort },
-    s2s: { ca_file: trusted.caFile, secure_domains: [THEIRS_CA] },
+    routes: { [THEIRS_DB]: prosody.s2sPort, [THEIRS_CA]: prosody.s2sPort, [THEIRS_STRICT]: prosody.s2sPort },
+    s2s: { ca_file: trusted.caFile, secure_domains: [THEIRS_CA, THEIRS_STRICT] },
     config: {
       hosts: [
         { domain: OURS_DB, registration: 'open' },
@@ -140,4 +143,20 @@ interop("dialback: a Prosody user joins a group chat at our conference service a
   await ours.send(groupchat(room, 'welcome'));
   await theirs.next(isGroupchat(`${room}/Ours`, 'welcome'), 20000);
   t.pass();
+});
+
+interop('a Prosody domain that cannot prove itself with a valid certificate, where we require one, is refused both ways', async (t) => {
+  const ours = await ourUser(t, OURS_DB);
+  const theirs = await theirUser(t, THEIRS_STRICT);
+  // we do not send to it: the sender gets an error, not silence
+  await ours.send(chat(bareOf(theirs), 'are you really you?', { id: 'to-strict' }));
+  const bounced = await ours.next((s) => s.is('message') && s.attrs.id === 'to-strict', 20000);
+  t.is(errorCondition(bounced), 'remote-server-not-found');
+  // nor accept from it: its dialback is refused, and Prosody tells its user
+  await theirs.send(chat(bareOf(ours), 'let me in', { id: 'from-strict' }));
+  const refused = await theirs.next((s) => s.is('message') && s.attrs.id === 'from-strict', 20000);
+  t.is(refused.attrs.type, 'error');
+  await settle(ours);
+  t.deepEqual(messages(ours).filter((m) => m.attrs.type !== 'error').map((m) => m.attrs.id), [], 'nothing from the unproven domain was delivered');
+  t.deepEqual(methodsWith(THEIRS_STRICT).filter((m) => m.startsWith('incoming')), []);
 });
