@@ -26,19 +26,30 @@ export interface EjabberdServer {
   stop(): Promise<void>;
 }
 
-export async function startEjabberd(options: { domain: string; cert: string; key: string; dnsPort: number }): Promise<EjabberdServer> {
+export interface EjabberdHost {
+  domain: string;
+  cert: string;
+  key: string;
+}
+
+/** `caFile`: the CAs ejabberd trusts for peers' certificates (then it authenticates them by SASL EXTERNAL). */
+export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: string; dnsPort: number }): Promise<EjabberdServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-ejabberd-'));
   const c2sPort = await freePort();
   const s2sPort = await freePort();
-  const pem = path.join(dir, 'host.pem');
-  fs.writeFileSync(pem, fs.readFileSync(options.cert, 'utf8') + fs.readFileSync(options.key, 'utf8'));
+  const pems = options.hosts.map((host) => {
+    const pem = path.join(dir, `${host.domain}.pem`);
+    fs.writeFileSync(pem, fs.readFileSync(host.cert, 'utf8') + fs.readFileSync(host.key, 'utf8'));
+    return pem;
+  });
   const configFile = path.join(dir, 'ejabberd.yml');
   fs.writeFileSync(
     configFile,
     [
-      `hosts: [${JSON.stringify(options.domain)}]`,
+      `hosts: [${options.hosts.map((h) => JSON.stringify(h.domain)).join(', ')}]`,
       `loglevel: info`,
-      `certfiles: [${JSON.stringify(pem)}]`,
+      `certfiles: [${pems.map((p) => JSON.stringify(p)).join(', ')}]`,
+      ...(options.caFile ? [`ca_file: ${JSON.stringify(options.caFile)}`] : []),
       `listen:`,
       `  - { port: ${c2sPort}, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: true }`,
       `  - { port: ${s2sPort}, ip: "127.0.0.1", module: ejabberd_s2s_in }`,

@@ -1,6 +1,7 @@
-// Federation with a real ejabberd (Debian's `ejabberd`), both ways, by Server Dialback (neither
-// side trusts the other's certificate): a user on each server chats with the other and they
-// subscribe to each other's presence. ejabberd finds our s2s port through the test DNS server.
+// Federation with a real ejabberd (Debian's `ejabberd`), both ways: a user on each server chats
+// with the other and they subscribe to each other's presence. One pair of domains authenticates
+// by Server Dialback (certificates nobody trusts), the other by certificates from a test CA
+// (SASL EXTERNAL). ejabberd finds our s2s port through the test DNS server.
 import test, { type ExecutionContext } from 'ava';
 import type { TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
@@ -14,6 +15,8 @@ process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
 const OURS = 'xmppd-ej.example';
 const THEIRS = 'ejabberd.example';
+const OURS_CA = 'xmppd-ejca.example';
+const THEIRS_CA = 'ejabberd-ca.example';
 
 let xmppd: TestServer;
 let ejabberd: EjabberdServer;
@@ -24,12 +27,23 @@ const interop = hasEjabberd ? test.serial : test.serial.skip;
 test.before(async () => {
   if (!hasEjabberd) return;
   const untrusted = createTestCa([THEIRS]);
+  const trusted = createTestCa([OURS_CA, THEIRS_CA]);
   dns = await startTestDns();
-  ejabberd = await startEjabberd({ domain: THEIRS, ...untrusted.certs[THEIRS]!, dnsPort: dns.port });
+  ejabberd = await startEjabberd({
+    hosts: [{ domain: THEIRS, ...untrusted.certs[THEIRS]! }, { domain: THEIRS_CA, ...trusted.certs[THEIRS_CA]! }],
+    caFile: trusted.caFile,
+    dnsPort: dns.port,
+  });
   const s2sPort = await freePort();
-  xmppd = await startFederated({ domain: OURS, s2sPort, routes: { [THEIRS]: ejabberd.s2sPort } });
+  xmppd = await startFederated({
+    domain: OURS,
+    s2sPort,
+    routes: { [THEIRS]: ejabberd.s2sPort, [THEIRS_CA]: ejabberd.s2sPort },
+    s2s: { ca_file: trusted.caFile, secure_domains: [THEIRS_CA] },
+    config: { hosts: [{ domain: OURS, registration: 'open' }, { domain: OURS_CA, registration: 'open', tls: trusted.certs[OURS_CA] }] },
+  });
   // ejabberd resolves SRV targets through the system (getaddrinfo), so the target is localhost
-  dns.addSrv(`_xmpp-server._tcp.${OURS}`, 'localhost', s2sPort);
+  for (const domain of [OURS, OURS_CA]) dns.addSrv(`_xmpp-server._tcp.${domain}`, 'localhost', s2sPort);
 });
 
 test.after.always(async () => {
@@ -40,20 +54,20 @@ test.after.always(async () => {
 
 let counter = 0;
 
-async function ourUser(t: ExecutionContext): Promise<TestClient> {
+async function ourUser(t: ExecutionContext, domain = OURS): Promise<TestClient> {
   const username = `ours${++counter}`;
-  await xmppd.createAccount(username, 'secret-ours');
-  const client = await connect(xmppd, username, { password: 'secret-ours', resource: 'xmppd' });
+  await xmppd.server.accounts.create(domain, username, 'secret-ours');
+  const client = await connect({ ...xmppd, domain } as TestServer, username, { password: 'secret-ours', resource: 'xmppd' });
   t.teardown(() => client.stop());
   await getRoster(client);
   await online(client);
   return client;
 }
 
-async function theirUser(t: ExecutionContext): Promise<TestClient> {
+async function theirUser(t: ExecutionContext, domain = THEIRS): Promise<TestClient> {
   const username = `theirs${++counter}`;
-  await ejabberd.register(username, THEIRS, 'secret-theirs');
-  const client = await connect({ domain: THEIRS, port: ejabberd.c2sPort } as TestServer, username, { password: 'secret-theirs', resource: 'ejabberd' });
+  await ejabberd.register(username, domain, 'secret-theirs');
+  const client = await connect({ domain, port: ejabberd.c2sPort } as TestServer, username, { password: 'secret-theirs', resource: 'ejabberd' });
   t.teardown(() => client.stop());
   await getRoster(client);
   await online(client);
@@ -82,4 +96,16 @@ interop('presence subscriptions both ways, then presence flows', async (t) => {
   await theirs.send(xml('presence', { type: 'unavailable' }));
   await ours.next(isPresence(theirs.jid, 'unavailable'), 20000);
   t.pass();
+});
+
+interop('certificates from a test CA: SASL EXTERNAL both ways, chat and subscription', async (t) => {
+  const ours = await ourUser(t, OURS_CA);
+  const theirs = await theirUser(t, THEIRS_CA);
+  await ours.send(chat(bareOf(theirs), 'signed', { id: 'ca-to-ejabberd' }));
+  await theirs.next((s) => s.is('message') && s.attrs.id === 'ca-to-ejabberd', 20000);
+  await theirs.send(chat(bareOf(ours), 'sealed', { id: 'ca-to-xmppd' }));
+  await ours.next((s) => s.is('message') && s.attrs.id === 'ca-to-xmppd', 20000);
+  await befriend(ours, theirs);
+  const methods = xmppd.server.s2s!.streams().filter((s) => s.remote === THEIRS_CA).map((s) => `${s.direction} ${s.method}`).sort();
+  t.deepEqual(methods, ['incoming sasl-external', 'outgoing sasl-external']);
 });
