@@ -6,7 +6,7 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import type Element from 'ltx/lib/Element.js';
-import type { StanzaErrorCondition } from '../core/stanza.js';
+import type { StanzaErrorCondition, StreamErrorCondition } from '../core/stanza.js';
 import { serialize } from '../xml/serialize.js';
 import {
   NS_SASL, NS_TLS, S2SConnection, certificateValidFor, streamHeaderProblem, type AuthMethod,
@@ -18,7 +18,8 @@ import type { S2SService } from './service.js';
 
 export type VerifyOutcome = 'valid' | 'invalid' | 'error';
 
-interface VerifyRequest {
+/** A dialback verification we asked (or will ask) the peer for. */
+export interface VerifyRequest {
   id: string;
   key: string;
   resolve(outcome: VerifyOutcome): void;
@@ -38,6 +39,10 @@ export class OutgoingStream extends S2SConnection {
   private readonly verifying = new Map<string, VerifyRequest>();
   /** Why the stream failed, when it did not get ready: the error for the queued stanzas. */
   private failure: { condition: StanzaErrorCondition; text: string } | undefined;
+  /** db:verify may go out once the stream is encrypted (or encryption is not required). */
+  private canSendVerify = false;
+  /** The peer's header declared the dialback namespace (servers from before the stream feature). */
+  private peerDeclaredDialback = false;
 
   constructor(
     private readonly service: S2SService,
@@ -65,13 +70,11 @@ export class OutgoingStream extends S2SConnection {
   verify(id: string, key: string): Promise<VerifyOutcome> {
     return new Promise((resolve) => {
       const request = { id, key, resolve };
+      if (this.state === 'closed') return resolve('error');
       if (this.state === 'ready' || (this.state === 'negotiating' && this.canSendVerify)) this.sendVerify(request);
       else this.verifyQueue.push(request);
     });
   }
-
-  /** db:verify may go out once the stream is encrypted (or encryption is not required). */
-  private canSendVerify = false;
 
   private sendVerify(request: VerifyRequest): void {
     this.verifying.set(request.id, request);
@@ -82,10 +85,13 @@ export class OutgoingStream extends S2SConnection {
     return this.header(this.local, this.remote, undefined);
   }
 
-  /** The stream could not be made ready: every queued stanza and verification gets an answer. */
-  fail(condition: StanzaErrorCondition, text: string): void {
+  /**
+   * The stream could not be made ready: it is closed (with `streamError` when the peer broke the
+   * protocol) and every queued stanza and verification gets an answer.
+   */
+  fail(condition: StanzaErrorCondition, text: string, streamError?: StreamErrorCondition): void {
     this.failure ??= { condition, text };
-    if (!this.closed) this.close();
+    if (!this.closed) this.close(streamError, streamError && text);
   }
 
   protected onClosed(reason: string): void {
@@ -102,7 +108,7 @@ export class OutgoingStream extends S2SConnection {
 
   onStreamStart(name: string, attrs: Record<string, string>): void {
     const problem = streamHeaderProblem(name, attrs);
-    if (problem !== null) return this.fail('remote-server-not-found', problem), this.close('invalid-namespace', problem);
+    if (problem !== null) return this.fail('remote-server-not-found', problem, 'invalid-namespace');
     this.streamId = attrs.id ?? '';
     this.peerDeclaredDialback = attrs['xmlns:db'] === NS_DIALBACK;
   }
@@ -156,8 +162,6 @@ export class OutgoingStream extends S2SConnection {
     }
     this.fail('remote-server-not-found', `no authentication method in common with ${this.remote}`);
   }
-
-  private peerDeclaredDialback = false;
 
   private startTls(): void {
     const secureSocket = this.upgrade({

@@ -15,7 +15,7 @@ import type { TlsContexts } from '../tls/contexts.js';
 import { settleServerAuthorization, type AuthMethod } from './connection.js';
 import { loadDialbackSecret } from './dialback.js';
 import { IncomingStream } from './incoming.js';
-import { OutgoingStream, type VerifyOutcome } from './outgoing.js';
+import { OutgoingStream, type VerifyOutcome, type VerifyRequest } from './outgoing.js';
 import { resolveTargets } from './resolve.js';
 import type { S2SRoute, S2SSettings } from './settings.js';
 
@@ -30,6 +30,12 @@ export interface S2SStreamInfo {
   remote: string;
   state: 'connecting' | 'ready';
   method: AuthMethod | undefined;
+}
+
+/** A connection attempt under way: what waits for it. */
+interface Attempt {
+  queue: Element[];
+  verifies: VerifyRequest[];
 }
 
 interface Backoff {
@@ -47,7 +53,7 @@ export class S2SService {
   /** By "local remote". */
   private readonly outgoing = new Map<string, OutgoingStream>();
   /** Connection attempts under way (resolving or connecting), by "local remote". */
-  private readonly connecting = new Map<string, { queue: Element[]; verifies: Array<{ id: string; key: string; resolve(o: VerifyOutcome): void }> }>();
+  private readonly connecting = new Map<string, Attempt>();
   private readonly backoff = new Map<string, Backoff>();
   private sweeper: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -151,11 +157,11 @@ export class S2SService {
   }
 
   /** The connection attempt for a pair, started if there is none. */
-  private attempt(local: string, remote: string): { queue: Element[]; verifies: Array<{ id: string; key: string; resolve(o: VerifyOutcome): void }> } {
+  private attempt(local: string, remote: string): Attempt {
     const key = `${local} ${remote}`;
     const existing = this.connecting.get(key);
     if (existing !== undefined) return existing;
-    const attempt = { queue: [] as Element[], verifies: [] as Array<{ id: string; key: string; resolve(o: VerifyOutcome): void }> };
+    const attempt: Attempt = { queue: [], verifies: [] };
     this.connecting.set(key, attempt);
     const deadline = Date.now() + this.settings.connectTimeout * 1000;
     void this.connect(local, remote, deadline).then((result) => {
