@@ -3,12 +3,11 @@
 // without Erlang distribution (no epmd), with its own config, Mnesia spool and log in a temp dir,
 // loopback ports, and stopped by PID. Its resolver (Erlang's inet_res) asks our test DNS server,
 // named in an inetrc file. Accounts are made by in-band registration (XEP-0077).
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './federation.js';
+import { startExternal } from './external-server.js';
 import { RawClient } from './clients.js';
 import type { TestServer } from './server.js';
 import { openStream, readElement } from './wire.js';
@@ -73,29 +72,11 @@ export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: s
   fs.writeFileSync(inetrc, `{resolv_conf, ""}.\n{hosts_file, ""}.\n{lookup, [dns]}.\n{nameserver, {127,0,0,1}, ${options.dnsPort}}.\n`);
   const logFile = path.join(dir, 'ejabberd.log');
   fs.mkdirSync(path.join(dir, 'spool'));
-  const child: ChildProcess = spawn(ERL, ['-noinput', '-mnesia', 'dir', JSON.stringify(path.join(dir, 'spool')), '-s', 'ejabberd'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const child = await startExternal('ejabberd', ERL, ['-noinput', '-mnesia', 'dir', JSON.stringify(path.join(dir, 'spool')), '-s', 'ejabberd'], {
     env: { ...process.env, EJABBERD_CONFIG_PATH: configFile, EJABBERD_LOG_PATH: logFile, ERL_INETRC: inetrc, ERL_LIBS: EJABBERD_LIBS, HOME: dir },
+    readyPort: s2sPort,
+    timeoutMs: 30000,
   });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-  child.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`ejabberd exited at start: ${output}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(s2sPort, '127.0.0.1');
-      socket.once('connect', () => (socket.destroy(), resolve(true)));
-      socket.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`ejabberd did not start listening: ${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
   return {
     pid: child.pid!,
     c2sPort,
@@ -112,12 +93,6 @@ export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: s
         wire.close();
       }
     },
-    async stop() {
-      if (child.exitCode !== null) return;
-      process.kill(child.pid!, 'SIGTERM');
-      const timer = setTimeout(() => child.exitCode === null && process.kill(child.pid!, 'SIGKILL'), 10000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => child.stop(10000),
   };
 }

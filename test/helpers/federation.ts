@@ -3,7 +3,7 @@
 import net from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { startServer, type TestServer, type TestServerOptions } from './server.js';
-import type { TestClient } from './clients.js';
+import { connect, type TestClient } from './clients.js';
 import { freshAccounts, getRoster, loginForTest, online } from './conversation.js';
 
 const handedOut = new Set<number>();
@@ -74,3 +74,15 @@ export async function userOn(t: ExecutionContext, server: TestServer, name: stri
 
 /** The bare JID of a client. */
 export const bareOf = (client: TestClient): string => client.jid.split('/')[0]!;
+
+/**
+ * Logs an existing account in on any server (ours or a third party's) for this test: roster
+ * requested, available.
+ */
+export async function loginOn(t: ExecutionContext, server: { domain: string; port: number }, username: string, password: string, resource: string): Promise<TestClient> {
+  const client = await connect(server as TestServer, username, { password, resource });
+  t.teardown(() => client.stop());
+  await getRoster(client);
+  await online(client);
+  return client;
+}

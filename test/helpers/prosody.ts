@@ -2,12 +2,12 @@
 // directory, log and pidfile in a temp dir, loopback ports, in the foreground (-F), stopped by
 // PID. Its DNS goes to a test DNS server (Prosody resolves through libunbound, which its
 // `unbound = { forward = "127.0.0.1@port" }` option points at our server instead of the system's).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './federation.js';
+import { startExternal } from './external-server.js';
 
 export const PROSODY = '/usr/bin/prosody';
 export const hasProsody = fs.existsSync(PROSODY) && fs.existsSync('/usr/bin/prosodyctl');
@@ -74,27 +74,7 @@ export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: num
       ]),
     ].join('\n') + '\n',
   );
-  const child: ChildProcess = spawn(PROSODY, ['--config', configFile, '-F'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // ready once its client port accepts connections
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`prosody exited at start: ${output}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(c2sPort, '127.0.0.1');
-      socket.once('connect', () => (socket.destroy(), resolve(true)));
-      socket.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`prosody did not start listening: ${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const child = await startExternal('prosody', PROSODY, ['--config', configFile, '-F'], { readyPort: c2sPort, timeoutMs: 15000 });
   return {
     pid: child.pid!,
     c2sPort,
@@ -105,12 +85,6 @@ export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: num
       const result = spawnSync('/usr/bin/prosodyctl', ['--config', configFile, 'register', username, domain, password], { encoding: 'utf8' });
       if (result.status !== 0) throw new Error(`prosodyctl register failed: ${result.stdout}${result.stderr}`);
     },
-    async stop() {
-      if (child.exitCode !== null) return;
-      process.kill(child.pid!, 'SIGTERM');
-      const timer = setTimeout(() => child.exitCode === null && process.kill(child.pid!, 'SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => child.stop(5000),
   };
 }

@@ -4,9 +4,9 @@
 // (SASL EXTERNAL). ejabberd finds our s2s port through the test DNS server.
 import test, { type ExecutionContext } from 'ava';
 import type { TestServer } from '../helpers/server.js';
-import { connect, xml, type TestClient } from '../helpers/clients.js';
-import { befriend, chat, getRoster, isPresence, online } from '../helpers/conversation.js';
-import { bareOf, freePort, startFederated } from '../helpers/federation.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import { befriend, chat, isPresence } from '../helpers/conversation.js';
+import { bareOf, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
 import { hasEjabberd, startEjabberd, type EjabberdServer } from '../helpers/ejabberd.js';
@@ -57,21 +57,13 @@ let counter = 0;
 async function ourUser(t: ExecutionContext, domain = OURS): Promise<TestClient> {
   const username = `ours${++counter}`;
   await xmppd.server.accounts.create(domain, username, 'secret-ours');
-  const client = await connect({ ...xmppd, domain } as TestServer, username, { password: 'secret-ours', resource: 'xmppd' });
-  t.teardown(() => client.stop());
-  await getRoster(client);
-  await online(client);
-  return client;
+  return loginOn(t, { domain, port: xmppd.port }, username, 'secret-ours', 'xmppd');
 }
 
 async function theirUser(t: ExecutionContext, domain = THEIRS): Promise<TestClient> {
   const username = `theirs${++counter}`;
   await ejabberd.register(username, domain, 'secret-theirs');
-  const client = await connect({ domain, port: ejabberd.c2sPort } as TestServer, username, { password: 'secret-theirs', resource: 'ejabberd' });
-  t.teardown(() => client.stop());
-  await getRoster(client);
-  await online(client);
-  return client;
+  return loginOn(t, { domain, port: ejabberd.c2sPort }, username, 'secret-theirs', 'ejabberd');
 }
 
 interop('a user on each server chats with the other, both ways (dialback)', async (t) => {

@@ -5,9 +5,9 @@
 // test DNS server answering its SRV queries; we reach Prosody through static routes.
 import test, { type ExecutionContext } from 'ava';
 import type { TestServer } from '../helpers/server.js';
-import { connect, xml, type TestClient } from '../helpers/clients.js';
-import { befriend, chat, errorCondition, getRoster, isPresence, messages, online, settle } from '../helpers/conversation.js';
-import { freePort, startFederated } from '../helpers/federation.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import { befriend, chat, errorCondition, isPresence, messages, settle } from '../helpers/conversation.js';
+import { bareOf, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
 import { hasProsody, startProsody, type ProsodyServer } from '../helpers/prosody.js';
@@ -69,26 +69,16 @@ let counter = 0;
 async function ourUser(t: ExecutionContext, domain: string): Promise<TestClient> {
   const username = `ours${++counter}`;
   await xmppd.server.accounts.create(domain, username, 'secret-ours');
-  const client = await connect({ ...xmppd, domain } as TestServer, username, { password: 'secret-ours', resource: 'xmppd' });
-  t.teardown(() => client.stop());
-  await getRoster(client);
-  await online(client);
-  return client;
+  return loginOn(t, { domain, port: xmppd.port }, username, 'secret-ours', 'xmppd');
 }
 
 /** A fresh user on Prosody, on `domain`, online with its roster requested. */
 async function theirUser(t: ExecutionContext, domain: string): Promise<TestClient> {
   const username = `theirs${++counter}`;
   prosody.register(username, domain, 'secret-theirs');
-  const peer = { domain, port: prosody.c2sPort } as TestServer;
-  const client = await connect(peer, username, { password: 'secret-theirs', resource: 'prosody' });
-  t.teardown(() => client.stop());
-  await getRoster(client);
-  await online(client);
-  return client;
+  return loginOn(t, { domain, port: prosody.c2sPort }, username, 'secret-theirs', 'prosody');
 }
 
-const bareOf = (client: TestClient) => client.jid.split('/')[0]!;
 
 async function chatBothWays(t: ExecutionContext, ours: TestClient, theirs: TestClient): Promise<void> {
   await ours.send(chat(bareOf(theirs), 'hello Prosody', { id: `to-prosody-${counter}` }));
