@@ -246,3 +246,26 @@ test('Stanzas beyond the queue limit for a domain that is still connecting bounc
   t.is(errorCondition(await carol.next((s) => s.is('message') && s.attrs.id === 'queued-1')), 'remote-server-timeout');
   t.is(errorCondition(await carol.next((s) => s.is('message') && s.attrs.id === 'queued-2')), 'remote-server-timeout');
 });
+
+test('Bad input on the server port is answered with stream errors, and the server carries on', async (t) => {
+  const clientNamespace = await RawClient.connectTo(portA);
+  clientNamespace.write(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='a.example' version='1.0'>`);
+  await clientNamespace.waitClosed();
+  t.regex(clientNamespace.data, /<invalid-namespace/);
+
+  const unknownHost = await RawClient.connectTo(portA);
+  unknownHost.write(`<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='elsewhere.example' version='1.0'>`);
+  await unknownHost.waitClosed();
+  t.regex(unknownHost.data, /<host-unknown/);
+
+  const garbage = await RawClient.connectTo(portA);
+  garbage.write(`<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='a.example' version='1.0'><db:result from='x' to='a.example'>&foo;</db:result>`);
+  await garbage.waitClosed();
+  t.regex(garbage.data, /<restricted-xml|<not-well-formed|<policy-violation/);
+
+  // and federation still works
+  const alice = await userOn(t, a, 'alice');
+  const bob = await userOn(t, b, 'bob');
+  await bob.send(chat(alice.jid, 'still here', { id: 'after-garbage' }));
+  await alice.next((s) => s.is('message') && s.attrs.id === 'after-garbage');
+});

@@ -5,7 +5,7 @@ import test from 'ava';
 import type { TestServer } from '../helpers/server.js';
 import { xml } from '../helpers/clients.js';
 import {
-  befriend, chat, errorCondition, getRoster, isPresence, loginForTest, ping, settle,
+  befriend, chat, errorCondition, freshAccounts, getRoster, isPresence, loginForTest, online, ping, settle,
 } from '../helpers/conversation.js';
 import { enter, freshRoom, createInstantRoom, groupchat, isGroupchat } from '../helpers/muc.js';
 import { bareOf, freePort, startFederated, userOn } from '../helpers/federation.js';
@@ -125,4 +125,39 @@ test('A message to a user who does not exist on the other server bounces back', 
   t.is(error.attrs.type, 'error');
   t.is(errorCondition(error), 'service-unavailable');
   await settle(alice);
+});
+
+test('A message for a user who is offline on the other server waits there and is delivered when he logs in', async (t) => {
+  const alice = await userOn(t, a, 'alice');
+  const { bob } = await freshAccounts(b, 'bob');
+  await alice.send(chat(`${bob}@b.example`, 'see you later', { id: 'offline-1' }));
+  await settle(alice);
+  t.deepEqual(alice.received.filter((s) => s.attrs.id === 'offline-1'), [], 'no error: the message is stored');
+  const later = await loginForTest(t, b, bob, 'phone');
+  await later.send(xml('presence'));
+  const stored = await later.next((s) => s.is('message') && s.attrs.id === 'offline-1');
+  t.is(stored.attrs.from, alice.jid);
+});
+
+test('Bob blocks Alice on the other server: her messages do not reach him', async (t) => {
+  const alice = await userOn(t, a, 'alice');
+  const bob = await userOn(t, b, 'bob');
+  await bob.request(xml('iq', { type: 'set' }, xml('block', { xmlns: 'urn:xmpp:blocking' }, xml('item', { jid: bareOf(alice) }))));
+  await alice.send(chat(bareOf(bob), 'hello?', { id: 'blocked-1' }));
+  const error = await alice.next((s) => s.is('message') && s.attrs.id === 'blocked-1');
+  t.is(error.attrs.type, 'error', 'XEP-0191 §3.4: the blocked sender gets an error');
+  await settle(bob);
+  t.deepEqual(bob.received.filter((s) => s.attrs.id === 'blocked-1'), []);
+});
+
+test("A message from the other server reaches all of Alice's devices with carbons (XEP-0280)", async (t) => {
+  const alice = await userOn(t, a, 'alice');
+  const tablet = await loginForTest(t, a, bareOf(alice).split('@')[0]!, 'tablet');
+  await online(tablet);
+  for (const device of [alice, tablet]) await device.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: 'urn:xmpp:carbons:2' })));
+  const bob = await userOn(t, b, 'bob');
+  await bob.send(chat(alice.jid, 'to your phone', { id: 'carbon-1' }));
+  await alice.next((s) => s.is('message') && s.attrs.id === 'carbon-1');
+  const copy = await tablet.next((s) => s.is('message') && s.getChild('received', 'urn:xmpp:carbons:2') !== undefined);
+  t.is(copy.getChild('received', 'urn:xmpp:carbons:2')?.getChild('forwarded')?.getChild('message')?.attrs.id, 'carbon-1');
 });
