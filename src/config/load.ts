@@ -145,7 +145,6 @@ export function validateCoreConfig(source: ConfigSource): CoreConfig {
       ...host,
       tls: host.tls && { cert: resolve(host.tls.cert), key: resolve(host.tls.key) },
     })),
-
     s2s: { ...config.s2s, ca_file: config.s2s.ca_file && resolve(config.s2s.ca_file) },
   };
 }
