@@ -56,6 +56,7 @@ export class S2SService {
   private readonly connecting = new Map<string, Attempt>();
   private readonly backoff = new Map<string, Backoff>();
   private sweeper: NodeJS.Timeout | undefined;
+  private unhook: (() => void) | undefined;
   private stopped = false;
 
   constructor(
@@ -102,7 +103,7 @@ export class S2SService {
       netServer.on('error', (err) => this.log.error({ err }, 's2s listener error'));
       this.listeners.push({ server: netServer, listen });
     }
-    this.server.events.on('route/remote', (e: { stanza: Element; from: Jid; to: Jid }) => this.routeRemote(e.stanza, e.from, e.to));
+    this.unhook = this.server.events.on('route/remote', (e: { stanza: Element; from: Jid; to: Jid }) => this.routeRemote(e.stanza, e.from, e.to));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
   }
@@ -291,6 +292,8 @@ export class S2SService {
         stream.close();
       }
     }
+    // a domain that has been quiet for a while starts again from the shortest backoff
+    for (const [remote, backoff] of this.backoff) if (now - backoff.until > MAX_BACKOFF_MS) this.backoff.delete(remote);
     for (const stream of this.incoming) {
       if (stream.authenticated.size === 0) {
         if (!stream.busyVerifying && now - stream.openedAt > connectMs * 3) stream.close('connection-timeout', 'Authentication took too long');
@@ -303,6 +306,7 @@ export class S2SService {
   async close(): Promise<void> {
     this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
+    this.unhook?.();
     const closing = this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.incoming]) stream.close('system-shutdown', 'The server is shutting down');
     for (const stream of [...this.outgoing.values()]) stream.close('system-shutdown', 'The server is shutting down');
