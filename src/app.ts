@@ -54,6 +54,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       enabled: config.s2s.enabled,
       listen: config.s2s.listen,
       routes: new Map(Object.entries(config.s2s.routes).map(([domain, route]) => [domain.toLowerCase().replace(/\.$/, ''), route])),
+      dnsServers: config.s2s.dns_servers,
       caFile: config.s2s.ca_file,
       requireEncryption: config.s2s.require_encryption,
       requireValidCertificates: config.s2s.require_valid_certificates,

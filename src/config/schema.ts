@@ -149,6 +149,10 @@ const s2sSchema = z.strictObject({
   listen: section(z.array(s2sListenerSchema).prefault([{ host: '0.0.0.0', port: 5269, tls: 'starttls' }])),
   /** Remote domain → where to connect, instead of DNS (private networks, tests). */
   routes: section(z.record(z.string(), s2sRouteSchema).default({})),
+  /** DNS servers to ask ("ip" or "ip:port") instead of the system's resolver. */
+  dns_servers: section(z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:[0-9]{1,5})?$/, {
+    error: (issue) => `expected a DNS server address like 127.0.0.1 or 127.0.0.1:5353, got ${describeValue(issue.input)}`,
+  })).default([])),
   /** PEM bundle of the CAs that peers' certificates must chain to; missing: the system's roots. */
   ca_file: z.string().min(1).optional(),
   require_encryption: z.boolean().default(true),

@@ -2,12 +2,35 @@
 // configuration, else DNS SRV records — `_xmpps-server._tcp` (direct TLS) and
 // `_xmpp-server._tcp` (STARTTLS) merged by priority and weight — else the domain itself on 5269.
 import dns from 'node:dns/promises';
+import net from 'node:net';
 import type { S2SRoute, S2SSettings } from './settings.js';
 
-export type ResolveFailure = 'service-unavailable' | 'not-found';
+/** What we ask DNS: SRV records, and addresses of host names when not the system's resolver. */
+export interface S2SResolver {
+  resolveSrv(name: string): Promise<Array<{ name: string; port: number; priority: number; weight: number }>>;
+  /** An address for `host` (undefined: let the system resolve the name when connecting). */
+  address(host: string): Promise<string | undefined>;
+}
+
+/** The system's resolver, or the configured DNS servers ("ip" or "ip:port") for every lookup. */
+export function createResolver(servers: readonly string[]): S2SResolver {
+  if (servers.length === 0) return { resolveSrv: (name) => dns.resolveSrv(name), address: async () => undefined };
+  const resolver = new dns.Resolver();
+  resolver.setServers([...servers]);
+  return {
+    resolveSrv: (name) => resolver.resolveSrv(name),
+    async address(host) {
+      if (net.isIP(host)) return host;
+      const v4 = await resolver.resolve4(host).catch(() => [] as string[]);
+      if (v4.length > 0) return v4[0];
+      const v6 = await resolver.resolve6(host).catch(() => [] as string[]);
+      return v6[0];
+    },
+  };
+}
 
 /** The targets to try, in order; throws 'service-unavailable' when the domain says it has no XMPP (a "." target). */
-export async function resolveTargets(domain: string, settings: S2SSettings, resolver: Pick<typeof dns, 'resolveSrv'> = dns): Promise<S2SRoute[]> {
+export async function resolveTargets(domain: string, settings: S2SSettings, resolver: Pick<S2SResolver, 'resolveSrv'>): Promise<S2SRoute[]> {
   const route = staticRoute(domain, settings);
   if (route !== undefined) return [route];
   const lookup = (name: string) => resolver.resolveSrv(name).catch(() => [] as Array<{ name: string; port: number; priority: number; weight: number }>);

@@ -16,7 +16,7 @@ import { settleServerAuthorization, type AuthMethod } from './connection.js';
 import { loadDialbackSecret } from './dialback.js';
 import { IncomingStream } from './incoming.js';
 import { OutgoingStream, type VerifyOutcome, type VerifyRequest } from './outgoing.js';
-import { resolveTargets } from './resolve.js';
+import { createResolver, resolveTargets, type S2SResolver } from './resolve.js';
 import type { S2SRoute, S2SSettings } from './settings.js';
 
 const SWEEP_INTERVAL_MS = 1000;
@@ -48,6 +48,7 @@ export class S2SService {
   readonly secret: string;
   readonly tls: TlsContexts;
   readonly log: Logger;
+  private readonly resolver: S2SResolver;
   private readonly listeners: Array<{ server: net.Server; listen: S2SRoute }> = [];
   private readonly incoming = new Set<IncomingStream>();
   /** By "local remote". */
@@ -67,6 +68,7 @@ export class S2SService {
     this.secret = loadDialbackSecret(settings.dialbackSecret, server.settings.dataDir);
     const ca = settings.caFile === undefined ? undefined : readCaFile(settings.caFile);
     this.tls = server.tls.withCa(ca);
+    this.resolver = createResolver(settings.dnsServers);
   }
 
   get defaultDomain(): string {
@@ -185,7 +187,7 @@ export class S2SService {
   private async connect(local: string, remote: string, deadline: number): Promise<{ socket: net.Socket; route: S2SRoute } | { condition: StanzaErrorCondition; text: string }> {
     let targets: S2SRoute[];
     try {
-      targets = await resolveTargets(remote, this.settings);
+      targets = await resolveTargets(remote, this.settings, this.resolver);
     } catch {
       return { condition: 'remote-server-not-found', text: `${remote} does not offer XMPP federation` };
     }
@@ -194,7 +196,8 @@ export class S2SService {
       const left = deadline - Date.now();
       if (left <= 0) return { condition: 'remote-server-timeout', text: `Connecting to ${remote} took too long` };
       try {
-        const socket = await this.connectTo(local, remote, target, left);
+        const address = (await this.resolver.address(target.host)) ?? target.host;
+        const socket = await this.connectTo(local, remote, { ...target, host: address }, deadline - Date.now());
         return { socket, route: target };
       } catch (err) {
         lastError = (err as Error).message;

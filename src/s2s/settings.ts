@@ -12,6 +12,8 @@ export interface S2SSettings {
   listen: S2SRoute[];
   /** Remote domain → where to connect, instead of DNS. */
   routes: ReadonlyMap<string, S2SRoute>;
+  /** DNS servers ("ip" or "ip:port") to ask instead of the system's resolver. */
+  dnsServers: readonly string[];
   /** PEM bundle peers' certificates must chain to; undefined: the system's roots. */
   caFile: string | undefined;
   requireEncryption: boolean;

@@ -11,6 +11,7 @@ import { read, readElement } from '../helpers/wire.js';
 import { eventually, freePort, startFederated, userOn } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { dialbackKey } from '../../src/s2s/dialback.js';
+import { startTestDns } from '../helpers/dns.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
@@ -268,4 +269,25 @@ test('Bad input on the server port is answered with stream errors, and the serve
   const bob = await userOn(t, b, 'bob');
   await bob.send(chat(alice.jid, 'still here', { id: 'after-garbage' }));
   await alice.next((s) => s.is('message') && s.attrs.id === 'after-garbage');
+});
+
+test('Without a static route the server finds its peer by DNS SRV records (_xmpp-server._tcp)', async (t) => {
+  const dns = await startTestDns();
+  t.teardown(() => dns.close());
+  const [portE, portF] = [await freePort(), await freePort()];
+  // srv-f.example is served on a port and a host name only DNS knows
+  dns.addSrv('_xmpp-server._tcp.srv-f.example', 'xmpp.srv-f.example', portF);
+  const e = await startFederated({ domain: 'srv-e.example', s2sPort: portE, routes: {}, s2s: { dns_servers: [`127.0.0.1:${dns.port}`] } });
+  const f = await startFederated({ domain: 'srv-f.example', s2sPort: portF, routes: { 'srv-e.example': portE } });
+  t.teardown(async () => {
+    await e.stop();
+    await f.stop();
+  });
+  const erin = await userOn(t, e, 'erin');
+  const frank = await userOn(t, f, 'frank');
+  await erin.send(chat(frank.jid.split('/')[0]!, 'found you', { id: 'srv-1' }));
+  await frank.next((s) => s.is('message') && s.attrs.id === 'srv-1');
+  // a domain DNS knows nothing about: no SRV, no address
+  await erin.send(chat('nobody@nowhere.example', 'hello?', { id: 'srv-2' }));
+  t.is(errorCondition(await erin.next((s) => s.is('message') && s.attrs.id === 'srv-2', 15000)), 'remote-server-not-found');
 });

@@ -7,7 +7,7 @@ import { dialbackKey, dialbackKeyMatches } from '../../src/s2s/dialback.js';
 
 function settings(overrides: Partial<S2SSettings> = {}): S2SSettings {
   return {
-    enabled: true, listen: [], routes: new Map(), caFile: undefined, requireEncryption: true, requireValidCertificates: false,
+    enabled: true, listen: [], routes: new Map(), dnsServers: [], caFile: undefined, requireEncryption: true, requireValidCertificates: false,
     dialback: true, secureDomains: [], insecureDomains: [], dialbackSecret: undefined, connectTimeout: 10, idleTimeout: 300,
     maxQueuedStanzas: 1000, maxStanzaSize: 512 * 1024, ...overrides,
   };
