@@ -60,6 +60,23 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       websocket: { enabled: config.http.websocket.enabled, considerSecure: config.http.websocket.consider_secure },
       metrics: config.http.metrics,
     },
+    s2s: {
+      enabled: config.s2s.enabled,
+      listen: config.s2s.listen,
+      routes: new Map(Object.entries(config.s2s.routes).map(([domain, route]) => [domain.toLowerCase().replace(/\.$/, ''), route])),
+      dnsServers: config.s2s.dns_servers,
+      caFile: config.s2s.ca_file,
+      requireEncryption: config.s2s.require_encryption,
+      requireValidCertificates: config.s2s.require_valid_certificates,
+      dialback: config.s2s.dialback,
+      secureDomains: config.s2s.secure_domains,
+      insecureDomains: config.s2s.insecure_domains,
+      dialbackSecret: config.s2s.dialback_secret,
+      connectTimeout: config.s2s.connect_timeout,
+      idleTimeout: config.s2s.idle_timeout,
+      maxQueuedStanzas: config.s2s.max_queued_stanzas,
+      maxStanzaSize: config.s2s.max_stanza_size,
+    },
     moduleOptions<T>(domain: string, module: string, schema: z.ZodType<T>): T {
       const index = config.hosts.findIndex((h) => h.domain === domain);
       return validateModuleOptions(source, config, index, module, schema);

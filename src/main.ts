@@ -108,6 +108,13 @@ function check(file: string): ConfigProblem[] {
       }
     }
   });
+  if (config.s2s.ca_file !== undefined) {
+    try {
+      fs.accessSync(config.s2s.ca_file, fs.constants.R_OK);
+    } catch (err) {
+      problems.push(problemAt(source, ['s2s', 'ca_file'], `cannot read ${config.s2s.ca_file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'value'));
+    }
+  }
   // one problem per place, even when several hosts share the section it comes from
   const seen = new Set<string>();
   return problems.filter((p) => {

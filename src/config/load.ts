@@ -124,7 +124,7 @@ export function validateSection<T>(source: ConfigSource, configPath: ConfigPath,
 }
 
 /**
- * Validates the core schema and resolves relative paths (data_dir, storage.sqlite_file, hosts[].tls)
+ * Validates the core schema and resolves relative paths (data_dir, storage.sqlite_file, hosts[].tls, s2s.ca_file)
  * against the process's working directory, so `npm start` from the checkout finds ./data.
  */
 export function validateCoreConfig(source: ConfigSource): CoreConfig {
@@ -145,6 +145,7 @@ export function validateCoreConfig(source: ConfigSource): CoreConfig {
       ...host,
       tls: host.tls && { cert: resolve(host.tls.cert), key: resolve(host.tls.key) },
     })),
+    s2s: { ...config.s2s, ca_file: config.s2s.ca_file && resolve(config.s2s.ca_file) },
   };
 }
 

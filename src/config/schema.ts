@@ -82,14 +82,18 @@ const hostSchema = z
     registration: host.registration ?? (host.domain === 'localhost' ? 'open' : 'closed'),
   }));
 
-const listenerSchema = z
-  .strictObject({
-    host: z.string().min(1).default('0.0.0.0'),
-    /** Missing: 5222 for starttls, 5223 for direct TLS (XEP-0368). 0 picks a free port (tests). */
-    port: z.number().int().min(0).max(65535).optional(),
-    tls: z.enum(['starttls', 'direct']).default('starttls'),
-  })
-  .transform((l) => ({ ...l, port: l.port ?? (l.tls === 'direct' ? 5223 : 5222) }));
+/** A listener; a missing port is the standard one for its kind of TLS. 0 picks a free port (tests). */
+const listenerSchemaWithPorts = (defaultPorts: { starttls: number; direct: number }) =>
+  z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).optional(),
+      tls: z.enum(['starttls', 'direct']).default('starttls'),
+    })
+    .transform((l) => ({ ...l, port: l.port ?? defaultPorts[l.tls] }));
+
+/** Missing port: 5222 for starttls, 5223 for direct TLS (XEP-0368). */
+const listenerSchema = listenerSchemaWithPorts({ starttls: 5222, direct: 5223 });
 
 const throttleSchema = (attempts: number) =>
   z.strictObject({
@@ -178,6 +182,49 @@ const httpSchema = z.strictObject({
   ),
 });
 
+// Federation (RFC 6120 server-to-server streams). Off by default: a dev box serving `localhost`
+// has no one to federate with, and many test servers would fight over port 5269.
+/** Missing port: 5269 for starttls, 5270 for direct TLS (XEP-0368). */
+const s2sListenerSchema = listenerSchemaWithPorts({ starttls: 5269, direct: 5270 });
+
+/** A static route: `host:port` (STARTTLS) or `{ host, port, tls }`. */
+const s2sRouteSchema = z
+  .union([
+    z.string().regex(/^(\[[^\]]+\]|[^\s:]+):[0-9]{1,5}$/, { error: (issue) => `expected host:port like 127.0.0.1:5269, got ${describeValue(issue.input)}` }),
+    z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535).default(5269), tls: z.enum(['starttls', 'direct']).default('starttls') }),
+  ], { error: (issue) => `expected host:port like 127.0.0.1:5269, or { host, port, tls }, got ${describeValue(issue.input)}` })
+  .transform((route) => {
+    if (typeof route !== 'string') return route;
+    const colon = route.lastIndexOf(':');
+    return { host: route.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(route.slice(colon + 1)), tls: 'starttls' as const };
+  });
+
+const s2sSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  listen: section(z.array(s2sListenerSchema).prefault([{ host: '0.0.0.0', port: 5269, tls: 'starttls' }])),
+  /** Remote domain → where to connect, instead of DNS (private networks, tests). */
+  routes: section(z.record(z.string(), s2sRouteSchema).default({})),
+  /** DNS servers to ask ("ip" or "ip:port") instead of the system's resolver. */
+  dns_servers: section(z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:[0-9]{1,5})?$/, {
+    error: (issue) => `expected a DNS server address like 127.0.0.1 or 127.0.0.1:5353, got ${describeValue(issue.input)}`,
+  })).default([])),
+  /** PEM bundle of the CAs that peers' certificates must chain to; missing: the system's roots. */
+  ca_file: z.string().min(1).optional(),
+  require_encryption: z.boolean().default(true),
+  require_valid_certificates: z.boolean().default(false),
+  dialback: z.boolean().default(true),
+  /** Peers that must present a valid certificate even when require_valid_certificates is false. */
+  secure_domains: section(z.array(domainSchema).default([])),
+  /** Peers allowed to use dialback even when require_valid_certificates is true. */
+  insecure_domains: section(z.array(domainSchema).default([])),
+  /** XEP-0185 key secret; missing: a random one kept in <data_dir>/s2s-dialback-secret. */
+  dialback_secret: z.string().min(16).optional(),
+  connect_timeout: duration().prefault('10s'),
+  idle_timeout: duration().prefault('5m'),
+  max_queued_stanzas: z.number().int().min(1).default(1000),
+  max_stanza_size: byteSize().prefault('512KiB'),
+});
+
 export const coreConfigSchema = z
   .strictObject({
     data_dir: z.string().min(1).default('./data'),
@@ -200,6 +247,7 @@ export const coreConfigSchema = z
     ),
     c2s: section(c2sSchema.prefault({})),
     http: section(httpSchema.prefault({})),
+    s2s: section(s2sSchema.prefault({})),
     modules: section(modulesSchema.prefault(Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}])))),
   })
   .transform((config) => ({

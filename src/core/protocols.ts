@@ -14,5 +14,11 @@ export const coreProtocols: ProtocolSupport[] = [
   { spec: 'XEP-0352', version: '1.0.0', status: 'complete', note: 'presence updates and chat states held for inactive clients (src/c2s/csi.ts)' },
   { spec: 'RFC 7395', status: 'complete', note: 'XMPP over WebSocket at /xmpp-websocket on the HTTP listeners, same stream logic as TCP (src/c2s/websocket.ts)' },
   { spec: 'XEP-0156', status: 'partial', note: 'HTTP lookup (/.well-known/host-meta and host-meta.json) of the WebSocket endpoint; no DNS TXT records' },
+  { spec: 'RFC 6120', status: 'complete', note: 'server streams: STARTTLS, SASL EXTERNAL, SRV lookup, stream errors, one stream per domain pair (src/s2s)' },
+  { spec: 'RFC 6125', status: 'partial', note: 'peer certificates checked against DNS-IDs (subjectAltName dNSName, CN fallback); no SRV-ID or XmppAddr' },
+  { spec: 'XEP-0220', version: '1.1.1', status: 'complete', note: 'Server Dialback, verification over our own stream to the authoritative server; several domains on one incoming stream (piggybacking) refused' },
+  { spec: 'XEP-0185', version: '1.0', status: 'complete', note: 'dialback keys: HMAC-SHA256 of receiving, originating and stream id under a per-server secret' },
+  { spec: 'XEP-0178', status: 'complete', note: 'SASL EXTERNAL between servers with certificates valid for the domain (s2s.ca_file)' },
+  { spec: 'XEP-0368', version: '1.1.0', status: 'complete', note: 'server-to-server: _xmpps-server._tcp SRV records and direct TLS listeners (ALPN xmpp-server)' },
   { spec: 'XEP-0478', version: '0.2.0', status: 'complete', note: 'max-bytes and idle-seconds advertised, size enforced while parsing' },
 ];

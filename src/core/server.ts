@@ -19,6 +19,8 @@ import { HttpService, type HttpSettings } from '../http/service.js';
 import { serveWebSocket } from '../c2s/websocket.js';
 import { ServerMetrics } from './metrics.js';
 import { serveEndpoints } from '../http/endpoints.js';
+import { S2SService } from '../s2s/service.js';
+import type { S2SRoute, S2SSettings } from '../s2s/settings.js';
 
 export interface ServerHostSettings extends HostSettings {
   tls?: HostTlsFiles | undefined;
@@ -30,6 +32,8 @@ export interface ServerSettings {
   hosts: ServerHostSettings[];
   c2s: C2SSettings;
   http: HttpSettings;
+  /** Federation; off when missing or not enabled. */
+  s2s?: S2SSettings | undefined;
   /** A module's validated options on a host (the config layer maps problems to YAML lines). */
   moduleOptions<T>(host: string, module: string, schema: z.ZodType<T>): T;
   /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
@@ -52,6 +56,8 @@ export class Server {
   /** The HTTP listeners and their routes (modules add routes with m.http). */
   http!: HttpService;
   private c2s: C2SListeners | undefined;
+  /** Federation (src/s2s), when enabled. */
+  s2s: S2SService | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -109,7 +115,11 @@ export class Server {
     if (this.settings.http.websocket.enabled) serveWebSocket(this, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
     serveEndpoints(this, this.settings.http.metrics, this.settings.http.websocket.enabled);
     await this.http.listen();
-    this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses() }, 'xmppd started');
+    if (this.settings.s2s?.enabled) {
+      this.s2s = new S2SService(this, this.settings.s2s);
+      await this.s2s.start();
+    }
+    this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses(), http: this.httpAddresses(), s2s: this.s2s?.addresses() }, 'xmppd started');
   }
 
   /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
@@ -141,6 +151,24 @@ export class Server {
     return this.router.routeAddressed(stanza, event.from, event.to, session);
   }
 
+  /** Addresses the server-to-server listeners are bound to (empty when federation is off). */
+  s2sAddresses(): S2SRoute[] {
+    return this.s2s?.addresses() ?? [];
+  }
+
+  /**
+   * A stanza from another server, whose stream has authenticated `from`'s domain for `to`'s (one
+   * of ours): it enters the router on the recipient's side, as a local user's stanza does after
+   * its `pre-` events, so every module sees it. Never relayed to a third server.
+   */
+  processFromRemote(stanza: Element, from: Jid, to: Jid): unknown {
+    if (!this.hosts.has(to.domain) && !this.router.components.has(to.domain)) {
+      this.log.warn({ from: from.toString(), to: to.toString() }, 'refusing to relay a stanza from another server');
+      return undefined;
+    }
+    return this.router.routeAddressed(stanza, from, to);
+  }
+
   /** Called by a stream once its session is bound (registered in the session registry). */
   sessionBound(session: Session): void {
     // RFC 6120 §7.7.2.2: a new session for the same full JID replaces the old one. The old one
@@ -166,6 +194,7 @@ export class Server {
     this.log.info('shutting down');
     await this.c2s?.close();
     await this.http?.close();
+    await this.s2s?.close();
     for (const host of this.hosts.values()) {
       for (const module of [...host.modules.values()].reverse()) {
         await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));

@@ -16,10 +16,13 @@ export class TlsContexts {
   private constructor(
     private readonly contexts: Map<string, tls.SecureContext>,
     private readonly fallback: tls.SecureContext,
+    /** Each host's certificate and key (PEM), for contexts that also need a CA list (s2s). */
+    private readonly pems: Map<string, { cert: Buffer; key: Buffer }>,
   ) {}
 
   static async load(hosts: ReadonlyArray<{ domain: string; tls?: HostTlsFiles | undefined }>, dataDir: string, log: Logger): Promise<TlsContexts> {
     const contexts = new Map<string, tls.SecureContext>();
+    const pems = new Map<string, { cert: Buffer; key: Buffer }>();
     for (const host of hosts) {
       let files = host.tls;
       if (files === undefined) {
@@ -27,17 +30,23 @@ export class TlsContexts {
         if (generated.generated) log.warn({ host: host.domain, cert: generated.certFile }, 'generated a self-signed certificate; configure tls.cert/tls.key for production');
         files = { cert: generated.certFile, key: generated.keyFile };
       }
-      contexts.set(
-        host.domain,
-        tls.createSecureContext({
-          cert: fs.readFileSync(files.cert),
-          key: fs.readFileSync(files.key),
-          minVersion: 'TLSv1.2',
-        }),
-      );
+      const pem = { cert: fs.readFileSync(files.cert), key: fs.readFileSync(files.key) };
+      pems.set(host.domain, pem);
+      contexts.set(host.domain, tls.createSecureContext({ ...pem, minVersion: 'TLSv1.2' }));
     }
     const fallback = contexts.get(hosts[0]!.domain)!;
-    return new TlsContexts(contexts, fallback);
+    return new TlsContexts(contexts, fallback, pems);
+  }
+
+  /**
+   * Contexts for server-to-server streams: our host's certificate on both sides (a peer may
+   * authenticate us by it, XEP-0178), and `ca` (undefined: the system's roots) to judge the peer's.
+   */
+  withCa(ca: Buffer | undefined): TlsContexts {
+    const contexts = new Map<string, tls.SecureContext>();
+    for (const [domain, pem] of this.pems) contexts.set(domain, tls.createSecureContext({ ...pem, ...(ca ? { ca } : {}), minVersion: 'TLSv1.2' }));
+    const first = this.pems.keys().next().value!;
+    return new TlsContexts(contexts, contexts.get(first)!, this.pems);
   }
 
   /** The context for `servername`: its own host, or a parent host (conference.example.org → example.org). */

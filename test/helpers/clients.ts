@@ -171,6 +171,26 @@ export class RawClient {
     return raw;
   }
 
+  /** A plain TCP connection to any loopback port (e.g. a server-to-server listener), nothing sent yet. */
+  static async connectTo(port: number): Promise<RawClient> {
+    const raw = new RawClient();
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    raw.attach(socket);
+    return raw;
+  }
+
+  /** The TLS handshake on this connection, after the peer's <proceed/>; received data is reset. */
+  async upgradeToTls(servername: string, options: tls.ConnectionOptions = {}): Promise<void> {
+    const socket = this.socket;
+    socket.removeAllListeners('data');
+    socket.removeAllListeners('close');
+    const secure = tls.connect({ socket, rejectUnauthorized: false, servername, ...options });
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    this.data = '';
+    this.attach(secure);
+  }
+
   private attach(socket: net.Socket): void {
     this.socket = socket;
     socket.setEncoding('utf8');

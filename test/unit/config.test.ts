@@ -300,3 +300,23 @@ test('an empty module entry enables the module with default options', (t) => {
   const config = validateCoreConfig(parseConfigText('modules:\n  roster:\n  ping: true\n  time: false\n', 'xmppd.yml'));
   t.deepEqual(config.modules, { roster: {}, ping: {}, time: false });
 });
+
+test('s2s: off by default; static routes as host:port or a map; a bad route is reported at its line', (t) => {
+  const defaults = validateCoreConfig(parseConfigText('', 'xmppd.yml'));
+  t.false(defaults.s2s.enabled);
+  t.deepEqual(defaults.s2s.listen, [{ host: '0.0.0.0', port: 5269, tls: 'starttls' }]);
+  const config = validateCoreConfig(parseConfigText(
+    's2s:\n  enabled: true\n  listen: [{ host: 127.0.0.1, tls: direct }]\n  routes:\n    b.localhost: "127.0.0.1:6269"\n    c.example: { host: "::1", port: 5270, tls: direct }\n',
+    'xmppd.yml',
+  ));
+  t.deepEqual(config.s2s.listen, [{ host: '127.0.0.1', port: 5270, tls: 'direct' }]);
+  t.deepEqual(config.s2s.routes, {
+    'b.localhost': { host: '127.0.0.1', port: 6269, tls: 'starttls' },
+    'c.example': { host: '::1', port: 5270, tls: 'direct' },
+  });
+  const problems = check('s2s:\n  routes:\n    b.localhost: 6269\n');
+  t.is(problems.length, 1);
+  t.is(problems[0]?.line, 3);
+  t.is(problems[0]?.path, 's2s.routes["b.localhost"]');
+  t.regex(problems[0]?.message ?? '', /host:port/);
+});
