@@ -8,6 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
+import { createInstantRoom, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom } from '../helpers/muc.js';
 import {
   bare, befriend, chat, errorCondition, freshAccounts, getRoster, iqFailure, isPresence, login, makeFriends, messages, online, ping, presencesFrom, settle, loginForTest } from '../helpers/conversation.js';
 
@@ -273,4 +274,56 @@ test("a subscription request Mallory made while Alice was offline is not shown o
   await settle(again);
   t.deepEqual(again.received.filter((s) => s.is('presence') && s.attrs.type === 'subscribe'), [], 'dropped, not held back');
   t.deepEqual(m.received.filter((s) => s.is('presence') && s.attrs.type === 'unsubscribed'), [], 'and not answered: polite blocking');
+});
+
+test('blocking a room occupant (room@service/nick) stops its group messages and presence reaching every device', async (t) => {
+  const { alice, mallory, carol } = await freshAccounts(server, 'alice', 'mallory', 'carol');
+  const [laptop, phone, m, c] = await Promise.all([device(t, alice, 'laptop'), device(t, alice, 'phone'), device(t, mallory, 'pc'), device(t, carol, 'pc')]);
+  const room = freshRoom('pests');
+  await createInstantRoom(c, room, 'Carol');
+  await enter(laptop, room, 'Alice');
+  await enter(phone, room, 'Alice');
+  await enter(m, room, 'Mallory');
+  await laptop.next(isPresenceFrom(`${room}/Mallory`));
+
+  await command(laptop, 'block', `${room}/Mallory`);
+  await m.send(xml('presence', { to: `${room}/Mallory` }, xml('status', {}, 'still here')));
+  await m.send(groupchat(room, 'spam from Mallory'));
+  await c.next(isGroupchat(`${room}/Mallory`, 'spam from Mallory'));
+  await c.send(groupchat(room, 'hello from Carol'));
+  // what comes after Mallory's message arrives: so Mallory's had its chance to arrive before it
+  await laptop.next(isGroupchat(`${room}/Carol`, 'hello from Carol'));
+  await phone.next(isGroupchat(`${room}/Carol`, 'hello from Carol'));
+  for (const d of [laptop, phone]) {
+    t.deepEqual(d.received.filter(isGroupchat(`${room}/Mallory`, 'spam from Mallory')), [], `${d.jid} got no message from the blocked occupant`);
+    t.deepEqual(d.received.filter((s) => s.is('presence') && s.attrs.from === `${room}/Mallory` && s.getChildText('status') === 'still here'), [],
+      `${d.jid} got no presence update from the blocked occupant`);
+  }
+  t.truthy(await m.next(isGroupchat(`${room}/Mallory`, 'spam from Mallory')), 'Mallory still gets his echo');
+
+  // once unblocked, Mallory is heard again
+  await command(laptop, 'unblock', `${room}/Mallory`);
+  await m.send(groupchat(room, 'sorry'));
+  await laptop.next(isGroupchat(`${room}/Mallory`, 'sorry'));
+  await phone.next(isGroupchat(`${room}/Mallory`, 'sorry'));
+});
+
+test("blocking a room's bare JID silences the whole room for the user, and not for the others", async (t) => {
+  const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
+  const [a, b, c] = await Promise.all([device(t, alice, 'laptop'), device(t, bob, 'pc'), device(t, carol, 'pc')]);
+  const room = freshRoom('noisy');
+  await createInstantRoom(c, room, 'Carol');
+  await enter(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+
+  await command(a, 'block', room);
+  await c.send(groupchat(room, 'anyone there?'));
+  await b.send(xml('presence', { to: `${room}/Bob` }, xml('status', {}, 'busy')));
+  await b.send(groupchat(room, 'yes'));
+  await c.next(isGroupchat(`${room}/Bob`, 'yes'));
+  // the room wrote to every occupant's stream before Carol got Bob's message: a round trip on Alice's shows what reached her
+  await settle(a);
+  t.deepEqual(a.received.filter((s) => (s.attrs.from ?? '').startsWith(`${room}/`) && s.attrs.from !== `${room}/Alice` && (s.is('message') || s.getChildText('status') === 'busy')), [],
+    'nothing from the room after the block');
+  t.truthy(b.received.find(isGroupchat(`${room}/Carol`, 'anyone there?')), 'Bob, who blocks nobody, hears Carol');
 });

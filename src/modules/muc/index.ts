@@ -15,6 +15,7 @@ import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID } from './
 import { Room, type RoomHost } from './room.js';
 import { RoomStore, mucMigrations } from './store.js';
 import type { ArchiveService } from '../mam/index.js';
+import type { BlockingService } from '../blocking/index.js';
 
 export default defineModule({
   name: 'muc',
@@ -63,6 +64,7 @@ export default defineModule({
       maxHistory: options.max_history_length,
       isLocal: (d) => server.hosts.has(d),
       route: (stanza) => m.route(stanza),
+      blockingOf: (jid) => server.hosts.get(jid.domain)?.services.get('blocking') as BlockingService | undefined,
       // the mam module, when enabled, sets up after this one: looked up when needed
       get archive() {
         return m.host.services.get('mam') as ArchiveService | undefined;

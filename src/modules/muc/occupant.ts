@@ -2,6 +2,7 @@
 // of it, prepared once per variant (with or without its real JID) until it changes.
 import Element from 'ltx/lib/Element.js';
 import type { Jid } from '../../core/jid.js';
+import type { BlockingService } from '../blocking/index.js';
 import { serialize } from '../../xml/serialize.js';
 import { NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID } from './ns.js';
 
@@ -13,6 +14,8 @@ export interface OccupantSession {
   /** The full JID escaped for an attribute value, concatenated into pre-serialised stanzas. */
   readonly toAttr: string;
   readonly local: boolean;
+  /** The block list service of a local client's host (XEP-0191), when it runs one. */
+  readonly blocking?: BlockingService | undefined;
   /** The presence this client last sent to the room, without the MUC payloads. */
   presence: Element;
 }
@@ -23,6 +26,8 @@ export interface Prepared {
   xml: string;
   head: string;
   tail: string;
+  /** The parsed `from`, for block lists: parsed once, for the first recipient that blocks anyone. */
+  from?: Jid | null;
 }
 
 export function prepare(stanza: Element): Prepared {

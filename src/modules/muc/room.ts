@@ -30,6 +30,7 @@ import {
 import type { Affiliation, RoomStore } from './store.js';
 import { NS_MAM, NS_MAM_EXTENDED, archivedXml, metadata, parseQuery, publicId, queryForm, runQuery, type ArchiveService } from '../mam/index.js';
 import type { DeliveryTracker } from '../../core/sessions.js';
+import { matches, type BlockingService } from '../blocking/index.js';
 
 /** Archive results are copies: never re-routed if the session that asked ends. */
 const RESULT_TRACKER: DeliveryTracker = { delivered() {}, undelivered() {} };
@@ -63,6 +64,8 @@ export interface RoomHost {
   /** Is this domain one of ours (its sessions are in `sessions`)? */
   isLocal(domain: string): boolean;
   route(stanza: Element): void;
+  /** The block list service (XEP-0191) of a local client's host, when it runs one. */
+  blockingOf?(jid: Jid): BlockingService | undefined;
   /** The host's message archive (the mam module), when it runs one. */
   readonly archive?: ArchiveService | undefined;
   /** The room is gone (destroyed, or temporary and empty). */
@@ -180,12 +183,26 @@ export class Room {
     if (s.local) {
       const session = this.service.sessions.get(s.jid.bare, s.jid.resource);
       // no session: it ended a moment ago, and its session/closed event takes it out of the room
-      if (session !== undefined) session.send(p.stanza, p.head + s.toAttr + p.tail);
+      if (session !== undefined && !(s.blocking !== undefined && this.blocked(s.blocking, s.jid, p))) session.send(p.stanza, p.head + s.toAttr + p.tail);
       return;
     }
     const copy = new Element(p.stanza.name, { ...p.stanza.attrs, to: s.jid.toString() });
     copy.children = p.stanza.children;
     this.service.route(copy);
+  }
+
+  /**
+   * XEP-0191 §5.3: nothing from a JID the user blocks (an occupant, the room, or its service)
+   * reaches the user's clients. Group stanzas bypass the router, where that is checked for the
+   * rest, so it is checked here: one Set lookup for a user who blocks nobody. The list of a
+   * client in a room is in memory: it was read before its join presence left (the blocking
+   * module checks what a client sends), and stays while the account has a session.
+   */
+  private blocked(blocking: BlockingService, recipient: Jid, p: Prepared): boolean {
+    const list = blocking.cached(recipient.local);
+    if (list === undefined || list.size === 0) return false;
+    if (p.from === undefined) p.from = parseJid(p.stanza.attrs.from ?? this.jid);
+    return p.from !== null && matches(list, p.from);
   }
 
   /** A one-off stanza to one client. */
@@ -368,7 +385,10 @@ export class Room {
       return this.bounce(stanza, new StanzaError('not-authorized', 'A password is needed to enter this room'));
     }
 
-    const session: OccupantSession = { jid: from, toAttr: escapeAttribute(from.toString()), local: this.service.isLocal(from.domain), presence: presenceContent(stanza) };
+    const local = this.service.isLocal(from.domain);
+    const session: OccupantSession = {
+      jid: from, toAttr: escapeAttribute(from.toString()), local, blocking: local ? this.service.blockingOf?.(from) : undefined, presence: presenceContent(stanza),
+    };
     let occupant = existing;
     if (occupant === undefined) {
       occupant = new Occupant(nick, `${this.jid}/${nick}`, bare, this.defaultRole(affiliation), this.occupantIdOf(bare));
