@@ -4,6 +4,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Server } from '../core/server.js';
+import { listenOn } from '../core/listen.js';
 import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
@@ -61,13 +62,7 @@ export class C2SListeners {
         this.accept(new TcpTransport(socket, listen.tls === 'direct'));
       };
       const netServer = net.createServer(accept);
-      await new Promise<void>((resolve, reject) => {
-        netServer.once('error', reject);
-        netServer.listen({ host: listen.host, port: listen.port, backlog: 1024 }, () => {
-          netServer.off('error', reject);
-          resolve();
-        });
-      });
+      await listenOn(netServer, { ...listen, backlog: 1024 }, listen.tls === 'direct' ? 'clients (direct TLS)' : 'clients');
       netServer.on('error', (err) => this.server.log.error({ err }, 'client listener error'));
       this.servers.push({ server: netServer, listen });
     }

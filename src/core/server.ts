@@ -66,7 +66,21 @@ export class Server {
     private readonly availableModules: ReadonlyMap<string, ModuleDefinition<unknown>>,
   ) {}
 
+  /**
+   * Opens the database, sets up every host's modules and opens the listeners. If any of it fails,
+   * what was opened is closed again (listeners, modules, database) before the error is passed on.
+   */
   async start(): Promise<void> {
+    try {
+      await this.startUp();
+    } catch (err) {
+      this.log.error({ err }, 'start-up failed; closing what was opened');
+      await this.stop().catch((stopErr: unknown) => this.log.error({ err: stopErr }, 'closing after a failed start-up failed'));
+      throw err;
+    }
+  }
+
+  private async startUp(): Promise<void> {
     const definitionOf = (name: string) => {
       const definition = this.availableModules.get(name);
       if (definition === undefined) throw new Error(`unknown module "${name}" (known: ${[...this.availableModules.keys()].join(', ')})`);

@@ -10,6 +10,7 @@ import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { WebSocketSettings } from '../c2s/websocket.js';
 import type { MetricsSettings } from './endpoints.js';
+import { listenOn } from '../core/listen.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 
 export interface HttpListen {
@@ -111,13 +112,7 @@ export class HttpService {
       });
       bindTo = tcp;
     }
-    await new Promise<void>((resolve, reject) => {
-      bindTo.once('error', reject);
-      bindTo.listen({ host: listen.host, port: listen.port, backlog: 1024 }, () => {
-        bindTo.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(bindTo, { ...listen, backlog: 1024 }, listen.tls === 'direct' ? 'HTTPS' : 'HTTP');
     bindTo.on('error', (err) => this.log.error({ err }, 'HTTP listener error'));
     info.port = (bindTo.address() as net.AddressInfo).port;
     this.listening.push({ server, tcp, info });

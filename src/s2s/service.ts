@@ -10,6 +10,7 @@ import type Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import type { Jid } from '../core/jid.js';
 import type { Server } from '../core/server.js';
+import { listenOn } from '../core/listen.js';
 import { StanzaError, type StanzaErrorCondition } from '../core/stanza.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import { settleServerAuthorization, type AuthMethod } from './connection.js';
@@ -95,13 +96,7 @@ export class S2SService {
         }
       };
       const netServer = net.createServer(accept);
-      await new Promise<void>((resolve, reject) => {
-        netServer.once('error', reject);
-        netServer.listen({ host: listen.host, port: listen.port }, () => {
-          netServer.off('error', reject);
-          resolve();
-        });
-      });
+      await listenOn(netServer, listen, listen.tls === 'direct' ? 'servers (direct TLS)' : 'servers');
       netServer.on('error', (err) => this.log.error({ err }, 's2s listener error'));
       this.listeners.push({ server: netServer, listen });
     }
