@@ -3,6 +3,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type ConnectOptions, type TestClient } from '../helpers/clients.js';
+import type { RosterService } from '../../src/modules/roster/index.js';
 import {
   bare, befriend, dropConnection, freshAccounts, getRoster, isPresence, makeFriends, online, presence, presencesFrom, settle, loginForTest,
 } from '../helpers/conversation.js';
@@ -229,4 +230,16 @@ test('friends made while online see each other at once', async (t) => {
   await a.next(isPresence(b.jid));
   await b.next(isPresence(a.jid));
   t.pass();
+});
+
+test("a user's last session ending: contacts hear it from the roster in memory, which is then forgotten", async (t) => {
+  const { bob, a, b } = await friendsOnline(t);
+  const rosters = (server.server.hosts.get(server.domain)!.services.get('roster') as RosterService).store;
+  t.truthy(rosters.cached(bob), "Bob's roster is in memory while he is online");
+
+  dropConnection(b);
+  await a.next(isPresence(b.jid, 'unavailable'));
+  // the unavailable presence was sent from the roster in memory: it was not read back from the
+  // database (and then kept) after the roster module let go of it
+  t.is(rosters.cached(bob), undefined);
 });

@@ -16,6 +16,15 @@ export default defineModule({
   setup(m) {
     const roster = m.use<RosterService>('roster');
     const domain = m.host.domain;
+    /** Broadcasts waiting for a roster read: the server's shutdown waits for them before the database closes. */
+    const unfinished = new Set<Promise<unknown>>();
+    const inBackground = (work: Promise<unknown>, what: string, jid: string): void => {
+      const done: Promise<unknown> = work.catch((err: unknown) => m.log.error({ err, jid }, `${what} failed`)).finally(() => unfinished.delete(done));
+      unfinished.add(done);
+    };
+    m.onStop(async () => {
+      while (unfinished.size > 0) await Promise.all(unfinished);
+    });
 
     /** A copy of `presence` addressed to `to` (attributes copied, children shared: they are not modified). */
     function addressed(presence: Element, to: string, from?: string): Element {
@@ -51,8 +60,8 @@ export default defineModule({
         if (!session.available) return true;
         session.available = false;
         session.presence = null;
-        roster.store.withRoster(session.jid.local, (r) => goUnavailable(session, presence, roster.presenceSubscribers(r)))
-          .catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'presence broadcast failed'));
+        inBackground(roster.store.withRoster(session.jid.local, (r) => goUnavailable(session, presence, roster.presenceSubscribers(r))),
+          'presence broadcast', session.jid.toString());
         return true;
       }
       // The session is available from this moment (messages sent to it now must reach it);
@@ -62,7 +71,7 @@ export default defineModule({
       session.priority = Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0;
       session.presence = presence;
       session.available = true;
-      roster.store.withRoster(session.jid.local, (r) => {
+      inBackground(roster.store.withRoster(session.jid.local, (r) => {
         broadcast(session, presence, roster.presenceSubscribers(r));
         if (!initial) return;
         // §4.2.2: probe the contacts we are subscribed to, from the new full JID
@@ -80,7 +89,7 @@ export default defineModule({
           session.send(request);
         }
         m.host.events.fire('presence/initial', { session });
-      }).catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'presence broadcast failed'));
+      }), 'presence broadcast', session.jid.toString());
       return true;
     });
 
@@ -109,19 +118,22 @@ export default defineModule({
     m.on('pre-presence/host', directed);
 
     // --- the session goes away without saying goodbye (§4.5.2) ---------------------------------
+    // Before the roster module (priority 0) lets go of the roster of an account's last session:
+    // the broadcast uses it from memory instead of reading it back (and keeping it) for nothing.
     m.on('session/closed', ({ session }: { session: Session }) => {
       if (!session.available) return;
       session.available = false;
       session.presence = null;
-      const subscribers = roster.store.cached(session.jid.local);
-      if (subscribers) goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(subscribers));
+      const cached = roster.store.cached(session.jid.local);
+      if (cached) goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(cached));
       else {
-        roster.store.load(session.jid.local).then(
-          (r) => goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(r)),
-          (err: unknown) => m.log.error({ err }, 'unavailable broadcast failed'),
-        );
+        // its initial presence is still waiting for the roster
+        inBackground(roster.store.withRoster(session.jid.local, (r) => {
+          goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(r));
+          if (!m.server.sessions.hasAccount(session.jid.bare)) roster.store.evict(session.jid.local);
+        }), 'unavailable broadcast', session.jid.toString());
       }
-    });
+    }, 10);
 
     // --- probes from contacts (§4.3.2) ---------------------------------------------------------
     const probe = (e: StanzaEvent): true | undefined => {
@@ -130,7 +142,7 @@ export default defineModule({
       const replyTo = e.stanza.attrs.from!;
       m.server.router.whenAccountKnown(domain, e.to.local, (exists) => {
         if (!exists) return;
-        roster.store.withRoster(e.to.local, (r) => {
+        inBackground(roster.store.withRoster(e.to.local, (r) => {
           const item = r.items.get(prober);
           if (!item || (item.subscription !== 'from' && item.subscription !== 'both')) {
             // §4.3.2: not entitled to our presence; say so without revealing it
@@ -138,7 +150,7 @@ export default defineModule({
             return;
           }
           answerProbe(e.to.bare, replyTo);
-        }).catch((err: unknown) => m.log.error({ err }, 'probe failed'));
+        }), 'probe', e.to.bare);
       });
       return true;
     };
