@@ -552,3 +552,25 @@ interop('slixmpp uploads a picture with its XEP-0363 plugin, Alice downloads the
   t.is((await putFile(forwarded, franksPicture, 'image/png')).status, 201);
   t.is(storedCopies(server.dataDir, sha256(franksPicture)).length, 1);
 });
+
+test("the web chat page of a real domain lets Converse PUT to the upload service's origin (CSP connect-src)", async (t) => {
+  await server.server.accounts.create('chat.example', 'carol', PASSWORD);
+  const carol = await connect({ ...server, domain: 'chat.example' }, 'carol', { resource: 'web' });
+  t.teardown(() => carol.stop());
+  const result = await carol.request(xml('iq', { type: 'get', to: 'upload.chat.example' }, xml('request', { xmlns: NS_UPLOAD, filename: 'a.txt', size: '3' })));
+  const putUrl = new URL(result.getChild('slot', NS_UPLOAD)!.getChild('put')!.attrs.url as string);
+  // no http.public_url: slots point at the TLS listener, while the chat page is on the plain one
+  t.is(putUrl.origin, `https://chat.example:${server.httpsPort}`);
+
+  const page = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: server.httpPort, path: '/chat/', headers: { Host: `chat.example:${server.httpPort}` } }, resolve);
+    req.on('error', reject);
+  });
+  page.resume();
+  t.is(page.statusCode, 200);
+  const csp = String(page.headers['content-security-policy']);
+  const directive = (name: string) => csp.split(';').map((d) => d.trim().split(/\s+/)).find((d) => d[0] === name)?.slice(1) ?? [];
+  t.true(directive('connect-src').includes(putUrl.origin), csp);
+  t.true(directive('img-src').includes(putUrl.origin), csp);
+  t.true(directive('connect-src').includes("'self'"), csp);
+});

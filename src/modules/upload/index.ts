@@ -37,6 +37,12 @@ export interface UploadService {
   orphanSweep: Promise<void>;
 }
 
+/** What the module offers other modules of its host (the web chat's CSP): where slots point. */
+export interface UploadHostService {
+  /** The base URL of this host's slots (PUT and GET), no trailing slash. */
+  baseUrl(): string;
+}
+
 const services = new WeakMap<Server, Promise<UploadService>>();
 
 /** The server's upload service, if the upload module is enabled on any host (for the HTTP listener). */
@@ -138,6 +144,7 @@ export default defineModule({
       }
       return m.httpUrl(HTTP_PREFIX);
     };
+    m.provide({ baseUrl } satisfies UploadHostService);
     const service = await sharedService(m.server);
     const { store } = service;
     const fileLifetime = options.expire_after === null ? null : options.expire_after * 1000;

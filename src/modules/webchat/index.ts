@@ -11,6 +11,7 @@ import { defineModule } from '../../core/module.js';
 import { websocketUrl } from '../../http/endpoints.js';
 import { HttpError } from '../../http/service.js';
 import type { HttpRequest } from '../../http/router.js';
+import type { UploadHostService } from '../upload/index.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -31,20 +32,27 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 const COMPRESSIBLE = new Set(['.js', '.css', '.json', '.map', '.svg', '.wasm']);
 
-// Scripts only from here; the socket to our own endpoint (ws:/wss: may differ in host behind a
-// proxy); images and media from https too, for files other servers' users share.
-const CSP = [
-  "default-src 'self'",
-  "script-src 'self' 'wasm-unsafe-eval'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data: blob: https:",
-  "media-src 'self' blob: https:",
-  "connect-src 'self' ws: wss:",
-  "font-src 'self'",
-  "worker-src 'self' blob:",
-  "frame-ancestors 'self'",
-  "base-uri 'self'",
-].join('; ');
+/**
+ * Scripts only from here; the socket to our own endpoint (ws:/wss: may differ in host behind a
+ * proxy); images and media from https too, for files other servers' users share. `uploads` is
+ * the origin of this host's upload slots when it is not the page's (the TLS listener, a download
+ * domain): Converse PUTs files there and shows them from there.
+ */
+export function contentSecurityPolicy(uploads?: string): string {
+  const extra = uploads === undefined ? '' : ` ${uploads}`;
+  return [
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "style-src 'self' 'unsafe-inline'",
+    `img-src 'self' data: blob: https:${extra}`,
+    `media-src 'self' blob: https:${extra}`,
+    `connect-src 'self' ws: wss:${extra}`,
+    "font-src 'self'",
+    "worker-src 'self' blob:",
+    "frame-ancestors 'self'",
+    "base-uri 'self'",
+  ].join('; ');
+}
 
 /** The dist/ folder of the installed converse.js package. */
 function converseDist(): string {
@@ -99,6 +107,12 @@ export default defineModule({
 </body>
 </html>
 `;
+
+    /** The page's CSP, with the origin upload slots point at (the upload module sets up after us: asked per page). */
+    const pagePolicy = (): string => {
+      const uploads = m.host.services.get('upload') as UploadHostService | undefined;
+      return contentSecurityPolicy(uploads === undefined ? undefined : new URL(uploads.baseUrl()).origin);
+    };
 
     const initScript = (request: HttpRequest) => {
       const settings = {
@@ -187,7 +201,7 @@ export default defineModule({
         request.res.writeHead(301, { Location: 'chat/', 'Content-Length': 0 }).end();
         return;
       }
-      if (sub === '' || sub === 'index.html') return sendText(request, 'text/html; charset=utf-8', page, { 'Content-Security-Policy': CSP });
+      if (sub === '' || sub === 'index.html') return sendText(request, 'text/html; charset=utf-8', page, { 'Content-Security-Policy': pagePolicy() });
       if (sub === 'init.js') return sendText(request, 'text/javascript; charset=utf-8', initScript(request));
       if (sub.startsWith('dist/')) return sendFile(request, sub.slice('dist/'.length));
       throw new HttpError(404, 'Not found');
