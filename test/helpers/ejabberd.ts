@@ -8,13 +8,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './federation.js';
 import { startExternal } from './external-server.js';
+import type { Requirement } from './requirements.js';
 import { RawClient } from './clients.js';
 import type { TestServer } from './server.js';
 import { openStream, readElement } from './wire.js';
 
 const ERL = '/usr/bin/erl';
 const EJABBERD_LIBS = '/usr/lib/x86_64-linux-gnu';
-export const hasEjabberd = fs.existsSync(ERL) && fs.readdirSync(EJABBERD_LIBS).some((name) => name.startsWith('ejabberd-'));
+export const hasEjabberd = fs.existsSync(ERL) && fs.existsSync(EJABBERD_LIBS) && fs.readdirSync(EJABBERD_LIBS).some((name) => name.startsWith('ejabberd-'));
+export const ejabberdRequirement: Requirement = { available: hasEjabberd, what: `ejabberd (${ERL} and ${EJABBERD_LIBS}/ejabberd-*)`, debianPackages: 'ejabberd' };
 
 export interface EjabberdServer {
   pid: number;

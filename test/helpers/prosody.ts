@@ -8,9 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './federation.js';
 import { startExternal } from './external-server.js';
+import type { Requirement } from './requirements.js';
 
 export const PROSODY = '/usr/bin/prosody';
 export const hasProsody = fs.existsSync(PROSODY) && fs.existsSync('/usr/bin/prosodyctl');
+export const prosodyRequirement: Requirement = { available: hasProsody, what: `Prosody (${PROSODY})`, debianPackages: 'prosody' };
 
 export interface ProsodyHost {
   domain: string;

@@ -9,7 +9,8 @@ import { befriend, chat, isPresence } from '../helpers/conversation.js';
 import { bareOf, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
-import { hasEjabberd, startEjabberd, type EjabberdServer } from '../helpers/ejabberd.js';
+import { ejabberdRequirement, hasEjabberd, startEjabberd, type EjabberdServer } from '../helpers/ejabberd.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
@@ -22,7 +23,7 @@ let xmppd: TestServer;
 let ejabberd: EjabberdServer;
 let dns: TestDns;
 
-const interop = hasEjabberd ? test.serial : test.serial.skip;
+const interop = serialTestNeeding(ejabberdRequirement);
 
 test.before(async () => {
   if (!hasEjabberd) return;

@@ -10,7 +10,8 @@ import { befriend, chat, errorCondition, isPresence, messages, settle } from '..
 import { bareOf, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
-import { hasProsody, startProsody, type ProsodyServer } from '../helpers/prosody.js';
+import { hasProsody, prosodyRequirement, startProsody, type ProsodyServer } from '../helpers/prosody.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
 import { createInstantRoom, enter, groupchat, isGroupchat } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // our clients trust whatever certificate
@@ -26,7 +27,7 @@ let xmppd: TestServer;
 let prosody: ProsodyServer;
 let dns: TestDns;
 
-const interop = hasProsody ? test.serial : test.serial.skip;
+const interop = serialTestNeeding(prosodyRequirement);
 
 test.before(async () => {
   if (!hasProsody) return;

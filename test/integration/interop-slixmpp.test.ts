@@ -1,39 +1,13 @@
 // Interoperability with a real third-party client library: slixmpp (Debian's python3-slixmpp)
 // registers in-band, logs in with SCRAM over STARTTLS or direct TLS, and chats with an
 // @xmpp/client user, and pages through its message archive with its own MAM plugin.
-import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml } from '../helpers/clients.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
+import { runSlixmpp, slixmppRequirement } from '../helpers/slixmpp.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const script = path.join(root, 'test', 'interop', 'slixmpp_client.py');
-const python = '/usr/bin/python3';
-const hasSlixmpp = fs.existsSync(python) && spawnSync(python, ['-c', 'import slixmpp']).status === 0;
-
-interface SlixEvent {
-  event: string;
-  [key: string]: unknown;
-}
-
-function runSlixmpp(args: string[], program = script): Promise<{ code: number | null; events: SlixEvent[]; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(python, [program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => {
-      const events = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as SlixEvent);
-      resolve({ code, events, stderr });
-    });
-  });
-}
 
 let server: TestServer;
 test.before(async () => {
@@ -44,7 +18,7 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-const interop = hasSlixmpp ? test.serial : test.serial.skip;
+const interop = serialTestNeeding(slixmppRequirement);
 
 interop('slixmpp registers in-band, logs in over STARTTLS and chats with Alice', async (t) => {
   const alice = await connect(server, 'alice', { resource: 'desk' });
@@ -53,7 +27,7 @@ interop('slixmpp registers in-band, logs in over STARTTLS and chats with Alice',
     t.is(m.attrs.from?.split('/')[0], 'carol@localhost');
     await alice.send(xml('message', { to: m.attrs.from!, type: 'chat' }, xml('body', {}, 'hi carol')));
   });
-  const result = await runSlixmpp(['--jid', 'carol@localhost/slix', '--password', 'carol-secret', '--port', String(server.port), '--peer', 'alice@localhost', '--register']);
+  const result = await runSlixmpp('slixmpp_client.py', ['--jid', 'carol@localhost/slix', '--password', 'carol-secret', '--port', String(server.port), '--peer', 'alice@localhost', '--register']);
   await replied;
   t.is(result.code, 0, result.stderr.slice(-2000));
   t.truthy(result.events.find((e) => e.event === 'registered'));
@@ -70,7 +44,7 @@ interop('slixmpp logs in over direct TLS (XEP-0368)', async (t) => {
   const replied = alice.next((s) => s.is('message') && s.getChildText('body') === 'direct hello', 30000).then((m) =>
     alice.send(xml('message', { to: m.attrs.from!, type: 'chat' }, xml('body', {}, 'got it'))),
   );
-  const result = await runSlixmpp(['--jid', 'dave@localhost/d', '--password', 'dave-password', '--port', String(server.directPort), '--peer', 'alice@localhost', '--body', 'direct hello', '--direct-tls']);
+  const result = await runSlixmpp('slixmpp_client.py', ['--jid', 'dave@localhost/d', '--password', 'dave-password', '--port', String(server.directPort), '--peer', 'alice@localhost', '--body', 'direct hello', '--direct-tls']);
   await replied;
   t.is(result.code, 0, result.stderr.slice(-2000));
   t.is(result.events.find((e) => e.event === 'message')?.body, 'got it');
@@ -78,7 +52,7 @@ interop('slixmpp logs in over direct TLS (XEP-0368)', async (t) => {
 });
 
 interop('slixmpp with a wrong password is refused', async (t) => {
-  const result = await runSlixmpp(['--jid', 'dave@localhost/d', '--password', 'wrong', '--port', String(server.port), '--peer', 'alice@localhost', '--timeout', '10']);
+  const result = await runSlixmpp('slixmpp_client.py', ['--jid', 'dave@localhost/d', '--password', 'wrong', '--port', String(server.port), '--peer', 'alice@localhost', '--timeout', '10']);
   t.is(result.code, 1);
   t.truthy(result.events.find((e) => e.event === 'error'));
 });
@@ -89,8 +63,7 @@ interop("slixmpp's MAM plugin pages through Erin's archive forwards and backward
   const sent = Array.from({ length: 7 }, (_, i) => `archived ${i + 1}`);
   for (const body of sent) await alice.send(xml('message', { to: 'erin@localhost', type: 'chat' }, xml('body', {}, body)));
   await alice.request(xml('iq', { type: 'get', to: 'localhost' }, xml('ping', { xmlns: 'urn:xmpp:ping' }))); // all stored by now
-  const result = await runSlixmpp(['--jid', 'erin@localhost/slix', '--password', 'erin-password', '--port', String(server.port), '--peer', 'alice@localhost', '--max', '3'],
-    path.join(root, 'test', 'interop', 'slixmpp_mam.py'));
+  const result = await runSlixmpp('slixmpp_mam.py', ['--jid', 'erin@localhost/slix', '--password', 'erin-password', '--port', String(server.port), '--peer', 'alice@localhost', '--max', '3']);
   t.is(result.code, 0, result.stderr.slice(-2000) + JSON.stringify(result.events));
   t.true((result.events.find((e) => e.event === 'form')?.fields as string[]).includes('with'));
   const forwards = result.events.find((e) => e.event === 'forwards')?.messages as Array<{ id: string; body: string; from: string }>;

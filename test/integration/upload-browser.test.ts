@@ -6,21 +6,21 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumRequirement, launchChromium, type TestBrowser } from '../helpers/browser.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
 import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
 import { login, makeFriends, online } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const browserTest = fs.existsSync(CHROMIUM) ? test.serial : test.serial.skip;
+const browserTest = serialTestNeeding(chromiumRequirement);
 
 let server: TestServer;
+let chromium: TestBrowser | undefined;
 let browser: BrowserContext;
 let userDataDir: string;
 let uploader: TestClient;
@@ -30,7 +30,7 @@ let beacon: http.Server;
 let beaconUrl: string;
 
 test.before(async () => {
-  if (!fs.existsSync(CHROMIUM)) return;
+  if (!chromiumRequirement.available) return;
   server = await startServer();
   await server.createAccount('mallory');
   uploader = await connect(server, 'mallory', { resource: 'laptop' });
@@ -40,15 +40,15 @@ test.before(async () => {
   });
   await new Promise<void>((resolve) => beacon.listen(0, '127.0.0.1', resolve));
   beaconUrl = `http://127.0.0.1:${(beacon.address() as AddressInfo).port}`;
-  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-chromium-'));
-  browser = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, ignoreHTTPSErrors: true, acceptDownloads: true });
+  chromium = await launchChromium({ ignoreHTTPSErrors: true, acceptDownloads: true });
+  browser = chromium.context;
+  userDataDir = chromium.userDataDir;
 });
 test.after.always(async () => {
-  await browser?.close();
+  await chromium?.close();
   await uploader?.stop();
   await server?.stop();
   beacon?.close();
-  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 });
 
 /** Mallory uploads `text` as `filename` of `contentType`; returns the GET URL. */

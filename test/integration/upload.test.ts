@@ -2,7 +2,6 @@
 // over HTTPS and their contacts GET them back; identical bytes are stored once on disk; every
 // refusal (size, type, authorisation, quota) comes with the XEP's or HTTP's answer; files that
 // could run script in a browser are served so that they cannot.
-import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -10,7 +9,6 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
@@ -18,6 +16,8 @@ import { uploadServiceOf } from '../../src/modules/upload/index.js';
 import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
 import { bareOf, freshAccounts, loginForTest, online } from '../helpers/conversation.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
+import { runSlixmpp, slixmppUploadRequirement } from '../helpers/slixmpp.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's self-signed certificate
 
@@ -487,29 +487,7 @@ test.serial('files expire: after expire_after the URL is gone and so is the file
 
 // Interoperability: slixmpp (Debian's python3-slixmpp, with python3-aiohttp for its HTTP side)
 // uses its own XEP-0363 plugin against this server.
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const python = '/usr/bin/python3';
-const hasSlixmppUpload = fs.existsSync(python) && spawnSync(python, ['-c', 'import slixmpp, aiohttp']).status === 0;
-const interop = hasSlixmppUpload ? test.serial : test.serial.skip;
-
-interface SlixEvent {
-  event: string;
-  [key: string]: unknown;
-}
-
-function runSlixmppUpload(args: string[], env: Record<string, string>): Promise<{ code: number | null; events: SlixEvent[]; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(python, [path.join(root, 'test', 'interop', 'slixmpp_upload.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => {
-      const events = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as SlixEvent);
-      resolve({ code, events, stderr });
-    });
-  });
-}
+const interop = serialTestNeeding(slixmppUploadRequirement);
 
 interop('slixmpp uploads a picture with its XEP-0363 plugin, Alice downloads the identical bytes, and slixmpp downloads hers', async (t) => {
   const { alice, frank } = await freshAccounts(server, 'alice', 'frank');
@@ -525,7 +503,7 @@ interop('slixmpp uploads a picture with its XEP-0363 plugin, Alice downloads the
   const franksPicture = picture();
   fs.writeFileSync(path.join(directory, 'holiday.png'), franksPicture);
   const shared = aliceClient.next((s) => s.is('message') && s.getChild('x', 'jabber:x:oob') !== undefined, 30_000);
-  const result = await runSlixmppUpload(
+  const result = await runSlixmpp('slixmpp_upload.py',
     ['--jid', `${frank}@localhost/slix`, '--password', PASSWORD, '--port', String(server.port), '--peer', bareOf(aliceClient), '--file', path.join(directory, 'holiday.png'), '--download', alicesSlot.get],
     {},
   );

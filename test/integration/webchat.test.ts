@@ -6,27 +6,28 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { chromiumRequirement, launchChromium, type TestBrowser } from '../helpers/browser.js';
+import { testNeeding } from '../helpers/requirements.js';
 import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
 import { chat, login, makeFriends, online } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const browserTest = testNeeding(chromiumRequirement);
 
 let server: TestServer;
+let chromium: TestBrowser | undefined;
 let browser: BrowserContext;
-let userDataDir: string;
 test.before(async () => {
+  if (!chromiumRequirement.available) return;
   server = await startServer();
-  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-chromium-'));
-  browser = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  chromium = await launchChromium();
+  browser = chromium.context;
 });
 test.after.always(async () => {
-  await browser?.close();
+  await chromium?.close();
   await server?.stop();
-  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
 });
 
 /** A fresh page that records requests leaving this server and script errors. */
@@ -49,7 +50,7 @@ function artifactPath(name: string): string {
   return path.join(dir, name);
 }
 
-test('a browser user logs in to the web chat and chats with a TCP user', async (t) => {
+browserTest('a browser user logs in to the web chat and chats with a TCP user', async (t) => {
   await server.createAccount('alice');
   await server.createAccount('bob');
   await makeFriends(server, 'alice', 'bob');
@@ -92,7 +93,7 @@ test('a browser user logs in to the web chat and chats with a TCP user', async (
   await page.close();
 });
 
-test('the page is configured for this server: WebSocket URL, locked domain, CSP, no CDN', async (t) => {
+browserTest('the page is configured for this server: WebSocket URL, locked domain, CSP, no CDN', async (t) => {
   const { page } = await openPage();
   const response = await page.goto(`http://127.0.0.1:${server.httpPort}/chat/`);
   t.is(response?.status(), 200);
@@ -104,7 +105,7 @@ test('the page is configured for this server: WebSocket URL, locked domain, CSP,
   await page.close();
 });
 
-test('web chat files are served compressed, cached, and never from outside dist/', async (t) => {
+browserTest('web chat files are served compressed, cached, and never from outside dist/', async (t) => {
   const base = `http://127.0.0.1:${server.httpPort}/chat`;
   const { page } = await openPage();
   const script = await page.request.get(`${base}/dist/converse.min.js`, { headers: { 'Accept-Encoding': 'gzip' } });
