@@ -5,29 +5,14 @@ Registers in-band (XEP-0077) if asked, logs in (SCRAM over STARTTLS, or direct T
 initial presence, fetches the roster, sends one chat message to a peer and waits for a reply.
 Prints one JSON object per event on stdout; exits 0 when the reply arrived, 1 otherwise.
 """
-import argparse
-import asyncio
-import json
-import ssl
-import sys
-
-import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
-
-def emit(**event):
-    print(json.dumps(event), flush=True)
+from slixmpp_common import TestClient, argument_parser, emit, run
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(TestClient):
     def __init__(self, args):
-        super().__init__(args.jid, args.password)
-        self.args = args
-        self.ok = False
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.register_plugin('xep_0030')
-        self.register_plugin('xep_0199')
+        super().__init__(args, ('xep_0030', 'xep_0199'))
         if args.register:
             self.register_plugin('xep_0077')
             self['xep_0077'].force_registration = True
@@ -37,11 +22,6 @@ class Client(slixmpp.ClientXMPP):
             self.add_event_handler('register', self.on_register)
         self.add_event_handler('session_start', self.on_start)
         self.add_event_handler('message', self.on_message)
-        self.add_event_handler('failed_auth', lambda _: self.fail('auth failed'))
-
-    def fail(self, why):
-        emit(event='error', reason=why)
-        self.disconnect()
 
     async def on_register(self, _):
         resp = self.Iq()
@@ -74,28 +54,13 @@ class Client(slixmpp.ClientXMPP):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--jid', required=True)
-    parser.add_argument('--password', required=True)
-    parser.add_argument('--port', type=int, required=True)
-    parser.add_argument('--peer', required=True)
+    parser = argument_parser(timeout=20)
     parser.add_argument('--body', default='hello from slixmpp')
     parser.add_argument('--register', action='store_true')
     parser.add_argument('--direct-tls', action='store_true')
-    parser.add_argument('--timeout', type=float, default=20)
     args = parser.parse_args()
-    client = Client(args)
     # slixmpp 1.8 calls direct TLS (XEP-0368) "use_ssl"
-    if args.direct_tls:
-        client.connect(('127.0.0.1', args.port), use_ssl=True, force_starttls=False, disable_starttls=True)
-    else:
-        client.connect(('127.0.0.1', args.port))
-    loop = asyncio.get_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(client.disconnected, args.timeout))
-    except asyncio.TimeoutError:
-        emit(event='error', reason='timeout')
-    sys.exit(0 if client.ok else 1)
+    run(Client(args), **({'use_ssl': True, 'force_starttls': False, 'disable_starttls': True} if args.direct_tls else {}))
 
 
 if __name__ == '__main__':

@@ -5,35 +5,16 @@ Logs in, asks for the MAM query form, then pages through the conversation with -
 slixmpp's own MAM plugin: forwards and backwards, --max messages per page. Prints one JSON
 object per event on stdout; exits 0 when both walks finished, 1 otherwise.
 """
-import argparse
-import asyncio
-import json
-import ssl
-import sys
-
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
-
-def emit(**event):
-    print(json.dumps(event), flush=True)
+from slixmpp_common import TestClient, argument_parser, emit, run
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(TestClient):
     def __init__(self, args):
-        super().__init__(args.jid, args.password)
-        self.args = args
-        self.ok = False
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        for plugin in ('xep_0030', 'xep_0059', 'xep_0297', 'xep_0313'):
-            self.register_plugin(plugin)
+        super().__init__(args, ('xep_0030', 'xep_0059', 'xep_0297', 'xep_0313'))
         self.add_event_handler('session_start', self.on_start)
-        self.add_event_handler('failed_auth', lambda _: self.fail('auth failed'))
-
-    def fail(self, why):
-        emit(event='error', reason=why)
-        self.disconnect()
 
     async def walk(self, reverse):
         bodies = []
@@ -56,22 +37,9 @@ class Client(slixmpp.ClientXMPP):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--jid', required=True)
-    parser.add_argument('--password', required=True)
-    parser.add_argument('--port', type=int, required=True)
-    parser.add_argument('--peer', required=True)
+    parser = argument_parser(timeout=30)
     parser.add_argument('--max', type=int, default=3)
-    parser.add_argument('--timeout', type=float, default=30)
-    args = parser.parse_args()
-    client = Client(args)
-    client.connect(('127.0.0.1', args.port))
-    loop = asyncio.get_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(client.disconnected, args.timeout))
-    except asyncio.TimeoutError:
-        emit(event='error', reason='timeout')
-    sys.exit(0 if client.ok else 1)
+    run(Client(parser.parse_args()))
 
 
 if __name__ == '__main__':

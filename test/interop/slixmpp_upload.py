@@ -7,37 +7,18 @@ in a message body with an XEP-0066 out-of-band link, as Conversations and Gajim 
 --download URL it also downloads a file a peer shared and reports its SHA-256.
 Prints one JSON object per event on stdout; exits 0 when everything worked, 1 otherwise.
 """
-import argparse
-import asyncio
 import hashlib
-import json
-import ssl
-import sys
 from pathlib import Path
 
 import aiohttp
-import slixmpp
+
+from slixmpp_common import TestClient, argument_parser, emit, run
 
 
-def emit(**event):
-    print(json.dumps(event), flush=True)
-
-
-class Client(slixmpp.ClientXMPP):
+class Client(TestClient):
     def __init__(self, args):
-        super().__init__(args.jid, args.password)
-        self.args = args
-        self.ok = False
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        for plugin in ('xep_0030', 'xep_0066', 'xep_0128', 'xep_0363'):
-            self.register_plugin(plugin)
+        super().__init__(args, ('xep_0030', 'xep_0066', 'xep_0128', 'xep_0363'))
         self.add_event_handler('session_start', self.on_start)
-        self.add_event_handler('failed_auth', lambda _: self.fail('auth failed'))
-
-    def fail(self, why):
-        emit(event='error', reason=why)
-        self.disconnect()
 
     async def discover_upload_service(self):
         # What XEP_0363.find_upload_service does (disco#items of our domain, then disco#info of
@@ -89,23 +70,10 @@ class Client(slixmpp.ClientXMPP):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--jid', required=True)
-    parser.add_argument('--password', required=True)
-    parser.add_argument('--port', type=int, required=True)
-    parser.add_argument('--peer', required=True)
+    parser = argument_parser(timeout=30)
     parser.add_argument('--file', required=True)
     parser.add_argument('--download')
-    parser.add_argument('--timeout', type=float, default=30)
-    args = parser.parse_args()
-    client = Client(args)
-    client.connect(('127.0.0.1', args.port))
-    loop = asyncio.get_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(client.disconnected, args.timeout))
-    except asyncio.TimeoutError:
-        emit(event='error', reason='timeout')
-    sys.exit(0 if client.ok else 1)
+    run(Client(parser.parse_args()))
 
 
 if __name__ == '__main__':
