@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { Requirement } from './requirements.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -30,4 +30,21 @@ export async function launchChromium(options: { ignoreHTTPSErrors?: boolean; acc
       fs.rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Opens the web chat at `url` and logs in with Converse's form (the domain is fixed: the user name is enough). */
+export async function converseLogin(page: Page, url: string, username: string, password: string): Promise<void> {
+  await page.goto(url);
+  await page.fill('input[name=jid]', username);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+}
+
+/** Once logged in: waits for `contact` in the roster (online, if asked), opens the chat with it and waits for its text area. */
+export async function converseOpenChat(page: Page, contact: string, options: { online?: boolean } = {}): Promise<void> {
+  const link = page.locator('a.open-chat', { hasText: contact });
+  await link.waitFor({ timeout: 20_000 });
+  if (options.online) await page.locator('li.current-xmpp-contact.online', { hasText: contact }).waitFor({ timeout: 10_000 });
+  await link.click();
+  await page.locator('textarea.chat-textarea').waitFor({ timeout: 10_000 });
 }

@@ -1,12 +1,12 @@
 // The server's own HTTP endpoints: XEP-0156 discovery of the WebSocket endpoint (host-meta XML
 // and JSON), /health liveness and readiness, and /metrics in Prometheus text format, whose
 // numbers move when clients connect, chat, fail to log in and leave messages offline.
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
 import test from 'ava';
 import { client } from '@xmpp/client';
 import parse from 'ltx/lib/parse.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { httpRequest, type Reply } from '../helpers/http.js';
 import { chat, freshAccounts, loginForTest, online } from '../helpers/conversation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -19,34 +19,10 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
+/** A GET to this file's server, named as localhost with the listener's port. */
 function get(path: string, options: { secure?: boolean; port?: number; headers?: http.OutgoingHttpHeaders } = {}): Promise<Reply> {
-  const transport = options.secure ? https : http;
-  return new Promise((resolve, reject) => {
-    transport
-      .get(
-        {
-          host: '127.0.0.1',
-          port: options.port ?? (options.secure ? server.httpsPort : server.httpPort),
-          path,
-          headers: { Host: `localhost:${options.port ?? (options.secure ? server.httpsPort : server.httpPort)}`, ...options.headers },
-          rejectUnauthorized: false,
-          agent: false,
-        },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (body += c));
-          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-        },
-      )
-      .on('error', reject);
-  });
+  const port = options.port ?? (options.secure ? server.httpsPort : server.httpPort);
+  return httpRequest(server, 'GET', path, { ...options, port, host: `localhost:${port}` });
 }
 
 /** One sample of a Prometheus text exposition, e.g. value(text, 'xmppd_stanzas_sent_total{kind="message"}'). */
@@ -78,13 +54,7 @@ test('host-meta.json says the same in JSON; behind a local proxy it uses the sch
 test('with http.public_url set, host-meta gives that address for each host', async (t) => {
   const proxied = await startServer({ config: { http: { public_url: 'https://{host}/xmpp' } } });
   t.teardown(() => proxied.stop());
-  const reply = await new Promise<string>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: proxied.httpPort, path: '/.well-known/host-meta.json', headers: { Host: 'localhost' } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
+  const reply = (await httpRequest(proxied, 'GET', '/.well-known/host-meta.json')).body;
   t.is(JSON.parse(reply).links[0].href, 'wss://localhost/xmpp/xmpp-websocket');
 });
 
@@ -107,13 +77,7 @@ test('/health/ready is 503 when the database is gone', async (t) => {
   const broken = await startServer();
   t.teardown(() => broken.stop());
   await broken.server.db.destroy(); // as if the database went away
-  const reply = await new Promise<Reply>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: broken.httpPort, path: '/health/ready', headers: { Host: 'localhost' } }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    }).on('error', reject);
-  });
+  const reply = await httpRequest(broken, 'GET', '/health/ready');
   t.is(reply.status, 503);
   t.is(JSON.parse(reply.body).checks.database, false);
 });

@@ -1,11 +1,10 @@
 // The HTTP listener and its handler API (src/http): routes added by a module with m.http, the
 // virtual host from the Host header, 404/405/411/413, HEAD, security headers, HTTPS with the
 // host's certificate, and a failing handler answered with 500 instead of crashing the server.
-import http from 'node:http';
-import https from 'node:https';
 import test from 'ava';
 import pino from 'pino';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { httpRequest, type Reply, type RequestOptions } from '../helpers/http.js';
 import { ModuleContext } from '../../src/core/module.js';
 import { HttpError } from '../../src/http/service.js';
 
@@ -29,35 +28,8 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function request(method: string, path: string, options: { host?: string; body?: string; headers?: http.OutgoingHttpHeaders; secure?: boolean } = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const transport = options.secure ? https : http;
-    const req = transport.request(
-      {
-        host: '127.0.0.1',
-        port: options.secure ? server.httpsPort : server.httpPort,
-        method,
-        path,
-        headers: { Host: options.host ?? 'localhost', ...options.headers },
-        agent: false,
-        rejectUnauthorized: false,
-        servername: options.secure ? options.host : undefined,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
+function request(method: string, path: string, options: RequestOptions = {}): Promise<Reply> {
+  return httpRequest(server, method, path, options);
 }
 
 test('a module route answers on its own host, found by the Host header', async (t) => {
@@ -161,12 +133,6 @@ test('an http.default_host that is not one of the hosts stops the server at star
 test('http.default_host serves requests that name no host of ours', async (t) => {
   const twoHosts = await startServer({ config: { hosts: [{ domain: 'localhost', registration: 'open' }, { domain: 'example.net' }], http: { default_host: 'example.net' } } });
   t.teardown(() => twoHosts.stop());
-  const body = await new Promise<string>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: twoHosts.httpPort, path: '/chat/init.js', headers: { Host: '127.0.0.1' } }, (res) => {
-      let data = '';
-      res.on('data', (c: Buffer) => (data += c.toString()));
-      res.on('end', () => resolve(data));
-    }).on('error', reject);
-  });
+  const { body } = await httpRequest(twoHosts, 'GET', '/chat/init.js', { host: '127.0.0.1' });
   t.true(body.includes('"locked_domain":"example.net"'));
 });

@@ -8,17 +8,9 @@ import test from 'ava';
 import { startServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { freshAccounts, login, makeFriends, online } from '../helpers/conversation.js';
+import { freePort } from '../helpers/federation.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
-
-/** A loopback port free right now (the kernel's choice). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 test('a server whose HTTP port is taken fails to start, naming the address, and frees its client port', async (t) => {
   const squatter = net.createServer();

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import test from 'ava';
 import type { BrowserContext, Page } from 'playwright-core';
-import { chromiumRequirement, launchChromium, type TestBrowser } from '../helpers/browser.js';
+import { chromiumRequirement, converseLogin, converseOpenChat, launchChromium, type TestBrowser } from '../helpers/browser.js';
 import { serialTestNeeding } from '../helpers/requirements.js';
 import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
@@ -78,14 +78,8 @@ browserTest('in the web chat (Converse.js), Alice shares a picture and Bob on a 
 
   const { page } = await openPage();
   // localhost: the origin upload URLs use on a dev box, so the page's CSP ('self') allows the PUT
-  await page.goto(`http://localhost:${server.httpPort}/chat/`);
-  await page.fill('input[name=jid]', 'alice');
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
-  const contact = page.locator('a.open-chat', { hasText: 'bob@localhost' });
-  await contact.waitFor({ timeout: 20_000 });
-  await contact.click();
-  await page.locator('textarea.chat-textarea').waitFor({ timeout: 10_000 });
+  await converseLogin(page, `http://localhost:${server.httpPort}/chat/`, 'alice', PASSWORD);
+  await converseOpenChat(page, 'bob@localhost');
 
   // Converse finds upload.localhost, asks for a slot, PUTs the file and sends the link
   const picture = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.from(`a picture from the web chat ${Date.now()}`)]);

@@ -540,12 +540,8 @@ test("the web chat page of a real domain lets Converse PUT to the upload service
   // no http.public_url: slots point at the TLS listener, while the chat page is on the plain one
   t.is(putUrl.origin, `https://chat.example:${server.httpsPort}`);
 
-  const page = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port: server.httpPort, path: '/chat/', headers: { Host: `chat.example:${server.httpPort}` } }, resolve);
-    req.on('error', reject);
-  });
-  page.resume();
-  t.is(page.statusCode, 200);
+  const page = await httpRequest(`http://chat.example:${server.httpPort}/chat/`, 'GET', {}, undefined, '127.0.0.1');
+  t.is(page.status, 200);
   const csp = String(page.headers['content-security-policy']);
   const directive = (name: string) => csp.split(';').map((d) => d.trim().split(/\s+/)).find((d) => d[0] === name)?.slice(1) ?? [];
   t.true(directive('connect-src').includes(putUrl.origin), csp);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import type { BrowserContext, Page } from 'playwright-core';
-import { chromiumRequirement, launchChromium, type TestBrowser } from '../helpers/browser.js';
+import { chromiumRequirement, converseLogin, converseOpenChat, launchChromium, type TestBrowser } from '../helpers/browser.js';
 import { testNeeding } from '../helpers/requirements.js';
 import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
 import { chat, login, makeFriends, online } from '../helpers/conversation.js';
@@ -59,19 +59,12 @@ browserTest('a browser user logs in to the web chat and chats with a TCP user', 
   await online(bob);
 
   const { page, external, errors } = await openPage();
-  await page.goto(`http://127.0.0.1:${server.httpPort}/chat/`);
   // Converse's login form; the domain is fixed to this host, so the user name is enough
-  await page.fill('input[name=jid]', 'alice');
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
+  await converseLogin(page, `http://127.0.0.1:${server.httpPort}/chat/`, 'alice', PASSWORD);
 
   // logged in: Bob is in Alice's contacts, online; she opens a chat with him
-  const contact = page.locator('a.open-chat', { hasText: 'bob@localhost' });
-  await contact.waitFor({ timeout: 20_000 });
-  await page.locator('li.current-xmpp-contact.online', { hasText: 'bob@localhost' }).waitFor({ timeout: 10_000 });
-  await contact.click();
+  await converseOpenChat(page, 'bob@localhost', { online: true });
   const textarea = page.locator('textarea.chat-textarea');
-  await textarea.waitFor({ timeout: 10_000 });
   await textarea.fill('Hi Bob, this is Alice in a browser');
   await textarea.press('Enter');
 
