@@ -4,7 +4,8 @@ import net from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { startServer, type TestServer, type TestServerOptions } from './server.js';
 import { connect, type TestClient } from './clients.js';
-import { freshAccounts, getRoster, loginForTest, online } from './conversation.js';
+import type Element from 'ltx/lib/Element.js';
+import { chat, freshAccounts, getRoster, loginForTest, online } from './conversation.js';
 
 const handedOut = new Set<number>();
 
@@ -74,6 +75,12 @@ export async function userOn(t: ExecutionContext, server: TestServer, name: stri
 
 /** The bare JID of a client. */
 export const bareOf = (client: TestClient): string => client.jid.split('/')[0]!;
+
+/** `from` writes `body` (with `id`) to `to`'s bare JID; resolves with the message once `to` has it. */
+export async function chatTo(from: TestClient, to: TestClient, body: string, id: string, timeoutMs?: number): Promise<Element> {
+  await from.send(chat(bareOf(to), body, { id }));
+  return to.next((s) => s.is('message') && s.attrs.id === id, timeoutMs);
+}
 
 /**
  * Logs an existing account in on any server (ours or a third party's) for this test: roster

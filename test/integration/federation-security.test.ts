@@ -8,7 +8,7 @@ import type { TestServer } from '../helpers/server.js';
 import { RawClient } from '../helpers/clients.js';
 import { chat, errorCondition, messages, settle } from '../helpers/conversation.js';
 import { read, readElement } from '../helpers/wire.js';
-import { eventually, freePort, startFederated, userOn } from '../helpers/federation.js';
+import { chatTo, eventually, freePort, startFederated, userOn } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { dialbackKey } from '../../src/s2s/dialback.js';
 import { startTestDns } from '../helpers/dns.js';
@@ -184,10 +184,8 @@ test('With certificates from a trusted CA, both servers authenticate with SASL E
   });
   const carol = await userOn(t, c, 'carol');
   const dave = await userOn(t, d, 'dave');
-  await carol.send(chat(dave.jid.split('/')[0]!, 'signed and sealed', { id: 'cert-1' }));
-  await dave.next((s) => s.is('message') && s.attrs.id === 'cert-1');
-  await dave.send(chat(carol.jid.split('/')[0]!, 'likewise', { id: 'cert-2' }));
-  await carol.next((s) => s.is('message') && s.attrs.id === 'cert-2');
+  await chatTo(carol, dave, 'signed and sealed', 'cert-1');
+  await chatTo(dave, carol, 'likewise', 'cert-2');
   t.deepEqual(
     c.server.s2s!.streams().map((s) => `${s.direction} ${s.remote} ${s.method}`).sort(),
     ['incoming cert-d.example sasl-external', 'outgoing cert-d.example sasl-external'],
@@ -219,10 +217,8 @@ test('Direct TLS (XEP-0368): a server listening with TLS from the first byte is 
   });
   const erin = await userOn(t, e, 'erin');
   const frank = await userOn(t, f, 'frank');
-  await frank.send(chat(erin.jid.split('/')[0]!, 'over direct TLS', { id: 'direct-1' }));
-  await erin.next((s) => s.is('message') && s.attrs.id === 'direct-1');
-  await erin.send(chat(frank.jid.split('/')[0]!, 'and back over STARTTLS', { id: 'direct-2' }));
-  await frank.next((s) => s.is('message') && s.attrs.id === 'direct-2');
+  await chatTo(frank, erin, 'over direct TLS', 'direct-1');
+  await chatTo(erin, frank, 'and back over STARTTLS', 'direct-2');
   t.is(e.server.s2sAddresses()[0]?.tls, 'direct');
 });
 
@@ -285,8 +281,7 @@ test('Without a static route the server finds its peer by DNS SRV records (_xmpp
   });
   const erin = await userOn(t, e, 'erin');
   const frank = await userOn(t, f, 'frank');
-  await erin.send(chat(frank.jid.split('/')[0]!, 'found you', { id: 'srv-1' }));
-  await frank.next((s) => s.is('message') && s.attrs.id === 'srv-1');
+  await chatTo(erin, frank, 'found you', 'srv-1');
   // a domain DNS knows nothing about: no SRV, no address
   await erin.send(chat('nobody@nowhere.example', 'hello?', { id: 'srv-2' }));
   t.is(errorCondition(await erin.next((s) => s.is('message') && s.attrs.id === 'srv-2', 15000)), 'remote-server-not-found');

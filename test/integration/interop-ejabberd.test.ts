@@ -5,8 +5,8 @@
 import test, { type ExecutionContext } from 'ava';
 import type { TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { befriend, chat, isPresence } from '../helpers/conversation.js';
-import { bareOf, freePort, loginOn, startFederated } from '../helpers/federation.js';
+import { befriend, isPresence } from '../helpers/conversation.js';
+import { chatTo, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
 import { ejabberdRequirement, hasEjabberd, startEjabberd, type EjabberdServer } from '../helpers/ejabberd.js';
@@ -70,11 +70,9 @@ async function theirUser(t: ExecutionContext, domain = THEIRS): Promise<TestClie
 interop('a user on each server chats with the other, both ways (dialback)', async (t) => {
   const ours = await ourUser(t);
   const theirs = await theirUser(t);
-  await ours.send(chat(bareOf(theirs), 'hello ejabberd', { id: 'to-ejabberd' }));
-  const got = await theirs.next((s) => s.is('message') && s.attrs.id === 'to-ejabberd', 20000);
+  const got = await chatTo(ours, theirs, 'hello ejabberd', 'to-ejabberd', 20000);
   t.is(got.attrs.from, ours.jid);
-  await theirs.send(chat(bareOf(ours), 'hello xmppd', { id: 'to-xmppd' }));
-  const back = await ours.next((s) => s.is('message') && s.attrs.id === 'to-xmppd', 20000);
+  const back = await chatTo(theirs, ours, 'hello xmppd', 'to-xmppd', 20000);
   t.is(back.attrs.from, theirs.jid);
   const methods = xmppd.server.s2s!.streams().filter((s) => s.remote === THEIRS).map((s) => `${s.direction} ${s.method}`).sort();
   t.deepEqual(methods, ['incoming dialback', 'outgoing dialback']);
@@ -94,10 +92,8 @@ interop('presence subscriptions both ways, then presence flows', async (t) => {
 interop('certificates from a test CA: SASL EXTERNAL both ways, chat and subscription', async (t) => {
   const ours = await ourUser(t, OURS_CA);
   const theirs = await theirUser(t, THEIRS_CA);
-  await ours.send(chat(bareOf(theirs), 'signed', { id: 'ca-to-ejabberd' }));
-  await theirs.next((s) => s.is('message') && s.attrs.id === 'ca-to-ejabberd', 20000);
-  await theirs.send(chat(bareOf(ours), 'sealed', { id: 'ca-to-xmppd' }));
-  await ours.next((s) => s.is('message') && s.attrs.id === 'ca-to-xmppd', 20000);
+  await chatTo(ours, theirs, 'signed', 'ca-to-ejabberd', 20000);
+  await chatTo(theirs, ours, 'sealed', 'ca-to-xmppd', 20000);
   await befriend(ours, theirs);
   const methods = xmppd.server.s2s!.streams().filter((s) => s.remote === THEIRS_CA).map((s) => `${s.direction} ${s.method}`).sort();
   t.deepEqual(methods, ['incoming sasl-external', 'outgoing sasl-external']);

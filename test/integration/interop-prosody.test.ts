@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { befriend, chat, errorCondition, isPresence, messages, settle } from '../helpers/conversation.js';
-import { bareOf, freePort, loginOn, startFederated } from '../helpers/federation.js';
+import { bareOf, chatTo, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { createTestCa } from '../helpers/test-ca.js';
 import { startTestDns, type TestDns } from '../helpers/dns.js';
 import { hasProsody, prosodyRequirement, startProsody, type ProsodyServer } from '../helpers/prosody.js';
@@ -82,12 +82,10 @@ async function theirUser(t: ExecutionContext, domain: string): Promise<TestClien
 
 
 async function chatBothWays(t: ExecutionContext, ours: TestClient, theirs: TestClient): Promise<void> {
-  await ours.send(chat(bareOf(theirs), 'hello Prosody', { id: `to-prosody-${counter}` }));
-  const got = await theirs.next((s) => s.is('message') && s.attrs.id === `to-prosody-${counter}`, 20000);
+  const got = await chatTo(ours, theirs, 'hello Prosody', `to-prosody-${counter}`, 20000);
   t.is(got.getChildText('body'), 'hello Prosody');
   t.is(got.attrs.from, ours.jid);
-  await theirs.send(chat(bareOf(ours), 'hello xmppd', { id: `to-xmppd-${counter}` }));
-  const back = await ours.next((s) => s.is('message') && s.attrs.id === `to-xmppd-${counter}`, 20000);
+  const back = await chatTo(theirs, ours, 'hello xmppd', `to-xmppd-${counter}`, 20000);
   t.is(back.getChildText('body'), 'hello xmppd');
   t.is(back.attrs.from, theirs.jid);
 }
