@@ -26,14 +26,14 @@ export interface Prepared {
   xml: string;
   head: string;
   tail: string;
-  /** The parsed `from`, for block lists: parsed once, for the first recipient that blocks anyone. */
-  from?: Jid | null;
+  /** The parsed `from`, for block lists: parsed once, for the first recipient that blocks anyone (undefined until then). */
+  from: Jid | null | undefined;
 }
 
 export function prepare(stanza: Element): Prepared {
   const xml = serialize(stanza);
   const cut = stanza.name.length + 1;
-  return { stanza, xml, head: xml.slice(0, cut) + ' to="', tail: '"' + xml.slice(cut) };
+  return { stanza, xml, head: xml.slice(0, cut) + ' to="', tail: '"' + xml.slice(cut), from: undefined };
 }
 
 export class Occupant {
