@@ -532,10 +532,10 @@ interop('slixmpp uploads a picture with its XEP-0363 plugin, Alice downloads the
 });
 
 test("the web chat page of a real domain lets Converse PUT to the upload service's origin (CSP connect-src)", async (t) => {
-  await server.server.accounts.create('chat.example', 'carol', PASSWORD);
-  const carol = await connect({ ...server, domain: 'chat.example' }, 'carol', { resource: 'web' });
-  t.teardown(() => carol.stop());
-  const result = await carol.request(xml('iq', { type: 'get', to: 'upload.chat.example' }, xml('request', { xmlns: NS_UPLOAD, filename: 'a.txt', size: '3' })));
+  await server.server.accounts.create('chat.example', 'webchat-user', PASSWORD);
+  const webUser = await connect({ ...server, domain: 'chat.example' }, 'webchat-user', { resource: 'web' });
+  t.teardown(() => webUser.stop());
+  const result = await webUser.request(xml('iq', { type: 'get', to: 'upload.chat.example' }, xml('request', { xmlns: NS_UPLOAD, filename: 'a.txt', size: '3' })));
   const putUrl = new URL(result.getChild('slot', NS_UPLOAD)!.getChild('put')!.attrs.url as string);
   // no http.public_url: slots point at the TLS listener, while the chat page is on the plain one
   t.is(putUrl.origin, `https://chat.example:${server.httpsPort}`);
