@@ -9,9 +9,12 @@ import type { Migration } from '../../storage/db.js';
 
 /** Ids per millisecond: the low 10 bits are a counter, so 2^53 lasts until the year 2248. */
 export const IDS_PER_MS = 1024;
-/** Public ids end with this many base-36 characters of randomness (see publicId). */
-const NONCE_LENGTH = 4;
-const NONCE_RANGE = 36 ** NONCE_LENGTH;
+/** Public ids: the row id in 11 base-32 digits (55 bits), then the nonce in 5 (25 bits). */
+const ID_DIGITS = 11;
+const NONCE_DIGITS = 5;
+const NONCE_BITS = 25;
+/** Ids handed out before the base-32 format: base 36, then a nonce in 4 base-36 digits (still accepted). */
+const LEGACY_NONCE_LENGTH = 4;
 /** Rows per INSERT statement: under SQLite's bound-parameter limit. */
 const INSERT_CHUNK = 100;
 
@@ -29,7 +32,7 @@ export const archiveMigrations: Migration[] = [
         /** The other party's bare JID (for a room: the sender's occupant JID). */
         t.string('with_bare', 3071).notNullable();
         t.string('with_resource', 1023).notNullable().defaultTo('');
-        /** Random part of the public id, so that ids cannot be guessed from the time alone. */
+        /** Random part of the public id, so that ids cannot be guessed from the time alone (25 bits; 36^4 before). */
         t.integer('nonce').notNullable();
         /** The message as it was sent, serialised once, with xmlns='jabber:client'. */
         t.text('stanza').notNullable();
@@ -89,16 +92,54 @@ export interface Page {
   complete: boolean;
 }
 
-/** `1234…xyzw`: the id in base 36 (fixed width for centuries, so the strings sort), then the nonce. */
+/** Digits in ASCII order, so that fixed-width ids sort as strings the way they sort as numbers. */
+const DIGITS = '0123456789abcdefghijklmnopqrstuv';
+const DIGIT_CODES = Uint8Array.from(DIGITS, (c) => c.charCodeAt(0));
+const DIGIT_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < DIGITS.length; i++) DIGIT_VALUES[DIGITS.charCodeAt(i)] = i;
+const LOW_BITS = 2 ** 30;
+
+/**
+ * `1k824dbdc0000005`: the id in 11 base-32 digits (fixed width until the year 2248, so the
+ * strings sort like the ids), then the nonce in 5. One string built from its character codes,
+ * a tenth of what Number#toString(36) costs on the hot path.
+ */
 export function publicId(id: number, nonce: number): string {
-  return id.toString(36) + nonce.toString(36).padStart(NONCE_LENGTH, '0');
+  const high = Math.floor(id / LOW_BITS); // < 2^23 for a safe integer
+  const low = id - high * LOW_BITS;
+  const d = DIGIT_CODES;
+  return String.fromCharCode(
+    d[(high >>> 20) & 31]!, d[(high >>> 15) & 31]!, d[(high >>> 10) & 31]!, d[(high >>> 5) & 31]!, d[high & 31]!,
+    d[low >>> 25]!, d[(low >>> 20) & 31]!, d[(low >>> 15) & 31]!, d[(low >>> 10) & 31]!, d[(low >>> 5) & 31]!, d[low & 31]!,
+    d[(nonce >>> 20) & 31]!, d[(nonce >>> 15) & 31]!, d[(nonce >>> 10) & 31]!, d[(nonce >>> 5) & 31]!, d[nonce & 31]!,
+  );
 }
 
-/** The row id and nonce of a public id, or null when it cannot be one. */
+/** The value of `digits` base-32 digits of `text` from `start`, or -1. */
+function base32(text: string, start: number, digits: number): number {
+  let value = 0;
+  for (let i = start; i < start + digits; i++) {
+    const code = text.charCodeAt(i);
+    const digit = code < 128 ? DIGIT_VALUES[code]! : -1;
+    if (digit < 0) return -1;
+    value = value * 32 + digit;
+  }
+  return value;
+}
+
+/** The row id and nonce of a public id (this format or the base-36 one before it), or null when it cannot be one. */
 export function parsePublicId(text: string): { id: number; nonce: number } | null {
+  if (text.length === ID_DIGITS + NONCE_DIGITS) {
+    const high = base32(text, 0, 5);
+    const low = base32(text, 5, ID_DIGITS - 5);
+    const nonce = base32(text, ID_DIGITS, NONCE_DIGITS);
+    if (high < 0 || low < 0 || nonce < 0) return null;
+    const id = high * LOW_BITS + low;
+    return Number.isSafeInteger(id) ? { id, nonce } : null;
+  }
   if (!/^[0-9a-z]{5,14}$/.test(text)) return null;
-  const id = Number.parseInt(text.slice(0, -NONCE_LENGTH), 36);
-  const nonce = Number.parseInt(text.slice(-NONCE_LENGTH), 36);
+  const id = Number.parseInt(text.slice(0, -LEGACY_NONCE_LENGTH), 36);
+  const nonce = Number.parseInt(text.slice(-LEGACY_NONCE_LENGTH), 36);
   return Number.isSafeInteger(id) ? { id, nonce } : null;
 }
 
@@ -112,15 +153,15 @@ function nextNonce(): number {
     randomFillSync(noncePool);
     nonceIndex = 0;
   }
-  return noncePool[nonceIndex++]! % NONCE_RANGE;
+  return noncePool[nonceIndex++]! >>> (32 - NONCE_BITS);
 }
 
-const insertStatements: string[] = [];
-/** One INSERT for `rows` rows, written once per size: the hot path builds no SQL. */
-function insertSql(rows: number): string {
-  return (insertStatements[rows] ??= 'INSERT INTO mam_archive (id, host, owner, with_bare, with_resource, nonce, stanza) VALUES '
-    + Array.from({ length: rows }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', '));
+/** The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row). */
+function insertSql(rows: number, host: string): string {
+  const row = `(?, ${host}, ?, ?, ?, ?, ?)`;
+  return 'INSERT INTO mam_archive (id, host, owner, with_bare, with_resource, nonce, stanza) VALUES ' + Array.from({ length: rows }, () => row).join(', ');
 }
+const knexInserts: string[] = [];
 
 /** node-sqlite3's connection and prepared statement, as far as the archive uses them. */
 interface SqliteStatement {
@@ -146,14 +187,14 @@ const exec = (connection: SqliteConnection, sql: string) =>
 
 /** The rows of one event-loop turn, written in one statement or transaction; `written` settles for all of them. */
 interface Batch {
-  /** id, host, owner, with_bare, with_resource, nonce, stanza of each row, flat: the INSERT's bindings */
+  /** id, owner, with_bare, with_resource, nonce, stanza of each row, flat: the INSERT's bindings (SQLite) */
   values: Array<string | number>;
   rows: number;
   written: Promise<boolean>;
   settle(stored: boolean): void;
 }
 
-const PER_ROW = 7;
+const PER_ROW = 6;
 
 /**
  * The last id handed out in this process, shared by every host's store: the hosts write into one
@@ -164,6 +205,8 @@ let lastId = 0;
 export class ArchiveStore {
   private batch: Batch | null = null;
   private readonly sqlite: boolean;
+  /** Whether rows are written with node-sqlite3's own prepared statements (SQLite). */
+  private readonly direct: boolean;
   /**
    * SQLite: the prepared INSERT of each batch size (up to INSERT_CHUNK rows), on the connection
    * they were prepared on. The archive writes past knex (no query builder, formatter or
@@ -179,8 +222,11 @@ export class ArchiveStore {
     private readonly db: Knex,
     private readonly host: string,
     private readonly onError: (err: unknown, rows: number) => void = () => {},
+    /** false: write through knex on SQLite too, as on PostgreSQL (for tests of that path) */
+    sqliteDirect = true,
   ) {
     this.sqlite = (db.client as PoolClient).config.client === 'sqlite3';
+    this.direct = this.sqlite && sqliteDirect;
   }
 
   /** Reads the highest id, so that ids stay increasing across restarts. */
@@ -204,7 +250,7 @@ export class ArchiveStore {
   append(row: NewArchiveRow, id = this.nextId()): { id: number; nonce: number; written: Promise<boolean> } {
     const nonce = nextNonce();
     const batch = this.batch ?? this.newBatch();
-    batch.values.push(id, this.host, row.owner, row.withBare, row.withResource, nonce, row.stanza);
+    batch.values.push(id, row.owner, row.withBare, row.withResource, nonce, row.stanza);
     batch.rows++;
     return { id, nonce, written: batch.written };
   }
@@ -223,7 +269,7 @@ export class ArchiveStore {
     this.batch = null;
     this.flushing++;
     try {
-      await (this.sqlite ? this.writeSqlite(batch) : this.writeKnex(batch));
+      await (this.direct ? this.writeSqlite(batch) : this.writeKnex(batch));
       batch.settle(true);
     } catch (err) {
       this.onError(err, batch.rows);
@@ -236,9 +282,11 @@ export class ArchiveStore {
   /** Any database: one transaction of multi-row INSERTs. */
   private async writeKnex(batch: Batch): Promise<void> {
     await this.db.transaction(async (trx) => {
-      for (let row = 0; row < batch.rows; row += INSERT_CHUNK) {
-        const rows = Math.min(INSERT_CHUNK, batch.rows - row);
-        await trx.raw(insertSql(rows), batch.values.slice(row * PER_ROW, (row + rows) * PER_ROW));
+      for (let first = 0; first < batch.rows; first += INSERT_CHUNK) {
+        const rows = Math.min(INSERT_CHUNK, batch.rows - first);
+        const values: Array<string | number> = [];
+        for (let i = first * PER_ROW; i < (first + rows) * PER_ROW; i += PER_ROW) values.push(batch.values[i]!, this.host, ...batch.values.slice(i + 1, i + PER_ROW));
+        await trx.raw((knexInserts[rows] ??= insertSql(rows, '?')), values);
       }
     });
   }
@@ -283,7 +331,8 @@ export class ArchiveStore {
     }
     let statement = this.prepared.bySize.get(rows);
     if (statement === undefined) {
-      statement = connection.prepare(insertSql(rows));
+      // the host is the same in every row of this store: written into the SQL, not bound each time
+      statement = connection.prepare(insertSql(rows, `'${this.host.replaceAll("'", "''")}'`));
       this.prepared.bySize.set(rows, statement);
     }
     return statement;
