@@ -88,6 +88,13 @@ export interface ArchiveService {
   store: ArchiveStore;
   /** The most results per query. */
   maxPage: number;
+  /**
+   * Keeps a message a room occupant sent `owner` (an account of this host) privately (XEP-0045
+   * §7.5) in `owner`'s archive: private messages through a room are the user's, not the room's.
+   * Returns the stanza-id to add before delivery (null when not archived, or not known yet) and
+   * what the sender's acknowledgement waits for.
+   */
+  archivePrivate(message: Element, owner: Jid, from: Jid): { stanzaId: Element | null; written: Promise<unknown> | undefined };
 }
 
 /** What the offline module offers the retention sweep (see src/modules/offline). */
@@ -139,7 +146,7 @@ function noteWrite(state: Archiving, written: Promise<unknown>): void {
 }
 
 /** What the sender's acknowledgement waits for. */
-const allWritten = (state: Archiving): unknown => (Array.isArray(state.writes) ? Promise.all(state.writes) : state.writes ?? undefined);
+const allWritten = (state: Archiving): Promise<unknown> | undefined => (Array.isArray(state.writes) ? Promise.all(state.writes) : state.writes ?? undefined);
 
 /** `children` with `extra` after them, as a new array (copies already made keep theirs). */
 function withChild(children: Element['children'], extra: Element): Element['children'] {
@@ -190,7 +197,6 @@ export default defineModule({
       const seconds = override === undefined ? options.archive_expires_after : override;
       return seconds === null ? null : now - seconds * 1000;
     };
-    m.provide({ expiryCutoff, store, maxPage: options.max_page } satisfies ArchiveService);
 
     m.feature(NS_MAM);
     m.feature(NS_MAM_EXTENDED);
@@ -233,6 +239,18 @@ export default defineModule({
       noteWrite(state, written);
       return new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) });
     }
+
+    m.provide({
+      expiryCutoff,
+      store,
+      maxPage: options.max_page,
+      archivePrivate(message, owner, from) {
+        if (!archivable(message)) return { stanzaId: null, written: undefined };
+        const state = stateOf(message);
+        const stanzaId = archive(message, state, owner, from);
+        return { stanzaId, written: allWritten(state) };
+      },
+    } satisfies ArchiveService);
 
     // --- the sender's archive (outgoing messages of our users' clients) --------------------------
     const outgoing = (e: StanzaEvent): undefined => {
