@@ -113,3 +113,22 @@ test('a stored row is found by its public id', async (t) => {
   await store.close();
   await db.destroy();
 });
+
+test('a query sees every row archived before it was asked, written or not yet', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const first = store.append(row(1));
+  const pageAfterOne = store.page({ owner: 'alice@localhost' }, 10, false);
+  await new Promise((resolve) => setImmediate(resolve)); // the first write is under way: the next rows wait for it
+  const second = store.append(row(2));
+  const third = store.append(row(3));
+  t.is(second.written, third.written);
+  t.not(first.written, second.written);
+  const [count, ends, page] = await Promise.all([store.count({ owner: 'alice@localhost' }), store.ends('alice@localhost'), store.page({ owner: 'alice@localhost' }, 10, false)]);
+  t.is(count, 3);
+  t.is(ends?.last.id, third.id);
+  t.deepEqual(page.rows.map((r) => r.id), [first.id, second.id, third.id]);
+  t.true((await pageAfterOne).rows.some((r) => r.id === first.id));
+  await store.close();
+  await db.destroy();
+});

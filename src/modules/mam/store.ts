@@ -185,7 +185,7 @@ const runStatement = (statement: SqliteStatement, values: readonly string[]) =>
 const exec = (connection: SqliteConnection, sql: string) =>
   new Promise<void>((resolve, reject) => connection.exec(sql, (err) => (err ? reject(err) : resolve())));
 
-/** The rows of one event-loop turn, written in one statement or transaction; `written` settles for all of them. */
+/** The rows of one event-loop turn (or more, while the last batch was written), written in one statement or transaction; `written` settles for all of them. */
 interface Batch {
   /**
    * id, owner, with_bare, with_resource, nonce, stanza of each row, flat: the INSERT's bindings.
@@ -219,7 +219,8 @@ export class ArchiveStore {
    * connection as every other query.
    */
   private prepared: { connection: SqliteConnection; bySize: Map<number, SqliteStatement> } | null = null;
-  private flushing = 0;
+  /** The write under way: one at a time per store. */
+  private writing: Promise<void> | null = null;
   private closed = false;
 
   /** `onError` hears of a batch that could not be written (its `written` resolves to false). */
@@ -249,8 +250,9 @@ export class ArchiveStore {
 
   /**
    * Archives a message under an id taken now. `written` resolves once it is on disk (true) or
-   * could not be written (false). Rows added in the same event-loop turn share one transaction and
-   * one promise: a burst of messages costs one commit, and no allocation per row beyond the row.
+   * could not be written (false). Rows added in the same event-loop turn share one statement and
+   * one promise; while a batch is being written the next one grows (group commit), so a burst of
+   * messages costs a few large writes, never a queue of small ones waiting for the connection.
    */
   append(row: NewArchiveRow, id = this.nextId()): { id: number; nonce: number; written: Promise<boolean> } {
     const nonce = nextNonce();
@@ -265,22 +267,29 @@ export class ArchiveStore {
     const written = new Promise<boolean>((resolve) => (settle = resolve));
     const batch: Batch = { values: [], rows: 0, written, settle };
     this.batch = batch;
-    setImmediate(() => void this.flush());
+    // written at the end of this turn, or when the write under way is done
+    if (this.writing === null) setImmediate(() => this.writeNext());
     return batch;
   }
 
-  private async flush(): Promise<void> {
-    const batch = this.batch!;
+  /** Writes the batch that has grown, if any, and then the next one. */
+  private writeNext(): void {
+    const batch = this.batch;
+    if (batch === null || this.writing !== null) return;
     this.batch = null;
-    this.flushing++;
+    this.writing = this.write(batch).then(() => {
+      this.writing = null;
+      this.writeNext();
+    });
+  }
+
+  private async write(batch: Batch): Promise<void> {
     try {
       await (this.direct ? this.writeSqlite(batch) : this.writeKnex(batch));
       batch.settle(true);
     } catch (err) {
       this.onError(err, batch.rows);
       batch.settle(false);
-    } finally {
-      this.flushing--;
     }
   }
 
@@ -353,11 +362,23 @@ export class ArchiveStore {
   /** Lets go of the prepared statements (SQLite cannot close a connection that has some). */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.flushing === 0) await this.finalizeStatements();
+    // what was archived before the streams closed is written first
+    while (this.writing !== null || this.batch !== null) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
+    await this.finalizeStatements();
+  }
+
+  /**
+   * Settles once what was archived so far is written: a query waits for it, so that it sees every
+   * message archived before it was asked (a client that received a message finds it there).
+   */
+  private async written(): Promise<void> {
+    if (this.batch !== null) await this.batch.written;
+    else if (this.writing !== null) await this.writing;
   }
 
   /** Whether the archive holds this row (for after-id, before-id and RSM cursors). */
   async exists(owner: string, id: number, nonce: number): Promise<boolean> {
+    await this.written();
     const row = await this.db('mam_archive').where({ owner, id }).first('nonce');
     return row !== undefined && Number((row as { nonce: number }).nonce) === nonce;
   }
@@ -386,6 +407,7 @@ export class ArchiveStore {
    * row more is read to tell whether the page is the last in that direction.
    */
   async page(filter: ArchiveFilter, max: number, backwards: boolean): Promise<Page> {
+    await this.written();
     const rows: Array<{ id: number | string; nonce: number | string; stanza: string }> = await this.pageQuery(filter, max, backwards);
     const complete = rows.length <= max;
     const page = rows.slice(0, max).map((r) => ({ id: Number(r.id), nonce: Number(r.nonce), stanza: r.stanza }));
@@ -395,12 +417,14 @@ export class ArchiveStore {
 
   /** How many rows match (RSM <max>0</max>): counted on the index. */
   async count(filter: ArchiveFilter): Promise<number> {
+    await this.written();
     const rows: Array<{ n: number | string }> = await this.countQuery(filter);
     return Number(rows[0]?.n ?? 0);
   }
 
   /** The archive's first and last rows (XEP-0441), or null when it is empty. */
   async ends(owner: string): Promise<{ first: { id: number; nonce: number }; last: { id: number; nonce: number } } | null> {
+    await this.written();
     const first = await this.db('mam_archive').where('owner', owner).orderBy('id', 'asc').first('id', 'nonce');
     const last = await this.db('mam_archive').where('owner', owner).orderBy('id', 'desc').first('id', 'nonce');
     if (first === undefined || last === undefined) return null;
