@@ -5,9 +5,18 @@
 import pino from 'pino';
 import { configFromObject, validateCoreConfig } from '../src/config/load.js';
 import { createServer } from '../src/app.js';
+import { STANDARD_MODULES } from '../src/config/schema.js';
 
 const env = process.env;
 const domain = env.BENCH_DOMAIN ?? 'localhost';
+// XMPPD_BENCH_MODULES: the modules to run, comma-separated, or `-name,...` for all standard
+// modules but these (e.g. `-mam`: like for like with Prosody and ejabberd, which run without MAM)
+const moduleList = env.XMPPD_BENCH_MODULES?.trim();
+const modules = moduleList === undefined || moduleList === ''
+  ? undefined
+  : moduleList.startsWith('-')
+    ? STANDARD_MODULES.filter((name) => !moduleList.slice(1).split(',').map((s) => s.trim()).includes(name))
+    : moduleList.split(',').map((s) => s.trim()).filter((s) => s !== '');
 const raw = {
   data_dir: env.BENCH_DATA_DIR ?? './data-bench',
   log: { level: 'warn' },
@@ -15,6 +24,7 @@ const raw = {
   c2s: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' }] },
   // plain loopback HTTP only (metrics stay on, as in production); BENCH_HTTP_PORT=0 picks a free port
   http: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_HTTP_PORT ?? 0), tls: 'none' }] },
+  ...(modules === undefined ? {} : { modules: Object.fromEntries(modules.map((name) => [name, {}])) }),
 };
 const source = configFromObject(raw, 'bench environment');
 const config = validateCoreConfig(source);

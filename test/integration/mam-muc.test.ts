@@ -86,3 +86,35 @@ test("a members-only room's archive is for its members; archiving can be turned 
   const info = await a.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_DISCO_INFO })));
   t.false(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_MAM));
 });
+
+test("a private message through a room is kept in the recipient's archive as well as the sender's, with the stanza-id delivered", async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const room = freshRoom('pm');
+  const a = await user(t, alice);
+  const b = await user(t, bob);
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  await a.send(xml('message', { to: `${room}/Bob`, type: 'chat', id: 'pm1' }, xml('body', {}, 'psst, Bob')));
+  const pm = await b.next((s) => s.is('message') && s.getChildText('body') === 'psst, Bob');
+  t.is(pm.attrs.from, `${room}/Alice`);
+  const id = stanzaIdOf(pm, bare(server, bob));
+  t.truthy(id, "the PM carries its id in Bob's archive");
+  t.is(stanzaIdOf(pm, room), undefined, 'not a room archive id: the room does not keep private messages');
+
+  // Bob's archive: from the occupant, found by the room's JID and by the occupant's
+  const mine = await mamQuery(b, { with: room });
+  t.deepEqual(mine.results.map((r) => [r.id, r.body, r.message.attrs.from]), [[id, 'psst, Bob', `${room}/Alice`]]);
+  t.deepEqual((await mamQuery(b, { with: `${room}/Alice` })).results.map((r) => r.id), [id]);
+  t.deepEqual((await mamQuery(b, { with: `${room}/Carol` })).results, []);
+  // Alice's archive has what she sent
+  t.deepEqual((await mamQuery(a, { with: `${room}/Bob` })).results.map((r) => r.body), ['psst, Bob']);
+  // the room's archive has no private message
+  t.false((await mamQuery(b, { to: room })).results.some((r) => r.body === 'psst, Bob'));
+
+  // Bob's preferences hold for private messages too
+  await b.request(xml('iq', { type: 'set' }, xml('prefs', { xmlns: NS_MAM, default: 'always' }, xml('always'), xml('never', {}, xml('jid', {}, room)))));
+  await a.send(xml('message', { to: `${room}/Bob`, type: 'chat' }, xml('body', {}, 'not for the record')));
+  const unkept = await b.next((s) => s.is('message') && s.getChildText('body') === 'not for the record');
+  t.is(stanzaIdOf(unkept, bare(server, bob)), undefined);
+  t.deepEqual((await mamQuery(b, { with: room })).results.map((r) => r.body), ['psst, Bob']);
+});

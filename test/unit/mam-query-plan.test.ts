@@ -19,7 +19,10 @@ test.before(async () => {
   }
   await Promise.all(rows.map((row, i) => store.append(row, (1_700_000_000_000 + i * 1000) * IDS_PER_MS).written));
 });
-test.after.always(async () => db?.destroy());
+test.after.always(async () => {
+  await store?.close();
+  await db?.destroy();
+});
 
 async function plan(query: Knex.QueryBuilder): Promise<string[]> {
   const { sql, bindings } = query.toSQL().toNative();

@@ -37,6 +37,26 @@ test('public ids sort like the archive, carry their time, and round-trip', (t) =
   t.is(idToTime(parsePublicId(c)!.id), 1_700_000_000_001);
   t.is(parsePublicId('not an id!'), null);
   t.is(parsePublicId('abc'), null);
+  t.is(parsePublicId('1k824dbdc000000w'), null, 'w is not a base-32 digit');
+  t.is(parsePublicId('1k824dbdc00000é5'), null);
+  t.is(parsePublicId('vvvvvvvvvvvvvvvv'), null, 'beyond a safe integer');
+});
+
+test('public ids are 16 base-32 digits; every 25-bit nonce and safe id round-trips', (t) => {
+  for (const [id, nonce] of [[0, 0], [1, 1], [Date.now() * IDS_PER_MS, 33_554_431], [Number.MAX_SAFE_INTEGER, 12_345], [2 ** 30 - 1, 2 ** 24]] as const) {
+    const text = publicId(id, nonce);
+    t.regex(text, /^[0-9a-v]{16}$/);
+    t.deepEqual(parsePublicId(text), { id, nonce });
+  }
+  t.is(publicId(1_700_000_000_000 * IDS_PER_MS + 1, 5), '1hf7uaq000100005'); // (id).toString(32) and (nonce).toString(32), zero-padded
+});
+
+test('ids handed out in the earlier base-36 format still parse', (t) => {
+  // id 1_700_000_000_000 * 1024 + 1, nonce 1_679_615 ('zzzz'), as the first release wrote them
+  const legacy = (1_700_000_000_000 * IDS_PER_MS + 1).toString(36) + 'zzzz';
+  t.deepEqual(parsePublicId(legacy), { id: 1_700_000_000_000 * IDS_PER_MS + 1, nonce: 1_679_615 });
+  // and the same row's id in the new format names the same row
+  t.deepEqual(parsePublicId(publicId(1_700_000_000_000 * IDS_PER_MS + 1, 1_679_615)), parsePublicId(legacy));
 });
 
 test('with, start and end become the filter; the page defaults to the server cap, forwards', (t) => {

@@ -60,7 +60,7 @@ async function generate(ctx: BenchContext, owner: string, peers: string[]): Prom
               owner,
               with_bare: peer,
               with_resource: outgoing ? '' : 'phone',
-              nonce: randomInt(36 ** 4),
+              nonce: randomInt(2 ** 25),
               stanza: `<message xmlns="jabber:client" from="${from}" to="${to}" type="chat" id="g${done}"><body>Archived message number ${done}, with a body of ordinary length for a chat.</body></message>`,
             });
           }

@@ -88,6 +88,13 @@ export interface ArchiveService {
   store: ArchiveStore;
   /** The most results per query. */
   maxPage: number;
+  /**
+   * Keeps a message a room occupant sent `owner` (an account of this host) privately (XEP-0045
+   * §7.5) in `owner`'s archive: private messages through a room are the user's, not the room's.
+   * Returns the stanza-id to add before delivery (null when not archived, or not known yet) and
+   * what the sender's acknowledgement waits for.
+   */
+  archivePrivate(message: Element, owner: Jid, from: Jid): { stanzaId: Element | null; written: Promise<unknown> | undefined };
 }
 
 /** What the offline module offers the retention sweep (see src/modules/offline). */
@@ -96,22 +103,56 @@ export interface OfflineExpiry {
   expireAccount(username: string, cutoff: number): Promise<number>;
 }
 
-// Per message, shared by the hosts of this process (sender and recipient may be on two of them):
-/** The archive writes a message caused, for the sender's acknowledgement to wait on. */
-const writes = new WeakMap<Element, Array<Promise<unknown>>>();
-/** Messages already in their recipient's archive (full JID → bare JID → offline all fire). */
-const archivedForRecipient = new WeakSet<Element>();
-/** The children of a message before the sender's stanza-id was added for sent carbons. */
-const senderChildren = new WeakMap<Element, Element['children']>();
-/** A message's archived serialisation, kept for the other party's archive while its children are unchanged. */
-const serialised = new WeakMap<Element, { children: Element['children']; xml: string }>();
+/**
+ * What the archive knows of a message while it is routed, shared by the hosts of this process
+ * (sender and recipient may be on two of them): one object per message, held by the message itself
+ * under a symbol. Not a WeakMap: at tens of thousands of messages a second, ephemeron entries were
+ * a large part of the garbage collector's work; a property dies with its message like any other.
+ */
+interface Archiving {
+  /** Routed by the sender's archive (routeAfterArchiving), which acknowledges once `writes` settle. */
+  routedByArchive: boolean;
+  /** The archive writes the message caused: none, one promise, or several. */
+  writes: Promise<unknown> | Array<Promise<unknown>> | null;
+  /** Already in its recipient's archive (full JID → bare JID → offline all fire). */
+  inRecipientArchive: boolean;
+  /** The children before the sender's stanza-id was added for sent carbons. */
+  senderChildren: Element['children'] | null;
+  /** The archived serialisation, valid while the children are `xmlChildren`. */
+  xml: string | null;
+  xmlChildren: Element['children'] | null;
+}
+const ARCHIVING = Symbol('mam.archiving');
+type ArchivedElement = Element & { [ARCHIVING]?: Archiving };
 
-function archivedXmlOf(stanza: Element): string {
-  const known = serialised.get(stanza);
-  if (known !== undefined && known.children === stanza.children) return known.xml;
-  const xml = archivedXml(stanza);
-  serialised.set(stanza, { children: stanza.children, xml });
-  return xml;
+const knownState = (stanza: Element): Archiving | undefined => (stanza as ArchivedElement)[ARCHIVING];
+
+function stateOf(stanza: Element): Archiving {
+  return ((stanza as ArchivedElement)[ARCHIVING] ??= { routedByArchive: false, writes: null, inRecipientArchive: false, senderChildren: null, xml: null, xmlChildren: null });
+}
+
+function archivedXmlOf(stanza: Element, state: Archiving): string {
+  if (state.xml !== null && state.xmlChildren === stanza.children) return state.xml;
+  state.xmlChildren = stanza.children;
+  return (state.xml = archivedXml(stanza));
+}
+
+function noteWrite(state: Archiving, written: Promise<unknown>): void {
+  const writes = state.writes;
+  if (writes === null) state.writes = written;
+  else if (Array.isArray(writes)) {
+    if (!writes.includes(written)) writes.push(written);
+  } else if (writes !== written) state.writes = [writes, written];
+}
+
+/** What the sender's acknowledgement waits for. */
+const allWritten = (state: Archiving): Promise<unknown> | undefined => (Array.isArray(state.writes) ? Promise.all(state.writes) : state.writes ?? undefined);
+
+/** `children` with `extra` after them, as a new array (copies already made keep theirs). */
+function withChild(children: Element['children'], extra: Element): Element['children'] {
+  const copy = children.slice();
+  copy.push(extra);
+  return copy;
 }
 
 const yieldToEvents = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -156,7 +197,6 @@ export default defineModule({
       const seconds = override === undefined ? options.archive_expires_after : override;
       return seconds === null ? null : now - seconds * 1000;
     };
-    m.provide({ expiryCutoff, store, maxPage: options.max_page } satisfies ArchiveService);
 
     m.feature(NS_MAM);
     m.feature(NS_MAM_EXTENDED);
@@ -178,45 +218,52 @@ export default defineModule({
       return contacts === undefined ? undefined : contacts.items.has(peer);
     }
 
-    function noteWrite(stanza: Element, written: Promise<unknown>): void {
-      const list = writes.get(stanza);
-      if (list === undefined) writes.set(stanza, [written]);
-      else if (!list.includes(written)) list.push(written);
-    }
-
     /**
      * Archives `stanza` for `owner` (an account of this host) with `peer`; returns the stanza-id
      * element, or null when it is not archived or not known yet (the roster is loaded first, and
      * the message archived afterwards without a stanza-id on the way).
      */
-    function archive(stanza: Element, owner: Jid, peer: Jid): Element | null {
+    function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
-      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza) };
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state) };
       if (decision === undefined) {
         const later = roster.store.load(owner.local).then(() => {
           if (wanted(owner.local, peer.bare) === true) return store.append(row).written;
           return undefined;
         });
-        noteWrite(stanza, later.catch((err: unknown) => m.log.error({ err, owner: owner.bare }, 'archiving a message failed')));
+        noteWrite(state, later.catch((err: unknown) => m.log.error({ err, owner: owner.bare }, 'archiving a message failed')));
         return null;
       }
       const { id, nonce, written } = store.append(row);
-      noteWrite(stanza, written);
+      noteWrite(state, written);
       return new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) });
     }
+
+    m.provide({
+      expiryCutoff,
+      store,
+      maxPage: options.max_page,
+      archivePrivate(message, owner, from) {
+        if (!archivable(message)) return { stanzaId: null, written: undefined };
+        const state = stateOf(message);
+        const stanzaId = archive(message, state, owner, from);
+        return { stanzaId, written: allWritten(state) };
+      },
+    } satisfies ArchiveService);
 
     // --- the sender's archive (outgoing messages of our users' clients) --------------------------
     const outgoing = (e: StanzaEvent): undefined => {
       stripStanzaIds(e.stanza, e.from.bare);
       if (e.session === undefined || e.from.bare === e.to.bare || !archivable(e.stanza)) return undefined;
-      writes.set(e.stanza, []); // routed by routeAfterArchiving below
-      const stanzaId = archive(e.stanza, e.from, e.to);
+      const state = stateOf(e.stanza);
+      state.routedByArchive = true; // routed by routeAfterArchiving below
+      const stanzaId = archive(e.stanza, state, e.from, e.to);
       if (stanzaId !== null) {
         // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id; a new
         // array, so that the message's own children are put back as they were (and serialised once)
-        senderChildren.set(e.stanza, e.stanza.children);
-        e.stanza.children = [...e.stanza.children, stanzaId];
+        state.senderChildren = e.stanza.children;
+        e.stanza.children = withChild(e.stanza.children, stanzaId);
       }
       return undefined;
     };
@@ -226,14 +273,14 @@ export default defineModule({
 
     /** Last in the chain: take our stanza-id off, route, and acknowledge once the archives have it. */
     const routeAfterArchiving = (e: StanzaEvent): unknown => {
-      if (!writes.has(e.stanza)) return undefined; // nothing to archive: the server routes it as usual
-      const children = senderChildren.get(e.stanza);
-      if (children !== undefined) e.stanza.children = children; // the stanza-id names the sender's archive, not the recipient's
+      const state = knownState(e.stanza);
+      if (state === undefined || !state.routedByArchive) return undefined; // nothing to archive: the server routes it as usual
+      // the stanza-id names the sender's archive, not the recipient's
+      if (state.senderChildren !== null) e.stanza.children = state.senderChildren;
       const routed = m.server.router.routeAddressed(e.stanza, e.from, e.to, e.session);
       // the recipient's archive write (if any) was noted while routing, or before offline storage settled
-      if (routed instanceof Promise) return routed.then(() => Promise.all(writes.get(e.stanza)!));
-      const pending = writes.get(e.stanza)!;
-      return pending.length === 1 ? pending[0] : Promise.all(pending);
+      if (routed instanceof Promise) return routed.then(() => allWritten(state));
+      return allWritten(state);
     };
     m.on('pre-message/bare', routeAfterArchiving, -200);
     m.on('pre-message/full', routeAfterArchiving, -200);
@@ -245,11 +292,13 @@ export default defineModule({
     };
 
     function incoming(stanza: Element, from: Jid, to: Jid): void {
-      if (archivedForRecipient.has(stanza) || !archivable(stanza)) return;
-      archivedForRecipient.add(stanza);
-      const stanzaId = archive(stanza, to, from);
+      const known = knownState(stanza);
+      if (known?.inRecipientArchive === true || !archivable(stanza)) return;
+      const state = known ?? stateOf(stanza);
+      state.inRecipientArchive = true;
+      const stanzaId = archive(stanza, state, to, from);
       // XEP-0359: the id this message has in the recipient's archive (a new array: copies made keep theirs)
-      if (stanzaId !== null) stanza.children = [...stanza.children, stanzaId];
+      if (stanzaId !== null) stanza.children = withChild(stanza.children, stanzaId);
     }
 
     // below blocking (which drops before anything is kept), above carbons (-990) so copies carry the id
@@ -370,6 +419,7 @@ export default defineModule({
     first.unref();
     m.onStop(async () => {
       stopped = true;
+      await store.close();
       clearInterval(timer);
       clearTimeout(first);
       await sweeping;

@@ -69,6 +69,7 @@ export default defineModule({
       get archive() {
         return m.host.services.get('mam') as ArchiveService | undefined;
       },
+      archiveOf: (d) => server.hosts.get(d)?.services.get('mam') as ArchiveService | undefined,
       removed: (room) => {
         if (rooms.get(room.name) === room) rooms.delete(room.name);
         // a room created later under the same name is someone else's: it does not inherit the archive

@@ -68,6 +68,8 @@ export interface RoomHost {
   blockingOf?(jid: Jid): BlockingService | undefined;
   /** The host's message archive (the mam module), when it runs one. */
   readonly archive?: ArchiveService | undefined;
+  /** The message archive of one of this server's hosts, when it runs one (for private messages). */
+  archiveOf?(domain: string): ArchiveService | undefined;
   /** The room is gone (destroyed, or temporary and empty). */
   removed(room: Room): void;
   /** A client (full JID) is now in `room` / is no longer: the service's index for sessions that end. */
@@ -619,7 +621,8 @@ export class Room {
     }
   }
 
-  private privateMessage(stanza: Element, sender: Occupant | undefined, nick: string): void {
+  /** Returns a promise when the recipient's archive keeps the message (the sender's ack waits for it). */
+  private privateMessage(stanza: Element, sender: Occupant | undefined, nick: string): Promise<unknown> | void {
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'Only occupants may send private messages'));
     if (stanza.attrs.type === 'groupchat') return this.bounce(stanza, new StanzaError('bad-request', 'Private messages are not groupchat'));
     if (!maySendPrivateMessage(this.config.allowPm, sender.role)) return this.bounce(stanza, new StanzaError('forbidden', 'Private messages are not allowed in this room'));
@@ -630,8 +633,20 @@ export class Room {
     const message = new Element('message', attrs);
     message.children = stanza.children.filter((c) => typeof c === 'string' || !((c.name === 'x' && c.attrs.xmlns === NS_MUC_USER) || c.attrs.xmlns === NS_OCCUPANT_ID));
     message.children.push(sender.occupantId, new Element('x', { xmlns: NS_MUC_USER })); // XEP-0045 §7.5: marks it as from the room
+    // XEP-0313: a private message is the recipient's, kept in their own archive (the sender's
+    // archive has it already, from their server); delivered with its stanza-id there
+    let archived: Promise<unknown> | undefined;
+    const recipient = parseJid(target.bare);
+    const archive = recipient === null || recipient.local === '' ? undefined : this.service.archiveOf?.(recipient.domain);
+    const from = parseJid(sender.roomJid);
+    if (archive !== undefined && recipient !== null && from !== null) {
+      const { stanzaId, written } = archive.archivePrivate(message, recipient, from);
+      if (stanzaId !== null) message.children.push(stanzaId);
+      archived = written;
+    }
     const p = prepare(message);
     for (const s of target.sessions) this.deliver(s, p);
+    return archived;
   }
 
   private invite(stanza: Element, from: Jid, sender: Occupant | undefined, invites: Element[]): void {

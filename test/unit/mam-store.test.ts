@@ -1,0 +1,134 @@
+// The archive's write path (src/modules/mam/store.ts) on a real SQLite file: batches of every size
+// land whole and in order, on node-sqlite3's prepared statements as through knex (the path
+// PostgreSQL takes); a write never joins another caller's transaction on the one pooled
+// connection; and once closed the store leaves SQLite nothing that keeps the file from closing.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import type { Knex } from 'knex';
+import { openDatabase, runMigrations } from '../../src/storage/db.js';
+import { ArchiveStore, IDS_PER_MS, archiveMigrations, parsePublicId, publicId } from '../../src/modules/mam/store.js';
+
+async function freshDb(t: { teardown(fn: () => void): void }): Promise<Knex> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-store-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const db = await openDatabase({ driver: 'sqlite', sqliteFile: path.join(dir, 'x.sqlite') });
+  await runMigrations(db, 'mam', archiveMigrations);
+  return db;
+}
+
+const row = (i: number, owner = 'alice@localhost') => ({
+  owner, withBare: `peer${i % 3}@localhost`, withResource: i % 2 === 0 ? 'phone' : '', stanza: `<message xmlns="jabber:client" id="m${i}"><body>it's ${i} &amp; "so"</body></message>`,
+});
+
+for (const direct of [true, false]) {
+  const how = direct ? 'prepared statements' : 'knex';
+  test(`${how}: batches of 1, 100, 101 and 357 rows are written whole, in id order, with their nonces`, async (t) => {
+    const db = await freshDb(t);
+    const store = new ArchiveStore(db, "o'host", undefined, direct);
+    let n = 0;
+    for (const size of [1, 100, 101, 357]) {
+      const appended = Array.from({ length: size }, () => store.append(row(n++)));
+      t.true(new Set(appended.map((a) => a.written)).size === 1, 'one promise per event-loop turn');
+      t.true(await appended[0]!.written);
+      const page = await store.page({ owner: 'alice@localhost' }, 1000, false);
+      t.is(page.rows.length, n);
+      t.deepEqual(page.rows.slice(-size).map((r) => [r.id, r.nonce]), appended.map((a) => [a.id, a.nonce]));
+    }
+    const stored: Array<{ host: string; stanza: string; with_resource: string }> = await db('mam_archive').orderBy('id').select('host', 'stanza', 'with_resource');
+    t.true(stored.every((r) => r.host === "o'host"), 'the host, written into the SQL, is quoted');
+    t.is(stored[5]!.stanza, row(5).stanza);
+    t.is(stored[5]!.with_resource, '');
+    await store.close();
+    await db.destroy();
+  });
+}
+
+test('an archive write waits for another transaction on the connection: it is not rolled back with it', async (t) => {
+  const db = await freshDb(t);
+  await db.schema.createTable('other', (table) => table.integer('n'));
+  const store = new ArchiveStore(db, 'localhost');
+  let inside!: () => void;
+  const started = new Promise<void>((resolve) => (inside = resolve));
+  const failing = db.transaction(async (trx) => {
+    await trx('other').insert({ n: 1 });
+    inside();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    throw new Error('rolled back');
+  });
+  await started;
+  const { written } = store.append(row(1));
+  await t.throwsAsync(failing, { message: 'rolled back' });
+  t.true(await written);
+  t.is((await db('mam_archive').count({ n: '*' }))[0]!.n, 1);
+  t.is((await db('other').count({ n: '*' }))[0]!.n, 0);
+  await store.close();
+  await db.destroy();
+});
+
+test('a failed write resolves false and is reported; the store goes on writing', async (t) => {
+  const db = await freshDb(t);
+  const errors: number[] = [];
+  const store = new ArchiveStore(db, 'localhost', (_err, rows) => errors.push(rows));
+  const first = store.append(row(1), 5 * IDS_PER_MS);
+  t.true(await first.written);
+  const duplicate = store.append(row(2), 5 * IDS_PER_MS); // the same id: the primary key refuses the batch
+  const sameBatch = store.append(row(3), 6 * IDS_PER_MS);
+  t.false(await duplicate.written);
+  t.is(sameBatch.written, duplicate.written);
+  t.deepEqual(errors, [2]);
+  t.is((await db('mam_archive').count({ n: '*' }))[0]!.n, 1, 'the batch is all or nothing');
+  t.true(await store.append(row(4)).written);
+  await store.close();
+  await db.destroy();
+});
+
+test('closed, even with a write still to come, the store lets the database close', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  t.true(await store.append(row(1)).written);
+  const late = store.append(row(2)); // flushed after close(): prepares, writes, and lets go again
+  await store.close();
+  t.true(await late.written);
+  // node-sqlite3 refuses to close a connection with statements still prepared (SQLITE_BUSY)
+  const client = db.client as { acquireConnection(): Promise<RawConnection>; releaseConnection(c: RawConnection): void };
+  const connection = await client.acquireConnection();
+  await t.notThrowsAsync(new Promise<void>((resolve, reject) => connection.close((err) => (err ? reject(err) : resolve()))));
+  client.releaseConnection(connection);
+  await db.destroy().catch(() => {}); // closed already
+});
+interface RawConnection {
+  close(cb: (err: Error | null) => void): void;
+}
+
+test('a stored row is found by its public id', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const { id, nonce, written } = store.append(row(1));
+  t.true(await written);
+  const parsed = parsePublicId(publicId(id, nonce))!;
+  t.true(await store.exists('alice@localhost', parsed.id, parsed.nonce));
+  t.false(await store.exists('alice@localhost', parsed.id, (parsed.nonce + 1) % 2 ** 25));
+  await store.close();
+  await db.destroy();
+});
+
+test('a query sees every row archived before it was asked, written or not yet', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const first = store.append(row(1));
+  const pageAfterOne = store.page({ owner: 'alice@localhost' }, 10, false);
+  await new Promise((resolve) => setImmediate(resolve)); // the first write is under way: the next rows wait for it
+  const second = store.append(row(2));
+  const third = store.append(row(3));
+  t.is(second.written, third.written);
+  t.not(first.written, second.written);
+  const [count, ends, page] = await Promise.all([store.count({ owner: 'alice@localhost' }), store.ends('alice@localhost'), store.page({ owner: 'alice@localhost' }, 10, false)]);
+  t.is(count, 3);
+  t.is(ends?.last.id, third.id);
+  t.deepEqual(page.rows.map((r) => r.id), [first.id, second.id, third.id]);
+  t.true((await pageAfterOne).rows.some((r) => r.id === first.id));
+  await store.close();
+  await db.destroy();
+});
