@@ -38,6 +38,8 @@ const FRAMED_CLOSE = `<close xmlns='${NS_FRAMING}'/>`;
 
 /** Past this much unsent output a connection is a slow reader we stop buffering for. */
 const MAX_PENDING_OUTPUT = 8 * 1024 * 1024;
+/** Stanzas of one client still being stored before reading from it stops (see storing()). */
+const MAX_STORING = 64;
 
 export type StreamState = 'connected' | 'authenticated' | 'bound' | 'closed';
 
@@ -82,6 +84,8 @@ export class C2SStream implements TransportEvents {
   readonly remoteAddress: string;
   readonly openedAt = clock.now;
   lastReceived = clock.now;
+  private stanzasStoring = 0;
+  private heldForStorage = false;
   lastSent = clock.now;
   pingSentAt = 0;
 
@@ -507,9 +511,30 @@ export class C2SStream implements TransportEvents {
     attrs.from = jid.toString();
     this.server.metrics.stanzasIn.count(stanza.name);
     const handling = this.handleClientStanza(stanza, session);
+    if (handling instanceof Promise) this.storing(handling);
     // XEP-0198: count it; when it is accepted only once stored, acks wait for that
     session.sm?.inbound(handling instanceof Promise ? handling : undefined);
   }
+
+  /**
+   * A stanza accepted once stored (offline store, archive). Past MAX_STORING at once, reading
+   * stops until storage catches up to half that: a sender faster than the database meets TCP
+   * back-pressure instead of growing the server's write queues without bound.
+   */
+  private storing(handling: Promise<unknown>): void {
+    if (++this.stanzasStoring === MAX_STORING && !this.heldForStorage) {
+      this.heldForStorage = true;
+      this.transport.hold();
+    }
+    handling.then(this.stored, this.stored);
+  }
+
+  private readonly stored = (): void => {
+    if (--this.stanzasStoring <= MAX_STORING / 2 && this.heldForStorage) {
+      this.heldForStorage = false;
+      this.transport.release();
+    }
+  };
 
   private handleClientStanza(stanza: Element, session: ClientSession): unknown {
     const attrs = stanza.attrs;

@@ -36,6 +36,9 @@ export interface C2STransport {
   send(data: string | readonly string[], done?: (err?: Error | null) => void): void;
   /** Stop reading for `ms` milliseconds (rate limiting). */
   pauseFor(ms: number): void;
+  /** Stop reading until `release()`: holds nest (see ReadHolds). */
+  hold(): void;
+  release(): void;
   /** Keep an idle connection open through NATs: a space (TCP) or a WebSocket ping. */
   keepalive(): void;
   /** Close gracefully after the output already sent. */
@@ -45,6 +48,29 @@ export interface C2STransport {
   startTls?(options: tls.TlsOptions, secured: () => void): void;
 }
 
+/**
+ * Reading stops while anyone holds it (a rate limit's pause, stanzas still being stored) and
+ * resumes only when every holder has let go, so one reason's resume cannot cut another's pause.
+ */
+export class ReadHolds {
+  private holds = 0;
+
+  constructor(private readonly target: { pause(): void; resume(): void }) {}
+
+  hold(): void {
+    if (this.holds++ === 0) this.target.pause();
+  }
+
+  release(): void {
+    if (--this.holds === 0) this.target.resume();
+  }
+
+  holdFor(ms: number): void {
+    this.hold();
+    setTimeout(() => this.release(), ms).unref();
+  }
+}
+
 /** A TCP connection: plain (STARTTLS offered) or TLS from the first byte (XEP-0368). */
 export class TcpTransport implements C2STransport {
   readonly kind = 'tcp';
@@ -52,6 +78,8 @@ export class TcpTransport implements C2STransport {
   readonly remoteAddress: string;
   secure: boolean;
   private events: TransportEvents | undefined;
+  // the socket changes at STARTTLS: pause and resume whichever is current
+  private readonly reading = new ReadHolds({ pause: () => this.socket.pause(), resume: () => this.socket.resume() });
 
   constructor(
     private socket: net.Socket,
@@ -81,9 +109,15 @@ export class TcpTransport implements C2STransport {
   }
 
   pauseFor(ms: number): void {
-    const socket = this.socket;
-    socket.pause();
-    setTimeout(() => socket.resume(), ms).unref();
+    this.reading.holdFor(ms);
+  }
+
+  hold(): void {
+    this.reading.hold();
+  }
+
+  release(): void {
+    this.reading.release();
   }
 
   keepalive(): void {

@@ -7,7 +7,7 @@ import type { Server } from '../core/server.js';
 import type { HttpListenerInfo, HttpUpgrade } from '../http/router.js';
 import { sendError } from '../http/service.js';
 import type { C2SListeners } from './listener.js';
-import type { C2STransport, TransportEvents } from './transport.js';
+import { ReadHolds, type C2STransport, type TransportEvents } from './transport.js';
 
 export const WEBSOCKET_PATH = '/xmpp-websocket';
 
@@ -26,12 +26,15 @@ export interface WebSocketSettings {
 export class WebSocketTransport implements C2STransport {
   readonly kind = 'websocket';
   readonly framed = true;
+  private readonly reading: ReadHolds;
 
   constructor(
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
     readonly secure: boolean,
-  ) {}
+  ) {
+    this.reading = new ReadHolds(ws);
+  }
 
   get pendingOutput(): number {
     return this.ws.bufferedAmount;
@@ -52,8 +55,15 @@ export class WebSocketTransport implements C2STransport {
   }
 
   pauseFor(ms: number): void {
-    this.ws.pause();
-    setTimeout(() => this.ws.resume(), ms).unref();
+    this.reading.holdFor(ms);
+  }
+
+  hold(): void {
+    this.reading.hold();
+  }
+
+  release(): void {
+    this.reading.release();
   }
 
   keepalive(): void {

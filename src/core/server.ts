@@ -206,16 +206,27 @@ export class Server {
 
   private async shutdown(): Promise<void> {
     this.log.info('shutting down');
+    let phaseStart = performance.now();
+    const phaseDone = (phase: string) => {
+      const now = performance.now();
+      this.log.debug({ phase, ms: Math.round(now - phaseStart) }, 'shutdown phase done');
+      phaseStart = now;
+    };
     await this.c2s?.close();
+    phaseDone('c2s');
     await this.http?.close();
+    phaseDone('http');
     await this.s2s?.close();
+    phaseDone('s2s');
     for (const host of this.hosts.values()) {
       for (const module of [...host.modules.values()].reverse()) {
         await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));
+        phaseDone(`${host.domain}/${module.name}`);
       }
     }
     if (this.db) {
       await drainDatabase(this.db, 5000);
+      phaseDone('database drain');
       await this.db.destroy();
     }
     this.log.info('stopped');
