@@ -23,7 +23,7 @@ import { ClientSession } from './session.js';
 import { NS_SM, StreamManagement } from './sm.js';
 import { NS_CSI } from './csi.js';
 import { RateLimiter } from './rate.js';
-import type { C2STransport, TransportEvents } from './transport.js';
+import { ReadHolds, type C2STransport, type TransportEvents } from './transport.js';
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -105,6 +105,8 @@ export class C2SStream implements TransportEvents {
   private closing = false;
   /** We are closing on purpose: the session ends rather than waits for resumption. */
   private endsSession = false;
+  /** Why reading is paused (rate limit, storage back-pressure), nested. */
+  private readonly reading: ReadHolds;
 
   constructor(
     readonly server: Server,
@@ -115,6 +117,7 @@ export class C2SStream implements TransportEvents {
     this.secure = transport.secure;
     this.framed = transport.framed;
     this.remoteAddress = transport.remoteAddress;
+    this.reading = new ReadHolds(transport);
     this.parser = new StreamParser(this, settings.maxStanzaSize);
     if (this.framed) this.parser.startFramed();
     this.rateLimiter = settings.maxReceiveRate === null ? null : new RateLimiter(settings.maxReceiveRate, settings.maxReceiveRate * 4);
@@ -131,7 +134,7 @@ export class C2SStream implements TransportEvents {
     this.lastReceived = clock.now;
     if (this.rateLimiter !== null) {
       const pause = this.rateLimiter.consume(chunk.length);
-      if (pause > 0) this.transport.pauseFor(pause);
+      if (pause > 0) this.reading.holdFor(pause);
     }
     const metrics = this.server.metrics;
     metrics.handlingSince = performance.now();
@@ -524,7 +527,7 @@ export class C2SStream implements TransportEvents {
   private storing(handling: Promise<unknown>): void {
     if (++this.stanzasStoring === MAX_STORING && !this.heldForStorage) {
       this.heldForStorage = true;
-      this.transport.hold();
+      this.reading.hold();
     }
     handling.then(this.stored, this.stored);
   }
@@ -532,7 +535,7 @@ export class C2SStream implements TransportEvents {
   private readonly stored = (): void => {
     if (--this.stanzasStoring <= MAX_STORING / 2 && this.heldForStorage) {
       this.heldForStorage = false;
-      this.transport.release();
+      this.reading.release();
     }
   };
 

@@ -34,11 +34,9 @@ export interface C2STransport {
    * runs once the batch was handed to the operating system (or failed).
    */
   send(data: string | readonly string[], done?: (err?: Error | null) => void): void;
-  /** Stop reading for `ms` milliseconds (rate limiting). */
-  pauseFor(ms: number): void;
-  /** Stop reading until `release()`: holds nest (see ReadHolds). */
-  hold(): void;
-  release(): void;
+  /** Stop and restart reading; the stream nests its reasons with ReadHolds. */
+  pause(): void;
+  resume(): void;
   /** Keep an idle connection open through NATs: a space (TCP) or a WebSocket ping. */
   keepalive(): void;
   /** Close gracefully after the output already sent. */
@@ -78,8 +76,6 @@ export class TcpTransport implements C2STransport {
   readonly remoteAddress: string;
   secure: boolean;
   private events: TransportEvents | undefined;
-  // the socket changes at STARTTLS: pause and resume whichever is current
-  private readonly reading = new ReadHolds({ pause: () => this.socket.pause(), resume: () => this.socket.resume() });
 
   constructor(
     private socket: net.Socket,
@@ -108,16 +104,13 @@ export class TcpTransport implements C2STransport {
     else this.socket.write(out, done);
   }
 
-  pauseFor(ms: number): void {
-    this.reading.holdFor(ms);
+  // the socket changes at STARTTLS: these act on whichever is current
+  pause(): void {
+    this.socket.pause();
   }
 
-  hold(): void {
-    this.reading.hold();
-  }
-
-  release(): void {
-    this.reading.release();
+  resume(): void {
+    this.socket.resume();
   }
 
   keepalive(): void {

@@ -7,7 +7,7 @@ import type { Server } from '../core/server.js';
 import type { HttpListenerInfo, HttpUpgrade } from '../http/router.js';
 import { sendError } from '../http/service.js';
 import type { C2SListeners } from './listener.js';
-import { ReadHolds, type C2STransport, type TransportEvents } from './transport.js';
+import type { C2STransport, TransportEvents } from './transport.js';
 
 export const WEBSOCKET_PATH = '/xmpp-websocket';
 
@@ -26,15 +26,12 @@ export interface WebSocketSettings {
 export class WebSocketTransport implements C2STransport {
   readonly kind = 'websocket';
   readonly framed = true;
-  private readonly reading: ReadHolds;
 
   constructor(
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
     readonly secure: boolean,
-  ) {
-    this.reading = new ReadHolds(ws);
-  }
+  ) {}
 
   get pendingOutput(): number {
     return this.ws.bufferedAmount;
@@ -54,16 +51,12 @@ export class WebSocketTransport implements C2STransport {
     this.ws.send(data[last]!, done);
   }
 
-  pauseFor(ms: number): void {
-    this.reading.holdFor(ms);
+  pause(): void {
+    this.ws.pause();
   }
 
-  hold(): void {
-    this.reading.hold();
-  }
-
-  release(): void {
-    this.reading.release();
+  resume(): void {
+    this.ws.resume();
   }
 
   keepalive(): void {
