@@ -20,11 +20,6 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  return client;
-}
-
 function typing(to: string, state: 'composing' | 'paused' | 'active'): Element {
   return xml('message', { to, type: 'chat' }, xml(state, { xmlns: NS_CHATSTATES }));
 }
@@ -45,8 +40,8 @@ async function inactivePhone(t: ExecutionContext, resume = false): Promise<{ a: 
   const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
   await makeFriends(server, alice, bob);
   await makeFriends(server, carol, bob);
-  const a = await user(t, alice, 'desk');
-  const c = await user(t, carol, 'laptop');
+  const a = await loginForTest(t, server, alice, 'desk');
+  const c = await loginForTest(t, server, carol, 'laptop');
   await online(a);
   await online(c);
   const b = await SmClient.login(server, bob, 'phone');
@@ -140,7 +135,7 @@ test('IQs are never held: an inactive phone answers requests at once', async (t)
 test('a subscription request is not held: it wants an answer', async (t) => {
   const { b, mark } = await inactivePhone(t);
   const { dave } = await freshAccounts(server, 'dave');
-  const d = await user(t, dave, 'desk');
+  const d = await loginForTest(t, server, dave, 'desk');
 
   await d.send(presence('subscribe', b.jid.split('/')[0]!));
 

@@ -1,5 +1,5 @@
 // XEP-0012 "last seen": what contacts learn about a user who is away, and who may ask.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { bare, freshAccounts, iqFailure, login, makeFriends, online, loginForTest } from '../helpers/conversation.js';
@@ -13,11 +13,6 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  return client;
-}
-
 const lastOf = (client: TestClient, to: string) => client.request(xml('iq', { type: 'get', to }, xml('query', { xmlns: NS_LAST })));
 
 test('a contact who logged out tells how long ago and with which status', async (t) => {
@@ -28,7 +23,7 @@ test('a contact who logged out tells how long ago and with which status', async 
   await b.send(xml('presence', { type: 'unavailable' }, xml('status', {}, 'Gone fishing')));
   await b.stop();
 
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   const result = await lastOf(a, bare(server, bob));
   const query = result.getChild('query', NS_LAST)!;
   t.true(Number(query.attrs.seconds) >= 0 && Number(query.attrs.seconds) < 60);
@@ -38,9 +33,9 @@ test('a contact who logged out tells how long ago and with which status', async 
 test('while a contact has an active client, last activity is 0', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   const query = (await lastOf(a, bare(server, bob))).getChild('query', NS_LAST)!;
   t.is(query.attrs.seconds, '0');
 });
@@ -50,13 +45,13 @@ test('someone without a presence subscription is told forbidden', async (t) => {
   const b = await login(server, bob, 'laptop');
   await online(b);
   await b.stop();
-  const m = await user(t, mallory, 'pc');
+  const m = await loginForTest(t, server, mallory, 'pc');
   t.is(await iqFailure(lastOf(m, bare(server, bob))), 'forbidden');
 });
 
 test('the server answers with its uptime', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   const query = (await lastOf(a, server.domain)).getChild('query', NS_LAST)!;
   t.true(Number(query.attrs.seconds) >= 0);
 });
@@ -64,11 +59,11 @@ test('the server answers with its uptime', async (t) => {
 test('a client that declared itself inactive (XEP-0352) does not count as active', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const b = await user(t, bob, 'phone');
+  const b = await loginForTest(t, server, bob, 'phone');
   await online(b);
   // the phone goes into the pocket
   await b.send(xml('inactive', { xmlns: 'urn:xmpp:csi:0' }));
-  const a = await user(t, alice, 'laptop');
+  const a = await loginForTest(t, server, alice, 'laptop');
   // wait until at least one second has passed since Bob was last active
   await new Promise((resolve) => setTimeout(resolve, 1100));
   const query = (await lastOf(a, bare(server, bob))).getChild('query', NS_LAST)!;
@@ -83,9 +78,9 @@ test('a client that declared itself inactive (XEP-0352) does not count as active
 test('XEP-0319 idle times in presence reach contacts unchanged', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await online(a);
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b, [xml('show', {}, 'away'), xml('idle', { xmlns: 'urn:xmpp:idle:1', since: '2026-11-22T10:00:00Z' })]);
   const seen = await a.next((s) => s.is('presence') && s.attrs.from === b.jid && s.getChild('idle', 'urn:xmpp:idle:1') !== undefined);
   t.is(seen.getChild('idle', 'urn:xmpp:idle:1')?.attrs.since, '2026-11-22T10:00:00Z');

@@ -1,7 +1,7 @@
 // XEP-0160 offline messages: what is kept for a user who is away, and how it is handed over.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
+import { xml } from '../helpers/clients.js';
 import { loginRaw } from '../helpers/wire.js';
 import { bare, chat, errorCondition, freshAccounts, login, messages, online, settle, loginForTest } from '../helpers/conversation.js';
 
@@ -16,21 +16,16 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  return client;
-}
-
 const delayOf = (s: { getChild(name: string, ns?: string): { attrs: Record<string, string> } | undefined }) => s.getChild('delay', 'urn:xmpp:delay');
 
 test('messages sent while Bob is offline arrive in order, with delay stamps, when he comes online', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   for (let i = 1; i <= 3; i++) await a.send(chat(bare(server, bob), `while you were out ${i}`));
   await settle(a);
   t.deepEqual(a.received.filter((s) => s.attrs.type === 'error'), [], 'nothing bounced: the messages were stored');
 
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
   for (let i = 1; i <= 3; i++) await b.next((s) => s.is('message') && s.getChildText('body') === `while you were out ${i}`);
   const got = messages(b);
@@ -44,7 +39,7 @@ test('messages sent while Bob is offline arrive in order, with delay stamps, whe
 
 test('delivered offline messages are not delivered again at the next login', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await a.send(chat(bare(server, bob), 'just once'));
   await settle(a);
   const first = await login(server, bob, 'laptop');
@@ -53,7 +48,7 @@ test('delivered offline messages are not delivered again at the next login', asy
   await settle(first); // our ack (or the write) has reached the server
   await first.stop();
 
-  const second = await user(t, bob, 'laptop');
+  const second = await loginForTest(t, server, bob, 'laptop');
   await online(second);
   await settle(second);
   t.deepEqual(messages(second), []);
@@ -61,7 +56,7 @@ test('delivered offline messages are not delivered again at the next login', asy
 
 test('messages handed over on a connection that dies before the client acknowledges them are kept', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await a.send(chat(bare(server, bob), 'do not lose me'));
   await settle(a);
 
@@ -75,7 +70,7 @@ test('messages handed over on a connection that dies before the client acknowled
   wire.close();
 
   // Bob's laptop comes online meanwhile: the phone's session may still resume, so nothing yet...
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
   // ...but once the phone's resumption window ends, the message is not lost: the laptop gets it
   const again = await b.next((s) => s.is('message') && s.getChildText('body') === 'do not lose me', 15000);
@@ -84,7 +79,7 @@ test('messages handed over on a connection that dies before the client acknowled
 
 test('chat states alone are not stored; no-store hints are honoured; receipts and markers are stored', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   const to = bare(server, bob);
   await a.send(xml('message', { to, type: 'chat' }, xml('composing', { xmlns: 'http://jabber.org/protocol/chatstates' })));
   await a.send(xml('message', { to, type: 'chat' }, xml('body', {}, 'ephemeral'), xml('no-store', { xmlns: 'urn:xmpp:hints' })));
@@ -93,7 +88,7 @@ test('chat states alone are not stored; no-store hints are honoured; receipts an
   await settle(a);
   t.deepEqual(a.received.filter((s) => s.attrs.type === 'error'), [], 'nothing bounced');
 
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
   const receipt = await b.next((s) => s.is('message') && s.attrs.id === 'r1');
   const marker = await b.next((s) => s.is('message') && s.attrs.id === 'm1');
@@ -106,14 +101,14 @@ test('chat states alone are not stored; no-store hints are honoured; receipts an
 
 test('when Bob\'s offline storage is full, senders get resource-constraint', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   for (let i = 1; i <= 5; i++) await a.send(chat(bare(server, bob), `fits ${i}`));
   await a.send(chat(bare(server, bob), 'one too many', { id: 'overflow' }));
   const error = await a.next((s) => s.is('message') && s.attrs.type === 'error');
   t.is(error.attrs.id, 'overflow');
   t.is(errorCondition(error), 'resource-constraint');
 
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
   await b.next((s) => s.is('message') && s.getChildText('body') === 'fits 5');
   t.is(messages(b).length, 5);
@@ -121,14 +116,14 @@ test('when Bob\'s offline storage is full, senders get resource-constraint', asy
 
 test('a login with negative priority does not take the offline messages; the next available one does', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await a.send(chat(bare(server, bob), 'for a real client'));
   await settle(a);
-  const bot = await user(t, bob, 'bot');
+  const bot = await loginForTest(t, server, bob, 'bot');
   await online(bot, [xml('priority', {}, '-1')]);
   await settle(bot);
   t.deepEqual(messages(bot), []);
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
   await b.next((s) => s.is('message') && s.getChildText('body') === 'for a real client');
   t.pass();
@@ -136,7 +131,7 @@ test('a login with negative priority does not take the offline messages; the nex
 
 test('a message to an account that does not exist still bounces', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await a.send(chat(`nobody-${Date.now()}@${server.domain}`, 'hello?', { id: 'void' }));
   const error = await a.next((s) => s.is('message') && s.attrs.type === 'error');
   t.is(errorCondition(error), 'service-unavailable');

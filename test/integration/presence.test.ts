@@ -2,7 +2,7 @@
 // must not.
 import test, { type ExecutionContext } from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { xml, type ConnectOptions, type TestClient } from '../helpers/clients.js';
+import { xml, type TestClient } from '../helpers/clients.js';
 import type { RosterService } from '../../src/modules/roster/index.js';
 import {
   bare, befriend, dropConnection, freshAccounts, getRoster, isPresence, makeFriends, online, presence, presencesFrom, settle, loginForTest,
@@ -17,11 +17,6 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 /** Logs a user in for the duration of one test. */
-async function user(t: ExecutionContext, username: string, resource: string, options: ConnectOptions = {}): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource, options);
-  return client;
-}
-
 /**
  * Two accounts with a mutual subscription, both logged in and available. Bob's client does not
  * ask for stream resumption: when his connection drops, his session ends at once (a resumable
@@ -30,9 +25,9 @@ async function user(t: ExecutionContext, username: string, resource: string, opt
 async function friendsOnline(t: ExecutionContext): Promise<{ alice: string; bob: string; a: TestClient; b: TestClient }> {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await online(a);
-  const b = await user(t, bob, 'laptop', { resumption: false });
+  const b = await loginForTest(t, server, bob, 'laptop', { resumption: false });
   await online(b);
   await a.next(isPresence(b.jid));
   return { alice, bob, a, b };
@@ -41,10 +36,10 @@ async function friendsOnline(t: ExecutionContext): Promise<{ alice: string; bob:
 test('Bob logs in after Alice: he receives her presence and she receives his', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await online(a, [xml('status', {}, 'At my desk')]);
 
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await b.send(xml('presence'));
 
   // RFC 6121 §4.2.2: Bob's server probes Alice; her server answers with her current presence
@@ -59,7 +54,7 @@ test('Bob logs in after Alice: he receives her presence and she receives his', a
 test('Alice logs in while Bob is offline: she learns that he is unavailable', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
 
   await a.send(xml('presence'));
 
@@ -108,9 +103,9 @@ test('closing the stream is a logout the contacts hear about', async (t) => {
 
 test("a user's resources see each other's presence", async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const phone = await user(t, alice, 'phone');
+  const phone = await loginForTest(t, server, alice, 'phone');
   await online(phone);
-  const laptop = await user(t, alice, 'laptop');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
 
   await laptop.send(xml('presence', {}, xml('show', {}, 'chat')));
 
@@ -124,8 +119,8 @@ test("a user's resources see each other's presence", async (t) => {
 
 test("a user's other resources hear when one of them drops off the network", async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const phone = await user(t, alice, 'phone');
-  const laptop = await user(t, alice, 'laptop', { resumption: false });
+  const phone = await loginForTest(t, server, alice, 'phone');
+  const laptop = await loginForTest(t, server, alice, 'laptop', { resumption: false });
   await online(phone);
   await online(laptop);
 
@@ -137,8 +132,8 @@ test("a user's other resources hear when one of them drops off the network", asy
 
 test('presence goes only to subscribers: with a one-way subscription only one side sees the other', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await Promise.all([getRoster(a), getRoster(b)]);
   await online(a);
   await online(b);
@@ -158,8 +153,8 @@ test('presence goes only to subscribers: with a one-way subscription only one si
 
 test('directed presence reaches a non-contact, who then hears when the sender goes offline', async (t) => {
   const { alice, carol } = await freshAccounts(server, 'alice', 'carol');
-  const a = await user(t, alice, 'phone');
-  const c = await user(t, carol, 'desk');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const c = await loginForTest(t, server, carol, 'desk');
   await online(a);
 
   // §4.6: presence sent straight to Carol, who is not on Alice's roster
@@ -174,8 +169,8 @@ test('directed presence reaches a non-contact, who then hears when the sender go
 
 test("directed presence is cancelled by the sender's dropped connection too", async (t) => {
   const { alice, carol } = await freshAccounts(server, 'alice', 'carol');
-  const a = await user(t, alice, 'phone', { resumption: false });
-  const c = await user(t, carol, 'desk');
+  const a = await loginForTest(t, server, alice, 'phone', { resumption: false });
+  const c = await loginForTest(t, server, carol, 'desk');
   await online(a);
   await online(c); // presence to a bare JID goes to its available resources (§8.5.2.1.2)
   await a.send(xml('presence', { to: bare(server, carol) }));
@@ -189,9 +184,9 @@ test("directed presence is cancelled by the sender's dropped connection too", as
 
 test("a non-subscriber's probe does not reveal the user's presence", async (t) => {
   const { alice, mallory } = await freshAccounts(server, 'alice', 'mallory');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await online(a, [xml('status', {}, 'secret status')]);
-  const m = await user(t, mallory, 'laptop');
+  const m = await loginForTest(t, server, mallory, 'laptop');
   await online(m);
 
   await m.send(xml('presence', { type: 'probe', to: bare(server, alice) }));
@@ -218,8 +213,8 @@ test('a probe from a subscriber is answered with the current presence', async (t
 
 test('friends made while online see each other at once', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await Promise.all([getRoster(a), getRoster(b)]);
   await online(a);
   await online(b);

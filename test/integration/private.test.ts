@@ -1,5 +1,5 @@
 // XEP-0049 private XML storage: what a user's clients keep on the server for themselves.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
@@ -15,11 +15,6 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, srv: TestServer, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, srv, username, resource);
-  return client;
-}
-
 const store = (client: TestClient, element: Element, to?: string) =>
   client.request(xml('iq', to === undefined ? { type: 'set' } : { type: 'set', to }, xml('query', { xmlns: NS_PRIVATE }, element)));
 const fetch = (client: TestClient, element: Element, to?: string) =>
@@ -30,9 +25,9 @@ const storedRooms = (result: Element) =>
 
 test('Alice stores her bookmarks, reads them on another device, and overwrites them', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const phone = await user(t, server, alice, 'phone');
+  const phone = await loginForTest(t, server, alice, 'phone');
   await store(phone, bookmarks('tea@conference.localhost'));
-  const laptop = await user(t, server, alice, 'laptop');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
   t.deepEqual(storedRooms(await fetch(laptop, xml('storage', { xmlns: NS_BOOKMARKS }))), ['tea@conference.localhost']);
 
   await store(laptop, bookmarks('croquet@conference.localhost', 'court@conference.localhost'), bare(server, alice));
@@ -41,7 +36,7 @@ test('Alice stores her bookmarks, reads them on another device, and overwrites t
 
 test('a namespace never stored reads back as the empty element', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, server, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   const result = await fetch(a, xml('prefs', { xmlns: 'exodus:prefs' }));
   const prefs = result.getChild('query', NS_PRIVATE)!.getChild('prefs', 'exodus:prefs')!;
   t.is(prefs.children.length, 0);
@@ -49,16 +44,16 @@ test('a namespace never stored reads back as the empty element', async (t) => {
 
 test('someone else\'s private storage is forbidden', async (t) => {
   const { alice, mallory } = await freshAccounts(server, 'alice', 'mallory');
-  const a = await user(t, server, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await store(a, bookmarks('secret@conference.localhost'));
-  const m = await user(t, server, mallory, 'pc');
+  const m = await loginForTest(t, server, mallory, 'pc');
   t.is(await iqFailure(fetch(m, xml('storage', { xmlns: NS_BOOKMARKS }), bare(server, alice))), 'forbidden');
   t.is(await iqFailure(store(m, bookmarks('spam@conference.localhost'), bare(server, alice))), 'forbidden');
 });
 
 test('elements in reserved namespaces or without one are refused', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, server, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   t.is(await iqFailure(store(a, xml('query', { xmlns: NS_PRIVATE }))), 'not-acceptable');
   t.is(await iqFailure(store(a, xml('message', { xmlns: 'jabber:client' }))), 'not-acceptable');
   t.is(await iqFailure(a.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_PRIVATE })))), 'not-acceptable');
@@ -75,6 +70,6 @@ test('private XML survives a restart', async (t) => {
 
   const second = await startServer({ dataDir: first.dataDir });
   t.teardown(() => second.stop());
-  const again = await user(t, second, 'alice', 'laptop');
+  const again = await loginForTest(t, second, 'alice', 'laptop');
   t.deepEqual(storedRooms(await fetch(again, xml('storage', { xmlns: NS_BOOKMARKS }))), ['tea@conference.localhost']);
 });

@@ -1,8 +1,8 @@
 // The ticks: delivery receipts (XEP-0184) and chat markers (XEP-0333) travel from the
 // recipient's client to the sender's, to the right device; the server never makes them up.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
+import { xml } from '../helpers/clients.js';
 import {
   bare, freshAccounts, messages, online, settle, loginForTest,
 } from '../helpers/conversation.js';
@@ -17,18 +17,13 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  return client;
-}
-
 test("Bob's phone acknowledges Alice's message; the receipt reaches the laptop Alice sent it from", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const laptop = await user(t, alice, 'laptop');
-  const phone = await user(t, alice, 'phone');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
+  const phone = await loginForTest(t, server, alice, 'phone');
   await online(laptop);
   await online(phone);
-  const b = await user(t, bob, 'phone');
+  const b = await loginForTest(t, server, bob, 'phone');
   await online(b);
 
   await laptop.send(xml('message', { to: bare(server, bob), type: 'chat', id: 'hello-1' },
@@ -50,14 +45,14 @@ test("Bob's phone acknowledges Alice's message; the receipt reaches the laptop A
 
 test('the server never sends a receipt on behalf of a client, even when it stores the message offline', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'laptop');
+  const a = await loginForTest(t, server, alice, 'laptop');
   await online(a);
   await a.send(xml('message', { to: bare(server, bob), type: 'chat', id: 'nobody-home' }, xml('body', {}, 'Hi'), xml('request', { xmlns: NS_RECEIPTS })));
   await settle(a);
   t.deepEqual(a.received.filter((s) => s.is('message')), [], 'no receipt, no error: the message waits offline');
 
   // when Bob comes online he gets the request and his client answers it
-  const b = await user(t, bob, 'phone');
+  const b = await loginForTest(t, server, bob, 'phone');
   await online(b);
   const got = await b.next((s) => s.is('message') && s.attrs.id === 'nobody-home');
   t.truthy(got.getChild('request', NS_RECEIPTS));

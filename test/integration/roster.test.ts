@@ -19,14 +19,9 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 /** Logs a user in for the duration of one test. */
-async function user(t: ExecutionContext, username: string, resource: string, on: TestServer = server): Promise<TestClient> {
-  const client = await loginForTest(t, on, username, resource);
-  return client;
-}
-
 /** A user's connected resource that has requested the roster (an "interested resource") and is available. */
 async function interested(t: ExecutionContext, username: string, resource: string, on: TestServer = server): Promise<TestClient> {
-  const client = await user(t, username, resource, on);
+  const client = await loginForTest(t, on, username, resource);
   await getRoster(client);
   await online(client);
   return client;
@@ -34,7 +29,7 @@ async function interested(t: ExecutionContext, username: string, resource: strin
 
 test('a new account has an empty roster, with a version', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
 
   const result = await getRoster(a, '');
   const query = result.getChild('query', NS_ROSTER);
@@ -45,9 +40,9 @@ test('a new account has an empty roster, with a version', async (t) => {
 
 test('a roster set adds an item with its name and groups, pushed to every interested resource', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const phone = await user(t, alice, 'phone');
-  const laptop = await user(t, alice, 'laptop');
-  const watch = await user(t, alice, 'watch'); // never asks for the roster
+  const phone = await loginForTest(t, server, alice, 'phone');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
+  const watch = await loginForTest(t, server, alice, 'watch'); // never asks for the roster
   await getRoster(phone);
   await getRoster(laptop);
 
@@ -69,7 +64,7 @@ test('a roster set adds an item with its name and groups, pushed to every intere
 
 test('a roster set updates an existing item: its name and groups are replaced', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await getRoster(a);
   await setRosterItem(a, { jid: bare(server, bob), name: 'Bobby', groups: ['Friends'] });
   await nextPush(a, bare(server, bob));
@@ -84,7 +79,7 @@ test('a roster set updates an existing item: its name and groups are replaced', 
 
 test('a client cannot set the subscription state of an item itself', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await getRoster(a);
 
   // RFC 6121 §2.1.2.5: the server ignores a 'subscription' other than "remove" in a roster set
@@ -95,7 +90,7 @@ test('a client cannot set the subscription state of an item itself', async (t) =
 
 test('invalid roster sets are refused as RFC 6121 §2.3.3 says, and change nothing', async (t) => {
   const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   const setQuery = (...items: ReturnType<typeof xml>[]) => a.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_ROSTER }, ...items)));
 
   t.is(await iqFailure(setQuery(xml('item', { jid: bare(server, bob) }), xml('item', { jid: bare(server, carol) }))), 'bad-request', 'two items');
@@ -110,8 +105,8 @@ test('invalid roster sets are refused as RFC 6121 §2.3.3 says, and change nothi
 
 test('removing an item pushes subscription="remove" and the item is gone', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const phone = await user(t, alice, 'phone');
-  const laptop = await user(t, alice, 'laptop');
+  const phone = await loginForTest(t, server, alice, 'phone');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
   await getRoster(phone);
   await getRoster(laptop);
   await setRosterItem(phone, { jid: bare(server, bob), name: 'Bobby' });
@@ -127,7 +122,7 @@ test('removing an item pushes subscription="remove" and the item is gone', async
 
 test("a user cannot read or change another user's roster", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
 
   const get = a.request(xml('iq', { type: 'get', to: bare(server, bob) }, xml('query', { xmlns: NS_ROSTER })));
   t.is(await iqFailure(get), 'forbidden');
@@ -270,13 +265,13 @@ test('a subscription request sent while Bob is offline waits for his next login,
   await nextPush(a, bare(server, bob), (i) => i.attrs.ask === 'subscribe');
 
   // RFC 6121 §3.1.3: the request waits in pending-in and is delivered on initial presence
-  const first = await user(t, bob, 'laptop');
+  const first = await loginForTest(t, server, bob, 'laptop');
   await first.send(xml('presence'));
   const request = await first.next(isPresence(bare(server, alice), 'subscribe'));
   t.is(request.getChildText('status'), 'Remember me?');
   await first.stop();
 
-  const second = await user(t, bob, 'phone');
+  const second = await loginForTest(t, server, bob, 'phone');
   await second.send(xml('presence'));
   await second.next(isPresence(bare(server, alice), 'subscribe'));
   await getRoster(second);
@@ -284,7 +279,7 @@ test('a subscription request sent while Bob is offline waits for his next login,
   t.like(await nextPush(a, bare(server, bob), subscription('to')), { subscription: 'to' });
 
   // once answered, it is not asked again
-  const third = await user(t, bob, 'tablet');
+  const third = await loginForTest(t, server, bob, 'tablet');
   await online(third);
   await settle(third);
   t.false(third.received.some(isPresence(bare(server, alice), 'subscribe')));
@@ -292,7 +287,7 @@ test('a subscription request sent while Bob is offline waits for his next login,
 
 test('a roster get with the current version returns an empty result; an old version gets the roster (XEP-0237)', async (t) => {
   const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await setRosterItem(a, { jid: bare(server, bob), name: 'Bob' });
   const current = (await getRoster(a)).getChild('query', NS_ROSTER)!.attrs.ver!;
 
@@ -333,18 +328,18 @@ test('rosters, subscriptions and pending requests survive a server restart', asy
 
   const second = await startServer({ dataDir });
   t.teardown(() => second.stop());
-  const a = await user(t, 'alice', 'phone', second);
+  const a = await loginForTest(t, second, 'alice', 'phone');
   t.deepEqual(rosterItems((await getRoster(a)).getChild('query', NS_ROSTER)), [
     { jid: 'bob@localhost', name: 'Bobby', subscription: 'both', groups: ['Friends'] },
   ]);
   t.deepEqual((await getRoster(a, version)).getChildElements(), [], 'the version is still current');
-  const c = await user(t, 'carol', 'desk', second);
+  const c = await loginForTest(t, second, 'carol', 'desk');
   t.like(rosterItems((await getRoster(c)).getChild('query', NS_ROSTER))[0], { jid: 'alice@localhost', subscription: 'none', ask: 'subscribe' });
 
   // Carol's request is still waiting for Alice, and Bob's presence still reaches her
   await a.send(xml('presence'));
   await a.next(isPresence('carol@localhost', 'subscribe'));
-  const b = await user(t, 'bob', 'laptop', second);
+  const b = await loginForTest(t, second, 'bob', 'laptop');
   await b.send(xml('presence'));
   await a.next(isPresence(b.jid));
   await b.next(isPresence(a.jid));

@@ -1,10 +1,10 @@
 // RFC 6121 §8.5 (and RFC 6120 §10): where the server delivers a stanza addressed to a local
 // account, a full JID, nobody, or another domain. Real clients on real sockets.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
+import { xml } from '../helpers/clients.js';
 import {
   bare, chat, errorCondition, freshAccounts, iqFailure, messages, online, ping, settle, loginForTest,
 } from '../helpers/conversation.js';
@@ -21,19 +21,14 @@ test.before(async () => {
 test.after.always(async () => server?.stop());
 
 /** Logs a user in for the duration of one test. */
-async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  return client;
-}
-
 const isMessage = (body: string) => (s: Element) => s.is('message') && s.getChildText('body') === body;
 const isError = (id: string) => (s: Element) => s.attrs.type === 'error' && s.attrs.id === id;
 
 test('a chat message to a bare JID reaches every available resource of the account', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const bobPhone = await user(t, bob, 'phone');
-  const bobLaptop = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const bobPhone = await loginForTest(t, server, bob, 'phone');
+  const bobLaptop = await loginForTest(t, server, bob, 'laptop');
   await online(bobPhone);
   await online(bobLaptop);
 
@@ -48,9 +43,9 @@ test('a chat message to a bare JID reaches every available resource of the accou
 
 test('a resource with negative priority does not get messages sent to the bare JID', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const bobDesk = await user(t, bob, 'desk');
-  const bobBot = await user(t, bob, 'bot');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const bobDesk = await loginForTest(t, server, bob, 'desk');
+  const bobBot = await loginForTest(t, server, bob, 'bot');
   await online(bobDesk, [xml('priority', {}, '5')]);
   await online(bobBot, [xml('priority', {}, '-1')]);
 
@@ -65,8 +60,8 @@ test('a resource with negative priority does not get messages sent to the bare J
 
 test("when Bob's only available resource has negative priority, a bare-JID message is handled as if he were offline", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const bobBot = await user(t, bob, 'bot');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const bobBot = await loginForTest(t, server, bob, 'bot');
   await online(bobBot, [xml('priority', {}, '-5')]);
 
   // RFC 6121 §4.7.2.3 / §8.5.2.2: no offline storage yet, so the sender is told
@@ -79,9 +74,9 @@ test("when Bob's only available resource has negative priority, a bare-JID messa
 
 test('a message to a full JID reaches only that resource', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const bobPhone = await user(t, bob, 'phone');
-  const bobLaptop = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const bobPhone = await loginForTest(t, server, bob, 'phone');
+  const bobLaptop = await loginForTest(t, server, bob, 'laptop');
   await online(bobPhone);
   await online(bobLaptop);
 
@@ -97,8 +92,8 @@ test('a message to a full JID reaches only that resource', async (t) => {
 
 test('a message to the full JID of a connected resource is delivered even before it sends presence', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop'); // connected, not available
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop'); // connected, not available
 
   // RFC 6121 §8.5.3.1: a full JID that matches a connected resource gets the stanza
   await a.send(chat(b.jid, 'straight to your laptop'));
@@ -108,9 +103,9 @@ test('a message to the full JID of a connected resource is delivered even before
 
 test("a chat message to an offline resource is delivered by the bare JID's rules", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const bobPhone = await user(t, bob, 'phone');
-  const bobLaptop = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const bobPhone = await loginForTest(t, server, bob, 'phone');
+  const bobLaptop = await loginForTest(t, server, bob, 'laptop');
   await online(bobPhone);
   await online(bobLaptop);
 
@@ -129,8 +124,8 @@ test("a chat message to an offline resource is delivered by the bare JID's rules
 
 test('a groupchat message to a user bounces, a headline to an offline resource is dropped', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
 
   // RFC 6121 §8.5.2.1.1: groupchat to a bare JID is never delivered; §8.5.3.2.1: to a missing resource neither
@@ -149,8 +144,8 @@ test('a groupchat message to a user bounces, a headline to an offline resource i
 
 test('a message to an account that is connected but not available bounces with service-unavailable', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop'); // connected, but never sent presence: not available
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop'); // connected, but never sent presence: not available
 
   await a.send(chat(bare(server, bob), 'hello?', { id: 'm-unavailable' }));
 
@@ -166,7 +161,7 @@ test('a message to an account that is connected but not available bounces with s
 
 test('a message to an account with no session at all bounces with service-unavailable (no offline storage yet)', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
 
   await a.send(chat(bare(server, bob), 'are you awake?', { id: 'm-offline' }));
   await a.send(chat(`${bare(server, bob)}/phone`, 'your phone?', { id: 'm-offline-full' }));
@@ -180,8 +175,8 @@ test('a message to an account with no session at all bounces with service-unavai
 
 test("an IQ to a full JID is delivered to that resource and its result comes back to the sender", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop'); // IQs need a connected resource, not an available one
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop'); // IQs need a connected resource, not an available one
 
   const result = await a.request(xml('iq', { type: 'get', to: b.jid, id: 'ping-1' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
 
@@ -193,8 +188,8 @@ test("an IQ to a full JID is delivered to that resource and its result comes bac
 
 test("an IQ error from the recipient's client reaches the sender", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop');
 
   // Bob's client does not know this namespace and says so (RFC 6120 §8.4)
   const condition = await iqFailure(a.request(xml('iq', { type: 'get', to: b.jid }, xml('query', { xmlns: 'urn:example:unknown' }))));
@@ -203,8 +198,8 @@ test("an IQ error from the recipient's client reaches the sender", async (t) => 
 
 test('an IQ get or set to an offline full JID bounces with service-unavailable', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  await loginForTest(t, server, bob, 'laptop');
   const gone = `${bare(server, bob)}/phone`;
 
   t.is(await iqFailure(a.request(ping(gone))), 'service-unavailable');
@@ -215,7 +210,7 @@ test('an IQ get or set to an offline full JID bounces with service-unavailable',
 
 test("an IQ result to an offline full JID is dropped, not bounced", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
 
   await a.send(xml('iq', { type: 'result', id: 'late-answer', to: `${bare(server, bob)}/phone` }));
 
@@ -225,8 +220,8 @@ test("an IQ result to an offline full JID is dropped, not bounced", async (t) =>
 
 test("a message without 'to' goes to the sender's own account, on every available resource", async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const phone = await user(t, alice, 'phone');
-  const laptop = await user(t, alice, 'laptop');
+  const phone = await loginForTest(t, server, alice, 'phone');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
   await online(phone);
   await online(laptop);
 
@@ -241,8 +236,8 @@ test("a message without 'to' goes to the sender's own account, on every availabl
 
 test('200 messages arrive complete and in the order they were sent', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  const b = await user(t, bob, 'laptop');
+  const a = await loginForTest(t, server, alice, 'phone');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
   const count = 200;
 
@@ -255,7 +250,7 @@ test('200 messages arrive complete and in the order they were sent', async (t) =
 
 test('a message to another domain bounces with remote-server-not-found (no federation yet)', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
 
   await a.send(chat('romeo@montague.example', 'wherefore art thou', { id: 'm-remote' }));
   const bounce = await a.next(isError('m-remote'));
@@ -268,8 +263,8 @@ test('a message to another domain bounces with remote-server-not-found (no feder
 
 test("messages of type 'error' never produce bounces", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
-  await user(t, bob, 'laptop'); // connected, not available
+  const a = await loginForTest(t, server, alice, 'phone');
+  await loginForTest(t, server, bob, 'laptop'); // connected, not available
   const error = (to: string, id: string) =>
     xml('message', { to, type: 'error', id }, xml('error', { type: 'cancel' }, xml('service-unavailable', { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' })));
 

@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { RawClient, type TestClient } from '../helpers/clients.js';
+import { RawClient } from '../helpers/clients.js';
 import {
   bare, chat, freshAccounts, isPresence, login, makeFriends, messages, online, presencesFrom, settle, loginForTest } from '../helpers/conversation.js';
 import { authenticatePlain, openStream } from '../helpers/wire.js';
@@ -33,11 +33,6 @@ test.after.always(async () => {
 });
 
 /** An @xmpp/client user for the duration of one test. */
-async function user(t: ExecutionContext, on: TestServer, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, on, username, resource);
-  return client;
-}
-
 /** A raw stream-management client, bound to `resource`, for the duration of one test. */
 async function phone(t: ExecutionContext, on: TestServer, username: string, resource = 'phone'): Promise<SmClient> {
   const client = await SmClient.login(on, username, resource);
@@ -98,7 +93,7 @@ test('enabling with resumption gives an id, resume and the window in seconds', a
 
 test("the server answers <r/> with the number of the client's stanzas it has handled", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   await b.enable();
 
@@ -117,7 +112,7 @@ test("the server answers <r/> with the number of the client's stanzas it has han
 
 test('the server asks for acks after sending stanzas and forgets the ones acknowledged', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
 
@@ -141,7 +136,7 @@ test('the server asks for acks after sending stanzas and forgets the ones acknow
 
 test('acknowledging more stanzas than the server sent is an undefined-condition stream error', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
   await a.send(chat(b.jid, 'just one'));
@@ -163,7 +158,7 @@ test('acknowledging more stanzas than the server sent is an undefined-condition 
 
 test('a stale ack, lower than one already received, is ignored', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   await b.enable();
   await a.send(chat(b.jid, 'one'));
@@ -186,7 +181,7 @@ test('a stale ack, lower than one already received, is ignored', async (t) => {
 
 test('a phone that loses its connection resumes and gets exactly what it missed, in order', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
   b.chat(a.jid, 'hi Alice');
@@ -224,7 +219,7 @@ test('a phone that loses its connection resumes and gets exactly what it missed,
 
 test('a session can be resumed again after a second cut', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
   await a.send(chat(b.jid, 'one'));
@@ -246,7 +241,7 @@ test('a session can be resumed again after a second cut', async (t) => {
 
 test('resuming while the old connection still looks alive moves the session and closes the old one with conflict', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
   await a.send(chat(b.jid, 'on the old link'));
@@ -267,7 +262,7 @@ test('resuming while the old connection still looks alive moves the session and 
 
 test('the counters go on across a resume', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
   for (const text of ['one', 'two', 'three']) b.chat(a.jid, text);
@@ -320,7 +315,7 @@ test('resuming an unknown session id fails with item-not-found, and binding afre
 test('presence does not flap: contacts see no unavailable while the phone is away and back within the window', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   await online(a);
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
@@ -343,7 +338,7 @@ test('presence does not flap: contacts see no unavailable while the phone is awa
 test('when the window ends, contacts see the phone go offline once, and it can no longer be resumed', async (t) => {
   const { alice, bob } = await freshAccounts(brief, 'alice', 'bob');
   await makeFriends(brief, alice, bob);
-  const a = await user(t, brief, alice, 'desk');
+  const a = await loginForTest(t, brief, alice, 'desk');
   await online(a);
   const b = await phone(t, brief, bob);
   const enabled = await b.enable();
@@ -363,7 +358,7 @@ test('when the window ends, contacts see the phone go offline once, and it can n
 test('messages the phone never acknowledged are not lost when the window ends: they wait offline', async (t) => {
   const { alice, bob } = await freshAccounts(brief, 'alice', 'bob');
   await makeFriends(brief, alice, bob);
-  const a = await user(t, brief, alice, 'desk');
+  const a = await loginForTest(t, brief, alice, 'desk');
   await online(a);
   const b = await phone(t, brief, bob);
   await b.enable();
@@ -377,7 +372,7 @@ test('messages the phone never acknowledged are not lost when the window ends: t
   await a.send(chat(bare(brief, bob), 'third')); // while the session waits for the phone
   await a.next(isPresence(b.jid, 'unavailable'), 15_000);
 
-  const tablet = await user(t, brief, bob, 'tablet');
+  const tablet = await loginForTest(t, brief, bob, 'tablet');
   await online(tablet);
   await tablet.next(body('third'));
   await settle(tablet);
@@ -389,7 +384,7 @@ test('messages the phone never acknowledged are not lost when the window ends: t
 
 test("with another resource online, a message to the account is not delivered twice when the phone's window ends", async (t) => {
   const { alice, bob } = await freshAccounts(brief, 'alice', 'bob');
-  const a = await user(t, brief, alice, 'desk');
+  const a = await loginForTest(t, brief, alice, 'desk');
   const laptop = await login(brief, bob, 'laptop');
   t.teardown(() => laptop.stop());
   await online(laptop);
@@ -415,7 +410,7 @@ test("with another resource online, a message to the account is not delivered tw
   await laptop.stop();
   await a.send(chat(bare(brief, bob), 'while nobody is online'));
   await settle(a);
-  const tablet = await user(t, brief, bob, 'tablet');
+  const tablet = await loginForTest(t, brief, bob, 'tablet');
   await online(tablet);
   await tablet.next(body('while nobody is online'));
   await settle(tablet);
@@ -424,8 +419,8 @@ test("with another resource online, a message to the account is not delivered tw
 
 test("a message to the account is not lost when the phone's window ends after another resource came online", async (t) => {
   const { alice, bob } = await freshAccounts(brief, 'alice', 'bob');
-  const a = await user(t, brief, alice, 'desk');
-  const laptop = await user(t, brief, bob, 'laptop'); // connected, not yet available
+  const a = await loginForTest(t, brief, alice, 'desk');
+  const laptop = await loginForTest(t, brief, bob, 'laptop'); // connected, not yet available
   const b = await phone(t, brief, bob);
   await b.enable();
   await b.online();
@@ -447,7 +442,7 @@ test("a message to the account is not lost when the phone's window ends after an
 test('a client that closes its stream cannot resume, and its contacts see it offline at once', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   await online(a);
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
@@ -465,7 +460,7 @@ test('a client that closes its stream cannot resume, and its contacts see it off
 test('a new login with the same full JID replaces a session waiting for resumption', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   await online(a);
   const b = await phone(t, server, bob);
   const enabled = await b.enable();
@@ -497,7 +492,7 @@ test('a new login with the same full JID replaces a session waiting for resumpti
 test('contacts hear that a replaced session went away, even before its successor sends presence', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const a = await user(t, server, alice, 'desk');
+  const a = await loginForTest(t, server, alice, 'desk');
   await online(a);
   const b = await phone(t, server, bob);
   await b.enable();
@@ -515,7 +510,7 @@ test('contacts hear that a replaced session went away, even before its successor
 test('a client that stops answering pings is not logged out: its session waits to be resumed', async (t) => {
   const { alice, bob } = await freshAccounts(pinging, 'alice', 'bob');
   await makeFriends(pinging, alice, bob);
-  const a = await user(t, pinging, alice, 'desk');
+  const a = await loginForTest(t, pinging, alice, 'desk');
   await online(a);
   const b = await phone(t, pinging, bob);
   const enabled = await b.enable();

@@ -1,7 +1,7 @@
 // XEP-0054 vCards and XEP-0153 avatar hashes: what a user publishes about themself, and what
 // their contacts learn from it.
 import { createHash } from 'node:crypto';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
@@ -17,11 +17,6 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  return client;
-}
-
 const getVcard = (client: TestClient, to?: string) =>
   client.request(xml('iq', to === undefined ? { type: 'get' } : { type: 'get', to }, xml('vCard', { xmlns: NS_VCARD })));
 const setVcard = (client: TestClient, ...fields: Element[]) => client.request(xml('iq', { type: 'set' }, xml('vCard', { xmlns: NS_VCARD }, ...fields)));
@@ -32,7 +27,7 @@ const photoOf = (presence: Element) => presence.getChild('x', NS_UPDATE)?.getChi
 
 test('Alice sets her vCard and reads it back, and a new one replaces it whole', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await setVcard(a, xml('FN', {}, 'Alice Liddell'), xml('NICKNAME', {}, 'ally'));
   const vcard = (await getVcard(a)).getChild('vCard', NS_VCARD)!;
   t.is(vcard.getChildText('FN'), 'Alice Liddell');
@@ -46,9 +41,9 @@ test('Alice sets her vCard and reads it back, and a new one replaces it whole', 
 
 test('Bob reads Alice\'s vCard; an account without one has an empty vCard', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   await setVcard(a, xml('FN', {}, 'Alice Liddell'));
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   t.is((await getVcard(b, bare(server, alice))).getChild('vCard', NS_VCARD)?.getChildText('FN'), 'Alice Liddell');
   const own = (await getVcard(b)).getChild('vCard', NS_VCARD)!;
   t.is(own.getChildElements().length, 0);
@@ -56,7 +51,7 @@ test('Bob reads Alice\'s vCard; an account without one has an empty vCard', asyn
 
 test('nobody else may change a user\'s vCard, and a missing account has none', async (t) => {
   const { alice, mallory } = await freshAccounts(server, 'alice', 'mallory');
-  const m = await user(t, mallory, 'pc');
+  const m = await loginForTest(t, server, mallory, 'pc');
   const forged = xml('iq', { type: 'set', to: bare(server, alice) }, xml('vCard', { xmlns: NS_VCARD }, xml('FN', {}, 'Pwned')));
   t.is(await iqFailure(m.request(forged)), 'forbidden');
   t.is(await iqFailure(getVcard(m, bare(server, 'nobody-here'))), 'service-unavailable');
@@ -64,16 +59,16 @@ test('nobody else may change a user\'s vCard, and a missing account has none', a
 
 test('a vCard over the size limit is refused', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   t.is(await iqFailure(setVcard(a, photoField(Buffer.alloc(70 * 1024, 7)))), 'not-acceptable');
 });
 
 test('after Alice sets a photo, Bob receives her presence with its SHA-1', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   await makeFriends(server, alice, bob);
-  const b = await user(t, bob, 'laptop');
+  const b = await loginForTest(t, server, bob, 'laptop');
   await online(b);
-  const a = await user(t, alice, 'phone');
+  const a = await loginForTest(t, server, alice, 'phone');
   // before any photo: an empty <photo/>, even if the client claimed one
   const first = await online(a, [xml('x', { xmlns: NS_UPDATE }, xml('photo', {}, 'deadbeef'))]);
   t.is(photoOf(first)?.getText(), '');
@@ -90,7 +85,7 @@ test('the photo hash is known again at the next login', async (t) => {
   const a = await login(server, alice, 'phone');
   await setVcard(a, photoField(PHOTO));
   await a.stop();
-  const again = await user(t, alice, 'laptop');
+  const again = await loginForTest(t, server, alice, 'laptop');
   const presence = await online(again);
   t.is(photoOf(presence)?.getText(), createHash('sha1').update(PHOTO).digest('hex'));
 });
