@@ -40,6 +40,22 @@ async function phone(t: ExecutionContext, on: TestServer, username: string, reso
   return client;
 }
 
+/**
+ * Alice and Bob are contacts; Alice is online at her desk, Bob on a phone with stream management
+ * enabled, and Alice has seen the phone come online.
+ */
+async function contactsWithPhone(t: ExecutionContext, on: TestServer) {
+  const { alice, bob } = await freshAccounts(on, 'alice', 'bob');
+  await makeFriends(on, alice, bob);
+  const a = await loginForTest(t, on, alice, 'desk');
+  await online(a);
+  const b = await phone(t, on, bob);
+  const enabled = await b.enable();
+  await b.online();
+  await a.next(isPresence(b.jid));
+  return { alice, bob, a, b, enabled };
+}
+
 /** Bob's phone comes back on a new connection and asks to resume; torn down with the test. */
 async function resume(t: ExecutionContext, on: TestServer, username: string, previd: string, h: number, jid = ''): Promise<{ client: SmClient; answer: Element }> {
   const result = await SmClient.resume(on, username, previd, h, jid);
@@ -313,14 +329,7 @@ test('resuming an unknown session id fails with item-not-found, and binding afre
 });
 
 test('presence does not flap: contacts see no unavailable while the phone is away and back within the window', async (t) => {
-  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  await makeFriends(server, alice, bob);
-  const a = await loginForTest(t, server, alice, 'desk');
-  await online(a);
-  const b = await phone(t, server, bob);
-  const enabled = await b.enable();
-  await b.online();
-  await a.next(isPresence(b.jid));
+  const { bob, a, b, enabled } = await contactsWithPhone(t, server);
 
   b.cut();
   await a.send(chat(b.jid, 'are you there?'));
@@ -336,14 +345,7 @@ test('presence does not flap: contacts see no unavailable while the phone is awa
 });
 
 test('when the window ends, contacts see the phone go offline once, and it can no longer be resumed', async (t) => {
-  const { alice, bob } = await freshAccounts(brief, 'alice', 'bob');
-  await makeFriends(brief, alice, bob);
-  const a = await loginForTest(t, brief, alice, 'desk');
-  await online(a);
-  const b = await phone(t, brief, bob);
-  const enabled = await b.enable();
-  await b.online();
-  await a.next(isPresence(b.jid));
+  const { bob, a, b, enabled } = await contactsWithPhone(t, brief);
 
   b.cut();
 
@@ -440,14 +442,7 @@ test("a message to the account is not lost when the phone's window ends after an
 });
 
 test('a client that closes its stream cannot resume, and its contacts see it offline at once', async (t) => {
-  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  await makeFriends(server, alice, bob);
-  const a = await loginForTest(t, server, alice, 'desk');
-  await online(a);
-  const b = await phone(t, server, bob);
-  const enabled = await b.enable();
-  await b.online();
-  await a.next(isPresence(b.jid));
+  const { bob, a, b, enabled } = await contactsWithPhone(t, server);
 
   await b.closeStream();
 
@@ -458,14 +453,7 @@ test('a client that closes its stream cannot resume, and its contacts see it off
 });
 
 test('a new login with the same full JID replaces a session waiting for resumption', async (t) => {
-  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
-  await makeFriends(server, alice, bob);
-  const a = await loginForTest(t, server, alice, 'desk');
-  await online(a);
-  const b = await phone(t, server, bob);
-  const enabled = await b.enable();
-  await b.online();
-  await a.next(isPresence(b.jid));
+  const { bob, a, b, enabled } = await contactsWithPhone(t, server);
   await a.send(chat(b.jid, 'before the cut'));
   await b.next(body('before the cut'));
   b.cut(); // unacknowledged
@@ -508,14 +496,7 @@ test('contacts hear that a replaced session went away, even before its successor
 });
 
 test('a client that stops answering pings is not logged out: its session waits to be resumed', async (t) => {
-  const { alice, bob } = await freshAccounts(pinging, 'alice', 'bob');
-  await makeFriends(pinging, alice, bob);
-  const a = await loginForTest(t, pinging, alice, 'desk');
-  await online(a);
-  const b = await phone(t, pinging, bob);
-  const enabled = await b.enable();
-  await b.online();
-  await a.next(isPresence(b.jid));
+  const { bob, a, b, enabled } = await contactsWithPhone(t, pinging);
 
   // the phone's link is dead: it reads the server's ping but never answers
   await b.next((e) => e.is('iq') && e.attrs.type === 'get' && e.getChild('ping', 'urn:xmpp:ping') !== undefined, 15_000);
