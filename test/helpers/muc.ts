@@ -1,7 +1,10 @@
 // Building blocks for group chat (XEP-0045) tests: joining, creating and configuring rooms,
 // group messages, and reading the muc#user payloads a client receives.
+import type { ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { xml, type TestClient } from './clients.js';
+import { freshAccounts, loginForTest, online } from './conversation.js';
+import type { TestServer } from './server.js';
 
 export const SERVICE = 'conference.localhost';
 export const NS_MUC = 'http://jabber.org/protocol/muc';
@@ -117,4 +120,18 @@ export function invite(room: string, to: string, reason?: string): Element {
 
 export function isPresenceFrom(from: string, type?: string): (s: Element) => boolean {
   return (s) => s.is('presence') && s.attrs.from === from && s.attrs.type === type;
+}
+
+/** A user logged in for one test and available, as a real client is: invitations to the bare JID reach it. */
+export async function occupantClient(t: ExecutionContext, server: TestServer, username: string, resource = 'phone'): Promise<TestClient> {
+  const client = await loginForTest(t, server, username, resource);
+  await online(client);
+  return client;
+}
+
+/** Three fresh users, logged in and available. */
+export async function trio(t: ExecutionContext, server: TestServer): Promise<{ a: TestClient; b: TestClient; c: TestClient; names: Record<'alice' | 'bob' | 'carol', string> }> {
+  const names = await freshAccounts(server, 'alice', 'bob', 'carol');
+  const [a, b, c] = await Promise.all([occupantClient(t, server, names.alice), occupantClient(t, server, names.bob), occupantClient(t, server, names.carol)]);
+  return { a, b, c, names };
 }

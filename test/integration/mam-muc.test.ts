@@ -1,10 +1,10 @@
 // Room archives (XEP-0313 §6): a group's history is on the server, queried at the room's JID;
 // a live group message's stanza-id is its archive id; members-only rooms keep theirs for members.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, freshAccounts, iqFailure, online, loginForTest } from '../helpers/conversation.js';
-import { configure, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, NS_DISCO_INFO, NS_MUC_ADMIN } from '../helpers/muc.js';
+import { xml } from '../helpers/clients.js';
+import { bare, freshAccounts, iqFailure } from '../helpers/conversation.js';
+import { configure, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, NS_DISCO_INFO, NS_MUC_ADMIN, occupantClient } from '../helpers/muc.js';
 import { NS_MAM, mamQuery, stanzaIdOf, type MamPage } from '../helpers/mam.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -15,18 +15,13 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, 'phone');
-  await online(client);
-  return client;
-}
 const mamFailure = (query: Promise<MamPage>) => iqFailure(query.then((page) => page.fin));
 
 test('a room keeps its messages; a newcomer pages through them at the room JID, stanza-ids matching', async (t) => {
   const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
   const room = freshRoom();
-  const a = await user(t, alice);
-  const b = await user(t, bob);
+  const a = await occupantClient(t, server, alice);
+  const b = await occupantClient(t, server, bob);
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
   const ids: string[] = [];
@@ -42,7 +37,7 @@ test('a room keeps its messages; a newcomer pages through them at the room JID, 
   t.true(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_MAM));
 
   // Carol never joined: an open room's archive is readable, backwards page by page
-  const c = await user(t, carol);
+  const c = await occupantClient(t, server, carol);
   const pages: string[][] = [];
   let before = '';
   for (;;) {
@@ -67,9 +62,9 @@ test('a room keeps its messages; a newcomer pages through them at the room JID, 
 test("a members-only room's archive is for its members; archiving can be turned off", async (t) => {
   const { alice, bob, mallory } = await freshAccounts(server, 'alice', 'bob', 'mallory');
   const room = freshRoom('private');
-  const a = await user(t, alice);
-  const b = await user(t, bob);
-  const m = await user(t, mallory);
+  const a = await occupantClient(t, server, alice);
+  const b = await occupantClient(t, server, bob);
+  const m = await occupantClient(t, server, mallory);
   await createPrivateGroup(a, room, 'Alice');
   await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_ADMIN }, xml('item', { jid: bare(server, bob), affiliation: 'member' }))));
   await a.send(groupchat(room, 'members only'));
@@ -90,8 +85,8 @@ test("a members-only room's archive is for its members; archiving can be turned 
 test("a private message through a room is kept in the recipient's archive as well as the sender's, with the stanza-id delivered", async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   const room = freshRoom('pm');
-  const a = await user(t, alice);
-  const b = await user(t, bob);
+  const a = await occupantClient(t, server, alice);
+  const b = await occupantClient(t, server, bob);
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
   await a.send(xml('message', { to: `${room}/Bob`, type: 'chat', id: 'pm1' }, xml('body', {}, 'psst, Bob')));

@@ -1,13 +1,12 @@
 // Group chat administration (XEP-0045 §8-§10): kicks, bans, voice in moderated rooms, password
 // rooms, affiliation rules, configuration changes and destruction with an alternate venue.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, errorCondition, freshAccounts, iqFailure, login, online, loginForTest } from '../helpers/conversation.js';
+import { xml } from '../helpers/clients.js';
+import { bare, errorCondition, freshAccounts, iqFailure, login } from '../helpers/conversation.js';
 import {
   NS_MUC_OWNER, NS_MUC_USER, adminGet, adminSet, configure, createInstantRoom, createPrivateGroup, enter, freshRoom, groupchat,
-  isGroupchat, isPresenceFrom, itemOf, join, statusCodes,
-} from '../helpers/muc.js';
+  isGroupchat, isPresenceFrom, itemOf, join, statusCodes, occupantClient, trio } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
@@ -17,20 +16,8 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource = 'phone'): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  await online(client);
-  return client;
-}
-
-async function trio(t: ExecutionContext) {
-  const names = await freshAccounts(server, 'alice', 'bob', 'carol');
-  const [a, b, c] = await Promise.all([user(t, names.alice), user(t, names.bob), user(t, names.carol)]);
-  return { a, b, c, names };
-}
-
 test('an admin kicks an occupant (307) and bans another (301), who then cannot come back: forbidden', async (t) => {
-  const { a, b, c, names } = await trio(t);
+  const { a, b, c, names } = await trio(t, server);
   const room = freshRoom('moderation');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
@@ -74,7 +61,7 @@ test('an admin kicks an occupant (307) and bans another (301), who then cannot c
 });
 
 test('in a moderated room visitors cannot speak until a moderator gives them voice', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('moderated');
   await enter(a, room, 'Alice');
   await configure(a, room, { 'muc#roomconfig_moderatedroom': '1' });
@@ -97,7 +84,7 @@ test('in a moderated room visitors cannot speak until a moderator gives them voi
 });
 
 test('a password-protected room lets in only those who know the password', async (t) => {
-  const { a, b, c } = await trio(t);
+  const { a, b, c } = await trio(t, server);
   const room = freshRoom('secret');
   await enter(a, room, 'Alice');
   await configure(a, room, { 'muc#roomconfig_passwordprotectedroom': '1', 'muc#roomconfig_roomsecret': 'open sesame' });
@@ -112,7 +99,7 @@ test('a password-protected room lets in only those who know the password', async
 });
 
 test('the owner reads and changes the configuration form; others may not', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('config');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
@@ -139,7 +126,7 @@ test('the owner reads and changes the configuration form; others may not', async
 });
 
 test('an owner destroys a room, pointing everyone to another one', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('old');
   const venue = freshRoom('new');
   await createInstantRoom(a, room, 'Alice');
@@ -155,7 +142,7 @@ test('an owner destroys a room, pointing everyone to another one', async (t) => 
 });
 
 test('only owners make admins, and a room keeps at least one owner', async (t) => {
-  const { a, b, c, names } = await trio(t);
+  const { a, b, c, names } = await trio(t, server);
   const room = freshRoom('owners');
   await createPrivateGroup(a, room, 'Alice');
   await a.request(adminSet(room, { attrs: { jid: bare(server, names.bob), affiliation: 'admin' } }));
@@ -170,7 +157,7 @@ test('only owners make admins, and a room keeps at least one owner', async (t) =
 });
 
 test('a large group can broadcast only its moderators\' presence: participants join quietly', async (t) => {
-  const { a, b, c } = await trio(t);
+  const { a, b, c } = await trio(t, server);
   const room = freshRoom('broadcast');
   await enter(a, room, 'Alice');
   await configure(a, room, { 'muc#roomconfig_presencebroadcast': ['moderator'] });
@@ -185,7 +172,7 @@ test('a large group can broadcast only its moderators\' presence: participants j
 });
 
 test('a private group as Conversations makes one: the returned form submitted whole, members added in one request', async (t) => {
-  const { a, b, c, names } = await trio(t);
+  const { a, b, c, names } = await trio(t, server);
   const room = freshRoom('conversations');
   const self = await join(a, room, 'Alice');
   t.true(statusCodes(self).includes(201));
@@ -212,7 +199,7 @@ test('a private group as Conversations makes one: the returned form submitted wh
 });
 
 test('a visitor asks for voice; the moderators get the request and one grants it (§8.6)', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('voice-request');
   await enter(a, room, 'Alice');
   await configure(a, room, { 'muc#roomconfig_moderatedroom': '1' });
@@ -237,7 +224,7 @@ test('a visitor asks for voice; the moderators get the request and one grants it
 });
 
 test('a removed account loses its memberships: someone registering the name later is not a member', async (t) => {
-  const { a } = await trio(t);
+  const { a } = await trio(t, server);
   const { dave } = await freshAccounts(server, 'dave');
   const room = freshRoom('removed');
   await createPrivateGroup(a, room, 'Alice');
@@ -246,7 +233,7 @@ test('a removed account loses its memberships: someone registering the name late
   await d.request(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))));
   await d.stop();
   await server.createAccount(dave); // a stranger takes the name
-  const stranger = await user(t, dave);
+  const stranger = await occupantClient(t, server, dave);
   t.is(errorCondition(await join(stranger, room, 'Dave')), 'registration-required');
   const members = await a.request(adminGet(room, { affiliation: 'member' }));
   t.deepEqual(members.getChild('query')!.getChildren('item'), []);

@@ -1,13 +1,12 @@
 // Group chat (XEP-0045 Multi-User Chat), as three real clients live it: finding the service,
 // creating rooms, invitations, chatting with stable ids, history, nicknames, private messages.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, errorCondition, freshAccounts, login, online, settle, loginForTest } from '../helpers/conversation.js';
+import { bare, errorCondition, freshAccounts, login, settle } from '../helpers/conversation.js';
 import {
   NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC_USER, SERVICE, createInstantRoom, createPrivateGroup, enter, freshRoom,
-  groupchat, invite, isGroupchat, isPresenceFrom, isSubject, itemOf, join, stanzaIdOf, statusCodes,
-} from '../helpers/muc.js';
+  groupchat, invite, isGroupchat, isPresenceFrom, isSubject, itemOf, join, stanzaIdOf, statusCodes, occupantClient, trio } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
@@ -17,22 +16,9 @@ test.before(async () => {
 });
 test.after.always(async () => server?.stop());
 
-async function user(t: ExecutionContext, username: string, resource = 'phone'): Promise<TestClient> {
-  const client = await loginForTest(t, server, username, resource);
-  await online(client); // available, as a real client is: invitations to the bare JID reach it
-  return client;
-}
-
-/** Three fresh users, logged in. */
-async function trio(t: ExecutionContext): Promise<{ a: TestClient; b: TestClient; c: TestClient; names: Record<'alice' | 'bob' | 'carol', string> }> {
-  const names = await freshAccounts(server, 'alice', 'bob', 'carol');
-  const [a, b, c] = await Promise.all([user(t, names.alice), user(t, names.bob), user(t, names.carol)]);
-  return { a, b, c, names };
-}
-
 test('the MUC service is listed in the host\'s disco#items and is a text conference service', async (t) => {
   const { alice } = await freshAccounts(server, 'alice');
-  const a = await user(t, alice);
+  const a = await occupantClient(t, server, alice);
   const items = await a.request(xml('iq', { type: 'get', to: server.domain }, xml('query', { xmlns: NS_DISCO_ITEMS })));
   t.true(items.getChild('query')!.getChildren('item').some((i) => i.attrs.jid === SERVICE));
   const info = await a.request(xml('iq', { type: 'get', to: SERVICE }, xml('query', { xmlns: NS_DISCO_INFO })));
@@ -42,7 +28,7 @@ test('the MUC service is listed in the host\'s disco#items and is a text confere
 });
 
 test('three users create a members-only room, invite each other and chat: everyone sees everything, with stanza-ids', async (t) => {
-  const { a, b, c, names } = await trio(t);
+  const { a, b, c, names } = await trio(t, server);
   const room = freshRoom('family');
   const self = await createPrivateGroup(a, room, 'Alice');
   t.deepEqual(statusCodes(self), [110, 201], 'the creator is told the room is new');
@@ -96,7 +82,7 @@ test('three users create a members-only room, invite each other and chat: everyo
 });
 
 test('someone who leaves and comes back gets the discussion history, with delay stamps', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('history');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
@@ -137,7 +123,7 @@ test('someone who leaves and comes back gets the discussion history, with delay 
 });
 
 test('a nickname in use is refused with conflict, and a nickname change is announced with 303', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('nicks');
   await createInstantRoom(a, room, 'Alice');
   const conflict = await join(b, room, 'Alice');
@@ -165,7 +151,7 @@ test('a nickname in use is refused with conflict, and a nickname change is annou
 });
 
 test('occupants send each other private messages through the room', async (t) => {
-  const { a, b, c } = await trio(t);
+  const { a, b, c } = await trio(t, server);
   const room = freshRoom('pm');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
@@ -183,7 +169,7 @@ test('occupants send each other private messages through the room', async (t) =>
 });
 
 test('a temporary room is destroyed when its last occupant leaves', async (t) => {
-  const { a } = await trio(t);
+  const { a } = await trio(t, server);
   const room = freshRoom('temp');
   await createInstantRoom(a, room, 'Alice');
   const info = await a.request(xml('iq', { type: 'get', to: room }, xml('query', { xmlns: NS_DISCO_INFO })));
@@ -201,7 +187,7 @@ test('a temporary room is destroyed when its last occupant leaves', async (t) =>
 });
 
 test('a new room is locked until its owner configures it', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('locked');
   const self = await enter(a, room, 'Alice');
   t.deepEqual(statusCodes(self), [110, 201]);
@@ -213,7 +199,7 @@ test('a new room is locked until its owner configures it', async (t) => {
 });
 
 test('XEP-0410: a self-ping is answered by the room while joined, and refused after leaving', async (t) => {
-  const { a } = await trio(t);
+  const { a } = await trio(t, server);
   const room = freshRoom('selfping');
   await createInstantRoom(a, room, 'Alice');
   const pong = await a.request(xml('iq', { type: 'get', to: `${room}/Alice` }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
@@ -226,11 +212,11 @@ test('XEP-0410: a self-ping is answered by the room while joined, and refused af
 });
 
 test('one user joins under the same nick from two devices: both get the messages, the others see one occupant', async (t) => {
-  const { a, b, names } = await trio(t);
+  const { a, b, names } = await trio(t, server);
   const room = freshRoom('devices');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
-  const laptop = await user(t, names.bob, 'laptop');
+  const laptop = await occupantClient(t, server, names.bob, 'laptop');
   await enter(laptop, room, 'Bob');
   await a.send(groupchat(room, 'to both devices'));
   await b.next(isGroupchat(`${room}/Alice`, 'to both devices'));
@@ -244,7 +230,7 @@ test('one user joins under the same nick from two devices: both get the messages
 });
 
 test('the subject is set by a moderator and sent to whoever joins', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('subject');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
@@ -257,14 +243,14 @@ test('the subject is set by a moderator and sent to whoever joins', async (t) =>
   const refused = await b.next((s) => s.is('message') && s.attrs.type === 'error');
   t.is(errorCondition(refused), 'forbidden');
   const { carol } = await freshAccounts(server, 'carol');
-  const c = await user(t, carol);
+  const c = await occupantClient(t, server, carol);
   await join(c, room, 'Carol');
   const subject = await c.next(isSubject(room));
   t.is(subject.getChildText('subject'), 'Plans for Sunday');
 });
 
 test('an occupant whose connection ends leaves the room, even if it never sent initial presence', async (t) => {
-  const { a, names } = await trio(t);
+  const { a, names } = await trio(t, server);
   const room = freshRoom('dropped');
   await createInstantRoom(a, room, 'Alice');
   const quiet = await login(server, names.bob, 'quiet'); // joins the room without going online first
@@ -276,7 +262,7 @@ test('an occupant whose connection ends leaves the room, even if it never sent i
 });
 
 test('a client that joins again while still in the room gets the whole join sequence again', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('rejoin');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
@@ -294,7 +280,7 @@ test('a client that joins again while still in the room gets the whole join sequ
 });
 
 test('a nickname is normalised on the way in, and the newcomer is told so (210)', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('nfc');
   await createInstantRoom(a, room, 'Alice');
   await b.send(xml('presence', { to: `${room}/Zoe\u0301` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
@@ -304,7 +290,7 @@ test('a nickname is normalised on the way in, and the newcomer is told so (210)'
 });
 
 test('history can be limited by time: seconds and since', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('since');
   await createInstantRoom(a, room, 'Alice');
   await a.send(groupchat(room, 'an old one'));
@@ -323,7 +309,7 @@ test('history can be limited by time: seconds and since', async (t) => {
 });
 
 test('a room holds no more occupants than its limit; the invitee can decline', async (t) => {
-  const { a, b, c, names } = await trio(t);
+  const { a, b, c, names } = await trio(t, server);
   const room = freshRoom('small');
   await enter(a, room, 'Alice');
   await a.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' },
@@ -346,7 +332,7 @@ test('a room holds no more occupants than its limit; the invitee can decline', a
 });
 
 test('what a room answers to stanzas it cannot accept', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('errors');
   await createInstantRoom(a, room, 'Alice');
   // a group message from someone not in the room
@@ -371,7 +357,7 @@ test('what a room answers to stanzas it cannot accept', async (t) => {
 });
 
 test('XEP-0421: every occupant has an occupant id of the room\'s making, kept across nick changes', async (t) => {
-  const { a, b } = await trio(t);
+  const { a, b } = await trio(t, server);
   const room = freshRoom('occupant-id');
   await createInstantRoom(a, room, 'Alice');
   await enter(b, room, 'Bob');
