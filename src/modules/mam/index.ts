@@ -221,9 +221,10 @@ export default defineModule({
     /**
      * Archives `stanza` for `owner` (an account of this host) with `peer`; returns the stanza-id
      * element, or null when it is not archived or not known yet (the roster is loaded first, and
-     * the message archived afterwards without a stanza-id on the way).
+     * the message archived afterwards without a stanza-id on the way), or when no one will see it
+     * (`stanzaIdWanted` false).
      */
-    function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid): Element | null {
+    function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid, stanzaIdWanted = true): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
       const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state) };
@@ -237,7 +238,7 @@ export default defineModule({
       }
       const { id, nonce, written } = store.append(row);
       noteWrite(state, written);
-      return new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) });
+      return stanzaIdWanted ? new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) }) : null;
     }
 
     m.provide({
@@ -258,7 +259,9 @@ export default defineModule({
       if (e.session === undefined || e.from.bare === e.to.bare || !archivable(e.stanza)) return undefined;
       const state = stateOf(e.stanza);
       state.routedByArchive = true; // routed by routeAfterArchiving below
-      const stanzaId = archive(e.stanza, state, e.from, e.to);
+      // the sender's id is only ever seen in a sent carbon, which needs another session of the account
+      const carbonPossible = (sessions.ofAccount(e.from.bare)?.size ?? 0) > 1;
+      const stanzaId = archive(e.stanza, state, e.from, e.to, carbonPossible);
       if (stanzaId !== null) {
         // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id; a new
         // array, so that the message's own children are put back as they were (and serialised once)
