@@ -8,7 +8,7 @@ import { listenOn } from '../core/listen.js';
 import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
-import type { ThrottleLimit } from './sasl/throttle.js';
+import type { AuthThrottleSettings } from './sasl/throttle.js';
 import { TcpTransport, type C2STransport } from './transport.js';
 
 export interface C2SListen {
@@ -33,7 +33,7 @@ export interface C2SSettings {
   pingTimeout: number;
   /** seconds of our silence before a whitespace keepalive, or null */
   whitespaceKeepalive: number | null;
-  authThrottle: { perIp: ThrottleLimit; perAccount: ThrottleLimit };
+  authThrottle: AuthThrottleSettings;
   /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
   resumeTimeout: number;
 }

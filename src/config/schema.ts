@@ -121,8 +121,14 @@ const c2sSchema = z.strictObject({
   resume_timeout: durationOrNever().prefault('5m'),
   auth_throttle: section(
     z.strictObject({
+      /** Failures from one address, any account: the address is refused (with backoff). */
       per_ip: section(throttleSchema(10).prefault({})),
+      /** Failures for one account from one address: that pair is refused (with backoff). */
+      per_account_and_ip: section(throttleSchema(5).prefault({})),
+      /** Failures for one account from anywhere: a soft limit, past it failures are delayed, never refused. */
       per_account: section(throttleSchema(5).prefault({})),
+      /** The longest an address is refused after repeated offences (each doubles the last). */
+      max_backoff: duration().prefault('1h'),
     }).prefault({}),
   ),
 });
