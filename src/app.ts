@@ -54,6 +54,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
         maxBackoff: c2s.auth_throttle.max_backoff,
       },
       resumeTimeout: c2s.resume_timeout ?? 0,
+      maxSessionsPerAccount: c2s.max_sessions_per_account,
     },
     http: {
       enabled: config.http.enabled,

@@ -36,6 +36,8 @@ export interface C2SSettings {
   authThrottle: AuthThrottleSettings;
   /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
   resumeTimeout: number;
+  /** sessions (resources) one account may have bound at once, resumable ones included */
+  maxSessionsPerAccount: number;
 }
 
 const SWEEP_INTERVAL_MS = 5000;

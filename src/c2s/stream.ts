@@ -482,7 +482,15 @@ export class C2SStream implements TransportEvents {
         resource = normalizeResource(requested);
         if (resource === null) return this.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));
       }
-      const session = new ClientSession(this.server, this, new Jid(this.username, this.host, resource));
+      const jid = new Jid(this.username, this.host, resource);
+      // RFC 6120 §7.6.2.2: an account at its limit of sessions gets <resource-constraint/>
+      // (type wait); replacing one of its own resources (§7.7.2.2, conflict) is not a new one.
+      const bound = this.server.sessions.ofAccount(jid.bare);
+      if (bound !== undefined && bound.size >= this.settings.maxSessionsPerAccount && !bound.has(resource)) {
+        this.server.log.warn({ jid: jid.bare, address: this.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
+        return this.send(errorReply(iq, new StanzaError('resource-constraint', `At most ${this.settings.maxSessionsPerAccount} sessions per account`)));
+      }
+      const session = new ClientSession(this.server, this, jid);
       this.session = session;
       this.state = 'bound';
       this.server.sessionBound(session);

@@ -119,6 +119,8 @@ const c2sSchema = z.strictObject({
   whitespace_keepalive: durationOrNever().prefault('never'),
   /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
   resume_timeout: durationOrNever().prefault('5m'),
+  /** Sessions (resources) one account may have bound at once; beyond it binding fails (RFC 6120 §7.6.2.2). */
+  max_sessions_per_account: z.number().int().min(1).default(10),
   auth_throttle: section(
     z.strictObject({
       /** Failures from one address, any account: the address is refused (with backoff). */
