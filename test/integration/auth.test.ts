@@ -97,6 +97,32 @@ test('registering a username that is already taken is refused with conflict', as
   await alice.stop();
 });
 
+/** Registers `username` in-band on a fresh stream; the IQ reply's type and error condition. */
+async function registerFrom(s: TestServer, username: string): Promise<string> {
+  const { wire } = await secureStream(s);
+  try {
+    wire.write(`<iq type='set' id='reg'><query xmlns='${NS_REGISTER}'><username>${username}</username><password>a good password</password></query></iq>`);
+    const reply = await readElement(wire, 'iq', 'reg');
+    const error = reply.getChild('error');
+    return error === undefined ? reply.attrs.type! : `${error.attrs.type}/${error.children.find((c) => typeof c !== 'string' && c.attrs.xmlns === NS_STANZAS && c.name !== 'text')?.toString().match(/^<([\w-]+)/)?.[1]}`;
+  } finally {
+    wire.close();
+  }
+}
+
+// Issue 16.11: loopback was exempt from the registration limit, so a local reverse proxy or a
+// script made 4,763 accounts a minute.
+test('registrations from this machine are limited like any address unless exempt_loopback is set', async (t) => {
+  const limited = await startServer({ config: { modules: { register: { registrations_per_ip: 3 }, disco: true, ping: true } } });
+  t.teardown(() => limited.stop());
+  for (const name of ['r1', 'r2', 'r3']) t.is(await registerFrom(limited, name), 'result', name);
+  t.is(await registerFrom(limited, 'r4'), 'wait/resource-constraint', 'the fourth from 127.0.0.1 within the window is refused');
+
+  const exempt = await startServer({ config: { modules: { register: { registrations_per_ip: 3, exempt_loopback: true }, disco: true, ping: true } } });
+  t.teardown(() => exempt.stop());
+  for (const name of ['r1', 'r2', 'r3', 'r4']) t.is(await registerFrom(exempt, name), 'result', `${name}, exempt`);
+});
+
 // --- logging in --------------------------------------------------------------------------------
 
 test('Alice logs in with SCRAM-SHA-1 and chats with Bob', async (t) => {
