@@ -40,9 +40,11 @@ export function serveEndpoints(server: Server, metrics: MetricsSettings, websock
   http.route('/health', live);
   http.route('/health/live', live);
   http.route('/health/ready', async (request) => {
-    const checks = { database: await databaseReachable(server), listeners: server.listenersUp() };
+    // the database must answer and take a write: a read-only or failed database is not ready
+    const checks = { database: (await databaseReachable(server)) && (await server.storage.probe()), listeners: server.listenersUp() };
     const ready = checks.database && checks.listeners;
-    send(request, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'not ready', checks })}\n`);
+    const problem = checks.database ? undefined : (server.storage.problem ?? undefined);
+    send(request, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'not ready', checks, ...(problem ? { problem } : {}) })}\n`);
   });
 
   if (metrics.enabled) {

@@ -184,7 +184,17 @@ export default defineModule({
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.server.sessions;
-    const store = new ArchiveStore(m.db, domain, (err, rows) => m.log.error({ err, rows }, 'archiving messages failed'));
+    const store = new ArchiveStore(m.db, domain, (err, rows, messages) => {
+      m.server.storage.failed(err); // readiness 503, and new messages refused (below) until it works again
+      m.log.error({ err, rows }, 'archiving messages failed');
+      // acknowledged only once archived: the senders are told it was not kept, not left believing it was
+      const told = new Set<Element>();
+      for (const message of messages) {
+        if (told.has(message)) continue;
+        told.add(message);
+        m.server.router.bounce(message, new StanzaError('internal-server-error', 'The message could not be stored (the server\'s storage failed); it may not have been delivered'));
+      }
+    });
     const prefsStore = new PrefsStore(m.db, domain);
     const retention = new RetentionStore(m.db, domain);
     const roster = m.use<RosterService>('roster');
@@ -227,7 +237,7 @@ export default defineModule({
     function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid, stanzaIdWanted = true): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
-      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state) };
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state), message: stanza };
       if (decision === undefined) {
         const later = roster.store.load(owner.local).then(() => {
           if (wanted(owner.local, peer.bare) === true) return store.append(row).written;
@@ -254,9 +264,14 @@ export default defineModule({
     } satisfies ArchiveService);
 
     // --- the sender's archive (outgoing messages of our users' clients) --------------------------
-    const outgoing = (e: StanzaEvent): undefined => {
+    const outgoing = (e: StanzaEvent): true | undefined => {
       stripStanzaIds(e.stanza, e.from.bare);
       if (e.session === undefined || e.from.bare === e.to.bare || !archivable(e.stanza)) return undefined;
+      if (!m.server.storage.healthy && wanted(e.from.local, e.to.bare) !== false) {
+        // the archive cannot keep it: refused rather than acknowledged and lost (issue 16.4)
+        m.server.router.bounce(e.stanza, new StanzaError('resource-constraint', 'The server cannot store messages right now; try again later', 'wait'));
+        return true;
+      }
       const state = stateOf(e.stanza);
       state.routedByArchive = true; // routed by routeAfterArchiving below
       // the sender's id is only ever seen in a sent carbon, which needs another session of the account
