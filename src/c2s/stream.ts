@@ -112,7 +112,7 @@ export class C2SStream implements TransportEvents {
     readonly server: Server,
     readonly transport: C2STransport,
     private readonly settings: C2SSettings,
-    private readonly listeners: C2SListeners,
+    readonly listeners: C2SListeners,
   ) {
     this.secure = transport.secure;
     this.framed = transport.framed;
@@ -296,7 +296,8 @@ export class C2SStream implements TransportEvents {
     const session = this.session;
     if (session === null) return;
     this.session = null;
-    if (this.endsSession) session.end(reason);
+    // the listeners wait for what an ending session re-routes (offline storage) before shutdown
+    if (this.endsSession) this.listeners.handingOn(session.end(reason));
     else session.connectionLost(reason, this.settings.resumeTimeout);
   }
 
