@@ -203,10 +203,11 @@ export class ClientSession implements Session {
         if (rerouted instanceof Promise) (handingOn ??= []).push(rerouted);
       }
     }
-    if (this.hibernationRecord === undefined) return handingOn === undefined ? undefined : Promise.all(handingOn);
+    // never rejects: whoever ends a session (a timer, a conflict) need not catch
+    const handedOn = handingOn === undefined ? undefined : Promise.all(handingOn).catch((err: unknown) => this.server.log.error({ err, jid: this.jid.toString() }, 'handing on the queue of an ended session failed'));
+    if (this.hibernationRecord === undefined) return handedOn;
     // the durable note goes once the queue is handed on (stored), not before
-    const handedOn = handingOn === undefined ? Promise.resolve() : Promise.all(handingOn).catch(() => undefined);
-    return handedOn.then(() => this.recordHibernation((records) => records.over(this.jid)));
+    return (handedOn ?? Promise.resolve()).then(() => this.recordHibernation((records) => records.over(this.jid)));
   }
 
   /**
