@@ -1,6 +1,6 @@
 // The failed-login throttle on its own, with the clock passed in (src/c2s/sasl/throttle.ts).
 import test from 'ava';
-import { AuthThrottle } from '../../src/c2s/sasl/throttle.js';
+import { AuthThrottle, addressKey } from '../../src/c2s/sasl/throttle.js';
 
 const settings = {
   perIp: { attempts: 10, window: 60 },
@@ -55,4 +55,18 @@ test('quiet entries are swept', (t) => {
   t.true(throttle.size > 0);
   throttle.sweep(60_000);
   t.is(throttle.size, 0);
+});
+
+test('IPv6 addresses are counted per /64, IPv4-mapped ones as IPv4', (t) => {
+  t.is(addressKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  t.is(addressKey('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64');
+  t.is(addressKey('2001:0db8::7'), '2001:db8:0:0::/64');
+  t.is(addressKey('::1'), '0:0:0:0::/64');
+  t.is(addressKey('::ffff:192.0.2.7'), '192.0.2.7');
+  t.is(addressKey('192.0.2.7'), '192.0.2.7');
+
+  const throttle = new AuthThrottle({ ...settings, perIp: { attempts: 3, window: 60 } });
+  for (let i = 1; i <= 3; i++) throttle.failed(`2001:db8:1:2::${i}`, `user${i}@example.org`, 0);
+  t.is(throttle.blockedFor('2001:db8:1:2::99', undefined, 0), 60, 'a new address in the same /64 is refused too');
+  t.is(throttle.blockedFor('2001:db8:1:3::1', undefined, 0), 0);
 });

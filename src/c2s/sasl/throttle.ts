@@ -1,6 +1,6 @@
 // Failed-authentication throttling: the guesser is slowed down, never the owner of the account.
 //
-// - per address: failures from one IP address, whatever the account. At the limit the address is
+// - per address: failures from one IP address (an IPv6 /64), whatever the account. At the limit the address is
 //   refused (temporary-auth-failure) for `window`, then twice as long at each new offence, up to
 //   `maxBackoff`. One machine guessing many accounts.
 // - per account and address: failures for one account from one address, refused the same way.
@@ -112,7 +112,7 @@ export class AuthThrottle {
    * The account's own count never refuses: that would lock its owner out.
    */
   blockedFor(address: string, account: string | undefined, now = Date.now()): number {
-    const byAddress = this.byAddress.blockedFor(address, now);
+    const byAddress = this.byAddress.blockedFor(addressKey(address), now);
     const byPair = account === undefined ? 0 : this.byAccountAndAddress.blockedFor(pairKey(account, address), now);
     return Math.ceil(Math.max(byAddress, byPair) / 1000);
   }
@@ -122,7 +122,7 @@ export class AuthThrottle {
    * account is past its soft limit, then 1 s doubling to 30 s for each further failure.
    */
   failed(address: string, account: string | undefined, now = Date.now()): number {
-    this.byAddress.fail(address, now);
+    this.byAddress.fail(addressKey(address), now);
     if (account === undefined) return 0;
     this.byAccountAndAddress.fail(pairKey(account, address), now);
     const excess = this.byAccount.fail(account, now) - this.settings.perAccount.attempts;
@@ -151,5 +151,19 @@ export class AuthThrottle {
 }
 
 function pairKey(account: string, address: string): string {
-  return `${account} ${address}`;
+  return `${account} ${addressKey(address)}`;
+}
+
+/**
+ * The unit an address is counted in: an IPv4 address (also when IPv4-mapped), or an IPv6 /64 —
+ * one customer's network, in which a guesser could otherwise take a new address per guess.
+ */
+export function addressKey(address: string): string {
+  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
+  if (!address.includes(':')) return address;
+  const [head = '', tail = ''] = address.toLowerCase().split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = address.includes('::') ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }
