@@ -47,8 +47,14 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       pingInterval: c2s.ping_interval,
       pingTimeout: c2s.ping_timeout,
       whitespaceKeepalive: c2s.whitespace_keepalive,
-      authThrottle: { perIp: c2s.auth_throttle.per_ip, perAccount: c2s.auth_throttle.per_account },
+      authThrottle: {
+        perIp: c2s.auth_throttle.per_ip,
+        perAccountAndIp: c2s.auth_throttle.per_account_and_ip,
+        perAccount: c2s.auth_throttle.per_account,
+        maxBackoff: c2s.auth_throttle.max_backoff,
+      },
       resumeTimeout: c2s.resume_timeout ?? 0,
+      maxSessionsPerAccount: c2s.max_sessions_per_account,
     },
     http: {
       enabled: config.http.enabled,

@@ -8,8 +8,11 @@ import { listenOn } from '../core/listen.js';
 import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
-import type { ThrottleLimit } from './sasl/throttle.js';
+import type { AuthThrottleSettings } from './sasl/throttle.js';
 import { TcpTransport, type C2STransport } from './transport.js';
+import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from './hibernation.js';
+import { parseJid } from '../core/jid.js';
+import { runMigrations } from '../storage/db.js';
 
 export interface C2SListen {
   host: string;
@@ -33,9 +36,11 @@ export interface C2SSettings {
   pingTimeout: number;
   /** seconds of our silence before a whitespace keepalive, or null */
   whitespaceKeepalive: number | null;
-  authThrottle: { perIp: ThrottleLimit; perAccount: ThrottleLimit };
+  authThrottle: AuthThrottleSettings;
   /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
   resumeTimeout: number;
+  /** sessions (resources) one account may have bound at once, resumable ones included */
+  maxSessionsPerAccount: number;
 }
 
 const SWEEP_INTERVAL_MS = 5000;
@@ -47,6 +52,10 @@ export class C2SListeners {
   readonly resumable = new Map<string, ClientSession>();
   private sweeper: NodeJS.Timeout | undefined;
   private closing = false;
+  /** Durable notes of hibernating sessions (set once listening). */
+  hibernations: HibernationRecords | undefined;
+  /** Queues of ended sessions being stored (offline storage): a shutdown waits for them. */
+  private readonly handedOn = new Set<Promise<unknown>>();
 
   constructor(
     private readonly server: Server,
@@ -55,6 +64,9 @@ export class C2SListeners {
 
   async listen(): Promise<void> {
     startClock();
+    await runMigrations(this.server.db, 'c2s', hibernationMigrations);
+    this.hibernations = new HibernationRecords(this.server.db, this.server.log.child({ component: 'c2s' }));
+    await this.recoverLostSessions();
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
@@ -139,15 +151,45 @@ export class C2SListeners {
     this.server.authThrottle.sweep();
   }
 
-  /** Stops accepting, then ends every stream with `system-shutdown` (RFC 6120 §4.9.3.18). */
+  /**
+   * Sessions that were waiting to be resumed when the process died (kill -9): what they had
+   * queued is in the archive; modules hand it on (to offline storage) before clients connect.
+   */
+  private async recoverLostSessions(): Promise<void> {
+    const records = this.hibernations!;
+    for (const row of await records.left()) {
+      const jid = parseJid(row.jid);
+      const host = this.server.hosts.get(row.host);
+      if (jid !== null && host !== undefined) {
+        this.server.log.warn({ jid: row.jid, since: new Date(row.since).toISOString() }, 'a session waiting for resumption was lost with the last process; handing on what it had queued');
+        await host.events.fire('c2s/session-lost', { jid, since: row.since } satisfies SessionLostEvent);
+      }
+      if (jid !== null) await records.over(jid);
+    }
+  }
+
+  /** An ended session is storing what it had queued (offline storage). */
+  handingOn(storing: Promise<unknown> | undefined): void {
+    if (storing === undefined) return;
+    this.handedOn.add(storing);
+    const done = () => this.handedOn.delete(storing);
+    storing.then(done, done);
+  }
+
+  /**
+   * Stops accepting, then ends every stream with `system-shutdown` (RFC 6120 §4.9.3.18) and
+   * every session waiting to be resumed, and waits until what they had queued is stored
+   * (offline storage), so a restart loses none of it.
+   */
   async close(): Promise<void> {
     this.closing = true;
     if (this.sweeper) clearInterval(this.sweeper);
     const closing = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.streams]) stream.close('system-shutdown', 'The server is shutting down');
     this.streams.clear();
-    for (const session of [...this.resumable.values()]) session.end('server shutdown');
+    for (const session of [...this.resumable.values()]) this.handingOn(session.end('server shutdown'));
     this.resumable.clear();
+    await Promise.allSettled([...this.handedOn]);
     await Promise.all(closing);
     stopClock();
   }

@@ -2,15 +2,19 @@
 // management allows resumption (XEP-0198 §5): a dropped mobile link leaves the session
 // "hibernating" — still online for its contacts, stanzas queued — until the client resumes on a
 // new connection or the resumption window ends.
-import type Element from 'ltx/lib/Element.js';
 import type { Server } from '../core/server.js';
 import type { DeliveryTracker, Session } from '../core/sessions.js';
 import type { Jid } from '../core/jid.js';
-import type { StreamErrorCondition } from '../core/stanza.js';
+import { messageType, type StreamErrorCondition } from '../core/stanza.js';
+import Element from 'ltx/lib/Element.js';
 import { serialize } from '../xml/serialize.js';
 import { CsiBuffer, isImportant } from './csi.js';
 import { StreamManagement } from './sm.js';
 import type { C2SStream } from './stream.js';
+import type { C2SListeners } from './listener.js';
+import type { HibernationRecords } from './hibernation.js';
+
+const NS_DELAY = 'urn:xmpp:delay';
 
 /** Unacknowledged stanzas a hibernating session may collect before it is ended early. */
 const MAX_HIBERNATION_QUEUE = 10_000;
@@ -25,12 +29,15 @@ export class ClientSession implements Session {
   remoteAddress: string;
   stream: C2SStream | null;
   sm: StreamManagement | null = null;
+  private readonly listeners: C2SListeners;
   /** Set while the client has declared itself inactive (XEP-0352). */
   private csi: CsiBuffer | null = null;
   private hibernation: NodeJS.Timeout | undefined;
   ended = false;
   /** Called once when the session ends (the stream uses it to forget the resumption id). */
   onEnded: (() => void) | undefined;
+  /** The durable note of this session's hibernation (./hibernation.ts): written, then deleted, in order. */
+  private hibernationRecord: Promise<void> | undefined;
 
   constructor(
     private readonly server: Server,
@@ -39,6 +46,7 @@ export class ClientSession implements Session {
   ) {
     this.stream = stream;
     this.remoteAddress = stream.remoteAddress;
+    this.listeners = stream.listeners;
   }
 
   get host(): string {
@@ -137,9 +145,19 @@ export class ClientSession implements Session {
       this.server.log.debug({ jid: this.jid.toString(), reason }, 'session hibernating, waiting for resumption');
       this.hibernation = setTimeout(() => this.end('resumption timed out'), resumeTimeoutSeconds * 1000);
       this.hibernation.unref();
+      // so that what it queues survives a crash (its messages are in the archive): one write
+      const since = Math.min(this.sm.oldestUnacked ?? Date.now(), Date.now());
+      this.recordHibernation((records) => records.hibernating(this.jid, since));
       return;
     }
     this.end(reason);
+  }
+
+  private recordHibernation(write: (records: HibernationRecords) => Promise<void>): Promise<void> | undefined {
+    const records = this.listeners.hibernations;
+    if (records === undefined) return undefined;
+    this.hibernationRecord = (this.hibernationRecord ?? Promise.resolve()).then(() => write(records));
+    return this.hibernationRecord;
   }
 
   /** A new connection takes this session over (XEP-0198 §5). The old one, if any, is dropped quietly. */
@@ -149,27 +167,59 @@ export class ClientSession implements Session {
     this.stream = stream;
     this.remoteAddress = stream.remoteAddress;
     old?.detach('Resumed on another connection');
+    if (this.hibernationRecord !== undefined) this.recordHibernation((records) => records.over(this.jid));
   }
 
-  /** Ends the session for good: contacts see it go offline, unacknowledged stanzas find another way. */
-  end(reason: string): void {
-    if (this.ended) return;
+  /**
+   * Ends the session for good: contacts see it go offline, unacknowledged stanzas find another
+   * way. Returns a promise when some of them are being stored (offline storage), which a
+   * shutdown waits for.
+   */
+  end(reason: string): Promise<unknown> | undefined {
+    if (this.ended) return undefined;
     this.ended = true;
     clearTimeout(this.hibernation);
     this.stream = null;
     this.onEnded?.();
     this.server.sessionClosed(this, reason);
     const unacked = this.sm?.takeUnacked() ?? [];
+    let handingOn: Array<Promise<unknown>> | undefined;
     for (const entry of unacked) {
-      if (entry.tracker) entry.tracker.undelivered();
-      else this.server.router.undelivered(entry.stanza, this.jid, entry.otherCopies);
+      if (entry.tracker) {
+        entry.tracker.undelivered();
+        continue;
+      }
+      if (entry.stanza.name === 'message') this.stampDelay(entry.stanza, entry.at);
+      const rerouted = this.server.router.undelivered(entry.stanza, this.jid, entry.otherCopies);
+      if (rerouted instanceof Promise) (handingOn ??= []).push(rerouted);
     }
     // held back by CSI, never sent: the account's other resources had theirs at the same time
     const held = this.csi?.take() ?? [];
     this.csi = null;
     for (const entry of held) {
       if (entry.tracker) entry.tracker.undelivered();
-      else this.server.router.undelivered(entry.stanza, this.jid, this.otherRecipients(entry.stanza));
+      else {
+        const rerouted = this.server.router.undelivered(entry.stanza, this.jid, this.otherRecipients(entry.stanza));
+        if (rerouted instanceof Promise) (handingOn ??= []).push(rerouted);
+      }
     }
+    // never rejects: whoever ends a session (a timer, a conflict) need not catch
+    const handedOn = handingOn === undefined ? undefined : Promise.all(handingOn).catch((err: unknown) => this.server.log.error({ err, jid: this.jid.toString() }, 'handing on the queue of an ended session failed'));
+    if (this.hibernationRecord === undefined) return handedOn;
+    // the durable note goes once the queue is handed on (stored), not before
+    return (handedOn ?? Promise.resolve()).then(() => this.recordHibernation((records) => records.over(this.jid)));
+  }
+
+  /**
+   * XEP-0203: a message handed on from the queue carries the time the server first had it, not
+   * when the session ended (as Prosody's mod_smacks does). A new children array: the old one
+   * may be shared with copies already made.
+   */
+  private stampDelay(message: Element, at: number): void {
+    const type = messageType(message);
+    if (type === 'groupchat' || type === 'headline' || type === 'error') return;
+    if (message.children.some((c) => typeof c !== 'string' && c.name === 'delay' && c.attrs.xmlns === NS_DELAY)) return;
+    const delay = new Element('delay', { xmlns: NS_DELAY, from: this.jid.domain, stamp: new Date(at).toISOString() });
+    message.children = [...message.children, delay];
   }
 }

@@ -4,6 +4,7 @@
 import crypto from 'node:crypto';
 import type Element from 'ltx/lib/Element.js';
 import type { DeliveryTracker, Session } from '../core/sessions.js';
+import { clock } from './clock.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
 
@@ -13,6 +14,8 @@ export interface Unacked {
   tracker: DeliveryTracker | undefined;
   /** For a message to the account: the other resources that got their own copy of it. */
   otherCopies: Session[] | undefined;
+  /** epoch ms (the coarse clock) it was queued: its XEP-0203 delay stamp if it is re-routed */
+  at: number;
 }
 
 const UINT32 = 2 ** 32;
@@ -44,7 +47,7 @@ export class StreamManagement {
   }
 
   sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined, otherCopies?: Session[]): void {
-    this.queue.push({ stanza, xml, tracker, otherCopies });
+    this.queue.push({ stanza, xml, tracker, otherCopies, at: clock.now });
   }
 
   /**
@@ -79,6 +82,11 @@ export class StreamManagement {
     this.queue = [];
     this.head = 0;
     return rest;
+  }
+
+  /** When the oldest unacknowledged stanza was queued, or undefined when none is. */
+  get oldestUnacked(): number | undefined {
+    return this.head < this.queue.length ? this.queue[this.head]!.at : undefined;
   }
 
   /** Still unacknowledged, for resending after a resume (kept in the queue). */

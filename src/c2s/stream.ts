@@ -112,7 +112,7 @@ export class C2SStream implements TransportEvents {
     readonly server: Server,
     readonly transport: C2STransport,
     private readonly settings: C2SSettings,
-    private readonly listeners: C2SListeners,
+    readonly listeners: C2SListeners,
   ) {
     this.secure = transport.secure;
     this.framed = transport.framed;
@@ -296,7 +296,8 @@ export class C2SStream implements TransportEvents {
     const session = this.session;
     if (session === null) return;
     this.session = null;
-    if (this.endsSession) session.end(reason);
+    // the listeners wait for what an ending session re-routes (offline storage) before shutdown
+    if (this.endsSession) this.listeners.handingOn(session.end(reason));
     else session.connectionLost(reason, this.settings.resumeTimeout);
   }
 
@@ -482,7 +483,15 @@ export class C2SStream implements TransportEvents {
         resource = normalizeResource(requested);
         if (resource === null) return this.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));
       }
-      const session = new ClientSession(this.server, this, new Jid(this.username, this.host, resource));
+      const jid = new Jid(this.username, this.host, resource);
+      // RFC 6120 §7.6.2.2: an account at its limit of sessions gets <resource-constraint/>
+      // (type wait); replacing one of its own resources (§7.7.2.2, conflict) is not a new one.
+      const bound = this.server.sessions.ofAccount(jid.bare);
+      if (bound !== undefined && bound.size >= this.settings.maxSessionsPerAccount && !bound.has(resource)) {
+        this.server.log.warn({ jid: jid.bare, address: this.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
+        return this.send(errorReply(iq, new StanzaError('resource-constraint', `At most ${this.settings.maxSessionsPerAccount} sessions per account`)));
+      }
+      const session = new ClientSession(this.server, this, jid);
       this.session = session;
       this.state = 'bound';
       this.server.sessionBound(session);

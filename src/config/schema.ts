@@ -119,10 +119,18 @@ const c2sSchema = z.strictObject({
   whitespace_keepalive: durationOrNever().prefault('never'),
   /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
   resume_timeout: durationOrNever().prefault('5m'),
+  /** Sessions (resources) one account may have bound at once; beyond it binding fails (RFC 6120 §7.6.2.2). */
+  max_sessions_per_account: z.number().int().min(1).default(10),
   auth_throttle: section(
     z.strictObject({
+      /** Failures from one address, any account: the address is refused (with backoff). */
       per_ip: section(throttleSchema(10).prefault({})),
+      /** Failures for one account from one address: that pair is refused (with backoff). */
+      per_account_and_ip: section(throttleSchema(5).prefault({})),
+      /** Failures for one account from anywhere: a soft limit, past it failures are delayed, never refused. */
       per_account: section(throttleSchema(5).prefault({})),
+      /** The longest an address is refused after repeated offences (each doubles the last). */
+      max_backoff: duration().prefault('1h'),
     }).prefault({}),
   ),
 });

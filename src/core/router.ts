@@ -162,21 +162,22 @@ export class Router {
    * there, the message is not delivered twice. (Checking who is online now instead would drop a
    * message that only this session had, once a resource that never got it comes online.)
    */
-  undelivered(stanza: Element, recipient: Jid, otherCopies: readonly Session[] = []): void {
+  /** Returns a promise when the message is accepted only once stored (offline storage). */
+  undelivered(stanza: Element, recipient: Jid, otherCopies: readonly Session[] = []): Promise<unknown> | undefined {
     if (stanza.name === 'iq') {
       const type = stanza.attrs.type;
       if (type === 'get' || type === 'set') this.bounce(stanza, new StanzaError('recipient-unavailable'));
-      return;
+      return undefined;
     }
-    if (stanza.name !== 'message') return;
+    if (stanza.name !== 'message') return undefined;
     const type = messageType(stanza);
-    if (type === 'groupchat' || type === 'headline' || type === 'error') return;
+    if (type === 'groupchat' || type === 'headline' || type === 'error') return undefined;
     const host = this.hosts.get(recipient.domain);
-    if (host === undefined) return;
+    if (host === undefined) return undefined;
     for (const other of otherCopies) {
-      if (other.available && this.sessions.get(other.jid.bare, other.jid.resource) === other) return;
+      if (other.available && this.sessions.get(other.jid.bare, other.jid.resource) === other) return undefined;
     }
-    void this.messageToBare(stanza, recipient.toBare(), host);
+    return this.messageToBare(stanza, recipient.toBare(), host);
   }
 
   /** Sends to each available resource with non-negative priority; returns how many got it. */

@@ -11,6 +11,7 @@ import { ModuleContext, type ModuleDefinition } from './module.js';
 import { Router } from './router.js';
 import { SessionRegistry, type Session } from './sessions.js';
 import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
+import { StorageHealth, storageMigrations } from '../storage/health.js';
 import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
 import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
@@ -49,6 +50,8 @@ export class Server {
   /** Prometheus metrics, served at /metrics. */
   readonly metrics = new ServerMetrics(() => ({ ...(this.c2s?.connectionCounts() ?? { c2s_tcp: 0, c2s_websocket: 0 }) }));
   db!: Knex;
+  /** Whether the database can keep what is acknowledged (checked at start, watched while running). */
+  storage!: StorageHealth;
   accounts!: AccountStore;
   router!: Router;
   tls!: TlsContexts;
@@ -100,11 +103,16 @@ export class Server {
     const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map(definitionOf);
 
     this.db = await openDatabase(this.settings.storage);
+    // a corrupted or read-only database stops the start, naming the file (storage/health.ts)
+    this.storage = new StorageHealth(this.db, this.settings.storage, this.log.child({ component: 'storage' }));
+    await this.storage.checkIntegrity();
+    await runMigrations(this.db, 'storage', storageMigrations);
     await runMigrations(this.db, 'accounts', accountMigrations);
     for (const definition of enabled) {
       const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
       if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
     }
+    await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
     this.authThrottle = new AuthThrottle(this.settings.c2s.authThrottle);
     this.router = new Router(this.hosts, this.sessions, this.accounts, this.events, this.log);
@@ -224,6 +232,7 @@ export class Server {
         phaseDone(`${host.domain}/${module.name}`);
       }
     }
+    this.storage?.stop();
     if (this.db) {
       await drainDatabase(this.db, 5000);
       phaseDone('database drain');

@@ -3,6 +3,7 @@
 import type { Server } from '../core/server.js';
 import { WEBSOCKET_PATH } from '../c2s/websocket.js';
 import type { HttpListenerInfo, HttpRequest } from './router.js';
+import { fromLocalAdmin } from './forwarded.js';
 
 export interface MetricsSettings {
   enabled: boolean;
@@ -39,14 +40,21 @@ export function serveEndpoints(server: Server, metrics: MetricsSettings, websock
   http.route('/health', live);
   http.route('/health/live', live);
   http.route('/health/ready', async (request) => {
-    const checks = { database: await databaseReachable(server), listeners: server.listenersUp() };
+    // the database must answer and take a write: a read-only or failed database is not ready
+    const checks = { database: (await databaseReachable(server)) && (await server.storage.probe()), listeners: server.listenersUp() };
     const ready = checks.database && checks.listeners;
-    send(request, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'not ready', checks })}\n`);
+    const problem = checks.database ? undefined : (server.storage.problem ?? undefined);
+    send(request, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'not ready', checks, ...(problem ? { problem } : {}) })}\n`);
   });
 
   if (metrics.enabled) {
     const onListener = metrics.listeners === 'all' ? undefined : (l: HttpListenerInfo) => l.tls === 'none' && l.loopback;
     http.route({ prefix: '/metrics', listeners: onListener }, async (request) => {
+      // a loopback listener is reached by the local reverse proxy too: refuse what it relays
+      if (metrics.listeners === 'loopback' && !fromLocalAdmin(request.req)) {
+        request.log.warn({ peer: request.req.socket.remoteAddress, forwardedFor: request.req.headers['x-forwarded-for'] }, 'metrics refused: request relayed for a client elsewhere');
+        return send(request, 403, 'text/plain; charset=utf-8', 'Metrics are for this machine only\n');
+      }
       const text = await server.metrics.registry.metrics();
       send(request, 200, server.metrics.registry.contentType, text);
     });

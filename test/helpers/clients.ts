@@ -143,9 +143,10 @@ export class RawClient {
   closed = false;
   private listeners: Array<() => void> = [];
 
-  static async open(server: TestServer, options: { tls?: boolean } = { tls: true }): Promise<RawClient> {
+  /** `localAddress`: another loopback address (127.0.0.2...) to be another client machine. */
+  static async open(server: TestServer, options: { tls?: boolean; localAddress?: string } = { tls: true }): Promise<RawClient> {
     const raw = new RawClient();
-    const socket = net.connect(server.port, '127.0.0.1');
+    const socket = net.connect({ port: server.port, host: '127.0.0.1', localAddress: options.localAddress });
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     raw.attach(socket);
     if (options.tls !== false) {

@@ -1,6 +1,9 @@
 // Accounts and logging in, over real sockets: in-band registration (XEP-0077) before and after
 // login, SASL SCRAM-SHA-1 / SCRAM-SHA-256 / PLAIN (RFC 6120 §6) over STARTTLS and direct TLS,
 // refusals (wrong password, no TLS) and failed-login throttling.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
@@ -18,14 +21,14 @@ const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 let server: TestServer;
 test.before(async () => {
   // the tests below fail some logins on purpose; throttling gets its own server and test
-  server = await startServer({ config: { c2s: { auth_throttle: { per_ip: { attempts: 1000 }, per_account: { attempts: 1000 } } } } });
+  server = await startServer({ config: { c2s: { auth_throttle: { per_ip: { attempts: 1000 }, per_account_and_ip: { attempts: 1000 }, per_account: { attempts: 1000 } } } } });
   for (const name of ['alice', 'bob', 'erin', 'frank', 'gina']) await server.createAccount(name);
 });
 test.after.always(async () => server?.stop());
 
 /** A raw client over STARTTLS with the stream opened, ready for SASL or registration. */
-async function secureStream(s: TestServer = server): Promise<{ wire: RawClient; features: Element }> {
-  const wire = await RawClient.open(s);
+async function secureStream(s: TestServer = server, localAddress?: string): Promise<{ wire: RawClient; features: Element }> {
+  const wire = await RawClient.open(s, { localAddress });
   const features = await openStream(wire, s.domain);
   return { wire, features };
 }
@@ -92,6 +95,32 @@ test('registering a username that is already taken is refused with conflict', as
   const alice = await connect(server, 'alice');
   t.is(alice.jid.split('/')[0], 'alice@localhost', "Alice's account and password are untouched");
   await alice.stop();
+});
+
+/** Registers `username` in-band on a fresh stream; the IQ reply's type and error condition. */
+async function registerFrom(s: TestServer, username: string): Promise<string> {
+  const { wire } = await secureStream(s);
+  try {
+    wire.write(`<iq type='set' id='reg'><query xmlns='${NS_REGISTER}'><username>${username}</username><password>a good password</password></query></iq>`);
+    const reply = await readElement(wire, 'iq', 'reg');
+    const error = reply.getChild('error');
+    return error === undefined ? reply.attrs.type! : `${error.attrs.type}/${error.children.find((c) => typeof c !== 'string' && c.attrs.xmlns === NS_STANZAS && c.name !== 'text')?.toString().match(/^<([\w-]+)/)?.[1]}`;
+  } finally {
+    wire.close();
+  }
+}
+
+// Issue 16.11: loopback was exempt from the registration limit, so a local reverse proxy or a
+// script made 4,763 accounts a minute.
+test('registrations from this machine are limited like any address unless exempt_loopback is set', async (t) => {
+  const limited = await startServer({ config: { modules: { register: { registrations_per_ip: 3 }, disco: true, ping: true } } });
+  t.teardown(() => limited.stop());
+  for (const name of ['r1', 'r2', 'r3']) t.is(await registerFrom(limited, name), 'result', name);
+  t.is(await registerFrom(limited, 'r4'), 'wait/resource-constraint', 'the fourth from 127.0.0.1 within the window is refused');
+
+  const exempt = await startServer({ config: { modules: { register: { registrations_per_ip: 3, exempt_loopback: true }, disco: true, ping: true } } });
+  t.teardown(() => exempt.stop());
+  for (const name of ['r1', 'r2', 'r3', 'r4']) t.is(await registerFrom(exempt, name), 'result', `${name}, exempt`);
 });
 
 // --- logging in --------------------------------------------------------------------------------
@@ -207,6 +236,64 @@ test('after 3 failed logins from one address, even the right password gets tempo
   t.deepEqual(await authenticateScram(wire, 'sha256', 'alice', PASSWORD), { outcome: 'failure', condition: 'temporary-auth-failure' });
   wire.close();
   t.is(await loginOutcome(guarded, 'alice', PASSWORD), 'temporary-auth-failure');
+});
+
+/** PLAIN with `password` from `address` (a loopback address standing for another machine): the outcome. */
+async function plainFrom(s: TestServer, address: string, username: string, password: string): Promise<string> {
+  const { wire } = await secureStream(s, address);
+  try {
+    const result = await authenticatePlain(wire, username, password);
+    return result.outcome === 'success' ? 'success' : result.condition;
+  } finally {
+    wire.close();
+  }
+}
+
+// Issue 16.3: five wrong passwords from anyone who knew the JID locked the owner out for a
+// minute, again and again. The guesser's address is refused, not the account.
+test('five wrong passwords from a guesser refuse the guesser, not Alice logging in from her own machine', async (t) => {
+  const guarded = await startServer(); // default limits
+  t.teardown(() => guarded.stop());
+  await guarded.createAccount('alice');
+
+  for (let guess = 1; guess <= 5; guess++) {
+    t.is(await plainFrom(guarded, '127.0.0.2', 'alice', `guess ${guess}`), 'not-authorized', `guess ${guess}`);
+  }
+  t.is(await plainFrom(guarded, '127.0.0.2', 'alice', PASSWORD), 'temporary-auth-failure', 'the guesser is refused, even with the right password');
+  t.is(await plainFrom(guarded, '127.0.0.1', 'alice', PASSWORD), 'success', 'Alice, from another address, logs in');
+  t.is(await loginOutcome(guarded, 'alice', PASSWORD), 'success', 'and so does her SCRAM client');
+});
+
+test('many addresses guessing one account slow each other down but never refuse the owner', async (t) => {
+  const guarded = await startServer({ config: { c2s: { auth_throttle: { per_account: { attempts: 3 } } } } });
+  t.teardown(() => guarded.stop());
+  await guarded.createAccount('alice');
+
+  // four machines, one guess each: past the account's soft limit of 3, a failure is delayed
+  for (const address of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) {
+    t.is(await plainFrom(guarded, address, 'alice', 'a guess'), 'not-authorized', address);
+  }
+  t.is(await plainFrom(guarded, '127.0.0.6', 'alice', PASSWORD), 'success', 'a right password is never refused for the account');
+});
+
+test('each failed login is logged with the address and the account, in the line the README\'s fail2ban filter matches', async (t) => {
+  const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-auth-log-')), 'xmppd.log');
+  const guarded = await startServer({ logFile, config: { c2s: { auth_throttle: { per_account_and_ip: { attempts: 2 } } } } });
+  t.teardown(() => guarded.stop());
+  await guarded.createAccount('alice');
+
+  t.is(await plainFrom(guarded, '127.0.0.7', 'alice', 'wrong'), 'not-authorized');
+  t.is(await plainFrom(guarded, '127.0.0.7', 'alice', 'wrong again'), 'not-authorized');
+  t.is(await plainFrom(guarded, '127.0.0.7', 'alice', PASSWORD), 'temporary-auth-failure');
+  const log = fs.readFileSync(logFile, 'utf8');
+  // the README's filter: failregex = authentication (failed|throttled) from <HOST> for
+  const failregex = /authentication (failed|throttled) from (\S+) for (\S+)"/g;
+  const matches = [...log.matchAll(failregex)].map((m) => [m[1], m[2], m[3]]);
+  t.deepEqual(matches, [
+    ['failed', '127.0.0.7', 'alice@localhost'],
+    ['failed', '127.0.0.7', 'alice@localhost'],
+    ['throttled', '127.0.0.7', 'alice@localhost'],
+  ]);
 });
 
 // --- the account after login (XEP-0077 §3.2, §3.3) ---------------------------------------------

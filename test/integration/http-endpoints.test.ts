@@ -94,6 +94,17 @@ test('/metrics is Prometheus text on the plain loopback listener, and not served
   t.is((await get('/metrics', { secure: true })).status, 404);
 });
 
+// Issue 16.11: through the README's nginx config (proxy_pass to the loopback listener,
+// X-Forwarded-For added), anyone on the internet could read the metrics.
+test('/metrics refuses a request the local reverse proxy relays for a client elsewhere', async (t) => {
+  t.is((await get('/metrics', { headers: { 'X-Forwarded-For': '203.0.113.5' } })).status, 403, "nginx's X-Forwarded-For");
+  t.is((await get('/metrics', { headers: { 'X-Forwarded-For': '127.0.0.1, 203.0.113.5' } })).status, 403, 'a forged loopback entry before the real client');
+  t.is((await get('/metrics', { headers: { Forwarded: 'for="[2001:db8::7]:4711";proto=https' } })).status, 403, 'RFC 7239 Forwarded');
+  t.is((await get('/metrics', { headers: { Forwarded: 'for=unknown' } })).status, 403, 'an unnamed client is someone else');
+  t.is((await get('/metrics', { headers: { 'X-Forwarded-For': '127.0.0.1' } })).status, 200, 'a local client through a local proxy');
+  t.is((await get('/metrics', { headers: { Forwarded: 'for="[::1]:5000"' } })).status, 200);
+});
+
 test('metrics move with traffic: connections, stanzas, auth failures, delivery latency, offline queue', async (t) => {
   const before = (await get('/metrics')).body;
   const { ann, ben, cid } = await freshAccounts(server, 'ann', 'ben', 'cid');

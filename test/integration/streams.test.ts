@@ -288,3 +288,32 @@ test('on server shutdown, connected clients receive system-shutdown', async (t) 
   t.deepEqual(edErrors, ['system-shutdown'], "Ed's client was told why");
   await ed.stop();
 });
+
+// Issue 16.6: 1,000 resources of one account cost a million presence stanzas and 170 MB.
+test("an account's eleventh session is refused at binding with resource-constraint (wait); rebinding its own resource is not", async (t) => {
+  const limited = await startServer(); // default max_sessions_per_account: 10
+  t.teardown(() => limited.stop());
+  await limited.createAccount('dana');
+  const wires: Wire[] = [];
+  t.teardown(() => wires.forEach((w) => w.close()));
+  for (let i = 1; i <= 10; i++) wires.push((await loginRaw(limited, 'dana', `device${i}`)).wire);
+
+  const eleventh = await RawClient.open(limited);
+  wires.push(eleventh);
+  await openStream(eleventh, limited.domain);
+  t.is((await authenticatePlain(eleventh, 'dana')).outcome, 'success', 'logging in is not refused');
+  await openStream(eleventh, limited.domain);
+  eleventh.write(`<iq type='set' id='bind-11'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>device11</resource></bind></iq>`);
+  const refused = await readElement(eleventh, 'iq', 'bind-11');
+  t.is(refused.attrs.type, 'error');
+  const error = refused.getChild('error')!;
+  t.is(error.attrs.type, 'wait', 'RFC 6120 §7.6.2.2: resource-constraint is of type wait');
+  t.truthy(error.getChild('resource-constraint', 'urn:ietf:params:xml:ns:xmpp-stanzas'));
+  t.is(limited.server.sessions.ofAccount('dana@localhost')?.size, 10);
+
+  // RFC 6120 §7.7.2.2: the same resource again replaces the old session, within the limit
+  const again = await loginRaw(limited, 'dana', 'device1');
+  wires.push(again.wire);
+  t.is(again.jid, 'dana@localhost/device1');
+  t.is(limited.server.sessions.ofAccount('dana@localhost')?.size, 10);
+});

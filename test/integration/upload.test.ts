@@ -13,6 +13,8 @@ import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
 import { uploadServiceOf } from '../../src/modules/upload/index.js';
+import type { BlobStore, ByteRange, StagedBlob } from '../../src/modules/upload/blobs.js';
+import { Transform, type Readable } from 'node:stream';
 import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
 import { bareOf, freshAccounts, loginForTest, online } from '../helpers/conversation.js';
@@ -454,6 +456,65 @@ test.serial('a quota per account: past it the request is refused with resource-c
   const metrics = await (await fetch(`http://127.0.0.1:${quota.httpPort}/metrics`)).text();
   t.regex(metrics, /^xmppd_upload_bytes_total 2000$/m);
   t.regex(metrics, /^xmppd_upload_files\{host="localhost"\} 1$/m);
+});
+
+/**
+ * The server's blob store on a disk with `free` bytes left: the upload's bytes go through the
+ * real local store, and the write fails with ENOSPC once the disk is full.
+ */
+class DiskFullBlobStore implements BlobStore {
+  constructor(
+    private readonly disk: BlobStore,
+    private readonly free: number,
+  ) {}
+  stage(source: Readable, maxBytes: number): Promise<StagedBlob> {
+    let written = 0;
+    const free = this.free;
+    const device = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        written += chunk.length;
+        if (written <= free) return callback(null, chunk);
+        callback(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' }));
+      },
+    });
+    source.pipe(device);
+    return this.disk.stage(device, maxBytes);
+  }
+  open(sha256: string, range?: ByteRange): Readable {
+    return this.disk.open(sha256, range);
+  }
+  has(sha256: string): Promise<boolean> {
+    return this.disk.has(sha256);
+  }
+  delete(sha256: string): Promise<void> {
+    return this.disk.delete(sha256);
+  }
+  list(): AsyncIterable<string> {
+    return this.disk.list();
+  }
+}
+
+// Issue 16.11: an upload on a full disk was answered 400, as if the client had sent too little.
+test.serial('an upload to a full disk is answered 507 Insufficient Storage and leaves no partial file', async (t) => {
+  const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-upload-log-')), 'xmppd.log');
+  const cramped = await startServer({ logFile, config: { modules: standardModules } });
+  t.teardown(() => cramped.stop());
+  const store = (await uploadServiceOf(cramped.server)!).store as unknown as { blobs: BlobStore };
+  store.blobs = new DiskFullBlobStore(store.blobs, 64 * 1024);
+  await cramped.createAccount('hal');
+  const hal = await connect(cramped, 'hal', { resource: 'phone' });
+  t.teardown(() => hal.stop());
+
+  const slot = await requestSlot(hal, 'holiday.jpg', 256 * 1024);
+  const reply = await fetch(slot.put, { method: 'PUT', body: randomBytes(256 * 1024), headers: slot.headers });
+  t.is(reply.status, 507);
+  t.deepEqual(fs.readdirSync(path.join(cramped.dataDir, 'uploads', 'tmp')), [], 'the partial file is removed');
+  t.is((await fetch(slot.get)).status, 404, 'nothing is served for the slot');
+  t.regex(fs.readFileSync(logFile, 'utf8'), /upload refused: no space left for [^"]*uploads\/tmp\/[0-9a-f]+"/, 'the log names the file');
+
+  // once there is room again, the same slot takes the upload
+  store.blobs = (store.blobs as unknown as { disk: BlobStore }).disk;
+  t.is((await fetch(slot.put, { method: 'PUT', body: randomBytes(256 * 1024), headers: slot.headers })).status, 201);
 });
 
 test.serial('a full server storage refuses new slots with resource-constraint', async (t) => {

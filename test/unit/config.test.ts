@@ -61,7 +61,12 @@ test('an empty file is a working single-host configuration', (t) => {
   t.is(config.c2s.max_stanza_size, 256 * 1024);
   t.is(config.c2s.ping_interval, 300);
   t.is(config.c2s.whitespace_keepalive, null);
-  t.deepEqual(config.c2s.auth_throttle, { per_ip: { attempts: 10, window: 60 }, per_account: { attempts: 5, window: 60 } });
+  t.deepEqual(config.c2s.auth_throttle, {
+    per_ip: { attempts: 10, window: 60 },
+    per_account_and_ip: { attempts: 5, window: 60 },
+    per_account: { attempts: 5, window: 60 },
+    max_backoff: 3600,
+  });
   t.is(config.log.format, 'json');
 });
 

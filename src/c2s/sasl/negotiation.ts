@@ -1,6 +1,7 @@
 // The SASL exchange of one client stream (RFC 6120 §6.4): <auth/>, <challenge/>/<response/>,
 // then <success/> or <failure/>. Mechanisms: SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677) and
-// PLAIN (RFC 4616, offered only inside TLS); failures are throttled per address and per account.
+// PLAIN (RFC 4616, offered only inside TLS); failures are throttled (./throttle.ts): the guesser, not
+// the account's owner.
 import type Element from 'ltx/lib/Element.js';
 import type { Server } from '../../core/server.js';
 import { normalizeUsername } from '../../core/jid.js';
@@ -65,19 +66,23 @@ export class SaslNegotiation {
   private throttled(account?: string): SaslOutcome | null {
     const wait = this.server.authThrottle.blockedFor(this.address, account);
     if (wait === 0) return null;
-    this.server.log.warn({ address: this.address, account, wait }, 'authentication throttled after repeated failures');
+    // a stable line for fail2ban (README): the address first, then the account
+    this.server.log.warn({ ip: this.address, jid: account, wait }, `authentication throttled from ${this.address} for ${account ?? '-'}`);
     return failure('temporary-auth-failure', `Too many failed attempts; try again in ${wait} s`);
   }
 
-  private failed(account: string | undefined, outcome: SaslOutcome): SaslOutcome {
-    this.server.authThrottle.failed(this.address, account);
-    this.server.log.info({ address: this.address, account, host: this.host }, 'authentication failed');
+  /** Counts the failure, logs it, and answers it (after a delay once the account is past its soft limit). */
+  private async failed(account: string | undefined, outcome: SaslOutcome): Promise<SaslOutcome> {
+    const delay = this.server.authThrottle.failed(this.address, account);
+    // a stable line for fail2ban (README): the address first, then the account
+    this.server.log.warn({ ip: this.address, jid: account, host: this.host }, `authentication failed from ${this.address} for ${account ?? '-'}`);
     this.server.events.fire('auth/failed', { address: this.address, account });
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay).unref());
     return outcome;
   }
 
   private succeeded(username: string, reply: string): SaslOutcome {
-    this.server.authThrottle.succeeded(`${username}@${this.host}`);
+    this.server.authThrottle.succeeded(this.address, `${username}@${this.host}`);
     return { reply, username, done: true };
   }
 

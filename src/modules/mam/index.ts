@@ -11,6 +11,8 @@ import type { OfflineEvent, StanzaEvent } from '../../core/router.js';
 import type { DeliveryTracker } from '../../core/sessions.js';
 import { StanzaError, messageType } from '../../core/stanza.js';
 import { serialize } from '../../xml/serialize.js';
+import { parseElement } from '../../xml/parse.js';
+import type { SessionLostEvent } from '../../c2s/hibernation.js';
 import type { RosterService } from '../roster/index.js';
 import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQuery } from './query.js';
 import { ArchivePrefs, PrefsStore, RetentionStore, type DefaultPolicy } from './settings.js';
@@ -19,6 +21,7 @@ import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId } from './store.j
 export { NS_MAM, NS_MAM_EXTENDED, NS_SID, parseQuery, runQuery, queryForm, metadata } from './query.js';
 export { ArchiveStore, publicId } from './store.js';
 
+const NS_DELAY = 'urn:xmpp:delay';
 const NS_HINTS = 'urn:xmpp:hints';
 /**
  * Payloads worth archiving without a body, as Prosody's mod_mam and ejabberd's mod_mam decide:
@@ -184,7 +187,17 @@ export default defineModule({
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.server.sessions;
-    const store = new ArchiveStore(m.db, domain, (err, rows) => m.log.error({ err, rows }, 'archiving messages failed'));
+    const store = new ArchiveStore(m.db, domain, (err, rows, messages) => {
+      m.server.storage.failed(err); // readiness 503, and new messages refused (below) until it works again
+      m.log.error({ err, rows }, 'archiving messages failed');
+      // acknowledged only once archived: the senders are told it was not kept, not left believing it was
+      const told = new Set<Element>();
+      for (const message of messages) {
+        if (told.has(message)) continue;
+        told.add(message);
+        m.server.router.bounce(message, new StanzaError('internal-server-error', 'The message could not be stored (the server\'s storage failed); it may not have been delivered'));
+      }
+    });
     const prefsStore = new PrefsStore(m.db, domain);
     const retention = new RetentionStore(m.db, domain);
     const roster = m.use<RosterService>('roster');
@@ -227,7 +240,7 @@ export default defineModule({
     function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid, stanzaIdWanted = true): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
-      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state) };
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state), message: stanza };
       if (decision === undefined) {
         const later = roster.store.load(owner.local).then(() => {
           if (wanted(owner.local, peer.bare) === true) return store.append(row).written;
@@ -254,9 +267,14 @@ export default defineModule({
     } satisfies ArchiveService);
 
     // --- the sender's archive (outgoing messages of our users' clients) --------------------------
-    const outgoing = (e: StanzaEvent): undefined => {
+    const outgoing = (e: StanzaEvent): true | undefined => {
       stripStanzaIds(e.stanza, e.from.bare);
       if (e.session === undefined || e.from.bare === e.to.bare || !archivable(e.stanza)) return undefined;
+      if (!m.server.storage.healthy && wanted(e.from.local, e.to.bare) !== false) {
+        // the archive cannot keep it: refused rather than acknowledged and lost (issue 16.4)
+        m.server.router.bounce(e.stanza, new StanzaError('resource-constraint', 'The server cannot store messages right now; try again later', 'wait'));
+        return true;
+      }
       const state = stateOf(e.stanza);
       state.routedByArchive = true; // routed by routeAfterArchiving below
       // the sender's id is only ever seen in a sent carbon, which needs another session of the account
@@ -420,6 +438,42 @@ export default defineModule({
     // a shortened retention applies soon after a restart, not only an interval later
     const first = setTimeout(startSweep, Math.min(options.expiry_sweep_interval, 60) * 1000);
     first.unref();
+    // --- a session's queue lost with the process (src/c2s/hibernation.ts) ----------------------
+    // The session was waiting to be resumed when the process died: what it had been sent since
+    // `since` and not acknowledged is in this archive (archived before the sender's ack). Each
+    // message to that resource or to the account goes back to the router, and so to offline
+    // storage (no session is bound yet), with its stanza-id and the time the server first had it.
+    // A message the client had in fact received comes again: at least once, never lost.
+    m.on('c2s/session-lost', async ({ jid, since }: SessionLostEvent) => {
+      if (jid.domain !== domain) return undefined;
+      let minId = Math.floor(since / 1000) * 1000 * IDS_PER_MS; // the coarse clock's second, whole
+      let handedOn = 0;
+      for (;;) {
+        const page = await store.page({ owner: jid.bare, minId }, 250, false);
+        for (const row of page.rows) {
+          minId = row.id + 1;
+          let message: Element;
+          try {
+            message = parseElement(row.stanza);
+          } catch {
+            continue;
+          }
+          const to = message.attrs.to === undefined ? null : parseJid(message.attrs.to);
+          if (to === null || to.bare !== jid.bare || (to.resource !== '' && to.resource !== jid.resource)) continue;
+          stateOf(message).inRecipientArchive = true; // it is: not archived again on its way
+          message.children = withChild(message.children, new Element('stanza-id', { xmlns: NS_SID, by: jid.bare, id: publicId(row.id, row.nonce) }));
+          if (!message.getChildren('delay', NS_DELAY).some((d) => d.attrs.from === domain)) {
+            message.c('delay', { xmlns: NS_DELAY, from: domain, stamp: new Date(Math.floor(row.id / IDS_PER_MS)).toISOString() });
+          }
+          await m.server.router.undelivered(message, jid);
+          handedOn++;
+        }
+        if (page.complete || page.rows.length === 0) break;
+      }
+      m.log.info({ jid: jid.toString(), messages: handedOn }, 'messages queued for a session lost with the last process handed on');
+      return true;
+    });
+
     m.onStop(async () => {
       stopped = true;
       await store.close();

@@ -5,6 +5,7 @@
 // table scan, however large the archive (test/unit/mam-query-plan.test.ts checks it).
 import { randomFillSync } from 'node:crypto';
 import type { Knex } from 'knex';
+import type Element from 'ltx/lib/Element.js';
 import type { Migration } from '../../storage/db.js';
 
 /** Ids per millisecond: the low 10 bits are a counter, so 2^53 lasts until the year 2248. */
@@ -72,6 +73,8 @@ export interface NewArchiveRow {
   withBare: string;
   withResource: string;
   stanza: string;
+  /** The message itself, handed back to `onError` when its row cannot be written (its sender is told). */
+  message?: Element;
 }
 
 /** What a query selects (XEP-0313 §4.1), already resolved to id bounds. */
@@ -195,6 +198,8 @@ interface Batch {
    */
   values: string[];
   rows: number;
+  /** The rows' messages, when given (NewArchiveRow.message): told of a failed write. */
+  messages: Element[];
   written: Promise<boolean>;
   settle(stored: boolean): void;
 }
@@ -227,7 +232,7 @@ export class ArchiveStore {
   constructor(
     private readonly db: Knex,
     private readonly host: string,
-    private readonly onError: (err: unknown, rows: number) => void = () => {},
+    private readonly onError: (err: unknown, rows: number, messages: readonly Element[]) => void = () => {},
     /** false: write through knex on SQLite too, as on PostgreSQL (for tests of that path) */
     sqliteDirect = true,
   ) {
@@ -259,13 +264,14 @@ export class ArchiveStore {
     const batch = this.batch ?? this.newBatch();
     batch.values.push(String(id), row.owner, row.withBare, row.withResource, String(nonce), row.stanza);
     batch.rows++;
+    if (row.message !== undefined) batch.messages.push(row.message);
     return { id, nonce, written: batch.written };
   }
 
   private newBatch(): Batch {
     let settle!: (stored: boolean) => void;
     const written = new Promise<boolean>((resolve) => (settle = resolve));
-    const batch: Batch = { values: [], rows: 0, written, settle };
+    const batch: Batch = { values: [], rows: 0, messages: [], written, settle };
     this.batch = batch;
     // written at the end of this turn, or when the write under way is done
     if (this.writing === null) setImmediate(() => this.writeNext());
@@ -288,7 +294,7 @@ export class ArchiveStore {
       await (this.direct ? this.writeSqlite(batch) : this.writeKnex(batch));
       batch.settle(true);
     } catch (err) {
-      this.onError(err, batch.rows);
+      this.onError(err, batch.rows, batch.messages);
       batch.settle(false);
     }
   }

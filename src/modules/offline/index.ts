@@ -169,8 +169,11 @@ export default defineModule({
           forget(username, message.id);
           continue;
         }
-        // XEP-0203: when, and by whom, it was delayed
-        stanza.c('delay', { xmlns: NS_DELAY, from: domain, stamp: new Date(message.storedAt).toISOString() });
+        // XEP-0203: when, and by whom, it was delayed; a message handed on from a session's
+        // queue already says when the server first had it
+        if (!stanza.getChildren('delay', NS_DELAY).some((d) => d.attrs.from === domain)) {
+          stanza.c('delay', { xmlns: NS_DELAY, from: domain, stamp: new Date(message.storedAt).toISOString() });
+        }
         inFlight.add(message.id);
         const tracker: DeliveryTracker = {
           delivered: () => forget(username, message.id),

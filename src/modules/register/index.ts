@@ -8,10 +8,10 @@ import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import type { UnauthenticatedIqEvent, StreamFeaturesEvent } from '../../c2s/stream.js';
 import { duration } from '../../config/units.js';
+import { isLoopbackAddress } from '../../http/forwarded.js';
 
 const NS_REGISTER = 'jabber:iq:register';
 const NS_REGISTER_FEATURE = 'http://jabber.org/features/iq-register';
-const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
 
 export default defineModule({
   name: 'register',
@@ -20,9 +20,14 @@ export default defineModule({
   options: z.strictObject({
     /** Shortest password accepted at registration or password change. */
     min_password_length: z.number().int().min(1).default(6),
-    /** Accounts one IP address may create per `registration_window` (loopback is exempt). */
+    /** Accounts one IP address may create per `registration_window`. */
     registrations_per_ip: z.number().int().min(1).default(5),
     registration_window: duration().prefault('1h'),
+    /**
+     * Loopback addresses are not limited. Off by default: a reverse proxy or a web page on this
+     * machine would otherwise be an unlimited account factory (4,763 accounts a minute).
+     */
+    exempt_loopback: z.boolean().default(false),
   }),
   setup(m) {
     const open = m.host.settings.registration === 'open';
@@ -72,7 +77,7 @@ export default defineModule({
       const username = requested === null ? null : normalizeUsername(requested);
       if (username === null) throw new StanzaError('not-acceptable', 'Invalid username');
       const password = checkPassword(query.getChildText('password'));
-      if (!LOOPBACK.has(address)) {
+      if (!(m.options.exempt_loopback && isLoopbackAddress(address))) {
         const now = Date.now();
         const windowStart = now - m.options.registration_window * 1000;
         const recent = (recentByAddress.get(address) ?? []).filter((t) => t > windowStart);

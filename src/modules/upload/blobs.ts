@@ -89,6 +89,9 @@ export class LocalDiskBlobStore implements BlobStore {
       await pipeline(source, meter, fs.createWriteStream(temp, { flags: 'wx' }));
     } catch (err) {
       await fsp.rm(temp, { force: true });
+      // a failed write (ENOSPC...) names no file: name the one it was for, for the log
+      const errno = err as NodeJS.ErrnoException;
+      if (typeof errno?.code === 'string' && errno.path === undefined) errno.path = temp;
       throw err;
     }
     const sha256 = hash.digest('hex');

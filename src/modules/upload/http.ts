@@ -161,6 +161,17 @@ export class UploadHttpHandler {
     res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
   }
 
+  /**
+   * The disk (or the account's file system quota) is full: RFC 4918 §11.5 507 Insufficient
+   * Storage, not a client error, and a log line naming the file that could not be written.
+   * The blob store has already removed the partial file.
+   */
+  private outOfSpace(req: IncomingMessage, res: ServerResponse, slot: Slot, err: NodeJS.ErrnoException): void {
+    this.context.log.error({ slot: slot.id, owner: slot.owner, code: err.code, path: err.path, err: err.message }, `upload refused: no space left for ${err.path ?? 'the upload store'}`);
+    if (!res.headersSent && !res.destroyed) this.finish(res, 507, 'Insufficient storage on the server; try again later', true);
+    req.resume();
+  }
+
   /** A PUT refused before its body is read: answered at once, and the connection closed. */
   private refuse(req: IncomingMessage, res: ServerResponse, status: number, message: string, slot?: Slot): void {
     this.context.log.info({ slot: slot?.id, owner: slot?.owner, status, reason: message }, 'upload refused');
@@ -210,6 +221,7 @@ export class UploadHttpHandler {
         staged = await this.context.store.blobs.stage(req, slot.size);
       } catch (err) {
         if (err instanceof BlobTooLarge) return this.refuse(req, res, 413, `More than the slot's ${slot.size} bytes`, slot);
+        if (isOutOfSpace(err)) return this.outOfSpace(req, res, slot, err);
         // the client went away mid-upload: nothing to answer, nothing kept
         this.context.log.info({ slot: slot.id, owner: slot.owner, err: (err as Error).message }, 'upload interrupted');
         if (!res.headersSent && !res.destroyed) this.finish(res, 400, 'Upload incomplete', true);
@@ -226,6 +238,10 @@ export class UploadHttpHandler {
         isNew = await this.context.store.completeUpload(slot.id, staged, now, lifetime === null ? null : now + lifetime, contentType);
       } catch (err) {
         if (err instanceof SlotAlreadyUsed) return this.refuse(req, res, 409, 'This slot has been uploaded to already', slot);
+        if (isOutOfSpace(err)) {
+          await staged.discard();
+          return this.outOfSpace(req, res, slot, err);
+        }
         throw err;
       }
       this.context.log.info({ slot: slot.id, owner: slot.owner, size: staged.size, sha256: staged.sha256, deduplicated: !isNew }, 'file uploaded');
@@ -293,4 +309,10 @@ export class UploadHttpHandler {
       });
     });
   }
+}
+
+/** No space left on the device, or the file system's quota is used up. */
+function isOutOfSpace(err: unknown): err is NodeJS.ErrnoException {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
