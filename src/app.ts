@@ -49,6 +49,13 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       whitespaceKeepalive: c2s.whitespace_keepalive,
       authThrottle: { perIp: c2s.auth_throttle.per_ip, perAccount: c2s.auth_throttle.per_account },
       resumeTimeout: c2s.resume_timeout ?? 0,
+      overload: {
+        shedding: c2s.overload.shedding,
+        eventLoopLag: c2s.overload.event_loop_lag,
+        backlog: c2s.overload.backlog,
+        unacked: c2s.overload.unacked === 'never' ? null : c2s.overload.unacked,
+        maxHeld: c2s.overload.max_held,
+      },
     },
     http: {
       enabled: config.http.enabled,

@@ -10,6 +10,7 @@ import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
 import type { ThrottleLimit } from './sasl/throttle.js';
 import { TcpTransport, type C2STransport } from './transport.js';
+import { OverloadShedding, type OverloadSettings } from './overload.js';
 
 export interface C2SListen {
   host: string;
@@ -36,6 +37,8 @@ export interface C2SSettings {
   authThrottle: { perIp: ThrottleLimit; perAccount: ThrottleLimit };
   /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
   resumeTimeout: number;
+  /** what gives way first when the server or a recipient cannot keep up (src/c2s/overload.ts) */
+  overload: OverloadSettings;
 }
 
 const SWEEP_INTERVAL_MS = 5000;
@@ -47,6 +50,8 @@ export class C2SListeners {
   readonly resumable = new Map<string, ClientSession>();
   private sweeper: NodeJS.Timeout | undefined;
   private closing = false;
+  /** Sessions consult it before each send; null when shedding is off. */
+  shedding: OverloadShedding | null = null;
 
   constructor(
     private readonly server: Server,
@@ -55,6 +60,7 @@ export class C2SListeners {
 
   async listen(): Promise<void> {
     startClock();
+    if (this.settings.overload.shedding) this.shedding = new OverloadShedding(this.server, this.settings.overload);
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
@@ -149,6 +155,7 @@ export class C2SListeners {
     for (const session of [...this.resumable.values()]) session.end('server shutdown');
     this.resumable.clear();
     await Promise.all(closing);
+    this.shedding?.stop();
     stopClock();
   }
 }

@@ -482,7 +482,7 @@ export class C2SStream implements TransportEvents {
         resource = normalizeResource(requested);
         if (resource === null) return this.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));
       }
-      const session = new ClientSession(this.server, this, new Jid(this.username, this.host, resource));
+      const session = new ClientSession(this.server, this, new Jid(this.username, this.host, resource), this.listeners.shedding);
       this.session = session;
       this.state = 'bound';
       this.server.sessionBound(session);

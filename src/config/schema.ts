@@ -119,6 +119,16 @@ const c2sSchema = z.strictObject({
   whitespace_keepalive: durationOrNever().prefault('never'),
   /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
   resume_timeout: durationOrNever().prefault('5m'),
+  /** What gives way when the server or one recipient cannot keep up: see src/c2s/overload.ts. */
+  overload: section(
+    z.strictObject({
+      shedding: z.boolean().default(true),
+      event_loop_lag: durationOrNever().prefault('200ms'),
+      backlog: byteSizeOrNever().prefault('256KiB'),
+      unacked: z.union([z.number().int().min(1), z.literal('never')]).default(1000),
+      max_held: z.number().int().min(1).default(1000),
+    }).prefault({}),
+  ),
   auth_throttle: section(
     z.strictObject({
       per_ip: section(throttleSchema(10).prefault({})),

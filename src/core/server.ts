@@ -12,6 +12,7 @@ import { Router } from './router.js';
 import { SessionRegistry, type Session } from './sessions.js';
 import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
 import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
+import type { OverloadShedding } from '../c2s/overload.js';
 import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import type { Jid } from './jid.js';
@@ -137,6 +138,11 @@ export class Server {
   }
 
   /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
+  /** Overload shedding of the client listeners (src/c2s/overload.ts); null when it is off or not started. */
+  c2sShedding(): OverloadShedding | null {
+    return this.c2s?.shedding ?? null;
+  }
+
   c2sAddresses(): Array<{ host: string; port: number; tls: 'starttls' | 'direct' }> {
     return this.c2s?.addresses() ?? [];
   }
