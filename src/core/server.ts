@@ -75,7 +75,8 @@ export class Server {
     try {
       await this.startUp();
     } catch (err) {
-      this.log.error({ err }, 'start-up failed; closing what was opened');
+      // the reason only: whoever called start() reports the error itself (the CLI as a config line)
+      this.log.error({ reason: (err as Error).message }, 'start-up failed; closing what was opened');
       await this.stop().catch((stopErr: unknown) => this.log.error({ err: stopErr }, 'closing after a failed start-up failed'));
       throw err;
     }
