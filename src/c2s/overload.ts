@@ -59,6 +59,19 @@ class HeldForSession {
   readonly latest = new Map<string, number>();
 }
 
+const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
+
+/**
+ * The recipient's own presence, which its client waits for: the reflection of its own
+ * broadcast (RFC 6121 §4.2.2) or of a MUC join (XEP-0045 §7.2.2, status 110), which completes it.
+ */
+function isOwnPresence(session: ClientSession, stanza: Element): boolean {
+  const from = stanza.attrs.from;
+  if (from !== undefined && from.startsWith(session.jid.bare) && (from.length === session.jid.bare.length || from[session.jid.bare.length] === '/')) return true;
+  const x = stanza.getChild('x', NS_MUC_USER);
+  return x !== undefined && x.getChildren('status').some((status) => status.attrs.code === '110');
+}
+
 export class OverloadShedding {
   private readonly counts = new Float64Array(CLASSES.length * ACTIONS.length);
   private readonly holding = new Map<ClientSession, HeldForSession>();
@@ -117,7 +130,7 @@ export class OverloadShedding {
       return false;
     }
     const worth = classify(stanza);
-    if (worth === 'essential') return false;
+    if (worth === 'essential' || (worth === 'presence' && isOwnPresence(session, stanza))) return false;
     let held = this.holding.get(session);
     if (held === undefined) {
       held = new HeldForSession();
