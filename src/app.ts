@@ -55,6 +55,13 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       },
       resumeTimeout: c2s.resume_timeout ?? 0,
       maxSessionsPerAccount: c2s.max_sessions_per_account,
+      overload: {
+        shedding: c2s.overload.shedding,
+        eventLoopLag: c2s.overload.event_loop_lag,
+        backlog: c2s.overload.backlog,
+        unacked: c2s.overload.unacked === 'never' ? null : c2s.overload.unacked,
+        maxHeld: c2s.overload.max_held,
+      },
     },
     http: {
       enabled: config.http.enabled,

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // The `xmppd` command: start the server, check a configuration, manage accounts.
 import fs from 'node:fs';
-import readline from 'node:readline';
 import { Command } from 'commander';
 import {
   ConfigError, formatProblems, loadConfig, loadConfigFile, problemAt, sectionAt, validateCoreConfig, validateSection,
@@ -18,6 +17,8 @@ import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
 import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
 import { RetentionStore } from './modules/mam/settings.js';
+import { PasswordRefused, readNewPassword } from './cli/password.js';
+import { ListenError } from './core/listen.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
 
@@ -34,6 +35,12 @@ function load(file: string) {
 }
 
 async function start(file: string): Promise<void> {
+  // what `check` finds stops the start the same way: one line per problem, with file and line
+  const problems = check(file);
+  if (problems.length > 0) {
+    process.stderr.write(`${formatProblems(problems)}\n`);
+    process.exit(2);
+  }
   const { config, source } = load(file);
   const log = createLogger(config);
   const server = createServer(config, source, log);
@@ -42,6 +49,7 @@ async function start(file: string): Promise<void> {
     await server.start();
   } catch (err) {
     if (err instanceof ConfigError) process.stderr.write(`${formatProblems(err.problems)}\n`);
+    else if (err instanceof ListenError) process.stderr.write(`${formatProblems([listenProblem(config, source, err)])}\n`);
     else log.fatal({ err }, `cannot start: ${(err as Error).message}`);
     await server.stop().catch(() => undefined);
     process.exit(1);
@@ -58,6 +66,18 @@ async function start(file: string): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // SIGHUP's default is to end the process; an admin sending it expects a reload, which is not there yet
+  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP received: configuration reload is not supported; ignored (restart to apply changes)'));
+}
+
+/** A listener that could not be opened, at the line of its entry in the configuration. */
+function listenProblem(config: CoreConfig, source: ConfigSource, err: ListenError): ConfigProblem {
+  const sections = { c2s: config.c2s.listen, http: config.http.listen, s2s: config.s2s.listen } as const;
+  for (const [section, listen] of Object.entries(sections)) {
+    const index = listen.findIndex((l) => l.host === err.host && l.port === err.port);
+    if (index !== -1) return problemAt(source, [section, 'listen', index], err.message, 'value');
+  }
+  return { file: source.file, path: 'listen', message: err.message };
 }
 
 /** Everything `check` finds wrong, with file and line where the config says it. */
@@ -175,16 +195,16 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-/** The password from --password, else from standard input (one line), prompting on a terminal. */
+/** The password from --password, else typed (hidden, twice) on a terminal or piped; never empty. */
 async function readPassword(given: string | undefined): Promise<string> {
+  if (given === '') fail('the password must not be empty');
   if (given !== undefined) return given;
-  const rl = readline.createInterface({ input: process.stdin, output: process.stdin.isTTY ? process.stderr : undefined, terminal: false });
-  if (process.stdin.isTTY) process.stderr.write('Password: ');
-  for await (const line of rl) {
-    rl.close();
-    return line;
+  try {
+    return await readNewPassword(process.stdin, process.stderr);
+  } catch (err) {
+    if (err instanceof PasswordRefused) fail(err.message);
+    throw err;
   }
-  fail('no password given (use --password or pipe it on standard input)');
 }
 
 const program = new Command('xmppd').description('A federated XMPP chat server').version(packageVersion());

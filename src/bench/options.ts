@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 
 export type TlsMode = 'starttls' | 'direct';
 export type SessionPolicy = 'advertised' | 'required' | 'never';
-export type ScenarioName = 'login' | 'msg' | 'muc' | 'mam';
-export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc', 'mam'];
+export type ScenarioName = 'login' | 'msg' | 'muc' | 'mam' | 'overload';
+export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc', 'mam', 'overload'];
 
 export interface BenchOptions {
   host: string;
@@ -49,6 +49,8 @@ export interface BenchOptions {
   mamDays: number;
   mamQueries: number;
   mamPage: number;
+  /** overload: a directed presence change every this many body messages of a sender */
+  presenceEvery: number;
 }
 
 export const USAGE = `usage: npm run bench -- [options]   (node dist/src/bench/loadgen.js [options])
@@ -68,6 +70,9 @@ untimed), runs the scenarios and prints one JSON line per scenario on stdout
   --timeout 30 (s per login)  --regconc 10 --regbatch 25  --setupconc 50
   --session advertised|required|never  (legacy RFC 3921 session IQ)
   --sasl auto|SCRAM-SHA-1|SCRAM-SHA-256|PLAIN
+  overload: --pairs --rate (body msgs/s in total, open loop: required) --duration --drain as for
+          msg; each message follows a <composing/>, asks for a receipt the receiver sends back,
+          and every --presence-every 2 messages the sender changes its directed presence
   mam:    --mam-db data/xmppd.sqlite (the running server's file: an archive of --mam-messages
           1000000 is written straight into it for one account, over --mam-days 60 with
           --mam-peers 100 contacts, unless that account already has it; reuse it with a fixed
@@ -138,6 +143,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'mam-days': s('60'),
       'mam-queries': s('200'),
       'mam-page': s('50'),
+      'presence-every': s('2'),
     },
   });
   if (values.help) return null;
@@ -182,5 +188,6 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     mamDays: positiveNumber('mam-days', values['mam-days'], 1),
     mamQueries: positiveInt('mam-queries', values['mam-queries']),
     mamPage: positiveInt('mam-page', values['mam-page']),
+    presenceEvery: positiveInt('presence-every', values['presence-every']),
   };
 }

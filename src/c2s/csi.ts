@@ -18,32 +18,62 @@ interface Held {
   tracker: DeliveryTracker | undefined;
 }
 
-/** Whether a stanza should wake an inactive client. */
-export function isImportant(stanza: Element): boolean {
+/**
+ * What a stanza is worth when it cannot all go out at once, most valuable first: everything
+ * that must arrive as sent (a message with a body, an IQ, an error, a subscription request,
+ * anything not known to be expendable), then receipts and chat markers (the "delivered" and
+ * "read" ticks), then chat states (typing...), then presence broadcasts (availability changes).
+ * CSI (below) holds the last two while a client is inactive; overload shedding (overload.ts)
+ * delays, coalesces or drops the last three.
+ */
+export type StanzaClass = 'essential' | 'receipt' | 'chat-state' | 'presence';
+
+const NS_RECEIPTS = 'urn:xmpp:receipts';
+const NS_MARKERS = 'urn:xmpp:chat-markers:0';
+/** Children that say how to handle a message, not what it says (XEP-0334 hints, XEP-0359 ids). */
+const NS_HINTS = 'urn:xmpp:hints';
+const NS_SID = 'urn:xmpp:sid:0';
+
+export function classify(stanza: Element): StanzaClass {
   switch (stanza.name) {
     case 'presence': {
       const type = stanza.attrs.type;
       // subscription requests and errors want an answer; availability changes can wait
-      return type !== undefined && type !== 'unavailable';
+      return type === undefined || type === 'unavailable' ? 'presence' : 'essential';
     }
     case 'message': {
-      if (stanza.attrs.type === 'error') return true;
+      if (stanza.attrs.type === 'error') return 'essential';
+      let receipt = false;
       for (const child of stanza.children) {
         if (typeof child === 'string') continue;
-        if (child.attrs.xmlns === NS_CARBONS && (child.name === 'sent' || child.name === 'received')) {
-          // a carbon copy (XEP-0280) matters as much as the message it carries
+        const ns = child.attrs.xmlns;
+        if (ns === NS_CHATSTATES || ns === NS_HINTS || ns === NS_SID) continue;
+        if (ns === NS_CARBONS && (child.name === 'sent' || child.name === 'received')) {
+          // a carbon copy (XEP-0280) is worth what the message it carries is worth
           const carried = child.getChild('forwarded', NS_FORWARD)?.getChild('message');
-          if (carried === undefined || isImportant(carried)) return true;
+          const worth = carried === undefined ? 'essential' : classify(carried);
+          if (worth === 'essential') return worth;
+          if (worth === 'receipt') receipt = true;
           continue;
         }
-        // a message carrying nothing but a chat state (typing...) can wait; anything else can not
-        if (child.attrs.xmlns !== NS_CHATSTATES) return true;
+        // XEP-0184 §5 receipt, XEP-0333 §3 marker (a <request/> or <markable/> rides on a body)
+        if ((ns === NS_RECEIPTS && child.name === 'received') || (ns === NS_MARKERS && child.name !== 'markable')) {
+          receipt = true;
+          continue;
+        }
+        return 'essential'; // a body, or anything we do not know to be expendable
       }
-      return false;
+      return receipt ? 'receipt' : 'chat-state';
     }
     default:
-      return true;
+      return 'essential';
   }
+}
+
+/** Whether a stanza should wake an inactive client: all but chat states and presence broadcasts. */
+export function isImportant(stanza: Element): boolean {
+  const worth = classify(stanza);
+  return worth === 'essential' || worth === 'receipt';
 }
 
 export class CsiBuffer {

@@ -13,6 +13,7 @@ import { TcpTransport, type C2STransport } from './transport.js';
 import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from './hibernation.js';
 import { parseJid } from '../core/jid.js';
 import { runMigrations } from '../storage/db.js';
+import { OverloadShedding, type OverloadSettings } from './overload.js';
 
 export interface C2SListen {
   host: string;
@@ -41,6 +42,8 @@ export interface C2SSettings {
   resumeTimeout: number;
   /** sessions (resources) one account may have bound at once, resumable ones included */
   maxSessionsPerAccount: number;
+  /** what gives way first when the server or a recipient cannot keep up (src/c2s/overload.ts) */
+  overload: OverloadSettings;
 }
 
 const SWEEP_INTERVAL_MS = 5000;
@@ -56,6 +59,8 @@ export class C2SListeners {
   hibernations: HibernationRecords | undefined;
   /** Queues of ended sessions being stored (offline storage): a shutdown waits for them. */
   private readonly handedOn = new Set<Promise<unknown>>();
+  /** Sessions consult it before each send; null when shedding is off. */
+  shedding: OverloadShedding | null = null;
 
   constructor(
     private readonly server: Server,
@@ -67,6 +72,7 @@ export class C2SListeners {
     await runMigrations(this.server.db, 'c2s', hibernationMigrations);
     this.hibernations = new HibernationRecords(this.server.db, this.server.log.child({ component: 'c2s' }));
     await this.recoverLostSessions();
+    if (this.settings.overload.shedding) this.shedding = new OverloadShedding(this.server, this.settings.overload);
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn
@@ -191,6 +197,7 @@ export class C2SListeners {
     this.resumable.clear();
     await Promise.allSettled([...this.handedOn]);
     await Promise.all(closing);
+    this.shedding?.stop();
     stopClock();
   }
 }

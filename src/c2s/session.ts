@@ -9,6 +9,7 @@ import { messageType, type StreamErrorCondition } from '../core/stanza.js';
 import Element from 'ltx/lib/Element.js';
 import { serialize } from '../xml/serialize.js';
 import { CsiBuffer, isImportant } from './csi.js';
+import type { OverloadShedding } from './overload.js';
 import { StreamManagement } from './sm.js';
 import type { C2SStream } from './stream.js';
 import type { C2SListeners } from './listener.js';
@@ -43,6 +44,8 @@ export class ClientSession implements Session {
     private readonly server: Server,
     stream: C2SStream,
     readonly jid: Jid,
+    /** Under overload, holds back or drops what is worth least (src/c2s/overload.ts). */
+    private readonly shedding: OverloadShedding | null = null,
   ) {
     this.stream = stream;
     this.remoteAddress = stream.remoteAddress;
@@ -63,6 +66,7 @@ export class ClientSession implements Session {
 
   send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void {
     if (this.ended) return tracker?.undelivered();
+    if (this.shedding?.takes(this, stanza, xml, tracker)) return;
     if (this.csi !== null) {
       if (!isImportant(stanza) && !this.csi.full) return this.csi.hold(stanza, xml, tracker);
       this.flushHeld();
@@ -193,8 +197,8 @@ export class ClientSession implements Session {
       const rerouted = this.server.router.undelivered(entry.stanza, this.jid, entry.otherCopies);
       if (rerouted instanceof Promise) (handingOn ??= []).push(rerouted);
     }
-    // held back by CSI, never sent: the account's other resources had theirs at the same time
-    const held = this.csi?.take() ?? [];
+    // held back by CSI or overload, never sent: the account's other resources had theirs at the same time
+    const held = [...(this.shedding?.takeHeld(this) ?? []), ...(this.csi?.take() ?? [])];
     this.csi = null;
     for (const entry of held) {
       if (entry.tracker) entry.tracker.undelivered();

@@ -491,7 +491,7 @@ export class C2SStream implements TransportEvents {
         this.server.log.warn({ jid: jid.bare, address: this.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
         return this.send(errorReply(iq, new StanzaError('resource-constraint', `At most ${this.settings.maxSessionsPerAccount} sessions per account`)));
       }
-      const session = new ClientSession(this.server, this, jid);
+      const session = new ClientSession(this.server, this, jid, this.listeners.shedding);
       this.session = session;
       this.state = 'bound';
       this.server.sessionBound(session);

@@ -121,6 +121,16 @@ const c2sSchema = z.strictObject({
   resume_timeout: durationOrNever().prefault('5m'),
   /** Sessions (resources) one account may have bound at once; beyond it binding fails (RFC 6120 §7.6.2.2). */
   max_sessions_per_account: z.number().int().min(1).default(10),
+  /** What gives way when the server or one recipient cannot keep up: see src/c2s/overload.ts. */
+  overload: section(
+    z.strictObject({
+      shedding: z.boolean().default(true),
+      event_loop_lag: durationOrNever().prefault('200ms'),
+      backlog: byteSizeOrNever().prefault('256KiB'),
+      unacked: z.union([z.number().int().min(1), z.literal('never')]).default(1000),
+      max_held: z.number().int().min(1).default(1000),
+    }).prefault({}),
+  ),
   auth_throttle: section(
     z.strictObject({
       /** Failures from one address, any account: the address is refused (with backoff). */

@@ -13,6 +13,7 @@ import { SessionRegistry, type Session } from './sessions.js';
 import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
 import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
+import type { OverloadShedding } from '../c2s/overload.js';
 import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
 import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import type { Jid } from './jid.js';
@@ -77,7 +78,8 @@ export class Server {
     try {
       await this.startUp();
     } catch (err) {
-      this.log.error({ err }, 'start-up failed; closing what was opened');
+      // the reason only: whoever called start() reports the error itself (the CLI as a config line)
+      this.log.error({ reason: (err as Error).message }, 'start-up failed; closing what was opened');
       await this.stop().catch((stopErr: unknown) => this.log.error({ err: stopErr }, 'closing after a failed start-up failed'));
       throw err;
     }
@@ -145,6 +147,11 @@ export class Server {
   }
 
   /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
+  /** Overload shedding of the client listeners (src/c2s/overload.ts); null when it is off or not started. */
+  c2sShedding(): OverloadShedding | null {
+    return this.c2s?.shedding ?? null;
+  }
+
   c2sAddresses(): Array<{ host: string; port: number; tls: 'starttls' | 'direct' }> {
     return this.c2s?.addresses() ?? [];
   }

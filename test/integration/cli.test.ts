@@ -1,7 +1,8 @@
 // The `xmppd` command as an admin uses it: the real CLI in a child process, against a
 // configuration and data directory of the test's own.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -250,4 +251,147 @@ test("an admin sets an account's retention period, which the server then applies
   await server.stop();
   t.is((await cli('user', 'retention', 'alice@localhost', 'never')).stdout, 'alice@localhost: messages kept forever\n');
   t.is((await cli('user', 'retention', 'alice@localhost', 'default')).stdout, "alice@localhost: messages kept for the server's default period\n");
+});
+
+/** A long-running child whose output the test can wait on, and its end. */
+function running(child: ChildProcessWithoutNullStreams): { output(): string; waitFor(text: string): Promise<void>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  let output = '';
+  const waiters: Array<{ text: string; resolve: () => void }> = [];
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+    for (const w of [...waiters]) if (output.includes(w.text)) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  return {
+    output: () => output,
+    exit,
+    waitFor: (text) =>
+      output.includes(text)
+        ? Promise.resolve()
+        : Promise.race([
+            new Promise<void>((resolve) => waiters.push({ text, resolve })),
+            exit.then((end) => Promise.reject(new Error(`exited (${end.code ?? end.signal}) before printing "${text}"; output:\n${output}`))),
+          ]),
+  };
+}
+
+/** A configuration for `start` on ephemeral loopback ports, logging at info level to stdout. */
+function startConfig(t: ExecutionContext, extra = ''): { dir: string; config: string } {
+  const { dir, config } = workspace(t);
+  fs.writeFileSync(config, [
+    `data_dir: ${JSON.stringify(dir)}`,
+    'log:',
+    '  level: info',
+    'hosts:',
+    '  - domain: localhost',
+    'http:',
+    '  enabled: false',
+    's2s:',
+    '  enabled: false',
+    extra || 'c2s:\n  listen:\n    - { host: 127.0.0.1, port: 0, tls: starttls }',
+  ].join('\n') + '\n');
+  return { dir, config };
+}
+
+test('SIGHUP is logged and ignored: the server keeps running, and SIGTERM still stops it cleanly', async (t) => {
+  const { config } = startConfig(t);
+  const child = spawn(process.execPath, [main, '--config', config, 'start'], { cwd: root });
+  const server = running(child);
+  t.teardown(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
+  await server.waitFor('xmppd started');
+
+  child.kill('SIGHUP');
+  await server.waitFor('SIGHUP received');
+  t.is(child.exitCode, null, 'still running');
+  child.kill('SIGTERM');
+  const end = await server.exit;
+
+  t.deepEqual(end, { code: 0, signal: null }, server.output());
+  t.regex(server.output(), /"signal":"SIGTERM"/);
+});
+
+test('start refuses a missing certificate exactly as check reports it, without a stack trace', async (t) => {
+  const { dir, config } = startConfig(t);
+  const missing = path.join(dir, 'missing.crt');
+  fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace('  - domain: localhost\n', `  - domain: localhost\n    tls:\n      cert: ${missing}\n      key: ${missing}.key\n`));
+
+  const checked = await xmppd(['--config', config, 'check']);
+  const started = await xmppd(['--config', config, 'start']);
+
+  t.not(started.code, 0);
+  t.regex(checked.stderr, new RegExp(`^${escape(config)}:\\d+:\\d+: hosts\\[0\\]\\.tls: certificate file .*missing\\.crt does not exist`, 'm'));
+  t.is(started.stderr, checked.stderr);
+  t.is(started.stdout, '');
+});
+
+test('start on a port that is taken names the address at its line in the configuration, without a stack trace', async (t) => {
+  const squatter = net.createServer();
+  await new Promise<void>((resolve) => squatter.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  t.teardown(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+  const taken = (squatter.address() as net.AddressInfo).port;
+  const { config } = startConfig(t, `c2s:\n  listen:\n    - { host: 127.0.0.1, port: 0, tls: starttls }\n    - { host: 127.0.0.1, port: ${taken}, tls: direct }`);
+
+  const started = await xmppd(['--config', config, 'start']);
+
+  t.not(started.code, 0);
+  t.is(started.stderr, `${config}:13:7: c2s.listen[1]: cannot listen for clients (direct TLS) on 127.0.0.1:${taken}: address already in use\n`);
+  t.notRegex(started.stdout + started.stderr, /\n\s+at /, 'no stack trace');
+});
+
+test('an empty password is refused, given as an option or piped', async (t) => {
+  const { cli, config } = workspace(t);
+
+  const option = await cli('user', 'add', 'alice@localhost', '--password', '');
+  const piped = await xmppd(['--config', config, 'user', 'add', 'alice@localhost'], '\n');
+  const nothing = await xmppd(['--config', config, 'user', 'add', 'alice@localhost'], '');
+
+  for (const refused of [option, piped]) {
+    t.is(refused.code, 1);
+    t.regex(refused.stderr, /the password must not be empty/);
+  }
+  t.is(nothing.code, 1);
+  t.regex(nothing.stderr, /no password given/);
+  t.is((await cli('user', 'list')).stdout, '', 'no account was created');
+});
+
+/** `xmppd <args>` on a pseudo-terminal (script(1)), so that it sees a person typing. */
+function onTerminal(args: string[]) {
+  const command = [process.execPath, main, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+  return { child, run: running(child) };
+}
+
+test('on a terminal the password is typed without echo and asked twice', async (t) => {
+  const { dir, config } = workspace(t);
+  const { child, run } = onTerminal(['--config', config, 'user', 'add', 'dave@localhost']);
+
+  await run.waitFor('Password: ');
+  child.stdin.write('typed secret\r');
+  await run.waitFor('Password (again): ');
+  child.stdin.write('typed secret\r');
+  const end = await run.exit;
+
+  t.is(end.code, 0, run.output());
+  t.regex(run.output(), /created dave@localhost/);
+  t.false(run.output().includes('typed secret'), 'the password was not echoed');
+  const server = await serverOn(t, dir);
+  const dave = await connect(server, 'dave', { password: 'typed secret' });
+  await dave.stop();
+});
+
+test('on a terminal two different entries are refused', async (t) => {
+  const { cli, config } = workspace(t);
+  const { child, run } = onTerminal(['--config', config, 'user', 'add', 'dave@localhost']);
+
+  await run.waitFor('Password: ');
+  child.stdin.write('one\r');
+  await run.waitFor('Password (again): ');
+  child.stdin.write('another\r');
+  const end = await run.exit;
+
+  t.is(end.code, 1, run.output());
+  t.regex(run.output(), /the passwords do not match/);
+  t.is((await cli('user', 'list')).stdout, '');
 });
