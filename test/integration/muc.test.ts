@@ -150,6 +150,24 @@ test('a nickname in use is refused with conflict, and a nickname change is annou
   t.pass();
 });
 
+test('an IQ from one occupant to another arrives as well-formed XML, with one `to`, and its answer comes back', async (t) => {
+  // Gajim, poezio and Conversations ask new occupants for disco#info, version and vCard: a stanza
+  // with two `to` attributes made their parsers drop the connection, and their rejoin did it again.
+  const { a, b } = await trio(t, server);
+  const room = freshRoom('iq');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  const answer = a.request(xml('iq', { type: 'get', to: `${room}/Bob`, id: 'disco-bob' }, xml('query', { xmlns: NS_DISCO_INFO })));
+  const asked = await b.next((s) => s.is('iq') && s.attrs.id === 'disco-bob');
+  t.is(asked.attrs.from, `${room}/Alice`);
+  t.is(asked.attrs.to, b.jid);
+  // @xmpp/client answers an IQ it has no handler for with service-unavailable; the room passes it back
+  const error = await answer.then(() => undefined, (err: { condition?: string }) => err.condition);
+  t.is(error, 'service-unavailable');
+  t.is(b.wire.problem, undefined, 'what Bob received is well-formed');
+  t.is(a.wire.problem, undefined, 'what Alice received is well-formed');
+});
+
 test('occupants send each other private messages through the room', async (t) => {
   const { a, b, c } = await trio(t, server);
   const room = freshRoom('pm');

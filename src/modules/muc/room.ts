@@ -718,8 +718,7 @@ export class Room {
     if (type === 'result' || type === 'error') {
       // an answer to an IQ we passed on: back to the asker (the occupant called `nick`)
       if (sender === undefined || target === undefined) return;
-      const copy = new Element('iq', { ...stanza.attrs, from: sender.roomJid });
-      copy.children = stanza.children;
+      const copy = passedOn(stanza, sender.roomJid);
       this.sendTo(target.current, copy);
       return;
     }
@@ -730,9 +729,7 @@ export class Room {
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'You are not in this room'));
     if (target === undefined) return this.bounce(stanza, new StanzaError('item-not-found', `Nobody is called ${nick} here`));
     // §7.5 (IQs between occupants): passed on to one client of the occupant, from the asker's room JID
-    const copy = new Element('iq', { ...stanza.attrs, from: sender.roomJid });
-    copy.children = stanza.children;
-    this.sendTo(target.current, copy);
+    this.sendTo(target.current, passedOn(stanza, sender.roomJid));
   }
 
   // --- the room's message archive (XEP-0313 §6) --------------------------------------------------
@@ -1020,4 +1017,16 @@ export class Room {
 /** The bare JID of an address given in a form or an item, or null when it is malformed. */
 function parseBare(value: string): string | null {
   return parseJid(value)?.bare ?? null;
+}
+
+/**
+ * An IQ between occupants as the room passes it on (XEP-0045 §7.5): from the asker's room JID,
+ * and without the room JID it was sent to. It is prepared like any room stanza, `to` spliced in
+ * per recipient, so a `to` left here went out twice in one tag: clients dropped the connection.
+ */
+function passedOn(stanza: Element, from: string): Element {
+  const { to: _to, ...attrs } = stanza.attrs;
+  const copy = new Element('iq', { ...attrs, from });
+  copy.children = stanza.children;
+  return copy;
 }
