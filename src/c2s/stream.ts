@@ -423,6 +423,8 @@ export class C2SStream implements TransportEvents {
     transport.startTls(this.server.tls.serverOptions(), () => {
       this.secure = true;
     });
+    // §5.4.3.3: plaintext pipelined after <starttls/> is discarded, never processed
+    this.parser.discardInput();
     this.restart();
   }
 
