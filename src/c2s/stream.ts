@@ -527,8 +527,12 @@ export class C2SStream implements TransportEvents {
     const claimed = attrs.from;
     if (claimed !== undefined && claimed !== jid.toString() && claimed !== jid.bare) {
       const parsed = parseJid(claimed);
-      if (parsed === null || parsed.bare !== jid.bare || (parsed.resource !== '' && parsed.resource !== jid.resource)) {
-        return this.close('invalid-from', `${claimed} is not your address`);
+      if (parsed === null || parsed.bare !== jid.bare) return this.close('invalid-from', `${claimed} is not your address`);
+      // Another resource of the same account: a web client reloaded and resumed its session
+      // (XEP-0198) still writes the resource it would have bound. It can only be this session,
+      // so, as Prosody does, the stamp below makes it the session's full JID; nobody is spoofed.
+      if (parsed.resource !== jid.resource) {
+        this.server.log.debug({ jid: jid.toString(), claimed }, "client stanza from another resource of its account: stamped with the session's JID");
       }
     }
     attrs.from = jid.toString();
