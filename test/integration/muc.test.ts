@@ -307,6 +307,25 @@ test('a nickname is normalised on the way in, and the newcomer is told so (210)'
   t.deepEqual(statusCodes(self), [110, 210]);
 });
 
+test('look-alike nicknames are refused with conflict, invisible ones as malformed (RFC 8266)', async (t) => {
+  const { a, b } = await trio(t, server);
+  const room = freshRoom('lookalike');
+  await createInstantRoom(a, room, 'Alice');
+  for (const nick of ['alice', 'ALICE', '\u0410lice', 'Ａｌｉｃｅ', ' Alice ']) {
+    const refused = await join(b, room, nick);
+    t.is(refused.attrs.type, 'error', JSON.stringify(nick));
+    t.is(errorCondition(refused), 'conflict', JSON.stringify(nick));
+  }
+  await b.send(xml('presence', { to: `${room}/Bob\u200b` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+  const invisible = await b.next((s) => s.is('presence') && s.attrs.type === 'error' && (s.attrs.from ?? '').startsWith(`${room}/Bob`));
+  t.is(errorCondition(invisible), 'jid-malformed');
+  // and once in, Bob cannot take a look-alike of Alice's nick either
+  await enter(b, room, 'Bob');
+  await b.send(xml('presence', { to: `${room}/\u0410LICE` }));
+  const taken = await b.next((s) => s.is('presence') && s.attrs.type === 'error' && s.attrs.from === `${room}/\u0410LICE`);
+  t.is(errorCondition(taken), 'conflict');
+});
+
 test('history can be limited by time: seconds and since', async (t) => {
   const { a, b } = await trio(t, server);
   const room = freshRoom('since');
