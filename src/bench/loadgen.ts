@@ -8,12 +8,14 @@ import { runLogin } from './scenarios/login.js';
 import { runMsg } from './scenarios/msg.js';
 import { runMuc } from './scenarios/muc.js';
 import { runMam } from './scenarios/mam.js';
+import { runTrickle } from './scenarios/trickle.js';
 
 const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<Record<string, unknown>>> = {
   login: runLogin,
   msg: runMsg,
   muc: runMuc,
   mam: runMam,
+  trickle: runTrickle,
 };
 
 const log = (message: string): void => {
