@@ -42,6 +42,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       requireEncryption: c2s.require_encryption,
       maxStanzaSize: c2s.max_stanza_size,
       maxReceiveRate: c2s.max_receive_rate,
+      maxCpuShare: c2s.max_cpu_share === 'never' ? null : c2s.max_cpu_share,
       authTimeout: c2s.auth_timeout,
       streamOpenTimeout: c2s.stream_open_timeout,
       pingInterval: c2s.ping_interval,

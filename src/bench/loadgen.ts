@@ -9,6 +9,7 @@ import { runMsg } from './scenarios/msg.js';
 import { runMuc } from './scenarios/muc.js';
 import { runMam } from './scenarios/mam.js';
 import { runOverload } from './scenarios/overload.js';
+import { runTrickle } from './scenarios/trickle.js';
 
 const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<Record<string, unknown>>> = {
   login: runLogin,
@@ -16,6 +17,7 @@ const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<Reco
   muc: runMuc,
   mam: runMam,
   overload: runOverload,
+  trickle: runTrickle,
 };
 
 const log = (message: string): void => {

@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 
 export type TlsMode = 'starttls' | 'direct';
 export type SessionPolicy = 'advertised' | 'required' | 'never';
-export type ScenarioName = 'login' | 'msg' | 'muc' | 'mam' | 'overload';
-export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc', 'mam', 'overload'];
+export type ScenarioName = 'login' | 'msg' | 'muc' | 'mam' | 'overload' | 'trickle';
+export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc', 'mam', 'overload', 'trickle'];
 
 export interface BenchOptions {
   host: string;
@@ -51,6 +51,11 @@ export interface BenchOptions {
   mamPage: number;
   /** overload: a directed presence change every this many body messages of a sender */
   presenceEvery: number;
+  /** trickle: connections sending one slow stanza each, its size, the TCP write size, writes per second per attacker */
+  attackers: number;
+  stanzaBytes: number;
+  segment: number;
+  segmentsPerSecond: number;
 }
 
 export const USAGE = `usage: npm run bench -- [options]   (node dist/src/bench/loadgen.js [options])
@@ -77,6 +82,10 @@ untimed), runs the scenarios and prints one JSON line per scenario on stdout
           1000000 is written straight into it for one account, over --mam-days 60 with
           --mam-peers 100 contacts, unless that account already has it; reuse it with a fixed
           --prefix) --mam-queries 200 (per query shape) --mam-page 50 (RSM max)
+  trickle: the msg scenario (paced: --rate, 200 if 0) on a quiet server, then again while
+          --attackers 4 connections, before logging in, each send a stanza of --stanza-bytes
+          250000 in --segment 10 byte TCP writes, --segments-per-second 2000 each; reports
+          both p99 latencies and their ratio
   --prewarm yes|no  (login: learn salt+iterations while registering and cache the SCRAM
                      SaltedPassword, then abort the exchange; spares the timed logins the
                      client's PBKDF2, the server's work is unchanged)
@@ -144,6 +153,10 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       'mam-queries': s('200'),
       'mam-page': s('50'),
       'presence-every': s('2'),
+      attackers: s('4'),
+      'stanza-bytes': s('250000'),
+      segment: s('10'),
+      'segments-per-second': s('2000'),
     },
   });
   if (values.help) return null;
@@ -189,5 +202,9 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     mamQueries: positiveInt('mam-queries', values['mam-queries']),
     mamPage: positiveInt('mam-page', values['mam-page']),
     presenceEvery: positiveInt('presence-every', values['presence-every']),
+    attackers: positiveInt('attackers', values.attackers, 0),
+    stanzaBytes: positiveInt('stanza-bytes', values['stanza-bytes'], 100),
+    segment: positiveInt('segment', values.segment),
+    segmentsPerSecond: positiveInt('segments-per-second', values['segments-per-second']),
   };
 }

@@ -27,6 +27,8 @@ export interface C2SSettings {
   maxStanzaSize: number;
   /** bytes per second a client may send on average (bursts of 4x), or null for no limit */
   maxReceiveRate: number | null;
+  /** share of one core a connection may use to parse and handle its input (bursts of 200 ms), or null for no limit */
+  maxCpuShare: number | null;
   /** seconds an unauthenticated connection may stay open */
   authTimeout: number;
   /** seconds a new connection may take to send its stream header */

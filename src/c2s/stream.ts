@@ -25,6 +25,11 @@ import { NS_CSI } from './csi.js';
 import { RateLimiter } from './rate.js';
 import { ReadHolds, type C2STransport, type TransportEvents } from './transport.js';
 
+/** CPU a connection's input may take at once before its share applies (`c2s.max_cpu_share`). */
+const CPU_BURST_MS = 200;
+/** Pauses this long are worth an admin's attention: they mean one client's input is expensive. */
+const CPU_PAUSE_LOG_MS = 100;
+
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
@@ -101,6 +106,8 @@ export class C2SStream implements TransportEvents {
   private trackers: DeliveryTracker[] | null = null;
   private sasl: SaslNegotiation | null = null;
   private readonly rateLimiter: RateLimiter | null;
+  /** Milliseconds of CPU this connection's input may cost, per second, as a token bucket. */
+  private readonly cpuLimiter: RateLimiter | null;
   /** close() has begun: nothing more may follow the closing tag. */
   private closing = false;
   /** We are closing on purpose: the session ends rather than waits for resumption. */
@@ -121,6 +128,7 @@ export class C2SStream implements TransportEvents {
     this.parser = new StreamParser(this, settings.maxStanzaSize);
     if (this.framed) this.parser.startFramed();
     this.rateLimiter = settings.maxReceiveRate === null ? null : new RateLimiter(settings.maxReceiveRate, settings.maxReceiveRate * 4);
+    this.cpuLimiter = settings.maxCpuShare === null ? null : new RateLimiter(settings.maxCpuShare * 1000, CPU_BURST_MS);
     transport.attach(this);
   }
 
@@ -137,7 +145,7 @@ export class C2SStream implements TransportEvents {
       if (pause > 0) this.reading.holdFor(pause);
     }
     const metrics = this.server.metrics;
-    metrics.handlingSince = performance.now();
+    const started = (metrics.handlingSince = performance.now());
     try {
       this.parser.write(chunk);
       // RFC 7395 §3.3.3: a message carries whole elements, never part of one
@@ -150,6 +158,16 @@ export class C2SStream implements TransportEvents {
       this.close('internal-server-error');
     } finally {
       metrics.handlingSince = 0;
+    }
+    // Bytes are bounded above; this bounds what they cost. A connection whose input takes more
+    // than its share of the CPU (parsing, handlers) is not read from until it is back within it,
+    // so it slows itself, not the clients sharing the event loop with it.
+    if (this.cpuLimiter !== null) {
+      const pause = this.cpuLimiter.consume(performance.now() - started);
+      if (pause > 0 && this.state !== 'closed') {
+        if (pause >= CPU_PAUSE_LOG_MS) this.server.log.warn({ jid: this.jid?.toString(), address: this.remoteAddress, pauseMs: pause }, 'client input is using more than its CPU share; reading paused');
+        this.reading.holdFor(pause);
+      }
     }
   }
 
@@ -424,6 +442,8 @@ export class C2SStream implements TransportEvents {
     transport.startTls(this.server.tls.serverOptions(), () => {
       this.secure = true;
     });
+    // §5.4.3.3: plaintext pipelined after <starttls/> is discarded, never processed
+    this.parser.discardInput();
     this.restart();
   }
 
@@ -516,8 +536,12 @@ export class C2SStream implements TransportEvents {
     const claimed = attrs.from;
     if (claimed !== undefined && claimed !== jid.toString() && claimed !== jid.bare) {
       const parsed = parseJid(claimed);
-      if (parsed === null || parsed.bare !== jid.bare || (parsed.resource !== '' && parsed.resource !== jid.resource)) {
-        return this.close('invalid-from', `${claimed} is not your address`);
+      if (parsed === null || parsed.bare !== jid.bare) return this.close('invalid-from', `${claimed} is not your address`);
+      // Another resource of the same account: a web client reloaded and resumed its session
+      // (XEP-0198) still writes the resource it would have bound. It can only be this session,
+      // so, as Prosody does, the stamp below makes it the session's full JID; nobody is spoofed.
+      if (parsed.resource !== jid.resource) {
+        this.server.log.debug({ jid: jid.toString(), claimed }, "client stanza from another resource of its account: stamped with the session's JID");
       }
     }
     attrs.from = jid.toString();

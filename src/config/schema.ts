@@ -112,6 +112,8 @@ const c2sSchema = z.strictObject({
   max_stanza_size: byteSize().prefault('256KiB'),
   /** Bytes per second one client connection may send on average (bursts of 4x); past it, reading pauses. */
   max_receive_rate: byteSizeOrNever().prefault('512KiB'),
+  /** Share of one core one client connection may take on average to parse and handle its input (bursts of 200 ms); past it, reading pauses. */
+  max_cpu_share: z.union([z.number().gt(0).max(1), z.literal('never')]).default(0.25),
   stream_open_timeout: duration().prefault('30s'),
   auth_timeout: duration().prefault('30s'),
   ping_interval: durationOrNever().prefault('5m'),

@@ -8,7 +8,7 @@
 // This parser builds the same ltx `Element` objects that @xmpp/xml uses, so modules see the usual
 // element API. It keeps its state in a handful of fields (no closures) to stay small per
 // connection, and scans with indexOf so the common path touches each byte about once.
-import { StringDecoder } from 'node:string_decoder';
+import { isUtf8 } from 'node:buffer';
 import Element from 'ltx/lib/Element.js';
 
 export type ParseErrorCondition = 'not-well-formed' | 'restricted-xml' | 'policy-violation';
@@ -52,10 +52,6 @@ function isWhitespace(c: number): boolean {
   return c === 32 || c === 10 || c === 9 || c === 13;
 }
 
-function byteLength(data: string, start: number, end: number, ascii: boolean): number {
-  return ascii ? end - start : Buffer.byteLength(data.slice(start, end));
-}
-
 const PREDEFINED_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 
 /** Replaces the five predefined entities and character references (XML 1.0 §4.1, §4.6). */
@@ -90,16 +86,54 @@ export function unescapeXml(s: string): string {
   return out + s.slice(from);
 }
 
+/** What kind of token `pending` holds the beginning of, and so what ends it. */
+const enum Pending {
+  None,
+  /** `<name attr='...'`: ends at a `>` outside quotes */
+  StartTag,
+  /** `</name`: ends at `>` */
+  EndTag,
+  /** `<![CDATA[...`: ends at `]]>` */
+  CData,
+  /** `<?xml ...`: ends at `?>` */
+  Declaration,
+}
+
 export class StreamParser {
-  private decoder: StringDecoder | null = null;
-  /** Unparsed input carried over from the previous write: always starts at a token boundary. */
+  /** The first bytes of a UTF-8 character split by the previous write (at most 3). */
+  private carry: Buffer | null = null;
+  /**
+   * A few characters carried over to the next write (at most a dozen: `<` or `<![CDA` not yet
+   * telling what they begin, or a split entity reference), so they are re-read once.
+   */
   private rest = '';
+  /**
+   * The unfinished token that began in an earlier write, in pieces. Its end is looked for in each
+   * new piece only, and the whole is read once it is complete: each byte is examined a bounded
+   * number of times, however finely the token is split (a token re-scanned from its start on
+   * every TCP segment made one connection's slow stanza cost O(n²)).
+   */
+  private pending: string[] = [];
+  private pendingKind = Pending.None;
+  /** For a pending start tag: the quote (" or ') a value is open with, 0 outside values. */
+  private pendingQuote = 0;
+  /** The last characters of the pending token, for an end marker (`]]>`, `?>`) split across writes. */
+  private pendingTail = '';
+  private pendingBytes = 0;
   private depth = 0;
   private cursor: Element | null = null;
-  /** Bytes of the current stanza consumed in earlier writes. */
-  private stanzaBytes = 0;
+  /** Bytes consumed since the stream (re)started, up to `counted` in the data being parsed. */
+  private bytes = 0;
+  private counted = 0;
+  private ascii = true;
+  /** `bytes` where the top-level element being read began; -1 between elements. */
+  private stanzaStart = -1;
   private failed = false;
+  /** The handler reset the stream while a write was being parsed: the rest of it is dropped. */
+  private discarding = false;
   private sawDeclaration = false;
+  /** Characters examined by the scanning loops, for tests that check parsing stays linear. */
+  examined = 0;
 
   constructor(
     private readonly handler: StreamParserHandler,
@@ -108,12 +142,28 @@ export class StreamParser {
 
   /** Forget everything: used for stream restarts after STARTTLS and SASL (RFC 6120 §4.3.3). */
   reset(): void {
-    this.decoder = null;
+    this.carry = null;
     this.rest = '';
+    this.pending = [];
+    this.pendingKind = Pending.None;
+    this.pendingTail = '';
+    this.pendingBytes = 0;
     this.depth = 0;
     this.cursor = null;
-    this.stanzaBytes = 0;
+    this.bytes = 0;
+    this.counted = 0;
+    this.stanzaStart = -1;
     this.sawDeclaration = false;
+  }
+
+  /**
+   * Drop whatever else the current write holds, and forget the stream. RFC 6120 §5.4.3.3: the
+   * client must send nothing after <starttls/> until TLS is up; plaintext pipelined after it
+   * (which an attacker on the path could have injected) is discarded, never processed.
+   */
+  discardInput(): void {
+    this.reset();
+    this.discarding = true;
   }
 
   /** Start as if the stream root were already open (RFC 7395 WebSocket framing has no root). */
@@ -124,7 +174,7 @@ export class StreamParser {
 
   /** Between elements (nothing half-read): a WebSocket message must end here (RFC 7395 §3.3.3). */
   atElementBoundary(): boolean {
-    return this.failed || (this.cursor === null && WHITESPACE_ONLY.test(this.rest));
+    return this.failed || (this.cursor === null && this.pendingKind === Pending.None && WHITESPACE_ONLY.test(this.rest));
   }
 
   write(chunk: Buffer | string): void {
@@ -132,43 +182,189 @@ export class StreamParser {
     let text: string;
     if (typeof chunk === 'string') text = chunk;
     else {
-      this.decoder ??= new StringDecoder('utf8');
-      text = this.decoder.write(chunk);
+      const decoded = this.decode(chunk);
+      if (decoded === null) return this.fail('not-well-formed', 'invalid UTF-8');
+      text = decoded;
     }
-    const data = this.rest.length === 0 ? text : this.rest + text;
-    this.rest = '';
     try {
-      this.parse(data, !NON_ASCII.test(data));
+      if (this.pendingKind !== Pending.None) {
+        const end = this.continuePending(text);
+        if (end === -1) return;
+        const token = this.pending.join('');
+        this.pending = [];
+        this.pendingKind = Pending.None;
+        this.pendingBytes = 0;
+        this.parse(token);
+        if (this.failed || this.consumeDiscard()) return;
+        text = end === text.length ? '' : text.slice(end);
+      }
+      const data = this.rest.length === 0 ? text : this.rest + text;
+      this.rest = '';
+      if (data.length > 0) this.parse(data);
+      this.consumeDiscard();
     } catch (err) {
       if (!(err instanceof ParseError)) throw err;
       this.fail(err.condition, err.message);
     }
   }
 
+  /**
+   * Bytes to text, refusing invalid UTF-8 (RFC 6120 §11.6: a `not-well-formed` stream error, not
+   * U+FFFD in a message): simdutf's validation and a plain decode, with a character split at the
+   * end of the write kept for the next one. (TextDecoder's fatal streaming mode does the same at
+   * three times the cost per write.)
+   */
+  private decode(chunk: Buffer): string | null {
+    let bytes = chunk;
+    if (this.carry !== null) {
+      bytes = Buffer.concat([this.carry, chunk]);
+      this.carry = null;
+    }
+    if (isUtf8(bytes)) return bytes.toString('utf8');
+    const cut = splitCharacterStart(bytes);
+    if (cut === bytes.length || !isUtf8(bytes.subarray(0, cut))) return null;
+    this.carry = Buffer.from(bytes.subarray(cut));
+    return bytes.toString('utf8', 0, cut);
+  }
+
+  private consumeDiscard(): boolean {
+    if (!this.discarding) return false;
+    this.discarding = false;
+    return true;
+  }
+
+  /**
+   * Looks for the end of the pending token in the next piece of input, examining only that
+   * piece. Returns where the token ends in `text` (it is then complete in `pending`), or -1 when
+   * all of `text` belongs to it.
+   */
+  private continuePending(text: string): number {
+    let end = -1;
+    switch (this.pendingKind) {
+      case Pending.StartTag: {
+        let quote = this.pendingQuote;
+        const len = text.length;
+        let i = 0;
+        for (; i < len; i++) {
+          const c = text.charCodeAt(i);
+          if (quote !== 0) {
+            const close = text.indexOf(quote === DQUOTE ? '"' : "'", i);
+            if (close === -1) {
+              i = len;
+              break;
+            }
+            i = close;
+            quote = 0;
+          } else if (c === GT) {
+            end = i + 1;
+            break;
+          } else if (c === DQUOTE || c === SQUOTE) quote = c;
+          else if (c === LT) throw new ParseError('not-well-formed', 'unexpected < inside a tag');
+        }
+        this.examined += end === -1 ? len : end;
+        this.pendingQuote = quote;
+        break;
+      }
+      case Pending.EndTag: {
+        const gt = text.indexOf('>');
+        this.examined += gt === -1 ? text.length : gt + 1;
+        if (gt !== -1) end = gt + 1;
+        break;
+      }
+      default: {
+        // `]]>` or `?>`, which may straddle the previous piece: look in its last characters too
+        const marker = this.pendingKind === Pending.CData ? ']]>' : '?>';
+        const tail = this.pendingTail;
+        const found = (tail + text).indexOf(marker);
+        this.examined += tail.length + (found === -1 ? text.length : found - tail.length + marker.length);
+        if (found !== -1) end = found - tail.length + marker.length;
+        else this.pendingTail = (tail + text).slice(-(marker.length - 1));
+      }
+    }
+    const piece = end === -1 ? text : text.slice(0, end);
+    this.pending.push(piece);
+    this.pendingBytes += Buffer.byteLength(piece);
+    if (end === -1) this.checkPendingSize();
+    return end;
+  }
+
+  /** XEP-0478: an unfinished stanza (or stream header) is cut off as soon as it is too big, not buffered to its end. */
+  private checkPendingSize(): void {
+    const sofar = this.stanzaStart === -1 ? this.pendingBytes : this.bytes - this.stanzaStart + this.pendingBytes;
+    if (sofar > this.maxStanzaSize) {
+      throw new ParseError('policy-violation', this.stanzaStart === -1 ? `unfinished markup exceeds the limit of ${this.maxStanzaSize} bytes` : `stanza exceeds the limit of ${this.maxStanzaSize} bytes`);
+    }
+  }
+
+  /** Keeps `data` from `pos` (an unfinished token of `kind`) for the next writes. */
+  private suspend(data: string, pos: number, kind: Pending, quote = 0): void {
+    this.count(data, pos);
+    const piece = pos === 0 ? data : data.slice(pos);
+    this.pending = [piece];
+    this.pendingKind = kind;
+    this.pendingQuote = quote;
+    this.pendingTail = kind === Pending.CData ? piece.slice(-2) : kind === Pending.Declaration ? piece.slice(-1) : '';
+    this.pendingBytes = this.ascii ? piece.length : Buffer.byteLength(piece);
+    this.counted = data.length;
+    this.checkPendingSize();
+  }
+
+  /** Adds the bytes of `data` up to `pos` to the stream's count (each character counted once). */
+  private count(data: string, pos: number): number {
+    if (pos > this.counted) {
+      this.bytes += this.ascii ? pos - this.counted : Buffer.byteLength(data.slice(this.counted, pos));
+      this.counted = pos;
+    }
+    return this.bytes;
+  }
+
   private fail(condition: ParseErrorCondition, message: string): void {
     if (this.failed) return;
     this.failed = true;
     this.rest = '';
+    this.pending = [];
+    this.pendingKind = Pending.None;
     this.cursor = null;
     this.handler.onParseError(condition, message);
   }
 
-  private parse(data: string, ascii: boolean): void {
+  /** A top-level element is complete: within the size limit, it goes to the handler. */
+  private stanzaDone(data: string, pos: number): void {
+    const stanza = this.cursor!;
+    this.cursor = null;
+    const size = this.count(data, pos) - this.stanzaStart;
+    this.stanzaStart = -1;
+    if (size > this.maxStanzaSize) {
+      throw new ParseError('policy-violation', `stanza of ${size} bytes exceeds the limit of ${this.maxStanzaSize}`);
+    }
+    this.handler.onStanza(stanza);
+  }
+
+  private parse(data: string): void {
     const len = data.length;
+    this.counted = 0;
+    this.ascii = !NON_ASCII.test(data);
+    this.examined += len;
     let pos = 0;
-    // Where the stanza being parsed begins in `data` (0 when it began in an earlier write).
-    let stanzaStart = 0;
-    while (pos < len && !this.failed) {
+    while (pos < len) {
+      if (this.failed || this.discarding) return;
       if (data.charCodeAt(pos) !== LT) {
         const lt = data.indexOf('<', pos);
         if (lt === -1) {
-          // Between stanzas (whitespace keepalives) there is nothing to keep: checked and dropped
-          // now, or a long run of keepalives would pile up as "unfinished markup".
           if (this.cursor === null) {
+            // Between stanzas (whitespace keepalives) there is nothing to keep: checked and dropped
+            // now, or a long run of keepalives would pile up as "unfinished markup".
             this.text(data, pos, len);
             pos = len;
+            break;
           }
-          break; // inside a stanza, text may end in a split entity: keep it for the next write
+          // Inside a stanza: the text so far is taken now, except a reference split by the write
+          const amp = data.lastIndexOf('&', len - 1);
+          const cut = amp >= pos && data.indexOf(';', amp) === -1 ? amp : len;
+          if (len - cut > 12) throw new ParseError('not-well-formed', 'unterminated entity reference');
+          if (cut > pos) this.text(data, pos, cut);
+          pos = cut;
+          break;
         }
         this.text(data, pos, lt);
         pos = lt;
@@ -178,62 +374,40 @@ export class StreamParser {
       const next = data.charCodeAt(pos + 1);
       if (next === SLASH) {
         const gt = data.indexOf('>', pos + 2);
-        if (gt === -1) break;
+        if (gt === -1) return this.suspend(data, pos, Pending.EndTag);
         const name = data.slice(pos + 2, gt).trimEnd();
         pos = gt + 1;
-        if (this.endTag(name)) {
-          const size = this.stanzaBytes + byteLength(data, stanzaStart, pos, ascii);
-          this.stanzaBytes = 0;
-          const stanza = this.cursor!;
-          this.cursor = null;
-          if (size > this.maxStanzaSize) {
-            throw new ParseError('policy-violation', `stanza of ${size} bytes exceeds the limit of ${this.maxStanzaSize}`);
-          }
-          this.handler.onStanza(stanza);
-        } else if (this.cursor !== null) {
-          this.cursor = this.cursor.parent;
-        }
+        if (this.endTag(name)) this.stanzaDone(data, pos);
+        else if (this.cursor !== null) this.cursor = this.cursor.parent;
         continue;
       }
       if (next === BANG) {
         const end = this.markup(data, pos);
         if (end === -1) break;
+        if (end === -2) return this.suspend(data, pos, Pending.CData);
         pos = end;
         continue;
       }
       if (next === QUESTION) {
         const end = this.processingInstruction(data, pos);
         if (end === -1) break;
+        if (end === -2) return this.suspend(data, pos, Pending.Declaration);
         pos = end;
         continue;
       }
+      if (this.depth === 1 && this.stanzaStart === -1) this.stanzaStart = this.count(data, pos);
       const gt = findTagEnd(data, pos + 1);
-      if (gt === -1) break;
-      if (this.depth === 1) stanzaStart = pos;
+      if (gt < 0) return this.suspend(data, pos, Pending.StartTag, -gt - 1);
       this.startTag(data, pos + 1, gt);
       pos = gt + 1;
-      if (this.depth === 1 && this.cursor !== null) {
-        // a self-closed stanza (`<presence/>`) is complete right away
-        const stanza = this.cursor;
-        this.cursor = null;
-        const size = byteLength(data, stanzaStart, pos, ascii);
-        if (size > this.maxStanzaSize) {
-          throw new ParseError('policy-violation', `stanza of ${size} bytes exceeds the limit of ${this.maxStanzaSize}`);
-        }
-        this.handler.onStanza(stanza);
-      }
+      // a self-closed stanza (`<presence/>`) is complete right away
+      if (this.depth === 1 && this.cursor !== null) this.stanzaDone(data, pos);
     }
-    if (this.failed) return;
-    if (pos < len) this.rest = pos === 0 ? data : data.slice(pos);
-    // XEP-0478: count what has arrived of an unfinished stanza, so an oversized one is cut off
-    // before it is complete rather than buffered to the end.
-    if (this.depth >= 2) {
-      this.stanzaBytes += byteLength(data, stanzaStart, pos, ascii);
-      if (this.stanzaBytes + byteLength(data, pos, len, ascii) > this.maxStanzaSize) {
-        throw new ParseError('policy-violation', `stanza exceeds the limit of ${this.maxStanzaSize} bytes`);
-      }
-    } else if (this.rest.length > this.maxStanzaSize) {
-      throw new ParseError('policy-violation', `unfinished markup exceeds the limit of ${this.maxStanzaSize} bytes`);
+    if (this.failed || this.discarding) return;
+    this.count(data, pos);
+    if (pos < len) this.rest = data.slice(pos);
+    if (this.stanzaStart !== -1 && this.bytes + (len - pos) - this.stanzaStart > this.maxStanzaSize) {
+      throw new ParseError('policy-violation', `stanza exceeds the limit of ${this.maxStanzaSize} bytes`);
     }
   }
 
@@ -257,13 +431,16 @@ export class StreamParser {
     else children.push(text);
   }
 
-  /** `<!...`: CDATA is allowed inside stanzas; comments and DTDs are restricted XML. Returns the next position or -1 for more input. */
+  /**
+   * `<!...`: CDATA is allowed inside stanzas; comments and DTDs are restricted XML. Returns the
+   * next position, -1 when too little has arrived to tell, -2 for a CDATA section not ended yet.
+   */
   private markup(data: string, pos: number): number {
     const available = data.length - pos;
     if (data.startsWith('<![CDATA[', pos)) {
       if (this.cursor === null) throw new ParseError('not-well-formed', 'CDATA outside a stanza');
       const end = data.indexOf(']]>', pos + 9);
-      if (end === -1) return -1;
+      if (end === -1) return -2;
       const raw = data.slice(pos + 9, end);
       if (ILLEGAL_CHARS.test(raw)) throw new ParseError('not-well-formed', 'illegal character in CDATA');
       this.appendText(raw);
@@ -275,12 +452,12 @@ export class StreamParser {
     throw new ParseError('restricted-xml', data.startsWith('<!--', pos) ? 'XML comments are not allowed' : 'DTDs are not allowed');
   }
 
-  /** `<?...`: only the XML declaration, once, before the root (RFC 6120 §11.1, §11.5). */
+  /** `<?...`: only the XML declaration, once, before the root (RFC 6120 §11.1, §11.5). -1: too little to tell; -2: not ended yet. */
   private processingInstruction(data: string, pos: number): number {
     if (data.length - pos < 6) return -1;
     if (this.depth === 0 && !this.sawDeclaration && data.startsWith('<?xml', pos) && isWhitespace(data.charCodeAt(pos + 5))) {
       const end = data.indexOf('?>', pos + 5);
-      if (end === -1) return -1;
+      if (end === -1) return -2;
       this.sawDeclaration = true;
       return end + 2;
     }
@@ -296,7 +473,8 @@ export class StreamParser {
     while (i < end && !isWhitespace(data.charCodeAt(i))) i++;
     const name = data.slice(start, i);
     if (!NAME.test(name)) throw new ParseError('not-well-formed', `invalid element name "${name}"`);
-    const attrs: Record<string, string> = {};
+    // null prototype: an attribute called `constructor` or `__proto__` is an attribute like any other
+    const attrs: Record<string, string> = Object.create(null) as Record<string, string>;
     for (;;) {
       while (i < end && isWhitespace(data.charCodeAt(i))) i++;
       if (i >= end) break;
@@ -321,7 +499,7 @@ export class StreamParser {
       if (raw.indexOf('<') !== -1 || ILLEGAL_CHARS.test(raw)) {
         throw new ParseError('not-well-formed', `illegal character in attribute ${attrName}`);
       }
-      if (attrName in attrs) throw new ParseError('not-well-formed', `duplicate attribute ${attrName}`);
+      if (attrs[attrName] !== undefined) throw new ParseError('not-well-formed', `duplicate attribute ${attrName}`);
       attrs[attrName] = unescapeXml(raw);
       i = close + 1;
       if (i < end && !isWhitespace(data.charCodeAt(i))) throw new ParseError('not-well-formed', `missing space after attribute ${attrName}`);
@@ -330,6 +508,7 @@ export class StreamParser {
     if (this.depth === 0) {
       if (selfClosing) throw new ParseError('not-well-formed', 'self-closed stream root');
       this.depth = 1;
+      this.stanzaStart = -1; // the stream header is not a stanza
       this.handler.onStreamStart(name, attrs);
       return;
     }
@@ -352,6 +531,7 @@ export class StreamParser {
     if (this.depth === 1 && this.cursor === null) {
       // the stream root itself: `</stream:stream>` (RFC 6120 §4.4)
       this.depth = 0;
+      this.stanzaStart = -1;
       this.handler.onStreamEnd();
       return false;
     }
@@ -364,7 +544,23 @@ export class StreamParser {
   }
 }
 
-/** Index of the `>` that ends a start tag beginning at `from`, skipping quoted attribute values; -1 if incomplete. */
+/** Where a UTF-8 character cut off by the end of `bytes` begins (bytes.length when none is). */
+function splitCharacterStart(bytes: Buffer): number {
+  const len = bytes.length;
+  for (let i = len - 1; i >= 0 && i >= len - 3; i--) {
+    const b = bytes[i]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    if (b >= 0xf5 || (b >= 0x80 && b < 0xc2)) return len; // never the start of a character
+    const needed = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return len - i < needed ? i : len;
+  }
+  return len;
+}
+
+/**
+ * Index of the `>` that ends a start tag beginning at `from`, skipping quoted attribute values.
+ * When the tag is incomplete: -1 - (the quote a value is still open with, or 0).
+ */
 function findTagEnd(data: string, from: number): number {
   const len = data.length;
   for (let i = from; i < len; i++) {
@@ -372,7 +568,7 @@ function findTagEnd(data: string, from: number): number {
     if (c === GT) return i;
     if (c === DQUOTE || c === SQUOTE) {
       const close = data.indexOf(c === DQUOTE ? '"' : "'", i + 1);
-      if (close === -1) return -1;
+      if (close === -1) return -1 - c;
       i = close;
     } else if (c === LT) {
       throw new ParseError('not-well-formed', 'unexpected < inside a tag');

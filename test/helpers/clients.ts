@@ -6,6 +6,7 @@ import { client, xml, type Client } from '@xmpp/client';
 import { WebSocket } from 'ws';
 import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, type TestServer } from './server.js';
+import { checkWire, type WellFormedChecker } from './well-formed.js';
 
 export { xml };
 
@@ -14,6 +15,8 @@ export interface TestClient {
   jid: string;
   /** Every stanza received, in order. */
   received: Element[];
+  /** The strict well-formedness check of everything the server sent this client. */
+  wire: WellFormedChecker;
   /** Resolves with the next received stanza matching `predicate` (including ones already received but not yet consumed). */
   next(predicate: (stanza: Element) => boolean, timeoutMs?: number): Promise<Element>;
   send(stanza: Element): Promise<void>;
@@ -64,7 +67,8 @@ function serviceUrl(server: TestServer, transport: NonNullable<ConnectOptions['t
 (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
 
 export async function connect(server: TestServer, username: string, options: ConnectOptions = {}): Promise<TestClient> {
-  const service = serviceUrl(server, options.transport ?? 'starttls');
+  const transport = options.transport ?? 'starttls';
+  const service = serviceUrl(server, transport);
   const xmpp = client({
     service,
     domain: server.domain,
@@ -79,6 +83,7 @@ export async function connect(server: TestServer, username: string, options: Con
         }
       : {}),
   });
+  const wire = watchWire(xmpp, `${username}'s @xmpp/client over ${transport}`, transport.startsWith('websocket') ? 'message' : 'stream');
   const received: Element[] = [];
   const waiters: Array<{ predicate: (s: Element) => boolean; resolve: (s: Element) => void }> = [];
   const consumed = new Set<Element>();
@@ -112,6 +117,7 @@ export async function connect(server: TestServer, username: string, options: Con
     xmpp,
     jid: xmpp.jid!.toString(),
     received,
+    wire,
     next(predicate, timeoutMs = 5000) {
       const already = received.find((s) => !consumed.has(s) && predicate(s));
       if (already) {
@@ -136,12 +142,32 @@ export async function connect(server: TestServer, username: string, options: Con
   };
 }
 
+/**
+ * Checks every byte the server sends to an @xmpp/client before its parser sees it (the
+ * connection's `_onData`, bound once at its first socket, so this must run before start()).
+ * A reconnection starts a new stream.
+ */
+export function watchWire(xmpp: Client, label: string, framing: 'stream' | 'message'): WellFormedChecker {
+  const checker = checkWire(label, framing);
+  const connection = xmpp as unknown as { _onData(data: Buffer | string): void };
+  const onData = connection._onData;
+  connection._onData = function (this: unknown, data: Buffer | string) {
+    if (framing === 'message') checker.message(data);
+    else checker.write(data);
+    onData.call(this, data);
+  };
+  xmpp.on('disconnect', () => checker.reset());
+  return checker;
+}
+
 /** A raw client: plain socket, STARTTLS done by hand, for sending arbitrary bytes. */
 export class RawClient {
   socket!: net.Socket;
   data = '';
   closed = false;
   private listeners: Array<() => void> = [];
+  /** Everything the server sends is checked for well-formedness (STARTTLS continues the same stream). */
+  private readonly checker = checkWire('a raw client', 'stream');
 
   /** `localAddress`: another loopback address (127.0.0.2...) to be another client machine. */
   static async open(server: TestServer, options: { tls?: boolean; localAddress?: string } = { tls: true }): Promise<RawClient> {
@@ -196,6 +222,7 @@ export class RawClient {
     this.socket = socket;
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
+      this.checker.write(chunk);
       this.data += chunk;
       for (const l of this.listeners) l();
     });

@@ -7,6 +7,7 @@ import { configFromObject, validateCoreConfig } from '../../src/config/load.js';
 import { createServer } from '../../src/app.js';
 import type { Server } from '../../src/core/server.js';
 import { stopClientsOf } from './clients.js';
+import { assertWireWellFormed } from './well-formed.js';
 
 export interface TestServer {
   server: Server;
@@ -80,6 +81,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     stop: async () => {
       await server.stop(); // clients still connected are told system-shutdown
       await stopClientsOf(testServer); // and are stopped, or they would keep reconnecting
+      assertWireWellFormed(); // what they received until the end, shutdown included
     },
   };
   return testServer;

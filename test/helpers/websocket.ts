@@ -5,6 +5,7 @@ import type Element from 'ltx/lib/Element.js';
 import parse from 'ltx/lib/parse.js';
 import { WebSocket } from 'ws';
 import { PASSWORD, type TestServer } from './server.js';
+import { checkWire } from './well-formed.js';
 
 export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
 export const NS_STREAM_ERRORS = 'urn:ietf:params:xml:ns:xmpp-streams';
@@ -20,10 +21,12 @@ export class WsWire {
   closeCode = 0;
   private readonly consumed = new Set<Element>();
   private waiters: Array<() => void> = [];
+  private readonly checker = checkWire('a raw WebSocket client', 'message');
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       const text = data.toString();
+      this.checker.message(text);
       try {
         this.received.push(parse(text));
       } catch {

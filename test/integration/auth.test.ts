@@ -8,7 +8,7 @@ import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
 import { client } from '@xmpp/client';
-import { connect, RawClient, xml } from '../helpers/clients.js';
+import { connect, RawClient, watchWire, xml } from '../helpers/clients.js';
 import {
   NS_SASL, authenticatePlain, authenticateScram, bind, openStream, readElement, type Wire,
 } from '../helpers/wire.js';
@@ -49,6 +49,7 @@ async function pingServer(wire: Wire, id: string): Promise<string | undefined> {
  */
 async function loginOutcome(s: TestServer, username: string, password: string): Promise<string> {
   const xmpp = client({ service: `xmpp://127.0.0.1:${s.port}`, domain: s.domain, username, password });
+  watchWire(xmpp, `${username}'s login attempt`, 'stream');
   (xmpp as unknown as { reconnect: { stop(): void } }).reconnect.stop();
   xmpp.on('error', () => undefined);
   try {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { client } from '@xmpp/client';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { connect } from '../helpers/clients.js';
+import { connect, watchWire } from '../helpers/clients.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -56,6 +56,7 @@ async function serverOn(t: ExecutionContext, dir: string): Promise<TestServer> {
 /** Whether a login with this password is refused (SASL not-authorized). */
 async function loginRefused(server: TestServer, username: string, password: string): Promise<boolean> {
   const xmpp = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: server.domain, username, password, resource: 'cli-test' });
+  watchWire(xmpp, `${username}'s login attempt`, 'stream');
   xmpp.on('error', () => undefined);
   try {
     await xmpp.start();

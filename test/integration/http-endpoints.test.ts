@@ -8,6 +8,7 @@ import parse from 'ltx/lib/parse.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { httpRequest, type Reply } from '../helpers/http.js';
 import { chat, freshAccounts, loginForTest, online } from '../helpers/conversation.js';
+import { watchWire } from '../helpers/clients.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -116,6 +117,7 @@ test('metrics move with traffic: connections, stanzas, auth failures, delivery l
   await benTcp.send(chat(`${cid}@localhost`, 'waits offline'));
   // a wrong password
   const intruder = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: 'localhost', username: ann, password: 'wrong' });
+  watchWire(intruder, 'the intruder', 'stream');
   intruder.on('error', () => undefined);
   await t.throwsAsync(intruder.start());
   await intruder.stop().catch(() => undefined);

@@ -150,6 +150,24 @@ test('a nickname in use is refused with conflict, and a nickname change is annou
   t.pass();
 });
 
+test('an IQ from one occupant to another arrives as well-formed XML, with one `to`, and its answer comes back', async (t) => {
+  // Gajim, poezio and Conversations ask new occupants for disco#info, version and vCard: a stanza
+  // with two `to` attributes made their parsers drop the connection, and their rejoin did it again.
+  const { a, b } = await trio(t, server);
+  const room = freshRoom('iq');
+  await createInstantRoom(a, room, 'Alice');
+  await enter(b, room, 'Bob');
+  const answer = a.request(xml('iq', { type: 'get', to: `${room}/Bob`, id: 'disco-bob' }, xml('query', { xmlns: NS_DISCO_INFO })));
+  const asked = await b.next((s) => s.is('iq') && s.attrs.id === 'disco-bob');
+  t.is(asked.attrs.from, `${room}/Alice`);
+  t.is(asked.attrs.to, b.jid);
+  // @xmpp/client answers an IQ it has no handler for with service-unavailable; the room passes it back
+  const error = await answer.then(() => undefined, (err: { condition?: string }) => err.condition);
+  t.is(error, 'service-unavailable');
+  t.is(b.wire.problem, undefined, 'what Bob received is well-formed');
+  t.is(a.wire.problem, undefined, 'what Alice received is well-formed');
+});
+
 test('occupants send each other private messages through the room', async (t) => {
   const { a, b, c } = await trio(t, server);
   const room = freshRoom('pm');
@@ -287,6 +305,25 @@ test('a nickname is normalised on the way in, and the newcomer is told so (210)'
   const self = await b.next((s) => s.is('presence') && statusCodes(s).includes(110));
   t.is(self.attrs.from, `${room}/Zo\u00e9`);
   t.deepEqual(statusCodes(self), [110, 210]);
+});
+
+test('look-alike nicknames are refused with conflict, invisible ones as malformed (RFC 8266)', async (t) => {
+  const { a, b } = await trio(t, server);
+  const room = freshRoom('lookalike');
+  await createInstantRoom(a, room, 'Alice');
+  for (const nick of ['alice', 'ALICE', '\u0410lice', 'Ａｌｉｃｅ', ' Alice ']) {
+    const refused = await join(b, room, nick);
+    t.is(refused.attrs.type, 'error', JSON.stringify(nick));
+    t.is(errorCondition(refused), 'conflict', JSON.stringify(nick));
+  }
+  await b.send(xml('presence', { to: `${room}/Bob\u200b` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+  const invisible = await b.next((s) => s.is('presence') && s.attrs.type === 'error' && (s.attrs.from ?? '').startsWith(`${room}/Bob`));
+  t.is(errorCondition(invisible), 'jid-malformed');
+  // and once in, Bob cannot take a look-alike of Alice's nick either
+  await enter(b, room, 'Bob');
+  await b.send(xml('presence', { to: `${room}/\u0410LICE` }));
+  const taken = await b.next((s) => s.is('presence') && s.attrs.type === 'error' && s.attrs.from === `${room}/\u0410LICE`);
+  t.is(errorCondition(taken), 'conflict');
 });
 
 test('history can be limited by time: seconds and since', async (t) => {

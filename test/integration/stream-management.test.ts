@@ -255,6 +255,27 @@ test('a session can be resumed again after a second cut', async (t) => {
   await third.next(body('three'));
 });
 
+test('a web client reloaded and resumed that sends from another resource of its account is stamped with the session\'s JID', async (t) => {
+  // Converse after F5: it resumes the old session but addresses its stanzas from the resource it
+  // would have bound; closing the stream for it left the page half-broken.
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const a = await loginForTest(t, server, alice, 'desk');
+  const b = await phone(t, server, bob, 'converse-old');
+  const enabled = await b.enable();
+  b.cut();
+  const { client: reloaded, answer } = await resume(t, server, bob, enabled.attrs.id!, 0, b.jid);
+  t.true(answer.is('resumed', NS_SM));
+  reloaded.stanza(`<message to='${a.jid}' from='${bob}@localhost/converse-new' type='chat' id='r1'><body>after reload</body></message>`);
+  const got = await a.next((s) => s.is('message') && s.getChildText('body') === 'after reload');
+  t.is(got.attrs.from, b.jid, "stamped with the resumed session's full JID");
+  await reloaded.settle();
+  t.false(reloaded.closed, 'the stream stays open');
+
+  // anyone else's address is still refused
+  reloaded.stanza(`<message to='${a.jid}' from='${alice}@localhost/desk' type='chat'><body>spoof</body></message>`);
+  t.is((await reloaded.streamError()).condition, 'invalid-from');
+});
+
 test('resuming while the old connection still looks alive moves the session and closes the old one with conflict', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   const a = await loginForTest(t, server, alice, 'desk');

@@ -86,6 +86,34 @@ test('a bound client sending broken XML is disconnected with not-well-formed', a
 
 // --- restricted-xml (RFC 6120 §4.9.3.18, §11.1) -----------------------------------------------
 
+test('invalid UTF-8 is not-well-formed', async (t) => {
+  const wire = await openedStream();
+  wire.write(Buffer.concat([Buffer.from('<message><body>'), Buffer.from([0xc3, 0x28]), Buffer.from('</body></message>')]));
+  await expectStreamError(t, wire, 'not-well-formed');
+});
+
+test('an overlong UTF-8 encoding (of <) is not-well-formed', async (t) => {
+  const wire = await openedStream();
+  wire.write(Buffer.concat([Buffer.from('<message><body>'), Buffer.from([0xc0, 0xbc]), Buffer.from('</body></message>')]));
+  await expectStreamError(t, wire, 'not-well-formed');
+});
+
+test('plaintext pipelined after <starttls/> is discarded, not processed (RFC 6120 §5.4.3.3)', async (t) => {
+  const wire = await plainSocket();
+  await openStream(wire);
+  // an attacker on the path appends a stream header and a stanza to the client's <starttls/>
+  wire.write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>${streamHeader()}<iq type='get' id='injected'><ping xmlns='urn:xmpp:ping'/></iq>`);
+  await read(wire, /<proceed[^>]*\/>/);
+  await wire.upgradeToTls(server.domain);
+  // after TLS, the client's own stream starts afresh, with nothing of the injected bytes
+  const features = await openStream(wire);
+  t.truthy(features.getChild('mechanisms', 'urn:ietf:params:xml:ns:xmpp-sasl'));
+  const result = await authenticatePlain(wire, 'carol');
+  t.is(result.outcome, 'success');
+  t.false(/injected|stream:error/.test(wire.data), wire.data);
+  wire.close();
+});
+
 test('an XML comment is restricted-xml', async (t) => {
   const wire = await openedStream();
   wire.write('<!-- x -->');

@@ -23,6 +23,7 @@ import {
   NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, NS_OCCUPANT_ID, NS_PING, NS_SELF_PING,
   NS_STANZA_ID,
 } from './ns.js';
+import { enforceNickname, nicknameKey } from './nickname.js';
 import { Occupant, prepare, presenceContent, type OccupantSession, type Prepared, type Role } from './occupant.js';
 import {
   affiliationChangeRefusal, defaultRole, isAffiliation, isRole, mayListAffiliation, maySendPrivateMessage, roleChangeRefusal,
@@ -343,6 +344,10 @@ export class Room {
     }
     if (type !== undefined) return; // subscriptions and probes mean nothing to a room
     if (nick === '') return this.bounce(stanza, new StanzaError('jid-malformed', 'A nickname is needed to enter a room'));
+    // RFC 8266: the nick as the room uses it; invisible or control characters are refused
+    const enforced = enforceNickname(nick);
+    if (enforced === null) return this.bounce(stanza, new StanzaError('jid-malformed', 'That is not a valid nickname'));
+    nick = enforced;
     if (occupant === undefined) return this.join(stanza, from, nick, created);
     const session = occupant.sessions.find((s) => s.jid.equals(from))!;
     session.presence = presenceContent(stanza);
@@ -373,10 +378,11 @@ export class Room {
     if (this.config.membersOnly && affiliation === 'none') {
       return this.bounce(stanza, new StanzaError('registration-required', 'This room is for members only'));
     }
-    const existing = this.occupants.get(nick);
+    const existing = this.holderOf(nick);
     if (existing !== undefined && existing.bare !== bare) {
       return this.bounce(stanza, new StanzaError('conflict', 'That nickname is already used in this room'));
     }
+    if (existing !== undefined) nick = existing.nick; // the same user's other device, written another way
     if (existing === undefined) {
       const limit = this.config.maxUsers === 0 ? this.service.maxOccupants : Math.min(this.config.maxUsers, this.service.maxOccupants);
       if (this.occupants.size >= limit && affiliation !== 'owner' && affiliation !== 'admin') {
@@ -412,7 +418,7 @@ export class Room {
     if (this.nonAnonymous()) codes.push(100);
     if (this.config.logging) codes.push(170);
     if (created) codes.push(201);
-    // §7.2.3: the nick was changed on the way in (here: only ever its Unicode normalisation)
+    // §7.2.3: the nick was changed on the way in (RFC 8266 enforcement, or another device's spelling)
     const to = stanza.attrs.to ?? '';
     if (to.slice(to.indexOf('/') + 1) !== nick) codes.push(210);
     if (existing === undefined) this.announce(occupant, codes);
@@ -429,9 +435,22 @@ export class Room {
     this.sendTo(session, subject);
   }
 
+  /**
+   * The occupant whose nick collides with `nick` (RFC 8266 §2.4 comparison, look-alike letters
+   * included): "alice", "ALICE" and "Аlice" with a Cyrillic А are all Alice's. A scan, on joins
+   * and nick changes only.
+   */
+  private holderOf(nick: string): Occupant | undefined {
+    const exact = this.occupants.get(nick);
+    if (exact !== undefined) return exact;
+    const key = nicknameKey(nick);
+    for (const o of this.occupants.values()) if (nicknameKey(o.nick) === key) return o;
+    return undefined;
+  }
+
   private changeNick(o: Occupant, stanza: Element, nick: string): void {
-    const holder = this.occupants.get(nick);
-    if (holder !== undefined) return this.bounce(stanza, new StanzaError('conflict', 'That nickname is already used in this room'));
+    const holder = this.holderOf(nick);
+    if (holder !== undefined && holder !== o) return this.bounce(stanza, new StanzaError('conflict', 'That nickname is already used in this room'));
     // §7.6: unavailable from the old nick with 303 and the new nick, then available from the new one
     this.announceDeparture(o, [303], (item) => void (item.attrs.nick = nick));
     this.occupants.delete(o.nick);
@@ -718,8 +737,7 @@ export class Room {
     if (type === 'result' || type === 'error') {
       // an answer to an IQ we passed on: back to the asker (the occupant called `nick`)
       if (sender === undefined || target === undefined) return;
-      const copy = new Element('iq', { ...stanza.attrs, from: sender.roomJid });
-      copy.children = stanza.children;
+      const copy = passedOn(stanza, sender.roomJid);
       this.sendTo(target.current, copy);
       return;
     }
@@ -730,9 +748,7 @@ export class Room {
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'You are not in this room'));
     if (target === undefined) return this.bounce(stanza, new StanzaError('item-not-found', `Nobody is called ${nick} here`));
     // §7.5 (IQs between occupants): passed on to one client of the occupant, from the asker's room JID
-    const copy = new Element('iq', { ...stanza.attrs, from: sender.roomJid });
-    copy.children = stanza.children;
-    this.sendTo(target.current, copy);
+    this.sendTo(target.current, passedOn(stanza, sender.roomJid));
   }
 
   // --- the room's message archive (XEP-0313 §6) --------------------------------------------------
@@ -1020,4 +1036,16 @@ export class Room {
 /** The bare JID of an address given in a form or an item, or null when it is malformed. */
 function parseBare(value: string): string | null {
   return parseJid(value)?.bare ?? null;
+}
+
+/**
+ * An IQ between occupants as the room passes it on (XEP-0045 §7.5): from the asker's room JID,
+ * and without the room JID it was sent to. It is prepared like any room stanza, `to` spliced in
+ * per recipient, so a `to` left here went out twice in one tag: clients dropped the connection.
+ */
+function passedOn(stanza: Element, from: string): Element {
+  const { to: _to, ...attrs } = stanza.attrs;
+  const copy = new Element('iq', { ...attrs, from });
+  copy.children = stanza.children;
+  return copy;
 }
