@@ -27,6 +27,12 @@ import { ReadHolds, type C2STransport, type TransportEvents } from './transport.
 
 /** CPU a connection's input may take at once before its share applies (`c2s.max_cpu_share`). */
 const CPU_BURST_MS = 200;
+/**
+ * The most one read is charged: the figure is wall time, and a loaded machine can deschedule the
+ * process for hundreds of ms in any read; a connection that is really expensive pays this on
+ * read after read and still runs out of its share.
+ */
+const CPU_CHARGE_CAP_MS = 50;
 /** Pauses this long are worth an admin's attention: they mean one client's input is expensive. */
 const CPU_PAUSE_LOG_MS = 100;
 
@@ -163,7 +169,7 @@ export class C2SStream implements TransportEvents {
     // than its share of the CPU (parsing, handlers) is not read from until it is back within it,
     // so it slows itself, not the clients sharing the event loop with it.
     if (this.cpuLimiter !== null) {
-      const pause = this.cpuLimiter.consume(performance.now() - started);
+      const pause = this.cpuLimiter.consume(Math.min(performance.now() - started, CPU_CHARGE_CAP_MS));
       if (pause > 0 && this.state !== 'closed') {
         if (pause >= CPU_PAUSE_LOG_MS) this.server.log.warn({ jid: this.jid?.toString(), address: this.remoteAddress, pauseMs: pause }, 'client input is using more than its CPU share; reading paused');
         this.reading.holdFor(pause);
