@@ -9,12 +9,12 @@ import {
 } from './config/load.js';
 import type { CoreConfig } from './config/schema.js';
 import { createLogger, createServer, packageVersion, serverSettings } from './app.js';
-import { AccountExistsError, AccountStore, accountMigrations } from './core/accounts.js';
+import { AccountExistsError, AccountStore, accountMigrations } from './accounts/store.js';
 import { parseJid } from './core/jid.js';
 import { moduleRegistry } from './modules/index.js';
 import { openDatabase, runMigrations, type Database } from './storage/db.js';
 import { certificateCoversHost, loadCertificateInfo } from './tls/certs.js';
-import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
+import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
 import { RetentionStore } from './modules/mam/settings.js';

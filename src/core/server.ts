@@ -4,7 +4,7 @@ import type Element from 'ltx/lib/Element.js';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { AccountStore, accountMigrations } from './accounts.js';
+import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { EventBus } from './events.js';
 import { VirtualHost, type HostSettings } from './host.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';

@@ -2,7 +2,7 @@
 // `registration` is open). After login: change the password, or remove the account.
 import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
-import { AccountExistsError } from '../../core/accounts.js';
+import { AccountExistsError } from '../../accounts/store.js';
 import { normalizeUsername, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';

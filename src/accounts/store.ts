@@ -2,7 +2,7 @@
 // SHA-1 and SHA-256 (RFC 5802 §3, RFC 7677), which is all SCRAM needs and what PLAIN is checked against.
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
-import { deriveScramCredentials, type ScramCredentials, type ScramHash } from '../c2s/sasl/scram.js';
+import { deriveScramCredentials, type ScramCredentials, type ScramHash } from './credentials.js';
 
 export const accountMigrations: Migration[] = [
   {
