@@ -113,14 +113,12 @@ export default defineModule({
       ownAccount(request);
       const { payload, from } = request;
       if (payload.getChild('remove') !== undefined) {
+        // no new login from now on; the rest of the deletion (sessions, data) follows the result
         await m.server.accounts.delete(m.host.domain, from.local);
         m.log.info({ account: from.bare }, 'account removed by its owner');
-        m.host.events.fire('account/deleted', { username: from.local, host: m.host });
-        // XEP-0077 §3.2: the result goes out first, then the account's streams end
+        // XEP-0077 §3.2: the result goes out first, then the account's streams end (and its data goes)
         setImmediate(() => {
-          for (const session of [...(m.server.sessions.ofAccount(from.bare)?.values() ?? [])]) {
-            session.close('not-authorized', 'The account was removed');
-          }
+          m.server.deleteAccount(m.host.domain, from.local).catch((err: unknown) => m.log.error({ err, account: from.bare }, 'deleting a removed account\'s data failed'));
         });
         return null;
       }
