@@ -1,8 +1,9 @@
 // PostgreSQL for the test suite's second pass. scripts/run-tests.mjs starts one server for the
 // run and passes its address in XMPPD_TEST_POSTGRES_URL; every test server (every data directory)
 // gets a database of its own, so tests stay isolated and run in parallel. Without that variable
-// the tests run on SQLite.
-import { execFileSync, execFile } from 'node:child_process';
+// the tests run on SQLite. A test may start a server again on the same data directory, so the
+// databases are kept until the run's PostgreSQL is thrown away.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 
@@ -20,6 +21,12 @@ function clientArgs(): string[] {
   return ['-h', url.hostname, '-p', url.port || '5432', '-U', decodeURIComponent(url.username || 'postgres')];
 }
 
+/** The client programs of the PostgreSQL the run started (else those on the PATH). */
+function program(name: string): string {
+  const bin = process.env.XMPPD_TEST_POSTGRES_BIN;
+  return bin ? path.join(bin, name) : name;
+}
+
 const created = new Set<string>();
 
 /**
@@ -32,7 +39,7 @@ export function testStorageConfig(dataDir: string): { driver: 'postgres'; postgr
   const name = databaseName(dataDir);
   if (!created.has(name)) {
     try {
-      execFileSync('createdb', [...clientArgs(), name], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync(program('createdb'), [...clientArgs(), name], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (err) {
       const stderr = String((err as { stderr?: Buffer }).stderr ?? '');
       if (!stderr.includes('already exists')) throw new Error(`createdb ${name} failed: ${stderr.trim() || (err as Error).message}`);
@@ -42,12 +49,4 @@ export function testStorageConfig(dataDir: string): { driver: 'postgres'; postgr
   const url = new URL(ADMIN_URL!);
   url.pathname = `/${name}`;
   return { driver: 'postgres', postgres_url: url.toString() };
-}
-
-/** Drops a data directory's database (its server has stopped and will not be restarted). */
-export function dropTestDatabase(dataDir: string): Promise<void> {
-  if (!onPostgres) return Promise.resolve();
-  const name = databaseName(dataDir);
-  created.delete(name);
-  return new Promise((resolve) => execFile('dropdb', [...clientArgs(), '--if-exists', '--force', name], () => resolve()));
 }

@@ -7,7 +7,7 @@ import { configFromObject, validateCoreConfig } from '../../src/config/load.js';
 import { createServer } from '../../src/app.js';
 import type { Server } from '../../src/core/server.js';
 import { stopClientsOf } from './clients.js';
-import { dropTestDatabase, testStorageConfig } from './postgres.js';
+import { testStorageConfig } from './postgres.js';
 
 export { onPostgres, testStorageConfig } from './postgres.js';
 
@@ -39,7 +39,6 @@ export interface TestServerOptions {
 export const PASSWORD = 'correct horse battery';
 
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const ownDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-test-'));
   const storage = testStorageConfig(dataDir); // PostgreSQL on the suite's second pass
   options.logFile ??= process.env.XMPPD_TEST_LOG; // debugging: XMPPD_TEST_LOG=/tmp/x.log npx ava ...
@@ -84,7 +83,6 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     stop: async () => {
       await server.stop(); // clients still connected are told system-shutdown
       await stopClientsOf(testServer); // and are stopped, or they would keep reconnecting
-      if (ownDataDir) await dropTestDatabase(dataDir); // a given data directory may be started again
     },
   };
   return testServer;
