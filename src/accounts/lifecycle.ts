@@ -77,7 +77,11 @@ export interface RunningServer {
  * `account/deleting` (contacts told, while the roster is still there), the data, then
  * `account/deleted` for what modules hold in memory.
  */
-export async function deleteAccountLive(server: RunningServer, host: string, username: string): Promise<AccountDeletion> {
+export function deleteAccountLive(server: RunningServer, host: string, username: string): Promise<AccountDeletion> {
+  return server.accounts.whileDeleting(host, username, () => deleteLive(server, host, username));
+}
+
+async function deleteLive(server: RunningServer, host: string, username: string): Promise<AccountDeletion> {
   const existed = await server.accounts.delete(host, username);
   const bare = `${username}@${host}`;
   for (const session of [...(server.sessions.ofAccount(bare)?.values() ?? [])]) {

@@ -113,13 +113,11 @@ export default defineModule({
       ownAccount(request);
       const { payload, from } = request;
       if (payload.getChild('remove') !== undefined) {
-        // no new login from now on; the rest of the deletion (sessions, data) follows the result
-        await m.server.accounts.delete(m.host.domain, from.local);
         m.log.info({ account: from.bare }, 'account removed by its owner');
-        // XEP-0077 §3.2: the result goes out first, then the account's streams end (and its data goes)
-        setImmediate(() => {
-          m.server.deleteAccount(m.host.domain, from.local).catch((err: unknown) => m.log.error({ err, account: from.bare }, 'deleting a removed account\'s data failed'));
-        });
+        // XEP-0077 §3.2: the result goes out first (this handler answers at once), then the
+        // account's streams end, once its row is deleted (a database round trip later); the
+        // name is not given out again until its data is gone too
+        m.server.deleteAccount(m.host.domain, from.local).catch((err: unknown) => m.log.error({ err, account: from.bare }, 'deleting a removed account failed'));
         return null;
       }
       const username = payload.getChildText('username');
