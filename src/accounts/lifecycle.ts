@@ -82,7 +82,10 @@ export function deleteAccountLive(server: RunningServer, host: string, username:
 }
 
 async function deleteLive(server: RunningServer, host: string, username: string): Promise<AccountDeletion> {
-  const existed = await server.accounts.delete(host, username);
+  // the row goes first (queued before any later login's lookup): no new login from here on
+  const rowDeleted = server.accounts.delete(host, username);
+  // an in-band remove's result (XEP-0077 §3.2) goes out before its stream ends
+  await new Promise((resolve) => setImmediate(resolve));
   const bare = `${username}@${host}`;
   for (const session of [...(server.sessions.ofAccount(bare)?.values() ?? [])]) {
     // RFC 6120 §4.9.3.14 <not-authorized/>: the stream's authentication no longer holds. Not
@@ -93,6 +96,7 @@ async function deleteLive(server: RunningServer, host: string, username: string)
     // before that is cleared below.
     session.close('not-authorized', 'The account was deleted');
   }
+  const existed = await rowDeleted;
   const events = server.hosts.get(host)?.events;
   const pending: Array<Promise<unknown>> = [];
   events?.fire('account/deleting', { username, pending });

@@ -57,19 +57,23 @@ export class ControlSocket {
       deleteAccount: (host, username) => owner.deleteAccount(host, username),
     };
     const control = new ControlSocket(net.createServer((socket) => control.serve(socket, context, log)), file);
-    // created 0600 from the start: no moment in which another user could connect
+    // created 0600 from the start: no moment in which another user could connect. The umask is
+    // the process's: restored at once (listen binds a Unix socket synchronously), before any
+    // other code of this process creates a file.
+    const listening = new Promise<void>((resolve, reject) => {
+      control.server.once('error', reject);
+      control.server.once('listening', () => {
+        control.server.off('error', reject);
+        resolve();
+      });
+    });
     const umask = process.umask(0o177);
     try {
-      await new Promise<void>((resolve, reject) => {
-        control.server.once('error', reject);
-        control.server.listen(file, () => {
-          control.server.off('error', reject);
-          resolve();
-        });
-      });
+      control.server.listen(file);
     } finally {
       process.umask(umask);
     }
+    await listening;
     fs.chmodSync(file, 0o600);
     log.debug({ path: file }, 'control socket listening');
     return control;
