@@ -1,23 +1,132 @@
 #!/usr/bin/env node
-// Runs the ava suite and ends with the plain summary line CI reads: "N passed, M failed".
-import { spawn } from 'node:child_process';
+// Runs the ava suite twice — on SQLite, then on a real PostgreSQL started for the run — and ends
+// with the plain summary line CI reads: "N passed, M failed" (both passes summed).
+// PostgreSQL: Debian's server binaries (/usr/lib/postgresql/<version>/bin), a throwaway cluster
+// in a temp dir listening on 127.0.0.1 on a free port (its Unix socket in the temp dir), run as
+// the `postgres` user when we are root (PostgreSQL refuses to run as root), stopped by PID.
+// Missing binaries skip that pass with a line saying so, unless CI is set: then it fails.
+// XMPPD_TEST_DATABASES=sqlite (or postgres) runs one pass only.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
-const args = ['ava', '--verbose', ...process.argv.slice(2)];
-const child = spawn('npx', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
-let output = '';
-for (const stream of [child.stdout, child.stderr]) {
-  stream.on('data', (chunk) => {
-    output += chunk.toString();
-    (stream === child.stdout ? process.stdout : process.stderr).write(chunk);
+const avaArgs = ['ava', '--verbose', ...process.argv.slice(2)];
+const wanted = (process.env.XMPPD_TEST_DATABASES ?? 'sqlite,postgres').split(',').map((s) => s.trim());
+
+/** Runs ava once; resolves with its counts. */
+function runAva(label, env) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    console.log(`\n=== ${label} ===\n`);
+    const child = spawn('npx', avaArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0', ...env } });
+    let output = '';
+    for (const stream of [child.stdout, child.stderr]) {
+      stream.on('data', (chunk) => {
+        output += chunk.toString();
+        (stream === child.stdout ? process.stdout : process.stderr).write(chunk);
+      });
+    }
+    child.on('close', (code) => {
+      const count = (re) => { const m = output.match(re); return m ? Number(m[1]) : 0; };
+      // ava prints "N tests passed" only when nothing failed; otherwise count the verbose ✔ lines
+      const passed = count(/(\d+) tests? passed/) || (output.match(/^\s*✔/gm) ?? []).length;
+      let failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
+      failed += count(/(\d+) tests? timed out/);
+      if (code !== 0 && failed === 0) failed = 1; // a crash or a runner error still counts as a failure
+      const seconds = Math.round((Date.now() - started) / 1000);
+      console.log(`\n${label}: ${passed} passed, ${failed} failed in ${seconds}s`);
+      resolve({ passed, failed, code: code ?? 1 });
+    });
   });
 }
-child.on('close', (code) => {
-  const count = (re) => { const m = output.match(re); return m ? Number(m[1]) : 0; };
-  // ava prints "N tests passed" only when nothing failed; otherwise count the verbose ✔ lines
-  const passed = count(/(\d+) tests? passed/) || (output.match(/^\s*✔/gm) ?? []).length;
-  let failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/);
-  failed += count(/(\d+) tests? timed out/) ;
-  if (code !== 0 && failed === 0) failed = 1; // a crash or a runner error still counts as a failure
-  console.log(`\n${passed} passed, ${failed} failed`);
-  process.exit(code ?? 1);
-});
+
+/** The newest PostgreSQL server binaries Debian installed, or null. */
+function postgresBinaries() {
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, 'bin', 'postgres'))) : [];
+  versions.sort((a, b) => Number(b) - Number(a));
+  return versions.length > 0 ? path.join(root, versions[0], 'bin') : null;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startPostgres(bin) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-pg-'));
+  const asRoot = process.getuid?.() === 0;
+  const ids = asRoot
+    ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) }
+    : {};
+  if (asRoot) fs.chownSync(dir, ids.uid, ids.gid);
+  const data = path.join(dir, 'data');
+  execFileSync(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C'], { ...ids, stdio: ['ignore', 'ignore', 'inherit'] });
+  const port = await freePort();
+  const log = fs.openSync(path.join(dir, 'postgres.log'), 'a');
+  if (asRoot) fs.fchownSync(log, ids.uid, ids.gid);
+  // durability off: a test cluster is thrown away after the run
+  const child = spawn(path.join(bin, 'postgres'), [
+    '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=400',
+  ], { ...ids, stdio: ['ignore', log, log] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    child.kill('SIGINT'); // fast shutdown
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; ; i++) {
+    try {
+      execFileSync(path.join(bin, 'pg_isready'), ['-q', '-h', '127.0.0.1', '-p', String(port)]);
+      break;
+    } catch {
+      if (child.exitCode !== null || i > 100) {
+        const tail = fs.readFileSync(path.join(dir, 'postgres.log'), 'utf8').slice(-2000);
+        await stop();
+        throw new Error(`PostgreSQL did not start:\n${tail}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, pid: child.pid };
+}
+
+const totals = { passed: 0, failed: 0 };
+let exitCode = 0;
+const add = (result) => {
+  totals.passed += result.passed;
+  totals.failed += result.failed;
+  if (result.code !== 0) exitCode = result.code;
+};
+
+if (wanted.includes('sqlite')) add(await runAva('SQLite pass', {}));
+if (wanted.includes('postgres')) {
+  const bin = postgresBinaries();
+  if (bin === null) {
+    if (process.env.CI) {
+      console.log('\nPostgreSQL pass: FAILED: no PostgreSQL server binaries (install the Debian package postgresql)');
+      add({ passed: 0, failed: 1, code: 1 });
+    } else {
+      console.log('\nPostgreSQL pass: skipped, no PostgreSQL server binaries (Debian package postgresql)');
+    }
+  } else {
+    const postgres = await startPostgres(bin);
+    console.log(`\nPostgreSQL ${path.basename(path.dirname(bin))} started on ${postgres.url} (pid ${postgres.pid})`);
+    try {
+      add(await runAva('PostgreSQL pass', { XMPPD_TEST_POSTGRES_URL: postgres.url, XMPPD_TEST_POSTGRES_BIN: bin }));
+    } finally {
+      await postgres.stop();
+    }
+  }
+}
+console.log(`\n${totals.passed} passed, ${totals.failed} failed`);
+process.exit(exitCode);

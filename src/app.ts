@@ -8,7 +8,7 @@ import type { CoreConfig } from './config/schema.js';
 import { modulesForHost, validateModuleOptions, type ConfigSource } from './config/load.js';
 import { Server, type ServerSettings } from './core/server.js';
 import { moduleRegistry } from './modules/index.js';
-import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
+import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 
 export function packageVersion(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));

@@ -8,17 +8,20 @@ import {
 } from './config/load.js';
 import type { CoreConfig } from './config/schema.js';
 import { createLogger, createServer, packageVersion, serverSettings } from './app.js';
-import { AccountExistsError, AccountStore, accountMigrations } from './core/accounts.js';
+import { AccountExistsError, AccountStore, accountMigrations } from './accounts/store.js';
 import { parseJid } from './core/jid.js';
 import { moduleRegistry } from './modules/index.js';
 import { openDatabase, runMigrations, type Database } from './storage/db.js';
 import { certificateCoversHost, loadCertificateInfo } from './tls/certs.js';
-import { DEFAULT_SCRAM_ITERATIONS } from './c2s/sasl/scram.js';
+import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
 import { RetentionStore } from './modules/mam/settings.js';
 import { PasswordRefused, readNewPassword } from './cli/password.js';
 import { ListenError } from './core/listen.js';
+import { deleteAccount, type AccountDeletion } from './accounts/lifecycle.js';
+import { CommandError, runCommand, userDelete, type CommandContext } from './control/commands.js';
+import { callControl } from './control/socket.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
 
@@ -175,6 +178,24 @@ async function withAccounts<T>(file: string, work: (accounts: AccountStore, conf
   }
 }
 
+/** Runs an admin command on the server running on this configuration's data directory, if one answers. */
+async function runOnServer(config: CoreConfig, command: string, args: unknown): Promise<unknown> {
+  try {
+    return (await callControl(config.data_dir, command, args))?.result;
+  } catch (err) {
+    if (err instanceof CommandError) fail(err.message);
+    throw err;
+  }
+}
+
+/** The admin commands' context without a running server: the database itself. */
+function databaseContext(config: CoreConfig, db: Database, accounts: AccountStore): CommandContext {
+  return {
+    hosts: config.hosts.map((h) => h.domain),
+    deleteAccount: (host, username) => deleteAccount(db, accounts, config.data_dir, host, username, moduleRegistry.values()),
+  };
+}
+
 function accountJid(jid: string, config: CoreConfig): { username: string; host: string } {
   const parsed = parseJid(jid);
   if (parsed === null || parsed.local === '' || parsed.resource !== '') fail(`"${jid}" is not an account address like alice@${config.hosts[0]!.domain}`);
@@ -258,13 +279,17 @@ user
   });
 user
   .command('del <jid>')
-  .description('delete an account')
+  .description('delete an account and all its data (roster, archive, offline messages, files...); a running server also ends its sessions')
   .action(async (jid: string) => {
-    await withAccounts(configFile(), async (accounts, config) => {
-      const { username, host } = accountJid(jid, config);
-      if (!(await accounts.delete(host, username))) fail(`no account ${username}@${host}`);
-      process.stdout.write(`deleted ${username}@${host}\n`);
-    });
+    const { config } = load(configFile());
+    const { username, host } = accountJid(jid, config);
+    const args = { jid: `${username}@${host}` };
+    // through the running server when there is one (it ends the account's sessions), else on the database
+    const deletion = ((await runOnServer(config, userDelete.name, args)) ??
+      (await withAccounts(configFile(), (accounts, _config, db) => runCommand(databaseContext(config, db, accounts), userDelete.name, args)))) as AccountDeletion;
+    if (deletion.failed.length > 0) fail(`${args.jid}: the data of ${deletion.failed.join(', ')} could not be removed (see the log); run the command again`);
+    if (!deletion.existed) fail(`no account ${args.jid}`);
+    process.stdout.write(`deleted ${args.jid}\n`);
   });
 user
   .command('list [host]')

@@ -33,7 +33,38 @@ export interface ModuleDefinition<Options = Record<string, never>> {
   options?: z.ZodType<Options>;
   /** The module's own tables, applied once per database in order. */
   migrations?: Migration[];
+  /**
+   * Deletes everything the module keeps for one account, when the account is deleted, whoever
+   * deletes it (`xmppd user del`, XEP-0077 remove, an admin command). Works on the database and
+   * data directory alone: the CLI runs it with no server running, a running server runs the same
+   * code and then fires `account/deleted` for the module's in-memory state. Must not throw when
+   * the account has no data.
+   */
+  removeAccountData?(account: AccountDataScope): Promise<void>;
   setup(m: ModuleContext<Options>): void | Promise<void>;
+}
+
+/** The account whose data is being deleted, and where data lives. */
+export interface AccountDataScope {
+  db: Knex;
+  /** The account's virtual host, e.g. 'localhost'. */
+  host: string;
+  username: string;
+  /** username@host */
+  bareJid: string;
+  /** The server's data directory (files such as uploads live under it). */
+  dataDir: string;
+}
+
+/**
+ * `account/deleting`, fired on the account's host by a running server before the account's data
+ * is removed (its sessions are already closed). A handler with I/O to finish first (e.g. telling
+ * contacts) pushes its promise to `pending`. `account/deleted` ({ username, host }) follows once
+ * the data is gone, for modules to drop what they hold in memory.
+ */
+export interface AccountDeletingEvent {
+  username: string;
+  pending: Array<Promise<unknown>>;
 }
 
 export function defineModule<Options = Record<string, never>>(definition: ModuleDefinition<Options>): ModuleDefinition<Options> {

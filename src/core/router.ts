@@ -6,7 +6,7 @@
 // default rules, installed here at the lowest priority, deliver to sessions or bounce.
 import type Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
-import type { AccountStore } from './accounts.js';
+import type { AccountStore } from '../accounts/store.js';
 import type { EventBus } from './events.js';
 import type { VirtualHost } from './host.js';
 import { Jid, parseJid } from './jid.js';

@@ -4,7 +4,9 @@ import type Element from 'ltx/lib/Element.js';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { AccountStore, accountMigrations } from './accounts.js';
+import { AccountStore, accountMigrations } from '../accounts/store.js';
+import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
+import { ControlSocket } from '../control/socket.js';
 import { EventBus } from './events.js';
 import { VirtualHost, type HostSettings } from './host.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
@@ -63,6 +65,8 @@ export class Server {
   /** Federation (src/s2s), when enabled. */
   s2s: S2SService | undefined;
   private stopping: Promise<void> | undefined;
+  /** The local control socket the CLI talks to (src/control). */
+  private control: ControlSocket | undefined;
 
   constructor(
     readonly settings: ServerSettings,
@@ -143,6 +147,7 @@ export class Server {
       this.s2s = new S2SService(this, this.settings.s2s);
       await this.s2s.start();
     }
+    this.control = await ControlSocket.open(this);
     this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses(), http: this.httpAddresses(), s2s: this.s2s?.addresses() }, 'xmppd started');
   }
 
@@ -178,6 +183,16 @@ export class Server {
     const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
     if (handled !== undefined) return handled;
     return this.router.routeAddressed(stanza, event.from, event.to, session);
+  }
+
+  /** Every module this build knows (a disabled one may still hold data from when it was on). */
+  moduleDefinitions(): Iterable<ModuleDefinition<unknown>> {
+    return this.availableModules.values();
+  }
+
+  /** Deletes an account, kicks its sessions and removes every module's data for it (src/accounts/lifecycle.ts). */
+  deleteAccount(host: string, username: string): Promise<AccountDeletion> {
+    return deleteAccountLive(this, host, username);
   }
 
   /** Addresses the server-to-server listeners are bound to (empty when federation is off). */
@@ -221,6 +236,7 @@ export class Server {
 
   private async shutdown(): Promise<void> {
     this.log.info('shutting down');
+    await this.control?.close();
     let phaseStart = performance.now();
     const phaseDone = (phase: string) => {
       const now = performance.now();

@@ -21,7 +21,14 @@ export interface StorageOptions {
 
 export async function openDatabase(options: StorageOptions): Promise<Knex> {
   if (options.driver === 'postgres') {
-    return knexFactory({ client: 'pg', connection: options.postgresUrl, pool: { min: 1, max: 10 } });
+    const db = knexFactory({ client: 'pg', connection: options.postgresUrl, pool: { min: 1, max: 10 } });
+    try {
+      await db.raw('select 1');
+    } catch (err) {
+      await db.destroy().catch(() => undefined);
+      throw new Error(`cannot reach PostgreSQL at ${redactedUrl(options.postgresUrl)} (storage.postgres_url): ${(err as Error).message}`, { cause: err });
+    }
+    return db;
   }
   if (options.sqliteFile !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(options.sqliteFile)), { recursive: true });
   const db = knexFactory({
@@ -45,6 +52,18 @@ export async function openDatabase(options: StorageOptions): Promise<Knex> {
     },
   });
   return db;
+}
+
+/** The URL without its password, for messages. */
+function redactedUrl(url: string | undefined): string {
+  if (url === undefined) return '(no postgres_url)';
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'an unparsable URL';
+  }
 }
 
 export async function runMigrations(db: Knex, module: string, migrations: readonly Migration[]): Promise<string[]> {

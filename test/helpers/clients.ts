@@ -110,7 +110,8 @@ export async function connect(server: TestServer, username: string, options: Con
   try {
     await xmpp.start();
   } catch (err) {
-    await xmpp.stop().catch(() => undefined); // or @xmpp/client keeps reconnecting and retrying
+    xmpp.reconnect.stop(); // or @xmpp/client keeps reconnecting and retrying
+    await xmpp.stop().catch(() => undefined);
     throw err;
   }
   return {
@@ -137,6 +138,10 @@ export async function connect(server: TestServer, username: string, options: Con
     request: (stanza) => xmpp.iqCaller.request(stanza, 5000),
     stop: async () => {
       live.delete(xmpp);
+      // a client stopped by the test never comes back: without this, a stream the server ends
+      // while it stops (e.g. its account was just deleted) schedules a reconnect, which can log
+      // in again as the next owner of the name and keeps the test process alive
+      xmpp.reconnect.stop();
       await xmpp.stop().catch(() => undefined);
     },
   };

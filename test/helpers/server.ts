@@ -8,6 +8,9 @@ import { createServer } from '../../src/app.js';
 import type { Server } from '../../src/core/server.js';
 import { stopClientsOf } from './clients.js';
 import { assertWireWellFormed } from './well-formed.js';
+import { testStorageConfig } from './postgres.js';
+
+export { onPostgres, testStorageConfig } from './postgres.js';
 
 export interface TestServer {
   server: Server;
@@ -38,12 +41,14 @@ export const PASSWORD = 'correct horse battery';
 
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-test-'));
+  const storage = testStorageConfig(dataDir); // PostgreSQL on the suite's second pass
   options.logFile ??= process.env.XMPPD_TEST_LOG; // debugging: XMPPD_TEST_LOG=/tmp/x.log npx ava ...
   const extra = options.config ?? {};
   const raw = {
     data_dir: dataDir,
     log: { level: options.logFile ? 'debug' : 'silent' },
     hosts: [{ domain: 'localhost', registration: 'open' }],
+    ...(storage ? { storage } : {}),
     ...extra,
     c2s: {
       listen: [

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { client } from '@xmpp/client';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { connect, watchWire } from '../helpers/clients.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -42,7 +42,9 @@ function workspace(t: ExecutionContext, yaml = ''): { dir: string; config: strin
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cli-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const config = path.join(dir, 'xmppd.yml');
-  fs.writeFileSync(config, yaml || `data_dir: ${JSON.stringify(dir)}\nlog:\n  level: silent\nhosts:\n  - domain: localhost\n`);
+  // on the PostgreSQL pass, the database the test server on this data directory uses too
+  const storage = testStorageConfig(dir);
+  fs.writeFileSync(config, yaml || `data_dir: ${JSON.stringify(dir)}\nlog: { level: silent }\nhosts:\n  - domain: localhost\n${storage ? `storage: ${JSON.stringify(storage)}` : 'storage: {}'}\n`);
   return { dir, config, cli: (...args) => xmppd(['--config', config, ...args]) };
 }
 

@@ -7,6 +7,8 @@ declare module '@xmpp/client' {
     status: string;
     start(): Promise<unknown>;
     stop(): Promise<unknown>;
+    /** @xmpp/reconnect: stop() cancels a scheduled reconnect and stops scheduling new ones */
+    reconnect: { stop(): void };
     send(element: Element): Promise<void>;
     on(event: 'stanza', listener: (stanza: Element) => void): this;
     on(event: 'error' | 'offline' | 'online' | 'status' | string, listener: (...args: unknown[]) => void): this;

@@ -6,8 +6,10 @@ import type Element from 'ltx/lib/Element.js';
 import type { Server } from '../../core/server.js';
 import { normalizeUsername } from '../../core/jid.js';
 import { authzidIsOwnBareJid, type SaslFailure } from './common.js';
-import { parsePlain, verifyPlainPassword } from './plain.js';
-import { ScramServerExchange, type ScramHash } from './scram.js';
+import { parsePlain } from './plain.js';
+import { verifyPassword } from '../../accounts/credentials.js';
+import { ScramServerExchange } from './scram.js';
+import type { ScramHash } from '../../accounts/credentials.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -141,7 +143,7 @@ export class SaslNegotiation {
     const blocked = this.throttled(account);
     if (blocked) return blocked;
     const credentials = await this.server.accounts.credentials(this.host, username, 'sha256');
-    if (credentials === null || !(await verifyPlainPassword(parsed.password, credentials, 'sha256'))) {
+    if (credentials === null || !(await verifyPassword(parsed.password, credentials, 'sha256'))) {
       return this.failed(account, failure('not-authorized'));
     }
     if (parsed.authzid && !authzidIsOwnBareJid(parsed.authzid, username, this.host)) return failure('invalid-authzid');

@@ -1,10 +1,8 @@
-// SASL PLAIN (RFC 4616), checked against stored SCRAM credentials: the server never keeps the
-// password, so it recomputes StoredKey from the offered password and the stored salt.
+// SASL PLAIN (RFC 4616): the message's wire format. The offered password is checked against the
+// stored SCRAM credentials by src/accounts/credentials.ts (verifyPassword).
 // PLAIN is only offered inside TLS (RFC 6120 §6.4.1 / our security defaults); that is the
 // caller's decision, not this file's.
-import crypto from 'node:crypto';
 import { type SaslFailure, decodeUtf8, saslprepQuery } from './common.js';
-import { type ScramCredentials, type ScramHash, saltedPassword, storedKeyFromSaltedPassword } from './scram.js';
 
 export interface PlainCredentials {
   authzid: string;
@@ -28,12 +26,4 @@ export function parsePlain(message: Buffer): PlainCredentials | SaslFailure {
     return { condition: 'malformed-request', text: 'empty or prohibited characters in username or password' };
   }
   return { authzid, username, password };
-}
-
-/** RFC 5802 §3 from the server's side: StoredKey = H(HMAC(Hi(password, salt, i), "Client Key")). */
-export async function verifyPlainPassword(password: string, creds: ScramCredentials, hash: ScramHash): Promise<boolean> {
-  const salted = await saltedPassword(password, Buffer.from(creds.salt, 'base64'), creds.iterations, hash);
-  const candidate = storedKeyFromSaltedPassword(salted, hash);
-  const stored = Buffer.from(creds.storedKey, 'base64');
-  return candidate.length === stored.length && crypto.timingSafeEqual(candidate, stored);
 }

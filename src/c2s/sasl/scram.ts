@@ -6,91 +6,17 @@
 //   C: c=biws,r=<nonce>,p=<ClientProof>                    client-final-message   → finish()
 //   S: v=<ServerSignature>                                 server-final-message
 import crypto from 'node:crypto';
-import { promisify } from 'node:util';
-import saslprep from 'saslprep';
 import { type SaslFailure, decodeUtf8, saslFailure, saslprepQuery } from './common.js';
 
 export type { SaslFailure } from './common.js';
 export { authzidIsOwnBareJid } from './common.js';
-
-export type ScramHash = 'sha1' | 'sha256';
-
-/** What we store per user and hash: never the password itself (RFC 5802 §3, "server stores"). */
-export interface ScramCredentials {
-  salt: string /* base64 */;
-  iterations: number;
-  storedKey: string /* base64 */;
-  serverKey: string /* base64 */;
-}
+import { type ScramCredentials, type ScramHash, DEFAULT_SCRAM_ITERATIONS, HASH_LENGTH, digest, hmac } from '../../accounts/credentials.js';
 
 /** The SASL mechanism name each hash is advertised under. */
 export const SCRAM_MECHANISMS: Record<ScramHash, string> = {
   sha1: 'SCRAM-SHA-1',
   sha256: 'SCRAM-SHA-256',
 };
-
-/** RFC 7677 §4 recommends at least 4096 iterations. */
-export const DEFAULT_SCRAM_ITERATIONS = 4096;
-
-const HASH_LENGTH: Record<ScramHash, number> = { sha1: 20, sha256: 32 };
-const pbkdf2 = promisify(crypto.pbkdf2);
-
-// ---------------------------------------------------------------------------------------------
-// The RFC 5802 §3 functions.
-
-/** SaltedPassword := Hi(Normalize(password), salt, i), where Hi is PBKDF2 with HMAC-H. Async:
- * thousands of HMAC rounds must not block the event loop. `password` is already SASLprepped. */
-export function saltedPassword(password: string, salt: Buffer, iterations: number, hash: ScramHash): Promise<Buffer> {
-  return pbkdf2(Buffer.from(password, 'utf8'), salt, iterations, HASH_LENGTH[hash], hash);
-}
-
-function hmac(hash: ScramHash, key: Buffer, data: string | Buffer): Buffer {
-  return crypto.createHmac(hash, key).update(data).digest();
-}
-
-function digest(hash: ScramHash, data: Buffer): Buffer {
-  return crypto.createHash(hash).update(data).digest();
-}
-
-/** ClientKey := HMAC(SaltedPassword, "Client Key"); StoredKey := H(ClientKey). */
-export function storedKeyFromSaltedPassword(salted: Buffer, hash: ScramHash): Buffer {
-  return digest(hash, hmac(hash, salted, 'Client Key'));
-}
-
-/**
- * Credentials for a password with a given salt (deterministic, used by the RFC test vectors and
- * by imports of existing salts). The password is SASLprepped with the "stored strings" profile
- * (RFC 4013 §2, RFC 3454 §7: no unassigned code points); throws if it has prohibited characters.
- */
-export async function computeScramCredentials(
-  password: string,
-  hash: ScramHash,
-  salt: Buffer,
-  iterations = DEFAULT_SCRAM_ITERATIONS,
-): Promise<ScramCredentials> {
-  let prepared: string;
-  try {
-    prepared = saslprep(password);
-  } catch (err) {
-    throw new Error(`password cannot be used: ${(err as Error).message}`);
-  }
-  const salted = await saltedPassword(prepared, salt, iterations, hash);
-  return {
-    salt: salt.toString('base64'),
-    iterations,
-    storedKey: storedKeyFromSaltedPassword(salted, hash).toString('base64'),
-    serverKey: hmac(hash, salted, 'Server Key').toString('base64'),
-  };
-}
-
-/** Fresh credentials for a new or changed password: random 16-byte salt. */
-export function deriveScramCredentials(
-  password: string,
-  hash: ScramHash,
-  iterations = DEFAULT_SCRAM_ITERATIONS,
-): Promise<ScramCredentials> {
-  return computeScramCredentials(password, hash, crypto.randomBytes(16), iterations);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Message parsing (RFC 5802 §7 grammar).

@@ -58,6 +58,7 @@ export default defineModule({
   implements: [{ spec: 'XEP-0191', version: '1.3', status: 'complete' }],
   dependencies: ['roster'],
   migrations: blockingMigrations,
+  removeAccountData: async ({ db, host, username }) => void (await db('blocklist').where({ host, username }).delete()),
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.server.sessions;
@@ -91,7 +92,7 @@ export default defineModule({
       if (!sessions.hasAccount(session.jid.bare)) store.trim();
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
-      store.removeAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting a block list failed'));
+      store.forget(username);
     });
 
     // --- the commands (§5.2-§5.5) ----------------------------------------------------------------

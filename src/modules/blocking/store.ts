@@ -105,10 +105,10 @@ export class BlocklistStore {
     return removed;
   }
 
-  async removeAccount(username: string): Promise<void> {
+  /** Drops a deleted account's list from memory (its rows go with the account's data). */
+  forget(username: string): void {
     this.blocking.delete(username);
     this.cache.delete(username);
-    await this.db('blocklist').where({ host: this.host, username }).delete();
   }
 
   /** Keeps the lists of accounts without sessions to a bounded number (called as sessions end, too). */

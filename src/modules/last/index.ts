@@ -40,6 +40,7 @@ export default defineModule({
   implements: [{ spec: 'XEP-0012', version: '2.0', status: 'complete' }],
   dependencies: ['roster'],
   migrations,
+  removeAccountData: async ({ db, host, username }) => void (await db('last_activity').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
     const roster = m.use<RosterService>('roster');
@@ -65,9 +66,7 @@ export default defineModule({
         .catch((err: unknown) => m.log.error({ err, account: bare }, 'saving last activity failed'));
     });
 
-    m.on('account/deleted', ({ username }: { username: string }) => {
-      m.db('last_activity').where({ host: domain, username }).delete().catch((err: unknown) => m.log.error({ err }, 'deleting last activity failed'));
-    });
+    m.on('account/deleted', ({ username }: { username: string }) => void endedActivity.delete(`${username}@${domain}`));
 
     // XEP-0012 §5: asked of the server, the time since it started
     m.iq('get', NS_LAST, () => lastQuery((Date.now() - m.server.startedAt) / 1000), 'host');

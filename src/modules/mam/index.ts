@@ -16,7 +16,7 @@ import type { SessionLostEvent } from '../../c2s/hibernation.js';
 import type { RosterService } from '../roster/index.js';
 import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQuery } from './query.js';
 import { ArchivePrefs, PrefsStore, RetentionStore, type DefaultPolicy } from './settings.js';
-import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId } from './store.js';
+import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId, removeArchive } from './store.js';
 
 export { NS_MAM, NS_MAM_EXTENDED, NS_SID, parseQuery, runQuery, queryForm, metadata } from './query.js';
 export { ArchiveStore, publicId } from './store.js';
@@ -184,6 +184,11 @@ export default defineModule({
     expiry_batch: z.number().int().min(1).default(1000),
   }),
   migrations: archiveMigrations,
+  async removeAccountData({ db, host, username, bareJid }) {
+    await removeArchive(db, bareJid);
+    await db('mam_prefs').where({ host, username }).delete();
+    await db('mam_retention').where({ host, username }).delete();
+  },
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.server.sessions;
@@ -483,8 +488,8 @@ export default defineModule({
     });
 
     m.on('account/deleted', ({ username }: { username: string }) => {
-      Promise.all([store.removeOwner(`${username}@${domain}`), prefsStore.remove(username), retention.set(username, undefined)])
-        .catch((err: unknown) => m.log.error({ err }, 'deleting an archive failed'));
+      prefsStore.forget(username);
+      retention.forget(username);
     });
   },
 });

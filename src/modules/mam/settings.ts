@@ -40,9 +40,9 @@ export class PrefsStore {
     this.prefs.set(username, prefs);
   }
 
-  async remove(username: string): Promise<void> {
+  /** Drops a deleted account's preferences from memory (the row goes with the account's data). */
+  forget(username: string): void {
     this.prefs.delete(username);
-    await this.db('mam_prefs').where({ host: this.host, username }).delete();
   }
 }
 
@@ -72,6 +72,11 @@ export class RetentionStore {
   }
 
   /** `seconds` null: kept forever; undefined: back to the server's default. */
+  /** Drops a deleted account's override from memory (the row goes with the account's data). */
+  forget(username: string): void {
+    this.overrides.delete(username);
+  }
+
   async set(username: string, seconds: number | null | undefined): Promise<void> {
     if (seconds === undefined) {
       await this.db('mam_retention').where({ host: this.host, username }).delete();

@@ -19,6 +19,14 @@ const LEGACY_NONCE_LENGTH = 4;
 /** Rows per INSERT statement: under SQLite's bound-parameter limit. */
 const INSERT_CHUNK = 100;
 
+/** Deletes an account's whole archive, in batches so that a large one does not hold the database. */
+export async function removeArchive(db: Knex, owner: string): Promise<void> {
+  for (;;) {
+    const deleted = await db('mam_archive').whereIn('id', db('mam_archive').where({ owner }).limit(1000).select('id')).delete();
+    if (deleted < 1000) return;
+  }
+}
+
 export const archiveMigrations: Migration[] = [
   {
     name: '001-create-archive',
@@ -439,11 +447,10 @@ export class ArchiveStore {
   }
 
   /** Deletes an archive, in batches. */
-  async removeOwner(owner: string): Promise<void> {
-    for (;;) {
-      const deleted = await this.db('mam_archive').whereIn('id', this.db('mam_archive').where({ owner }).limit(1000).select('id')).delete();
-      if (deleted < 1000) return;
-    }
+
+  /** Deletes one owner's whole archive (a removed room's). */
+  removeOwner(owner: string): Promise<void> {
+    return removeArchive(this.db, owner);
   }
 
   /**

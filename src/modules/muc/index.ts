@@ -46,6 +46,9 @@ export default defineModule({
     room_locking: z.boolean().default(true),
   }),
   migrations: mucMigrations,
+  // A deleted account's affiliations in every room (owner, admin, member, and outcast too): the
+  // next account of that name is someone else, who neither inherits rights nor a ban.
+  removeAccountData: async ({ db, bareJid }) => void (await db('muc_affiliations').where({ jid: bareJid }).delete()),
   async setup(m) {
     const options = m.options;
     const domain = (options.service_domain ?? `conference.${m.host.domain}`).toLowerCase();

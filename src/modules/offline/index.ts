@@ -63,6 +63,7 @@ export default defineModule({
     max_messages: z.number().int().min(1).default(1000),
   }),
   migrations: offlineMigrations,
+  removeAccountData: async ({ db, host, username }) => void (await db('offline_messages').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
     const store = new OfflineStore(m.db, domain);
@@ -209,7 +210,6 @@ export default defineModule({
 
     m.on('account/deleted', ({ username }: { username: string }) => {
       counts.delete(username);
-      store.removeAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting offline messages failed'));
     });
 
     m.onStop(() => scheduleDeletes());

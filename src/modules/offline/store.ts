@@ -122,8 +122,4 @@ export class OfflineStore {
   expireAccount(username: string, cutoff: number): Promise<number> {
     return this.db('offline_messages').where({ host: this.host, username }).andWhere('stored_at', '<', cutoff).delete();
   }
-
-  async removeAccount(username: string): Promise<void> {
-    await this.db('offline_messages').where({ host: this.host, username }).delete();
-  }
 }

@@ -29,12 +29,9 @@ export default defineModule({
   description: 'Private XML storage for a user\'s own clients (bookmarks of older clients)',
   implements: [{ spec: 'XEP-0049', version: '1.2', status: 'complete' }],
   migrations: privateMigrations,
+  removeAccountData: async ({ db, host, username }) => void (await db('private_storage').where({ host, username }).delete()),
   setup(m) {
     const store = new PrivateStore(m.db, m.host.domain);
-
-    m.on('account/deleted', ({ username }: { username: string }) => {
-      store.removeAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting private XML failed'));
-    });
 
     // XEP-0049 §2.3: only the account's own clients, addressing their own account (or no one)
     const ownerOnly = (from: { bare: string }, to: { bare: string }) => {

@@ -48,8 +48,4 @@ export class PrivateStore {
       }
     });
   }
-
-  async removeAccount(username: string): Promise<void> {
-    await this.db('private_storage').where({ host: this.host, username }).delete();
-  }
 }

@@ -2,7 +2,7 @@
 // `registration` is open). After login: change the password, or remove the account.
 import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
-import { AccountExistsError } from '../../core/accounts.js';
+import { AccountExistsError } from '../../accounts/store.js';
 import { normalizeUsername, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
@@ -118,15 +118,11 @@ export default defineModule({
       ownAccount(request);
       const { payload, from } = request;
       if (payload.getChild('remove') !== undefined) {
-        await m.server.accounts.delete(m.host.domain, from.local);
         m.log.info({ account: from.bare }, 'account removed by its owner');
-        m.host.events.fire('account/deleted', { username: from.local, host: m.host });
-        // XEP-0077 §3.2: the result goes out first, then the account's streams end
-        setImmediate(() => {
-          for (const session of [...(m.server.sessions.ofAccount(from.bare)?.values() ?? [])]) {
-            session.close('not-authorized', 'The account was removed');
-          }
-        });
+        // XEP-0077 §3.2: the result goes out first (this handler answers at once), then the
+        // account's streams end, once its row is deleted (a database round trip later); the
+        // name is not given out again until its data is gone too
+        m.server.deleteAccount(m.host.domain, from.local).catch((err: unknown) => m.log.error({ err, account: from.bare }, 'deleting a removed account failed'));
         return null;
       }
       const username = payload.getChildText('username');

@@ -6,7 +6,8 @@ import { parseJid, type Jid } from '../../core/jid.js';
 import type { StanzaEvent } from '../../core/router.js';
 import { StanzaError } from '../../core/stanza.js';
 import type { Session } from '../../core/sessions.js';
-import { RosterStore, rosterMigrations, type Roster, type RosterItem, type Subscription } from './store.js';
+import type { AccountDeletingEvent } from '../../core/module.js';
+import { RosterStore, removeRosterData, rosterMigrations, type Roster, type RosterItem, type Subscription } from './store.js';
 
 export const NS_ROSTER = 'jabber:iq:roster';
 const NS_ROSTER_VER = 'urn:xmpp:features:rosterver';
@@ -44,6 +45,7 @@ export default defineModule({
     { spec: 'XEP-0237', version: '1.3', status: 'partial', note: 'versioning: an unchanged roster is not resent; otherwise the full roster' },
   ],
   migrations: rosterMigrations,
+  removeAccountData: ({ db, host, username, bareJid }) => removeRosterData(db, host, username, bareJid),
   setup(m) {
     const domain = m.host.domain;
     const store = new RosterStore(m.db, domain);
@@ -65,9 +67,24 @@ export default defineModule({
     m.on('session/closed', ({ session }: { session: Session }) => {
       if (!m.server.sessions.hasAccount(session.jid.bare)) store.evict(session.jid.local);
     });
-    m.on('account/deleted', ({ username }: { username: string }) => {
-      store.deleteAccount(username).catch((err: unknown) => m.log.error({ err }, 'deleting a roster failed'));
+    // An account about to be deleted (its data goes next, removeAccountData): its contacts are
+    // told it no longer shares or wants presence, as Prosody's mod_presence does on user-deleted
+    // (RFC 6121 §3.2, §3.3), so remote contacts' rosters are updated too, and the next owner of
+    // the name does not inherit a subscription.
+    m.on('account/deleting', ({ username, pending }: AccountDeletingEvent) => {
+      const roster = store.cached(username);
+      const notify = (r: Roster) => {
+        const from = `${username}@${domain}`;
+        for (const item of r.items.values()) {
+          if (has(item.subscription, 'from')) m.route(new Element('presence', { type: 'unsubscribed', from, to: item.jid }));
+          if (has(item.subscription, 'to') || item.ask) m.route(new Element('presence', { type: 'unsubscribe', from, to: item.jid }));
+        }
+        for (const contact of r.pendingIn.keys()) m.route(new Element('presence', { type: 'unsubscribed', from, to: contact }));
+      };
+      if (roster !== undefined) return void notify(roster);
+      pending.push(store.load(username).then(notify, (err: unknown) => m.log.error({ err }, 'reading a deleted account\'s roster failed')));
     });
+    m.on('account/deleted', ({ username }: { username: string }) => store.evict(username));
 
     /** RFC 6121 §2.1.6: a roster push to every interested resource of the account. */
     function push(username: string, version: number, item: RosterItem, removed = false): void {

@@ -154,10 +154,27 @@ export class RosterStore {
     roster.pendingIn.delete(contact);
   }
 
-  async deleteAccount(username: string): Promise<void> {
-    this.cache.delete(username);
+}
+
+/**
+ * A deleted account's roster, and what other local accounts' rosters say about it: their items
+ * for it lose their subscription (kept, with subscription none, as after unsubscribe and
+ * unsubscribed, RFC 6121 §3.2-3.3) and their pending requests from it are dropped, so that a new
+ * account of the same name starts with no one's permission. Their roster versions move on.
+ */
+export async function removeRosterData(db: Knex, host: string, username: string, bareJid: string): Promise<void> {
+  await db.transaction(async (trx) => {
     for (const table of ['roster_items', 'roster_pending_in', 'roster_versions']) {
-      await this.db(table).where({ host: this.host, username }).delete();
+      await trx(table).where({ host, username }).delete();
     }
-  }
+    const affected: Array<{ host: string; username: string }> = await trx('roster_items').where({ contact: bareJid }).distinct('host', 'username');
+    const pending: Array<{ host: string; username: string }> = await trx('roster_pending_in').where({ contact: bareJid }).distinct('host', 'username');
+    await trx('roster_items').where({ contact: bareJid }).update({ subscription: 'none', ask: false });
+    await trx('roster_pending_in').where({ contact: bareJid }).delete();
+    const owners = new Map([...affected, ...pending].map((o) => [`${o.username}@${o.host}`, o]));
+    for (const owner of owners.values()) {
+      const bumped = await trx('roster_versions').where(owner).increment('version', 1);
+      if (bumped === 0) await trx('roster_versions').insert({ ...owner, version: 1 });
+    }
+  });
 }

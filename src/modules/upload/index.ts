@@ -122,6 +122,10 @@ export default defineModule({
     slot_lifetime: duration().prefault('5m'),
   }),
   migrations: uploadMigrations,
+  // A removed account's files go with it (a stored copy stays while another upload uses it).
+  async removeAccountData({ db, host, bareJid, dataDir }) {
+    await new UploadStore(db, new LocalDiskBlobStore(path.join(dataDir, 'uploads'))).removeOwner(host, bareJid);
+  },
   async setup(m) {
     const options = m.options;
     const domain = (options.service_domain ?? `upload.${m.host.domain}`).toLowerCase();
@@ -281,15 +285,6 @@ export default defineModule({
     const timer = setInterval(runSweep, period);
     timer.unref();
     runSweep();
-
-    // A removed account's files go with it.
-    m.on('account/deleted', ({ username }: { username: string }) => {
-      const owner = `${username}@${m.host.domain}`;
-      store.removeOwner(m.host.domain, owner).then(
-        ({ slots }) => slots > 0 && m.log.info({ owner, slots }, "removed account's uploads deleted"),
-        (err: unknown) => m.log.error({ err, owner }, "deleting a removed account's uploads failed"),
-      );
-    });
 
     m.onStop(async () => {
       clearInterval(timer);

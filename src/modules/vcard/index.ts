@@ -44,6 +44,7 @@ export default defineModule({
     max_size: byteSize().prefault('64KiB'),
   }),
   migrations: vcardMigrations,
+  removeAccountData: async ({ db, host, username }) => void (await db('vcard').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
     const sessions = m.server.sessions;
@@ -73,7 +74,6 @@ export default defineModule({
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
       hashes.delete(username);
-      store.remove(username).catch((err: unknown) => m.log.error({ err }, 'deleting a vCard failed'));
     });
 
     // XEP-0153 §4.1: the server stamps the hash of the photo it has into available presence,

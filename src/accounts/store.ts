@@ -2,7 +2,7 @@
 // SHA-1 and SHA-256 (RFC 5802 §3, RFC 7677), which is all SCRAM needs and what PLAIN is checked against.
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
-import { deriveScramCredentials, type ScramCredentials, type ScramHash } from '../c2s/sasl/scram.js';
+import { deriveScramCredentials, type ScramCredentials, type ScramHash } from './credentials.js';
 
 export const accountMigrations: Migration[] = [
   {
@@ -49,6 +49,8 @@ const EXISTENCE_CACHE_LIMIT = 50_000;
 
 export class AccountStore {
   private readonly existence = new Map<string, true>();
+  /** Deletions under way (the data goes after the row): the name is not given out again until done. */
+  private readonly deletions = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly db: Knex,
@@ -62,7 +64,22 @@ export class AccountStore {
     this.existence.set(key, true);
   }
 
+  /**
+   * Runs a deletion's `work` (registered at once, before it starts): a new account of the same
+   * name is created only after it, so the old data's removal never touches the new account's.
+   */
+  whileDeleting<T>(host: string, username: string, work: () => Promise<T>): Promise<T> {
+    const key = `${username}@${host}`;
+    const previous = this.deletions.get(key) ?? Promise.resolve();
+    const done = previous.catch(() => undefined).then(work);
+    this.deletions.set(key, done);
+    const forget = () => void (this.deletions.get(key) === done && this.deletions.delete(key));
+    done.then(forget, forget);
+    return done;
+  }
+
   async create(host: string, username: string, password: string): Promise<void> {
+    await this.deletions.get(`${username}@${host}`)?.catch(() => undefined);
     const row = { host, username, ...(await this.credentialColumns(password)), created_at: Date.now() };
     try {
       await this.db('accounts').insert(row);

@@ -1,0 +1,110 @@
+// An account's end: the account row, then every module's data for it (roster, archive, private
+// XML, vCard, block list, offline messages, uploads, room affiliations...), whoever deletes it:
+// `xmppd user del` with no server running, the same command through a running server's control
+// socket, XEP-0077 <remove/>. A name freed this way is free of everything its last owner left, so
+// the next account of that name inherits nothing (issue 11: a privacy defect before).
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import type { AccountDataScope, ModuleDefinition } from '../core/module.js';
+import type { AccountStore } from './store.js';
+
+export interface AccountDeletion {
+  /** Whether the account existed (its data is removed either way: leftovers of an earlier deletion go too). */
+  existed: boolean;
+  /** Modules whose data could not be removed (logged); empty when all went. */
+  failed: string[];
+}
+
+/**
+ * Runs every module's `removeAccountData` whose tables this database has, enabled on the host
+ * now or not: a module turned off since still holds what it stored then.
+ */
+export async function removeAccountData(
+  db: Knex,
+  dataDir: string,
+  host: string,
+  username: string,
+  modules: Iterable<ModuleDefinition<unknown>>,
+  log?: Logger,
+): Promise<string[]> {
+  const migrated = (await db.schema.hasTable('xmppd_migrations'))
+    ? new Set((await db('xmppd_migrations').distinct('module')).map((row: { module: string }) => row.module))
+    : new Set<string>();
+  const scope: AccountDataScope = { db, host, username, bareJid: `${username}@${host}`, dataDir };
+  const failed: string[] = [];
+  for (const module of modules) {
+    if (module.removeAccountData === undefined) continue;
+    if ((module.migrations ?? []).length > 0 && !migrated.has(module.name)) continue; // never stored anything here
+    try {
+      await module.removeAccountData(scope);
+    } catch (err) {
+      failed.push(module.name);
+      log?.error({ err, module: module.name, account: scope.bareJid }, "removing a deleted account's data failed; run the deletion again");
+    }
+  }
+  return failed;
+}
+
+/** Deletes the account row, then its data: the database-only path (no server running). */
+export async function deleteAccount(
+  db: Knex,
+  accounts: AccountStore,
+  dataDir: string,
+  host: string,
+  username: string,
+  modules: Iterable<ModuleDefinition<unknown>>,
+  log?: Logger,
+): Promise<AccountDeletion> {
+  const existed = await accounts.delete(host, username);
+  const failed = await removeAccountData(db, dataDir, host, username, modules, log);
+  return { existed, failed };
+}
+
+/** What a running server offers the deletion: its sessions and its hosts' events. */
+export interface RunningServer {
+  db: Knex;
+  accounts: AccountStore;
+  log: Logger;
+  settings: { dataDir: string };
+  sessions: { ofAccount(bare: string): ReadonlyMap<string, { close(condition?: 'not-authorized', text?: string): void }> | undefined };
+  hosts: ReadonlyMap<string, { events: { fire<E>(name: string, event: E): unknown } }>;
+  /** Every module this build knows (not only the enabled ones). */
+  moduleDefinitions(): Iterable<ModuleDefinition<unknown>>;
+}
+
+/**
+ * Deletes an account on a running server: the account row (no new login), its sessions (kicked),
+ * `account/deleting` (contacts told, while the roster is still there), the data, then
+ * `account/deleted` for what modules hold in memory.
+ */
+export function deleteAccountLive(server: RunningServer, host: string, username: string): Promise<AccountDeletion> {
+  return server.accounts.whileDeleting(host, username, () => deleteLive(server, host, username));
+}
+
+async function deleteLive(server: RunningServer, host: string, username: string): Promise<AccountDeletion> {
+  // the row goes first (queued before any later login's lookup): no new login from here on
+  const rowDeleted = server.accounts.delete(host, username);
+  // an in-band remove's result (XEP-0077 §3.2) goes out before its stream ends
+  await new Promise((resolve) => setImmediate(resolve));
+  const bare = `${username}@${host}`;
+  for (const session of [...(server.sessions.ofAccount(bare)?.values() ?? [])]) {
+    // RFC 6120 §4.9.3.14 <not-authorized/>: the stream's authentication no longer holds. Not
+    // <reset/> or <system-shutdown/>, which invite the client to reconnect, nor <conflict/>,
+    // which says another session took over; clients (and Prosody, for a deleted user) treat
+    // not-authorized as "stop, the credentials are gone". Closing ends the session for good:
+    // it cannot be resumed (XEP-0198), and what it had not acknowledged goes to offline storage
+    // before that is cleared below.
+    session.close('not-authorized', 'The account was deleted');
+  }
+  const existed = await rowDeleted;
+  const events = server.hosts.get(host)?.events;
+  const pending: Array<Promise<unknown>> = [];
+  events?.fire('account/deleting', { username, pending });
+  await Promise.all(pending);
+  // let the closed sessions' own writes (last activity, offline copies) start before the data goes
+  await new Promise((resolve) => setImmediate(resolve));
+  const failed = await removeAccountData(server.db, server.settings.dataDir, host, username, server.moduleDefinitions(), server.log);
+  events?.fire('account/deleted', { username, host });
+  server.log.info({ account: bare, existed, failed }, 'account deleted with its data');
+  return { existed, failed };
+}
