@@ -13,6 +13,7 @@ import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { SmClient } from '../helpers/sm-client.js';
 import { loginForTest, online } from '../helpers/conversation.js';
+import { testStorageConfig } from '../helpers/postgres.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -30,10 +31,13 @@ interface ChildServer {
 /** `xmppd start` in a child process on `dataDir`, its client port read from its start-up log line. */
 async function startChild(t: ExecutionContext, dataDir: string): Promise<ChildServer> {
   const config = path.join(dataDir, 'xmppd.yml');
+  // the same database the setup server used: the PostgreSQL one on the suite's second pass
+  const storage = testStorageConfig(dataDir);
   fs.writeFileSync(
     config,
     `data_dir: ${JSON.stringify(dataDir)}\nlog: { level: info }\nhosts: [{ domain: localhost }]\n` +
-      `c2s: { listen: [{ host: 127.0.0.1, port: 0 }] }\nhttp: { enabled: false }\n`,
+      `c2s: { listen: [{ host: 127.0.0.1, port: 0 }] }\nhttp: { enabled: false }\n` +
+      (storage === undefined ? '' : `storage: ${JSON.stringify(storage)}\n`),
   );
   const child = spawn(process.execPath, [main, '--config', config, 'start'], { cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
