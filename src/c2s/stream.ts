@@ -16,7 +16,8 @@ import {
 import { firstElement } from '../core/router.js';
 import { StreamParser, type ParseErrorCondition } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
-import { SaslNegotiation } from './sasl/negotiation.js';
+import { SaslNegotiation, offeredMechanisms } from './sasl/negotiation.js';
+import type { ChannelBinding } from './sasl/channel-binding.js';
 import type { C2SListeners, C2SSettings } from './listener.js';
 import { clock } from './clock.js';
 import { ClientSession } from './session.js';
@@ -37,6 +38,7 @@ const CPU_CHARGE_CAP_MS = 50;
 const CPU_PAUSE_LOG_MS = 100;
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
+const NS_SASL_CB = 'urn:xmpp:sasl-cb:0';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
@@ -111,6 +113,7 @@ export class C2SStream implements TransportEvents {
   /** Told once this batch of output has been handed to the operating system (no-SM delivery). */
   private trackers: DeliveryTracker[] | null = null;
   private sasl: SaslNegotiation | null = null;
+  private binding: ChannelBinding | null | undefined;
   private readonly rateLimiter: RateLimiter | null;
   /** Milliseconds of CPU this connection's input may cost, per second, as a token bucket. */
   private readonly cpuLimiter: RateLimiter | null;
@@ -423,9 +426,12 @@ export class C2SStream implements TransportEvents {
         features += `<starttls xmlns='${NS_TLS}'>${this.settings.requireEncryption ? '<required/>' : ''}</starttls>`;
       }
       if (this.secure || !this.settings.requireEncryption) {
-        features += `<mechanisms xmlns='${NS_SASL}'><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism>${
-          this.secure ? '<mechanism>PLAIN</mechanism>' : ''
-        }</mechanisms>`;
+        const binding = this.channelBinding();
+        features += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(this.secure, binding).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
+        // XEP-0440: which channel binding types the -PLUS mechanisms can use here
+        if (binding !== null && binding.types.length > 0) {
+          features += `<sasl-channel-binding xmlns='${NS_SASL_CB}'>${binding.types.map((t) => `<channel-binding type='${t}'/>`).join('')}</sasl-channel-binding>`;
+        }
         const event: StreamFeaturesEvent = { stream: this, stage: 'pre-auth', features: [] };
         host.events.fire('c2s/features', event);
         features += event.features.join('') + limits;
@@ -437,6 +443,13 @@ export class C2SStream implements TransportEvents {
       features += event.features.join('') + limits;
     }
     return features + '</stream:features>';
+  }
+
+  /** The connection's TLS channel bindings, computed once TLS is up (SCRAM-*-PLUS, XEP-0440). */
+  private channelBinding(): ChannelBinding | null {
+    if (!this.secure) return null;
+    if (this.binding === undefined) this.binding = this.transport.channelBinding?.() ?? null;
+    return this.binding;
   }
 
   /** RFC 6120 §5.4: <proceed/>, then a TLS handshake on the same socket and a fresh stream. */
@@ -466,7 +479,7 @@ export class C2SStream implements TransportEvents {
       this.write(`<failure xmlns='${NS_SASL}'><encryption-required/></failure>`);
       return;
     }
-    this.sasl ??= new SaslNegotiation(this.server, this.host, this.remoteAddress, this.secure);
+    this.sasl ??= new SaslNegotiation(this.server, this.host, this.remoteAddress, this.secure, this.channelBinding());
     this.sasl.handle(element).then(
       (outcome) => {
         if (this.state === 'closed') return;

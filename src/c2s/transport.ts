@@ -3,6 +3,7 @@
 // stream management, limits) is the same; only bytes in and out, framing and TLS differ.
 import type net from 'node:net';
 import tls from 'node:tls';
+import { tlsChannelBinding, type ChannelBinding } from './sasl/channel-binding.js';
 
 /** What a transport tells its stream. */
 export interface TransportEvents {
@@ -44,6 +45,11 @@ export interface C2STransport {
   destroy(): void;
   /** RFC 6120 §5.4: TLS over the connection; only plain TCP can. */
   startTls?(options: tls.TlsOptions, secured: () => void): void;
+  /**
+   * What SCRAM-*-PLUS can bind to, once TLS is up; null without TLS. Only where we terminate the
+   * TLS ourselves: behind a proxy (WebSocket) the client's channel is not ours to bind to.
+   */
+  channelBinding?(): ChannelBinding | null;
 }
 
 /**
@@ -123,6 +129,10 @@ export class TcpTransport implements C2STransport {
 
   destroy(): void {
     this.socket.destroy();
+  }
+
+  channelBinding(): ChannelBinding | null {
+    return this.socket instanceof tls.TLSSocket && this.secure ? tlsChannelBinding(this.socket) : null;
   }
 
   startTls(options: tls.TlsOptions, secured: () => void): void {

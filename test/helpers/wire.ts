@@ -110,12 +110,16 @@ export async function authenticateScram(
   hash: 'sha1' | 'sha256',
   username: string,
   password = PASSWORD,
-): Promise<SaslResult> {
-  const mechanism = hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256';
+  options: ScramClientOptions = {},
+): Promise<SaslResult & { serverFirst?: string }> {
+  const binding = options.binding;
+  const mechanism = (hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256') + (binding === undefined ? '' : '-PLUS');
   const keyLength = hash === 'sha1' ? 20 : 32;
   const clientNonce = crypto.randomBytes(18).toString('base64');
   const clientFirstBare = `n=${username},r=${clientNonce}`;
-  wire.write(`<auth xmlns='${NS_SASL}' mechanism='${mechanism}'>${Buffer.from(`n,,${clientFirstBare}`).toString('base64')}</auth>`);
+  // RFC 5802 §6 gs2-cbind-flag: p=type to bind; y = could bind but the server seems unable to; n = cannot
+  const gs2Header = `${binding === undefined ? (options.flag ?? 'n') : `p=${binding.type}`},,`;
+  wire.write(`<auth xmlns='${NS_SASL}' mechanism='${mechanism}'>${Buffer.from(`${gs2Header}${clientFirstBare}`).toString('base64')}</auth>`);
 
   const first = await readSaslOutcome(wire);
   if (first.name === 'failure') return { outcome: 'failure', condition: failureCondition(first.element) };
@@ -131,7 +135,8 @@ export async function authenticateScram(
   const hmac = (key: Buffer, data: string) => crypto.createHmac(hash, key).update(data).digest();
   const clientKey = hmac(salted, 'Client Key');
   const storedKey = crypto.createHash(hash).update(clientKey).digest();
-  const clientFinalWithoutProof = `c=biws,r=${nonce}`; // biws = base64("n,,"): no channel binding, no authzid
+  const cbindInput = binding === undefined ? Buffer.from(gs2Header) : Buffer.concat([Buffer.from(gs2Header), binding.data]);
+  const clientFinalWithoutProof = `c=${cbindInput.toString('base64')},r=${nonce}`;
   const authMessage = `${clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
   const clientSignature = hmac(storedKey, authMessage);
   const proof = Buffer.alloc(keyLength);
@@ -141,10 +146,17 @@ export async function authenticateScram(
   const clientFinal = `${clientFinalWithoutProof},p=${proof.toString('base64')}`;
   wire.write(`<response xmlns='${NS_SASL}'>${Buffer.from(clientFinal).toString('base64')}</response>`);
   const final = await readSaslOutcome(wire);
-  if (final.name === 'failure') return { outcome: 'failure', condition: failureCondition(final.element) };
+  if (final.name === 'failure') return { outcome: 'failure', condition: failureCondition(final.element), serverFirst };
   if (final.name !== 'success') throw new Error(`expected success or failure, got <${final.name}/>`);
   const serverFinal = Buffer.from(final.element.getText(), 'base64').toString('utf8');
-  return { outcome: 'success', serverSignatureVerified: serverFinal === `v=${expectedServerSignature}` };
+  return { outcome: 'success', serverSignatureVerified: serverFinal === `v=${expectedServerSignature}`, serverFirst };
+}
+
+export interface ScramClientOptions {
+  /** Bind to the channel (the -PLUS mechanism): the type and the data the client computed on its side. */
+  binding?: { type: string; data: Buffer };
+  /** Without binding: the gs2-cbind-flag to send ('n' by default). */
+  flag?: 'n' | 'y';
 }
 
 /** After SASL success: restart the stream and bind `resource`; returns the bound full JID. */

@@ -1,6 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import test from 'ava';
-import { ScramServerExchange, authzidIsOwnBareJid } from '../../src/c2s/sasl/scram.js';
+import { ScramServerExchange, authzidIsOwnBareJid, downgradeProtectionHash } from '../../src/c2s/sasl/scram.js';
+import { endPointHash, type ChannelBinding } from '../../src/c2s/sasl/channel-binding.js';
 import { parsePlain } from '../../src/c2s/sasl/plain.js';
 import {
   type ScramCredentials,
@@ -35,7 +40,7 @@ function serverFor(hash: ScramHash, accounts: Record<string, ScramCredentials>, 
 async function runClient(
   exchange: ScramServerExchange,
   hash: ScramHash,
-  opts: { username: string; password: string; gs2Header?: string; tamper?: (clientFinal: string) => string },
+  opts: { username: string; password: string; gs2Header?: string; cbData?: Buffer; tamper?: (clientFinal: string) => string },
 ) {
   const gs2Header = opts.gs2Header ?? 'n,,';
   const escaped = opts.username.replace(/=/g, '=3D').replace(/,/g, '=2C');
@@ -49,7 +54,8 @@ async function runClient(
   const salted = crypto.pbkdf2Sync(opts.password, Buffer.from(attrs.s!, 'base64'), Number(attrs.i), len, hash);
   const clientKey = crypto.createHmac(hash, salted).update('Client Key').digest();
   const storedKey = crypto.createHash(hash).update(clientKey).digest();
-  const withoutProof = `c=${b64(gs2Header)},r=${attrs.r}`;
+  const cbindInput = Buffer.concat([Buffer.from(gs2Header), opts.cbData ?? Buffer.alloc(0)]);
+  const withoutProof = `c=${cbindInput.toString('base64')},r=${attrs.r}`;
   const authMessage = `${clientFirstBare},${serverFirst},${withoutProof}`;
   const signature = crypto.createHmac(hash, storedKey).update(authMessage).digest();
   const proof = Buffer.from(clientKey.map((byte, i) => byte ^ signature[i]!));
@@ -308,4 +314,54 @@ test('PLAIN: the password is checked against the stored SCRAM keys', async (t) =
     t.true(await verifyPassword('wonderland', creds, hash));
     t.false(await verifyPassword('looking-glass', creds, hash));
   }
+});
+
+// --- Channel binding (-PLUS) and XEP-0474 ------------------------------------------------------
+
+test('XEP-0474 §6.3 example: the downgrade protection hash of SCRAM-SHA-1(-PLUS) with two binding types', (t) => {
+  t.is(downgradeProtectionHash('sha1', ['SCRAM-SHA-1-PLUS', 'SCRAM-SHA-1'], ['tls-exporter', 'tls-server-end-point']), 'G6k/rBLDqgOhRRaCuuatSDFkJ08=');
+});
+
+/** A connection whose only binding is tls-exporter with fixed data. */
+const exporterBinding: ChannelBinding = {
+  types: ['tls-exporter'],
+  data: (type) => (type === 'tls-exporter' ? Buffer.alloc(32, 7) : null),
+};
+
+test('-PLUS: the gs2 header and the channel binding data must both be in c=', async (t) => {
+  const alice = await deriveScramCredentials('wonderland', 'sha256');
+  const plus = () => new ScramServerExchange('sha256', async () => alice, { plus: true, channelBinding: exporterBinding });
+  const good = await runClient(plus(), 'sha256', { username: 'alice', password: 'wonderland', gs2Header: 'p=tls-exporter,,', cbData: Buffer.alloc(32, 7) });
+  t.like(good, { step: 'success', verified: true });
+  const headerOnly = await runClient(plus(), 'sha256', { username: 'alice', password: 'wonderland', gs2Header: 'p=tls-exporter,,' });
+  t.like(headerOnly, { step: 'finish', failure: { condition: 'not-authorized' } });
+  // another connection's data (a relay in the middle): the client's proof is valid for it, the binding is not
+  const relayed = await runClient(plus(), 'sha256', { username: 'alice', password: 'wonderland', gs2Header: 'p=tls-exporter,,', cbData: Buffer.alloc(32, 8) });
+  t.like(relayed, { step: 'finish', failure: { condition: 'not-authorized' } });
+});
+
+test('-PLUS refuses n, y and types the connection does not have; without -PLUS, y is a downgrade when binding was offered', async (t) => {
+  const alice = await deriveScramCredentials('wonderland', 'sha256');
+  const start = (plus: boolean, first: string) => new ScramServerExchange('sha256', async () => alice, { plus, channelBinding: exporterBinding }).start(Buffer.from(first));
+  t.like(await start(true, 'n,,n=alice,r=abc'), { failure: { condition: 'malformed-request' } });
+  t.like(await start(true, 'y,,n=alice,r=abc'), { failure: { condition: 'malformed-request' } });
+  t.like(await start(true, 'p=tls-unique,,n=alice,r=abc'), { failure: { condition: 'malformed-request' } });
+  t.like(await start(false, 'y,,n=alice,r=abc'), { failure: { condition: 'not-authorized' } });
+  t.like(await start(false, 'p=tls-exporter,,n=alice,r=abc'), { failure: { condition: 'malformed-request' } });
+  t.truthy('challenge' in (await start(false, 'n,,n=alice,r=abc')), 'n is fine: the client cannot bind');
+});
+
+test('tls-server-end-point hashes: SHA-256 for ECDSA P-256 and for SHA-1 signatures, SHA-384 and SHA-512 where signed so', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-endpoint-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const make = (name: string, keyArgs: string[], digestName: string) => {
+    const file = path.join(dir, `${name}.der`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', ...keyArgs, '-nodes', '-keyout', path.join(dir, `${name}.key`), '-outform', 'DER', '-out', file, `-${digestName}`, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    return fs.readFileSync(file);
+  };
+  t.is(endPointHash(make('ec256', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'sha256')), 'sha256');
+  t.is(endPointHash(make('ec384', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], 'sha384')), 'sha384');
+  t.is(endPointHash(make('rsa512', ['rsa:2048'], 'sha512')), 'sha512');
+  t.is(endPointHash(make('rsa1', ['rsa:2048'], 'sha1')), 'sha256', 'RFC 5929 §4.1: SHA-1 is replaced by SHA-256');
+  t.is(endPointHash(Buffer.from('not a certificate')), null);
 });

@@ -1,6 +1,7 @@
 // The SASL exchange of one client stream (RFC 6120 §6.4): <auth/>, <challenge/>/<response/>,
-// then <success/> or <failure/>. Mechanisms: SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677) and
-// PLAIN (RFC 4616, offered only inside TLS); failures are throttled (./throttle.ts): the guesser, not
+// then <success/> or <failure/>. Mechanisms: SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677), their
+// -PLUS variants with channel binding on TLS we terminate (./channel-binding.ts), and PLAIN
+// (RFC 4616, offered only inside TLS); failures are throttled (./throttle.ts): the guesser, not
 // the account's owner.
 import type Element from 'ltx/lib/Element.js';
 import type { Server } from '../../core/server.js';
@@ -10,6 +11,7 @@ import { parsePlain } from './plain.js';
 import { verifyPassword } from '../../accounts/credentials.js';
 import { ScramServerExchange } from './scram.js';
 import type { ScramHash } from '../../accounts/credentials.js';
+import type { ChannelBinding } from './channel-binding.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -25,6 +27,15 @@ export interface SaslOutcome {
 
 const SCRAM_HASHES: Record<string, ScramHash> = { 'SCRAM-SHA-1': 'sha1', 'SCRAM-SHA-256': 'sha256' };
 
+/**
+ * The mechanisms a stream offers, in order of preference: the features advertise this list and
+ * XEP-0474 hashes the same one. -PLUS only where the connection has channel bindings.
+ */
+export function offeredMechanisms(secure: boolean, binding: ChannelBinding | null): string[] {
+  const plus = binding !== null && binding.types.length > 0 ? ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS'] : [];
+  return [...plus, 'SCRAM-SHA-256', 'SCRAM-SHA-1', ...(secure ? ['PLAIN'] : [])];
+}
+
 function failure(condition: string, text?: string): SaslOutcome {
   const textXml = text ? `<text xml:lang='en'>${text.replace(/[&<>]/g, '')}</text>` : '';
   return { reply: `<failure xmlns='${NS_SASL}'><${condition}/>${textXml}</failure>`, done: true };
@@ -37,13 +48,18 @@ function fromSaslFailure(f: SaslFailure): SaslOutcome {
 export class SaslNegotiation {
   private scram: ScramServerExchange | null = null;
   private scramUser: string | undefined;
+  /** What this stream's features offered (the same list for XEP-0474). */
+  private readonly offered: string[];
 
   constructor(
     private readonly server: Server,
     private readonly host: string,
     private readonly address: string,
-    private readonly secure: boolean,
-  ) {}
+    secure: boolean,
+    private readonly binding: ChannelBinding | null = null,
+  ) {
+    this.offered = offeredMechanisms(secure, binding);
+  }
 
   async handle(element: Element): Promise<SaslOutcome> {
     switch (element.name) {
@@ -96,9 +112,16 @@ export class SaslNegotiation {
     const initial = this.decode(element);
     if (initial === null) return failure('incorrect-encoding');
 
-    const hash = SCRAM_HASHES[mechanism];
+    if (!this.offered.includes(mechanism)) return failure('invalid-mechanism');
+    const plus = mechanism.endsWith('-PLUS');
+    const hash = SCRAM_HASHES[plus ? mechanism.slice(0, -'-PLUS'.length) : mechanism];
     if (hash !== undefined) {
-      this.scram = new ScramServerExchange(hash, (name) => this.lookup(name, hash), { iterations: this.server.accounts.iterations });
+      this.scram = new ScramServerExchange(hash, (name) => this.lookup(name, hash), {
+        iterations: this.server.accounts.iterations,
+        plus,
+        channelBinding: this.binding,
+        offered: { mechanisms: this.offered, channelBindings: this.binding?.types ?? [] },
+      });
       const started = await this.scram.start(initial);
       if ('failure' in started) {
         this.scram = null;
@@ -106,7 +129,7 @@ export class SaslNegotiation {
       }
       return { reply: `<challenge xmlns='${NS_SASL}'>${started.challenge.toString('base64')}</challenge>`, done: false };
     }
-    if (mechanism === 'PLAIN' && this.secure) return this.plain(initial);
+    if (mechanism === 'PLAIN') return this.plain(initial);
     return failure('invalid-mechanism');
   }
 

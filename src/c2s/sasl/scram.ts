@@ -1,5 +1,6 @@
-// Server side of SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677), without channel binding:
-// the -PLUS variants are not offered, so a client GS2 flag 'y' is fine and 'p=' is refused.
+// Server side of SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677), with their -PLUS variants
+// (channel binding, RFC 5802 §6, ./channel-binding.ts) on TLS connections, and the XEP-0474
+// downgrade protection hash in the server-first-message.
 //
 //   C: n,,n=user,r=<client nonce>                          client-first-message   → start()
 //   S: r=<client nonce><server nonce>,s=<salt>,i=<count>   server-first-message
@@ -7,6 +8,7 @@
 //   S: v=<ServerSignature>                                 server-final-message
 import crypto from 'node:crypto';
 import { type SaslFailure, decodeUtf8, saslFailure, saslprepQuery } from './common.js';
+import type { ChannelBinding } from './channel-binding.js';
 
 export type { SaslFailure } from './common.js';
 export { authzidIsOwnBareJid } from './common.js';
@@ -33,13 +35,35 @@ function decodeSaslname(value: string): string | null {
 
 interface ClientFirst {
   gs2Header: string;
+  /** The channel binding type the client asked for with 'p=' (only with a -PLUS mechanism). */
+  channelBinding: string | null;
   authzid: string;
   username: string;
   clientNonce: string;
   bare: string;
 }
 
-function parseClientFirst(message: Buffer): ClientFirst | { failure: SaslFailure } {
+/**
+ * How the gs2-cbind-flag must look (RFC 5802 §6): with a -PLUS mechanism, 'p=<type>' for a type
+ * this connection supports; without, 'n' (the client cannot bind) or 'y' (it can but thinks we
+ * cannot), and 'y' is refused when we did offer -PLUS: someone removed it on the way (a downgrade).
+ */
+function checkCbindFlag(flag: string, plus: boolean, binding: ChannelBinding | null): { type: string | null } | { failure: SaslFailure } {
+  if (plus) {
+    if (!flag.startsWith('p=')) return saslFailure('malformed-request', 'a -PLUS mechanism needs channel binding (p=type)');
+    const type = flag.slice(2);
+    if (binding === null || binding.data(type) === null) return saslFailure('malformed-request', `unsupported channel binding type ${type.slice(0, 40)}`);
+    return { type };
+  }
+  if (flag.startsWith('p=')) return saslFailure('malformed-request', 'channel binding needs a -PLUS mechanism');
+  if (flag === 'y' && binding !== null && binding.types.length > 0) {
+    return saslFailure('not-authorized', 'channel binding was offered: the mechanism list was tampered with');
+  }
+  if (flag !== 'n' && flag !== 'y') return saslFailure('malformed-request', 'bad gs2-cbind-flag');
+  return { type: null };
+}
+
+function parseClientFirst(message: Buffer, plus: boolean, binding: ChannelBinding | null): ClientFirst | { failure: SaslFailure } {
   const text = decodeUtf8(message);
   if (text === null) return saslFailure('malformed-request', 'not UTF-8');
   // Attribute values never contain ',' (saslname escapes it), so splitting is exact.
@@ -48,11 +72,8 @@ function parseClientFirst(message: Buffer): ClientFirst | { failure: SaslFailure
     return saslFailure('malformed-request', 'expected gs2-header and client-first-message-bare');
   }
 
-  // RFC 5802 §6: 'n' = client does not support channel binding; 'y' = client does, but believes
-  // the server does not — true here, since no -PLUS mechanism is offered; 'p=' = client requires
-  // channel binding, which we cannot do.
-  if (flag.startsWith('p=')) return saslFailure('malformed-request', 'channel binding is not supported');
-  if (flag !== 'n' && flag !== 'y') return saslFailure('malformed-request', 'bad gs2-cbind-flag');
+  const cbind = checkCbindFlag(flag, plus, binding);
+  if ('failure' in cbind) return cbind;
 
   let authzid = '';
   if (authzPart !== '') {
@@ -77,6 +98,7 @@ function parseClientFirst(message: Buffer): ClientFirst | { failure: SaslFailure
   // Further optional extensions are allowed by the grammar; we ignore them.
   return {
     gs2Header: `${flag},${authzPart},`,
+    channelBinding: cbind.type,
     authzid,
     username,
     clientNonce: noncePart.slice(2),
@@ -115,6 +137,24 @@ export interface ScramServerOptions {
   serverNonce?: string;
   /** Iteration count shown to unknown users; should match what real accounts use. */
   iterations?: number;
+  /** The -PLUS variant: the client must bind to the channel. */
+  plus?: boolean;
+  /** The connection's channel bindings when it is TLS (then -PLUS was offered), else null. */
+  channelBinding?: ChannelBinding | null;
+  /** XEP-0474: what was offered, hashed into the server-first-message as d=. */
+  offered?: { mechanisms: readonly string[]; channelBindings: readonly string[] };
+}
+
+/**
+ * XEP-0474 §3: the mechanisms offered, sorted by octets and joined by U+001E, then U+001F and the
+ * channel binding types likewise (when there are any), hashed with the mechanism's hash. The
+ * client compares it with what it saw; the AuthMessage covers it, so it cannot be forged.
+ */
+export function downgradeProtectionHash(hash: ScramHash, mechanisms: readonly string[], channelBindings: readonly string[]): string {
+  const byOctets = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  let input = [...mechanisms].sort(byOctets).join('\x1e');
+  if (channelBindings.length > 0) input += '\x1f' + [...channelBindings].sort(byOctets).join('\x1e');
+  return digest(hash, Buffer.from(input, 'utf8')).toString('base64');
 }
 
 export type ScramStartResult = { challenge: Buffer } | { failure: SaslFailure };
@@ -147,13 +187,13 @@ export class ScramServerExchange {
   }
 
   get mechanism(): string {
-    return SCRAM_MECHANISMS[this.hash];
+    return SCRAM_MECHANISMS[this.hash] + (this.options.plus === true ? '-PLUS' : '');
   }
 
   async start(clientFirst: Buffer): Promise<ScramStartResult> {
     if (this.state !== 'initial') return this.fail('malformed-request', 'exchange already started');
     this.state = 'done'; // until the challenge is ready: a failure below ends the exchange
-    const first = parseClientFirst(clientFirst);
+    const first = parseClientFirst(clientFirst, this.options.plus === true, this.options.channelBinding ?? null);
     if ('failure' in first) return first;
 
     let credentials: ScramCredentials | null;
@@ -173,6 +213,8 @@ export class ScramServerExchange {
     // RFC 5802 §5.1 'r': the server appends its own fresh nonce to the client's.
     this.nonce = first.clientNonce + (this.options.serverNonce ?? crypto.randomBytes(18).toString('base64'));
     this.serverFirst = `r=${this.nonce},s=${this.credentials.salt},i=${this.credentials.iterations}`;
+    const offered = this.options.offered;
+    if (offered !== undefined) this.serverFirst += `,d=${downgradeProtectionHash(this.hash, offered.mechanisms, offered.channelBindings)}`;
     this.state = 'challenged';
     return { challenge: Buffer.from(this.serverFirst, 'utf8') };
   }
@@ -200,9 +242,13 @@ export class ScramServerExchange {
       return saslFailure('malformed-request', 'bad proof');
     }
 
-    // RFC 5802 §5.1 'c': without channel binding, c= is the base64 of the gs2-header itself.
-    // A mismatch means the header was altered on the way (e.g. 'y' turned into 'n').
-    if (cbPart.slice(2) !== Buffer.from(this.first.gs2Header, 'utf8').toString('base64')) {
+    // RFC 5802 §5.1 'c': the base64 of the gs2-header followed by the channel binding data (none
+    // without binding). A mismatch means the header was altered on the way (e.g. 'y' turned into
+    // 'n'), or the client's TLS connection is not ours: someone in the middle.
+    const header = Buffer.from(this.first.gs2Header, 'utf8');
+    const bound = this.first.channelBinding === null ? null : (this.options.channelBinding?.data(this.first.channelBinding) ?? null);
+    const expected = (bound === null ? header : Buffer.concat([header, bound])).toString('base64');
+    if (cbPart.slice(2) !== expected) {
       return saslFailure('not-authorized', 'channel binding data does not match');
     }
     if (noncePart.slice(2) !== this.nonce) return saslFailure('not-authorized', 'nonce does not match');
