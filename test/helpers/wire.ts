@@ -111,7 +111,7 @@ export async function authenticateScram(
   username: string,
   password = PASSWORD,
   options: ScramClientOptions = {},
-): Promise<SaslResult & { serverFirst?: string }> {
+): Promise<SaslResult> {
   const binding = options.binding;
   const mechanism = (hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256') + (binding === undefined ? '' : '-PLUS');
   const keyLength = hash === 'sha1' ? 20 : 32;
@@ -146,10 +146,11 @@ export async function authenticateScram(
   const clientFinal = `${clientFinalWithoutProof},p=${proof.toString('base64')}`;
   wire.write(`<response xmlns='${NS_SASL}'>${Buffer.from(clientFinal).toString('base64')}</response>`);
   const final = await readSaslOutcome(wire);
-  if (final.name === 'failure') return { outcome: 'failure', condition: failureCondition(final.element), serverFirst };
+  if (options.seen !== undefined) options.seen.serverFirst = serverFirst;
+  if (final.name === 'failure') return { outcome: 'failure', condition: failureCondition(final.element) };
   if (final.name !== 'success') throw new Error(`expected success or failure, got <${final.name}/>`);
   const serverFinal = Buffer.from(final.element.getText(), 'base64').toString('utf8');
-  return { outcome: 'success', serverSignatureVerified: serverFinal === `v=${expectedServerSignature}`, serverFirst };
+  return { outcome: 'success', serverSignatureVerified: serverFinal === `v=${expectedServerSignature}` };
 }
 
 export interface ScramClientOptions {
@@ -157,6 +158,8 @@ export interface ScramClientOptions {
   binding?: { type: string; data: Buffer };
   /** Without binding: the gs2-cbind-flag to send ('n' by default). */
   flag?: 'n' | 'y';
+  /** Filled in with the server-first-message, for tests of its attributes. */
+  seen?: { serverFirst?: string };
 }
 
 /** After SASL success: restart the stream and bind `resource`; returns the bound full JID. */
