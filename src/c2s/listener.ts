@@ -8,45 +8,14 @@ import { listenOn } from '../core/listen.js';
 import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
-import type { AuthThrottleSettings } from './sasl/throttle.js';
 import { TcpTransport, type C2STransport } from './transport.js';
 import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from './hibernation.js';
 import { parseJid } from '../core/jid.js';
 import { runMigrations } from '../storage/db.js';
-import { OverloadShedding, type OverloadSettings } from './overload.js';
+import { OverloadShedding } from './overload.js';
+import type { C2SListen, C2SSettings } from './settings.js';
 
-export interface C2SListen {
-  host: string;
-  port: number;
-  tls: 'starttls' | 'direct';
-}
-
-export interface C2SSettings {
-  listen: C2SListen[];
-  requireEncryption: boolean;
-  maxStanzaSize: number;
-  /** bytes per second a client may send on average (bursts of 4x), or null for no limit */
-  maxReceiveRate: number | null;
-  /** share of one core a connection may use to parse and handle its input (bursts of 200 ms), or null for no limit */
-  maxCpuShare: number | null;
-  /** seconds an unauthenticated connection may stay open */
-  authTimeout: number;
-  /** seconds a new connection may take to send its stream header */
-  streamOpenTimeout: number;
-  /** seconds of silence before the server pings a client (XEP-0199 §4.1), or null */
-  pingInterval: number | null;
-  /** seconds to wait for any data after that ping */
-  pingTimeout: number;
-  /** seconds of our silence before a whitespace keepalive, or null */
-  whitespaceKeepalive: number | null;
-  authThrottle: AuthThrottleSettings;
-  /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
-  resumeTimeout: number;
-  /** sessions (resources) one account may have bound at once, resumable ones included */
-  maxSessionsPerAccount: number;
-  /** what gives way first when the server or a recipient cannot keep up (src/c2s/overload.ts) */
-  overload: OverloadSettings;
-}
+export type { C2SListen, C2SSettings } from './settings.js';
 
 const SWEEP_INTERVAL_MS = 5000;
 

@@ -8,21 +8,21 @@ import crypto from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import type { Server } from '../core/server.js';
 import type { DeliveryTracker } from '../core/sessions.js';
-import { Jid, normalizeResource, parseJid } from '../core/jid.js';
+import { type Jid, parseJid } from '../core/jid.js';
 import {
   NS_CLIENT, NS_STREAMS, StanzaError, errorReply, iqResult, streamErrorXml,
   type StreamErrorCondition,
 } from '../core/stanza.js';
-import { firstElement } from '../core/router.js';
 import { StreamParser, type ParseErrorCondition } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
-import { SaslNegotiation, offeredMechanisms } from './sasl/negotiation.js';
 import type { ChannelBinding } from './sasl/channel-binding.js';
-import type { C2SListeners, C2SSettings } from './listener.js';
+import type { C2SListeners } from './listener.js';
+import type { C2SSettings } from './settings.js';
 import { clock } from './clock.js';
 import { ClientSession } from './session.js';
-import { NS_SM, StreamManagement } from './sm.js';
-import { NS_CSI } from './csi.js';
+import { NS_SM } from './sm.js';
+import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState } from './features/index.js';
+import { NS_SESSION, NS_BIND } from './features/bind.js';
 import { RateLimiter } from './rate.js';
 import { ReadHolds, type C2STransport, type TransportEvents } from './transport.js';
 
@@ -38,13 +38,7 @@ const CPU_CHARGE_CAP_MS = 50;
 const CPU_PAUSE_LOG_MS = 100;
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
-const NS_SASL_CB = 'urn:xmpp:sasl-cb:0';
-const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
-const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
-const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
-const NS_LIMITS = 'urn:xmpp:stream-limits:0';
 const NS_PING = 'urn:xmpp:ping';
-const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 const PING_ID_PREFIX = 'xmppd-ping-';
 export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
 const FRAMED_CLOSE = `<close xmlns='${NS_FRAMING}'/>`;
@@ -54,27 +48,9 @@ const MAX_PENDING_OUTPUT = 8 * 1024 * 1024;
 /** Stanzas of one client still being stored before reading from it stops (see storing()). */
 const MAX_STORING = 64;
 
-export type StreamState = 'connected' | 'authenticated' | 'bound' | 'closed';
-
-/** The payload of the `c2s/features` host event: modules append feature XML for this stage. */
-export interface StreamFeaturesEvent {
-  stream: C2SStream;
-  stage: 'pre-auth' | 'post-auth';
-  features: string[];
-}
-
-/** The payload of `c2s/unauthenticated-iq` (in-band registration before login, XEP-0077). */
-export interface UnauthenticatedIqEvent {
-  iq: Element;
-  stream: C2SStream;
-  reply(stanza: Element): void;
-}
-
-/** The payload of `c2s/nonza`: a top-level element that is not a stanza (stream management...). */
-export interface NonzaEvent {
-  element: Element;
-  stream: C2SStream;
-}
+export type { StreamState } from './features/index.js';
+// the events modules hook into during negotiation (src/c2s/features/modules.ts)
+export type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './features/index.js';
 
 // Streams with output waiting, flushed together once per event-loop turn.
 let dirty: C2SStream[] = [];
@@ -86,7 +62,7 @@ function flushAll(): void {
   for (let i = 0; i < streams.length; i++) streams[i]!.flush();
 }
 
-export class C2SStream implements TransportEvents {
+export class C2SStream implements TransportEvents, NegotiatingStream {
   state: StreamState = 'connected';
   secure: boolean;
   /** The virtual host named in the stream header. */
@@ -112,7 +88,6 @@ export class C2SStream implements TransportEvents {
   private output = '';
   /** Told once this batch of output has been handed to the operating system (no-SM delivery). */
   private trackers: DeliveryTracker[] | null = null;
-  private sasl: SaslNegotiation | null = null;
   private binding: ChannelBinding | null | undefined;
   private readonly rateLimiter: RateLimiter | null;
   /** Milliseconds of CPU this connection's input may cost, per second, as a token bucket. */
@@ -127,7 +102,7 @@ export class C2SStream implements TransportEvents {
   constructor(
     readonly server: Server,
     readonly transport: C2STransport,
-    private readonly settings: C2SSettings,
+    readonly settings: C2SSettings,
     readonly listeners: C2SListeners,
   ) {
     this.secure = transport.secure;
@@ -228,7 +203,7 @@ export class C2SStream implements TransportEvents {
     this.frames.push(withClientNamespace(xml));
   }
 
-  private send(stanza: Element): void {
+  send(stanza: Element): void {
     this.write(serialize(stanza));
   }
 
@@ -384,22 +359,17 @@ export class C2SStream implements TransportEvents {
       if (xmlns === NS_FRAMING && name === 'close') return this.onStreamEnd();
       if (!this.headerSent) return this.close('not-authorized', `Open the stream with <open xmlns='${NS_FRAMING}'/> first`);
     }
-    const isStanza = (name === 'message' || name === 'presence' || name === 'iq') && (xmlns === undefined || xmlns === NS_CLIENT);
-    if (this.state === 'bound') {
-      if (isStanza) return this.clientStanza(element);
-      return this.nonza(element);
+    if (this.state === 'bound' && (name === 'message' || name === 'presence' || name === 'iq') && (xmlns === undefined || xmlns === NS_CLIENT)) {
+      return this.clientStanza(element);
     }
-    if (xmlns === NS_TLS && name === 'starttls') return this.startTls();
-    if (xmlns === NS_SASL) return this.saslElement(element);
-    if (!this.secure && this.settings.requireEncryption) {
-      return this.close('policy-violation', 'Use STARTTLS first: encryption is required');
+    // RFC 6120 §4.3: everything else is negotiation, for the first feature that takes it
+    const requiresTls = !this.secure && this.settings.requireEncryption;
+    for (const feature of clientStreamFeatures) {
+      if (!feature.accepts(element, this)) continue;
+      if (requiresTls && feature.beforeTls !== true) break;
+      return feature.handle(element, this);
     }
-    if (this.state === 'connected' && isStanza && name === 'iq') return this.unauthenticatedIq(element);
-    if (this.state === 'authenticated' && isStanza && name === 'iq') return this.bindingIq(element);
-    if (this.state === 'authenticated' && xmlns === NS_SM && name === 'resume') return this.resume(element);
-    if (this.state === 'authenticated' && xmlns === NS_SM && name === 'enable') {
-      return this.write(smFailed('unexpected-request', 'Bind a resource before enabling stream management'));
-    }
+    if (requiresTls) return this.close('policy-violation', 'Use STARTTLS first: encryption is required');
     // RFC 6120 §6.4 / §7.1: nothing else before authentication and binding
     this.close('not-authorized', 'Authenticate and bind a resource first');
   }
@@ -415,50 +385,29 @@ export class C2SStream implements TransportEvents {
   }
 
   private features(): string {
-    const host = this.server.hosts.get(this.host)!;
     let features = this.framed ? `<stream:features xmlns:stream='${NS_STREAMS}'>` : '<stream:features>';
-    // XEP-0478: tell the client what we enforce, so it can avoid being disconnected
-    const limits = `<limits xmlns='${NS_LIMITS}'><max-bytes>${this.settings.maxStanzaSize}</max-bytes>${
-      this.settings.pingInterval !== null ? `<idle-seconds>${this.settings.pingInterval + this.settings.pingTimeout}</idle-seconds>` : ''
-    }</limits>`;
-    if (this.state === 'connected') {
-      if (!this.secure && this.transport.startTls !== undefined) {
-        features += `<starttls xmlns='${NS_TLS}'>${this.settings.requireEncryption ? '<required/>' : ''}</starttls>`;
-      }
-      if (this.secure || !this.settings.requireEncryption) {
-        const binding = this.channelBinding();
-        features += `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(this.secure, binding).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
-        // XEP-0440: which channel binding types the -PLUS mechanisms can use here
-        if (binding !== null && binding.types.length > 0) {
-          features += `<sasl-channel-binding xmlns='${NS_SASL_CB}'>${binding.types.map((t) => `<channel-binding type='${t}'/>`).join('')}</sasl-channel-binding>`;
-        }
-        const event: StreamFeaturesEvent = { stream: this, stage: 'pre-auth', features: [] };
-        host.events.fire('c2s/features', event);
-        features += event.features.join('') + limits;
-      }
-    } else {
-      features += `<bind xmlns='${NS_BIND}'/><session xmlns='${NS_SESSION}'><optional/></session><sm xmlns='${NS_SM}'/><csi xmlns='${NS_CSI}'/>`;
-      const event: StreamFeaturesEvent = { stream: this, stage: 'post-auth', features: [] };
-      host.events.fire('c2s/features', event);
-      features += event.features.join('') + limits;
+    // where encryption is required, only what leads to TLS is offered before it
+    const requiresTls = !this.secure && this.settings.requireEncryption;
+    for (const feature of clientStreamFeatures) {
+      if (feature.advertise !== undefined && (!requiresTls || feature.beforeTls === true)) features += feature.advertise(this);
     }
     return features + '</stream:features>';
   }
 
+  // --- what the features change (NegotiatingStream) -----------------------------------------
+
   /** The connection's TLS channel bindings, computed once TLS is up (SCRAM-*-PLUS, XEP-0440). */
-  private channelBinding(): ChannelBinding | null {
+  channelBinding(): ChannelBinding | null {
     if (!this.secure) return null;
     if (this.binding === undefined) this.binding = this.transport.channelBinding?.() ?? null;
     return this.binding;
   }
 
   /** RFC 6120 §5.4: <proceed/>, then a TLS handshake on the same socket and a fresh stream. */
-  private startTls(): void {
+  upgradeToTls(): void {
     const transport = this.transport;
-    if (transport.startTls === undefined) return this.close('unsupported-feature', 'No STARTTLS over WebSocket: connect with wss://');
-    if (this.secure || this.state !== 'connected') return this.close('policy-violation', 'TLS is already negotiated');
     transport.send(`<proceed xmlns='${NS_TLS}'/>`);
-    transport.startTls(this.server.tls.serverOptions(), () => {
+    transport.startTls!(this.server.tls.serverOptions(), () => {
       this.secure = true;
     });
     // §5.4.3.3: plaintext pipelined after <starttls/> is discarded, never processed
@@ -466,83 +415,50 @@ export class C2SStream implements TransportEvents {
     this.restart();
   }
 
+  authenticated(username: string): void {
+    this.username = username;
+    this.state = 'authenticated';
+    this.restart(); // RFC 6120 §6.4.6: the client opens a new stream after <success/>
+  }
+
+  bindSession(jid: Jid): void {
+    const session = new ClientSession(this.server, this, jid, this.listeners.shedding);
+    this.session = session;
+    this.state = 'bound';
+    this.server.sessionBound(session);
+  }
+
+  resumableSession(previd: string): NegotiatedSession | undefined {
+    return this.listeners.resumable.get(previd);
+  }
+
+  makeResumable(negotiated: NegotiatedSession): void {
+    const session = negotiated as ClientSession;
+    const id = session.sm!.id;
+    this.listeners.resumable.set(id, session);
+    session.onEnded = () => this.listeners.resumable.delete(id);
+  }
+
+  /** XEP-0198 §5: this stream takes over the session; what the client has not acknowledged goes again. */
+  resumeSession(negotiated: NegotiatedSession, previd: string): void {
+    // only what resumableSession handed out comes back here
+    const session = negotiated as ClientSession;
+    const sm = session.sm!;
+    session.resumeOn(this);
+    this.session = session;
+    this.state = 'bound';
+    sm.ackRequested = false;
+    this.server.log.debug({ jid: session.jid.toString() }, 'session resumed');
+    this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
+    // §5: everything the client has not acknowledged is sent again, in order
+    for (const entry of sm.unacked()) this.write(entry.xml);
+    session.streamResumed();
+  }
+
   private restart(): void {
     // RFC 7395 §3.7: framed, the client's next <open/> restarts the stream; no parser state to drop
     if (!this.framed) this.parser.reset();
     this.headerSent = false;
-  }
-
-  private saslElement(element: Element): void {
-    if (this.state !== 'connected') return this.close('policy-violation', 'Already authenticated');
-    if (!this.secure && this.settings.requireEncryption) {
-      // RFC 6120 §6.4.1 / our default: no authentication in the clear
-      this.write(`<failure xmlns='${NS_SASL}'><encryption-required/></failure>`);
-      return;
-    }
-    this.sasl ??= new SaslNegotiation(this.server, this.host, this.remoteAddress, this.secure, this.channelBinding());
-    this.sasl.handle(element).then(
-      (outcome) => {
-        if (this.state === 'closed') return;
-        if (outcome.username === undefined && outcome.done && outcome.reply.startsWith('<failure')) this.server.metrics.authFailures++;
-        this.write(outcome.reply);
-        if (outcome.username !== undefined) {
-          this.username = outcome.username;
-          this.state = 'authenticated';
-          this.sasl = null;
-          this.restart(); // RFC 6120 §6.4.6: the client opens a new stream after <success/>
-        } else if (outcome.done) {
-          this.sasl = null;
-        }
-      },
-      (err: unknown) => {
-        this.server.log.error({ err }, 'SASL negotiation failed unexpectedly');
-        this.write(`<failure xmlns='${NS_SASL}'><temporary-auth-failure/></failure>`);
-        this.sasl = null;
-      },
-    );
-  }
-
-  private unauthenticatedIq(iq: Element): void {
-    const host = this.server.hosts.get(this.host)!;
-    const event: UnauthenticatedIqEvent = { iq, stream: this, reply: (stanza) => this.send(stanza) };
-    if (host.events.fire('c2s/unauthenticated-iq', event) === undefined) {
-      this.close('not-authorized', 'Authenticate first');
-    }
-  }
-
-  /** RFC 6120 §7: resource binding, and the legacy session IQ (RFC 3921 §3) some clients still send. */
-  private bindingIq(iq: Element): void {
-    const payload = firstElement(iq);
-    if (iq.attrs.type === 'set' && payload?.name === 'bind' && payload.attrs.xmlns === NS_BIND) {
-      const requested = payload.getChildText('resource');
-      let resource: string | null;
-      if (requested === null || requested.trim() === '') {
-        resource = crypto.randomBytes(9).toString('base64url'); // §7.6.2.1: server-generated
-      } else {
-        resource = normalizeResource(requested);
-        if (resource === null) return this.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));
-      }
-      const jid = new Jid(this.username, this.host, resource);
-      // RFC 6120 §7.6.2.2: an account at its limit of sessions gets <resource-constraint/>
-      // (type wait); replacing one of its own resources (§7.7.2.2, conflict) is not a new one.
-      const bound = this.server.sessions.ofAccount(jid.bare);
-      if (bound !== undefined && bound.size >= this.settings.maxSessionsPerAccount && !bound.has(resource)) {
-        this.server.log.warn({ jid: jid.bare, address: this.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
-        return this.send(errorReply(iq, new StanzaError('resource-constraint', `At most ${this.settings.maxSessionsPerAccount} sessions per account`)));
-      }
-      const session = new ClientSession(this.server, this, jid, this.listeners.shedding);
-      this.session = session;
-      this.state = 'bound';
-      this.server.sessionBound(session);
-      const bind = new Element('bind', { xmlns: NS_BIND });
-      bind.c('jid').t(session.jid.toString());
-      this.send(iqResult(iq, bind));
-      return;
-    }
-    if (iq.attrs.type === 'set' && payload?.name === 'session' && payload.attrs.xmlns === NS_SESSION) {
-      return this.send(iqResult(iq));
-    }
-    this.close('not-authorized', 'Bind a resource first');
   }
 
   // --- bound session -----------------------------------------------------------------------
@@ -629,90 +545,6 @@ export class C2SStream implements TransportEvents {
     this.session!.send(reply);
   }
 
-  /** Top-level elements that are not stanzas: stream management, client state, then modules'. */
-  private nonza(element: Element): void {
-    const xmlns = element.attrs.xmlns;
-    if (xmlns === NS_SM) return this.streamManagement(element);
-    if (xmlns === NS_CSI && (element.name === 'active' || element.name === 'inactive')) {
-      return this.session!.setInactive(element.name === 'inactive');
-    }
-    const host = this.server.hosts.get(this.host)!;
-    if (host.events.fire(`c2s/nonza`, { element, stream: this } satisfies NonzaEvent) === undefined) {
-      this.close('unsupported-stanza-type', `<${element.name}/> is not understood here`);
-    }
-  }
-
-  /** XEP-0198 on a bound stream: enable, ack requests and acks. */
-  private streamManagement(element: Element): void {
-    const session = this.session!;
-    const sm = session.sm;
-    switch (element.name) {
-      case 'enable': {
-        if (sm !== null) return this.write(smFailed('unexpected-request', 'Stream management is already enabled'));
-        const wantsResume = element.attrs.resume === 'true' || element.attrs.resume === '1';
-        const resumable = wantsResume && this.settings.resumeTimeout > 0;
-        session.sm = new StreamManagement(resumable);
-        if (resumable) {
-          const { id } = session.sm;
-          this.listeners.resumable.set(id, session);
-          session.onEnded = () => this.listeners.resumable.delete(id);
-        }
-        const resume = resumable ? ` resume='true' max='${this.settings.resumeTimeout}'` : '';
-        return this.write(`<enabled xmlns='${NS_SM}' id='${session.sm.id}'${resume}/>`);
-      }
-      case 'r':
-        if (sm === null) return;
-        return sm.whenHandled((h) => this.write(`<a xmlns='${NS_SM}' h='${h}'/>`));
-      case 'a': {
-        if (sm === null) return;
-        const h = handledCount(element);
-        if (h === null || !sm.acknowledge(h)) return this.handledCountTooHigh(element, sm);
-        return;
-      }
-      default:
-        return this.write(smFailed('unexpected-request', `<${element.name}/> is not expected now`));
-    }
-  }
-
-  /** XEP-0198 §5: take over a session that lost its connection, before binding. */
-  private resume(element: Element): void {
-    const previd = element.attrs.previd ?? '';
-    const session = this.listeners.resumable.get(previd);
-    const account = `${this.username}@${this.host}`;
-    if (session === undefined || session.ended || session.jid.bare !== account || session.sm === null) {
-      // unknown, expired, someone else's, or held by another node: bind afresh (§5)
-      return this.write(smFailed('item-not-found', 'No such session to resume; bind a new one'));
-    }
-    const sm = session.sm;
-    const h = handledCount(element);
-    if (h === null || !sm.acknowledge(h)) return this.handledCountTooHigh(element, sm);
-    session.resumeOn(this);
-    this.session = session;
-    this.state = 'bound';
-    sm.ackRequested = false;
-    this.server.log.debug({ jid: session.jid.toString() }, 'session resumed');
-    this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
-    // §5: everything the client has not acknowledged is sent again, in order
-    for (const entry of sm.unacked()) this.write(entry.xml);
-    session.streamResumed();
-  }
-
-  /**
-   * XEP-0198 §4: an 'h' acknowledging more than was sent is fatal; v1.6 says by how much with
-   * <handled-count-too-high/>. An 'h' that is not an unsignedInt gets the condition alone.
-   */
-  private handledCountTooHigh(element: Element, sm: StreamManagement): void {
-    const h = handledCount(element);
-    const sent = sm.sentCount;
-    if (h === null) return this.close('undefined-condition', `'h' must be a count of stanzas, not '${element.attrs.h ?? ''}'`);
-    this.close(
-      'undefined-condition',
-      `You acknowledged ${h} stanzas, but only ${sent} were sent`,
-      false,
-      `<handled-count-too-high xmlns='${NS_SM}' h='${h}' send-count='${sent}'/>`,
-    );
-  }
-
   /** XEP-0199 §4.1: a server-to-client ping, used to find dead connections. */
   sendPing(): void {
     const session = this.session;
@@ -731,18 +563,6 @@ export class C2SStream implements TransportEvents {
       this.transport.keepalive();
     } else if (this.output.length === 0) this.write(' ');
   }
-}
-
-/** The 'h' of an <a/> or <resume/>: an xs:unsignedInt (XEP-0198 §4), or null when it is not one. */
-function handledCount(element: Element): number | null {
-  const text = element.attrs.h ?? '';
-  if (!/^[0-9]{1,10}$/.test(text)) return null;
-  const h = Number(text);
-  return h <= 0xffffffff ? h : null;
-}
-
-function smFailed(condition: string, text: string): string {
-  return `<failed xmlns='${NS_SM}'><${condition} xmlns='${NS_STANZAS}'/><text xmlns='${NS_STANZAS}'>${text}</text></failed>`;
 }
 
 const STANZA_START = /^<(message|presence|iq)[\s/>]/;

@@ -1,0 +1,89 @@
+// XEP-0198 stream management: enabling it and resuming a session before binding (§5), then
+// acks and ack requests on the bound stream (§4). The counters live in ../sm.ts; which sessions
+// wait to be resumed is the stream's (resumableSession, resumeSession, makeResumable).
+import type Element from 'ltx/lib/Element.js';
+import { NS_SM, StreamManagement } from '../sm.js';
+import type { NegotiatingStream, StreamFeature } from './feature.js';
+
+const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+
+export const streamManagement: StreamFeature = {
+  name: 'sm',
+  advertise: (stream) => (stream.state === 'authenticated' ? `<sm xmlns='${NS_SM}'/>` : ''),
+  accepts: (element, stream) => element.attrs.xmlns === NS_SM && (stream.state === 'authenticated' || stream.state === 'bound'),
+  handle(element, stream) {
+    if (stream.state === 'authenticated') {
+      if (element.name === 'resume') return resume(element, stream);
+      if (element.name === 'enable') return stream.write(smFailed('unexpected-request', 'Bind a resource before enabling stream management'));
+      // RFC 6120 §7.1: nothing else before binding
+      return stream.close('not-authorized', 'Authenticate and bind a resource first');
+    }
+    const session = stream.session!;
+    const sm = session.sm;
+    switch (element.name) {
+      case 'enable': {
+        if (sm !== null) return stream.write(smFailed('unexpected-request', 'Stream management is already enabled'));
+        const wantsResume = element.attrs.resume === 'true' || element.attrs.resume === '1';
+        const timeout = stream.settings.resumeTimeout;
+        const resumable = wantsResume && timeout > 0;
+        session.sm = new StreamManagement(resumable);
+        if (resumable) stream.makeResumable(session);
+        const resume = resumable ? ` resume='true' max='${timeout}'` : '';
+        return stream.write(`<enabled xmlns='${NS_SM}' id='${session.sm.id}'${resume}/>`);
+      }
+      case 'r':
+        if (sm === null) return;
+        return sm.whenHandled((h) => stream.write(`<a xmlns='${NS_SM}' h='${h}'/>`));
+      case 'a': {
+        if (sm === null) return;
+        const h = handledCount(element);
+        if (h === null || !sm.acknowledge(h)) return handledCountTooHigh(element, sm, stream);
+        return;
+      }
+      default:
+        return stream.write(smFailed('unexpected-request', `<${element.name}/> is not expected now`));
+    }
+  },
+};
+
+/** XEP-0198 §5: take over a session that lost its connection, before binding. */
+function resume(element: Element, stream: NegotiatingStream): void {
+  const previd = element.attrs.previd ?? '';
+  const session = stream.resumableSession(previd);
+  if (session === undefined || session.ended || session.jid.bare !== `${stream.username}@${stream.host}` || session.sm === null) {
+    // unknown, expired, someone else's, or held by another node: bind afresh (§5)
+    return stream.write(smFailed('item-not-found', 'No such session to resume; bind a new one'));
+  }
+  const sm = session.sm;
+  const h = handledCount(element);
+  if (h === null || !sm.acknowledge(h)) return handledCountTooHigh(element, sm, stream);
+  stream.resumeSession(session, previd);
+}
+
+/**
+ * XEP-0198 §4: an 'h' acknowledging more than was sent is fatal; v1.6 says by how much with
+ * <handled-count-too-high/>. An 'h' that is not an unsignedInt gets the condition alone.
+ */
+function handledCountTooHigh(element: Element, sm: StreamManagement, stream: NegotiatingStream): void {
+  const h = handledCount(element);
+  const sent = sm.sentCount;
+  if (h === null) return stream.close('undefined-condition', `'h' must be a count of stanzas, not '${element.attrs.h ?? ''}'`);
+  stream.close(
+    'undefined-condition',
+    `You acknowledged ${h} stanzas, but only ${sent} were sent`,
+    false,
+    `<handled-count-too-high xmlns='${NS_SM}' h='${h}' send-count='${sent}'/>`,
+  );
+}
+
+/** The 'h' of an <a/> or <resume/>: an xs:unsignedInt (XEP-0198 §4), or null when it is not one. */
+function handledCount(element: Element): number | null {
+  const text = element.attrs.h ?? '';
+  if (!/^[0-9]{1,10}$/.test(text)) return null;
+  const h = Number(text);
+  return h <= 0xffffffff ? h : null;
+}
+
+export function smFailed(condition: string, text: string): string {
+  return `<failed xmlns='${NS_SM}'><${condition} xmlns='${NS_STANZAS}'/><text xmlns='${NS_STANZAS}'>${text}</text></failed>`;
+}
