@@ -13,7 +13,7 @@ const domain = env.BENCH_DOMAIN ?? 'localhost';
 // modules but these (e.g. `-mam`: like for like with Prosody and ejabberd, which run without MAM)
 const moduleList = env.XMPPD_BENCH_MODULES?.trim();
 const modules = moduleList === undefined || moduleList === ''
-  ? undefined
+  ? STANDARD_MODULES
   : moduleList.startsWith('-')
     ? STANDARD_MODULES.filter((name) => !moduleList.slice(1).split(',').map((s) => s.trim()).includes(name))
     : moduleList.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -24,7 +24,8 @@ const raw = {
   c2s: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' }] },
   // plain loopback HTTP only (metrics stay on, as in production); BENCH_HTTP_PORT=0 picks a free port
   http: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_HTTP_PORT ?? 0), tls: 'none' }] },
-  ...(modules === undefined ? {} : { modules: Object.fromEntries(modules.map((name) => [name, {}])) }),
+  // the load generator registers its accounts in-band from loopback, thousands of them
+  modules: Object.fromEntries(modules.map((name) => [name, name === 'register' ? { exempt_loopback: true } : {}])),
 };
 const source = configFromObject(raw, 'bench environment');
 const config = validateCoreConfig(source);
