@@ -48,7 +48,7 @@ const MAX_PENDING_OUTPUT = 8 * 1024 * 1024;
 /** Stanzas of one client still being stored before reading from it stops (see storing()). */
 const MAX_STORING = 64;
 
-export type { StreamState } from './features/index.js';
+export type { StreamState, NegotiatingStream } from './features/index.js';
 // the events modules hook into during negotiation (src/c2s/features/modules.ts)
 export type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './features/index.js';
 

@@ -31,7 +31,7 @@ function section<T extends z.ZodType>(schema: T) {
 }
 
 /** The modules a fresh server runs: the ones every XMPP client expects to find. */
-export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat'] as const;
+export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites'] as const;
 
 const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -71,15 +71,18 @@ const hostSchema = z
     domain: domainSchema,
     /** Missing: a self-signed certificate is generated under <data_dir>/certs. */
     tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
-    /** Missing: open for localhost (a dev box), closed for any real domain. */
-    registration: z.enum(['open', 'closed']).optional(),
+    /**
+     * open: anyone may register in-band; invite: only with an invitation (XEP-0445, the invites
+     * module); closed: nobody. Missing: open for localhost (a dev box), invite for any real domain.
+     */
+    registration: z.enum(['open', 'invite', 'closed']).optional(),
     admins: section(z.array(bareJidSchema).default([])),
     /** Per-host overrides of the top-level `modules:` map. */
     modules: section(modulesSchema.default({})),
   })
   .transform((host) => ({
     ...host,
-    registration: host.registration ?? (host.domain === 'localhost' ? 'open' : 'closed'),
+    registration: host.registration ?? (host.domain === 'localhost' ? 'open' : 'invite'),
   }));
 
 /** A listener; a missing port is the standard one for its kind of TLS. 0 picks a free port (tests). */

@@ -5,7 +5,7 @@ import type { IqHandler, IqTarget, IqType, ModuleContext } from './module.js';
 
 export interface HostSettings {
   domain: string;
-  registration: 'open' | 'closed';
+  registration: 'open' | 'invite' | 'closed';
   admins: string[];
   /** Modules enabled on this host, in load order. */
   modules: string[];

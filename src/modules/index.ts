@@ -7,6 +7,7 @@ import last from './last/index.js';
 import mam from './mam/index.js';
 import muc from './muc/index.js';
 import offline from './offline/index.js';
+import invites from './invites/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
 import privateStorage from './private/index.js';
@@ -25,7 +26,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat),
+  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat), entry(invites),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

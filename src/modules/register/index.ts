@@ -9,6 +9,8 @@ import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import type { UnauthenticatedIqEvent, StreamFeaturesEvent } from '../../c2s/stream.js';
 import { duration } from '../../config/units.js';
 import { isLoopbackAddress } from '../../http/forwarded.js';
+import type { InviteService, RegistrationService } from '../invites/index.js';
+import type { Invite } from '../invites/store.js';
 
 const NS_REGISTER = 'jabber:iq:register';
 const NS_REGISTER_FEATURE = 'http://jabber.org/features/iq-register';
@@ -30,12 +32,14 @@ export default defineModule({
     exempt_loopback: z.boolean().default(false),
   }),
   setup(m) {
-    const open = m.host.settings.registration === 'open';
+    const mode = m.host.settings.registration;
     const recentByAddress = new Map<string, number[]>();
+    // the invites module, when loaded: in `invite` mode only a presented invitation registers (XEP-0445)
+    const invites = () => m.host.services.get('invites') as InviteService | undefined;
 
     m.feature(NS_REGISTER);
     m.on<StreamFeaturesEvent>('c2s/features', (e) => {
-      if (e.stage === 'pre-auth' && open) e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
+      if (e.stage === 'pre-auth' && mode !== 'closed') e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
     });
 
     const checkPassword = (password: string | null): string => {
@@ -49,20 +53,24 @@ export default defineModule({
     m.on<UnauthenticatedIqEvent>('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
       const query = iq.getChild('query', NS_REGISTER);
       if (query === undefined) return undefined;
-      if (!open) {
-        reply(errorReply(iq, new StanzaError('not-allowed', 'Registration is closed on this server', 'cancel')));
+      const invite = invites()?.presentedOn(stream);
+      if (mode === 'closed' || (mode === 'invite' && invite === undefined)) {
+        const why = mode === 'closed' ? 'Registration is closed on this server' : 'Registration here needs an invitation';
+        reply(errorReply(iq, new StanzaError('not-allowed', why, 'cancel')));
         return true;
       }
       if (iq.attrs.type === 'get') {
         const form = new Element('query', { xmlns: NS_REGISTER });
         form.c('instructions').t('Choose a username and password to register with this server.');
-        form.c('username');
+        // an invitation for one username (XEP-0445 §2.1) shows it
+        if (invite?.username) form.c('username').t(invite.username);
+        else form.c('username');
         form.c('password');
         reply(iqResult(iq, form));
         return true;
       }
       if (iq.attrs.type !== 'set') return true;
-      register(query, stream.remoteAddress).then(
+      register(query.getChildText('username') ?? '', query.getChildText('password'), stream.remoteAddress, invite).then(
         () => reply(iqResult(iq)),
         (err: unknown) => {
           if (!(err instanceof StanzaError)) m.log.error({ err }, 'registration failed');
@@ -72,12 +80,14 @@ export default defineModule({
       return true;
     });
 
-    async function register(query: Element, address: string): Promise<void> {
-      const requested = query.getChildText('username');
-      const username = requested === null ? null : normalizeUsername(requested);
+    /** Creates an account (in-band, or from an invitation's page); the bare JID on success. */
+    async function register(requested: string, requestedPassword: string | null, address: string, invite?: Invite): Promise<string> {
+      const username = normalizeUsername(requested);
       if (username === null) throw new StanzaError('not-acceptable', 'Invalid username');
-      const password = checkPassword(query.getChildText('password'));
-      if (!(m.options.exempt_loopback && isLoopbackAddress(address))) {
+      if (invite?.username != null && invite.username !== username) throw new StanzaError('not-acceptable', `This invitation is for the username ${invite.username}`);
+      const password = checkPassword(requestedPassword);
+      // an invitation is its own limit (single use); the per-address limit is for open registration
+      if (invite === undefined && !(m.options.exempt_loopback && isLoopbackAddress(address))) {
         const now = Date.now();
         const windowStart = now - m.options.registration_window * 1000;
         const recent = (recentByAddress.get(address) ?? []).filter((t) => t > windowStart);
@@ -88,15 +98,27 @@ export default defineModule({
         recent.push(now);
         recentByAddress.set(address, recent);
       }
-      try {
-        await m.server.accounts.create(m.host.domain, username, password);
-      } catch (err) {
-        if (err instanceof AccountExistsError) throw new StanzaError('conflict', 'That username is taken');
-        throw err;
-      }
-      m.log.info({ account: `${username}@${m.host.domain}`, address }, 'account registered');
+      const create = async () => {
+        try {
+          await m.server.accounts.create(m.host.domain, username, password);
+        } catch (err) {
+          if (err instanceof AccountExistsError) throw new StanzaError('conflict', 'That username is taken');
+          throw err;
+        }
+      };
+      if (invite === undefined) await create();
+      else await invites()!.redeem(invite, username, create);
+      m.log.info({ account: `${username}@${m.host.domain}`, address, invited: invite !== undefined }, 'account registered');
       m.host.events.fire('account/created', { username, host: m.host });
+      return `${username}@${m.host.domain}`;
     }
+
+    m.provide({
+      register: async (username, password, address, invite) => {
+        if (mode === 'closed' || (mode === 'invite' && invite === undefined)) throw new StanzaError('not-allowed', 'Registration is closed on this server');
+        return register(username, password, address, invite);
+      },
+    } satisfies RegistrationService);
 
     // XEP-0077 §3.2-3.3: a logged-in user asks about, changes or removes their account. Clients
     // address these to the server (to='<domain>') or send them without 'to' (their own account);

@@ -20,6 +20,16 @@ export interface RosterService {
   presenceSubscribers(roster: Roster): string[];
   /** Contacts whose presence the account receives (subscription to or both). */
   presenceSubscriptions(roster: Roster): string[];
+  /**
+   * Two accounts of this host become mutual contacts at once, as an invitation both sides
+   * agreed to (XEP-0401: the new account and its inviter).
+   */
+  befriend(username: string, contactUsername: string): Promise<void>;
+  /**
+   * XEP-0379 §3: a subscription request that carried the account's own valid invitation token is
+   * approved on its behalf, and a request goes back so the subscription becomes mutual.
+   */
+  approveInvited(username: string, contact: string): Promise<void>;
 }
 
 /** Event payload of `roster/approved` and `roster/cancelled` (presence reacts to them). */
@@ -55,6 +65,27 @@ export default defineModule({
       store,
       presenceSubscribers: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'from')).map((i) => i.jid),
       presenceSubscriptions: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'to')).map((i) => i.jid),
+      befriend: async (username, contactUsername) => {
+        const both = async (user: string, contact: string) =>
+          store.withRoster(user, async (roster) => {
+            const item = roster.items.get(contact) ?? { jid: contact, name: null, groups: [], subscription: 'none' as Subscription, ask: false };
+            await store.clearPendingIn(user, roster, contact);
+            if (item.subscription !== 'both' || item.ask) await update(user, roster, { ...item, subscription: 'both', ask: false });
+          });
+        await both(username, `${contactUsername}@${domain}`);
+        await both(contactUsername, `${username}@${domain}`);
+      },
+      approveInvited: (username, contact) =>
+        store.withRoster(username, async (roster) => {
+          const item = roster.items.get(contact) ?? { jid: contact, name: null, groups: [], subscription: 'none' as Subscription, ask: false };
+          const sub = item.subscription;
+          await store.clearPendingIn(username, roster, contact);
+          const asking = !has(sub, 'to');
+          await update(username, roster, { ...item, subscription: sub === 'to' || sub === 'both' ? 'both' : 'from', ask: asking || item.ask });
+          routeSubscription('subscribed', `${username}@${domain}`, contact);
+          m.host.events.fire('roster/approved', { username, contact } satisfies SubscriptionChangeEvent);
+          if (asking) routeSubscription('subscribe', `${username}@${domain}`, contact);
+        }),
     } satisfies RosterService);
 
     m.feature(NS_ROSTER);
