@@ -185,9 +185,10 @@ export default defineModule({
       }
     }
 
-    function routeSubscription(type: string, from: string, to: string, status?: string | null): void {
+    function routeSubscription(type: string, from: string, to: string, status?: string | null, extensions: Element[] = []): void {
       const presence = new Element('presence', { type, from, to });
       if (status) presence.c('status').t(status);
+      for (const extension of extensions) presence.append(extension);
       m.route(presence);
     }
 
@@ -206,7 +207,8 @@ export default defineModule({
         switch (type) {
           case 'subscribe':
             if (!has(sub, 'to') && !item.ask) await update(user.local, roster, { ...item, ask: true });
-            routeSubscription('subscribe', user.bare, contact, status);
+            // §3.1.2: what rides along (a nickname, XEP-0172; an invitation token, XEP-0379) goes too
+            routeSubscription('subscribe', user.bare, contact, status, e.stanza.getChildElements().filter((c) => c.name !== 'status'));
             break;
           case 'subscribed': {
             if (!roster.pendingIn.has(contact)) return; // nothing to approve (no pre-approval support)
