@@ -34,11 +34,11 @@ test('accounts are per host: alice@localhost cannot log in as alice@chat.example
   await t.throwsAsync(connect({ ...server, domain: 'chat.example' }, 'alice'));
 });
 
-test('registration is closed by default on a host that is not localhost', async (t) => {
+test('registration is by invitation by default on a host that is not localhost: without one, none', async (t) => {
   const raw = await RawClient.open({ ...server, domain: 'chat.example' });
   raw.write(`<stream:stream to='chat.example' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>`);
   const features = await raw.waitFor(/<stream:features>.*?<\/stream:features>/s);
-  t.notRegex(features[0], /iq-register/, 'no registration feature offered');
+  t.regex(features[0], /<register xmlns='urn:xmpp:invite'\/>/, 'registration with an invitation offered (XEP-0445)');
   raw.write(`<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>mallory</username><password>secret123</password></query></iq>`);
   const reply = await raw.waitFor(/<iq[^>]*id="reg"[^>]*>.*?<\/iq>/s);
   t.regex(reply[0], /not-allowed/);

@@ -70,10 +70,11 @@ test('an empty file is a working single-host configuration', (t) => {
   t.is(config.log.format, 'json');
 });
 
-test('registration defaults to closed on a real domain', (t) => {
-  const config = validateCoreConfig(parseConfigText('hosts:\n  - domain: Example.ORG\n', 'xmppd.yml'));
+test('registration defaults to invitations on a real domain, open on localhost', (t) => {
+  const config = validateCoreConfig(parseConfigText('hosts:\n  - domain: Example.ORG\n  - domain: localhost\n', 'xmppd.yml'));
   t.is(config.hosts[0]?.domain, 'example.org');
-  t.is(config.hosts[0]?.registration, 'closed');
+  t.is(config.hosts[0]?.registration, 'invite');
+  t.is(config.hosts[1]?.registration, 'open');
 });
 
 test('an unknown key is reported at the key, with a suggestion for a typo', (t) => {

@@ -186,7 +186,7 @@ export default defineModule({
         if (err instanceof StanzaError) return again(err.text ?? 'That did not work; try another username.');
         throw err;
       }
-      const webchat = m.host.settings.modules.includes('webchat') ? m.httpUrl('/chat/') : null;
+      const webchat = m.host.settings.modules.includes('webchat') ? `${request.baseUrl}/chat/` : null;
       sendPage(request, 200, registeredPage(jid, invite.kind === 'contact' && invite.inviter !== null ? `${invite.inviter}@${domain}` : null, webchat));
     });
 
