@@ -18,6 +18,8 @@ import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
 import { RetentionStore } from './modules/mam/settings.js';
 import { InviteStore, inviteMigrations, inviteUri } from './modules/invites/store.js';
+import { mailOptions, mailTransport } from './modules/mail/index.js';
+import { isEmailAddress } from './modules/mail/store.js';
 import { PasswordRefused, readNewPassword } from './cli/password.js';
 import { ListenError } from './core/listen.js';
 import { deleteAccount, type AccountDeletion } from './accounts/lifecycle.js';
@@ -349,7 +351,8 @@ invite
   .option('--contact <jid>', 'from this user: the invitee also becomes their contact (XEP-0379)')
   .option('--username <name>', 'the only username the invitation may register')
   .option('--ttl <duration>', 'how long it stays valid, like 7d or 12h', '7d')
-  .action(async (hostArg: string | undefined, opts: { contact?: string; username?: string; ttl: string }) => {
+  .option('--email <address>', 'mail the invitation there (needs modules.mail.smtp_url)')
+  .action(async (hostArg: string | undefined, opts: { contact?: string; username?: string; ttl: string; email?: string }) => {
     await withInvites(async (store, config, accounts) => {
       const ttl = parseDuration(opts.ttl.trim().toLowerCase());
       if (ttl === undefined || ttl <= 0) fail(`"${opts.ttl}" is not a duration like 7d or 12h`);
@@ -364,8 +367,31 @@ invite
       if (!config.hosts.some((h) => h.domain === host)) fail(`${host} is not a host in this configuration`);
       const username = opts.username === undefined ? null : normalizeUsername(opts.username);
       if (opts.username !== undefined && username === null) fail(`"${opts.username}" is not a valid username`);
+      const mail = opts.email === undefined ? null : mailOptions.safeParse(config.modules.mail ?? {});
+      if (opts.email !== undefined && !isEmailAddress(opts.email)) fail(`"${opts.email}" is not an email address`);
+      const transport = mail === null ? null : mail.success ? mailTransport(mail.data.smtp_url) : fail('modules.mail is not valid: run xmppd check');
+      if (opts.email !== undefined && transport === null) fail('no mail without modules.mail.smtp_url in the configuration');
       const created = await store.create(host, { kind: inviter === null ? 'account' : 'contact', inviter, username, mayRegister: true, ttl });
-      process.stdout.write(`${landingUrl(config, host, created.token)}\n${inviteUri(created, true)}\nvalid until ${new Date(created.expiresAt).toISOString()}\n`);
+      const url = landingUrl(config, host, created.token);
+      process.stdout.write(`${url}\n${inviteUri(created, true)}\nvalid until ${new Date(created.expiresAt).toISOString()}\n`);
+      if (transport !== null && opts.email !== undefined) {
+        const who = inviter === null ? `You are invited to chat on ${host}` : `${inviter}@${host} invites you to chat`;
+        try {
+          await transport.sendMail({
+            from: mail?.success && mail.data.from !== undefined ? mail.data.from : `xmppd <noreply@${host}>`,
+            to: opts.email,
+            subject: who,
+            text: `${who}.\n\nOpen this link to create your account or to open the invitation in your chat app:\n${url}\n\n` +
+              `It works once, until ${new Date(created.expiresAt).toUTCString()}.\n`,
+          });
+        } catch (err) {
+          await store.revoke(host, created.token);
+          fail(`the mail to ${opts.email} could not be sent (${(err as Error).message}); the invitation was withdrawn`);
+        } finally {
+          transport.close();
+        }
+        process.stdout.write(`mailed to ${opts.email}\n`);
+      }
     });
   });
 invite

@@ -12,7 +12,7 @@ import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import type { StanzaEvent } from '../../core/router.js';
 import type { NegotiatingStream, StreamFeaturesEvent, UnauthenticatedIqEvent } from '../../c2s/stream.js';
 import { HttpError } from '../../http/service.js';
-import type { HttpRequest } from '../../http/router.js';
+import { readForm, sendPage } from '../../http/pages.js';
 import { duration } from '../../config/units.js';
 import type { RosterService } from '../roster/index.js';
 import { InviteStore, inviteMigrations, inviteUri, type Invite, type NewInvite } from './store.js';
@@ -45,6 +45,8 @@ export interface InviteService {
 
 /** What the invitation pages need of the register module (registration rules live there). */
 export interface RegistrationService {
+  /** Shortest password accepted (modules.register.min_password_length). */
+  minPasswordLength: number;
   /** Creates an account as in-band registration would (checks, limits, log line, events); throws StanzaError. */
   register(username: string, password: string, address: string, invite?: Invite): Promise<string>;
 }
@@ -167,15 +169,15 @@ export default defineModule({
       const token = request.subpath;
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(token)) throw new HttpError(404, 'Not found');
       const invite = await store.find(domain, token);
-      if (invite === null) return sendPage(request, 404, goneInvitePage());
+      if (invite === null) return sendPage(request, 404, goneInvitePage(), PAGE_POLICY);
       const canRegister = registrationAllowed(invite);
-      if (request.req.method !== 'POST') return sendPage(request, 200, landingPage({ invite, uri: service.uri(invite), canRegister }));
+      if (request.req.method !== 'POST') return sendPage(request, 200, landingPage({ invite, uri: service.uri(invite), canRegister }), PAGE_POLICY);
       if (!canRegister) throw new HttpError(403, 'This invitation does not create accounts');
 
-      const form = new URLSearchParams(await readBody(request));
+      const form = await readForm(request, MAX_FORM_BYTES);
       const username = invite.username ?? form.get('username') ?? '';
       const password = form.get('password') ?? '';
-      const again = (error: string) => sendPage(request, 400, landingPage({ invite, uri: service.uri(invite), canRegister, error, username }));
+      const again = (error: string) => sendPage(request, 400, landingPage({ invite, uri: service.uri(invite), canRegister, error, username }), PAGE_POLICY);
       if (password !== form.get('confirm')) return again('The two passwords are not the same.');
       const registration = m.host.services.get('register') as RegistrationService | undefined;
       if (registration === undefined) return again('Registration is not available on this server.');
@@ -187,7 +189,7 @@ export default defineModule({
         throw err;
       }
       const webchat = m.host.settings.modules.includes('webchat') ? `${request.baseUrl}/chat/` : null;
-      sendPage(request, 200, registeredPage(jid, invite.kind === 'contact' && invite.inviter !== null ? `${invite.inviter}@${domain}` : null, webchat));
+      sendPage(request, 200, registeredPage(jid, invite.kind === 'contact' && invite.inviter !== null ? `${invite.inviter}@${domain}` : null, webchat), PAGE_POLICY);
     });
 
     // expired invitations are cleared now and then, not on every lookup
@@ -196,27 +198,3 @@ export default defineModule({
     m.onStop(() => clearInterval(sweep));
   },
 });
-
-function sendPage(request: HttpRequest, status: number, html: string): void {
-  const body = Buffer.from(html, 'utf8');
-  request.res.writeHead(status, {
-    'Content-Type': 'text/html; charset=utf-8',
-    'Content-Length': body.length,
-    'Content-Security-Policy': PAGE_POLICY,
-    'Cache-Control': 'no-store',
-    'Referrer-Policy': 'no-referrer',
-    'X-Content-Type-Options': 'nosniff',
-  });
-  request.res.end(request.req.method === 'HEAD' ? undefined : body);
-}
-
-async function readBody(request: HttpRequest): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_FORM_BYTES) throw new HttpError(413, 'Form too large');
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}

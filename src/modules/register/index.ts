@@ -11,6 +11,8 @@ import { duration } from '../../config/units.js';
 import { isLoopbackAddress } from '../../http/forwarded.js';
 import type { InviteService, RegistrationService } from '../invites/index.js';
 import type { Invite } from '../invites/store.js';
+import type { MailService } from '../mail/index.js';
+import { isEmailAddress } from '../mail/store.js';
 
 const NS_REGISTER = 'jabber:iq:register';
 const NS_REGISTER_FEATURE = 'http://jabber.org/features/iq-register';
@@ -36,6 +38,7 @@ export default defineModule({
     const recentByAddress = new Map<string, number[]>();
     // the invites module, when loaded: in `invite` mode only a presented invitation registers (XEP-0445)
     const invites = () => m.host.services.get('invites') as InviteService | undefined;
+    const mailService = () => m.host.services.get('mail') as MailService | undefined;
 
     m.feature(NS_REGISTER);
     m.on<StreamFeaturesEvent>('c2s/features', (e) => {
@@ -114,6 +117,7 @@ export default defineModule({
     }
 
     m.provide({
+      minPasswordLength: m.options.min_password_length,
       register: async (username, password, address, invite) => {
         if (mode === 'closed' || (mode === 'invite' && invite === undefined)) throw new StanzaError('not-allowed', 'Registration is closed on this server');
         return register(username, password, address, invite);
@@ -133,7 +137,14 @@ export default defineModule({
       query.c('registered');
       query.c('username').t(from.local);
       query.c('password');
-      return query;
+      // the address password reset mails go to, for its owner only (the mail module keeps it)
+      const mail = mailService();
+      if (mail === undefined) return query;
+      return mail.emailOf(from.local).then((email) => {
+        if (email === null) query.c('email');
+        else query.c('email').t(email);
+        return query;
+      });
     }, 'both');
 
     m.iq('set', NS_REGISTER, async (request) => {
@@ -149,6 +160,17 @@ export default defineModule({
       }
       const username = payload.getChildText('username');
       if (username !== null && normalizeUsername(username) !== from.local) throw new StanzaError('not-allowed', 'You can only change your own password');
+      const email = payload.getChildText('email');
+      if (email !== null) {
+        const mail = mailService();
+        if (mail === undefined) throw new StanzaError('feature-not-implemented', 'This server keeps no email addresses');
+        // an empty <email/> clears it
+        const address = email.trim() === '' ? null : email.trim();
+        if (address !== null && !isEmailAddress(address)) throw new StanzaError('not-acceptable', 'That is not an email address');
+        await mail.setEmail(from.local, address);
+        m.log.info({ account: from.bare }, email.trim() === '' ? 'email address cleared' : 'email address set');
+        if (payload.getChild('password') === undefined) return null;
+      }
       const password = checkPassword(payload.getChildText('password'));
       await m.server.accounts.setPassword(m.host.domain, from.local, password);
       m.log.info({ account: from.bare }, 'password changed');

@@ -1,0 +1,149 @@
+// Mail, for what XMPP itself cannot do (issue 14): a forgotten password is reset from a link
+// mailed to the account's address, and invitations can go out by email. Off until
+// `modules.mail.smtp_url` is set. A user sets or clears their own address with the XEP-0077
+// <email/> field (the register module asks this service); it is never shown to anyone else.
+import { z } from 'zod';
+import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
+import { defineModule } from '../../core/module.js';
+import { normalizeUsername, parseJid } from '../../core/jid.js';
+import { HttpError } from '../../http/service.js';
+import { readForm, sendPage } from '../../http/pages.js';
+import { duration } from '../../config/units.js';
+import type { RegistrationService } from '../invites/index.js';
+import { MailStore, isEmailAddress, mailMigrations } from './store.js';
+import { PAGE_POLICY, donePage, invalidLinkPage, newPasswordPage, requestPage, unavailablePage } from './pages.js';
+
+const HTTP_PREFIX = '/reset';
+const MAX_FORM_BYTES = 4096;
+/** Without the register module (which sets the rule), the same default. */
+const DEFAULT_MIN_PASSWORD_LENGTH = 6;
+
+/** What other modules (register, invites) use of mail. */
+export interface MailService {
+  /** Whether mail can be sent (smtp_url is set). */
+  readonly enabled: boolean;
+  send(message: { to: string; subject: string; text: string }): Promise<void>;
+  emailOf(username: string): Promise<string | null>;
+  /** Sets (or with null, clears) the account's address; throws on one that is not an address. */
+  setEmail(username: string, email: string | null): Promise<void>;
+}
+
+export const mailOptions = z.strictObject({
+  /** smtp://user:password@host:587 (STARTTLS when offered) or smtps://host:465. Missing: no mail. */
+  smtp_url: z.string().regex(/^smtps?:\/\//, { error: 'expected a URL like smtp://user:password@mail.example.org:587' }).optional(),
+  /** The sender of the server's mail. Missing: xmppd <noreply@HOST>. */
+  from: z.string().min(3).optional(),
+  /** How long a mailed reset link works. */
+  reset_link_ttl: duration().prefault('1h'),
+  /** Reset mails one account may be sent per hour, and requests one address may make per hour. */
+  resets_per_account: z.number().int().min(1).default(3),
+  resets_per_address: z.number().int().min(1).default(10),
+});
+
+/** A transport for `smtp_url`, or null without one (the CLI uses it too, for invitations). */
+export function mailTransport(smtpUrl: string | undefined): Transporter | null {
+  return smtpUrl === undefined ? null : nodemailer.createTransport(smtpUrl);
+}
+
+export default defineModule({
+  name: 'mail',
+  description: 'Mail: password reset by a mailed link, invitations by email (off without modules.mail.smtp_url)',
+  implements: [{ spec: 'XEP-0077', version: '2.4', status: 'partial', note: 'the <email/> field of an account, for password reset mails' }],
+  migrations: mailMigrations,
+  removeAccountData: async ({ db, host, username }) => {
+    await db('account_emails').where({ host, username }).delete();
+    await db('password_resets').where({ host, username }).delete();
+  },
+  options: mailOptions,
+  setup(m) {
+    const domain = m.host.domain;
+    const store = new MailStore(m.db, domain);
+    const transport = mailTransport(m.options.smtp_url);
+    const from = m.options.from ?? `xmppd <noreply@${domain}>`;
+    const recent = new Map<string, number[]>();
+    m.onStop(() => transport?.close());
+
+    const service: MailService = {
+      enabled: transport !== null,
+      async send({ to, subject, text }) {
+        if (transport === null) throw new Error('mail is not configured (modules.mail.smtp_url)');
+        await transport.sendMail({ from, to, subject, text });
+      },
+      emailOf: (username) => store.emailOf(username),
+      async setEmail(username, email) {
+        if (email !== null && !isEmailAddress(email)) throw new Error('not an email address');
+        await store.setEmail(username, email);
+      },
+    };
+    m.provide(service);
+
+    /** At most `limit` events per hour for `key`; true when this one is within it. */
+    const withinLimit = (key: string, limit: number): boolean => {
+      const now = Date.now();
+      const times = (recent.get(key) ?? []).filter((t) => t > now - 3600_000);
+      if (times.length >= limit) return false;
+      times.push(now);
+      recent.set(key, times);
+      if (recent.size > 10_000) recent.clear(); // a flood of addresses must not grow this without bound
+      return true;
+    };
+
+    /** Mails a reset link if the account exists, has an address and is within its limit. Never says which. */
+    async function mailResetLink(account: string, address: string, baseUrl: string): Promise<void> {
+      const jid = parseJid(account.trim());
+      const username = jid !== null && jid.domain === domain && jid.resource === '' ? jid.local : normalizeUsername(account.trim());
+      if (username === null || username === '') return;
+      if (!withinLimit(`address:${address}`, m.options.resets_per_address)) {
+        return void m.log.warn({ address }, 'password reset requests from this address are over the limit');
+      }
+      const email = await store.emailOf(username);
+      if (email === null || !(await m.server.accounts.exists(domain, username))) return;
+      if (!withinLimit(`account:${username}`, m.options.resets_per_account)) {
+        return void m.log.warn({ account: `${username}@${domain}` }, 'password reset mails for this account are over the limit');
+      }
+      const token = await store.createReset(username, m.options.reset_link_ttl);
+      await service.send({
+        to: email,
+        subject: `Reset your password on ${domain}`,
+        text: `Someone (hopefully you) asked to reset the password of ${username}@${domain}.\n\n` +
+          `Choose a new one here (the link works once, for ${Math.round(m.options.reset_link_ttl / 60)} minutes):\n${baseUrl}${HTTP_PREFIX}/${token}\n\n` +
+          'If it was not you, ignore this mail: your password stays as it is.\n',
+      });
+      m.log.info({ account: `${username}@${domain}`, address }, 'password reset link mailed');
+    }
+
+    m.http({ prefix: HTTP_PREFIX, methods: ['GET', 'POST'], maxBodySize: MAX_FORM_BYTES }, async (request) => {
+      if (transport === null) return sendPage(request, 404, unavailablePage(), PAGE_POLICY);
+      const token = request.subpath;
+      const post = request.req.method === 'POST';
+      if (token === '') {
+        if (!post) return sendPage(request, 200, requestPage(domain), PAGE_POLICY);
+        const form = await readForm(request, MAX_FORM_BYTES);
+        // the same answer whatever happened: nobody learns which accounts exist or have an address
+        await mailResetLink(form.get('account') ?? '', request.req.socket.remoteAddress ?? 'unknown', request.baseUrl).catch((err: unknown) =>
+          m.log.error({ err }, 'mailing a password reset link failed'),
+        );
+        return sendPage(request, 200, requestPage(domain, 'If that account has an email address, a link is on its way. It works for a limited time.'), PAGE_POLICY);
+      }
+      if (token.includes('/')) throw new HttpError(404, 'Not found');
+      const username = await store.resetFor(token);
+      if (username === null) return sendPage(request, 404, invalidLinkPage(), PAGE_POLICY);
+      const jid = `${username}@${domain}`;
+      if (!post) return sendPage(request, 200, newPasswordPage(jid), PAGE_POLICY);
+      const form = await readForm(request, MAX_FORM_BYTES);
+      const password = form.get('password') ?? '';
+      const minLength = (m.host.services.get('register') as RegistrationService | undefined)?.minPasswordLength ?? DEFAULT_MIN_PASSWORD_LENGTH;
+      if (password.length < minLength) return sendPage(request, 400, newPasswordPage(jid, `The password must have at least ${minLength} characters.`), PAGE_POLICY);
+      if (password !== form.get('confirm')) return sendPage(request, 400, newPasswordPage(jid, 'The two passwords are not the same.'), PAGE_POLICY);
+      if (!(await store.spendReset(token))) return sendPage(request, 404, invalidLinkPage(), PAGE_POLICY);
+      await m.server.accounts.setPassword(domain, username, password);
+      m.log.info({ account: jid, address: request.req.socket.remoteAddress }, 'password reset from a mailed link');
+      sendPage(request, 200, donePage(jid), PAGE_POLICY);
+    });
+
+    const sweep = setInterval(() => void store.removeExpired().catch((err: unknown) => m.log.warn({ err }, 'clearing expired reset links failed')), 3600_000);
+    sweep.unref();
+    m.onStop(() => clearInterval(sweep));
+  },
+});
