@@ -2,7 +2,7 @@
 // management allows resumption (XEP-0198 §5): a dropped mobile link leaves the session
 // "hibernating" — still online for its contacts, stanzas queued — until the client resumes on a
 // new connection or the resumption window ends.
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker, Session } from '../core/sessions.js';
 import type { Jid } from '../core/jid.js';
 import { messageType, type StreamErrorCondition } from '../core/stanza.js';
@@ -41,7 +41,7 @@ export class ClientSession implements Session {
   private hibernationRecord: Promise<void> | undefined;
 
   constructor(
-    private readonly server: Server,
+    private readonly server: Kernel,
     stream: C2SStream,
     readonly jid: Jid,
     /** Under overload, holds back or drops what is worth least (src/c2s/overload.ts). */

@@ -6,7 +6,7 @@
 // of the event loop goes out in a single socket write, or one burst of WebSocket messages (see flushAll).
 import crypto from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker } from '../core/sessions.js';
 import { Jid, normalizeResource, parseJid } from '../core/jid.js';
 import {
@@ -122,7 +122,7 @@ export class C2SStream implements TransportEvents {
   private readonly reading: ReadHolds;
 
   constructor(
-    readonly server: Server,
+    readonly server: Kernel,
     readonly transport: C2STransport,
     private readonly settings: C2SSettings,
     readonly listeners: C2SListeners,
@@ -445,7 +445,7 @@ export class C2SStream implements TransportEvents {
     if (transport.startTls === undefined) return this.close('unsupported-feature', 'No STARTTLS over WebSocket: connect with wss://');
     if (this.secure || this.state !== 'connected') return this.close('policy-violation', 'TLS is already negotiated');
     transport.send(`<proceed xmlns='${NS_TLS}'/>`);
-    transport.startTls(this.server.tls.serverOptions(), () => {
+    transport.startTls(this.listeners.tls.serverOptions(), () => {
       this.secure = true;
     });
     // §5.4.3.3: plaintext pipelined after <starttls/> is discarded, never processed
@@ -466,7 +466,7 @@ export class C2SStream implements TransportEvents {
       this.write(`<failure xmlns='${NS_SASL}'><encryption-required/></failure>`);
       return;
     }
-    this.sasl ??= new SaslNegotiation(this.server, this.host, this.remoteAddress, this.secure);
+    this.sasl ??= new SaslNegotiation(this.server, this.listeners.authThrottle, this.host, this.remoteAddress, this.secure);
     this.sasl.handle(element).then(
       (outcome) => {
         if (this.state === 'closed') return;

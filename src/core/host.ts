@@ -1,7 +1,13 @@
 // One virtual host (a domain this server serves): its events, service discovery data, IQ
 // handlers and the modules enabled on it.
 import { EventBus } from './events.js';
-import type { IqHandler, IqTarget, IqType, ModuleContext } from './module.js';
+import type { IqHandler, IqTarget, IqType } from './iq.js';
+
+/** A module set up on a host, as the host keeps it (src/core/module.ts's ModuleContext). */
+export interface HostModule {
+  readonly name: string;
+  stop(): Promise<void>;
+}
 
 export interface HostSettings {
   domain: string;
@@ -24,7 +30,7 @@ export class VirtualHost {
   readonly accountFeatures = new Set<string>();
   readonly identities: DiscoIdentity[] = [{ category: 'server', type: 'im', name: 'xmppd' }];
   readonly items: Array<{ jid: string; name?: string | undefined }> = [];
-  readonly modules = new Map<string, ModuleContext<unknown>>();
+  readonly modules = new Map<string, HostModule>();
   readonly services = new Map<string, object>();
   private readonly iqHandlers = new Map<string, IqHandler>();
 

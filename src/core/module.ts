@@ -7,12 +7,13 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
+import type { AccountDataScope } from '../accounts/lifecycle.js';
 import type { EventHandler } from './events.js';
+import type { IqHandler, IqTarget, IqType } from './iq.js';
 import type { Jid } from './jid.js';
-import type { Session } from './sessions.js';
-import type { Server } from './server.js';
+import type { Kernel } from './kernel.js';
 import type { VirtualHost } from './host.js';
-import type { HttpHandler, HttpRouteOptions } from '../http/router.js';
+import type { HttpHandler, HttpRouteOptions } from './ports.js';
 
 /** One entry of a module's claim, as in a DOAP `xmpp:SupportedXep` (or an RFC). */
 export interface ProtocolSupport {
@@ -22,6 +23,8 @@ export interface ProtocolSupport {
   status: 'complete' | 'partial' | 'planned';
   note?: string;
 }
+
+export type { AccountDataScope };
 
 export interface ModuleDefinition<Options = Record<string, never>> {
   name: string;
@@ -44,18 +47,6 @@ export interface ModuleDefinition<Options = Record<string, never>> {
   setup(m: ModuleContext<Options>): void | Promise<void>;
 }
 
-/** The account whose data is being deleted, and where data lives. */
-export interface AccountDataScope {
-  db: Knex;
-  /** The account's virtual host, e.g. 'localhost'. */
-  host: string;
-  username: string;
-  /** username@host */
-  bareJid: string;
-  /** The server's data directory (files such as uploads live under it). */
-  dataDir: string;
-}
-
 /**
  * `account/deleting`, fired on the account's host by a running server before the account's data
  * is removed (its sessions are already closed). A handler with I/O to finish first (e.g. telling
@@ -71,30 +62,14 @@ export function defineModule<Options = Record<string, never>>(definition: Module
   return definition;
 }
 
-export type IqType = 'get' | 'set';
-/** `host`: the IQ is addressed to the server itself; `account`: to a user's bare JID (or none). */
-export type IqTarget = 'host' | 'account';
-
-export interface IqRequest {
-  iq: Element;
-  /** The payload element (the single child of a get/set IQ). */
-  payload: Element;
-  from: Jid;
-  /** The addressed entity: the host, or the account's bare JID. */
-  to: Jid;
-  /** The local client session the IQ came from, if it came from one. */
-  session: Session | undefined;
-}
-
-/** Returns the result payload (or nothing for an empty result); throws a StanzaError to fail. */
-export type IqHandler = (request: IqRequest) => Element | null | void | Promise<Element | null | void>;
+export type { IqHandler, IqRequest, IqTarget, IqType } from './iq.js';
 
 export class ModuleContext<Options> {
   private readonly cleanups: Array<() => void | Promise<void>> = [];
 
   constructor(
     readonly name: string,
-    readonly server: Server,
+    readonly server: Kernel,
     readonly host: VirtualHost,
     readonly options: Options,
     readonly log: Logger,
@@ -169,7 +144,7 @@ export class ModuleContext<Options> {
    * The handler gets node's req/res plus the virtual host; a thrown HttpError becomes its status.
    */
   http(route: HttpRouteOptions | string, handler: HttpHandler): void {
-    this.cleanups.push(this.server.http.router.add(route, handler, this.host.domain));
+    this.cleanups.push(this.server.http.route(route, handler, this.host.domain));
   }
 
   /** The public base URL of this host's HTTP service, no trailing slash (for URLs given to clients). */

@@ -10,7 +10,7 @@ import type { AccountStore } from '../accounts/store.js';
 import type { EventBus } from './events.js';
 import type { VirtualHost } from './host.js';
 import { Jid, parseJid } from './jid.js';
-import type { IqTarget } from './module.js';
+import type { IqTarget } from './iq.js';
 import type { Session, SessionRegistry } from './sessions.js';
 import { StanzaError, errorReply, iqResult, messageType } from './stanza.js';
 import { serialize } from '../xml/serialize.js';

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import type Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import type { Jid } from '../core/jid.js';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import { listenOn } from '../core/listen.js';
 import { StanzaError, type StanzaErrorCondition } from '../core/stanza.js';
 import type { TlsContexts } from '../tls/contexts.js';
@@ -62,13 +62,14 @@ export class S2SService {
   private stopped = false;
 
   constructor(
-    readonly server: Server,
+    readonly server: Kernel,
     readonly settings: S2SSettings,
+    tlsContexts: TlsContexts,
   ) {
     this.log = server.log.child({ component: 's2s' });
     this.secret = loadDialbackSecret(settings.dialbackSecret, server.settings.dataDir);
     const ca = settings.caFile === undefined ? undefined : readCaFile(settings.caFile);
-    this.tls = server.tls.withCa(ca);
+    this.tls = tlsContexts.withCa(ca);
     this.resolver = createResolver(settings.dnsServers);
   }
 

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { byteSize, byteSizeOrNever, duration, durationOrNever } from '../../config/units.js';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { Server } from '../../core/server.js';
+import type { Kernel } from '../../core/kernel.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { LocalDiskBlobStore } from './blobs.js';
 import { UploadHttpHandler, isValidContentType, tokenHash } from './http.js';
@@ -43,14 +43,14 @@ export interface UploadHostService {
   baseUrl(): string;
 }
 
-const services = new WeakMap<Server, Promise<UploadService>>();
+const services = new WeakMap<Kernel, Promise<UploadService>>();
 
 /** The server's upload service, if the upload module is enabled on any host (for the HTTP listener). */
-export function uploadServiceOf(server: Server): Promise<UploadService> | undefined {
+export function uploadServiceOf(server: Kernel): Promise<UploadService> | undefined {
   return services.get(server);
 }
 
-function sharedService(server: Server): Promise<UploadService> {
+function sharedService(server: Kernel): Promise<UploadService> {
   let service = services.get(server);
   if (service === undefined) {
     service = (async () => {
@@ -129,7 +129,7 @@ export default defineModule({
   async setup(m) {
     const options = m.options;
     const domain = (options.service_domain ?? `upload.${m.host.domain}`).toLowerCase();
-    if (!m.server.settings.http.enabled) {
+    if (!m.server.http.settings.enabled) {
       // http.enabled: false turns off every HTTP service, this one included (example config)
       m.log.warn({ host: m.host.domain }, 'file upload is off: the HTTP listener is disabled (http.enabled: false)');
       return;
@@ -143,7 +143,7 @@ export default defineModule({
      */
     const defaultBaseUrl = (): string => {
       if (m.server.http.settings.publicUrl === undefined && m.host.domain === 'localhost') {
-        const plain = m.server.httpAddresses().find((listener) => listener.tls === 'none');
+        const plain = m.server.http.addresses().find((listener) => listener.tls === 'none');
         if (plain !== undefined) return `http://localhost:${plain.port}${HTTP_PREFIX}`;
       }
       return m.httpUrl(HTTP_PREFIX);

@@ -1,43 +1,28 @@
-// The server: owns the database, the virtual hosts with their modules, the session registry, the
-// router and the listeners, and takes them up and down in order.
+// The kernel: the database and its health, the accounts, the virtual hosts with their modules,
+// the session directory, the event bus and the router. It knows no edge (c2s, s2s, http, tls,
+// control) and no module by name: src/app/server.ts builds it and connects the edges to it
+// through the ports (src/core/ports.ts). See docs/architecture.md.
 import type Element from 'ltx/lib/Element.js';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
-import { ControlSocket } from '../control/socket.js';
-import { EventBus } from './events.js';
-import { VirtualHost, type HostSettings } from './host.js';
-import { ModuleContext, type ModuleDefinition } from './module.js';
-import { Router } from './router.js';
-import { SessionRegistry, type Session } from './sessions.js';
 import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
-import { C2SListeners, type C2SSettings } from '../c2s/listener.js';
-import type { OverloadShedding } from '../c2s/overload.js';
-import { TlsContexts, type HostTlsFiles } from '../tls/contexts.js';
-import { AuthThrottle } from '../c2s/sasl/throttle.js';
+import { EventBus } from './events.js';
+import { VirtualHost, type HostSettings } from './host.js';
 import type { Jid } from './jid.js';
-import { HttpService, type HttpSettings } from '../http/service.js';
-import { serveWebSocket } from '../c2s/websocket.js';
 import { ServerMetrics } from './metrics.js';
-import { serveEndpoints } from '../http/endpoints.js';
-import { S2SService } from '../s2s/service.js';
-import type { S2SRoute, S2SSettings } from '../s2s/settings.js';
+import { ModuleContext, type ModuleDefinition } from './module.js';
+import type { HttpPort } from './ports.js';
+import { Router } from './router.js';
+import { SessionRegistry, type Session } from './sessions.js';
 
-export interface ServerHostSettings extends HostSettings {
-  tls?: HostTlsFiles | undefined;
-}
-
-export interface ServerSettings {
+export interface KernelSettings {
   dataDir: string;
   storage: StorageOptions;
-  hosts: ServerHostSettings[];
-  c2s: C2SSettings;
-  http: HttpSettings;
-  /** Federation; off when missing or not enabled. */
-  s2s?: S2SSettings | undefined;
+  hosts: HostSettings[];
   /** A module's validated options on a host (the config layer maps problems to YAML lines). */
   moduleOptions<T>(host: string, module: string, schema: z.ZodType<T>): T;
   /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
@@ -45,71 +30,56 @@ export interface ServerSettings {
   version: string;
 }
 
-export class Server {
+export class Kernel {
   readonly events = new EventBus();
   readonly hosts = new Map<string, VirtualHost>();
   readonly sessions = new SessionRegistry();
   readonly startedAt = Date.now();
   /** Prometheus metrics, served at /metrics. */
-  readonly metrics = new ServerMetrics(() => ({ ...(this.c2s?.connectionCounts() ?? { c2s_tcp: 0, c2s_websocket: 0 }) }));
+  readonly metrics: ServerMetrics;
   db!: Knex;
   /** Whether the database can keep what is acknowledged (checked at start, watched while running). */
   storage!: StorageHealth;
   accounts!: AccountStore;
   router!: Router;
-  tls!: TlsContexts;
-  authThrottle!: AuthThrottle;
-  /** The HTTP listeners and their routes (modules add routes with m.http). */
-  http!: HttpService;
-  private c2s: C2SListeners | undefined;
-  /** Federation (src/s2s), when enabled. */
-  s2s: S2SService | undefined;
-  private stopping: Promise<void> | undefined;
-  /** The local control socket the CLI talks to (src/control). */
-  private control: ControlSocket | undefined;
+  /** The HTTP listeners' routes (modules add theirs with m.http); connected before the modules are set up. */
+  http!: HttpPort;
 
   constructor(
-    readonly settings: ServerSettings,
+    readonly settings: KernelSettings,
     readonly log: Logger,
     private readonly availableModules: ReadonlyMap<string, ModuleDefinition<unknown>>,
-  ) {}
-
-  /**
-   * Opens the database, sets up every host's modules and opens the listeners. If any of it fails,
-   * what was opened is closed again (listeners, modules, database) before the error is passed on.
-   */
-  async start(): Promise<void> {
-    try {
-      await this.startUp();
-    } catch (err) {
-      // the reason only: whoever called start() reports the error itself (the CLI as a config line)
-      this.log.error({ reason: (err as Error).message }, 'start-up failed; closing what was opened');
-      await this.stop().catch((stopErr: unknown) => this.log.error({ err: stopErr }, 'closing after a failed start-up failed'));
-      throw err;
-    }
+    /** Open connections by kind, for /metrics (the edges know them). */
+    connectionCounts: () => Record<string, number>,
+  ) {
+    this.metrics = new ServerMetrics(connectionCounts);
   }
 
-  private async startUp(): Promise<void> {
-    const definitionOf = (name: string) => {
-      const definition = this.availableModules.get(name);
-      if (definition === undefined) throw new Error(`unknown module "${name}" (known: ${[...this.availableModules.keys()].join(', ')})`);
-      return definition;
-    };
+  private definitionOf(name: string): ModuleDefinition<unknown> {
+    const definition = this.availableModules.get(name);
+    if (definition === undefined) throw new Error(`unknown module "${name}" (known: ${[...this.availableModules.keys()].join(', ')})`);
+    return definition;
+  }
+
+  /** Fails at boot, with one line, when a module is unknown or misses a dependency on its host. */
+  checkModules(): void {
     for (const host of this.settings.hosts) {
       for (const name of host.modules) {
-        for (const dependency of definitionOf(name).dependencies ?? []) {
+        for (const dependency of this.definitionOf(name).dependencies ?? []) {
           if (!host.modules.includes(dependency)) throw new Error(`module "${name}" needs module "${dependency}", which is not enabled on ${host.domain}`);
         }
       }
     }
-    const defaultHttpHost = this.settings.http.defaultHost;
-    if (defaultHttpHost !== undefined && !this.settings.hosts.some((h) => h.domain === defaultHttpHost)) {
-      throw new Error(`http.default_host ${defaultHttpHost} is not one of the hosts`);
-    }
-    const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map(definitionOf);
+  }
 
+  /**
+   * Opens the database (a corrupted or read-only one stops the start, naming the file), applies
+   * the migrations of storage, accounts and every enabled module, and makes the accounts and the
+   * router.
+   */
+  async openStorage(): Promise<void> {
+    const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map((name) => this.definitionOf(name));
     this.db = await openDatabase(this.settings.storage);
-    // a corrupted or read-only database stops the start, naming the file (storage/health.ts)
     this.storage = new StorageHealth(this.db, this.settings.storage, this.log.child({ component: 'storage' }));
     await this.storage.checkIntegrity();
     await runMigrations(this.db, 'storage', storageMigrations);
@@ -120,61 +90,29 @@ export class Server {
     }
     await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
-    this.authThrottle = new AuthThrottle(this.settings.c2s.authThrottle);
     this.router = new Router(this.hosts, this.sessions, this.accounts, this.events, this.log);
-    this.tls = await TlsContexts.load(this.settings.hosts, this.settings.dataDir, this.log);
-    this.http = new HttpService(this.settings.http, this.hosts, () => this.tls, this.log.child({ component: 'http' }));
+  }
 
+  /** Makes the virtual hosts and sets up their modules, dependencies first. */
+  async setUpModules(): Promise<void> {
     for (const hostSettings of this.settings.hosts) {
       const host = new VirtualHost(hostSettings);
       this.hosts.set(host.domain, host);
       this.router.installDefaultRules(host);
       // dependencies first, whatever order the config lists them in
-      for (const definition of loadOrder(hostSettings.modules.map(definitionOf))) {
+      for (const definition of loadOrder(hostSettings.modules.map((name) => this.definitionOf(name)))) {
         const options = definition.options ? this.settings.moduleOptions(host.domain, definition.name, definition.options) : ({} as never);
         const context = new ModuleContext(definition.name, this, host, options, this.log.child({ module: definition.name, host: host.domain }));
         await definition.setup(context);
-        host.modules.set(definition.name, context as ModuleContext<unknown>);
+        host.modules.set(definition.name, context);
       }
     }
-
-    this.c2s = new C2SListeners(this, this.settings.c2s);
-    await this.c2s.listen();
-    if (this.settings.http.websocket.enabled) serveWebSocket(this, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
-    serveEndpoints(this, this.settings.http.metrics, this.settings.http.websocket.enabled);
-    await this.http.listen();
-    if (this.settings.s2s?.enabled) {
-      this.s2s = new S2SService(this, this.settings.s2s);
-      await this.s2s.start();
-    }
-    this.control = await ControlSocket.open(this);
-    this.log.info({ hosts: [...this.hosts.keys()], listeners: this.c2s.addresses(), http: this.httpAddresses(), s2s: this.s2s?.addresses() }, 'xmppd started');
-  }
-
-  /** Addresses the client listeners are bound to (with the real port when 0 was configured). */
-  /** Overload shedding of the client listeners (src/c2s/overload.ts); null when it is off or not started. */
-  c2sShedding(): OverloadShedding | null {
-    return this.c2s?.shedding ?? null;
-  }
-
-  c2sAddresses(): Array<{ host: string; port: number; tls: 'starttls' | 'direct' }> {
-    return this.c2s?.addresses() ?? [];
-  }
-
-  /** Every configured listener is accepting connections (readiness). */
-  listenersUp(): boolean {
-    return this.c2s !== undefined && this.c2s.addresses().length === this.settings.c2s.listen.length && this.http.ready;
-  }
-
-  /** Addresses the HTTP listeners are bound to (with the real port when 0 was configured). */
-  httpAddresses(): Array<{ host: string; port: number; tls: 'none' | 'direct' }> {
-    return this.http?.addresses() ?? [];
   }
 
   /**
    * A client stanza, `from` already stamped by its stream: the `pre-` events, then the router
-   * (DESIGN.md "flow"). Returns a promise when the stanza is accepted only once it settles (a
-   * write to offline storage), which stream management waits for before acknowledging.
+   * (docs/architecture.md "flow"). Returns a promise when the stanza is accepted only once it
+   * settles (a write to offline storage), which stream management waits for before acknowledging.
    */
   processFromClient(stanza: Element, session: Session, to: Jid | null): unknown {
     const host = this.hosts.get(session.host)!;
@@ -183,21 +121,6 @@ export class Server {
     const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
     if (handled !== undefined) return handled;
     return this.router.routeAddressed(stanza, event.from, event.to, session);
-  }
-
-  /** Every module this build knows (a disabled one may still hold data from when it was on). */
-  moduleDefinitions(): Iterable<ModuleDefinition<unknown>> {
-    return this.availableModules.values();
-  }
-
-  /** Deletes an account, kicks its sessions and removes every module's data for it (src/accounts/lifecycle.ts). */
-  deleteAccount(host: string, username: string): Promise<AccountDeletion> {
-    return deleteAccountLive(this, host, username);
-  }
-
-  /** Addresses the server-to-server listeners are bound to (empty when federation is off). */
-  s2sAddresses(): S2SRoute[] {
-    return this.s2s?.addresses() ?? [];
   }
 
   /**
@@ -229,39 +152,34 @@ export class Server {
     this.hosts.get(session.host)?.events.fire('session/closed', { session, reason });
   }
 
-  async stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
-    return this.stopping;
+  /** Every module this build knows (a disabled one may still hold data from when it was on). */
+  moduleDefinitions(): Iterable<ModuleDefinition<unknown>> {
+    return this.availableModules.values();
   }
 
-  private async shutdown(): Promise<void> {
-    this.log.info('shutting down');
-    await this.control?.close();
-    let phaseStart = performance.now();
-    const phaseDone = (phase: string) => {
-      const now = performance.now();
-      this.log.debug({ phase, ms: Math.round(now - phaseStart) }, 'shutdown phase done');
-      phaseStart = now;
-    };
-    await this.c2s?.close();
-    phaseDone('c2s');
-    await this.http?.close();
-    phaseDone('http');
-    await this.s2s?.close();
-    phaseDone('s2s');
+  /** Deletes an account, kicks its sessions and removes every module's data for it (src/accounts/lifecycle.ts). */
+  deleteAccount(host: string, username: string): Promise<AccountDeletion> {
+    return deleteAccountLive(this, host, username);
+  }
+
+  /** Stops every host's modules, last set up first. */
+  async stopModules(phaseDone: (phase: string) => void): Promise<void> {
     for (const host of this.hosts.values()) {
       for (const module of [...host.modules.values()].reverse()) {
         await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));
         phaseDone(`${host.domain}/${module.name}`);
       }
     }
+  }
+
+  /** Lets the queries under way finish (up to 5 s), then closes the database. */
+  async closeStorage(phaseDone: (phase: string) => void): Promise<void> {
     this.storage?.stop();
     if (this.db) {
       await drainDatabase(this.db, 5000);
       phaseDone('database drain');
       await this.db.destroy();
     }
-    this.log.info('stopped');
   }
 }
 
