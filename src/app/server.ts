@@ -121,6 +121,7 @@ export class Server {
     if (this.settings.s2s?.enabled) {
       this.s2s = new S2SService(kernel, this.settings.s2s, this.tls);
       await this.s2s.start();
+      kernel.connectRemote(this.s2s);
     }
     this.control = await ControlSocket.open(this);
     this.log.info({ hosts: [...kernel.hosts.keys()], listeners: this.c2s.addresses(), http: this.httpAddresses(), s2s: this.s2s?.addresses() }, 'xmppd started');
@@ -174,6 +175,7 @@ export class Server {
     phaseDone('c2s');
     await this.http?.close();
     phaseDone('http');
+    if (this.s2s !== undefined) this.kernel.connectRemote(undefined);
     await this.s2s?.close();
     phaseDone('s2s');
     await this.kernel.stopModules(phaseDone);

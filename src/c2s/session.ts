@@ -4,6 +4,7 @@
 // new connection or the resumption window ends.
 import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker, Session } from '../core/sessions.js';
+import { LOCAL_NODE, type SessionFlag } from '../core/ports.js';
 import type { Jid } from '../core/jid.js';
 import { messageType, type StreamErrorCondition } from '../core/stanza.js';
 import Element from 'ltx/lib/Element.js';
@@ -24,7 +25,8 @@ export class ClientSession implements Session {
   priority = 0;
   available = false;
   presence: Element | null = null;
-  interested = false;
+  readonly flags = new Set<SessionFlag>();
+  readonly node = LOCAL_NODE;
   directedPresence: Set<string> | null = null;
   lastActivity = Date.now();
   remoteAddress: string;
@@ -50,6 +52,11 @@ export class ClientSession implements Session {
     this.stream = stream;
     this.remoteAddress = stream.remoteAddress;
     this.listeners = stream.listeners;
+  }
+
+  /** A session of this process is its own local ref (src/core/ports.ts). */
+  get local(): this {
+    return this;
   }
 
   get host(): string {

@@ -1,7 +1,7 @@
 // IQ handlers as modules declare them (m.iq) and the router calls them (RFC 6120 §8.2.3).
 import type Element from 'ltx/lib/Element.js';
 import type { Jid } from './jid.js';
-import type { Session } from './sessions.js';
+import type { SessionRef } from './ports.js';
 
 export type IqType = 'get' | 'set';
 /** `host`: the IQ is addressed to the server itself; `account`: to a user's bare JID (or none). */
@@ -15,7 +15,7 @@ export interface IqRequest {
   /** The addressed entity: the host, or the account's bare JID. */
   to: Jid;
   /** The local client session the IQ came from, if it came from one. */
-  session: Session | undefined;
+  session: SessionRef | undefined;
 }
 
 /** Returns the result payload (or nothing for an empty result); throws a StanzaError to fail. */

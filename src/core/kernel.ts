@@ -15,9 +15,10 @@ import { VirtualHost, type HostSettings } from './host.js';
 import type { Jid } from './jid.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
-import type { HttpPort } from './ports.js';
+import type { HttpPort } from './http-port.js';
+import type { Delivery, RemoteRoute } from './ports.js';
 import { Router } from './router.js';
-import { SessionRegistry, type Session } from './sessions.js';
+import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
 export interface KernelSettings {
   dataDir: string;
@@ -33,7 +34,10 @@ export interface KernelSettings {
 export class Kernel {
   readonly events = new EventBus();
   readonly hosts = new Map<string, VirtualHost>();
+  /** The in-memory SessionDirectory (src/core/ports.ts) of this process's sessions. */
   readonly sessions = new SessionRegistry();
+  /** The only writer of stanzas to sessions (src/core/ports.ts). */
+  readonly delivery: Delivery = new LocalDelivery();
   readonly startedAt = Date.now();
   /** Prometheus metrics, served at /metrics. */
   readonly metrics: ServerMetrics;
@@ -90,7 +94,7 @@ export class Kernel {
     }
     await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
-    this.router = new Router(this.hosts, this.sessions, this.accounts, this.events, this.log);
+    this.router = new Router(this.hosts, this.sessions, this.delivery, this.accounts, this.events, this.log);
   }
 
   /** Makes the virtual hosts and sets up their modules, dependencies first. */
@@ -150,6 +154,11 @@ export class Kernel {
   sessionClosed(session: Session, reason: string): void {
     if (!this.sessions.remove(session)) return;
     this.hosts.get(session.host)?.events.fire('session/closed', { session, reason });
+  }
+
+  /** Connects (or, with undefined, disconnects) the route to other domains: s2s. */
+  connectRemote(route: RemoteRoute | undefined): void {
+    this.router.remote = route;
   }
 
   /** Every module this build knows (a disabled one may still hold data from when it was on). */

@@ -13,7 +13,8 @@ import type { IqHandler, IqTarget, IqType } from './iq.js';
 import type { Jid } from './jid.js';
 import type { Kernel } from './kernel.js';
 import type { VirtualHost } from './host.js';
-import type { HttpHandler, HttpRouteOptions } from './ports.js';
+import type { HttpHandler, HttpRouteOptions } from './http-port.js';
+import type { DeliveryTracker, SessionDirectory, SessionRef } from './ports.js';
 
 /** One entry of a module's claim, as in a DOAP `xmpp:SupportedXep` (or an RFC). */
 export interface ProtocolSupport {
@@ -77,6 +78,16 @@ export class ModuleContext<Options> {
 
   get db(): Knex {
     return this.server.db;
+  }
+
+  /** Where the bound sessions are (src/core/ports.ts): find, resources, presence, flags. */
+  get sessions(): SessionDirectory {
+    return this.server.sessions;
+  }
+
+  /** Write a stanza to a session (src/core/ports.ts Delivery): the only way a module reaches one. */
+  deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void {
+    this.server.delivery.deliver(ref, stanza, xml, tracker);
   }
 
   /** Advertise a feature in the host's service discovery (XEP-0030). */

@@ -1,78 +1,88 @@
 // The ports of the kernel: small interfaces that the edges (c2s, s2s, http, later the cluster)
 // implement and the kernel and modules use, so that src/core never imports an edge
-// (docs/architecture.md). The HTTP port: what modules and the kernel may ask of the HTTP
-// listeners (src/http/service.ts implements it).
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-import type { Logger } from 'pino';
-import type { VirtualHost } from './host.js';
+// (docs/architecture.md). The HTTP port is in ./http-port.ts.
+import type Element from 'ltx/lib/Element.js';
+import type { Jid } from './jid.js';
 
-/** One HTTP listener, as a handler sees it. */
-export interface HttpListenerInfo {
-  host: string;
-  port: number;
-  tls: 'none' | 'direct';
-  /** Bound to a loopback address (127.0.0.0/8, ::1): only this machine, e.g. a reverse proxy, connects. */
-  loopback: boolean;
+// --- sessions -------------------------------------------------------------------------------
+// A session is known to the kernel and modules as a SessionRef, found in the SessionDirectory;
+// only Delivery writes a stanza to it. The in-memory directory (src/core/sessions.ts) holds the
+// sessions of this process; a shared one (Redis, the cluster) would hand out refs to sessions on
+// other nodes, which Delivery passes to the RemoteRoute.
+
+/** Told exactly once what became of a stanza handed to Delivery (or Session.send). */
+export interface DeliveryTracker {
+  delivered(): void;
+  undelivered(): void;
 }
 
-/** What a handler gets for one request. */
-export interface HttpRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** The virtual host named by the Host header (or the default host). */
-  host: VirtualHost;
-  /** The request path, percent-decoding not applied (e.g. `/upload/abc/photo.jpg`). */
-  path: string;
-  /** The part of `path` after the route's prefix, without its leading `/` (`abc/photo.jpg`). */
-  subpath: string;
-  /** The parsed query string. */
-  query: URLSearchParams;
-  listener: HttpListenerInfo;
-  /** The public base URL of this request (`https://example.org:5443`), see HttpService.publicUrl. */
-  baseUrl: string;
-  log: Logger;
-  /** Reads the whole request body, up to the route's `maxBodySize` (413 past it). */
-  body(): Promise<Buffer>;
+/** A bound client session as the kernel and modules see it, wherever it lives. */
+export interface SessionRef {
+  readonly jid: Jid;
+  /** The node (process) holding the session; LOCAL_NODE for this one. */
+  readonly node: string;
+  /** Sent initial presence and not yet unavailable (RFC 6121 §4.2). */
+  readonly available: boolean;
+  /** Priority from the last available presence (RFC 6121 §4.7.2.3); meaningful when `available`. */
+  readonly priority: number;
+  /** The last broadcast available presence (with `from` stamped), for probes and new contacts. */
+  readonly presence: Element | null;
+  /** Per-session flags set through the directory, e.g. 'carbons' (XEP-0280), 'interested' (RFC 6121 §2.1.6). */
+  readonly flags: ReadonlySet<SessionFlag>;
+  /** Full or bare JIDs this session sent directed presence to (RFC 6121 §4.6). */
+  readonly directedPresence: ReadonlySet<string> | null;
+  /** The client declared itself inactive (XEP-0352 Client State Indication). */
+  readonly inactive: boolean;
+  /** Epoch ms of the user's own last activity (XEP-0012): not keepalives, not while inactive (XEP-0352). */
+  readonly lastActivity: number;
+  /**
+   * The live session behind a ref to a session of this process: today's zero-copy fast path,
+   * for Delivery (and the c2s edge) only, never for modules.
+   */
+  readonly local: LocalSession | undefined;
 }
 
-export type HttpHandler = (request: HttpRequest) => unknown;
+/** Flags a module sets on a session; a string so that a module can add its own. */
+export type SessionFlag = 'carbons' | 'interested' | (string & {});
 
-/** An HTTP Upgrade request (WebSocket) for a route that accepts them. */
-export interface HttpUpgrade {
-  req: IncomingMessage;
-  socket: Duplex;
-  head: Buffer;
-  host: VirtualHost;
-  listener: HttpListenerInfo;
-  log: Logger;
+/** The writing side of a session of this process (src/c2s/session.ts implements it). */
+export interface LocalSession {
+  send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
 }
 
-export interface HttpRouteOptions {
-  /** `/upload` serves `/upload` and everything under `/upload/`; the longest matching prefix wins. */
-  prefix: string;
-  /** Allowed methods; default GET (which allows HEAD). Others get 405 with an Allow header. */
-  methods?: string[];
-  /** Largest request body accepted (Content-Length checked before the handler runs, 413 past it). Default: http.max_body_size. */
-  maxBodySize?: number;
-  /** Only on the listeners this accepts (e.g. metrics on plain loopback listeners); others get 404. */
-  listeners?: (listener: HttpListenerInfo) => boolean;
-  /** Accept `Upgrade:` requests on this prefix (WebSocket). */
-  upgrade?: (upgrade: HttpUpgrade) => void;
+export const LOCAL_NODE = 'local';
+
+/** Where the bound sessions are: bind, unbind, presence, flags, lookups. */
+export interface SessionDirectory {
+  /** Bound sessions (of this directory). */
+  readonly size: number;
+  /** The session of a full JID, if bound. */
+  find(bare: string, resource: string): SessionRef | undefined;
+  /** The sessions of an account by resource (undefined when none). Not copied: do not keep it. */
+  resources(bare: string): ReadonlyMap<string, SessionRef> | undefined;
+  hasAccount(bare: string): boolean;
+  /**
+   * RFC 6121 §4.2 / §4.5: the session's presence. `presence` null is unavailable; else it is
+   * the broadcast available presence and `priority` its priority.
+   */
+  setPresence(ref: SessionRef, presence: Element | null, priority?: number): void;
+  setFlag(ref: SessionRef, flag: SessionFlag, on: boolean): void;
+  /** RFC 6121 §4.6: the session sent available (`sent` true) or unavailable presence to `target`. */
+  setDirectedPresence(ref: SessionRef, target: string, sent: boolean): void;
+  /** Forgets every directed-presence target (the session went unavailable, §4.6.3). */
+  clearDirectedPresence(ref: SessionRef): void;
 }
 
-/** The HTTP listeners as the kernel and modules see them (implemented by src/http/service.ts). */
-export interface HttpPort {
-  readonly settings: {
-    /** Whether HTTP is served at all (http.enabled). */
-    readonly enabled: boolean;
-    /** The configured public base URL; undefined: taken from each request. */
-    readonly publicUrl: string | undefined;
-  };
-  /** Serves a path prefix, on one virtual host or (no `domain`) on all. Returns its removal. */
-  route(options: HttpRouteOptions | string, handler: HttpHandler, domain?: string): () => void;
-  /** The public base URL of a host's HTTP service, no trailing slash. */
-  publicUrl(host: string): string;
-  /** The listeners, with the real port when 0 was configured. */
-  addresses(): HttpListenerInfo[];
+/** The only writer of a stanza to a session (local: the session object; other node: the RemoteRoute). */
+export interface Delivery {
+  /** `xml`: the serialisation when the caller already has it (one for many recipients). */
+  deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
+}
+
+/**
+ * A stanza for another domain (s2s, src/s2s/service.ts) — later, for another node of the
+ * cluster. Returns false when the stanza cannot be taken (federation off): the router bounces it.
+ */
+export interface RemoteRoute {
+  route(stanza: Element, from: Jid, to: Jid): boolean;
 }

@@ -2,9 +2,9 @@
 // serves every HTTP listener (src/http/listener.ts); modules add routes with `m.http(...)`, the
 // core (WebSocket, host-meta, health, metrics) with `server.http.route(...)`.
 
-// The handler types are a port of the kernel (modules add routes with m.http): src/core/ports.ts.
-import type { HttpHandler, HttpListenerInfo, HttpRouteOptions, HttpUpgrade } from '../core/ports.js';
-export type { HttpHandler, HttpListenerInfo, HttpRequest, HttpRouteOptions, HttpUpgrade } from '../core/ports.js';
+// The handler types are a port of the kernel (modules add routes with m.http): src/core/http-port.ts.
+import type { HttpHandler, HttpListenerInfo, HttpRouteOptions, HttpUpgrade } from '../core/http-port.js';
+export type { HttpHandler, HttpListenerInfo, HttpRequest, HttpRouteOptions, HttpUpgrade } from '../core/http-port.js';
 
 export interface HttpRoute extends Required<Omit<HttpRouteOptions, 'upgrade' | 'listeners'>> {
   handler: HttpHandler;

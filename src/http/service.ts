@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
-import type { HttpPort } from '../core/ports.js';
+import type { HttpPort } from '../core/http-port.js';
 import type { MetricsSettings, WebSocketSettings } from './settings.js';
 import { listenOn } from '../core/listen.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';

@@ -7,13 +7,15 @@ import { defineModule } from '../../core/module.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import type { StanzaEvent } from '../../core/router.js';
 import { SerialQueue } from '../../core/serial.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { StanzaError, errorReply, messageType } from '../../core/stanza.js';
 import type { RosterService } from '../roster/index.js';
 import { BlocklistStore, blockingMigrations } from './store.js';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
+/** The session flag of a resource that asked for its block list (XEP-0191 §3.1): it gets the pushes (§5.3). */
+const BLOCKLIST_INTERESTED = 'blocklist-interested';
 
 /** What the module offers the same module on other hosts: a sender's list, for stanzas it sends. */
 export interface BlockingService {
@@ -61,14 +63,13 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('blocklist').where({ host, username }).delete()),
   async setup(m) {
     const domain = m.host.domain;
-    const sessions = m.server.sessions;
+    const sessions = m.sessions;
     const roster = m.use<RosterService>('roster');
     const store = new BlocklistStore(m.db, domain, (username) => sessions.hasAccount(`${username}@${domain}`));
     await store.init();
     /** Changes to one account's list, in order. */
     const changes = new SerialQueue();
     /** Sessions that asked for the list: they get the pushes (§5.3). */
-    const interested = new WeakSet<Session>();
     /** Stanzas let through after waiting for a list, going through their event again: not checked twice. */
     const checkedInbound = new WeakSet<Element>();
     const checkedOutbound = new WeakSet<Element>();
@@ -84,11 +85,11 @@ export default defineModule({
     /** Whether `jid` is the user's own account or its server: never blockable, or the user could lock itself out. */
     const exempt = (user: Jid, jid: Jid) => jid.bare === user.bare || (jid.local === '' && jid.resource === '' && jid.domain === user.domain);
 
-    m.on('session/bound', ({ session }: { session: Session }) => {
+    m.on('session/bound', ({ session }: { session: SessionRef }) => {
       // read now, so that the first stanzas of the session do not wait for it
       store.load(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'loading a block list failed'));
     });
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       if (!sessions.hasAccount(session.jid.bare)) store.trim();
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
@@ -108,7 +109,7 @@ export default defineModule({
     m.iq('get', NS_BLOCKING, async ({ payload, from, to, session }) => {
       const user = userOf(from, to);
       if (payload.name !== 'blocklist') throw new StanzaError('bad-request', 'Expected <blocklist/>');
-      if (session) interested.add(session);
+      if (session) m.sessions.setFlag(session, BLOCKLIST_INTERESTED, true);
       return itemsElement('blocklist', await store.load(user.local));
     }, 'both');
 
@@ -143,11 +144,11 @@ export default defineModule({
 
     /** §5.3-§5.5: the change goes to every resource that asked for the list. */
     function push(user: Jid, change: Element): void {
-      for (const session of sessions.ofAccount(user.bare)?.values() ?? []) {
-        if (!interested.has(session)) continue;
+      for (const session of sessions.resources(user.bare)?.values() ?? []) {
+        if (!session.flags.has(BLOCKLIST_INTERESTED)) continue;
         const iq = new Element('iq', { type: 'set', id: `block-push-${++pushes}`, to: session.jid.toString() });
         iq.children = [change];
-        session.send(iq);
+        m.deliver(session, iq);
       }
     }
 
@@ -170,7 +171,7 @@ export default defineModule({
      * subscriber, or someone the session sent directed presence to.
      */
     async function presenceTo(user: Jid, items: ReadonlySet<string>, what: 'unavailable' | 'current'): Promise<void> {
-      const resources = sessions.ofAccount(user.bare);
+      const resources = sessions.resources(user.bare);
       if (resources === undefined) return;
       const subscribers = await roster.store.withRoster(user.local, (r) => roster.presenceSubscribers(r));
       const list = store.cached(user.local);
@@ -269,13 +270,13 @@ export default defineModule({
     };
 
     /** §5.3: not-acceptable with <blocked/>, from the address the stanza was meant for. */
-    function refuseOutbound(e: StanzaEvent, session: Session): true {
+    function refuseOutbound(e: StanzaEvent, session: SessionRef): true {
       const type = e.stanza.attrs.type;
       if (type !== 'error' && !(e.stanza.name === 'iq' && type === 'result')) {
         const error = errorReply(e.stanza, new StanzaError('not-acceptable', 'You have blocked this contact', 'cancel', new Element('blocked', { xmlns: NS_BLOCKING_ERRORS })));
         error.attrs.to = session.jid.toString();
         error.attrs.from = e.stanza.attrs.to ?? e.to.toString();
-        session.send(error);
+        m.deliver(session, error);
       }
       return true;
     }

@@ -8,7 +8,7 @@ import { durationOrNever, duration } from '../../config/units.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import type { OfflineEvent, StanzaEvent } from '../../core/router.js';
-import type { DeliveryTracker } from '../../core/sessions.js';
+import type { DeliveryTracker } from '../../core/ports.js';
 import { StanzaError, messageType } from '../../core/stanza.js';
 import { serialize } from '../../xml/serialize.js';
 import { parseElement } from '../../xml/parse.js';
@@ -191,7 +191,7 @@ export default defineModule({
   },
   async setup(m) {
     const domain = m.host.domain;
-    const sessions = m.server.sessions;
+    const sessions = m.sessions;
     const store = new ArchiveStore(m.db, domain, (err, rows, messages) => {
       m.server.storage.failed(err); // readiness 503, and new messages refused (below) until it works again
       m.log.error({ err, rows }, 'archiving messages failed');
@@ -283,7 +283,7 @@ export default defineModule({
       const state = stateOf(e.stanza);
       state.routedByArchive = true; // routed by routeAfterArchiving below
       // the sender's id is only ever seen in a sent carbon, which needs another session of the account
-      const carbonPossible = (sessions.ofAccount(e.from.bare)?.size ?? 0) > 1;
+      const carbonPossible = (sessions.resources(e.from.bare)?.size ?? 0) > 1;
       const stanzaId = archive(e.stanza, state, e.from, e.to, carbonPossible);
       if (stanzaId !== null) {
         // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id; a new
@@ -313,7 +313,7 @@ export default defineModule({
 
     // --- the recipient's archive (messages delivered to, or stored for, our users) ---------------
     const availableResource = (bare: string) => {
-      for (const s of sessions.ofAccount(bare)?.values() ?? []) if (s.available && s.priority >= 0) return true;
+      for (const s of sessions.resources(bare)?.values() ?? []) if (s.available && s.priority >= 0) return true;
       return false;
     };
 
@@ -331,7 +331,7 @@ export default defineModule({
     m.on('message/full', (e: StanzaEvent) => {
       stripStanzaIds(e.stanza, e.to.bare);
       // delivered to that resource, or by RFC 6121 §8.5.3.2.1 as to the bare JID
-      if (sessions.get(e.to.bare, e.to.resource) !== undefined || availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to.toBare());
+      if (sessions.find(e.to.bare, e.to.resource) !== undefined || availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to.toBare());
       return undefined;
     }, -500);
     m.on('message/bare', (e: StanzaEvent) => {
@@ -360,7 +360,7 @@ export default defineModule({
       if (payload.name !== 'query') throw new StanzaError('bad-request', 'Expected <query/> or <prefs/>');
       if (session === undefined) throw new StanzaError('service-unavailable', 'Archive results go to a client session');
       const query = parseQuery(payload, { maxPage: options.max_page });
-      return runQuery({ store, owner: user.bare, to: from.toString(), send: (message, xml) => session.send(message, xml, RESULT_TRACKER) }, query);
+      return runQuery({ store, owner: user.bare, to: from.toString(), send: (message, xml) => m.deliver(session, message, xml, RESULT_TRACKER) }, query);
     }, 'account');
 
     m.iq('get', NS_MAM, async ({ payload, from, to }) => {

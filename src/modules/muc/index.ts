@@ -8,7 +8,7 @@ import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { defaultRoomConfig } from './forms.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID } from './ns.js';
@@ -61,7 +61,8 @@ export default defineModule({
     const service: RoomHost = {
       domain,
       log: m.log,
-      sessions: server.sessions,
+      sessions: m.sessions,
+      deliver: (ref, stanza, xml, tracker) => m.deliver(ref, stanza, xml, tracker),
       store,
       maxOccupants: options.max_occupants,
       maxHistory: options.max_history_length,
@@ -181,7 +182,7 @@ export default defineModule({
 
     // A client that ends without unavailable presence to the room (it never sent initial
     // presence, so the presence module has no directed presence to cancel) leaves anyway.
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       const joined = roomsOf.get(session.jid.toString());
       if (joined === undefined) return;
       for (const room of [...joined]) room.clientGone(session.jid);

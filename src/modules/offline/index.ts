@@ -6,7 +6,7 @@ import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import { defineModule } from '../../core/module.js';
 import type { OfflineEvent } from '../../core/router.js';
-import type { DeliveryTracker, Session } from '../../core/sessions.js';
+import type { DeliveryTracker, SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { SerialQueue } from '../../core/serial.js';
@@ -141,7 +141,7 @@ export default defineModule({
       if (toDelete.length === 1) setImmediate(scheduleDeletes);
     }
 
-    async function deliver(session: Session): Promise<void> {
+    async function deliver(session: SessionRef): Promise<void> {
       const username = session.jid.local;
       await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
@@ -183,7 +183,7 @@ export default defineModule({
             scheduleRedelivery(session.jid.bare);
           },
         };
-        session.send(stanza, undefined, tracker);
+        m.deliver(session, stanza, undefined, tracker);
       }
     }
 
@@ -194,7 +194,7 @@ export default defineModule({
       redeliver.add(bare);
       setImmediate(() => {
         redeliver.delete(bare);
-        for (const other of m.server.sessions.ofAccount(bare)?.values() ?? []) {
+        for (const other of m.sessions.resources(bare)?.values() ?? []) {
           if (!other.available || other.priority < 0) continue;
           deliver(other).catch((err: unknown) => m.log.error({ err, jid: other.jid.toString() }, 'offline delivery failed'));
           return;
@@ -203,7 +203,7 @@ export default defineModule({
     }
 
     // XEP-0160 §5: delivered on initial presence with a non-negative priority
-    m.on('presence/initial', ({ session }: { session: Session }) => {
+    m.on('presence/initial', ({ session }: { session: SessionRef }) => {
       if (session.priority < 0) return;
       deliver(session).catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'offline delivery failed'));
     });

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { byteSize } from '../../config/units.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { serialize } from '../../xml/serialize.js';
@@ -47,7 +47,7 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('vcard').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
-    const sessions = m.server.sessions;
+    const sessions = m.sessions;
     const store = new VcardStore(m.db, domain);
     /** The photo hash of each account with a session here ('' for none). */
     const hashes = new Map<string, string>();
@@ -63,13 +63,13 @@ export default defineModule({
         return hashes.get(username) ?? hash;
       });
 
-    m.on('session/bound', ({ session }: { session: Session }) => {
+    m.on('session/bound', ({ session }: { session: SessionRef }) => {
       // read now, so that the initial presence does not wait for it
       if (!hashes.has(session.jid.local)) {
         loadHash(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed'));
       }
     });
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       if (!sessions.hasAccount(session.jid.bare)) hashes.delete(session.jid.local);
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
