@@ -17,7 +17,7 @@ import { ServerMetrics } from './metrics.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
 import type { HttpPort } from './http-port.js';
 import type { Delivery, RemoteRoute } from './ports.js';
-import { Router } from './router.js';
+import { Router, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
 export interface KernelSettings {
@@ -116,15 +116,20 @@ export class Kernel {
   /**
    * A client stanza, `from` already stamped by its stream: the `pre-` events, then the router
    * (docs/architecture.md "flow"). Returns a promise when the stanza is accepted only once it
-   * settles (a write to offline storage), which stream management waits for before acknowledging.
+   * settles (a write to offline storage or the archive), which stream management waits for
+   * before acknowledging.
    */
   processFromClient(stanza: Element, session: Session, to: Jid | null): unknown {
     const host = this.hosts.get(session.host)!;
     const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
-    const event = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session };
+    const event: StanzaEvent = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session, durable: undefined };
     const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
     if (handled !== undefined) return handled;
-    return this.router.routeAddressed(stanza, event.from, event.to, session);
+    const routed = this.router.routeAddressed(stanza, event.from, event.to, session);
+    // what a hook must store before the stanza is accepted (the archive), once it is routed
+    const durable = event.durable;
+    if (durable === undefined) return routed;
+    return routed instanceof Promise ? routed.then(durable) : durable();
   }
 
   /**

@@ -24,6 +24,12 @@ export interface StanzaEvent {
   host: VirtualHost;
   /** The local client session it came from, when it came from one. */
   session?: Session | undefined;
+  /**
+   * Set by a `pre-` hook of a client stanza (e.g. the archive): called once the router has taken
+   * the stanza, it returns what must be stored before the stanza counts as accepted (the promise
+   * stream management waits for before acknowledging, XEP-0198). See Kernel.processFromClient.
+   */
+  durable?: (() => unknown) | undefined;
 }
 
 /**
@@ -118,7 +124,12 @@ export class Router {
 
     on('message/full', (e) => {
       const session = this.sessions.find(e.to.bare, e.to.resource);
-      if (session !== undefined) return this.delivery.deliver(session, e.stanza), true;
+      if (session !== undefined) {
+        this.delivery.deliver(session, e.stanza);
+        // after the delivery: modules add to it (carbons' copies), never deliver it themselves
+        host.events.fire('message/delivered', e);
+        return true;
+      }
       // §8.5.3.2.1: no such resource. chat/normal go to the bare JID; groupchat bounces; headline is dropped.
       const type = messageType(e.stanza);
       if (type === 'groupchat') return this.bounce(e.stanza, new StanzaError('service-unavailable')), true;

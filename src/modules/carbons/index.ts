@@ -36,6 +36,13 @@ const COPY_TRACKER: DeliveryTracker = { delivered() {}, undelivered() {} };
 
 type Direction = 'sent' | 'received';
 
+/**
+ * Marks a message to a full JID whose delivery the other resources get a <received/> copy of.
+ * A property, not a WeakSet: no ephemeron per message (see mam's Archiving).
+ */
+const COPY_ON_DELIVERY = Symbol('carbons: copy on delivery');
+type CopiedElement = Element & { [COPY_ON_DELIVERY]?: boolean };
+
 /** What the hints on a message say, in one pass over its children. */
 function inspect(message: Element): { hinted: boolean; muc: boolean; body: boolean; im: boolean } {
   let hinted = false;
@@ -171,10 +178,18 @@ export default defineModule({
         if (copied && messageType(e.stanza) !== 'error') copy('received', e.stanza, e.to.bare, (s) => s.priority < 0 && s !== e.session);
         return undefined;
       }
-      m.deliver(recipient, e.stanza); // RFC 6121 §8.5.3.1 first, as the default rule would
-      if (copied) copy('received', e.stanza, e.to.bare, (s) => s !== recipient && s !== e.session);
-      return true;
+      // the router delivers it (RFC 6121 §8.5.3.1), then says so: the copies follow in `message/delivered`
+      if (copied && (sessions.resources(e.to.bare)?.size ?? 0) > 1) (e.stanza as CopiedElement)[COPY_ON_DELIVERY] = true;
+      return undefined;
     }, -990);
+    m.on('message/delivered', (e: StanzaEvent) => {
+      const stanza = e.stanza as CopiedElement;
+      if (stanza[COPY_ON_DELIVERY] !== true) return undefined;
+      stanza[COPY_ON_DELIVERY] = false;
+      const recipient = sessions.find(e.to.bare, e.to.resource);
+      copy('received', stanza, e.to.bare, (s) => s !== recipient && s !== e.session);
+      return undefined;
+    });
 
     m.on('message/bare', (e: StanzaEvent) => {
       const copied = eligible(e.stanza, 'received', e.from.isBare, fromMuc(e));

@@ -113,8 +113,6 @@ export interface OfflineExpiry {
  * a large part of the garbage collector's work; a property dies with its message like any other.
  */
 interface Archiving {
-  /** Routed by the sender's archive (routeAfterArchiving), which acknowledges once `writes` settle. */
-  routedByArchive: boolean;
   /** The archive writes the message caused: none, one promise, or several. */
   writes: Promise<unknown> | Array<Promise<unknown>> | null;
   /** Already in its recipient's archive (full JID → bare JID → offline all fire). */
@@ -131,7 +129,7 @@ type ArchivedElement = Element & { [ARCHIVING]?: Archiving };
 const knownState = (stanza: Element): Archiving | undefined => (stanza as ArchivedElement)[ARCHIVING];
 
 function stateOf(stanza: Element): Archiving {
-  return ((stanza as ArchivedElement)[ARCHIVING] ??= { routedByArchive: false, writes: null, inRecipientArchive: false, senderChildren: null, xml: null, xmlChildren: null });
+  return ((stanza as ArchivedElement)[ARCHIVING] ??= { writes: null, inRecipientArchive: false, senderChildren: null, xml: null, xmlChildren: null });
 }
 
 function archivedXmlOf(stanza: Element, state: Archiving): string {
@@ -281,7 +279,9 @@ export default defineModule({
         return true;
       }
       const state = stateOf(e.stanza);
-      state.routedByArchive = true; // routed by routeAfterArchiving below
+      // accepted once archived: the kernel asks once the router has taken it, so the recipient's
+      // archive write (noted while routing, or before offline storage settled) is waited for too
+      e.durable = () => allWritten(state);
       // the sender's id is only ever seen in a sent carbon, which needs another session of the account
       const carbonPossible = (sessions.resources(e.from.bare)?.size ?? 0) > 1;
       const stanzaId = archive(e.stanza, state, e.from, e.to, carbonPossible);
@@ -297,19 +297,17 @@ export default defineModule({
     m.on('pre-message/bare', outgoing, -50);
     m.on('pre-message/full', outgoing, -50);
 
-    /** Last in the chain: take our stanza-id off, route, and acknowledge once the archives have it. */
-    const routeAfterArchiving = (e: StanzaEvent): unknown => {
+    /** Last in the chain, after the sent carbons: the stanza-id names the sender's archive, not the recipient's. */
+    const restoreChildren = (e: StanzaEvent): undefined => {
       const state = knownState(e.stanza);
-      if (state === undefined || !state.routedByArchive) return undefined; // nothing to archive: the server routes it as usual
-      // the stanza-id names the sender's archive, not the recipient's
-      if (state.senderChildren !== null) e.stanza.children = state.senderChildren;
-      const routed = m.server.router.routeAddressed(e.stanza, e.from, e.to, e.session);
-      // the recipient's archive write (if any) was noted while routing, or before offline storage settled
-      if (routed instanceof Promise) return routed.then(() => allWritten(state));
-      return allWritten(state);
+      if (state !== undefined && state.senderChildren !== null) {
+        e.stanza.children = state.senderChildren;
+        state.senderChildren = null;
+      }
+      return undefined; // the router routes it
     };
-    m.on('pre-message/bare', routeAfterArchiving, -200);
-    m.on('pre-message/full', routeAfterArchiving, -200);
+    m.on('pre-message/bare', restoreChildren, -200);
+    m.on('pre-message/full', restoreChildren, -200);
 
     // --- the recipient's archive (messages delivered to, or stored for, our users) ---------------
     const availableResource = (bare: string) => {
