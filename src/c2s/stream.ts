@@ -14,6 +14,7 @@ import {
   type StreamErrorCondition,
 } from '../core/stanza.js';
 import { firstElement } from '../core/router.js';
+import { Waiting } from '../core/events.js';
 import { StreamParser, type ParseErrorCondition } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
 import { SaslNegotiation } from './sasl/negotiation.js';
@@ -604,8 +605,47 @@ export class C2SStream implements TransportEvents {
     } else if (!session.inactive) {
       session.lastActivity = clock.now; // XEP-0012: what the user does, not keepalives or IQs (1 s resolution is plenty)
     }
-    return this.server.processFromClient(stanza, session, to);
+    return this.process(stanza, session, to);
   }
+
+  /**
+   * Client stanzas that arrived while an earlier one waited (a handler awaiting I/O, events.ts
+   * Waiting), checked and stamped already: handed to the kernel in order once it is done, as
+   * Prosody's per-session runner does. null when nothing waits.
+   */
+  private behind: Array<{ stanza: Element; session: ClientSession; to: Jid | null; settle: (value: unknown) => void }> | null = null;
+
+  /** Hands a checked client stanza to the kernel in its turn; returns what it is accepted with (a promise: once stored). */
+  private process(stanza: Element, session: ClientSession, to: Jid | null): unknown {
+    if (this.behind !== null) {
+      // XEP-0198 counts it now; it is handled (and acknowledged) once it has had its turn
+      let settle!: (value: unknown) => void;
+      const handled = new Promise((resolve) => (settle = resolve));
+      this.behind.push({ stanza, session, to, settle });
+      return handled;
+    }
+    const handling = this.server.processFromClient(stanza, session, to);
+    if (!(handling instanceof Waiting)) return handling;
+    this.behind = [];
+    handling.routed.then(this.nextInOrder, this.nextInOrder);
+    return handling.accepted;
+  }
+
+  /** The stanza that waited is done: the ones behind it have their turn, until one waits again. */
+  private readonly nextInOrder = (): void => {
+    const queue = this.behind;
+    this.behind = null;
+    if (queue === null) return;
+    for (let i = 0; i < queue.length; i++) {
+      const entry = queue[i]!;
+      if (this.behind !== null) {
+        (this.behind as typeof queue).push(entry); // one waits again: the rest stay behind it, in order
+        continue;
+      }
+      // a session that ended meanwhile sends nothing more (a hibernating one still does)
+      entry.settle(entry.session.ended ? undefined : this.process(entry.stanza, entry.session, entry.to));
+    }
+  };
 
   private reject(stanza: Element, error: StanzaError): void {
     if (stanza.attrs.type === 'error') return;

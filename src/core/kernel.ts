@@ -10,7 +10,7 @@ import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
 import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
-import { EventBus } from './events.js';
+import { EventBus, Pause, Waiting } from './events.js';
 import { VirtualHost, type HostSettings } from './host.js';
 import type { Jid } from './jid.js';
 import { ServerMetrics } from './metrics.js';
@@ -124,8 +124,27 @@ export class Kernel {
     const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
     const event: StanzaEvent = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session, durable: undefined };
     const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
-    if (handled !== undefined) return handled;
-    const routed = this.router.routeAddressed(stanza, event.from, event.to, session);
+    if (handled !== undefined) return handled instanceof Pause ? this.afterPause(handled, event) : handled;
+    return this.routeFromClient(event);
+  }
+
+  /** A `pre-` hook waited (events.ts wait()): the rest of the chain and the routing follow once it is done. */
+  private afterPause(paused: Pause, event: StanzaEvent): Waiting {
+    let accepted: unknown;
+    const routed = paused.promise.then(
+      (result) => {
+        accepted = result !== undefined ? result : this.routeFromClient(event);
+      },
+      (err: unknown) => this.log.error({ err, from: event.from.toString(), kind: event.stanza.name }, 'a handler failed while the stanza waited; it goes no further'),
+    );
+    return new Waiting(routed, routed.then(() => accepted));
+  }
+
+  private routeFromClient(event: StanzaEvent): unknown {
+    const { stanza, session } = event;
+    let routed = this.router.routeAddressed(stanza, event.from, event.to, session);
+    // a recipient-side hook waited (e.g. for a block list): accepted once the rest of its chain is done
+    if (routed instanceof Pause) routed = routed.promise;
     // what a hook must store before the stanza is accepted (the archive), once it is routed
     const durable = event.durable;
     if (durable === undefined) return routed;

@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
 import type { AccountDataScope } from '../accounts/lifecycle.js';
-import type { EventHandler } from './events.js';
+import { wait, type EventHandler, type Pause } from './events.js';
 import type { IqHandler, IqTarget, IqType } from './iq.js';
 import type { Jid } from './jid.js';
 import type { Kernel } from './kernel.js';
@@ -113,6 +113,14 @@ export class ModuleContext<Options> {
   /** Hook a host event (`message/bare`, `pre-presence/none`, `session/bound`...); see README. */
   on<E>(event: string, handler: EventHandler<E>, priority = 0): void {
     this.cleanups.push(this.host.events.on(event, handler, priority));
+  }
+
+  /**
+   * From a handler, pause its event chain until `promise` settles: `return m.wait(p)`. Its value
+   * is the handler's result (undefined: the chain goes on). A client's later stanzas wait behind it.
+   */
+  wait(promise: Promise<unknown>): Pause {
+    return wait(promise);
   }
 
   /** Offer an object to other modules on this host (e.g. the roster module's RosterService). */

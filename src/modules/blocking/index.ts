@@ -69,10 +69,6 @@ export default defineModule({
     await store.init();
     /** Changes to one account's list, in order. */
     const changes = new SerialQueue();
-    /** Sessions that asked for the list: they get the pushes (§5.3). */
-    /** Stanzas let through after waiting for a list, going through their event again: not checked twice. */
-    const checkedInbound = new WeakSet<Element>();
-    const checkedOutbound = new WeakSet<Element>();
     let pushes = 0;
 
     const service: BlockingService = { cached: (username) => store.cached(username), load: (username) => store.load(username) };
@@ -220,26 +216,24 @@ export default defineModule({
       return undefined;
     }
 
-    const inbound = (event: string) => (e: StanzaEvent): unknown => {
-      if (checkedInbound.has(e.stanza)) return undefined;
+    const inbound = (e: StanzaEvent): unknown => {
       const recipientList = e.to.local === '' || exempt(e.to, e.from) ? NOBODY : store.cached(e.to.local);
       const senderBlocking = e.stanza.name === 'presence' && !goodbyes.has(e.stanza) && !exempt(e.from, e.to) ? blockingOf(e.from) : undefined;
       const senderList = senderBlocking === undefined ? NOBODY : senderBlocking.cached(e.from.local);
       if (recipientList !== undefined && senderList !== undefined) return verdict(e, recipientList, senderList);
-      // a list not in memory yet (its account has no session): the stanza waits for it, in order
-      // with the ones behind it, then goes through the event again
-      const again = () => (checkedInbound.add(e.stanza), m.host.events.fire(event, e));
-      return Promise.all([recipientList ?? store.load(e.to.local), senderList ?? senderBlocking!.load(e.from.local)]).then(
-        ([r, s]) => verdict(e, r, s) ?? again(),
+      // a list not in memory yet (its account has no session): the stanza waits for it (in order
+      // with the ones behind it: the loads are shared), then the chain goes on
+      return m.wait(Promise.all([recipientList ?? store.load(e.to.local), senderList ?? senderBlocking!.load(e.from.local)]).then(
+        ([r, s]) => verdict(e, r, s),
         (err: unknown) => {
           m.log.error({ err, to: e.to.toString() }, 'reading a block list failed; the stanza goes through unchecked');
-          return again();
+          return undefined;
         },
-      );
+      ));
     };
     // above every module that acts on what arrives (roster subscriptions, probes, delivery)
     for (const kind of ['message', 'presence', 'iq']) {
-      for (const target of ['bare', 'full']) m.on(`${kind}/${target}`, inbound(`${kind}/${target}`), 1000);
+      for (const target of ['bare', 'full']) m.on(`${kind}/${target}`, inbound, 1000);
     }
     // presence of our users to other servers: a blocked contact there does not get it either
     const remote = (e: { stanza: Element; from: Jid; to: Jid }): unknown => {
@@ -253,18 +247,18 @@ export default defineModule({
 
     const outbound = (e: StanzaEvent): unknown => {
       const session = e.session;
-      if (session === undefined || checkedOutbound.has(e.stanza) || exempt(e.from, e.to)) return undefined;
+      if (session === undefined || exempt(e.from, e.to)) return undefined;
       const list = store.cached(e.from.local);
       if (list === undefined) {
-        // the session's list is still being read: decide once it is there, then carry on as the server would
-        const carryOn = () => (checkedOutbound.add(e.stanza), m.server.processFromClient(e.stanza, session, e.to));
-        return store.load(e.from.local).then(
-          (loaded) => (matches(loaded, e.to) ? refuseOutbound(e, session) : carryOn()),
+        // the session's list is still being read: decide once it is there (the client's later
+        // stanzas wait behind this one), then the chain goes on
+        return m.wait(store.load(e.from.local).then(
+          (loaded) => (matches(loaded, e.to) ? refuseOutbound(e, session) : undefined),
           (err: unknown) => {
             m.log.error({ err, from: e.from.toString() }, 'reading a block list failed; the stanza goes through unchecked');
-            return carryOn();
+            return undefined;
           },
-        );
+        ));
       }
       return matches(list, e.to) ? refuseOutbound(e, session) : undefined;
     };
