@@ -75,6 +75,14 @@ export interface NonzaEvent {
   stream: C2SStream;
 }
 
+declare module '../core/event-map.js' {
+  interface EventMap {
+    'c2s/features': StreamFeaturesEvent;
+    'c2s/unauthenticated-iq': UnauthenticatedIqEvent;
+    'c2s/nonza': NonzaEvent;
+  }
+}
+
 // Streams with output waiting, flushed together once per event-loop turn.
 let dirty: C2SStream[] = [];
 let flushScheduled = false;

@@ -44,10 +44,14 @@ export class VirtualHost {
     return this.settings.admins.includes(bareJid);
   }
 
-  setIqHandler(target: IqTarget, type: IqType, xmlns: string, handler: IqHandler): void {
+  /** Registers the handler; returns its removal (when its module stops). */
+  setIqHandler(target: IqTarget, type: IqType, xmlns: string, handler: IqHandler): () => void {
     const key = `${target}|${type}|${xmlns}`;
     if (this.iqHandlers.has(key)) throw new Error(`two modules handle ${type} ${xmlns} for ${target} on ${this.domain}`);
     this.iqHandlers.set(key, handler);
+    return () => {
+      if (this.iqHandlers.get(key) === handler) this.iqHandlers.delete(key);
+    };
   }
 
   iqHandler(target: IqTarget, type: string, xmlns: string): IqHandler | undefined {

@@ -8,7 +8,8 @@ import type { z } from 'zod';
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
 import type { AccountDataScope } from '../accounts/lifecycle.js';
-import { wait, type EventHandler, type Pause } from './events.js';
+import { wait, type Pause } from './events.js';
+import type { EventMap, EventName } from './event-map.js';
 import type { IqHandler, IqTarget, IqType } from './iq.js';
 import type { Jid } from './jid.js';
 import type { Kernel } from './kernel.js';
@@ -26,6 +27,14 @@ export interface ProtocolSupport {
 }
 
 export type { AccountDataScope };
+
+/**
+ * The services modules offer each other, by module name (m.provide, m.use, m.optional). A
+ * module that provides one declares its type here, by declaration merging:
+ * `declare module '../../core/module.js' { interface Services { roster: RosterService } }`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Services {}
 
 export interface ModuleDefinition<Options = Record<string, never>> {
   name: string;
@@ -48,16 +57,7 @@ export interface ModuleDefinition<Options = Record<string, never>> {
   setup(m: ModuleContext<Options>): void | Promise<void>;
 }
 
-/**
- * `account/deleting`, fired on the account's host by a running server before the account's data
- * is removed (its sessions are already closed). A handler with I/O to finish first (e.g. telling
- * contacts) pushes its promise to `pending`. `account/deleted` ({ username, host }) follows once
- * the data is gone, for modules to drop what they hold in memory.
- */
-export interface AccountDeletingEvent {
-  username: string;
-  pending: Array<Promise<unknown>>;
-}
+export type { AccountDeletingEvent, EventMap } from './event-map.js';
 
 export function defineModule<Options = Record<string, never>>(definition: ModuleDefinition<Options>): ModuleDefinition<Options> {
   return definition;
@@ -92,26 +92,26 @@ export class ModuleContext<Options> {
 
   /** Advertise a feature in the host's service discovery (XEP-0030). */
   feature(namespace: string): void {
-    this.host.features.add(namespace);
+    this.cleanups.push(addToSet(this.host.features, namespace));
   }
 
   /** Advertise a feature on every account's bare JID (e.g. a message archive, XEP-0313 §6). */
   accountFeature(namespace: string): void {
-    this.host.accountFeatures.add(namespace);
+    this.cleanups.push(addToSet(this.host.accountFeatures, namespace));
   }
 
   identity(category: string, type: string, name?: string): void {
-    this.host.identities.push({ category, type, name });
+    this.cleanups.push(addToList(this.host.identities, { category, type, name }));
   }
 
   /** Handle IQs of `type` whose payload is in `xmlns`, addressed to the host or to an account. */
   iq(type: IqType, xmlns: string, handler: IqHandler, target: IqTarget | 'both' = 'host'): void {
-    if (target === 'both' || target === 'host') this.host.setIqHandler('host', type, xmlns, handler);
-    if (target === 'both' || target === 'account') this.host.setIqHandler('account', type, xmlns, handler);
+    if (target === 'both' || target === 'host') this.cleanups.push(this.host.setIqHandler('host', type, xmlns, handler));
+    if (target === 'both' || target === 'account') this.cleanups.push(this.host.setIqHandler('account', type, xmlns, handler));
   }
 
-  /** Hook a host event (`message/bare`, `pre-presence/none`, `session/bound`...); see README. */
-  on<E>(event: string, handler: EventHandler<E>, priority = 0): void {
+  /** Hook a host event (`message/bare`, `pre-presence/none`, `session/bound`...), its payload typed by name (event-map.ts). */
+  on<K extends EventName>(event: K, handler: (event: EventMap[K]) => unknown, priority = 0): void {
     this.cleanups.push(this.host.events.on(event, handler, priority));
   }
 
@@ -123,16 +123,29 @@ export class ModuleContext<Options> {
     return wait(promise);
   }
 
-  /** Offer an object to other modules on this host (e.g. the roster module's RosterService). */
-  provide(service: object): void {
-    this.host.services.set(this.name, service);
+  /** Offer this module's service to the other modules on this host (its type declared in Services). */
+  provide<K extends keyof Services>(name: K, service: Services[K]): void {
+    if (name !== this.name) throw new Error(`module "${this.name}" cannot provide the service of module "${name}"`);
+    this.host.services.set(name, service);
+    this.cleanups.push(() => {
+      if (this.host.services.get(name) === service) this.host.services.delete(name);
+    });
   }
 
-  /** The service another module on this host provided; that module must be a dependency. */
-  use<T>(module: string): T {
+  /** The service of a module this one depends on (declared in `dependencies`: loaded before it). */
+  use<K extends keyof Services>(module: K): Services[K] {
     const service = this.host.services.get(module);
     if (service === undefined) throw new Error(`module "${this.name}" needs module "${module}" to be loaded before it`);
-    return service as T;
+    return service as Services[K];
+  }
+
+  /**
+   * A soft dependency: the service of `module` if it is enabled, on this host or on `domain`
+   * (looked up at each call: a module set up later is found too).
+   */
+  optional<K extends keyof Services>(module: K, domain?: string): Services[K] | undefined {
+    const host = domain === undefined ? this.host : this.server.hosts.get(domain);
+    return host?.services.get(module) as Services[K] | undefined;
   }
 
   /**
@@ -149,7 +162,7 @@ export class ModuleContext<Options> {
 
   /** Add an item to the host's service discovery items (XEP-0030 §4), e.g. a MUC service. */
   discoItem(jid: string, name?: string): void {
-    this.host.items.push({ jid, name });
+    this.cleanups.push(addToList(this.host.items, { jid, name }));
   }
 
   /** Send a stanza on its way through the router, as the server. */
@@ -186,4 +199,20 @@ export class ModuleContext<Options> {
   async stop(): Promise<void> {
     for (const cleanup of this.cleanups.reverse()) await cleanup();
   }
+}
+
+/** Adds `value` unless another module did; returns its removal (a no-op when it was there already). */
+function addToSet<T>(set: Set<T>, value: T): () => void {
+  if (set.has(value)) return () => undefined;
+  set.add(value);
+  return () => void set.delete(value);
+}
+
+/** Appends `entry`; returns its removal. */
+function addToList<T>(list: T[], entry: T): () => void {
+  list.push(entry);
+  return () => {
+    const index = list.indexOf(entry);
+    if (index !== -1) list.splice(index, 1);
+  };
 }

@@ -9,7 +9,6 @@ import type { StanzaEvent } from '../../core/router.js';
 import { SerialQueue } from '../../core/serial.js';
 import type { SessionRef } from '../../core/ports.js';
 import { StanzaError, errorReply, messageType } from '../../core/stanza.js';
-import type { RosterService } from '../roster/index.js';
 import { BlocklistStore, blockingMigrations } from './store.js';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
@@ -18,6 +17,12 @@ const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
 const BLOCKLIST_INTERESTED = 'blocklist-interested';
 
 /** What the module offers the same module on other hosts: a sender's list, for stanzas it sends. */
+declare module '../../core/module.js' {
+  interface Services {
+    blocking: BlockingService;
+  }
+}
+
 export interface BlockingService {
   /** The account's list, or undefined when it is not in memory yet. */
   cached(username: string): ReadonlySet<string> | undefined;
@@ -64,7 +69,7 @@ export default defineModule({
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.sessions;
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     const store = new BlocklistStore(m.db, domain, (username) => sessions.hasAccount(`${username}@${domain}`));
     await store.init();
     /** Changes to one account's list, in order. */
@@ -72,11 +77,11 @@ export default defineModule({
     let pushes = 0;
 
     const service: BlockingService = { cached: (username) => store.cached(username), load: (username) => store.load(username) };
-    m.provide(service);
+    m.provide('blocking', service);
     m.feature(NS_BLOCKING);
 
     const blockingOf = (jid: Jid): BlockingService | undefined =>
-      jid.local === '' ? undefined : (m.server.hosts.get(jid.domain)?.services.get('blocking') as BlockingService | undefined);
+      jid.local === '' ? undefined : m.optional('blocking', jid.domain);
 
     /** Whether `jid` is the user's own account or its server: never blockable, or the user could lock itself out. */
     const exempt = (user: Jid, jid: Jid) => jid.bare === user.bare || (jid.local === '' && jid.resource === '' && jid.domain === user.domain);
@@ -232,8 +237,8 @@ export default defineModule({
       ));
     };
     // above every module that acts on what arrives (roster subscriptions, probes, delivery)
-    for (const kind of ['message', 'presence', 'iq']) {
-      for (const target of ['bare', 'full']) m.on(`${kind}/${target}`, inbound, 1000);
+    for (const kind of ['message', 'presence', 'iq'] as const) {
+      for (const target of ['bare', 'full'] as const) m.on(`${kind}/${target}`, inbound, 1000);
     }
     // presence of our users to other servers: a blocked contact there does not get it either
     const remote = (e: { stanza: Element; from: Jid; to: Jid }): unknown => {
@@ -274,8 +279,8 @@ export default defineModule({
       }
       return true;
     }
-    for (const kind of ['message', 'presence', 'iq']) {
-      for (const target of ['host', 'bare', 'full']) m.on(`pre-${kind}/${target}`, outbound, 1000);
+    for (const kind of ['message', 'presence', 'iq'] as const) {
+      for (const target of ['host', 'bare', 'full'] as const) m.on(`pre-${kind}/${target}`, outbound, 1000);
     }
   },
 });

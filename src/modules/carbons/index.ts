@@ -164,7 +164,7 @@ export default defineModule({
       return undefined;
     };
     // below everything that may refuse or consume the message (blocking, ...): a copy says it went out
-    for (const target of ['none', 'host', 'bare', 'full']) m.on(`pre-message/${target}`, outbound, -100);
+    for (const target of ['none', 'host', 'bare', 'full'] as const) m.on(`pre-message/${target}`, outbound, -100);
 
     // --- received copies (§7): what one resource receives, to the others ------------------------
     const fromMuc = (e: StanzaEvent) => components.has(e.from.domain);

@@ -9,7 +9,6 @@ import type { StanzaEvent } from '../../core/router.js';
 import type { SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import type { Migration } from '../../storage/db.js';
-import type { RosterService } from '../roster/index.js';
 
 const NS_LAST = 'jabber:iq:last';
 
@@ -43,7 +42,7 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('last_activity').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     /** The status text of each session's goodbye presence, if it said one. */
     const leavingStatus = new WeakMap<SessionRef, string>();
     /** Per account still online somewhere: the latest activity of its sessions that already ended. */

@@ -13,7 +13,6 @@ import { StanzaError, messageType } from '../../core/stanza.js';
 import { serialize } from '../../xml/serialize.js';
 import { parseElement } from '../../xml/parse.js';
 import type { SessionLostEvent } from '../../c2s/hibernation.js';
-import type { RosterService } from '../roster/index.js';
 import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQuery } from './query.js';
 import { ArchivePrefs, PrefsStore, RetentionStore, type DefaultPolicy } from './settings.js';
 import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId, removeArchive } from './store.js';
@@ -84,6 +83,12 @@ export function archivedXml(message: Element): string {
 }
 
 /** What the archive offers the other modules on its host: retention for offline storage, archives for rooms. */
+declare module '../../core/module.js' {
+  interface Services {
+    mam: ArchiveService;
+  }
+}
+
 export interface ArchiveService {
   /** Messages of `username` stored before this time (ms) are expired; null: kept forever. */
   expiryCutoff(username: string, now?: number): number | null;
@@ -203,7 +208,7 @@ export default defineModule({
     });
     const prefsStore = new PrefsStore(m.db, domain);
     const retention = new RetentionStore(m.db, domain);
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     await Promise.all([store.init(), prefsStore.init(), retention.load()]);
     const options = m.options;
 
@@ -257,7 +262,7 @@ export default defineModule({
       return stanzaIdWanted ? new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) }) : null;
     }
 
-    m.provide({
+    m.provide('mam', {
       expiryCutoff,
       store,
       maxPage: options.max_page,
@@ -389,7 +394,7 @@ export default defineModule({
     // --- retention -------------------------------------------------------------------------------
     let sweeping: Promise<void> | undefined;
     let stopped = false;
-    const offlineExpiry = () => m.host.services.get('offline') as OfflineExpiry | undefined;
+    const offlineExpiry = () => m.optional('offline');
     const localOf = (owner: string) => {
       const at = owner.indexOf('@');
       return at !== -1 && owner.slice(at + 1) === domain ? owner.slice(0, at) : null;

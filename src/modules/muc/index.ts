@@ -14,8 +14,6 @@ import { defaultRoomConfig } from './forms.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID } from './ns.js';
 import { Room, type RoomHost } from './room.js';
 import { RoomStore, mucMigrations } from './store.js';
-import type { ArchiveService } from '../mam/index.js';
-import type { BlockingService } from '../blocking/index.js';
 
 export default defineModule({
   name: 'muc',
@@ -68,12 +66,12 @@ export default defineModule({
       maxHistory: options.max_history_length,
       isLocal: (d) => server.hosts.has(d),
       route: (stanza) => m.route(stanza),
-      blockingOf: (jid) => server.hosts.get(jid.domain)?.services.get('blocking') as BlockingService | undefined,
+      blockingOf: (jid) => m.optional('blocking', jid.domain),
       // the mam module, when enabled, sets up after this one: looked up when needed
       get archive() {
-        return m.host.services.get('mam') as ArchiveService | undefined;
+        return m.optional('mam');
       },
-      archiveOf: (d) => server.hosts.get(d)?.services.get('mam') as ArchiveService | undefined,
+      archiveOf: (d) => m.optional('mam', d),
       removed: (room) => {
         if (rooms.get(room.name) === room) rooms.delete(room.name);
         // a room created later under the same name is someone else's: it does not inherit the archive

@@ -12,9 +12,9 @@ import { parseElement } from '../../xml/parse.js';
 import { SerialQueue } from '../../core/serial.js';
 import { serialize } from '../../xml/serialize.js';
 import { OfflineStore, offlineMigrations } from './store.js';
-import { matches, type BlockingService } from '../blocking/index.js';
+import { matches } from '../blocking/index.js';
 import { parseJid } from '../../core/jid.js';
-import type { ArchiveService, OfflineExpiry } from '../mam/index.js';
+import type { OfflineExpiry } from '../mam/index.js';
 
 const NS_HINTS = 'urn:xmpp:hints';
 const NS_DELAY = 'urn:xmpp:delay';
@@ -50,6 +50,12 @@ export function storable(message: Element): boolean {
   return false;
 }
 
+declare module '../../core/module.js' {
+  interface Services {
+    offline: OfflineExpiry;
+  }
+}
+
 export default defineModule({
   name: 'offline',
   description: 'Keeps messages for offline users and delivers them at their next login',
@@ -80,7 +86,7 @@ export default defineModule({
 
     // retention (the mam module's archive_expires_after) applies to offline storage too: its sweep calls these
     const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
-    m.provide({
+    m.provide('offline', {
       async expire(cutoff, keep, batch) {
         const deleted = await store.expire(cutoff, keep, batch, pause);
         if (deleted > 0) counts.clear(); // the quotas are counted again from the store
@@ -146,10 +152,10 @@ export default defineModule({
       await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
       // past the retention period a message is not delivered, even before the sweep deletes it
-      const cutoff = (m.host.services.get('mam') as ArchiveService | undefined)?.expiryCutoff(username) ?? null;
+      const cutoff = m.optional('mam')?.expiryCutoff(username) ?? null;
       // XEP-0191 §5.3, when the blocking module runs here: nothing from a JID the user blocked
       // since reaches the user, not even what was stored before
-      const blocking = m.host.services.get('blocking') as BlockingService | undefined;
+      const blocking = m.optional('blocking');
       const blocked = messages.length > 0 && blocking ? await blocking.load(username) : undefined;
       for (const message of messages) {
         let stanza: Element;

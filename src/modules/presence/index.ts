@@ -6,7 +6,14 @@ import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
 import type { SessionRef } from '../../core/ports.js';
 import { serialize } from '../../xml/serialize.js';
-import type { RosterService, SubscriptionChangeEvent } from '../roster/index.js';
+import type { SubscriptionChangeEvent } from '../roster/index.js';
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    /** The session sent its initial presence and it went out (offline messages follow, XEP-0160). */
+    'presence/initial': { session: SessionRef };
+  }
+}
 
 export default defineModule({
   name: 'presence',
@@ -14,7 +21,7 @@ export default defineModule({
   implements: [{ spec: 'RFC 6121', status: 'complete', note: 'exchanging presence (§4)' }],
   dependencies: ['roster'],
   setup(m) {
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     const domain = m.host.domain;
     /** Broadcasts waiting for a roster read: the server's shutdown waits for them before the database closes. */
     const unfinished = new Set<Promise<unknown>>();

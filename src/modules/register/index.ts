@@ -6,7 +6,6 @@ import { AccountExistsError } from '../../accounts/store.js';
 import { normalizeUsername, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
-import type { UnauthenticatedIqEvent, StreamFeaturesEvent } from '../../c2s/stream.js';
 import { duration } from '../../config/units.js';
 import { isLoopbackAddress } from '../../http/forwarded.js';
 
@@ -34,7 +33,7 @@ export default defineModule({
     const recentByAddress = new Map<string, number[]>();
 
     m.feature(NS_REGISTER);
-    m.on<StreamFeaturesEvent>('c2s/features', (e) => {
+    m.on('c2s/features', (e) => {
       if (e.stage === 'pre-auth' && open) e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
     });
 
@@ -46,7 +45,7 @@ export default defineModule({
     };
 
     // XEP-0077 §3.1: registration on a stream that has not authenticated yet
-    m.on<UnauthenticatedIqEvent>('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
+    m.on('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
       const query = iq.getChild('query', NS_REGISTER);
       if (query === undefined) return undefined;
       if (!open) {

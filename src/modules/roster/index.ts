@@ -14,6 +14,12 @@ const NS_ROSTER_VER = 'urn:xmpp:features:rosterver';
 const MAX_NAME_LENGTH = 1023;
 
 /** What the roster offers other modules on the same host (presence, last activity, ...). */
+declare module '../../core/module.js' {
+  interface Services {
+    roster: RosterService;
+  }
+}
+
 export interface RosterService {
   store: RosterStore;
   /** Contacts that receive the account's presence (subscription from or both). */
@@ -26,6 +32,15 @@ export interface RosterService {
 export interface SubscriptionChangeEvent {
   username: string;
   contact: string;
+}
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    /** The user approved a contact's subscription request (RFC 6121 §3.1.4). */
+    'roster/approved': SubscriptionChangeEvent;
+    /** A subscription from the user to the contact ended (RFC 6121 §3.2-3.3). */
+    'roster/cancelled': SubscriptionChangeEvent;
+  }
 }
 
 function itemElement(item: RosterItem, removed = false): Element {
@@ -51,7 +66,7 @@ export default defineModule({
     const store = new RosterStore(m.db, domain);
     const has = (s: Subscription, bit: 'to' | 'from') => s === 'both' || s === bit;
 
-    m.provide({
+    m.provide('roster', {
       store,
       presenceSubscribers: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'from')).map((i) => i.jid),
       presenceSubscriptions: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'to')).map((i) => i.jid),

@@ -38,6 +38,12 @@ export interface UploadService {
 }
 
 /** What the module offers other modules of its host (the web chat's CSP): where slots point. */
+declare module '../../core/module.js' {
+  interface Services {
+    upload: UploadHostService;
+  }
+}
+
 export interface UploadHostService {
   /** The base URL of this host's slots (PUT and GET), no trailing slash. */
   baseUrl(): string;
@@ -148,7 +154,7 @@ export default defineModule({
       }
       return m.httpUrl(HTTP_PREFIX);
     };
-    m.provide({ baseUrl } satisfies UploadHostService);
+    m.provide('upload', { baseUrl });
     const service = await sharedService(m.server);
     const { store } = service;
     const fileLifetime = options.expire_after === null ? null : options.expire_after * 1000;
