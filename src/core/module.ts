@@ -9,9 +9,9 @@ import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
 import type { AccountDataScope } from '../accounts/lifecycle.js';
 import { wait, type Pause } from './events.js';
+import { ServedDomain } from './component.js';
 import type { EventMap, EventName } from './event-map.js';
 import type { IqHandler, IqTarget, IqType } from './iq.js';
-import type { Jid } from './jid.js';
 import type { Kernel } from './kernel.js';
 import type { VirtualHost } from './host.js';
 import type { HttpHandler, HttpRouteOptions } from './http-port.js';
@@ -149,15 +149,19 @@ export class ModuleContext<Options> {
   }
 
   /**
-   * Serve a domain of our own (e.g. conference.<host>): stanzas addressed to it or under it are
-   * handed to `receive`, and it is listed in the host's disco#items.
+   * Serve a domain of our own (e.g. conference.<host>), listed in the host's disco#items. The
+   * returned ServedDomain (src/core/component.ts) takes its IQ handlers, disco identity,
+   * features and items, and the handler of the addresses under it; it answers disco and ping
+   * and bounces the rest.
    */
-  component(domain: string, receive: (stanza: Element, from: Jid, to: Jid) => unknown, name?: string): void {
+  component(domain: string, name?: string): ServedDomain {
     const router = this.server.router;
     if (router.components.has(domain) || this.server.hosts.has(domain)) throw new Error(`${domain} is already served`);
-    router.components.set(domain, { domain, host: this.host, receive });
+    const served = new ServedDomain(domain, this.host, router, this.log);
+    router.components.set(domain, served);
     this.discoItem(domain, name);
     this.cleanups.push(() => void router.components.delete(domain));
+    return served;
   }
 
   /** Add an item to the host's service discovery items (XEP-0030 §4), e.g. a MUC service. */
