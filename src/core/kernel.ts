@@ -148,7 +148,7 @@ export class Kernel {
     // what a hook must store before the stanza is accepted (the archive), once it is routed
     const durable = event.durable;
     if (durable === undefined) return routed;
-    return routed instanceof Promise ? routed.then(durable) : durable();
+    return routed instanceof Promise ? routed.then(() => durable.written()) : durable.written();
   }
 
   /**

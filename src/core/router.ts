@@ -25,11 +25,16 @@ export interface StanzaEvent {
   /** The local client session it came from, when it came from one. */
   session?: Session | undefined;
   /**
-   * Set by a `pre-` hook of a client stanza (e.g. the archive): called once the router has taken
-   * the stanza, it returns what must be stored before the stanza counts as accepted (the promise
+   * Set by a `pre-` hook of a client stanza (e.g. the archive): asked once the router has taken
+   * the stanza, it says what must be stored before the stanza counts as accepted (the promise
    * stream management waits for before acknowledging, XEP-0198). See Kernel.processFromClient.
    */
-  durable?: (() => unknown) | undefined;
+  durable?: Durable | undefined;
+}
+
+/** What must be written before a client stanza is accepted; an object the hook already has, not a closure per stanza. */
+export interface Durable {
+  written(): unknown;
 }
 
 /**

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { durationOrNever, duration } from '../../config/units.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { OfflineEvent, StanzaEvent } from '../../core/router.js';
+import type { Durable, OfflineEvent, StanzaEvent } from '../../core/router.js';
 import type { DeliveryTracker } from '../../core/ports.js';
 import { StanzaError, messageType } from '../../core/stanza.js';
 import { serialize } from '../../xml/serialize.js';
@@ -117,16 +117,21 @@ export interface OfflineExpiry {
  * under a symbol. Not a WeakMap: at tens of thousands of messages a second, ephemeron entries were
  * a large part of the garbage collector's work; a property dies with its message like any other.
  */
-interface Archiving {
+class Archiving implements Durable {
   /** The archive writes the message caused: none, one promise, or several. */
-  writes: Promise<unknown> | Array<Promise<unknown>> | null;
+  writes: Promise<unknown> | Array<Promise<unknown>> | null = null;
   /** Already in its recipient's archive (full JID → bare JID → offline all fire). */
-  inRecipientArchive: boolean;
+  inRecipientArchive = false;
   /** The children before the sender's stanza-id was added for sent carbons. */
-  senderChildren: Element['children'] | null;
+  senderChildren: Element['children'] | null = null;
   /** The archived serialisation, valid while the children are `xmlChildren`. */
-  xml: string | null;
-  xmlChildren: Element['children'] | null;
+  xml: string | null = null;
+  xmlChildren: Element['children'] | null = null;
+
+  /** What the sender's acknowledgement waits for (the event's `durable`, asked once the message is routed). */
+  written(): Promise<unknown> | undefined {
+    return allWritten(this);
+  }
 }
 const ARCHIVING = Symbol('mam.archiving');
 type ArchivedElement = Element & { [ARCHIVING]?: Archiving };
@@ -134,7 +139,7 @@ type ArchivedElement = Element & { [ARCHIVING]?: Archiving };
 const knownState = (stanza: Element): Archiving | undefined => (stanza as ArchivedElement)[ARCHIVING];
 
 function stateOf(stanza: Element): Archiving {
-  return ((stanza as ArchivedElement)[ARCHIVING] ??= { writes: null, inRecipientArchive: false, senderChildren: null, xml: null, xmlChildren: null });
+  return ((stanza as ArchivedElement)[ARCHIVING] ??= new Archiving());
 }
 
 function archivedXmlOf(stanza: Element, state: Archiving): string {
@@ -286,7 +291,7 @@ export default defineModule({
       const state = stateOf(e.stanza);
       // accepted once archived: the kernel asks once the router has taken it, so the recipient's
       // archive write (noted while routing, or before offline storage settled) is waited for too
-      e.durable = () => allWritten(state);
+      e.durable = state;
       // the sender's id is only ever seen in a sent carbon, which needs another session of the account
       const carbonPossible = (sessions.resources(e.from.bare)?.size ?? 0) > 1;
       const stanzaId = archive(e.stanza, state, e.from, e.to, carbonPossible);
