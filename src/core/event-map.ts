@@ -4,7 +4,7 @@
 // them, by declaration merging:
 //   declare module '../core/event-map.js' { interface EventMap { 'c2s/session-lost': SessionLostEvent } }
 import type { OfflineEvent, StanzaEvent } from './router.js';
-import type { Session } from './sessions.js';
+import type { SessionRef } from './ports.js';
 
 /**
  * `account/deleting`, fired on the account's host by a running server before the account's data
@@ -28,8 +28,8 @@ export interface EventMap extends StanzaEvents {
   'message/delivered': StanzaEvent;
   /** A message for an account with no available resource: store it (offline) or it bounces. */
   'message/offline': OfflineEvent;
-  'session/bound': { session: Session };
-  'session/closed': { session: Session; reason: string };
+  'session/bound': { session: SessionRef };
+  'session/closed': { session: SessionRef; reason: string };
   'account/deleting': AccountDeletingEvent;
   'account/deleted': { username: string; host: string };
 }

@@ -12,7 +12,6 @@ import type { VirtualHost } from './host.js';
 import { Jid, parseJid } from './jid.js';
 import type { IqTarget } from './iq.js';
 import type { Delivery, RemoteRoute, SessionDirectory, SessionRef } from './ports.js';
-import type { Session } from './sessions.js';
 import { StanzaError, errorReply, iqResult, messageType } from './stanza.js';
 import { serialize } from '../xml/serialize.js';
 
@@ -22,8 +21,8 @@ export interface StanzaEvent {
   from: Jid;
   to: Jid;
   host: VirtualHost;
-  /** The local client session it came from, when it came from one. */
-  session?: Session | undefined;
+  /** The local client session it came from, when it came from one (written to through Delivery). */
+  session?: SessionRef | undefined;
   /**
    * Set by a `pre-` hook of a client stanza (e.g. the archive): asked once the router has taken
    * the stanza, it says what must be stored before the stanza counts as accepted (the promise
@@ -99,7 +98,7 @@ export class Router {
   }
 
   /** Like route() when the addresses are already parsed (the client stream did it): no second parse. */
-  routeAddressed(stanza: Element, from: Jid, to: Jid, session?: Session): unknown {
+  routeAddressed(stanza: Element, from: Jid, to: Jid, session?: SessionRef): unknown {
     const host = this.hosts.get(to.domain);
     if (host === undefined) {
       const component = this.components.get(to.domain);
