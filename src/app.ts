@@ -1,4 +1,6 @@
-// From a validated configuration to a Server: settings mapping and the logger.
+// The composition root: from a validated configuration to a running Server (src/app/server.ts,
+// which builds storage → accounts → kernel → modules → c2s / s2s / http / control socket):
+// settings mapping, the module registry and the logger.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +8,7 @@ import pino, { type Logger } from 'pino';
 import type { z } from 'zod';
 import type { CoreConfig } from './config/schema.js';
 import { modulesForHost, validateModuleOptions, type ConfigSource } from './config/load.js';
-import { Server, type ServerSettings } from './core/server.js';
+import { Server, type ServerSettings } from './app/server.js';
 import { moduleRegistry } from './modules/index.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 

@@ -51,6 +51,10 @@ async function start(file: string): Promise<void> {
   const log = createLogger(config);
   const server = createServer(config, source, log);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
+  // SIGHUP's default is to end the process; an admin sending it expects a reload, which is not
+  // there yet. Ignored from before the start: one sent as soon as "xmppd started" is logged must
+  // not find the default still in place (the line is written before start() has settled).
+  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP received: configuration reload is not supported; ignored (restart to apply changes)'));
   try {
     await server.start();
   } catch (err) {
@@ -72,8 +76,6 @@ async function start(file: string): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  // SIGHUP's default is to end the process; an admin sending it expects a reload, which is not there yet
-  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP received: configuration reload is not supported; ignored (restart to apply changes)'));
 }
 
 /** A listener that could not be opened, at the line of its entry in the configuration. */

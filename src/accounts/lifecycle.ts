@@ -5,8 +5,26 @@
 // the next account of that name inherits nothing (issue 11: a privacy defect before).
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
-import type { AccountDataScope, ModuleDefinition } from '../core/module.js';
 import type { AccountStore } from './store.js';
+
+/** The account whose data is being deleted, and where data lives. */
+export interface AccountDataScope {
+  db: Knex;
+  /** The account's virtual host, e.g. 'localhost'. */
+  host: string;
+  username: string;
+  /** username@host */
+  bareJid: string;
+  /** The server's data directory (files such as uploads live under it). */
+  dataDir: string;
+}
+
+/** What keeps data for accounts: a module definition (src/core/module.ts) is one. */
+export interface AccountDataOwner {
+  name: string;
+  migrations?: readonly unknown[];
+  removeAccountData?(account: AccountDataScope): Promise<void>;
+}
 
 export interface AccountDeletion {
   /** Whether the account existed (its data is removed either way: leftovers of an earlier deletion go too). */
@@ -24,7 +42,7 @@ export async function removeAccountData(
   dataDir: string,
   host: string,
   username: string,
-  modules: Iterable<ModuleDefinition<unknown>>,
+  modules: Iterable<AccountDataOwner>,
   log?: Logger,
 ): Promise<string[]> {
   const migrated = (await db.schema.hasTable('xmppd_migrations'))
@@ -52,7 +70,7 @@ export async function deleteAccount(
   dataDir: string,
   host: string,
   username: string,
-  modules: Iterable<ModuleDefinition<unknown>>,
+  modules: Iterable<AccountDataOwner>,
   log?: Logger,
 ): Promise<AccountDeletion> {
   const existed = await accounts.delete(host, username);
@@ -69,7 +87,7 @@ export interface RunningServer {
   sessions: { ofAccount(bare: string): ReadonlyMap<string, { close(condition?: 'not-authorized', text?: string): void }> | undefined };
   hosts: ReadonlyMap<string, { events: { fire<E>(name: string, event: E): unknown } }>;
   /** Every module this build knows (not only the enabled ones). */
-  moduleDefinitions(): Iterable<ModuleDefinition<unknown>>;
+  moduleDefinitions(): Iterable<AccountDataOwner>;
 }
 
 /**

@@ -33,6 +33,12 @@ export interface SessionLostEvent {
   since: number;
 }
 
+declare module '../core/event-map.js' {
+  interface EventMap {
+    'c2s/session-lost': SessionLostEvent;
+  }
+}
+
 export class HibernationRecords {
   constructor(
     private readonly db: Knex,

@@ -3,11 +3,13 @@
 // whitespace keepalives) instead of one timer per connection.
 import net from 'node:net';
 import tls from 'node:tls';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import { listenOn } from '../core/listen.js';
 import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
 import { clock, startClock, stopClock } from './clock.js';
+import type { AuthThrottle } from './sasl/throttle.js';
+import type { TlsContexts } from '../tls/contexts.js';
 import { TcpTransport, type C2STransport } from './transport.js';
 import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from './hibernation.js';
 import { parseJid } from '../core/jid.js';
@@ -34,8 +36,12 @@ export class C2SListeners {
   shedding: OverloadShedding | null = null;
 
   constructor(
-    private readonly server: Server,
+    private readonly server: Kernel,
     private readonly settings: C2SSettings,
+    /** The hosts' certificates (src/tls). */
+    readonly tls: TlsContexts,
+    /** Throttling of password guessers, shared by every stream (sasl/throttle.ts). */
+    readonly authThrottle: AuthThrottle,
   ) {}
 
   async listen(): Promise<void> {
@@ -67,7 +73,7 @@ export class C2SListeners {
    */
   private directTls(socket: net.Socket): tls.TLSSocket {
     // handshake errors reach the stream's socket 'error' handler, which logs them
-    return new tls.TLSSocket(socket, { isServer: true, ...this.server.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] });
+    return new tls.TLSSocket(socket, { isServer: true, ...this.tls.serverOptions(), ALPNProtocols: ['xmpp-client'] });
   }
 
   /** A new client connection, over TCP or a WebSocket (src/c2s/websocket.ts). */
@@ -125,7 +131,7 @@ export class C2SListeners {
       }
       if (whitespaceKeepalive !== null && now - stream.lastSent > whitespaceKeepalive * 1000) stream.sendWhitespace();
     }
-    this.server.authThrottle.sweep();
+    this.authThrottle.sweep();
   }
 
   /**

@@ -8,15 +8,14 @@
 // are receipts and chat states dropped; a presence is never dropped (a contact would look
 // online or offline wrongly until their next change), it goes out instead.
 //
-// XEP-0198: everything here happens before a stanza reaches ClientSession.transmit, so nothing
+// XEP-0198: everything here happens before a stanza reaches ClientSession.transmit (session.ts), so nothing
 // held or dropped was ever counted in the stream management queue; once counted, it is sent.
 import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import type Element from 'ltx/lib/Element.js';
 import { Counter } from 'prom-client';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker } from '../core/sessions.js';
 import { classify } from './csi.js';
-import type { ClientSession } from './session.js';
 
 export interface OverloadSettings {
   /** false: nothing is ever held or dropped */
@@ -65,7 +64,16 @@ const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
  * The recipient's own presence, which its client waits for: the reflection of its own
  * broadcast (RFC 6121 §4.2.2) or of a MUC join (XEP-0045 §7.2.2, status 110), which completes it.
  */
-function isOwnPresence(session: ClientSession, stanza: Element): boolean {
+/** What shedding needs of a client session (src/c2s/session.ts's ClientSession is one). */
+export interface SheddableSession {
+  readonly jid: { readonly bare: string; toString(): string };
+  readonly stream: { readonly transport: { readonly pendingOutput: number } } | null;
+  readonly sm: { readonly unackedCount: number } | null;
+  readonly ended: boolean;
+  send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
+}
+
+function isOwnPresence(session: SheddableSession, stanza: Element): boolean {
   const from = stanza.attrs.from;
   if (from !== undefined && from.startsWith(session.jid.bare) && (from.length === session.jid.bare.length || from[session.jid.bare.length] === '/')) return true;
   const x = stanza.getChild('x', NS_MUC_USER);
@@ -74,16 +82,16 @@ function isOwnPresence(session: ClientSession, stanza: Element): boolean {
 
 export class OverloadShedding {
   private readonly counts = new Float64Array(CLASSES.length * ACTIONS.length);
-  private readonly holding = new Map<ClientSession, HeldForSession>();
+  private readonly holding = new Map<SheddableSession, HeldForSession>();
   private readonly delay: ELDHistogram | null;
   private readonly timer: NodeJS.Timeout;
   /** The session whose held stanzas are being sent (they are not held again on the way out). */
-  private releasing: ClientSession | null = null;
+  private releasing: SheddableSession | null = null;
   /** The event loop is behind: every recipient sheds. */
   lagging = false;
 
   constructor(
-    private readonly server: Server,
+    private readonly server: Kernel,
     private readonly settings: OverloadSettings,
   ) {
     this.delay = settings.eventLoopLag === null ? null : monitorEventLoopDelay({ resolution: RESOLUTION_MS });
@@ -111,7 +119,7 @@ export class OverloadShedding {
   }
 
   /** Whether `session` should shed now: the server is lagging or it is a recipient behind. */
-  private overloaded(session: ClientSession): boolean {
+  private overloaded(session: SheddableSession): boolean {
     if (this.lagging) return true;
     const { backlog, unacked } = this.settings;
     if (backlog !== null && session.stream !== null && session.stream.transport.pendingOutput > backlog) return true;
@@ -122,7 +130,7 @@ export class OverloadShedding {
    * Called by the session for every stanza it is about to send: true when the stanza was taken
    * (held or dropped) and must not be sent now. Cheap when there is no overload: two field reads.
    */
-  takes(session: ClientSession, stanza: Element, xml: string | undefined, tracker: DeliveryTracker | undefined): boolean {
+  takes(session: SheddableSession, stanza: Element, xml: string | undefined, tracker: DeliveryTracker | undefined): boolean {
     if (session === this.releasing) return false;
     if (!this.overloaded(session)) {
       // the load fell: what was held goes first, so an older presence never follows a newer one
@@ -173,7 +181,7 @@ export class OverloadShedding {
   }
 
   /** Sends what `session` has held, in order. */
-  private release(session: ClientSession): void {
+  private release(session: SheddableSession): void {
     const held = this.holding.get(session);
     if (held === undefined) return;
     this.holding.delete(session);
@@ -187,7 +195,7 @@ export class OverloadShedding {
   }
 
   /** The session ends: what it had held is handed back (to be routed elsewhere or given up). */
-  takeHeld(session: ClientSession): HeldStanza[] {
+  takeHeld(session: SheddableSession): HeldStanza[] {
     const held = this.holding.get(session);
     if (held === undefined) return [];
     this.holding.delete(session);

@@ -2,8 +2,9 @@
 // management allows resumption (XEP-0198 §5): a dropped mobile link leaves the session
 // "hibernating" — still online for its contacts, stanzas queued — until the client resumes on a
 // new connection or the resumption window ends.
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker, Session } from '../core/sessions.js';
+import { LOCAL_NODE, type SessionFlag } from '../core/ports.js';
 import type { Jid } from '../core/jid.js';
 import { messageType, type StreamErrorCondition } from '../core/stanza.js';
 import Element from 'ltx/lib/Element.js';
@@ -24,7 +25,8 @@ export class ClientSession implements Session {
   priority = 0;
   available = false;
   presence: Element | null = null;
-  interested = false;
+  readonly flags = new Set<SessionFlag>();
+  readonly node = LOCAL_NODE;
   directedPresence: Set<string> | null = null;
   lastActivity = Date.now();
   remoteAddress: string;
@@ -41,7 +43,7 @@ export class ClientSession implements Session {
   private hibernationRecord: Promise<void> | undefined;
 
   constructor(
-    private readonly server: Server,
+    private readonly server: Kernel,
     stream: C2SStream,
     readonly jid: Jid,
     /** Under overload, holds back or drops what is worth least (src/c2s/overload.ts). */
@@ -50,6 +52,11 @@ export class ClientSession implements Session {
     this.stream = stream;
     this.remoteAddress = stream.remoteAddress;
     this.listeners = stream.listeners;
+  }
+
+  /** A session of this process is its own local ref (src/core/ports.ts). */
+  get local(): this {
+    return this;
   }
 
   get host(): string {

@@ -6,13 +6,14 @@
 // of the event loop goes out in a single socket write, or one burst of WebSocket messages (see flushAll).
 import crypto from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker } from '../core/sessions.js';
 import { type Jid, parseJid } from '../core/jid.js';
 import {
   NS_CLIENT, NS_STREAMS, StanzaError, errorReply, iqResult, streamErrorXml,
   type StreamErrorCondition,
 } from '../core/stanza.js';
+import { Waiting } from '../core/events.js';
 import { StreamParser, type ParseErrorCondition } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
 import type { ChannelBinding } from './sasl/channel-binding.js';
@@ -24,6 +25,7 @@ import { NS_SM } from './sm.js';
 import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState } from './features/index.js';
 import { NS_SESSION, NS_BIND } from './features/bind.js';
 import { RateLimiter } from './rate.js';
+import type { AuthThrottle } from './sasl/throttle.js';
 import { ReadHolds, type C2STransport, type TransportEvents } from './transport.js';
 
 /** CPU a connection's input may take at once before its share applies (`c2s.max_cpu_share`). */
@@ -51,6 +53,15 @@ const MAX_STORING = 64;
 export type { StreamState, NegotiatingStream } from './features/index.js';
 // the events modules hook into during negotiation (src/c2s/features/modules.ts)
 export type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './features/index.js';
+import type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './features/index.js';
+
+declare module '../core/event-map.js' {
+  interface EventMap {
+    'c2s/features': StreamFeaturesEvent;
+    'c2s/unauthenticated-iq': UnauthenticatedIqEvent;
+    'c2s/nonza': NonzaEvent;
+  }
+}
 
 // Streams with output waiting, flushed together once per event-loop turn.
 let dirty: C2SStream[] = [];
@@ -100,7 +111,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   private readonly reading: ReadHolds;
 
   constructor(
-    readonly server: Server,
+    readonly server: Kernel,
     readonly transport: C2STransport,
     readonly settings: C2SSettings,
     readonly listeners: C2SListeners,
@@ -114,6 +125,10 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     this.rateLimiter = settings.maxReceiveRate === null ? null : new RateLimiter(settings.maxReceiveRate, settings.maxReceiveRate * 4);
     this.cpuLimiter = settings.maxCpuShare === null ? null : new RateLimiter(settings.maxCpuShare * 1000, CPU_BURST_MS);
     transport.attach(this);
+  }
+
+  get authThrottle(): AuthThrottle {
+    return this.listeners.authThrottle;
   }
 
   get jid(): Jid | undefined {
@@ -407,7 +422,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   upgradeToTls(): void {
     const transport = this.transport;
     transport.send(`<proceed xmlns='${NS_TLS}'/>`);
-    transport.startTls!(this.server.tls.serverOptions(), () => {
+    transport.startTls!(this.listeners.tls.serverOptions(), () => {
       this.secure = true;
     });
     // §5.4.3.3: plaintext pipelined after <starttls/> is discarded, never processed
@@ -533,8 +548,47 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     } else if (!session.inactive) {
       session.lastActivity = clock.now; // XEP-0012: what the user does, not keepalives or IQs (1 s resolution is plenty)
     }
-    return this.server.processFromClient(stanza, session, to);
+    return this.process(stanza, session, to);
   }
+
+  /**
+   * Client stanzas that arrived while an earlier one waited (a handler awaiting I/O, events.ts
+   * Waiting), checked and stamped already: handed to the kernel in order once it is done, as
+   * Prosody's per-session runner does. null when nothing waits.
+   */
+  private behind: Array<{ stanza: Element; session: ClientSession; to: Jid | null; settle: (value: unknown) => void }> | null = null;
+
+  /** Hands a checked client stanza to the kernel in its turn; returns what it is accepted with (a promise: once stored). */
+  private process(stanza: Element, session: ClientSession, to: Jid | null): unknown {
+    if (this.behind !== null) {
+      // XEP-0198 counts it now; it is handled (and acknowledged) once it has had its turn
+      let settle!: (value: unknown) => void;
+      const handled = new Promise((resolve) => (settle = resolve));
+      this.behind.push({ stanza, session, to, settle });
+      return handled;
+    }
+    const handling = this.server.processFromClient(stanza, session, to);
+    if (!(handling instanceof Waiting)) return handling;
+    this.behind = [];
+    handling.routed.then(this.nextInOrder, this.nextInOrder);
+    return handling.accepted;
+  }
+
+  /** The stanza that waited is done: the ones behind it have their turn, until one waits again. */
+  private readonly nextInOrder = (): void => {
+    const queue = this.behind;
+    this.behind = null;
+    if (queue === null) return;
+    for (let i = 0; i < queue.length; i++) {
+      const entry = queue[i]!;
+      if (this.behind !== null) {
+        (this.behind as typeof queue).push(entry); // one waits again: the rest stay behind it, in order
+        continue;
+      }
+      // a session that ended meanwhile sends nothing more (a hibernating one still does)
+      entry.settle(entry.session.ended ? undefined : this.process(entry.stanza, entry.session, entry.to));
+    }
+  };
 
   private reject(stanza: Element, error: StanzaError): void {
     if (stanza.attrs.type === 'error') return;

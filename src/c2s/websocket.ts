@@ -3,24 +3,14 @@
 // running over a WebSocketTransport.
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
 import type { HttpListenerInfo, HttpUpgrade } from '../http/router.js';
 import { sendError } from '../http/service.js';
 import type { C2SListeners } from './listener.js';
 import type { C2STransport, TransportEvents } from './transport.js';
 
-export const WEBSOCKET_PATH = '/xmpp-websocket';
-
-export interface WebSocketSettings {
-  enabled: boolean;
-  /**
-   * auto: secure on a TLS listener, or for a connection from this machine to a loopback
-   * listener (a local browser, or a local reverse proxy that terminated TLS: it must then say
-   * X-Forwarded-Proto: https, and one that says http is not secure). always: every connection
-   * (a proxy elsewhere that terminates TLS), like Prosody's consider_websocket_secure.
-   */
-  considerSecure: 'auto' | 'always';
-}
+import { WEBSOCKET_PATH, type WebSocketSettings } from '../http/settings.js';
+export { WEBSOCKET_PATH, type WebSocketSettings };
 
 /** A WebSocket carrying one client stream, RFC 7395 framed. */
 export class WebSocketTransport implements C2STransport {
@@ -73,7 +63,7 @@ export class WebSocketTransport implements C2STransport {
 }
 
 /** Serves /xmpp-websocket on every HTTP listener, handing each connection to the client listeners. */
-export function serveWebSocket(server: Server, c2s: C2SListeners, settings: WebSocketSettings, maxStanzaSize: number): () => void {
+export function serveWebSocket(server: Kernel, c2s: C2SListeners, settings: WebSocketSettings, maxStanzaSize: number): () => void {
   const wss = new WebSocketServer({
     noServer: true,
     // the parser refuses an oversized stanza with a stream error (policy-violation); this only

@@ -1,7 +1,13 @@
 // One virtual host (a domain this server serves): its events, service discovery data, IQ
 // handlers and the modules enabled on it.
 import { EventBus } from './events.js';
-import type { IqHandler, IqTarget, IqType, ModuleContext } from './module.js';
+import type { IqHandler, IqTarget, IqType } from './iq.js';
+
+/** A module set up on a host, as the host keeps it (src/core/module.ts's ModuleContext). */
+export interface HostModule {
+  readonly name: string;
+  stop(): Promise<void>;
+}
 
 export interface HostSettings {
   domain: string;
@@ -24,7 +30,7 @@ export class VirtualHost {
   readonly accountFeatures = new Set<string>();
   readonly identities: DiscoIdentity[] = [{ category: 'server', type: 'im', name: 'xmppd' }];
   readonly items: Array<{ jid: string; name?: string | undefined }> = [];
-  readonly modules = new Map<string, ModuleContext<unknown>>();
+  readonly modules = new Map<string, HostModule>();
   readonly services = new Map<string, object>();
   private readonly iqHandlers = new Map<string, IqHandler>();
 
@@ -38,10 +44,14 @@ export class VirtualHost {
     return this.settings.admins.includes(bareJid);
   }
 
-  setIqHandler(target: IqTarget, type: IqType, xmlns: string, handler: IqHandler): void {
+  /** Registers the handler; returns its removal (when its module stops). */
+  setIqHandler(target: IqTarget, type: IqType, xmlns: string, handler: IqHandler): () => void {
     const key = `${target}|${type}|${xmlns}`;
     if (this.iqHandlers.has(key)) throw new Error(`two modules handle ${type} ${xmlns} for ${target} on ${this.domain}`);
     this.iqHandlers.set(key, handler);
+    return () => {
+      if (this.iqHandlers.get(key) === handler) this.iqHandlers.delete(key);
+    };
   }
 
   iqHandler(target: IqTarget, type: string, xmlns: string): IqHandler | undefined {

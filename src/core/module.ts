@@ -7,12 +7,15 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
-import type { EventHandler } from './events.js';
-import type { Jid } from './jid.js';
-import type { Session } from './sessions.js';
-import type { Server } from './server.js';
+import type { AccountDataScope } from '../accounts/lifecycle.js';
+import { wait, type Pause } from './events.js';
+import { ServedDomain } from './component.js';
+import type { EventMap, EventName } from './event-map.js';
+import type { IqHandler, IqTarget, IqType } from './iq.js';
+import type { Kernel } from './kernel.js';
 import type { VirtualHost } from './host.js';
-import type { HttpHandler, HttpRouteOptions } from '../http/router.js';
+import type { HttpHandler, HttpRouteOptions } from './http-port.js';
+import type { DeliveryTracker, SessionDirectory, SessionRef } from './ports.js';
 
 /** One entry of a module's claim, as in a DOAP `xmpp:SupportedXep` (or an RFC). */
 export interface ProtocolSupport {
@@ -22,6 +25,16 @@ export interface ProtocolSupport {
   status: 'complete' | 'partial' | 'planned';
   note?: string;
 }
+
+export type { AccountDataScope };
+
+/**
+ * The services modules offer each other, by module name (m.provide, m.use, m.optional). A
+ * module that provides one declares its type here, by declaration merging:
+ * `declare module '../../core/module.js' { interface Services { roster: RosterService } }`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Services {}
 
 export interface ModuleDefinition<Options = Record<string, never>> {
   name: string;
@@ -44,57 +57,20 @@ export interface ModuleDefinition<Options = Record<string, never>> {
   setup(m: ModuleContext<Options>): void | Promise<void>;
 }
 
-/** The account whose data is being deleted, and where data lives. */
-export interface AccountDataScope {
-  db: Knex;
-  /** The account's virtual host, e.g. 'localhost'. */
-  host: string;
-  username: string;
-  /** username@host */
-  bareJid: string;
-  /** The server's data directory (files such as uploads live under it). */
-  dataDir: string;
-}
-
-/**
- * `account/deleting`, fired on the account's host by a running server before the account's data
- * is removed (its sessions are already closed). A handler with I/O to finish first (e.g. telling
- * contacts) pushes its promise to `pending`. `account/deleted` ({ username, host }) follows once
- * the data is gone, for modules to drop what they hold in memory.
- */
-export interface AccountDeletingEvent {
-  username: string;
-  pending: Array<Promise<unknown>>;
-}
+export type { AccountDeletingEvent, EventMap } from './event-map.js';
 
 export function defineModule<Options = Record<string, never>>(definition: ModuleDefinition<Options>): ModuleDefinition<Options> {
   return definition;
 }
 
-export type IqType = 'get' | 'set';
-/** `host`: the IQ is addressed to the server itself; `account`: to a user's bare JID (or none). */
-export type IqTarget = 'host' | 'account';
-
-export interface IqRequest {
-  iq: Element;
-  /** The payload element (the single child of a get/set IQ). */
-  payload: Element;
-  from: Jid;
-  /** The addressed entity: the host, or the account's bare JID. */
-  to: Jid;
-  /** The local client session the IQ came from, if it came from one. */
-  session: Session | undefined;
-}
-
-/** Returns the result payload (or nothing for an empty result); throws a StanzaError to fail. */
-export type IqHandler = (request: IqRequest) => Element | null | void | Promise<Element | null | void>;
+export type { IqHandler, IqRequest, IqTarget, IqType } from './iq.js';
 
 export class ModuleContext<Options> {
   private readonly cleanups: Array<() => void | Promise<void>> = [];
 
   constructor(
     readonly name: string,
-    readonly server: Server,
+    readonly server: Kernel,
     readonly host: VirtualHost,
     readonly options: Options,
     readonly log: Logger,
@@ -104,58 +80,93 @@ export class ModuleContext<Options> {
     return this.server.db;
   }
 
+  /** Where the bound sessions are (src/core/ports.ts): find, resources, presence, flags. */
+  get sessions(): SessionDirectory {
+    return this.server.sessions;
+  }
+
+  /** Write a stanza to a session (src/core/ports.ts Delivery): the only way a module reaches one. */
+  deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void {
+    this.server.delivery.deliver(ref, stanza, xml, tracker);
+  }
+
   /** Advertise a feature in the host's service discovery (XEP-0030). */
   feature(namespace: string): void {
-    this.host.features.add(namespace);
+    this.cleanups.push(addToSet(this.host.features, namespace));
   }
 
   /** Advertise a feature on every account's bare JID (e.g. a message archive, XEP-0313 §6). */
   accountFeature(namespace: string): void {
-    this.host.accountFeatures.add(namespace);
+    this.cleanups.push(addToSet(this.host.accountFeatures, namespace));
   }
 
   identity(category: string, type: string, name?: string): void {
-    this.host.identities.push({ category, type, name });
+    this.cleanups.push(addToList(this.host.identities, { category, type, name }));
   }
 
   /** Handle IQs of `type` whose payload is in `xmlns`, addressed to the host or to an account. */
   iq(type: IqType, xmlns: string, handler: IqHandler, target: IqTarget | 'both' = 'host'): void {
-    if (target === 'both' || target === 'host') this.host.setIqHandler('host', type, xmlns, handler);
-    if (target === 'both' || target === 'account') this.host.setIqHandler('account', type, xmlns, handler);
+    if (target === 'both' || target === 'host') this.cleanups.push(this.host.setIqHandler('host', type, xmlns, handler));
+    if (target === 'both' || target === 'account') this.cleanups.push(this.host.setIqHandler('account', type, xmlns, handler));
   }
 
-  /** Hook a host event (`message/bare`, `pre-presence/none`, `session/bound`...); see README. */
-  on<E>(event: string, handler: EventHandler<E>, priority = 0): void {
+  /** Hook a host event (`message/bare`, `pre-presence/none`, `session/bound`...), its payload typed by name (event-map.ts). */
+  on<K extends EventName>(event: K, handler: (event: EventMap[K]) => unknown, priority = 0): void {
     this.cleanups.push(this.host.events.on(event, handler, priority));
   }
 
-  /** Offer an object to other modules on this host (e.g. the roster module's RosterService). */
-  provide(service: object): void {
-    this.host.services.set(this.name, service);
+  /**
+   * From a handler, pause its event chain until `promise` settles: `return m.wait(p)`. Its value
+   * is the handler's result (undefined: the chain goes on). A client's later stanzas wait behind it.
+   */
+  wait(promise: Promise<unknown>): Pause {
+    return wait(promise);
   }
 
-  /** The service another module on this host provided; that module must be a dependency. */
-  use<T>(module: string): T {
+  /** Offer this module's service to the other modules on this host (its type declared in Services). */
+  provide<K extends keyof Services>(name: K, service: Services[K]): void {
+    if (name !== this.name) throw new Error(`module "${this.name}" cannot provide the service of module "${name}"`);
+    this.host.services.set(name, service);
+    this.cleanups.push(() => {
+      if (this.host.services.get(name) === service) this.host.services.delete(name);
+    });
+  }
+
+  /** The service of a module this one depends on (declared in `dependencies`: loaded before it). */
+  use<K extends keyof Services>(module: K): Services[K] {
     const service = this.host.services.get(module);
     if (service === undefined) throw new Error(`module "${this.name}" needs module "${module}" to be loaded before it`);
-    return service as T;
+    return service as Services[K];
   }
 
   /**
-   * Serve a domain of our own (e.g. conference.<host>): stanzas addressed to it or under it are
-   * handed to `receive`, and it is listed in the host's disco#items.
+   * A soft dependency: the service of `module` if it is enabled, on this host or on `domain`
+   * (looked up at each call: a module set up later is found too).
    */
-  component(domain: string, receive: (stanza: Element, from: Jid, to: Jid) => unknown, name?: string): void {
+  optional<K extends keyof Services>(module: K, domain?: string): Services[K] | undefined {
+    const host = domain === undefined ? this.host : this.server.hosts.get(domain);
+    return host?.services.get(module) as Services[K] | undefined;
+  }
+
+  /**
+   * Serve a domain of our own (e.g. conference.<host>), listed in the host's disco#items. The
+   * returned ServedDomain (src/core/component.ts) takes its IQ handlers, disco identity,
+   * features and items, and the handler of the addresses under it; it answers disco and ping
+   * and bounces the rest.
+   */
+  component(domain: string, name?: string): ServedDomain {
     const router = this.server.router;
     if (router.components.has(domain) || this.server.hosts.has(domain)) throw new Error(`${domain} is already served`);
-    router.components.set(domain, { domain, host: this.host, receive });
+    const served = new ServedDomain(domain, this.host, router, this.log);
+    router.components.set(domain, served);
     this.discoItem(domain, name);
     this.cleanups.push(() => void router.components.delete(domain));
+    return served;
   }
 
   /** Add an item to the host's service discovery items (XEP-0030 §4), e.g. a MUC service. */
   discoItem(jid: string, name?: string): void {
-    this.host.items.push({ jid, name });
+    this.cleanups.push(addToList(this.host.items, { jid, name }));
   }
 
   /** Send a stanza on its way through the router, as the server. */
@@ -169,7 +180,7 @@ export class ModuleContext<Options> {
    * The handler gets node's req/res plus the virtual host; a thrown HttpError becomes its status.
    */
   http(route: HttpRouteOptions | string, handler: HttpHandler): void {
-    this.cleanups.push(this.server.http.router.add(route, handler, this.host.domain));
+    this.cleanups.push(this.server.http.route(route, handler, this.host.domain));
   }
 
   /** The public base URL of this host's HTTP service, no trailing slash (for URLs given to clients). */
@@ -192,4 +203,20 @@ export class ModuleContext<Options> {
   async stop(): Promise<void> {
     for (const cleanup of this.cleanups.reverse()) await cleanup();
   }
+}
+
+/** Adds `value` unless another module did; returns its removal (a no-op when it was there already). */
+function addToSet<T>(set: Set<T>, value: T): () => void {
+  if (set.has(value)) return () => undefined;
+  set.add(value);
+  return () => void set.delete(value);
+}
+
+/** Appends `entry`; returns its removal. */
+function addToList<T>(list: T[], entry: T): () => void {
+  list.push(entry);
+  return () => {
+    const index = list.indexOf(entry);
+    if (index !== -1) list.splice(index, 1);
+  };
 }

@@ -10,8 +10,8 @@ import type { AccountStore } from '../accounts/store.js';
 import type { EventBus } from './events.js';
 import type { VirtualHost } from './host.js';
 import { Jid, parseJid } from './jid.js';
-import type { IqTarget } from './module.js';
-import type { Session, SessionRegistry } from './sessions.js';
+import type { IqTarget } from './iq.js';
+import type { Delivery, RemoteRoute, SessionDirectory, SessionRef } from './ports.js';
 import { StanzaError, errorReply, iqResult, messageType } from './stanza.js';
 import { serialize } from '../xml/serialize.js';
 
@@ -21,8 +21,19 @@ export interface StanzaEvent {
   from: Jid;
   to: Jid;
   host: VirtualHost;
-  /** The local client session it came from, when it came from one. */
-  session?: Session | undefined;
+  /** The local client session it came from, when it came from one (written to through Delivery). */
+  session?: SessionRef | undefined;
+  /**
+   * Set by a `pre-` hook of a client stanza (e.g. the archive): asked once the router has taken
+   * the stanza, it says what must be stored before the stanza counts as accepted (the promise
+   * stream management waits for before acknowledging, XEP-0198). See Kernel.processFromClient.
+   */
+  durable?: Durable | undefined;
+}
+
+/** What must be written before a client stanza is accepted; an object the hook already has, not a closure per stanza. */
+export interface Durable {
+  written(): unknown;
 }
 
 /**
@@ -56,10 +67,13 @@ export class Router {
   readonly components = new Map<string, Component>();
   /** Callbacks waiting for an account-existence lookup, per account, so their order is kept. */
   private readonly pendingLookups = new Map<string, Array<(exists: boolean) => void>>();
+  /** Where stanzas for other domains go (s2s), connected by the composition root when federation is on. */
+  remote: RemoteRoute | undefined;
 
   constructor(
     private readonly hosts: ReadonlyMap<string, VirtualHost>,
-    private readonly sessions: SessionRegistry,
+    private readonly sessions: SessionDirectory,
+    private readonly delivery: Delivery,
     private readonly accounts: AccountStore,
     private readonly serverEvents: EventBus,
     private readonly log: Logger,
@@ -84,12 +98,13 @@ export class Router {
   }
 
   /** Like route() when the addresses are already parsed (the client stream did it): no second parse. */
-  routeAddressed(stanza: Element, from: Jid, to: Jid, session?: Session): unknown {
+  routeAddressed(stanza: Element, from: Jid, to: Jid, session?: SessionRef): unknown {
     const host = this.hosts.get(to.domain);
     if (host === undefined) {
       const component = this.components.get(to.domain);
       if (component !== undefined) return component.receive(stanza, from, to);
-      if (this.serverEvents.fire('route/remote', { stanza, from, to }) === undefined) {
+      // `route/remote` lets modules refuse (blocking, XEP-0191); then the RemoteRoute port takes it
+      if (this.serverEvents.fire('route/remote', { stanza, from, to }) === undefined && this.remote?.route(stanza, from, to) !== true) {
         this.bounce(stanza, new StanzaError('remote-server-not-found', `${to.domain} is not served here and federation is off`));
       }
       return;
@@ -112,8 +127,13 @@ export class Router {
     const on = (event: string, handler: (e: StanzaEvent) => unknown) => host.events.on(event, handler, DEFAULT_RULES_PRIORITY);
 
     on('message/full', (e) => {
-      const session = this.sessions.get(e.to.bare, e.to.resource);
-      if (session !== undefined) return session.send(e.stanza), true;
+      const session = this.sessions.find(e.to.bare, e.to.resource);
+      if (session !== undefined) {
+        this.delivery.deliver(session, e.stanza);
+        // after the delivery: modules add to it (carbons' copies), never deliver it themselves
+        host.events.fire('message/delivered', e);
+        return true;
+      }
       // §8.5.3.2.1: no such resource. chat/normal go to the bare JID; groupchat bounces; headline is dropped.
       const type = messageType(e.stanza);
       if (type === 'groupchat') return this.bounce(e.stanza, new StanzaError('service-unavailable')), true;
@@ -131,8 +151,8 @@ export class Router {
       if (type === 'subscribe' || type === 'subscribed' || type === 'unsubscribe' || type === 'unsubscribed') {
         return host.events.fire('presence/bare', { ...e, to: e.to.toBare() }), true; // §8.5.3.2.2
       }
-      const session = this.sessions.get(e.to.bare, e.to.resource);
-      if (session !== undefined && type !== 'probe') session.send(e.stanza);
+      const session = this.sessions.find(e.to.bare, e.to.resource);
+      if (session !== undefined && type !== 'probe') this.delivery.deliver(session, e.stanza);
       return true; // §8.5.3.2.2: otherwise silently ignored
     });
     on('presence/bare', (e) => {
@@ -144,8 +164,8 @@ export class Router {
     on('presence/host', () => true);
 
     on('iq/full', (e) => {
-      const session = this.sessions.get(e.to.bare, e.to.resource);
-      if (session !== undefined) session.send(e.stanza);
+      const session = this.sessions.find(e.to.bare, e.to.resource);
+      if (session !== undefined) this.delivery.deliver(session, e.stanza);
       else if (e.stanza.attrs.type === 'get' || e.stanza.attrs.type === 'set') this.bounce(e.stanza, new StanzaError('service-unavailable'));
       return true;
     });
@@ -163,7 +183,7 @@ export class Router {
    * message that only this session had, once a resource that never got it comes online.)
    */
   /** Returns a promise when the message is accepted only once stored (offline storage). */
-  undelivered(stanza: Element, recipient: Jid, otherCopies: readonly Session[] = []): Promise<unknown> | undefined {
+  undelivered(stanza: Element, recipient: Jid, otherCopies: readonly SessionRef[] = []): Promise<unknown> | undefined {
     if (stanza.name === 'iq') {
       const type = stanza.attrs.type;
       if (type === 'get' || type === 'set') this.bounce(stanza, new StanzaError('recipient-unavailable'));
@@ -175,21 +195,21 @@ export class Router {
     const host = this.hosts.get(recipient.domain);
     if (host === undefined) return undefined;
     for (const other of otherCopies) {
-      if (other.available && this.sessions.get(other.jid.bare, other.jid.resource) === other) return undefined;
+      if (other.available && this.sessions.find(other.jid.bare, other.jid.resource) === other) return undefined;
     }
     return this.messageToBare(stanza, recipient.toBare(), host);
   }
 
   /** Sends to each available resource with non-negative priority; returns how many got it. */
   deliverToAvailable(bare: string, stanza: Element, nonNegativeOnly: boolean): number {
-    const resources = this.sessions.ofAccount(bare);
+    const resources = this.sessions.resources(bare);
     if (resources === undefined) return 0;
     let xml: string | undefined;
     let delivered = 0;
     for (const session of resources.values()) {
       if (!session.available || (nonNegativeOnly && session.priority < 0)) continue;
       xml ??= serialize(stanza); // serialised once for all resources
-      session.send(stanza, xml);
+      this.delivery.deliver(session, stanza, xml);
       delivered++;
     }
     return delivered;

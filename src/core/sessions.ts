@@ -1,27 +1,22 @@
 // Bound client sessions of this node, by account. The router reads it for every stanza, so the
 // lookups are two Map gets; modules keep per-account state keyed by the same bare JID.
 import type Element from 'ltx/lib/Element.js';
-import type { Jid } from './jid.js';
+import type { Delivery, DeliveryTracker, LocalSession, SessionDirectory, SessionFlag, SessionRef } from './ports.js';
 import type { StreamErrorCondition } from './stanza.js';
 
-/** What the core and modules know of a bound client session, whatever carries it (TCP, WebSocket). */
-export interface Session {
-  readonly jid: Jid;
+/**
+ * A bound client session of this process, whatever carries it (TCP, WebSocket): a SessionRef
+ * whose `local` is itself. The kernel's in-memory directory and the c2s edge use it; modules
+ * see SessionRefs (src/core/ports.ts) and write through Delivery.
+ */
+export interface Session extends SessionRef, LocalSession {
   readonly host: string;
   readonly remoteAddress: string;
-  /** Priority from the last available presence (RFC 6121 §4.7.2.3); meaningful when `available`. */
   priority: number;
-  /** Sent initial presence and not yet unavailable (RFC 6121 §4.2). */
   available: boolean;
-  /** The last broadcast available presence (with `from` stamped), for probes and new contacts. */
   presence: Element | null;
-  /** Requested the roster: an "interested resource" that gets roster pushes (RFC 6121 §2.1.6). */
-  interested: boolean;
-  /** Full or bare JIDs this session sent directed presence to (RFC 6121 §4.6). */
+  readonly flags: Set<SessionFlag>;
   directedPresence: Set<string> | null;
-  /** The client declared itself inactive (XEP-0352 Client State Indication). */
-  readonly inactive: boolean;
-  /** Epoch ms of the user's own last activity (XEP-0012): not keepalives, not while inactive (XEP-0352). */
   lastActivity: number;
   /**
    * Deliver a stanza. `xml` is its serialisation when the caller already has it (one
@@ -32,13 +27,23 @@ export interface Session {
   close(condition?: StreamErrorCondition, text?: string): void;
 }
 
-/** Told exactly once what became of a stanza handed to Session.send. */
-export interface DeliveryTracker {
-  delivered(): void;
-  undelivered(): void;
+export type { DeliveryTracker };
+
+/** The in-memory SessionDirectory: the sessions of this process. */
+/**
+ * Delivery (src/core/ports.ts) for this process: a local ref is written to at once, with the
+ * caller's serialisation (no copy, no await); a ref to a session on another node would go to
+ * the cluster's RemoteRoute, which does not exist yet, so it is undelivered.
+ */
+export class LocalDelivery implements Delivery {
+  deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void {
+    const local = ref.local;
+    if (local !== undefined) return local.send(stanza, xml, tracker);
+    tracker?.undelivered();
+  }
 }
 
-export class SessionRegistry {
+export class SessionRegistry implements SessionDirectory {
   private readonly byAccount = new Map<string, Map<string, Session>>();
   private count = 0;
 
@@ -82,6 +87,37 @@ export class SessionRegistry {
 
   hasAccount(bare: string): boolean {
     return this.byAccount.has(bare);
+  }
+
+  find(bare: string, resource: string): Session | undefined {
+    return this.byAccount.get(bare)?.get(resource);
+  }
+
+  resources(bare: string): ReadonlyMap<string, Session> | undefined {
+    return this.byAccount.get(bare);
+  }
+
+  setPresence(ref: SessionRef, presence: Element | null, priority = 0): void {
+    const session = ref as Session; // this directory hands out its sessions as their refs
+    session.presence = presence;
+    session.available = presence !== null;
+    if (presence !== null) session.priority = priority;
+  }
+
+  setFlag(ref: SessionRef, flag: SessionFlag, on: boolean): void {
+    const session = ref as Session;
+    if (on) session.flags.add(flag);
+    else session.flags.delete(flag);
+  }
+
+  setDirectedPresence(ref: SessionRef, target: string, sent: boolean): void {
+    const session = ref as Session;
+    if (sent) (session.directedPresence ??= new Set()).add(target);
+    else session.directedPresence?.delete(target);
+  }
+
+  clearDirectedPresence(ref: SessionRef): void {
+    (ref as Session).directedPresence = null;
   }
 
   *all(): IterableIterator<Session> {

@@ -1,15 +1,12 @@
 // The server's own HTTP endpoints: XEP-0156 connection discovery (host-meta), /health for
 // liveness and readiness probes, and /metrics for Prometheus.
-import type { Server } from '../core/server.js';
-import { WEBSOCKET_PATH } from '../c2s/websocket.js';
+import type { Kernel } from '../core/kernel.js';
+import type { HttpService } from './service.js';
+import { WEBSOCKET_PATH, type MetricsSettings } from './settings.js';
 import type { HttpListenerInfo, HttpRequest } from './router.js';
 import { fromLocalAdmin } from './forwarded.js';
 
-export interface MetricsSettings {
-  enabled: boolean;
-  /** loopback: only on plain listeners bound to a loopback address (usage data stays local); all: every listener. */
-  listeners: 'loopback' | 'all';
-}
+export type { MetricsSettings } from './settings.js';
 
 const NS_XRD = 'http://docs.oasis-open.org/ns/xri/xrd-1.0';
 const REL_WEBSOCKET = 'urn:xmpp:alt-connections:websocket';
@@ -19,7 +16,14 @@ export function websocketUrl(baseUrl: string): string {
   return baseUrl.replace(/^http/, 'ws') + WEBSOCKET_PATH;
 }
 
-export function serveEndpoints(server: Server, metrics: MetricsSettings, websocketEnabled: boolean): void {
+/** What the endpoints read: the kernel's health and metrics, the listeners' readiness. */
+export type EndpointsSource = Pick<Kernel, 'startedAt' | 'storage' | 'metrics' | 'db' | 'log'> & {
+  http: HttpService;
+  /** Every configured listener is accepting connections. */
+  listenersUp(): boolean;
+};
+
+export function serveEndpoints(server: EndpointsSource, metrics: MetricsSettings, websocketEnabled: boolean): void {
   const http = server.http;
 
   // XEP-0156 §3: where a (web) client finds the WebSocket endpoint. Web clients fetch it from
@@ -67,7 +71,7 @@ function send(request: HttpRequest, status: number, contentType: string, body: s
   res.end(body);
 }
 
-async function databaseReachable(server: Server): Promise<boolean> {
+async function databaseReachable(server: EndpointsSource): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {

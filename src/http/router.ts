@@ -1,64 +1,10 @@
 // The HTTP handler API: routes by path prefix, per virtual host or for every host. One router
 // serves every HTTP listener (src/http/listener.ts); modules add routes with `m.http(...)`, the
 // core (WebSocket, host-meta, health, metrics) with `server.http.route(...)`.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-import type { Logger } from 'pino';
-import type { VirtualHost } from '../core/host.js';
 
-/** One HTTP listener, as a handler sees it. */
-export interface HttpListenerInfo {
-  host: string;
-  port: number;
-  tls: 'none' | 'direct';
-  /** Bound to a loopback address (127.0.0.0/8, ::1): only this machine, e.g. a reverse proxy, connects. */
-  loopback: boolean;
-}
-
-/** What a handler gets for one request. */
-export interface HttpRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
-  /** The virtual host named by the Host header (or the default host). */
-  host: VirtualHost;
-  /** The request path, percent-decoding not applied (e.g. `/upload/abc/photo.jpg`). */
-  path: string;
-  /** The part of `path` after the route's prefix, without its leading `/` (`abc/photo.jpg`). */
-  subpath: string;
-  /** The parsed query string. */
-  query: URLSearchParams;
-  listener: HttpListenerInfo;
-  /** The public base URL of this request (`https://example.org:5443`), see HttpService.publicUrl. */
-  baseUrl: string;
-  log: Logger;
-  /** Reads the whole request body, up to the route's `maxBodySize` (413 past it). */
-  body(): Promise<Buffer>;
-}
-
-export type HttpHandler = (request: HttpRequest) => unknown;
-
-/** An HTTP Upgrade request (WebSocket) for a route that accepts them. */
-export interface HttpUpgrade {
-  req: IncomingMessage;
-  socket: Duplex;
-  head: Buffer;
-  host: VirtualHost;
-  listener: HttpListenerInfo;
-  log: Logger;
-}
-
-export interface HttpRouteOptions {
-  /** `/upload` serves `/upload` and everything under `/upload/`; the longest matching prefix wins. */
-  prefix: string;
-  /** Allowed methods; default GET (which allows HEAD). Others get 405 with an Allow header. */
-  methods?: string[];
-  /** Largest request body accepted (Content-Length checked before the handler runs, 413 past it). Default: http.max_body_size. */
-  maxBodySize?: number;
-  /** Only on the listeners this accepts (e.g. metrics on plain loopback listeners); others get 404. */
-  listeners?: (listener: HttpListenerInfo) => boolean;
-  /** Accept `Upgrade:` requests on this prefix (WebSocket). */
-  upgrade?: (upgrade: HttpUpgrade) => void;
-}
+// The handler types are a port of the kernel (modules add routes with m.http): src/core/http-port.ts.
+import type { HttpHandler, HttpListenerInfo, HttpRouteOptions, HttpUpgrade } from '../core/http-port.js';
+export type { HttpHandler, HttpListenerInfo, HttpRequest, HttpRouteOptions, HttpUpgrade } from '../core/http-port.js';
 
 export interface HttpRoute extends Required<Omit<HttpRouteOptions, 'upgrade' | 'listeners'>> {
   handler: HttpHandler;

@@ -8,8 +8,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
-import type { WebSocketSettings } from '../c2s/websocket.js';
-import type { MetricsSettings } from './endpoints.js';
+import type { HttpPort } from '../core/http-port.js';
+import type { MetricsSettings, WebSocketSettings } from './settings.js';
 import { listenOn } from '../core/listen.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 
@@ -58,7 +58,7 @@ interface Listening {
   info: HttpListenerInfo;
 }
 
-export class HttpService {
+export class HttpService implements HttpPort {
   readonly router: HttpRouter;
   private readonly listening: Listening[] = [];
   private readonly sockets = new Set<Duplex>();
@@ -72,9 +72,9 @@ export class HttpService {
     this.router = new HttpRouter(settings.maxBodySize);
   }
 
-  /** Serves `prefix` on every virtual host (core routes). Returns a function removing it. */
-  route(options: HttpRouteOptions | string, handler: HttpHandler): () => void {
-    return this.router.add(options, handler);
+  /** Serves `prefix` on one virtual host, or on every one (core routes). Returns a function removing it. */
+  route(options: HttpRouteOptions | string, handler: HttpHandler, domain?: string): () => void {
+    return this.router.add(options, handler, domain);
   }
 
   async listen(): Promise<void> {

@@ -9,7 +9,8 @@ import tls from 'node:tls';
 import type Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import type { Jid } from '../core/jid.js';
-import type { Server } from '../core/server.js';
+import type { Kernel } from '../core/kernel.js';
+import type { RemoteRoute } from '../core/ports.js';
 import { listenOn } from '../core/listen.js';
 import { StanzaError, type StanzaErrorCondition } from '../core/stanza.js';
 import type { TlsContexts } from '../tls/contexts.js';
@@ -45,7 +46,7 @@ interface Backoff {
   failure: { condition: StanzaErrorCondition; text: string };
 }
 
-export class S2SService {
+export class S2SService implements RemoteRoute {
   readonly secret: string;
   readonly tls: TlsContexts;
   readonly log: Logger;
@@ -58,17 +59,17 @@ export class S2SService {
   private readonly connecting = new Map<string, Attempt>();
   private readonly backoff = new Map<string, Backoff>();
   private sweeper: NodeJS.Timeout | undefined;
-  private unhook: (() => void) | undefined;
   private stopped = false;
 
   constructor(
-    readonly server: Server,
+    readonly server: Kernel,
     readonly settings: S2SSettings,
+    tlsContexts: TlsContexts,
   ) {
     this.log = server.log.child({ component: 's2s' });
     this.secret = loadDialbackSecret(settings.dialbackSecret, server.settings.dataDir);
     const ca = settings.caFile === undefined ? undefined : readCaFile(settings.caFile);
-    this.tls = server.tls.withCa(ca);
+    this.tls = tlsContexts.withCa(ca);
     this.resolver = createResolver(settings.dnsServers);
   }
 
@@ -100,7 +101,6 @@ export class S2SService {
       netServer.on('error', (err) => this.log.error({ err }, 's2s listener error'));
       this.listeners.push({ server: netServer, listen });
     }
-    this.unhook = this.server.events.on('route/remote', (e: { stanza: Element; from: Jid; to: Jid }) => this.routeRemote(e.stanza, e.from, e.to));
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
   }
@@ -127,8 +127,8 @@ export class S2SService {
     return list;
   }
 
-  /** `route/remote`: a stanza for another server, from one of our domains. */
-  private routeRemote(stanza: Element, from: Jid, to: Jid): true {
+  /** RemoteRoute (src/core/ports.ts): a stanza for another server, from one of our domains. */
+  route(stanza: Element, from: Jid, to: Jid): true {
     const local = from.domain;
     const remote = to.domain;
     if (!this.serves(local)) {
@@ -304,7 +304,6 @@ export class S2SService {
   async close(): Promise<void> {
     this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
-    this.unhook?.();
     const closing = this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.incoming]) stream.close('system-shutdown', 'The server is shutting down');
     for (const stream of [...this.outgoing.values()]) stream.close('system-shutdown', 'The server is shutting down');

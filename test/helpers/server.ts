@@ -5,7 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { configFromObject, validateCoreConfig } from '../../src/config/load.js';
 import { createServer } from '../../src/app.js';
-import type { Server } from '../../src/core/server.js';
+import type { Server } from '../../src/app/server.js';
 import { stopClientsOf } from './clients.js';
 import { assertWireWellFormed } from './well-formed.js';
 import { testStorageConfig } from './postgres.js';

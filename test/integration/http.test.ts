@@ -12,7 +12,7 @@ let server: TestServer;
 test.before(async () => {
   server = await startServer({ config: { hosts: [{ domain: 'localhost', registration: 'open' }, { domain: 'example.org' }] } });
   // a module on example.org serving files, as the upload module does
-  const exampleOrg = new ModuleContext('files', server.server, server.server.hosts.get('example.org')!, {}, pino({ level: 'silent' }));
+  const exampleOrg = new ModuleContext('files', server.server.kernel, server.server.hosts.get('example.org')!, {}, pino({ level: 'silent' }));
   exampleOrg.http({ prefix: '/files', methods: ['GET', 'PUT'], maxBodySize: 16 }, async (request) => {
     if (request.req.method === 'PUT') {
       const body = await request.body();

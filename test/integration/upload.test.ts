@@ -452,7 +452,7 @@ test.serial('a quota per account: past it the request is refused with resource-c
   // what is left fits
   await requestSlot(dora, 'c.bin', 1000);
   // what /metrics can count
-  t.deepEqual((await uploadServiceOf(quota.server))!.counters, { files: 1, bytesReceived: 2000, bytesStored: 2000 });
+  t.deepEqual((await uploadServiceOf(quota.server.kernel))!.counters, { files: 1, bytesReceived: 2000, bytesStored: 2000 });
   const metrics = await (await fetch(`http://127.0.0.1:${quota.httpPort}/metrics`)).text();
   t.regex(metrics, /^xmppd_upload_bytes_total 2000$/m);
   t.regex(metrics, /^xmppd_upload_files\{host="localhost"\} 1$/m);
@@ -499,7 +499,7 @@ test.serial('an upload to a full disk is answered 507 Insufficient Storage and l
   const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-upload-log-')), 'xmppd.log');
   const cramped = await startServer({ logFile, config: { modules: standardModules } });
   t.teardown(() => cramped.stop());
-  const store = (await uploadServiceOf(cramped.server)!).store as unknown as { blobs: BlobStore };
+  const store = (await uploadServiceOf(cramped.server.kernel)!).store as unknown as { blobs: BlobStore };
   store.blobs = new DiskFullBlobStore(store.blobs, 64 * 1024);
   await cramped.createAccount('hal');
   const hal = await connect(cramped, 'hal', { resource: 'phone' });

@@ -5,7 +5,7 @@ import type Element from 'ltx/lib/Element.js';
 import pino from 'pino';
 import xml from '@xmpp/xml';
 import { parseJid } from '../../src/core/jid.js';
-import { SessionRegistry, type Session } from '../../src/core/sessions.js';
+import { LocalDelivery, SessionRegistry, type Session } from '../../src/core/sessions.js';
 import { defaultRoomConfig } from '../../src/modules/muc/forms.js';
 import { Room, type RoomHost } from '../../src/modules/muc/room.js';
 import type { RoomStore } from '../../src/modules/muc/store.js';
@@ -20,7 +20,11 @@ class CountingSession {
   priority = 0;
   available = true;
   presence = null;
-  interested = false;
+  readonly flags = new Set<string>();
+  readonly node = 'local';
+  get local(): this {
+    return this;
+  }
   directedPresence = null;
   inactive = false;
   lastActivity = 0;
@@ -37,11 +41,13 @@ class CountingSession {
 
 function roomOf(size: number): { room: Room; sessions: CountingSession[]; routed: Element[] } {
   const registry = new SessionRegistry();
+  const delivery = new LocalDelivery();
   const routed: Element[] = [];
   const host: RoomHost = {
     domain: SERVICE,
     log: pino({ level: 'silent' }),
     sessions: registry,
+    deliver: (ref, stanza, serialised, tracker) => delivery.deliver(ref, stanza, serialised, tracker),
     store: {} as RoomStore,
     maxOccupants: 20_000,
     maxHistory: 100,

@@ -7,10 +7,11 @@
 // This folder imports nothing from ../stream.ts, ../session.ts or ../listener.ts (types
 // included): the stream imports the list, so an import back would be a cycle across folders.
 import type Element from 'ltx/lib/Element.js';
-import type { Server } from '../../core/server.js';
+import type { Kernel } from '../../core/kernel.js';
 import type { Jid } from '../../core/jid.js';
 import type { StreamErrorCondition } from '../../core/stanza.js';
 import type { ChannelBinding } from '../sasl/channel-binding.js';
+import type { AuthThrottle } from '../sasl/throttle.js';
 import type { C2SSettings } from '../settings.js';
 import type { StreamManagement } from '../sm.js';
 import type { C2STransport } from '../transport.js';
@@ -34,7 +35,9 @@ export interface NegotiatingStream {
   /** The authenticated username ('' before SASL success). */
   readonly username: string;
   readonly remoteAddress: string;
-  readonly server: Server;
+  readonly server: Kernel;
+  /** Throttling of password guessers, shared by every stream (../sasl/throttle.ts). */
+  readonly authThrottle: AuthThrottle;
   readonly settings: C2SSettings;
   readonly transport: C2STransport;
   readonly session: NegotiatedSession | null;

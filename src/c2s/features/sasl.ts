@@ -31,7 +31,7 @@ export const sasl: StreamFeature = {
     }
     let exchange = exchanges.get(stream);
     if (exchange === undefined) {
-      exchange = new SaslNegotiation(stream.server, stream.host, stream.remoteAddress, stream.secure, stream.channelBinding());
+      exchange = new SaslNegotiation(stream.server, stream.authThrottle, stream.host, stream.remoteAddress, stream.secure, stream.channelBinding());
       exchanges.set(stream, exchange);
     }
     exchange.handle(element).then(

@@ -4,12 +4,13 @@
 // (RFC 4616, offered only inside TLS); failures are throttled (./throttle.ts): the guesser, not
 // the account's owner.
 import type Element from 'ltx/lib/Element.js';
-import type { Server } from '../../core/server.js';
+import type { Kernel } from '../../core/kernel.js';
 import { normalizeUsername } from '../../core/jid.js';
 import { authzidIsOwnBareJid, type SaslFailure } from './common.js';
 import { parsePlain } from './plain.js';
 import { verifyPassword } from '../../accounts/credentials.js';
 import { ScramServerExchange } from './scram.js';
+import type { AuthThrottle } from './throttle.js';
 import type { ScramHash } from '../../accounts/credentials.js';
 import type { ChannelBinding } from './channel-binding.js';
 
@@ -52,7 +53,8 @@ export class SaslNegotiation {
   private readonly offered: string[];
 
   constructor(
-    private readonly server: Server,
+    private readonly server: Kernel,
+    private readonly throttle: AuthThrottle,
     private readonly host: string,
     private readonly address: string,
     secure: boolean,
@@ -82,7 +84,7 @@ export class SaslNegotiation {
   }
 
   private throttled(account?: string): SaslOutcome | null {
-    const wait = this.server.authThrottle.blockedFor(this.address, account);
+    const wait = this.throttle.blockedFor(this.address, account);
     if (wait === 0) return null;
     // a stable line for fail2ban (README): the address first, then the account
     this.server.log.warn({ ip: this.address, jid: account, wait }, `authentication throttled from ${this.address} for ${account ?? '-'}`);
@@ -91,7 +93,7 @@ export class SaslNegotiation {
 
   /** Counts the failure, logs it, and answers it (after a delay once the account is past its soft limit). */
   private async failed(account: string | undefined, outcome: SaslOutcome): Promise<SaslOutcome> {
-    const delay = this.server.authThrottle.failed(this.address, account);
+    const delay = this.throttle.failed(this.address, account);
     // a stable line for fail2ban (README): the address first, then the account
     this.server.log.warn({ ip: this.address, jid: account, host: this.host }, `authentication failed from ${this.address} for ${account ?? '-'}`);
     this.server.events.fire('auth/failed', { address: this.address, account });
@@ -100,7 +102,7 @@ export class SaslNegotiation {
   }
 
   private succeeded(username: string, reply: string): SaslOutcome {
-    this.server.authThrottle.succeeded(this.address, `${username}@${this.host}`);
+    this.throttle.succeeded(this.address, `${username}@${this.host}`);
     return { reply, username, done: true };
   }
 

@@ -7,15 +7,22 @@ import { defineModule } from '../../core/module.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import type { StanzaEvent } from '../../core/router.js';
 import { SerialQueue } from '../../core/serial.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { StanzaError, errorReply, messageType } from '../../core/stanza.js';
-import type { RosterService } from '../roster/index.js';
 import { BlocklistStore, blockingMigrations } from './store.js';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 const NS_BLOCKING_ERRORS = 'urn:xmpp:blocking:errors';
+/** The session flag of a resource that asked for its block list (XEP-0191 §3.1): it gets the pushes (§5.3). */
+const BLOCKLIST_INTERESTED = 'blocklist-interested';
 
 /** What the module offers the same module on other hosts: a sender's list, for stanzas it sends. */
+declare module '../../core/module.js' {
+  interface Services {
+    blocking: BlockingService;
+  }
+}
+
 export interface BlockingService {
   /** The account's list, or undefined when it is not in memory yet. */
   cached(username: string): ReadonlySet<string> | undefined;
@@ -61,34 +68,29 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('blocklist').where({ host, username }).delete()),
   async setup(m) {
     const domain = m.host.domain;
-    const sessions = m.server.sessions;
-    const roster = m.use<RosterService>('roster');
+    const sessions = m.sessions;
+    const roster = m.use('roster');
     const store = new BlocklistStore(m.db, domain, (username) => sessions.hasAccount(`${username}@${domain}`));
     await store.init();
     /** Changes to one account's list, in order. */
     const changes = new SerialQueue();
-    /** Sessions that asked for the list: they get the pushes (§5.3). */
-    const interested = new WeakSet<Session>();
-    /** Stanzas let through after waiting for a list, going through their event again: not checked twice. */
-    const checkedInbound = new WeakSet<Element>();
-    const checkedOutbound = new WeakSet<Element>();
     let pushes = 0;
 
     const service: BlockingService = { cached: (username) => store.cached(username), load: (username) => store.load(username) };
-    m.provide(service);
+    m.provide('blocking', service);
     m.feature(NS_BLOCKING);
 
     const blockingOf = (jid: Jid): BlockingService | undefined =>
-      jid.local === '' ? undefined : (m.server.hosts.get(jid.domain)?.services.get('blocking') as BlockingService | undefined);
+      jid.local === '' ? undefined : m.optional('blocking', jid.domain);
 
     /** Whether `jid` is the user's own account or its server: never blockable, or the user could lock itself out. */
     const exempt = (user: Jid, jid: Jid) => jid.bare === user.bare || (jid.local === '' && jid.resource === '' && jid.domain === user.domain);
 
-    m.on('session/bound', ({ session }: { session: Session }) => {
+    m.on('session/bound', ({ session }: { session: SessionRef }) => {
       // read now, so that the first stanzas of the session do not wait for it
       store.load(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'loading a block list failed'));
     });
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       if (!sessions.hasAccount(session.jid.bare)) store.trim();
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
@@ -108,7 +110,7 @@ export default defineModule({
     m.iq('get', NS_BLOCKING, async ({ payload, from, to, session }) => {
       const user = userOf(from, to);
       if (payload.name !== 'blocklist') throw new StanzaError('bad-request', 'Expected <blocklist/>');
-      if (session) interested.add(session);
+      if (session) m.sessions.setFlag(session, BLOCKLIST_INTERESTED, true);
       return itemsElement('blocklist', await store.load(user.local));
     }, 'both');
 
@@ -143,11 +145,11 @@ export default defineModule({
 
     /** §5.3-§5.5: the change goes to every resource that asked for the list. */
     function push(user: Jid, change: Element): void {
-      for (const session of sessions.ofAccount(user.bare)?.values() ?? []) {
-        if (!interested.has(session)) continue;
+      for (const session of sessions.resources(user.bare)?.values() ?? []) {
+        if (!session.flags.has(BLOCKLIST_INTERESTED)) continue;
         const iq = new Element('iq', { type: 'set', id: `block-push-${++pushes}`, to: session.jid.toString() });
         iq.children = [change];
-        session.send(iq);
+        m.deliver(session, iq);
       }
     }
 
@@ -170,7 +172,7 @@ export default defineModule({
      * subscriber, or someone the session sent directed presence to.
      */
     async function presenceTo(user: Jid, items: ReadonlySet<string>, what: 'unavailable' | 'current'): Promise<void> {
-      const resources = sessions.ofAccount(user.bare);
+      const resources = sessions.resources(user.bare);
       if (resources === undefined) return;
       const subscribers = await roster.store.withRoster(user.local, (r) => roster.presenceSubscribers(r));
       const list = store.cached(user.local);
@@ -219,26 +221,24 @@ export default defineModule({
       return undefined;
     }
 
-    const inbound = (event: string) => (e: StanzaEvent): unknown => {
-      if (checkedInbound.has(e.stanza)) return undefined;
+    const inbound = (e: StanzaEvent): unknown => {
       const recipientList = e.to.local === '' || exempt(e.to, e.from) ? NOBODY : store.cached(e.to.local);
       const senderBlocking = e.stanza.name === 'presence' && !goodbyes.has(e.stanza) && !exempt(e.from, e.to) ? blockingOf(e.from) : undefined;
       const senderList = senderBlocking === undefined ? NOBODY : senderBlocking.cached(e.from.local);
       if (recipientList !== undefined && senderList !== undefined) return verdict(e, recipientList, senderList);
-      // a list not in memory yet (its account has no session): the stanza waits for it, in order
-      // with the ones behind it, then goes through the event again
-      const again = () => (checkedInbound.add(e.stanza), m.host.events.fire(event, e));
-      return Promise.all([recipientList ?? store.load(e.to.local), senderList ?? senderBlocking!.load(e.from.local)]).then(
-        ([r, s]) => verdict(e, r, s) ?? again(),
+      // a list not in memory yet (its account has no session): the stanza waits for it (in order
+      // with the ones behind it: the loads are shared), then the chain goes on
+      return m.wait(Promise.all([recipientList ?? store.load(e.to.local), senderList ?? senderBlocking!.load(e.from.local)]).then(
+        ([r, s]) => verdict(e, r, s),
         (err: unknown) => {
           m.log.error({ err, to: e.to.toString() }, 'reading a block list failed; the stanza goes through unchecked');
-          return again();
+          return undefined;
         },
-      );
+      ));
     };
     // above every module that acts on what arrives (roster subscriptions, probes, delivery)
-    for (const kind of ['message', 'presence', 'iq']) {
-      for (const target of ['bare', 'full']) m.on(`${kind}/${target}`, inbound(`${kind}/${target}`), 1000);
+    for (const kind of ['message', 'presence', 'iq'] as const) {
+      for (const target of ['bare', 'full'] as const) m.on(`${kind}/${target}`, inbound, 1000);
     }
     // presence of our users to other servers: a blocked contact there does not get it either
     const remote = (e: { stanza: Element; from: Jid; to: Jid }): unknown => {
@@ -252,35 +252,35 @@ export default defineModule({
 
     const outbound = (e: StanzaEvent): unknown => {
       const session = e.session;
-      if (session === undefined || checkedOutbound.has(e.stanza) || exempt(e.from, e.to)) return undefined;
+      if (session === undefined || exempt(e.from, e.to)) return undefined;
       const list = store.cached(e.from.local);
       if (list === undefined) {
-        // the session's list is still being read: decide once it is there, then carry on as the server would
-        const carryOn = () => (checkedOutbound.add(e.stanza), m.server.processFromClient(e.stanza, session, e.to));
-        return store.load(e.from.local).then(
-          (loaded) => (matches(loaded, e.to) ? refuseOutbound(e, session) : carryOn()),
+        // the session's list is still being read: decide once it is there (the client's later
+        // stanzas wait behind this one), then the chain goes on
+        return m.wait(store.load(e.from.local).then(
+          (loaded) => (matches(loaded, e.to) ? refuseOutbound(e, session) : undefined),
           (err: unknown) => {
             m.log.error({ err, from: e.from.toString() }, 'reading a block list failed; the stanza goes through unchecked');
-            return carryOn();
+            return undefined;
           },
-        );
+        ));
       }
       return matches(list, e.to) ? refuseOutbound(e, session) : undefined;
     };
 
     /** §5.3: not-acceptable with <blocked/>, from the address the stanza was meant for. */
-    function refuseOutbound(e: StanzaEvent, session: Session): true {
+    function refuseOutbound(e: StanzaEvent, session: SessionRef): true {
       const type = e.stanza.attrs.type;
       if (type !== 'error' && !(e.stanza.name === 'iq' && type === 'result')) {
         const error = errorReply(e.stanza, new StanzaError('not-acceptable', 'You have blocked this contact', 'cancel', new Element('blocked', { xmlns: NS_BLOCKING_ERRORS })));
         error.attrs.to = session.jid.toString();
         error.attrs.from = e.stanza.attrs.to ?? e.to.toString();
-        session.send(error);
+        m.deliver(session, error);
       }
       return true;
     }
-    for (const kind of ['message', 'presence', 'iq']) {
-      for (const target of ['host', 'bare', 'full']) m.on(`pre-${kind}/${target}`, outbound, 1000);
+    for (const kind of ['message', 'presence', 'iq'] as const) {
+      for (const target of ['host', 'bare', 'full'] as const) m.on(`pre-${kind}/${target}`, outbound, 1000);
     }
   },
 });

@@ -6,7 +6,7 @@
 import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
-import type { DeliveryTracker, Session } from '../../core/sessions.js';
+import type { DeliveryTracker, SessionRef } from '../../core/ports.js';
 import { NS_CLIENT, StanzaError, messageType } from '../../core/stanza.js';
 import { escapeAttribute, serialize } from '../../xml/serialize.js';
 
@@ -35,6 +35,13 @@ const IM_PAYLOADS = new Set([
 const COPY_TRACKER: DeliveryTracker = { delivered() {}, undelivered() {} };
 
 type Direction = 'sent' | 'received';
+
+/**
+ * Marks a message to a full JID whose delivery the other resources get a <received/> copy of.
+ * A property, not a WeakSet: no ephemeron per message (see mam's Archiving).
+ */
+const COPY_ON_DELIVERY = Symbol('carbons: copy on delivery');
+type CopiedElement = Element & { [COPY_ON_DELIVERY]?: boolean };
 
 /** What the hints on a message say, in one pass over its children. */
 function inspect(message: Element): { hinted: boolean; muc: boolean; body: boolean; im: boolean } {
@@ -98,10 +105,8 @@ export default defineModule({
     { spec: 'XEP-0334', version: '0.3.0', status: 'partial', note: 'no-copy hint respected by carbons' },
   ],
   setup(m) {
-    const sessions = m.server.sessions;
+    const sessions = m.sessions;
     const components = m.server.router.components;
-    /** Sessions that enabled carbons (XEP-0280 §4); a session that ends is forgotten with it. */
-    const enabled = new WeakSet<Session>();
 
     m.feature(NS_CARBONS);
 
@@ -110,8 +115,9 @@ export default defineModule({
       if (session === undefined || (to.local !== '' && to.bare !== from.bare)) {
         throw new StanzaError('not-allowed', 'Carbons are enabled by a client for its own session');
       }
-      if (payload.name === 'enable') enabled.add(session);
-      else if (payload.name === 'disable') enabled.delete(session);
+      // the session's 'carbons' flag (src/core/ports.ts); it ends with the session
+      if (payload.name === 'enable') m.sessions.setFlag(session, 'carbons', true);
+      else if (payload.name === 'disable') m.sessions.setFlag(session, 'carbons', false);
       else throw new StanzaError('bad-request', 'Expected <enable/> or <disable/>');
       return null;
     }, 'both');
@@ -121,14 +127,14 @@ export default defineModule({
      * of `account` that `wanted` accepts. The wrapper is serialised once; each copy only differs
      * by its 'to', spliced in.
      */
-    function copy(direction: Direction, message: Element, account: string, wanted: (session: Session) => boolean): void {
-      const resources = sessions.ofAccount(account);
+    function copy(direction: Direction, message: Element, account: string, wanted: (session: SessionRef) => boolean): void {
+      const resources = sessions.resources(account);
       if (resources === undefined) return;
       let wrapper: Element | undefined;
       let head = '';
       let tail = '';
       for (const session of resources.values()) {
-        if (!session.available || !enabled.has(session) || !wanted(session)) continue;
+        if (!session.available || !session.flags.has('carbons') || !wanted(session)) continue;
         if (wrapper === undefined) {
           // XEP-0297: the forwarded stanza keeps its namespace explicitly
           const original = new Element('message', { xmlns: NS_CLIENT, ...message.attrs });
@@ -145,7 +151,7 @@ export default defineModule({
         const to = session.jid.toString();
         const addressed = new Element('message', { ...wrapper.attrs, to });
         addressed.children = wrapper.children;
-        session.send(addressed, head + escapeAttribute(to) + tail, COPY_TRACKER);
+        m.deliver(session, addressed, head + escapeAttribute(to) + tail, COPY_TRACKER);
       }
     }
 
@@ -158,7 +164,7 @@ export default defineModule({
       return undefined;
     };
     // below everything that may refuse or consume the message (blocking, ...): a copy says it went out
-    for (const target of ['none', 'host', 'bare', 'full']) m.on(`pre-message/${target}`, outbound, -100);
+    for (const target of ['none', 'host', 'bare', 'full'] as const) m.on(`pre-message/${target}`, outbound, -100);
 
     // --- received copies (§7): what one resource receives, to the others ------------------------
     const fromMuc = (e: StanzaEvent) => components.has(e.from.domain);
@@ -166,16 +172,24 @@ export default defineModule({
     m.on('message/full', (e: StanzaEvent) => {
       const copied = eligible(e.stanza, 'received', e.from.isBare, fromMuc(e));
       stripPrivate(e.stanza);
-      const recipient = sessions.get(e.to.bare, e.to.resource);
+      const recipient = sessions.find(e.to.bare, e.to.resource);
       if (recipient === undefined) {
         // no such resource: chat and normal go to the bare JID (RFC 6121 §8.5.3.2.1), as below
         if (copied && messageType(e.stanza) !== 'error') copy('received', e.stanza, e.to.bare, (s) => s.priority < 0 && s !== e.session);
         return undefined;
       }
-      recipient.send(e.stanza); // RFC 6121 §8.5.3.1 first, as the default rule would
-      if (copied) copy('received', e.stanza, e.to.bare, (s) => s !== recipient && s !== e.session);
-      return true;
+      // the router delivers it (RFC 6121 §8.5.3.1), then says so: the copies follow in `message/delivered`
+      if (copied && (sessions.resources(e.to.bare)?.size ?? 0) > 1) (e.stanza as CopiedElement)[COPY_ON_DELIVERY] = true;
+      return undefined;
     }, -990);
+    m.on('message/delivered', (e: StanzaEvent) => {
+      const stanza = e.stanza as CopiedElement;
+      if (stanza[COPY_ON_DELIVERY] !== true) return undefined;
+      stanza[COPY_ON_DELIVERY] = false;
+      const recipient = sessions.find(e.to.bare, e.to.resource);
+      copy('received', stanza, e.to.bare, (s) => s !== recipient && s !== e.session);
+      return undefined;
+    });
 
     m.on('message/bare', (e: StanzaEvent) => {
       const copied = eligible(e.stanza, 'received', e.from.isBare, fromMuc(e));

@@ -9,14 +9,18 @@ import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
-import type { StanzaEvent } from '../../core/router.js';
-import type { NegotiatingStream, StreamFeaturesEvent, UnauthenticatedIqEvent } from '../../c2s/stream.js';
+import type { NegotiatingStream } from '../../c2s/stream.js';
 import { HttpError } from '../../http/service.js';
 import { readForm, sendPage } from '../../http/pages.js';
 import { duration } from '../../config/units.js';
-import type { RosterService } from '../roster/index.js';
 import { InviteStore, inviteMigrations, inviteUri, type Invite, type NewInvite } from './store.js';
 import { PAGE_POLICY, goneInvitePage, landingPage, registeredPage } from './page.js';
+
+declare module '../../core/module.js' {
+  interface Services {
+    invites: InviteService;
+  }
+}
 
 export const NS_PARS = 'urn:xmpp:pars:0';
 const NS_INVITE_FEATURE = 'urn:xmpp:invite';
@@ -73,7 +77,7 @@ export default defineModule({
     const store = new InviteStore(m.db);
     const domain = m.host.domain;
     const presented = new WeakMap<NegotiatingStream, Invite>();
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     const ttl = m.options.ttl;
 
     const registrationAllowed = (invite: Invite) =>
@@ -101,15 +105,15 @@ export default defineModule({
       uri: (invite) => inviteUri(invite, registrationAllowed(invite)),
       landingUrl: (invite) => m.httpUrl(`${HTTP_PREFIX}/${invite.token}`),
     };
-    m.provide(service);
+    m.provide('invites', service);
 
     // --- XEP-0445: a token presented before in-band registration --------------------------------
 
-    m.on<StreamFeaturesEvent>('c2s/features', (e) => {
+    m.on('c2s/features', (e) => {
       if (e.stage === 'pre-auth' && m.host.settings.registration !== 'closed') e.features.push(`<register xmlns='${NS_INVITE_FEATURE}'/>`);
     });
 
-    m.on<UnauthenticatedIqEvent>('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
+    m.on('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
       const preauth = iq.getChild('preauth', NS_PARS);
       if (preauth === undefined) return undefined;
       if (iq.attrs.type !== 'set') {
@@ -136,7 +140,7 @@ export default defineModule({
 
     // --- XEP-0379: a subscription request carrying the inviter's token ----------------------------
 
-    m.on('presence/bare', (e: StanzaEvent) => {
+    m.on('presence/bare', (e) => {
       const preauth = e.stanza.attrs.type === 'subscribe' ? e.stanza.getChild('preauth', NS_PARS) : undefined;
       if (preauth === undefined || e.to.domain !== domain || e.to.local === '') return undefined;
       const token = preauth.attrs.token ?? '';
@@ -179,7 +183,7 @@ export default defineModule({
       const password = form.get('password') ?? '';
       const again = (error: string) => sendPage(request, 400, landingPage({ invite, uri: service.uri(invite), canRegister, error, username }), PAGE_POLICY);
       if (password !== form.get('confirm')) return again('The two passwords are not the same.');
-      const registration = m.host.services.get('register') as RegistrationService | undefined;
+      const registration = m.optional('register');
       if (registration === undefined) return again('Registration is not available on this server.');
       let jid: string;
       try {

@@ -6,10 +6,9 @@
 import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import type { Migration } from '../../storage/db.js';
-import type { RosterService } from '../roster/index.js';
 
 const NS_LAST = 'jabber:iq:last';
 
@@ -43,9 +42,9 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('last_activity').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     /** The status text of each session's goodbye presence, if it said one. */
-    const leavingStatus = new WeakMap<Session, string>();
+    const leavingStatus = new WeakMap<SessionRef, string>();
     /** Per account still online somewhere: the latest activity of its sessions that already ended. */
     const endedActivity = new Map<string, number>();
 
@@ -56,10 +55,10 @@ export default defineModule({
       return undefined;
     }, 20);
 
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       const bare = session.jid.bare;
       const seenAt = Math.max(session.lastActivity, endedActivity.get(bare) ?? 0);
-      if (m.server.sessions.hasAccount(bare)) return void endedActivity.set(bare, seenAt);
+      if (m.sessions.hasAccount(bare)) return void endedActivity.set(bare, seenAt);
       endedActivity.delete(bare);
       const row = { host: domain, username: session.jid.local, seen_at: seenAt, status: leavingStatus.get(session) ?? '' };
       m.db('last_activity').insert(row).onConflict(['host', 'username']).merge()
@@ -79,7 +78,7 @@ export default defineModule({
           throw new StanzaError('forbidden', 'Only contacts who see your presence may know when you were last seen');
         }
       }
-      const sessions = m.server.sessions.ofAccount(to.bare);
+      const sessions = m.sessions.resources(to.bare);
       if (sessions !== undefined && sessions.size > 0) {
         let latest = 0;
         for (const session of sessions.values()) {

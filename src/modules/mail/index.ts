@@ -10,9 +10,14 @@ import { normalizeUsername, parseJid } from '../../core/jid.js';
 import { HttpError } from '../../http/service.js';
 import { readForm, sendPage } from '../../http/pages.js';
 import { duration } from '../../config/units.js';
-import type { RegistrationService } from '../invites/index.js';
 import { MailStore, isEmailAddress, mailMigrations } from './store.js';
 import { PAGE_POLICY, donePage, invalidLinkPage, newPasswordPage, requestPage, unavailablePage } from './pages.js';
+
+declare module '../../core/module.js' {
+  interface Services {
+    mail: MailService;
+  }
+}
 
 const HTTP_PREFIX = '/reset';
 const MAX_FORM_BYTES = 4096;
@@ -76,7 +81,7 @@ export default defineModule({
         await store.setEmail(username, email);
       },
     };
-    m.provide(service);
+    m.provide('mail', service);
 
     /** At most `limit` events per hour for `key`; true when this one is within it. */
     const withinLimit = (key: string, limit: number): boolean => {
@@ -133,7 +138,7 @@ export default defineModule({
       if (!post) return sendPage(request, 200, newPasswordPage(jid), PAGE_POLICY);
       const form = await readForm(request, MAX_FORM_BYTES);
       const password = form.get('password') ?? '';
-      const minLength = (m.host.services.get('register') as RegistrationService | undefined)?.minPasswordLength ?? DEFAULT_MIN_PASSWORD_LENGTH;
+      const minLength = m.optional('register')?.minPasswordLength ?? DEFAULT_MIN_PASSWORD_LENGTH;
       if (password.length < minLength) return sendPage(request, 400, newPasswordPage(jid, `The password must have at least ${minLength} characters.`), PAGE_POLICY);
       if (password !== form.get('confirm')) return sendPage(request, 400, newPasswordPage(jid, 'The two passwords are not the same.'), PAGE_POLICY);
       if (!(await store.spendReset(token))) return sendPage(request, 404, invalidLinkPage(), PAGE_POLICY);

@@ -7,13 +7,12 @@ import { z } from 'zod';
 import { durationOrNever, duration } from '../../config/units.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { OfflineEvent, StanzaEvent } from '../../core/router.js';
-import type { DeliveryTracker } from '../../core/sessions.js';
+import type { Durable, OfflineEvent, StanzaEvent } from '../../core/router.js';
+import type { DeliveryTracker } from '../../core/ports.js';
 import { StanzaError, messageType } from '../../core/stanza.js';
 import { serialize } from '../../xml/serialize.js';
 import { parseElement } from '../../xml/parse.js';
 import type { SessionLostEvent } from '../../c2s/hibernation.js';
-import type { RosterService } from '../roster/index.js';
 import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQuery } from './query.js';
 import { ArchivePrefs, PrefsStore, RetentionStore, type DefaultPolicy } from './settings.js';
 import { ArchiveStore, IDS_PER_MS, archiveMigrations, publicId, removeArchive } from './store.js';
@@ -84,6 +83,12 @@ export function archivedXml(message: Element): string {
 }
 
 /** What the archive offers the other modules on its host: retention for offline storage, archives for rooms. */
+declare module '../../core/module.js' {
+  interface Services {
+    mam: ArchiveService;
+  }
+}
+
 export interface ArchiveService {
   /** Messages of `username` stored before this time (ms) are expired; null: kept forever. */
   expiryCutoff(username: string, now?: number): number | null;
@@ -112,18 +117,21 @@ export interface OfflineExpiry {
  * under a symbol. Not a WeakMap: at tens of thousands of messages a second, ephemeron entries were
  * a large part of the garbage collector's work; a property dies with its message like any other.
  */
-interface Archiving {
-  /** Routed by the sender's archive (routeAfterArchiving), which acknowledges once `writes` settle. */
-  routedByArchive: boolean;
+class Archiving implements Durable {
   /** The archive writes the message caused: none, one promise, or several. */
-  writes: Promise<unknown> | Array<Promise<unknown>> | null;
+  writes: Promise<unknown> | Array<Promise<unknown>> | null = null;
   /** Already in its recipient's archive (full JID → bare JID → offline all fire). */
-  inRecipientArchive: boolean;
+  inRecipientArchive = false;
   /** The children before the sender's stanza-id was added for sent carbons. */
-  senderChildren: Element['children'] | null;
+  senderChildren: Element['children'] | null = null;
   /** The archived serialisation, valid while the children are `xmlChildren`. */
-  xml: string | null;
-  xmlChildren: Element['children'] | null;
+  xml: string | null = null;
+  xmlChildren: Element['children'] | null = null;
+
+  /** What the sender's acknowledgement waits for (the event's `durable`, asked once the message is routed). */
+  written(): Promise<unknown> | undefined {
+    return allWritten(this);
+  }
 }
 const ARCHIVING = Symbol('mam.archiving');
 type ArchivedElement = Element & { [ARCHIVING]?: Archiving };
@@ -131,7 +139,7 @@ type ArchivedElement = Element & { [ARCHIVING]?: Archiving };
 const knownState = (stanza: Element): Archiving | undefined => (stanza as ArchivedElement)[ARCHIVING];
 
 function stateOf(stanza: Element): Archiving {
-  return ((stanza as ArchivedElement)[ARCHIVING] ??= { routedByArchive: false, writes: null, inRecipientArchive: false, senderChildren: null, xml: null, xmlChildren: null });
+  return ((stanza as ArchivedElement)[ARCHIVING] ??= new Archiving());
 }
 
 function archivedXmlOf(stanza: Element, state: Archiving): string {
@@ -191,7 +199,7 @@ export default defineModule({
   },
   async setup(m) {
     const domain = m.host.domain;
-    const sessions = m.server.sessions;
+    const sessions = m.sessions;
     const store = new ArchiveStore(m.db, domain, (err, rows, messages) => {
       m.server.storage.failed(err); // readiness 503, and new messages refused (below) until it works again
       m.log.error({ err, rows }, 'archiving messages failed');
@@ -205,7 +213,7 @@ export default defineModule({
     });
     const prefsStore = new PrefsStore(m.db, domain);
     const retention = new RetentionStore(m.db, domain);
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     await Promise.all([store.init(), prefsStore.init(), retention.load()]);
     const options = m.options;
 
@@ -259,7 +267,7 @@ export default defineModule({
       return stanzaIdWanted ? new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) }) : null;
     }
 
-    m.provide({
+    m.provide('mam', {
       expiryCutoff,
       store,
       maxPage: options.max_page,
@@ -281,9 +289,11 @@ export default defineModule({
         return true;
       }
       const state = stateOf(e.stanza);
-      state.routedByArchive = true; // routed by routeAfterArchiving below
+      // accepted once archived: the kernel asks once the router has taken it, so the recipient's
+      // archive write (noted while routing, or before offline storage settled) is waited for too
+      e.durable = state;
       // the sender's id is only ever seen in a sent carbon, which needs another session of the account
-      const carbonPossible = (sessions.ofAccount(e.from.bare)?.size ?? 0) > 1;
+      const carbonPossible = (sessions.resources(e.from.bare)?.size ?? 0) > 1;
       const stanzaId = archive(e.stanza, state, e.from, e.to, carbonPossible);
       if (stanzaId !== null) {
         // XEP-0313 §5.1.1 (with XEP-0280): the sent carbon carries the sender's archive id; a new
@@ -297,23 +307,21 @@ export default defineModule({
     m.on('pre-message/bare', outgoing, -50);
     m.on('pre-message/full', outgoing, -50);
 
-    /** Last in the chain: take our stanza-id off, route, and acknowledge once the archives have it. */
-    const routeAfterArchiving = (e: StanzaEvent): unknown => {
+    /** Last in the chain, after the sent carbons: the stanza-id names the sender's archive, not the recipient's. */
+    const restoreChildren = (e: StanzaEvent): undefined => {
       const state = knownState(e.stanza);
-      if (state === undefined || !state.routedByArchive) return undefined; // nothing to archive: the server routes it as usual
-      // the stanza-id names the sender's archive, not the recipient's
-      if (state.senderChildren !== null) e.stanza.children = state.senderChildren;
-      const routed = m.server.router.routeAddressed(e.stanza, e.from, e.to, e.session);
-      // the recipient's archive write (if any) was noted while routing, or before offline storage settled
-      if (routed instanceof Promise) return routed.then(() => allWritten(state));
-      return allWritten(state);
+      if (state !== undefined && state.senderChildren !== null) {
+        e.stanza.children = state.senderChildren;
+        state.senderChildren = null;
+      }
+      return undefined; // the router routes it
     };
-    m.on('pre-message/bare', routeAfterArchiving, -200);
-    m.on('pre-message/full', routeAfterArchiving, -200);
+    m.on('pre-message/bare', restoreChildren, -200);
+    m.on('pre-message/full', restoreChildren, -200);
 
     // --- the recipient's archive (messages delivered to, or stored for, our users) ---------------
     const availableResource = (bare: string) => {
-      for (const s of sessions.ofAccount(bare)?.values() ?? []) if (s.available && s.priority >= 0) return true;
+      for (const s of sessions.resources(bare)?.values() ?? []) if (s.available && s.priority >= 0) return true;
       return false;
     };
 
@@ -331,7 +339,7 @@ export default defineModule({
     m.on('message/full', (e: StanzaEvent) => {
       stripStanzaIds(e.stanza, e.to.bare);
       // delivered to that resource, or by RFC 6121 §8.5.3.2.1 as to the bare JID
-      if (sessions.get(e.to.bare, e.to.resource) !== undefined || availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to.toBare());
+      if (sessions.find(e.to.bare, e.to.resource) !== undefined || availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to.toBare());
       return undefined;
     }, -500);
     m.on('message/bare', (e: StanzaEvent) => {
@@ -360,7 +368,7 @@ export default defineModule({
       if (payload.name !== 'query') throw new StanzaError('bad-request', 'Expected <query/> or <prefs/>');
       if (session === undefined) throw new StanzaError('service-unavailable', 'Archive results go to a client session');
       const query = parseQuery(payload, { maxPage: options.max_page });
-      return runQuery({ store, owner: user.bare, to: from.toString(), send: (message, xml) => session.send(message, xml, RESULT_TRACKER) }, query);
+      return runQuery({ store, owner: user.bare, to: from.toString(), send: (message, xml) => m.deliver(session, message, xml, RESULT_TRACKER) }, query);
     }, 'account');
 
     m.iq('get', NS_MAM, async ({ payload, from, to }) => {
@@ -391,7 +399,7 @@ export default defineModule({
     // --- retention -------------------------------------------------------------------------------
     let sweeping: Promise<void> | undefined;
     let stopped = false;
-    const offlineExpiry = () => m.host.services.get('offline') as OfflineExpiry | undefined;
+    const offlineExpiry = () => m.optional('offline');
     const localOf = (owner: string) => {
       const at = owner.indexOf('@');
       return at !== -1 && owner.slice(at + 1) === domain ? owner.slice(0, at) : null;

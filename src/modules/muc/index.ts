@@ -4,18 +4,16 @@
 // Conversations creates a private group chat) are kept in the database with their affiliations.
 // The service hands each stanza to its room (room.ts); group messages fan out there with one
 // serialisation per room and no database access.
-import Element from 'ltx/lib/Element.js';
+import type Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { Session } from '../../core/sessions.js';
-import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
+import type { SessionRef } from '../../core/ports.js';
+import { StanzaError } from '../../core/stanza.js';
 import { defaultRoomConfig } from './forms.js';
-import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_STANZA_ID } from './ns.js';
+import { NS_MUC, NS_STANZA_ID } from './ns.js';
 import { Room, type RoomHost } from './room.js';
 import { RoomStore, mucMigrations } from './store.js';
-import type { ArchiveService } from '../mam/index.js';
-import type { BlockingService } from '../blocking/index.js';
 
 export default defineModule({
   name: 'muc',
@@ -61,18 +59,19 @@ export default defineModule({
     const service: RoomHost = {
       domain,
       log: m.log,
-      sessions: server.sessions,
+      sessions: m.sessions,
+      deliver: (ref, stanza, xml, tracker) => m.deliver(ref, stanza, xml, tracker),
       store,
       maxOccupants: options.max_occupants,
       maxHistory: options.max_history_length,
       isLocal: (d) => server.hosts.has(d),
       route: (stanza) => m.route(stanza),
-      blockingOf: (jid) => server.hosts.get(jid.domain)?.services.get('blocking') as BlockingService | undefined,
+      blockingOf: (jid) => m.optional('blocking', jid.domain),
       // the mam module, when enabled, sets up after this one: looked up when needed
       get archive() {
-        return m.host.services.get('mam') as ArchiveService | undefined;
+        return m.optional('mam');
       },
-      archiveOf: (d) => server.hosts.get(d)?.services.get('mam') as ArchiveService | undefined,
+      archiveOf: (d) => m.optional('mam', d),
       removed: (room) => {
         if (rooms.get(room.name) === room) rooms.delete(room.name);
         // a room created later under the same name is someone else's: it does not inherit the archive
@@ -108,43 +107,20 @@ export default defineModule({
       return server.hosts.has(from.domain);
     };
 
-    const bounce = (stanza: Element, error: StanzaError) => {
-      if (stanza.attrs.type === 'error' || stanza.attrs.from === undefined) return;
-      if (stanza.name === 'iq' && stanza.attrs.type === 'result') return;
-      m.route(errorReply(stanza, error));
-    };
+    // the service itself (XEP-0045 §6.1-§6.3): disco and ping are the component's
+    const component = m.component(domain, options.name);
+    component.identity('conference', 'text', options.name);
+    component.feature(NS_MUC);
+    component.feature(NS_STANZA_ID);
+    component.messageRefusal = 'Send messages to a room';
+    // §6.3: the public rooms (not hidden, not locked)
+    component.items(function* publicRooms() {
+      for (const room of rooms.values()) if (room.config.public && !room.locked) yield { jid: room.jid, name: room.config.name || room.name };
+    });
+    const bounce = (stanza: Element, error: StanzaError) => component.bounce(stanza, error);
 
-    /** IQs to the service itself: discovery (XEP-0045 §6.1-§6.3) and pings. */
-    function serviceIq(iq: Element): void {
-      const type = iq.attrs.type;
-      if (type !== 'get' && type !== 'set') return;
-      const payload = iq.getChildElements()[0];
-      const xmlns = payload?.attrs.xmlns;
-      if (type === 'get' && xmlns === NS_DISCO_INFO && payload?.attrs.node === undefined) {
-        const query = new Element('query', { xmlns: NS_DISCO_INFO });
-        query.c('identity', { category: 'conference', type: 'text', name: options.name });
-        for (const feature of [NS_MUC, NS_STANZA_ID, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING]) query.c('feature', { var: feature });
-        return m.route(iqResult(iq, query));
-      }
-      if (type === 'get' && xmlns === NS_DISCO_ITEMS && payload?.attrs.node === undefined) {
-        // §6.3: the public rooms (not hidden, not locked)
-        const query = new Element('query', { xmlns: NS_DISCO_ITEMS });
-        for (const room of rooms.values()) {
-          if (!room.config.public || room.locked) continue;
-          query.c('item', { jid: room.jid, name: room.config.name || room.name });
-        }
-        return m.route(iqResult(iq, query));
-      }
-      if (type === 'get' && xmlns === NS_PING) return m.route(iqResult(iq, null));
-      bounce(iq, new StanzaError('service-unavailable'));
-    }
-
+    /** A stanza to a room or an occupant (room@service, room@service/nick). */
     function receive(stanza: Element, from: Jid, to: Jid): unknown {
-      if (to.local === '') {
-        if (stanza.name === 'iq') serviceIq(stanza);
-        else if (stanza.name === 'message') bounce(stanza, new StanzaError('service-unavailable', 'Send messages to a room'));
-        return true;
-      }
       let room = rooms.get(to.local);
       let created = false;
       if (room === undefined) {
@@ -177,11 +153,11 @@ export default defineModule({
       return true;
     }
 
-    m.component(domain, receive, options.name);
+    component.entities(receive);
 
     // A client that ends without unavailable presence to the room (it never sent initial
     // presence, so the presence module has no directed presence to cancel) leaves anyway.
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       const joined = roomsOf.get(session.jid.toString());
       if (joined === undefined) return;
       for (const room of [...joined]) room.clientGone(session.jid);

@@ -11,7 +11,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import { parseJid, type Jid } from '../../core/jid.js';
-import type { SessionRegistry } from '../../core/sessions.js';
+import type { SessionDirectory, SessionRef } from '../../core/ports.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { escapeAttribute } from '../../xml/serialize.js';
@@ -30,7 +30,7 @@ import {
 } from './permissions.js';
 import type { Affiliation, RoomStore } from './store.js';
 import { NS_MAM, NS_MAM_EXTENDED, archivedXml, metadata, parseQuery, publicId, queryForm, runQuery, type ArchiveService } from '../mam/index.js';
-import type { DeliveryTracker } from '../../core/sessions.js';
+import type { DeliveryTracker } from '../../core/ports.js';
 import { matches, type BlockingService } from '../blocking/index.js';
 
 /** Archive results are copies: never re-routed if the session that asked ends. */
@@ -58,7 +58,9 @@ export type { Role } from './occupant.js';
 export interface RoomHost {
   readonly domain: string;
   readonly log: Logger;
-  readonly sessions: SessionRegistry;
+  readonly sessions: SessionDirectory;
+  /** Writes to a local session (src/core/ports.ts Delivery). */
+  deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
   readonly store: RoomStore;
   readonly maxOccupants: number;
   readonly maxHistory: number;
@@ -184,9 +186,9 @@ export class Room {
 
   private deliver(s: OccupantSession, p: Prepared): void {
     if (s.local) {
-      const session = this.service.sessions.get(s.jid.bare, s.jid.resource);
+      const session = this.service.sessions.find(s.jid.bare, s.jid.resource);
       // no session: it ended a moment ago, and its session/closed event takes it out of the room
-      if (session !== undefined && !(s.blocking !== undefined && this.blocked(s.blocking, s.jid, p))) session.send(p.stanza, p.head + s.toAttr + p.tail);
+      if (session !== undefined && !(s.blocking !== undefined && this.blocked(s.blocking, s.jid, p))) this.service.deliver(session, p.stanza, p.head + s.toAttr + p.tail);
       return;
     }
     const copy = new Element(p.stanza.name, { ...p.stanza.attrs, to: s.jid.toString() });
@@ -773,8 +775,8 @@ export class Room {
       to,
       from: this.jid,
       send: (message, xml) => {
-        const session = this.service.isLocal(from.domain) ? this.service.sessions.get(from.bare, from.resource) : undefined;
-        if (session !== undefined) session.send(message, xml, RESULT_TRACKER);
+        const session = this.service.isLocal(from.domain) ? this.service.sessions.find(from.bare, from.resource) : undefined;
+        if (session !== undefined) this.service.deliver(session, message, xml, RESULT_TRACKER);
         else if (!this.service.isLocal(from.domain)) this.service.route(parseElement(xml));
       },
     }, query);

@@ -6,15 +6,15 @@ import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import { defineModule } from '../../core/module.js';
 import type { OfflineEvent } from '../../core/router.js';
-import type { DeliveryTracker, Session } from '../../core/sessions.js';
+import type { DeliveryTracker, SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { SerialQueue } from '../../core/serial.js';
 import { serialize } from '../../xml/serialize.js';
 import { OfflineStore, offlineMigrations } from './store.js';
-import { matches, type BlockingService } from '../blocking/index.js';
+import { matches } from '../blocking/index.js';
 import { parseJid } from '../../core/jid.js';
-import type { ArchiveService, OfflineExpiry } from '../mam/index.js';
+import type { OfflineExpiry } from '../mam/index.js';
 
 const NS_HINTS = 'urn:xmpp:hints';
 const NS_DELAY = 'urn:xmpp:delay';
@@ -50,6 +50,12 @@ export function storable(message: Element): boolean {
   return false;
 }
 
+declare module '../../core/module.js' {
+  interface Services {
+    offline: OfflineExpiry;
+  }
+}
+
 export default defineModule({
   name: 'offline',
   description: 'Keeps messages for offline users and delivers them at their next login',
@@ -80,7 +86,7 @@ export default defineModule({
 
     // retention (the mam module's archive_expires_after) applies to offline storage too: its sweep calls these
     const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
-    m.provide({
+    m.provide('offline', {
       async expire(cutoff, keep, batch) {
         const deleted = await store.expire(cutoff, keep, batch, pause);
         if (deleted > 0) counts.clear(); // the quotas are counted again from the store
@@ -141,15 +147,15 @@ export default defineModule({
       if (toDelete.length === 1) setImmediate(scheduleDeletes);
     }
 
-    async function deliver(session: Session): Promise<void> {
+    async function deliver(session: SessionRef): Promise<void> {
       const username = session.jid.local;
       await writing.idle(username); // messages still being stored belong to this delivery too
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
       // past the retention period a message is not delivered, even before the sweep deletes it
-      const cutoff = (m.host.services.get('mam') as ArchiveService | undefined)?.expiryCutoff(username) ?? null;
+      const cutoff = m.optional('mam')?.expiryCutoff(username) ?? null;
       // XEP-0191 §5.3, when the blocking module runs here: nothing from a JID the user blocked
       // since reaches the user, not even what was stored before
-      const blocking = m.host.services.get('blocking') as BlockingService | undefined;
+      const blocking = m.optional('blocking');
       const blocked = messages.length > 0 && blocking ? await blocking.load(username) : undefined;
       for (const message of messages) {
         let stanza: Element;
@@ -183,7 +189,7 @@ export default defineModule({
             scheduleRedelivery(session.jid.bare);
           },
         };
-        session.send(stanza, undefined, tracker);
+        m.deliver(session, stanza, undefined, tracker);
       }
     }
 
@@ -194,7 +200,7 @@ export default defineModule({
       redeliver.add(bare);
       setImmediate(() => {
         redeliver.delete(bare);
-        for (const other of m.server.sessions.ofAccount(bare)?.values() ?? []) {
+        for (const other of m.sessions.resources(bare)?.values() ?? []) {
           if (!other.available || other.priority < 0) continue;
           deliver(other).catch((err: unknown) => m.log.error({ err, jid: other.jid.toString() }, 'offline delivery failed'));
           return;
@@ -203,7 +209,7 @@ export default defineModule({
     }
 
     // XEP-0160 §5: delivered on initial presence with a non-negative priority
-    m.on('presence/initial', ({ session }: { session: Session }) => {
+    m.on('presence/initial', ({ session }: { session: SessionRef }) => {
       if (session.priority < 0) return;
       deliver(session).catch((err: unknown) => m.log.error({ err, jid: session.jid.toString() }, 'offline delivery failed'));
     });

@@ -4,9 +4,16 @@
 import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { serialize } from '../../xml/serialize.js';
-import type { RosterService, SubscriptionChangeEvent } from '../roster/index.js';
+import type { SubscriptionChangeEvent } from '../roster/index.js';
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    /** The session sent its initial presence and it went out (offline messages follow, XEP-0160). */
+    'presence/initial': { session: SessionRef };
+  }
+}
 
 export default defineModule({
   name: 'presence',
@@ -14,7 +21,7 @@ export default defineModule({
   implements: [{ spec: 'RFC 6121', status: 'complete', note: 'exchanging presence (§4)' }],
   dependencies: ['roster'],
   setup(m) {
-    const roster = m.use<RosterService>('roster');
+    const roster = m.use('roster');
     const domain = m.host.domain;
     /** Broadcasts waiting for a roster read: the server's shutdown waits for them before the database closes. */
     const unfinished = new Set<Promise<unknown>>();
@@ -35,15 +42,15 @@ export default defineModule({
     }
 
     /** Presence to every subscriber and to all of the user's own available resources (§4.2.2, §4.4.2). */
-    function broadcast(session: Session, presence: Element, subscribers: string[]): void {
+    function broadcast(session: SessionRef, presence: Element, subscribers: string[]): void {
       for (const contact of subscribers) m.route(addressed(presence, contact));
-      const own = m.server.sessions.ofAccount(session.jid.bare);
+      const own = m.sessions.resources(session.jid.bare);
       if (!own) return;
       const xml = serialize(presence);
-      for (const resource of own.values()) if (resource.available || resource === session) resource.send(presence, xml);
+      for (const resource of own.values()) if (resource.available || resource === session) m.deliver(resource, presence, xml);
     }
 
-    function unavailableOf(session: Session, status?: Element): Element {
+    function unavailableOf(session: SessionRef, status?: Element): Element {
       const presence = new Element('presence', { type: 'unavailable', from: session.jid.toString() });
       if (status) presence.append(status);
       return presence;
@@ -58,8 +65,7 @@ export default defineModule({
       if (type !== undefined && type !== 'unavailable') return true; // subscriptions need a 'to'; errors/probes without one are dropped
       if (type === 'unavailable') {
         if (!session.available) return true;
-        session.available = false;
-        session.presence = null;
+        m.sessions.setPresence(session, null);
         inBackground(roster.store.withRoster(session.jid.local, (r) => goUnavailable(session, presence, roster.presenceSubscribers(r))),
           'presence broadcast', session.jid.toString());
         return true;
@@ -68,9 +74,7 @@ export default defineModule({
       // the broadcast waits for the roster if it is still loading.
       const initial = !session.available;
       const priority = Number.parseInt(presence.getChildText('priority') ?? '0', 10);
-      session.priority = Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0;
-      session.presence = presence;
-      session.available = true;
+      m.sessions.setPresence(session, presence, Number.isFinite(priority) ? Math.max(-128, Math.min(127, priority)) : 0);
       inBackground(roster.store.withRoster(session.jid.local, (r) => {
         broadcast(session, presence, roster.presenceSubscribers(r));
         if (!initial) return;
@@ -79,14 +83,14 @@ export default defineModule({
           m.route(new Element('presence', { type: 'probe', from: session.jid.toString(), to: contact }));
         }
         // the other resources of the same account are present too
-        for (const other of m.server.sessions.ofAccount(session.jid.bare)?.values() ?? []) {
-          if (other !== session && other.available && other.presence) session.send(addressed(other.presence, session.jid.toString()));
+        for (const other of m.sessions.resources(session.jid.bare)?.values() ?? []) {
+          if (other !== session && other.available && other.presence) m.deliver(session, addressed(other.presence, session.jid.toString()));
         }
         // §3.1.3: subscription requests that arrived while the user was offline
         for (const [contact, status] of r.pendingIn) {
           const request = new Element('presence', { type: 'subscribe', from: contact, to: session.jid.bare });
           if (status) request.c('status').t(status);
-          session.send(request);
+          m.deliver(session, request);
         }
         m.host.events.fire('presence/initial', { session });
       }), 'presence broadcast', session.jid.toString());
@@ -94,12 +98,12 @@ export default defineModule({
     });
 
     /** Tells subscribers, own resources and directed-presence targets; the caller already marked the session unavailable. */
-    function goUnavailable(session: Session, presence: Element, subscribers: string[]): void {
+    function goUnavailable(session: SessionRef, presence: Element, subscribers: string[]): void {
       broadcast(session, presence, subscribers);
       // §4.6.3: whoever got directed presence learns we are gone
       if (session.directedPresence) {
         for (const target of session.directedPresence) m.route(addressed(presence, target));
-        session.directedPresence = null;
+        m.sessions.clearDirectedPresence(session);
       }
     }
 
@@ -109,8 +113,7 @@ export default defineModule({
       const type = e.stanza.attrs.type;
       if (!session || (type !== undefined && type !== 'unavailable')) return undefined;
       const target = e.stanza.attrs.to!;
-      if (type === undefined) (session.directedPresence ??= new Set()).add(target);
-      else session.directedPresence?.delete(target);
+      m.sessions.setDirectedPresence(session, target, type === undefined);
       return undefined; // let the router deliver it
     };
     m.on('pre-presence/bare', directed);
@@ -120,17 +123,16 @@ export default defineModule({
     // --- the session goes away without saying goodbye (§4.5.2) ---------------------------------
     // Before the roster module (priority 0) lets go of the roster of an account's last session:
     // the broadcast uses it from memory instead of reading it back (and keeping it) for nothing.
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       if (!session.available) return;
-      session.available = false;
-      session.presence = null;
+      m.sessions.setPresence(session, null);
       const cached = roster.store.cached(session.jid.local);
       if (cached) goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(cached));
       else {
         // its initial presence is still waiting for the roster
         inBackground(roster.store.withRoster(session.jid.local, (r) => {
           goUnavailable(session, unavailableOf(session), roster.presenceSubscribers(r));
-          if (!m.server.sessions.hasAccount(session.jid.bare)) roster.store.evict(session.jid.local);
+          if (!m.sessions.hasAccount(session.jid.bare)) roster.store.evict(session.jid.local);
         }), 'unavailable broadcast', session.jid.toString());
       }
     }, 10);
@@ -159,7 +161,7 @@ export default defineModule({
 
     function answerProbe(userBare: string, replyTo: string): void {
       let answered = false;
-      for (const session of m.server.sessions.ofAccount(userBare)?.values() ?? []) {
+      for (const session of m.sessions.resources(userBare)?.values() ?? []) {
         if (!session.available || !session.presence) continue;
         m.route(addressed(session.presence, replyTo));
         answered = true;
@@ -170,7 +172,7 @@ export default defineModule({
     // §3.1.5 / §3.2.2: a new subscriber gets our current presence; a cancelled one our absence
     m.on('roster/approved', ({ username, contact }: SubscriptionChangeEvent) => answerProbe(`${username}@${domain}`, contact));
     m.on('roster/cancelled', ({ username, contact }: SubscriptionChangeEvent) => {
-      for (const session of m.server.sessions.ofAccount(`${username}@${domain}`)?.values() ?? []) {
+      for (const session of m.sessions.resources(`${username}@${domain}`)?.values() ?? []) {
         if (session.available) m.route(new Element('presence', { type: 'unavailable', from: session.jid.toString(), to: contact }));
       }
     });

@@ -6,13 +6,17 @@ import { AccountExistsError } from '../../accounts/store.js';
 import { normalizeUsername, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
-import type { UnauthenticatedIqEvent, StreamFeaturesEvent } from '../../c2s/stream.js';
 import { duration } from '../../config/units.js';
 import { isLoopbackAddress } from '../../http/forwarded.js';
-import type { InviteService, RegistrationService } from '../invites/index.js';
+import type { RegistrationService } from '../invites/index.js';
 import type { Invite } from '../invites/store.js';
-import type { MailService } from '../mail/index.js';
 import { isEmailAddress } from '../mail/store.js';
+
+declare module '../../core/module.js' {
+  interface Services {
+    register: RegistrationService;
+  }
+}
 
 const NS_REGISTER = 'jabber:iq:register';
 const NS_REGISTER_FEATURE = 'http://jabber.org/features/iq-register';
@@ -37,11 +41,11 @@ export default defineModule({
     const mode = m.host.settings.registration;
     const recentByAddress = new Map<string, number[]>();
     // the invites module, when loaded: in `invite` mode only a presented invitation registers (XEP-0445)
-    const invites = () => m.host.services.get('invites') as InviteService | undefined;
-    const mailService = () => m.host.services.get('mail') as MailService | undefined;
+    const invites = () => m.optional('invites');
+    const mailService = () => m.optional('mail');
 
     m.feature(NS_REGISTER);
-    m.on<StreamFeaturesEvent>('c2s/features', (e) => {
+    m.on('c2s/features', (e) => {
       if (e.stage === 'pre-auth' && mode !== 'closed') e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
     });
 
@@ -53,7 +57,7 @@ export default defineModule({
     };
 
     // XEP-0077 §3.1: registration on a stream that has not authenticated yet
-    m.on<UnauthenticatedIqEvent>('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
+    m.on('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
       const query = iq.getChild('query', NS_REGISTER);
       if (query === undefined) return undefined;
       const invite = invites()?.presentedOn(stream);
@@ -116,7 +120,7 @@ export default defineModule({
       return `${username}@${m.host.domain}`;
     }
 
-    m.provide({
+    m.provide('register', {
       minPasswordLength: m.options.min_password_length,
       register: async (username, password, address, invite) => {
         if (mode === 'closed' || (mode === 'invite' && invite === undefined)) throw new StanzaError('not-allowed', 'Registration is closed on this server');

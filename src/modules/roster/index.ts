@@ -5,7 +5,7 @@ import { defineModule } from '../../core/module.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import type { StanzaEvent } from '../../core/router.js';
 import { StanzaError } from '../../core/stanza.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import type { AccountDeletingEvent } from '../../core/module.js';
 import { RosterStore, removeRosterData, rosterMigrations, type Roster, type RosterItem, type Subscription } from './store.js';
 
@@ -14,6 +14,12 @@ const NS_ROSTER_VER = 'urn:xmpp:features:rosterver';
 const MAX_NAME_LENGTH = 1023;
 
 /** What the roster offers other modules on the same host (presence, last activity, ...). */
+declare module '../../core/module.js' {
+  interface Services {
+    roster: RosterService;
+  }
+}
+
 export interface RosterService {
   store: RosterStore;
   /** Contacts that receive the account's presence (subscription from or both). */
@@ -36,6 +42,15 @@ export interface RosterService {
 export interface SubscriptionChangeEvent {
   username: string;
   contact: string;
+}
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    /** The user approved a contact's subscription request (RFC 6121 §3.1.4). */
+    'roster/approved': SubscriptionChangeEvent;
+    /** A subscription from the user to the contact ended (RFC 6121 §3.2-3.3). */
+    'roster/cancelled': SubscriptionChangeEvent;
+  }
 }
 
 function itemElement(item: RosterItem, removed = false): Element {
@@ -61,7 +76,7 @@ export default defineModule({
     const store = new RosterStore(m.db, domain);
     const has = (s: Subscription, bit: 'to' | 'from') => s === 'both' || s === bit;
 
-    m.provide({
+    m.provide('roster', {
       store,
       presenceSubscribers: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'from')).map((i) => i.jid),
       presenceSubscriptions: (roster) => [...roster.items.values()].filter((i) => has(i.subscription, 'to')).map((i) => i.jid),
@@ -95,8 +110,8 @@ export default defineModule({
 
     // Rosters of online accounts stay in memory from their first use (roster get or presence)
     // until the account's last session ends.
-    m.on('session/closed', ({ session }: { session: Session }) => {
-      if (!m.server.sessions.hasAccount(session.jid.bare)) store.evict(session.jid.local);
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
+      if (!m.sessions.hasAccount(session.jid.bare)) store.evict(session.jid.local);
     });
     // An account about to be deleted (its data goes next, removeAccountData): its contacts are
     // told it no longer shares or wants presence, as Prosody's mod_presence does on user-deleted
@@ -119,13 +134,13 @@ export default defineModule({
 
     /** RFC 6121 §2.1.6: a roster push to every interested resource of the account. */
     function push(username: string, version: number, item: RosterItem, removed = false): void {
-      const sessions = m.server.sessions.ofAccount(`${username}@${domain}`);
+      const sessions = m.sessions.resources(`${username}@${domain}`);
       if (!sessions) return;
       for (const session of sessions.values()) {
-        if (!session.interested) continue;
+        if (!session.flags.has('interested')) continue;
         const iq = new Element('iq', { type: 'set', id: `push-${version}`, to: session.jid.toString() });
         iq.c('query', { xmlns: NS_ROSTER, ver: String(version) }).append(itemElement(item, removed));
-        session.send(iq);
+        m.deliver(session, iq);
       }
     }
 
@@ -137,7 +152,7 @@ export default defineModule({
 
     m.iq('get', NS_ROSTER, async ({ from, to, session, payload }) => {
       if (from.bare !== to.bare) throw new StanzaError('forbidden');
-      if (session) session.interested = true;
+      if (session) m.sessions.setFlag(session, 'interested', true);
       const roster = await store.load(from.local);
       const version = String(roster.version);
       // XEP-0237 §3: an up-to-date client gets an empty result and then only pushes

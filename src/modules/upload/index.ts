@@ -10,15 +10,13 @@ import { z } from 'zod';
 import { byteSize, byteSizeOrNever, duration, durationOrNever } from '../../config/units.js';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { Server } from '../../core/server.js';
-import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
+import type { Kernel } from '../../core/kernel.js';
+import { StanzaError } from '../../core/stanza.js';
 import { LocalDiskBlobStore } from './blobs.js';
 import { UploadHttpHandler, isValidContentType, tokenHash } from './http.js';
 import { UploadStore, uploadMigrations, type Slot } from './store.js';
 
 export const NS_UPLOAD = 'urn:xmpp:http:upload:0';
-const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
-const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
 const NS_DATA = 'jabber:x:data';
 /** Where the HTTP listener serves uploads: PUT and GET `/upload/<slot id>/<filename>`. */
 const HTTP_PREFIX = '/upload';
@@ -38,19 +36,25 @@ export interface UploadService {
 }
 
 /** What the module offers other modules of its host (the web chat's CSP): where slots point. */
+declare module '../../core/module.js' {
+  interface Services {
+    upload: UploadHostService;
+  }
+}
+
 export interface UploadHostService {
   /** The base URL of this host's slots (PUT and GET), no trailing slash. */
   baseUrl(): string;
 }
 
-const services = new WeakMap<Server, Promise<UploadService>>();
+const services = new WeakMap<Kernel, Promise<UploadService>>();
 
 /** The server's upload service, if the upload module is enabled on any host (for the HTTP listener). */
-export function uploadServiceOf(server: Server): Promise<UploadService> | undefined {
+export function uploadServiceOf(server: Kernel): Promise<UploadService> | undefined {
   return services.get(server);
 }
 
-function sharedService(server: Server): Promise<UploadService> {
+function sharedService(server: Kernel): Promise<UploadService> {
   let service = services.get(server);
   if (service === undefined) {
     service = (async () => {
@@ -129,7 +133,7 @@ export default defineModule({
   async setup(m) {
     const options = m.options;
     const domain = (options.service_domain ?? `upload.${m.host.domain}`).toLowerCase();
-    if (!m.server.settings.http.enabled) {
+    if (!m.server.http.settings.enabled) {
       // http.enabled: false turns off every HTTP service, this one included (example config)
       m.log.warn({ host: m.host.domain }, 'file upload is off: the HTTP listener is disabled (http.enabled: false)');
       return;
@@ -143,36 +147,28 @@ export default defineModule({
      */
     const defaultBaseUrl = (): string => {
       if (m.server.http.settings.publicUrl === undefined && m.host.domain === 'localhost') {
-        const plain = m.server.httpAddresses().find((listener) => listener.tls === 'none');
+        const plain = m.server.http.addresses().find((listener) => listener.tls === 'none');
         if (plain !== undefined) return `http://localhost:${plain.port}${HTTP_PREFIX}`;
       }
       return m.httpUrl(HTTP_PREFIX);
     };
-    m.provide({ baseUrl } satisfies UploadHostService);
+    m.provide('upload', { baseUrl });
     const service = await sharedService(m.server);
     const { store } = service;
     const fileLifetime = options.expire_after === null ? null : options.expire_after * 1000;
     service.lifetimes.set(m.host.domain, fileLifetime);
 
-    const route = (stanza: Element) => m.route(stanza);
-    const bounce = (stanza: Element, error: StanzaError) => {
-      if (stanza.attrs.type === 'error' || stanza.attrs.from === undefined) return;
-      if (stanza.name === 'iq' && stanza.attrs.type === 'result') return;
-      route(errorReply(stanza, error));
-    };
-
-    /** XEP-0363 §3: identity store/file, the feature, and max-file-size in a XEP-0128 form. */
-    function discoInfo(): Element {
-      const query = new Element('query', { xmlns: NS_DISCO_INFO });
-      query.c('identity', { category: 'store', type: 'file', name: options.name });
-      query.c('feature', { var: NS_UPLOAD });
-      query.c('feature', { var: NS_DISCO_INFO });
-      query.c('feature', { var: NS_DISCO_ITEMS });
-      const form = query.c('x', { xmlns: NS_DATA, type: 'result' });
+    // XEP-0363 §3: identity store/file, the feature, and max-file-size in a XEP-0128 form
+    const component = m.component(domain, options.name);
+    component.identity('store', 'file', options.name);
+    component.feature(NS_UPLOAD);
+    component.infoExtension(() => {
+      const form = new Element('x', { xmlns: NS_DATA, type: 'result' });
       form.c('field', { var: 'FORM_TYPE', type: 'hidden' }).c('value').t(NS_UPLOAD);
       form.c('field', { var: 'max-file-size' }).c('value').t(String(options.max_file_size));
-      return query;
-    }
+      return form;
+    });
+    component.messageRefusal = 'This is a file upload service';
 
     /** XEP-0363 §4-5: a slot for the file described in `request`, or the error why not. */
     async function requestSlot(request: Element, from: Jid): Promise<Element> {
@@ -230,37 +226,15 @@ export default defineModule({
       return slot;
     }
 
-    function receive(stanza: Element, from: Jid, to: Jid): true {
-      if (stanza.name !== 'iq') {
-        if (stanza.name === 'message') bounce(stanza, new StanzaError('service-unavailable', 'This is a file upload service'));
-        return true;
+    component.iq('get', NS_UPLOAD, async ({ payload, from }) => {
+      if (payload.name !== 'request') throw new StanzaError('service-unavailable');
+      try {
+        return await requestSlot(payload, from);
+      } catch (err) {
+        if (err instanceof StanzaError) m.log.info({ from: from.toString(), condition: err.condition, reason: err.text }, 'upload slot refused');
+        throw err; // a StanzaError is the answer; anything else is logged and answered internal-server-error
       }
-      const type = stanza.attrs.type;
-      if (type !== 'get' && type !== 'set') return true;
-      const payload = stanza.getChildElements()[0];
-      if (to.local !== '' || to.resource !== '' || payload === undefined) return bounce(stanza, new StanzaError('service-unavailable')), true;
-      const xmlns = payload.attrs.xmlns;
-      if (type === 'get' && xmlns === NS_DISCO_INFO && payload.attrs.node === undefined) return route(iqResult(stanza, discoInfo())), true;
-      if (type === 'get' && xmlns === NS_DISCO_ITEMS && payload.attrs.node === undefined) return route(iqResult(stanza, new Element('query', { xmlns: NS_DISCO_ITEMS }))), true;
-      if (type === 'get' && xmlns === NS_UPLOAD && payload.name === 'request') {
-        requestSlot(payload, from).then(
-          (slot) => route(iqResult(stanza, slot)),
-          (err: unknown) => {
-            if (err instanceof StanzaError) {
-              m.log.info({ from: from.toString(), condition: err.condition, reason: err.text }, 'upload slot refused');
-              return bounce(stanza, err);
-            }
-            m.log.error({ err, from: from.toString() }, 'upload slot request failed');
-            bounce(stanza, new StanzaError('internal-server-error'));
-          },
-        );
-        return true;
-      }
-      bounce(stanza, new StanzaError('service-unavailable'));
-      return true;
-    }
-
-    m.component(domain, receive, options.name);
+    });
     m.gauge('xmppd_upload_files', 'Uploaded files kept (each upload; identical ones are stored once)', () => store.fileCount(m.host.domain));
     m.http({ prefix: HTTP_PREFIX, methods: ['GET', 'PUT', 'OPTIONS'], maxBodySize: options.max_file_size }, ({ req, res, subpath }) =>
       service.http.handle(req, res, subpath),

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { byteSize } from '../../config/units.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
-import type { Session } from '../../core/sessions.js';
+import type { SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { serialize } from '../../xml/serialize.js';
@@ -47,12 +47,10 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('vcard').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
-    const sessions = m.server.sessions;
+    const sessions = m.sessions;
     const store = new VcardStore(m.db, domain);
     /** The photo hash of each account with a session here ('' for none). */
     const hashes = new Map<string, string>();
-    /** Presence let through unstamped after reading the hash failed. */
-    const unstamped = new WeakSet<Element>();
 
     m.feature(NS_VCARD);
 
@@ -63,13 +61,13 @@ export default defineModule({
         return hashes.get(username) ?? hash;
       });
 
-    m.on('session/bound', ({ session }: { session: Session }) => {
+    m.on('session/bound', ({ session }: { session: SessionRef }) => {
       // read now, so that the initial presence does not wait for it
       if (!hashes.has(session.jid.local)) {
         loadHash(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed'));
       }
     });
-    m.on('session/closed', ({ session }: { session: Session }) => {
+    m.on('session/closed', ({ session }: { session: SessionRef }) => {
       if (!sessions.hasAccount(session.jid.bare)) hashes.delete(session.jid.local);
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
@@ -80,18 +78,15 @@ export default defineModule({
     // replacing whatever the client put there, before the presence module broadcasts it.
     m.on('pre-presence/none', (e: StanzaEvent) => {
       const session = e.session;
-      if (session === undefined || e.stanza.attrs.type !== undefined || unstamped.has(e.stanza)) return undefined;
+      if (session === undefined || e.stanza.attrs.type !== undefined) return undefined;
       const hash = hashes.get(session.jid.local);
       if (hash !== undefined) return void stamp(e.stanza, hash);
-      // the hash is still being read: stamp once it is there, then carry on as the server would
-      return loadHash(session.jid.local).then(
-        (loaded) => (stamp(e.stanza, loaded), m.server.processFromClient(e.stanza, session, null)),
-        (err: unknown) => {
-          m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed; presence goes out unstamped');
-          unstamped.add(e.stanza);
-          return m.server.processFromClient(e.stanza, session, null);
-        },
-      );
+      // the hash is still being read: stamp once it is there (the client's later stanzas wait
+      // behind this presence), then the chain goes on
+      return m.wait(loadHash(session.jid.local).then(
+        (loaded) => void stamp(e.stanza, loaded),
+        (err: unknown) => void m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed; presence goes out unstamped'),
+      ));
     }, 100);
 
     function stamp(presence: Element, hash: string): void {

@@ -11,7 +11,6 @@ import { defineModule } from '../../core/module.js';
 import { websocketUrl } from '../../http/endpoints.js';
 import { HttpError } from '../../http/service.js';
 import type { HttpRequest } from '../../http/router.js';
-import type { UploadHostService } from '../upload/index.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -110,7 +109,7 @@ export default defineModule({
 
     /** The page's CSP, with the origin upload slots point at (the upload module sets up after us: asked per page). */
     const pagePolicy = (): string => {
-      const uploads = m.host.services.get('upload') as UploadHostService | undefined;
+      const uploads = m.optional('upload');
       return contentSecurityPolicy(uploads === undefined ? undefined : new URL(uploads.baseUrl()).origin);
     };
 

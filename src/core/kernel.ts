@@ -1,0 +1,243 @@
+// The kernel: the database and its health, the accounts, the virtual hosts with their modules,
+// the session directory, the event bus and the router. It knows no edge (c2s, s2s, http, tls,
+// control) and no module by name: src/app/server.ts builds it and connects the edges to it
+// through the ports (src/core/ports.ts). See docs/architecture.md.
+import type Element from 'ltx/lib/Element.js';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { AccountStore, accountMigrations } from '../accounts/store.js';
+import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
+import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
+import { StorageHealth, storageMigrations } from '../storage/health.js';
+import { EventBus, Pause, Waiting } from './events.js';
+import { VirtualHost, type HostSettings } from './host.js';
+import type { Jid } from './jid.js';
+import { ServerMetrics } from './metrics.js';
+import { ModuleContext, type ModuleDefinition } from './module.js';
+import type { HttpPort } from './http-port.js';
+import type { Delivery, RemoteRoute } from './ports.js';
+import { Router, type StanzaEvent } from './router.js';
+import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
+
+export interface KernelSettings {
+  dataDir: string;
+  storage: StorageOptions;
+  hosts: HostSettings[];
+  /** A module's validated options on a host (the config layer maps problems to YAML lines). */
+  moduleOptions<T>(host: string, module: string, schema: z.ZodType<T>): T;
+  /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
+  scramIterations: number;
+  version: string;
+}
+
+export class Kernel {
+  readonly events = new EventBus();
+  readonly hosts = new Map<string, VirtualHost>();
+  /** The in-memory SessionDirectory (src/core/ports.ts) of this process's sessions. */
+  readonly sessions = new SessionRegistry();
+  /** The only writer of stanzas to sessions (src/core/ports.ts). */
+  readonly delivery: Delivery = new LocalDelivery();
+  readonly startedAt = Date.now();
+  /** Prometheus metrics, served at /metrics. */
+  readonly metrics: ServerMetrics;
+  db!: Knex;
+  /** Whether the database can keep what is acknowledged (checked at start, watched while running). */
+  storage!: StorageHealth;
+  accounts!: AccountStore;
+  router!: Router;
+  /** The HTTP listeners' routes (modules add theirs with m.http); connected before the modules are set up. */
+  http!: HttpPort;
+
+  constructor(
+    readonly settings: KernelSettings,
+    readonly log: Logger,
+    private readonly availableModules: ReadonlyMap<string, ModuleDefinition<unknown>>,
+    /** Open connections by kind, for /metrics (the edges know them). */
+    connectionCounts: () => Record<string, number>,
+  ) {
+    this.metrics = new ServerMetrics(connectionCounts);
+  }
+
+  private definitionOf(name: string): ModuleDefinition<unknown> {
+    const definition = this.availableModules.get(name);
+    if (definition === undefined) throw new Error(`unknown module "${name}" (known: ${[...this.availableModules.keys()].join(', ')})`);
+    return definition;
+  }
+
+  /** Fails at boot, with one line, when a module is unknown or misses a dependency on its host. */
+  checkModules(): void {
+    for (const host of this.settings.hosts) {
+      for (const name of host.modules) {
+        for (const dependency of this.definitionOf(name).dependencies ?? []) {
+          if (!host.modules.includes(dependency)) throw new Error(`module "${name}" needs module "${dependency}", which is not enabled on ${host.domain}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Opens the database (a corrupted or read-only one stops the start, naming the file), applies
+   * the migrations of storage, accounts and every enabled module, and makes the accounts and the
+   * router.
+   */
+  async openStorage(): Promise<void> {
+    const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map((name) => this.definitionOf(name));
+    this.db = await openDatabase(this.settings.storage);
+    this.storage = new StorageHealth(this.db, this.settings.storage, this.log.child({ component: 'storage' }));
+    await this.storage.checkIntegrity();
+    await runMigrations(this.db, 'storage', storageMigrations);
+    await runMigrations(this.db, 'accounts', accountMigrations);
+    for (const definition of enabled) {
+      const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
+      if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
+    }
+    await this.storage.checkWritable();
+    this.accounts = new AccountStore(this.db, this.settings.scramIterations);
+    this.router = new Router(this.hosts, this.sessions, this.delivery, this.accounts, this.events, this.log);
+  }
+
+  /** Makes the virtual hosts and sets up their modules, dependencies first. */
+  async setUpModules(): Promise<void> {
+    for (const hostSettings of this.settings.hosts) {
+      const host = new VirtualHost(hostSettings);
+      this.hosts.set(host.domain, host);
+      this.router.installDefaultRules(host);
+      // dependencies first, whatever order the config lists them in
+      for (const definition of loadOrder(hostSettings.modules.map((name) => this.definitionOf(name)))) {
+        const options = definition.options ? this.settings.moduleOptions(host.domain, definition.name, definition.options) : ({} as never);
+        const context = new ModuleContext(definition.name, this, host, options, this.log.child({ module: definition.name, host: host.domain }));
+        await definition.setup(context);
+        host.modules.set(definition.name, context);
+      }
+    }
+  }
+
+  /**
+   * A client stanza, `from` already stamped by its stream: the `pre-` events, then the router
+   * (docs/architecture.md "flow"). Returns a promise when the stanza is accepted only once it
+   * settles (a write to offline storage or the archive), which stream management waits for
+   * before acknowledging.
+   */
+  processFromClient(stanza: Element, session: Session, to: Jid | null): unknown {
+    const host = this.hosts.get(session.host)!;
+    const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
+    const event: StanzaEvent = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session, durable: undefined };
+    const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
+    if (handled !== undefined) return handled instanceof Pause ? this.afterPause(handled, event) : handled;
+    return this.routeFromClient(event);
+  }
+
+  /** A `pre-` hook waited (events.ts wait()): the rest of the chain and the routing follow once it is done. */
+  private afterPause(paused: Pause, event: StanzaEvent): Waiting {
+    let accepted: unknown;
+    const routed = paused.promise.then(
+      (result) => {
+        accepted = result !== undefined ? result : this.routeFromClient(event);
+      },
+      (err: unknown) => this.log.error({ err, from: event.from.toString(), kind: event.stanza.name }, 'a handler failed while the stanza waited; it goes no further'),
+    );
+    return new Waiting(routed, routed.then(() => accepted));
+  }
+
+  private routeFromClient(event: StanzaEvent): unknown {
+    const { stanza, session } = event;
+    let routed = this.router.routeAddressed(stanza, event.from, event.to, session);
+    // a recipient-side hook waited (e.g. for a block list): accepted once the rest of its chain is done
+    if (routed instanceof Pause) routed = routed.promise;
+    // what a hook must store before the stanza is accepted (the archive), once it is routed
+    const durable = event.durable;
+    if (durable === undefined) return routed;
+    return routed instanceof Promise ? routed.then(() => durable.written()) : durable.written();
+  }
+
+  /**
+   * A stanza from another server, whose stream has authenticated `from`'s domain for `to`'s (one
+   * of ours): it enters the router on the recipient's side, as a local user's stanza does after
+   * its `pre-` events, so every module sees it. Never relayed to a third server.
+   */
+  processFromRemote(stanza: Element, from: Jid, to: Jid): unknown {
+    if (!this.hosts.has(to.domain) && !this.router.components.has(to.domain)) {
+      this.log.warn({ from: from.toString(), to: to.toString() }, 'refusing to relay a stanza from another server');
+      return undefined;
+    }
+    return this.router.routeAddressed(stanza, from, to);
+  }
+
+  /** Called by a stream once its session is bound (registered in the session registry). */
+  sessionBound(session: Session): void {
+    // RFC 6120 §7.7.2.2: a new session for the same full JID replaces the old one. The old one
+    // is closed first, while still registered, so it ends like any other (contacts see it go).
+    const previous = this.sessions.get(session.jid.bare, session.jid.resource);
+    if (previous !== undefined && previous !== session) previous.close('conflict', 'Replaced by a new connection for the same resource');
+    this.sessions.add(session);
+    this.hosts.get(session.host)?.events.fire('session/bound', { session });
+  }
+
+  /** Called by a stream when its bound session ends, whatever the reason. */
+  sessionClosed(session: Session, reason: string): void {
+    if (!this.sessions.remove(session)) return;
+    this.hosts.get(session.host)?.events.fire('session/closed', { session, reason });
+  }
+
+  /** Connects (or, with undefined, disconnects) the route to other domains: s2s. */
+  connectRemote(route: RemoteRoute | undefined): void {
+    this.router.remote = route;
+  }
+
+  /** Every module this build knows (a disabled one may still hold data from when it was on). */
+  moduleDefinitions(): Iterable<ModuleDefinition<unknown>> {
+    return this.availableModules.values();
+  }
+
+  /** Deletes an account, kicks its sessions and removes every module's data for it (src/accounts/lifecycle.ts). */
+  deleteAccount(host: string, username: string): Promise<AccountDeletion> {
+    return deleteAccountLive(this, host, username);
+  }
+
+  /** Stops every host's modules, last set up first. */
+  async stopModules(phaseDone: (phase: string) => void): Promise<void> {
+    for (const host of this.hosts.values()) {
+      for (const module of [...host.modules.values()].reverse()) {
+        await module.stop().catch((err: unknown) => this.log.error({ err, module: module.name }, 'module failed to stop'));
+        phaseDone(`${host.domain}/${module.name}`);
+      }
+    }
+  }
+
+  /** Lets the queries under way finish (up to 5 s), then closes the database. */
+  async closeStorage(phaseDone: (phase: string) => void): Promise<void> {
+    this.storage?.stop();
+    if (this.db) {
+      await drainDatabase(this.db, 5000);
+      phaseDone('database drain');
+      await this.db.destroy();
+    }
+  }
+}
+
+/** Orders module definitions so that each comes after the modules it depends on. */
+function loadOrder(definitions: ModuleDefinition<unknown>[]): ModuleDefinition<unknown>[] {
+  const byName = new Map(definitions.map((d) => [d.name, d]));
+  const ordered: ModuleDefinition<unknown>[] = [];
+  const visit = (definition: ModuleDefinition<unknown>, path: string[]) => {
+    if (ordered.includes(definition)) return;
+    if (path.includes(definition.name)) throw new Error(`modules depend on each other in a cycle: ${[...path, definition.name].join(' → ')}`);
+    for (const dependency of definition.dependencies ?? []) visit(byName.get(dependency)!, [...path, definition.name]);
+    ordered.push(definition);
+  };
+  for (const definition of definitions) visit(definition, []);
+  return ordered;
+}
+
+/** Waits (up to `timeoutMs`) for queries already under way, e.g. writes caused by the streams just closed. */
+async function drainDatabase(db: Knex, timeoutMs: number): Promise<void> {
+  const pool = (db.client as { pool?: { numUsed(): number; numPendingAcquires(): number; numPendingCreates(): number } }).pool;
+  if (!pool) return;
+  const deadline = Date.now() + timeoutMs;
+  // let the events of the closed streams start their work before looking
+  await new Promise((resolve) => setImmediate(resolve));
+  while (pool.numUsed() + pool.numPendingAcquires() + pool.numPendingCreates() > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

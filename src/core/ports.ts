@@ -1,0 +1,88 @@
+// The ports of the kernel: small interfaces that the edges (c2s, s2s, http, later the cluster)
+// implement and the kernel and modules use, so that src/core never imports an edge
+// (docs/architecture.md). The HTTP port is in ./http-port.ts.
+import type Element from 'ltx/lib/Element.js';
+import type { Jid } from './jid.js';
+
+// --- sessions -------------------------------------------------------------------------------
+// A session is known to the kernel and modules as a SessionRef, found in the SessionDirectory;
+// only Delivery writes a stanza to it. The in-memory directory (src/core/sessions.ts) holds the
+// sessions of this process; a shared one (Redis, the cluster) would hand out refs to sessions on
+// other nodes, which Delivery passes to the RemoteRoute.
+
+/** Told exactly once what became of a stanza handed to Delivery (or Session.send). */
+export interface DeliveryTracker {
+  delivered(): void;
+  undelivered(): void;
+}
+
+/** A bound client session as the kernel and modules see it, wherever it lives. */
+export interface SessionRef {
+  readonly jid: Jid;
+  /** The node (process) holding the session; LOCAL_NODE for this one. */
+  readonly node: string;
+  /** Sent initial presence and not yet unavailable (RFC 6121 §4.2). */
+  readonly available: boolean;
+  /** Priority from the last available presence (RFC 6121 §4.7.2.3); meaningful when `available`. */
+  readonly priority: number;
+  /** The last broadcast available presence (with `from` stamped), for probes and new contacts. */
+  readonly presence: Element | null;
+  /** Per-session flags set through the directory, e.g. 'carbons' (XEP-0280), 'interested' (RFC 6121 §2.1.6). */
+  readonly flags: ReadonlySet<SessionFlag>;
+  /** Full or bare JIDs this session sent directed presence to (RFC 6121 §4.6). */
+  readonly directedPresence: ReadonlySet<string> | null;
+  /** The client declared itself inactive (XEP-0352 Client State Indication). */
+  readonly inactive: boolean;
+  /** Epoch ms of the user's own last activity (XEP-0012): not keepalives, not while inactive (XEP-0352). */
+  readonly lastActivity: number;
+  /**
+   * The live session behind a ref to a session of this process: today's zero-copy fast path,
+   * for Delivery (and the c2s edge) only, never for modules.
+   */
+  readonly local: LocalSession | undefined;
+}
+
+/** Flags a module sets on a session; a string so that a module can add its own. */
+export type SessionFlag = 'carbons' | 'interested' | (string & {});
+
+/** The writing side of a session of this process (src/c2s/session.ts implements it). */
+export interface LocalSession {
+  send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
+}
+
+export const LOCAL_NODE = 'local';
+
+/** Where the bound sessions are: bind, unbind, presence, flags, lookups. */
+export interface SessionDirectory {
+  /** Bound sessions (of this directory). */
+  readonly size: number;
+  /** The session of a full JID, if bound. */
+  find(bare: string, resource: string): SessionRef | undefined;
+  /** The sessions of an account by resource (undefined when none). Not copied: do not keep it. */
+  resources(bare: string): ReadonlyMap<string, SessionRef> | undefined;
+  hasAccount(bare: string): boolean;
+  /**
+   * RFC 6121 §4.2 / §4.5: the session's presence. `presence` null is unavailable; else it is
+   * the broadcast available presence and `priority` its priority.
+   */
+  setPresence(ref: SessionRef, presence: Element | null, priority?: number): void;
+  setFlag(ref: SessionRef, flag: SessionFlag, on: boolean): void;
+  /** RFC 6121 §4.6: the session sent available (`sent` true) or unavailable presence to `target`. */
+  setDirectedPresence(ref: SessionRef, target: string, sent: boolean): void;
+  /** Forgets every directed-presence target (the session went unavailable, §4.6.3). */
+  clearDirectedPresence(ref: SessionRef): void;
+}
+
+/** The only writer of a stanza to a session (local: the session object; other node: the RemoteRoute). */
+export interface Delivery {
+  /** `xml`: the serialisation when the caller already has it (one for many recipients). */
+  deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
+}
+
+/**
+ * A stanza for another domain (s2s, src/s2s/service.ts) — later, for another node of the
+ * cluster. Returns false when the stanza cannot be taken (federation off): the router bounces it.
+ */
+export interface RemoteRoute {
+  route(stanza: Element, from: Jid, to: Jid): boolean;
+}
