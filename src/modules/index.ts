@@ -1,6 +1,7 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
 import blocking from './blocking/index.js';
+import caps from './caps/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
 import last from './last/index.js';
@@ -10,6 +11,7 @@ import offline from './offline/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
 import privateStorage from './private/index.js';
+import pubsub from './pubsub/index.js';
 import register from './register/index.js';
 import roster from './roster/index.js';
 import time from './time/index.js';
@@ -26,6 +28,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat),
+  entry(caps), entry(pubsub),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(
