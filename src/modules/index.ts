@@ -4,6 +4,7 @@ import blocking from './blocking/index.js';
 import caps from './caps/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
+import externalServices from './extdisco/index.js';
 import last from './last/index.js';
 import mam from './mam/index.js';
 import muc from './muc/index.js';
@@ -28,7 +29,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat),
-  entry(caps), entry(pubsub),
+  entry(caps), entry(pubsub), entry(externalServices),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

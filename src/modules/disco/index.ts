@@ -4,6 +4,7 @@
 // with what other modules add through the DiscoService (PEP's pubsub/pep identity and nodes).
 // The server's own capabilities (XEP-0115 §6.3) are a stream feature.
 import Element from 'ltx/lib/Element.js';
+import { z } from 'zod';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import type { DiscoIdentity } from '../../core/host.js';
@@ -26,13 +27,26 @@ export interface DiscoService {
   serverForm(form: () => Element): void;
 }
 
+/** XEP-0157 §2: the address kinds of the serverinfo form, as `<kind>-addresses` fields. */
+const CONTACT_KINDS = ['abuse', 'admin', 'feedback', 'sales', 'security', 'status', 'support'] as const;
+const NS_SERVERINFO = 'http://jabber.org/network/serverinfo';
+const addresses = z.array(z.string().min(1)).default([]);
+
 export default defineModule({
   name: 'disco',
   description: 'Service discovery: which features and services this server offers',
   implements: [
     { spec: 'XEP-0030', version: '2.5rc3', status: 'complete' },
     { spec: 'XEP-0115', version: '1.6.0', status: 'complete', note: "the server's own capabilities as a stream feature" },
+    { spec: 'XEP-0128', version: '1.0', status: 'complete', note: 'data forms in disco#info (XEP-0157)' },
+    { spec: 'XEP-0157', version: '1.1.1', status: 'complete', note: 'addresses from modules.disco.contact' },
   ],
+  options: z.strictObject({
+    /** XEP-0157 contact addresses (mailto:, xmpp:, https: URIs), shown in the server's disco#info. */
+    contact: z.strictObject({
+      abuse: addresses, admin: addresses, feedback: addresses, sales: addresses, security: addresses, status: addresses, support: addresses,
+    }).prefault({}),
+  }),
   setup(m) {
     m.feature(NS_INFO);
     m.feature(NS_ITEMS);
@@ -57,6 +71,20 @@ export default defineModule({
       for (const feature of [...m.host.features].sort()) query.c('feature', { var: feature });
       for (const form of serverForms) query.append(form());
       return query;
+    }
+    // XEP-0157: where to reach the people running the server
+    const contact = m.options.contact;
+    if (CONTACT_KINDS.some((kind) => contact[kind].length > 0)) {
+      serverForms.push(() => {
+        const form = new Element('x', { xmlns: 'jabber:x:data', type: 'result' });
+        form.c('field', { var: 'FORM_TYPE', type: 'hidden' }).c('value').t(NS_SERVERINFO);
+        for (const kind of CONTACT_KINDS) {
+          if (contact[kind].length === 0) continue;
+          const field = form.c('field', { var: `${kind}-addresses`, type: 'list-multi' });
+          for (const address of contact[kind]) field.c('value').t(address);
+        }
+        return form;
+      });
     }
     const serverVer = () => capsHash(serverInfo(), 'sha-1')!;
 
