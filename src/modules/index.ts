@@ -1,6 +1,8 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
+import avatars from './avatars/index.js';
 import blocking from './blocking/index.js';
+import bookmarks from './bookmarks/index.js';
 import caps from './caps/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
@@ -29,7 +31,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat),
-  entry(caps), entry(pubsub), entry(externalServices),
+  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatars),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

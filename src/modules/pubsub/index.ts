@@ -15,11 +15,27 @@ import type { DiscoService } from '../disco/index.js';
 import type { RosterService } from '../roster/index.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_OWNER, PUBSUB_FEATURES } from './ns.js';
 import { PubsubEngine, type PubsubService } from './service.js';
-import { PubsubStore, pubsubMigrations, removePubsubData } from './store.js';
+import { PubsubStore, pubsubMigrations, removePubsubData, type StoredItem } from './store.js';
 
 export { PubsubEngine, type PubsubService } from './service.js';
 
 const NOTIFY = '+notify';
+
+/** The payload of `pep/published`: an item stored on an account's PEP service. */
+export interface PepPublishedEvent {
+  owner: string;
+  node: string;
+  item: StoredItem;
+  /** Work the publisher's result waits for (e.g. the vCard photo, XEP-0398). */
+  pending: Array<Promise<unknown>>;
+}
+
+/** What the pubsub module offers other modules on the host (bookmark conversion, XEP-0411). */
+export interface PubsubApi {
+  engine: PubsubEngine;
+  /** An account's PEP service. */
+  pep(bareJid: string): PubsubService;
+}
 
 export default defineModule({
   name: 'pubsub',
@@ -80,6 +96,12 @@ export default defineModule({
       route: (stanza) => m.route(stanza),
       maxItems: options.max_items,
       rosterItem,
+      published: (service, node, item) => {
+        if (!service.pep) return undefined;
+        const pending: Array<Promise<unknown>> = [];
+        m.host.events.fire<PepPublishedEvent>('pep/published', { owner: service.jid, node, item, pending });
+        return Promise.all(pending);
+      },
       mayCreate: (_service, requester) => {
         if (options.create_nodes === 'anyone') return true;
         if (options.create_nodes === 'admins') return m.host.isAdmin(requester);
@@ -91,6 +113,8 @@ export default defineModule({
         return jids;
       },
     });
+
+    m.provide({ engine, pep: (bareJid) => ({ jid: bareJid, pep: true }) } satisfies PubsubApi);
 
     for (const feature of [NS_PUBSUB, ...PUBSUB_FEATURES]) {
       // the server's disco#info (clients such as Conversations look there) and the account's (XEP-0163 §5)

@@ -29,6 +29,8 @@ export interface PubsubEnvironment {
   rosterItem(ownerBare: string, contactBare: string): Promise<{ subscription: string; groups: string[] } | undefined>;
   /** Whether `requester` may create nodes on a (non-PEP) service. */
   mayCreate(service: PubsubService, requesterBare: string): boolean;
+  /** Told of each item published (after it is stored), e.g. for avatar conversion (XEP-0398). */
+  published?(service: PubsubService, node: string, item: StoredItem): Promise<unknown> | void;
   /** PEP: full JIDs that asked for notifications of `node` by +notify (XEP-0163 §4), access not yet checked. */
   interested(service: PubsubService, node: string): string[];
 }
@@ -265,6 +267,8 @@ export class PubsubEngine {
     const id = item.attrs.id !== undefined && item.attrs.id !== '' ? item.attrs.id : randomUUID();
     const stored: StoredItem = { id, publisher: from, payload: payloads.length === 0 ? '' : serialize(payloads[0]!), publishedAt: Date.now() };
     await this.env.store.publish(node.row.id, stored, itemLimit(node.config, this.env.maxItems));
+    // what follows from it (XEP-0398's vCard) is done before the publisher hears back
+    await Promise.resolve(this.env.published?.(service, name, stored)).catch((err: unknown) => this.env.log.error({ err, node: name }, 'after-publish work failed'));
     if (node.config.deliver_notifications) {
       const items = new Element('items', { node: name });
       items.append(this.itemElement(stored, node.config.deliver_payloads));
