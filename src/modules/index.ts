@@ -1,12 +1,12 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
-import avatars from './avatars/index.js';
+import avatarConversion from './avatar_conversion/index.js';
 import blocking from './blocking/index.js';
 import bookmarks from './bookmarks/index.js';
 import caps from './caps/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
-import externalServices from './extdisco/index.js';
+import externalServices from './external_services/index.js';
 import last from './last/index.js';
 import mam from './mam/index.js';
 import muc from './muc/index.js';
@@ -31,7 +31,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat),
-  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatars),
+  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

@@ -14,7 +14,7 @@ const NS_METADATA = 'urn:xmpp:avatar:metadata';
 const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
 
 export default defineModule({
-  name: 'avatars',
+  name: 'avatar_conversion',
   description: 'One avatar for PEP (XEP-0084) and vCard (XEP-0153) clients',
   implements: [{ spec: 'XEP-0398', version: '0.2.1', status: 'complete' }],
   dependencies: ['pubsub', 'vcard'],
