@@ -74,6 +74,8 @@ export function eventItem(message: Element): Element | undefined {
   return message.getChild('event', NS_PUBSUB_EVENT)?.getChild('items')?.getChild('item');
 }
 
+const answers = new WeakMap<TestClient, (node: string | undefined) => Element>();
+
 /**
  * Makes the client answer disco#info with `features` (XEP-0115 §6.2) and returns the `<c/>` to
  * put in its presence, its ver computed per §5.1 with SHA-1.
@@ -83,8 +85,13 @@ export function advertiseCaps(client: TestClient, features: string[]): Element {
   const all = [...new Set([NS_DISCO_INFO, NS_CAPS, ...features])].sort();
   const s = `${identity.category}/${identity.type}//${identity.name}<` + all.map((f) => `${f}<`).join('');
   const ver = createHash('sha1').update(s).digest('base64');
-  const callee = (client.xmpp as unknown as { iqCallee: { get(ns: string, name: string, handler: (ctx: { element: Element }) => Element): void } }).iqCallee;
-  callee.get(NS_DISCO_INFO, 'query', (ctx) => xml('query', { xmlns: NS_DISCO_INFO, ...(ctx.element.attrs.node ? { node: ctx.element.attrs.node } : {}) },
-    xml('identity', identity), ...all.map((f) => xml('feature', { var: f }))));
+  const answer = (node: string | undefined) => xml('query', { xmlns: NS_DISCO_INFO, ...(node ? { node } : {}) },
+    xml('identity', identity), ...all.map((f) => xml('feature', { var: f })));
+  // one handler per client, answering with what it advertised last
+  if (!answers.has(client)) {
+    const callee = (client.xmpp as unknown as { iqCallee: { get(ns: string, name: string, handler: (ctx: { element: Element }) => Element): void } }).iqCallee;
+    callee.get(NS_DISCO_INFO, 'query', (ctx) => answers.get(client)!(ctx.element.attrs.node));
+  }
+  answers.set(client, answer);
   return xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: CLIENT_NODE, ver });
 }

@@ -245,3 +245,34 @@ test('deleting the account deletes its PEP nodes and its subscriptions; the next
   const affs = (await ownerIq(b, 'get', service, xml('affiliations', { node }))).getChild('pubsub')!.getChild('affiliations')!.getChildren('affiliation');
   t.deepEqual(affs.map((x) => x.attrs.jid), [bare(server, bob)]);
 });
+
+test('a new device of the owner coming online with +notify gets her own last item (how Conversations learns its device list)', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const phone = await loginForTest(t, server, alice, 'phone');
+  const node = 'eu.siacs.conversations.axolotl.devicelist';
+  await publish(phone, node, xml('list', { xmlns: 'eu.siacs.conversations.axolotl' }, xml('device', { id: '42' })), { id: 'current', publishOptions: { 'pubsub#access_model': 'open' } });
+  const tablet = await loginForTest(t, server, alice, 'tablet');
+  await online(tablet, [advertiseCaps(tablet, [`${node}+notify`, `urn:test:tablet-${++capsCounter}`])]);
+  const event = await tablet.next(isEvent(node, bare(server, alice)));
+  t.is(eventItem(event)!.getChild('list')!.getChild('device')!.attrs.id, '42');
+});
+
+test('a contact\'s disconnection ends its interest: nothing is sent to a resource that went away', async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  await makeFriends(server, alice, bob);
+  const b = await loginForTest(t, server, bob, 'pc');
+  await getRoster(b);
+  await onlineWithInterest(b, [NICK]);
+  const a = await loginForTest(t, server, alice, 'phone');
+  await online(a);
+  await publish(a, NICK, nick('first'));
+  await b.next(isEvent(NICK, bare(server, alice)));
+  // Bob goes unavailable, then comes back without interest in nicknames
+  await b.send(xml('presence', { type: 'unavailable' }));
+  await online(b, [advertiseCaps(b, [`urn:test:bob-no-nick-${++capsCounter}`])]);
+  await b.next(isCapsQuery);
+  await settle(b);
+  await publish(a, NICK, nick('second'));
+  await settle(b);
+  t.is(b.received.filter(isEvent(NICK)).length, 1);
+});
