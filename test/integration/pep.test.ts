@@ -276,3 +276,13 @@ test('a contact\'s disconnection ends its interest: nothing is sent to a resourc
   await settle(b);
   t.is(b.received.filter(isEvent(NICK)).length, 1);
 });
+
+test('a status change without <c/> keeps the resource\'s interest', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const laptop = await loginForTest(t, server, alice, 'laptop');
+  await onlineWithInterest(laptop, [NICK]);
+  await online(laptop, [xml('show', {}, 'away')]);
+  const phone = await loginForTest(t, server, alice, 'phone');
+  await publish(phone, NICK, nick('Away Alice'));
+  t.is(eventItem(await laptop.next(isEvent(NICK)))!.getChild('nick', NICK)!.getText(), 'Away Alice');
+});

@@ -10,7 +10,7 @@ import { defineModule, type AccountDeletingEvent } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
 import type { Session } from '../../core/sessions.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
-import type { CapsService } from '../caps/index.js';
+import { NS_CAPS, type CapsService } from '../caps/index.js';
 import type { DiscoService } from '../disco/index.js';
 import type { RosterService } from '../roster/index.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_OWNER, PUBSUB_FEATURES } from './ns.js';
@@ -80,6 +80,9 @@ export default defineModule({
      * own resources and the contacts whose presence the owner receives.
      */
     const interest = new Map<string, Map<string, ReadonlySet<string>>>();
+    /** The latest presence seen from each full JID, per owner: an answer about an older one is stale. */
+    const latest = new Map<string, Element>();
+    const latestKey = (ownerBare: string, jid: string) => `${ownerBare}\u0000${jid}`;
 
     async function rosterItem(ownerBare: string, contactBare: string) {
       const owner = parseJid(ownerBare);
@@ -144,12 +147,20 @@ export default defineModule({
      * nodes it did not ask for before get their last item (XEP-0163 §4.3.2).
      */
     async function presenceSeen(ownerBare: string, from: string, presence: Element): Promise<void> {
+      // a presence without <c/> (a status change from a client that leaves it out) changes nothing
+      if (presence.getChild('c', NS_CAPS) === undefined) {
+        if (!interest.get(ownerBare)?.has(from)) latest.delete(latestKey(ownerBare, from));
+        return;
+      }
       const features = await caps.features(presence, from, ownerBare);
+      // gone meanwhile, or a newer presence is being looked at
+      if (latest.get(latestKey(ownerBare, from)) !== presence) return;
       const nodes = new Set<string>();
       for (const feature of features ?? []) if (feature.endsWith(NOTIFY)) nodes.add(feature.slice(0, -NOTIFY.length));
       let byJid = interest.get(ownerBare);
       const before = byJid?.get(from);
       if (nodes.size === 0) {
+        latest.delete(latestKey(ownerBare, from));
         byJid?.delete(from);
         if (byJid?.size === 0) interest.delete(ownerBare);
         return;
@@ -166,6 +177,7 @@ export default defineModule({
     }
 
     function forget(ownerBare: string, jid: string): void {
+      latest.delete(latestKey(ownerBare, jid));
       const byJid = interest.get(ownerBare);
       if (byJid === undefined) return;
       byJid.delete(jid);
@@ -178,8 +190,10 @@ export default defineModule({
     m.on('pre-presence/none', (e: StanzaEvent) => {
       const session = e.session;
       if (session === undefined) return undefined;
-      if (e.stanza.attrs.type === undefined) background(presenceSeen(session.jid.bare, session.jid.toString(), e.stanza), 'PEP interest of an own resource');
-      else if (e.stanza.attrs.type === 'unavailable') forget(session.jid.bare, session.jid.toString());
+      if (e.stanza.attrs.type === undefined) {
+        latest.set(latestKey(session.jid.bare, session.jid.toString()), e.stanza);
+        background(presenceSeen(session.jid.bare, session.jid.toString(), e.stanza), 'PEP interest of an own resource');
+      } else if (e.stanza.attrs.type === 'unavailable') forget(session.jid.bare, session.jid.toString());
       return undefined;
     }, 50);
     m.on('session/closed', ({ session }: { session: Session }) => forget(session.jid.bare, session.jid.toString()));
@@ -192,9 +206,11 @@ export default defineModule({
       const from = e.from.toString();
       if (type === 'unavailable') forget(owner, from);
       else if (type === undefined) {
+        latest.set(latestKey(owner, from), e.stanza);
         // XEP-0163 §4.1: only contacts with a subscription to the owner's presence
         background(rosterItem(owner, e.from.bare).then((item) => {
           if (item?.subscription === 'from' || item?.subscription === 'both') return presenceSeen(owner, from, e.stanza);
+          if (latest.get(latestKey(owner, from)) === e.stanza) latest.delete(latestKey(owner, from));
           return undefined;
         }), 'PEP interest of a contact');
       }
