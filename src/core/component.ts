@@ -98,12 +98,13 @@ export class ServedDomain implements Component {
     const payload = iq.getChildElements()[0];
     if (payload === undefined) return this.bounce(iq, new StanzaError('service-unavailable'));
     const xmlns = payload.attrs.xmlns ?? '';
-    if (type === 'get' && payload.attrs.node === undefined) {
+    const handler = this.iqHandlers.get(`${type}|${xmlns}`);
+    // a domain with a structure of its own (pubsub's nodes) answers disco itself
+    if (handler === undefined && type === 'get' && payload.attrs.node === undefined) {
       if (xmlns === NS_DISCO_INFO && payload.name === 'query') return this.routing.route(iqResult(iq, this.discoInfo()));
       if (xmlns === NS_DISCO_ITEMS && payload.name === 'query') return this.routing.route(iqResult(iq, this.discoItems()));
       if (xmlns === NS_PING && payload.name === 'ping') return this.routing.route(iqResult(iq, null));
     }
-    const handler = this.iqHandlers.get(`${type}|${xmlns}`);
     if (handler === undefined) return this.bounce(iq, new StanzaError('service-unavailable'));
     const fail = (err: unknown) => {
       if (err instanceof StanzaError) return this.bounce(iq, err);

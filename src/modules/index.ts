@@ -1,8 +1,12 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
+import avatarConversion from './avatar_conversion/index.js';
 import blocking from './blocking/index.js';
+import bookmarks from './bookmarks/index.js';
+import caps from './caps/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
+import externalServices from './external_services/index.js';
 import last from './last/index.js';
 import mail from './mail/index.js';
 import mam from './mam/index.js';
@@ -12,6 +16,7 @@ import invites from './invites/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
 import privateStorage from './private/index.js';
+import pubsub from './pubsub/index.js';
 import register from './register/index.js';
 import roster from './roster/index.js';
 import time from './time/index.js';
@@ -28,6 +33,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat), entry(invites), entry(mail),
+  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

@@ -9,6 +9,27 @@ import { serialize } from '../../xml/serialize.js';
 import { PrivateStore, privateMigrations } from './store.js';
 
 export const NS_PRIVATE = 'jabber:iq:private';
+
+/**
+ * `private/get` and `private/set`: another module may keep one kind of private XML elsewhere
+ * (bookmarks on PEP, XEP-0411) by answering for it with a promise; otherwise the store does.
+ */
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    'private/get': PrivateGetEvent;
+    'private/set': PrivateSetEvent;
+  }
+}
+
+export interface PrivateGetEvent {
+  username: string;
+  namespace: string;
+  name: string;
+}
+export interface PrivateSetEvent {
+  username: string;
+  element: Element;
+}
 /** Namespaces that cannot hold private data: a stored element must be in a namespace of its own. */
 const RESERVED = new Set(['', 'jabber:client', 'jabber:server', NS_PRIVATE]);
 
@@ -44,8 +65,14 @@ export default defineModule({
       // §2.3: a get names exactly one element ("Bad Format" without one)
       if (elements.length !== 1) throw new StanzaError('bad-request', 'Ask for exactly one element');
       const asked = elements[0]!;
-      const data = await store.get(to.local, asked.attrs.xmlns!, asked.name);
+      const elsewhere = m.host.events.fire('private/get', { username: to.local, namespace: asked.attrs.xmlns!, name: asked.name });
+      const kept = elsewhere instanceof Promise ? ((await elsewhere) as Element | undefined) : undefined;
       const query = new Element('query', { xmlns: NS_PRIVATE });
+      if (kept !== undefined) {
+        query.append(kept);
+        return query;
+      }
+      const data = await store.get(to.local, asked.attrs.xmlns!, asked.name);
       // nothing stored yet: the empty element
       query.append(data === undefined ? new Element(asked.name, { xmlns: asked.attrs.xmlns }) : parseElement(data));
       return query;
@@ -56,7 +83,14 @@ export default defineModule({
       const elements = storedElements(payload);
       // §2.3: at least one element in a namespace of its own, else not-acceptable
       if (elements.length === 0) throw new StanzaError('not-acceptable', 'Nothing to store');
-      await store.set(to.local, elements.map((element) => ({ namespace: element.attrs.xmlns!, name: element.name, data: serialize(element) })));
+      const here: Element[] = [];
+      for (const element of elements) {
+        const elsewhere = m.host.events.fire('private/set', { username: to.local, element });
+        if (elsewhere instanceof Promise) await elsewhere;
+        else here.push(element);
+      }
+      if (here.length === 0) return;
+      await store.set(to.local, here.map((element) => ({ namespace: element.attrs.xmlns!, name: element.name, data: serialize(element) })));
     }, 'account');
   },
 });

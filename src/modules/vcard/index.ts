@@ -32,6 +32,35 @@ function updateElement(hash: string): Element {
   return x;
 }
 
+/** What the vcard module offers other modules (avatar conversion, XEP-0398). */
+declare module '../../core/module.js' {
+  interface Services {
+    vcard: VcardService;
+  }
+}
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    'vcard/updated': VcardUpdatedEvent;
+  }
+}
+
+export interface VcardService {
+  /** The account's vCard, or undefined for none. */
+  get(username: string): Promise<Element | undefined>;
+  /** Replaces the account's vCard as its owner would (the photo hash in presence follows); fires `vcard/updated`. */
+  set(username: string, vcard: Element, origin: 'client' | 'server'): Promise<void>;
+}
+
+/** The payload of `vcard/updated`. */
+export interface VcardUpdatedEvent {
+  username: string;
+  vcard: Element;
+  origin: 'client' | 'server';
+  /** Work the vCard's setter waits for (e.g. publishing the photo on PEP, XEP-0398). */
+  pending: Array<Promise<unknown>>;
+}
+
 export default defineModule({
   name: 'vcard',
   description: 'User profiles (vCards) and avatar hashes in presence',
@@ -104,6 +133,23 @@ export default defineModule({
       return stored === undefined ? new Element('vCard', { xmlns: NS_VCARD }) : parseElement(stored.vcard);
     }, 'account');
 
+    async function save(username: string, payload: Element, vcard: string, origin: 'client' | 'server'): Promise<void> {
+      const hash = photoHash(payload);
+      await store.set(username, { vcard, photoHash: hash });
+      // the next presence carries the new hash (clients resend presence after publishing an avatar)
+      if (sessions.hasAccount(`${username}@${domain}`)) hashes.set(username, hash);
+      const pending: Array<Promise<unknown>> = [];
+      m.host.events.fire('vcard/updated', { username, vcard: payload, origin, pending });
+      await Promise.all(pending);
+    }
+    m.provide('vcard', {
+      get: async (username) => {
+        const stored = await store.get(username);
+        return stored === undefined ? undefined : parseElement(stored.vcard);
+      },
+      set: (username, vcard, origin) => save(username, vcard, serialize(vcard), origin),
+    } satisfies VcardService);
+
     // XEP-0054 §3.2: the user replaces their vCard as a whole
     m.iq('set', NS_VCARD, async ({ from, to, payload }) => {
       if (from.bare !== to.bare) throw new StanzaError('forbidden', 'Only the owner of a vCard may change it');
@@ -112,10 +158,7 @@ export default defineModule({
       if (Buffer.byteLength(vcard) > m.options.max_size) {
         throw new StanzaError('not-acceptable', `The vCard is larger than ${m.options.max_size} bytes`);
       }
-      const hash = photoHash(payload);
-      await store.set(to.local, { vcard, photoHash: hash });
-      // the next presence carries the new hash (clients resend presence after publishing an avatar)
-      if (sessions.hasAccount(to.bare)) hashes.set(to.local, hash);
+      await save(to.local, payload, vcard, 'client');
     }, 'account');
   },
 });
