@@ -9,6 +9,7 @@ import { modulesForHost, validateModuleOptions, type ConfigSource } from './conf
 import { Server, type ServerSettings } from './core/server.js';
 import { moduleRegistry } from './modules/index.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
+import { liveContext } from './control/context.js';
 
 export function packageVersion(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
@@ -97,9 +98,13 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
     },
     scramIterations: DEFAULT_SCRAM_ITERATIONS,
     version: packageVersion(),
+    configFile: source.file,
   };
 }
 
 export function createServer(config: CoreConfig, source: ConfigSource, log: Logger): Server {
-  return new Server(serverSettings(config, source), log, moduleRegistry);
+  const server = new Server(serverSettings(config, source), log, moduleRegistry);
+  // the admin commands (src/control): control socket, ad-hoc commands, reload
+  server.admin = (hosts) => liveContext(server, { configFile: source.file, settingsFor: serverSettings }, hosts);
+  return server;
 }

@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
 import { ControlSocket } from '../control/socket.js';
+import type { LiveAdminContext } from '../control/registry.js';
 import { EventBus } from './events.js';
 import { VirtualHost, type HostSettings } from './host.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
@@ -43,6 +44,8 @@ export interface ServerSettings {
   /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
   scramIterations: number;
   version: string;
+  /** The file the configuration was read from (what `xmppd reload` reads again). */
+  configFile?: string | undefined;
 }
 
 export class Server {
@@ -67,6 +70,8 @@ export class Server {
   private stopping: Promise<void> | undefined;
   /** The local control socket the CLI talks to (src/control). */
   private control: ControlSocket | undefined;
+  /** The admin commands' context on this server (src/control/context.ts), set by src/app.ts. */
+  admin: ((hosts?: readonly string[]) => LiveAdminContext) | undefined;
 
   constructor(
     readonly settings: ServerSettings,

@@ -30,12 +30,13 @@ export default defineModule({
     exempt_loopback: z.boolean().default(false),
   }),
   setup(m) {
-    const open = m.host.settings.registration === 'open';
+    // read at each use: `xmppd reload` may open or close registration
+    const open = () => m.host.settings.registration === 'open';
     const recentByAddress = new Map<string, number[]>();
 
     m.feature(NS_REGISTER);
     m.on<StreamFeaturesEvent>('c2s/features', (e) => {
-      if (e.stage === 'pre-auth' && open) e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
+      if (e.stage === 'pre-auth' && open()) e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
     });
 
     const checkPassword = (password: string | null): string => {
@@ -49,7 +50,7 @@ export default defineModule({
     m.on<UnauthenticatedIqEvent>('c2s/unauthenticated-iq', ({ iq, stream, reply }) => {
       const query = iq.getChild('query', NS_REGISTER);
       if (query === undefined) return undefined;
-      if (!open) {
+      if (!open()) {
         reply(errorReply(iq, new StanzaError('not-allowed', 'Registration is closed on this server', 'cancel')));
         return true;
       }
