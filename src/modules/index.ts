@@ -1,5 +1,6 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
+import adhoc from './adhoc/index.js';
 import blocking from './blocking/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
@@ -25,7 +26,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
-  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat),
+  entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat), entry(adhoc),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

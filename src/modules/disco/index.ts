@@ -16,9 +16,14 @@ export default defineModule({
     m.feature(NS_INFO);
     m.feature(NS_ITEMS);
 
-    m.iq('get', NS_INFO, ({ payload }) => {
+    // a node is answered by the module that owns it (e.g. adhoc's command nodes, XEP-0050 §2.3)
+    m.iq('get', NS_INFO, ({ payload, from }) => {
       const node = payload.attrs.node;
-      if (node !== undefined) throw new StanzaError('item-not-found', `No node ${node}`);
+      if (node !== undefined) {
+        const answer = m.host.events.fire('disco/info-node', { node, from: from.bare });
+        if (answer instanceof Element) return answer;
+        throw new StanzaError('item-not-found', `No node ${node}`);
+      }
       const query = new Element('query', { xmlns: NS_INFO });
       for (const identity of m.host.identities) {
         const attrs: Record<string, string> = { category: identity.category, type: identity.type };
@@ -29,8 +34,13 @@ export default defineModule({
       return query;
     }, 'host');
 
-    m.iq('get', NS_ITEMS, ({ payload }) => {
-      if (payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
+    m.iq('get', NS_ITEMS, ({ payload, from }) => {
+      const node = payload.attrs.node;
+      if (node !== undefined) {
+        const answer = m.host.events.fire('disco/items-node', { node, from: from.bare });
+        if (answer instanceof Element) return answer;
+        throw new StanzaError('item-not-found');
+      }
       const query = new Element('query', { xmlns: NS_ITEMS });
       for (const item of m.host.items) query.c('item', item.name ? { jid: item.jid, name: item.name } : { jid: item.jid });
       return query;
