@@ -2,7 +2,7 @@
 // The `xmppd` command: start the server, check a configuration, manage accounts.
 import fs from 'node:fs';
 import { Command } from 'commander';
-import { ConfigError, formatProblems, loadConfig, problemAt, type ConfigProblem, type ConfigSource } from './config/load.js';
+import { ConfigError, formatProblems, loadConfig, loadConfigFile, problemAt, sectionAt, type ConfigProblem, type ConfigSource } from './config/load.js';
 import type { CoreConfig } from './config/schema.js';
 import { createLogger, createServer, packageVersion } from './app.js';
 import { AccountExistsError, AccountStore, accountMigrations } from './accounts/store.js';
@@ -20,6 +20,8 @@ import { addRegistryCommands, registryHelp } from './cli/registry.js';
 import { databaseContext } from './control/context.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
+/** The schema's default for data_dir (src/config/schema.ts). */
+const DEFAULT_DATA_DIR = './data';
 
 function load(file: string) {
   try {
@@ -88,6 +90,25 @@ function listenProblem(config: CoreConfig, source: ConfigSource, err: ListenErro
   return { file: source.file, path: 'listen', message: err.message };
 }
 
+/**
+ * The data directory (where the control socket is) even from a configuration that does not
+ * validate: `xmppd reload` must reach the server to be told what is wrong with the edit.
+ */
+function dataDirOf(file: string): string {
+  try {
+    return loadConfig(file).config.data_dir;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    try {
+      const raw = sectionAt(loadConfigFile(file), ['data_dir']);
+      if (typeof raw === 'string') return raw;
+    } catch {
+      // unreadable YAML: the default below
+    }
+    return DEFAULT_DATA_DIR;
+  }
+}
+
 async function withAccounts<T>(file: string, work: (accounts: AccountStore, config: CoreConfig, db: Database) => Promise<T>): Promise<T> {
   const { config } = load(file);
   const db = await openDatabase({ driver: config.storage.driver, sqliteFile: config.storage.sqlite_file, postgresUrl: config.storage.postgres_url });
@@ -152,7 +173,7 @@ program
 
 program.option('--json', 'print command results as JSON');
 const groups = addRegistryCommands(program, {
-  dataDir: () => load(configFile()).config.data_dir,
+  dataDir: () => dataDirOf(configFile()),
   withDatabase: (work) => withAccounts(configFile(), (accounts, config, db) => work(databaseContext({
     hosts: config.hosts.map((h) => h.domain), db, accounts, dataDir: config.data_dir, modules: moduleRegistry.values(),
   }))),
