@@ -74,6 +74,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       requestTimeout: config.http.request_timeout,
       websocket: { enabled: config.http.websocket.enabled, considerSecure: config.http.websocket.consider_secure },
       metrics: config.http.metrics,
+      adminApi: { ...config.http.admin_api, token: config.http.admin_api.token },
     },
     s2s: {
       enabled: config.s2s.enabled,

@@ -200,6 +200,19 @@ const httpSchema = z.strictObject({
       })
       .prefault({}),
   ),
+  /** The admin API at /admin/api (src/http/admin-api.ts). */
+  admin_api: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        token: z.string().min(16, 'the token must have at least 16 characters (e.g. openssl rand -hex 32)').optional(),
+        listeners: z.enum(['loopback', 'all']).default('loopback'),
+      })
+      .superRefine((api, ctx) => {
+        if (api.enabled && api.token === undefined) ctx.addIssue({ code: 'custom', path: ['enabled'], message: 'the admin API needs a token (http.admin_api.token)' });
+      })
+      .prefault({}),
+  ),
 });
 
 // Federation (RFC 6120 server-to-server streams). Off by default: a dev box serving `localhost`

@@ -24,6 +24,7 @@ import { HttpService, type HttpSettings } from '../http/service.js';
 import { serveWebSocket } from '../c2s/websocket.js';
 import { ServerMetrics } from './metrics.js';
 import { serveEndpoints } from '../http/endpoints.js';
+import { serveAdminApi } from '../http/admin-api.js';
 import { S2SService } from '../s2s/service.js';
 import type { S2SRoute, S2SSettings } from '../s2s/settings.js';
 
@@ -147,6 +148,7 @@ export class Server {
     await this.c2s.listen();
     if (this.settings.http.websocket.enabled) serveWebSocket(this, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
     serveEndpoints(this, this.settings.http.metrics, this.settings.http.websocket.enabled);
+    serveAdminApi(this, this.settings.http.adminApi); // src/http/admin-api.ts, from the command registry
     await this.http.listen();
     if (this.settings.s2s?.enabled) {
       this.s2s = new S2SService(this, this.settings.s2s);

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
+import type { AdminApiSettings } from './admin-api.js';
 import type { WebSocketSettings } from '../c2s/websocket.js';
 import type { MetricsSettings } from './endpoints.js';
 import { listenOn } from '../core/listen.js';
@@ -33,6 +34,8 @@ export interface HttpSettings {
   websocket: WebSocketSettings;
   /** /metrics (src/http/endpoints.ts). */
   metrics: MetricsSettings;
+  /** /admin/api (src/http/admin-api.ts); off when missing. */
+  adminApi?: AdminApiSettings | undefined;
 }
 
 /** Headers sent with every response; a handler may override them (res.setHeader). */
