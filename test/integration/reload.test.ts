@@ -71,11 +71,12 @@ async function aliceOnline(t: ExecutionContext, port: number): Promise<{ xmpp: C
   let disconnected = false;
   xmpp.on('error', () => undefined);
   xmpp.on('disconnect', () => (disconnected = true));
-  await xmpp.start();
+  // registered before the start: a client that failed to start must not keep reconnecting
   t.teardown(async () => {
     (xmpp as unknown as { reconnect?: { stop(): void } }).reconnect?.stop();
     await xmpp.stop().catch(() => undefined);
   });
+  await xmpp.start();
   return { xmpp, disconnected: () => disconnected };
 }
 
