@@ -99,7 +99,6 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
     },
     scramIterations: DEFAULT_SCRAM_ITERATIONS,
     version: packageVersion(),
-    configFile: source.file,
   };
 }
 

@@ -45,8 +45,6 @@ export interface ServerSettings {
   /** PBKDF2 iterations for new SCRAM credentials (RFC 7677 recommends at least 4096). */
   scramIterations: number;
   version: string;
-  /** The file the configuration was read from (what `xmppd reload` reads again). */
-  configFile?: string | undefined;
 }
 
 export class Server {
