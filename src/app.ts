@@ -11,6 +11,7 @@ import { modulesForHost, validateModuleOptions, type ConfigSource } from './conf
 import { Server, type ServerSettings } from './app/server.js';
 import { moduleRegistry } from './modules/index.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
+import { liveContext } from './control/context.js';
 
 export function packageVersion(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
@@ -75,6 +76,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       requestTimeout: config.http.request_timeout,
       websocket: { enabled: config.http.websocket.enabled, considerSecure: config.http.websocket.consider_secure },
       metrics: config.http.metrics,
+      adminApi: { ...config.http.admin_api, token: config.http.admin_api.token },
     },
     s2s: {
       enabled: config.s2s.enabled,
@@ -103,5 +105,8 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
 }
 
 export function createServer(config: CoreConfig, source: ConfigSource, log: Logger): Server {
-  return new Server(serverSettings(config, source), log, moduleRegistry);
+  const server = new Server(serverSettings(config, source), log, moduleRegistry);
+  // the admin commands (src/control): control socket, ad-hoc commands, reload
+  server.kernel.extensions.admin = (hosts) => liveContext(server, { configFile: source.file, settingsFor: serverSettings }, hosts);
+  return server;
 }

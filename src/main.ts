@@ -2,17 +2,13 @@
 // The `xmppd` command: start the server, check a configuration, manage accounts.
 import fs from 'node:fs';
 import { Command } from 'commander';
-import {
-  ConfigError, formatProblems, loadConfig, loadConfigFile, problemAt, sectionAt, validateCoreConfig, validateSection,
-  type ConfigPath, type ConfigProblem, type ConfigSource,
-} from './config/load.js';
+import { ConfigError, formatProblems, loadConfig, loadConfigFile, problemAt, sectionAt, type ConfigProblem, type ConfigSource } from './config/load.js';
 import type { CoreConfig } from './config/schema.js';
-import { createLogger, createServer, packageVersion, serverSettings } from './app.js';
+import { createLogger, createServer, packageVersion } from './app.js';
 import { AccountExistsError, AccountStore, accountMigrations } from './accounts/store.js';
 import { normalizeUsername, parseJid } from './core/jid.js';
 import { moduleRegistry } from './modules/index.js';
 import { openDatabase, runMigrations, type Database } from './storage/db.js';
-import { certificateCoversHost, loadCertificateInfo } from './tls/certs.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
@@ -22,11 +18,13 @@ import { mailOptions, mailTransport } from './modules/mail/index.js';
 import { isEmailAddress } from './modules/mail/store.js';
 import { PasswordRefused, readNewPassword } from './cli/password.js';
 import { ListenError } from './core/listen.js';
-import { deleteAccount, type AccountDeletion } from './accounts/lifecycle.js';
-import { CommandError, runCommand, userDelete, type CommandContext } from './control/commands.js';
-import { callControl } from './control/socket.js';
+import { check } from './cli/check.js';
+import { addRegistryCommands, registryHelp } from './cli/registry.js';
+import { databaseContext } from './control/context.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
+/** The schema's default for data_dir (src/config/schema.ts). */
+const DEFAULT_DATA_DIR = './data';
 
 function load(file: string) {
   try {
@@ -51,10 +49,6 @@ async function start(file: string): Promise<void> {
   const log = createLogger(config);
   const server = createServer(config, source, log);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
-  // SIGHUP's default is to end the process; an admin sending it expects a reload, which is not
-  // there yet. Ignored from before the start: one sent as soon as "xmppd started" is logged must
-  // not find the default still in place (the line is written before start() has settled).
-  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP received: configuration reload is not supported; ignored (restart to apply changes)'));
   try {
     await server.start();
   } catch (err) {
@@ -76,6 +70,17 @@ async function start(file: string): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // SIGHUP: reload the configuration, as `xmppd reload` does; a bad file is logged and the
+  // running configuration kept (never the end of the process, SIGHUP's default)
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the configuration');
+    const admin = server.admin?.();
+    if (admin === undefined) return;
+    admin.reload().then(
+      (report) => log.info({ applied: report.applied, needsRestart: report.needsRestart }, 'SIGHUP: configuration reloaded'),
+      (err: unknown) => log.error({ reason: (err as Error).message }, 'SIGHUP: configuration not reloaded; the running one is kept'),
+    );
+  });
 }
 
 /** A listener that could not be opened, at the line of its entry in the configuration. */
@@ -88,88 +93,23 @@ function listenProblem(config: CoreConfig, source: ConfigSource, err: ListenErro
   return { file: source.file, path: 'listen', message: err.message };
 }
 
-/** Everything `check` finds wrong, with file and line where the config says it. */
-function check(file: string): ConfigProblem[] {
-  let source: ConfigSource;
+/**
+ * The data directory (where the control socket is) even from a configuration that does not
+ * validate: `xmppd reload` must reach the server to be told what is wrong with the edit.
+ */
+function dataDirOf(file: string): string {
   try {
-    source = loadConfigFile(file);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  let config: CoreConfig;
-  try {
-    config = validateCoreConfig(source);
+    return loadConfig(file).config.data_dir;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    // the core is broken, but the module sections can still be checked on their own
-    return [...err.problems, ...checkModuleSections(source)];
-  }
-  const problems: ConfigProblem[] = [];
-  const settings = serverSettings(config, source);
-  config.hosts.forEach((host, index) => {
-    const modules = settings.hosts[index]!.modules;
-    const where = (name: string): ConfigPath => (name in host.modules ? ['hosts', index, 'modules', name] : ['modules', name]);
-    for (const name of modules) {
-      const definition = moduleRegistry.get(name);
-      if (definition === undefined) {
-        problems.push(problemAt(source, where(name), `unknown module (known: ${[...moduleRegistry.keys()].join(', ')})`, 'key'));
-        continue;
-      }
-      for (const dependency of definition.dependencies ?? []) {
-        if (!modules.includes(dependency)) problems.push(problemAt(source, where(name), `needs module ${dependency}, which is not enabled on ${host.domain}`, 'key'));
-      }
-      if (definition.options) {
-        try {
-          settings.moduleOptions(host.domain, name, definition.options);
-        } catch (err) {
-          if (err instanceof ConfigError) problems.push(...err.problems);
-          else throw err;
-        }
-      }
-    }
-    if (host.tls) {
-      const info = loadCertificateInfo(host.tls.cert, host.tls.key);
-      for (const problem of info.problems) problems.push(problemAt(source, ['hosts', index, 'tls'], problem, 'key'));
-      if (info.problems.length === 0 && !certificateCoversHost(info.subjectNames, host.domain)) {
-        problems.push(problemAt(source, ['hosts', index, 'tls', 'cert'], `certificate names ${info.subjectNames.join(', ')}, not ${host.domain}`, 'value'));
-      }
-    }
-  });
-  if (config.s2s.ca_file !== undefined) {
     try {
-      fs.accessSync(config.s2s.ca_file, fs.constants.R_OK);
-    } catch (err) {
-      problems.push(problemAt(source, ['s2s', 'ca_file'], `cannot read ${config.s2s.ca_file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'value'));
+      const raw = sectionAt(loadConfigFile(file), ['data_dir']);
+      if (typeof raw === 'string') return raw;
+    } catch {
+      // unreadable YAML: the default below
     }
+    return DEFAULT_DATA_DIR;
   }
-  // one problem per place, even when several hosts share the section it comes from
-  const seen = new Set<string>();
-  return problems.filter((p) => {
-    const key = `${p.line}:${p.column}:${p.path}:${p.message}`;
-    return seen.has(key) ? false : (seen.add(key), true);
-  });
-}
-
-/** The top-level `modules:` entries checked without a valid core config. */
-function checkModuleSections(source: ConfigSource): ConfigProblem[] {
-  const section = sectionAt(source, ['modules']);
-  if (section === null || typeof section !== 'object' || Array.isArray(section)) return [];
-  const problems: ConfigProblem[] = [];
-  for (const [name, value] of Object.entries(section)) {
-    const definition = moduleRegistry.get(name);
-    if (definition === undefined) {
-      problems.push(problemAt(source, ['modules', name], `unknown module (known: ${[...moduleRegistry.keys()].join(', ')})`, 'key'));
-    } else if (definition.options && value !== null && typeof value === 'object') {
-      try {
-        validateSection(source, ['modules', name], definition.options);
-      } catch (err) {
-        if (err instanceof ConfigError) problems.push(...err.problems);
-        else throw err;
-      }
-    }
-  }
-  return problems;
 }
 
 async function withAccounts<T>(file: string, work: (accounts: AccountStore, config: CoreConfig, db: Database) => Promise<T>): Promise<T> {
@@ -181,24 +121,6 @@ async function withAccounts<T>(file: string, work: (accounts: AccountStore, conf
   } finally {
     await db.destroy();
   }
-}
-
-/** Runs an admin command on the server running on this configuration's data directory, if one answers. */
-async function runOnServer(config: CoreConfig, command: string, args: unknown): Promise<unknown> {
-  try {
-    return (await callControl(config.data_dir, command, args))?.result;
-  } catch (err) {
-    if (err instanceof CommandError) fail(err.message);
-    throw err;
-  }
-}
-
-/** The admin commands' context without a running server: the database itself. */
-function databaseContext(config: CoreConfig, db: Database, accounts: AccountStore): CommandContext {
-  return {
-    hosts: config.hosts.map((h) => h.domain),
-    deleteAccount: (host, username) => deleteAccount(db, accounts, config.data_dir, host, username, moduleRegistry.values()),
-  };
 }
 
 function accountJid(jid: string, config: CoreConfig): { username: string; host: string } {
@@ -252,60 +174,18 @@ program
     process.exit(2);
   });
 
-const user = program.command('user').description('manage accounts');
-user
-  .command('add <jid>')
-  .description('create an account')
-  .option('-p, --password <password>', 'password (else read from standard input)')
-  .action(async (jid: string, opts: { password?: string }) => {
-    await withAccounts(configFile(), async (accounts, config) => {
-      const { username, host } = accountJid(jid, config);
-      const password = await readPassword(opts.password);
-      try {
-        await accounts.create(host, username, password);
-      } catch (err) {
-        if (err instanceof AccountExistsError) fail(`${username}@${host} already exists`);
-        throw err;
-      }
-      process.stdout.write(`created ${username}@${host}\n`);
-    });
-  });
-user
-  .command('passwd <jid>')
-  .description("change an account's password")
-  .option('-p, --password <password>', 'new password (else read from standard input)')
-  .action(async (jid: string, opts: { password?: string }) => {
-    await withAccounts(configFile(), async (accounts, config) => {
-      const { username, host } = accountJid(jid, config);
-      const password = await readPassword(opts.password);
-      if (!(await accounts.setPassword(host, username, password))) fail(`no account ${username}@${host}`);
-      process.stdout.write(`password changed for ${username}@${host}\n`);
-    });
-  });
-user
-  .command('del <jid>')
-  .description('delete an account and all its data (roster, archive, offline messages, files...); a running server also ends its sessions')
-  .action(async (jid: string) => {
-    const { config } = load(configFile());
-    const { username, host } = accountJid(jid, config);
-    const args = { jid: `${username}@${host}` };
-    // through the running server when there is one (it ends the account's sessions), else on the database
-    const deletion = ((await runOnServer(config, userDelete.name, args)) ??
-      (await withAccounts(configFile(), (accounts, _config, db) => runCommand(databaseContext(config, db, accounts), userDelete.name, args)))) as AccountDeletion;
-    if (deletion.failed.length > 0) fail(`${args.jid}: the data of ${deletion.failed.join(', ')} could not be removed (see the log); run the command again`);
-    if (!deletion.existed) fail(`no account ${args.jid}`);
-    process.stdout.write(`deleted ${args.jid}\n`);
-  });
-user
-  .command('list [host]')
-  .description('list the accounts of a host (default: every host)')
-  .action(async (host: string | undefined) => {
-    await withAccounts(configFile(), async (accounts, config) => {
-      for (const h of host ? [host] : config.hosts.map((x) => x.domain)) {
-        for (const username of await accounts.list(h)) process.stdout.write(`${username}@${h}\n`);
-      }
-    });
-  });
+program.option('--json', 'print command results as JSON');
+const groups = addRegistryCommands(program, {
+  dataDir: () => dataDirOf(configFile()),
+  withDatabase: (work) => withAccounts(configFile(), (accounts, config, db) => work(databaseContext({
+    hosts: config.hosts.map((h) => h.domain), db, accounts, dataDir: config.data_dir, modules: moduleRegistry.values(),
+  }))),
+  readPassword: () => readPassword(undefined),
+  fail,
+  json: () => program.opts<{ json?: boolean }>().json === true,
+});
+program.addHelpText('after', registryHelp());
+const user = groups.get('user')!.description('manage accounts');
 user
   .command('retention <jid> [period]')
   .description('how long the account\'s messages are kept (archive and offline): a duration like 30d, never, or default (the server\'s); without a period, shows it')
@@ -329,6 +209,32 @@ user
       process.stdout.write(`${username}@${host}: messages ${describe(seconds)}\n`);
     });
   });
+user
+  .command('import <file>')
+  .description('create accounts in bulk from a file of "username password" lines (on the first host unless given as user@host)')
+  .action(async (file: string) => {
+    await withAccounts(configFile(), async (accounts, config) => {
+      let created = 0;
+      const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
+      // bounded concurrency: PBKDF2 runs in libuv's pool
+      const queue = [...lines];
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        for (let line = queue.shift(); line !== undefined; line = queue.shift()) {
+          const [name, password] = line.trim().split(/\s+/, 2) as [string, string | undefined];
+          if (password === undefined) fail(`line without a password: ${line}`);
+          const { username, host } = name.includes('@') ? accountJid(name, config) : accountJid(`${name}@${config.hosts[0]!.domain}`, config);
+          try {
+            await accounts.create(host, username, password);
+            created++;
+          } catch (err) {
+            if (!(err instanceof AccountExistsError)) throw err;
+          }
+        }
+      }));
+      process.stdout.write(`created ${created} accounts\n`);
+    });
+  });
+
 const invite = program.command('invite').description('invitations to create an account or become a contact (XEP-0401)');
 
 /** The landing page of an invitation, as the running server's HTTP listener would give it. */
@@ -420,32 +326,6 @@ invite
       fail(`no invitation ${token} (used, revoked or expired already)`);
     });
   });
-user
-  .command('import <file>')
-  .description('create accounts in bulk from a file of "username password" lines (on the first host unless given as user@host)')
-  .action(async (file: string) => {
-    await withAccounts(configFile(), async (accounts, config) => {
-      let created = 0;
-      const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
-      // bounded concurrency: PBKDF2 runs in libuv's pool
-      const queue = [...lines];
-      await Promise.all(Array.from({ length: 8 }, async () => {
-        for (let line = queue.shift(); line !== undefined; line = queue.shift()) {
-          const [name, password] = line.trim().split(/\s+/, 2) as [string, string | undefined];
-          if (password === undefined) fail(`line without a password: ${line}`);
-          const { username, host } = name.includes('@') ? accountJid(name, config) : accountJid(`${name}@${config.hosts[0]!.domain}`, config);
-          try {
-            await accounts.create(host, username, password);
-            created++;
-          } catch (err) {
-            if (!(err instanceof AccountExistsError)) throw err;
-          }
-        }
-      }));
-      process.stdout.write(`created ${created} accounts\n`);
-    });
-  });
-
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`xmppd: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);

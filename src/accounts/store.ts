@@ -23,6 +23,16 @@ export const accountMigrations: Migration[] = [
       });
     },
   },
+  {
+    // a disabled account keeps its data but cannot log in (RFC 6120 §6.5.1 <account-disabled/>)
+    name: '002-account-disabled',
+    async up(db) {
+      await db.schema.alterTable('accounts', (t) => {
+        t.bigInteger('disabled_at').nullable();
+        t.string('disabled_reason', 1023).nullable();
+      });
+    },
+  },
 ];
 
 interface AccountRow {
@@ -36,6 +46,16 @@ interface AccountRow {
   sha256_stored_key: string;
   sha256_server_key: string;
   created_at: number;
+  disabled_at: number | string | null;
+  disabled_reason: string | null;
+}
+
+/** What `xmppd user info` shows of an account. */
+export interface AccountInfo {
+  createdAt: number;
+  /** Epoch ms it was disabled; null when it may log in. */
+  disabledAt: number | null;
+  disabledReason: string | null;
 }
 
 export class AccountExistsError extends Error {}
@@ -117,6 +137,28 @@ export class AccountStore {
   async list(host: string): Promise<string[]> {
     const rows: Array<{ username: string }> = await this.db('accounts').where({ host }).orderBy('username').select('username');
     return rows.map((r) => r.username);
+  }
+
+  async info(host: string, username: string): Promise<AccountInfo | null> {
+    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    if (row === undefined) return null;
+    // PostgreSQL returns bigint columns as strings
+    return { createdAt: Number(row.created_at), disabledAt: row.disabled_at === null ? null : Number(row.disabled_at), disabledReason: row.disabled_reason };
+  }
+
+  /** Disables (with a reason shown at login) or re-enables an account; false when there is none. */
+  async setDisabled(host: string, username: string, disabled: boolean, reason?: string): Promise<boolean> {
+    const changed = await this.db('accounts')
+      .where({ host, username })
+      .update(disabled ? { disabled_at: Date.now(), disabled_reason: reason ?? null } : { disabled_at: null, disabled_reason: null });
+    return changed > 0;
+  }
+
+  /** The reason text when the account is disabled ('' when none was given), else null. */
+  async disabledReason(host: string, username: string): Promise<string | null> {
+    const row: Pick<AccountRow, 'disabled_at' | 'disabled_reason'> | undefined = await this.db('accounts').where({ host, username }).first('disabled_at', 'disabled_reason');
+    if (row === undefined || row.disabled_at === null) return null;
+    return row.disabled_reason ?? '';
   }
 
   async credentials(host: string, username: string, hash: ScramHash): Promise<ScramCredentials | null> {

@@ -14,6 +14,8 @@ import { AuthThrottle } from '../c2s/sasl/throttle.js';
 import { serveWebSocket } from '../c2s/websocket.js';
 import { ControlSocket } from '../control/socket.js';
 import { serveEndpoints } from '../http/endpoints.js';
+import { serveAdminApi } from '../http/admin-api.js';
+import type { LiveAdminContext } from '../control/registry.js';
 import { HttpService, type HttpSettings } from '../http/service.js';
 import { S2SService } from '../s2s/service.js';
 import type { S2SRoute, S2SSettings } from '../s2s/settings.js';
@@ -50,6 +52,11 @@ export class Server {
     availableModules: ReadonlyMap<string, ModuleDefinition<unknown>>,
   ) {
     this.kernel = new Kernel(settings, log, availableModules, () => ({ ...(this.c2s?.connectionCounts() ?? { c2s_tcp: 0, c2s_websocket: 0 }) }));
+  }
+
+  /** The admin commands' context (src/control), set by the composition root (src/app.ts). */
+  get admin(): ((hosts?: readonly string[]) => LiveAdminContext) | undefined {
+    return this.kernel.extensions.admin;
   }
 
   // What tests and tools read of the kernel, as before the split.
@@ -117,6 +124,7 @@ export class Server {
     await this.c2s.listen();
     if (this.settings.http.websocket.enabled) serveWebSocket(kernel, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
     serveEndpoints(this, this.settings.http.metrics, this.settings.http.websocket.enabled);
+    serveAdminApi(this, this.settings.http.adminApi); // src/http/admin-api.ts, from the command registry
     await this.http.listen();
     if (this.settings.s2s?.enabled) {
       this.s2s = new S2SService(kernel, this.settings.s2s, this.tls);

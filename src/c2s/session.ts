@@ -29,6 +29,8 @@ export class ClientSession implements Session {
   readonly node = LOCAL_NODE;
   directedPresence: Set<string> | null = null;
   lastActivity = Date.now();
+  /** Epoch ms the session was bound (`xmppd sessions list`). */
+  readonly since = Date.now();
   remoteAddress: string;
   stream: C2SStream | null;
   sm: StreamManagement | null = null;

@@ -31,7 +31,7 @@ function section<T extends z.ZodType>(schema: T) {
 }
 
 /** The modules a fresh server runs: the ones every XMPP client expects to find. */
-export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites', 'mail', 'caps', 'pubsub', 'external_services', 'bookmarks', 'avatar_conversion'] as const;
+export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites', 'mail', 'caps', 'pubsub', 'external_services', 'bookmarks', 'avatar_conversion', 'adhoc'] as const;
 
 const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -200,6 +200,19 @@ const httpSchema = z.strictObject({
         enabled: z.boolean().default(true),
         /** loopback: plain listeners on a loopback address only; all: every listener. */
         listeners: z.enum(['loopback', 'all']).default('loopback'),
+      })
+      .prefault({}),
+  ),
+  /** The admin API at /admin/api (src/http/admin-api.ts). */
+  admin_api: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        token: z.string().min(16, 'the token must have at least 16 characters (e.g. openssl rand -hex 32)').optional(),
+        listeners: z.enum(['loopback', 'all']).default('loopback'),
+      })
+      .superRefine((api, ctx) => {
+        if (api.enabled && api.token === undefined) ctx.addIssue({ code: 'custom', path: ['enabled'], message: 'the admin API needs a token (http.admin_api.token)' });
       })
       .prefault({}),
   ),

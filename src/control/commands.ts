@@ -1,61 +1,331 @@
-// Admin commands, declared once: name, typed arguments (a zod schema) and what they do. The CLI
-// runs them through a running server's control socket (socket.ts), or on the database itself when
-// no server answers; the same registry is meant to back XEP-0050 ad-hoc commands and an admin
-// HTTP API (issue 15), so a command never knows which of them called it.
-import { z } from 'zod';
+// The admin commands, each declared once (registry.ts). The CLI, the control socket, XEP-0050
+// ad-hoc commands and the HTTP admin API are generated from this list.
 import { parseJid } from '../core/jid.js';
-import type { AccountDeletion } from '../accounts/lifecycle.js';
+import { AccountExistsError } from '../accounts/store.js';
+import {
+  CommandError, defineCommand, parseArgs,
+  type AdminContext, type AnyCommand, type LiveAdminContext, type Needs,
+} from './registry.js';
 
-/** What a command may act on: a running server's, or one built from the database alone. */
-export interface CommandContext {
-  /** The virtual hosts served (domains). */
-  hosts: readonly string[];
-  /** Deletes an account and all its data; a running server also ends its sessions. */
-  deleteAccount(host: string, username: string): Promise<AccountDeletion>;
-}
+export { CommandError } from './registry.js';
+export type { AdminContext as CommandContext } from './registry.js';
 
-/** A refusal the caller shows as is (bad arguments, no such host...). */
-export class CommandError extends Error {}
-
-export interface CommandDefinition<Args extends z.ZodType = z.ZodType, Result = unknown> {
-  name: string;
-  description: string;
-  args: Args;
-  run(context: CommandContext, args: z.output<Args>): Promise<Result>;
-}
-
-function defineCommand<Args extends z.ZodType, Result>(definition: CommandDefinition<Args, Result>): CommandDefinition<Args, Result> {
-  return definition;
-}
-
-/** An account's bare JID on one of the served hosts. */
-function account(context: CommandContext, jid: string): { host: string; username: string } {
+/** An account's bare JID on one of the hosts the caller may act on. */
+function account(context: AdminContext, jid: string): { host: string; username: string; bare: string } {
   const parsed = parseJid(jid);
   if (parsed === null || parsed.local === '' || parsed.resource !== '') throw new CommandError(`"${jid}" is not an account address like alice@${context.hosts[0] ?? 'example.org'}`);
   if (!context.hosts.includes(parsed.domain)) throw new CommandError(`${parsed.domain} is not a host in this configuration`);
-  return { host: parsed.domain, username: parsed.local };
+  return { host: parsed.domain, username: parsed.local, bare: `${parsed.local}@${parsed.domain}` };
 }
+
+/** A host the caller may act on; the first one when none is given. */
+function hostOf(context: AdminContext, host: string | undefined): string {
+  if (host === undefined) return context.hosts[0]!;
+  const domain = host.toLowerCase();
+  if (!context.hosts.includes(domain)) throw new CommandError(`${host} is not a host in this configuration`);
+  return domain;
+}
+
+function isoTime(ms: number | null): string {
+  return ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export const status = defineCommand({
+  name: 'status',
+  description: 'version, uptime, hosts and their modules, connections by kind, Node and database versions',
+  args: {},
+  access: 'admin',
+  needs: 'server',
+  run: (context) => context.status(),
+  format: (s) => [
+    `xmppd ${s.version}, up ${s.uptimeSeconds}s`,
+    `node ${s.node}, database ${s.database.driver} ${s.database.version}`,
+    `connections: c2s ${s.connections.c2s}, websocket ${s.connections.websocket}, s2s ${s.connections.s2s}`,
+    ...s.hosts.map((h) => `host ${h.domain}: ${h.sessions} sessions; modules ${h.modules.join(', ')}`),
+  ].join('\n'),
+});
+
+export const sessionsList = defineCommand({
+  name: 'sessions.list',
+  description: 'the client sessions online: JID, address, transport, since when, stream management and client state',
+  args: { host: { type: 'string', description: 'only this host', optional: true, positional: true } },
+  access: 'admin',
+  needs: 'server',
+  xep0133: 'get-online-users-list',
+  async run(context, { host }) {
+    return context.sessions(host === undefined ? undefined : hostOf(context, host));
+  },
+  format: (sessions) => sessions
+    .map((s) => `${s.jid} ${s.ip} ${s.transport}${s.secure ? '+tls' : ''} since=${s.since} sm=${s.sm ? 'on' : 'off'} csi=${s.inactive ? 'inactive' : 'active'}`)
+    .join('\n'),
+});
+
+export const sessionsKick = defineCommand({
+  name: 'sessions.kick',
+  description: 'end a session (full JID) or all sessions of an account (bare JID) with a stream error',
+  args: {
+    jid: { type: 'jid', description: 'full JID (one session) or bare JID (all of the account)', positional: true, field: 'accountjid' },
+    reason: { type: 'text', description: 'text sent with the stream error', optional: true },
+    'not-authorized': { type: 'boolean', description: 'send not-authorized (credentials revoked) instead of policy-violation', optional: true },
+  },
+  access: 'admin',
+  needs: 'server',
+  xep0133: 'end-user-session',
+  async run(context, args) {
+    const parsed = parseJid(args.jid);
+    if (parsed === null || parsed.local === '') throw new CommandError(`"${args.jid}" is not a user's JID`);
+    account(context, parsed.bare);
+    // RFC 6120 §4.9.3.18 policy-violation: the admin's decision; §4.9.3.14 not-authorized tells
+    // the client its credentials no longer hold (it should not reconnect on its own)
+    const ended = context.kick(parsed.toString(), args['not-authorized'] ? 'not-authorized' : 'policy-violation', args.reason ?? 'Disconnected by an administrator');
+    if (ended === 0) throw new CommandError(`no session of ${parsed.toString()} is online`);
+    return { jid: parsed.toString(), ended };
+  },
+  format: (r) => `ended ${r.ended} session${r.ended === 1 ? '' : 's'} of ${r.jid}`,
+});
+
+export const userAdd = defineCommand({
+  name: 'user.add',
+  description: 'create an account',
+  args: {
+    jid: { type: 'jid', description: 'the new account, like alice@example.org', positional: true, field: 'accountjid' },
+    password: { type: 'password', description: 'its password (the CLI reads it from standard input when not given)', field: 'password' },
+  },
+  access: 'admin',
+  needs: 'either',
+  xep0133: 'add-user',
+  async run(context, args) {
+    const { host, username, bare } = account(context, args.jid);
+    try {
+      await context.accounts.create(host, username, args.password);
+    } catch (err) {
+      if (err instanceof AccountExistsError) throw new CommandError(`${bare} already exists`);
+      throw err;
+    }
+    return { jid: bare };
+  },
+  format: (r) => `created ${r.jid}`,
+});
 
 export const userDelete = defineCommand({
   name: 'user.delete',
+  aliases: ['del'],
   description: 'delete an account with all its data (roster, archive, offline messages, files...); its sessions are ended',
-  args: z.strictObject({ jid: z.string().min(1) }),
+  args: { jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' } },
+  access: 'admin',
+  needs: 'either',
+  xep0133: 'delete-user',
   async run(context, { jid }) {
-    const { host, username } = account(context, jid);
+    const { host, username, bare } = account(context, jid);
     const deletion = await context.deleteAccount(host, username);
-    return { jid: `${username}@${host}`, ...deletion };
+    if (deletion.failed.length > 0) throw new CommandError(`${bare}: the data of ${deletion.failed.join(', ')} could not be removed (see the log); run the command again`);
+    if (!deletion.existed) throw new CommandError(`no account ${bare}`);
+    return { jid: bare, ...deletion };
   },
+  format: (r) => `deleted ${r.jid}`,
 });
 
-export const commands: ReadonlyMap<string, CommandDefinition> = new Map(
-  [userDelete as CommandDefinition].map((command) => [command.name, command]),
-);
+export const userPasswd = defineCommand({
+  name: 'user.passwd',
+  description: "change an account's password",
+  args: {
+    jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' },
+    password: { type: 'password', description: 'the new password (the CLI reads it from standard input when not given)', field: 'password' },
+  },
+  access: 'admin',
+  needs: 'either',
+  xep0133: 'change-user-password',
+  async run(context, args) {
+    const { host, username, bare } = account(context, args.jid);
+    if (!(await context.accounts.setPassword(host, username, args.password))) throw new CommandError(`no account ${bare}`);
+    return { jid: bare };
+  },
+  format: (r) => `password changed for ${r.jid}`,
+});
 
-/** Validates the arguments and runs the named command; a CommandError for anything the caller got wrong. */
-export async function runCommand(context: CommandContext, name: string, args: unknown): Promise<unknown> {
+export const userList = defineCommand({
+  name: 'user.list',
+  description: 'list the accounts of a host (default: every host)',
+  args: { host: { type: 'string', description: 'only this host', optional: true, positional: true } },
+  access: 'admin',
+  needs: 'either',
+  xep0133: 'get-registered-users-list',
+  async run(context, { host }) {
+    const jids: string[] = [];
+    for (const h of host === undefined ? context.hosts : [hostOf(context, host)]) {
+      for (const username of await context.accounts.list(h)) jids.push(`${username}@${h}`);
+    }
+    return jids;
+  },
+  format: (jids) => jids.join('\n'),
+});
+
+export const userInfo = defineCommand({
+  name: 'user.info',
+  description: 'an account: when it was created, whether it is disabled',
+  args: { jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' } },
+  access: 'admin',
+  needs: 'either',
+  async run(context, { jid }) {
+    const { host, username, bare } = account(context, jid);
+    const info = await context.accounts.info(host, username);
+    if (info === null) throw new CommandError(`no account ${bare}`);
+    return { jid: bare, created: isoTime(info.createdAt), disabled: info.disabledAt !== null, disabledSince: info.disabledAt === null ? null : isoTime(info.disabledAt), reason: info.disabledReason };
+  },
+  format: (r) => [
+    `jid: ${r.jid}`,
+    `created: ${r.created}`,
+    `disabled: ${r.disabled ? `since ${r.disabledSince}${r.reason ? ` (${r.reason})` : ''}` : 'no'}`,
+  ].join('\n'),
+});
+
+export const userDisable = defineCommand({
+  name: 'user.disable',
+  description: 'disable an account: its data stays, its sessions are ended, logins are refused (account-disabled)',
+  args: {
+    jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' },
+    reason: { type: 'text', description: 'shown to the user when a login is refused', optional: true },
+  },
+  access: 'admin',
+  needs: 'either',
+  xep0133: 'disable-user',
+  async run(context, args) {
+    const { host, username, bare } = account(context, args.jid);
+    if (!(await context.setDisabled(host, username, true, args.reason))) throw new CommandError(`no account ${bare}`);
+    return { jid: bare };
+  },
+  format: (r) => `disabled ${r.jid}`,
+});
+
+export const userEnable = defineCommand({
+  name: 'user.enable',
+  description: 'enable a disabled account again',
+  args: { jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' } },
+  access: 'admin',
+  needs: 'either',
+  xep0133: 'reenable-user',
+  async run(context, { jid }) {
+    const { host, username, bare } = account(context, jid);
+    if (!(await context.setDisabled(host, username, false))) throw new CommandError(`no account ${bare}`);
+    return { jid: bare };
+  },
+  format: (r) => `enabled ${r.jid}`,
+});
+
+export const announce = defineCommand({
+  name: 'announce',
+  description: 'send a headline message to every online user of a host',
+  args: {
+    text: { type: 'text', description: 'the announcement', positional: true, field: 'body' },
+    host: { type: 'string', description: 'the host (default: the first)', optional: true },
+    subject: { type: 'string', description: 'its subject', optional: true, field: 'subject' },
+  },
+  access: 'admin',
+  needs: 'server',
+  xep0133: 'announce',
+  async run(context, args) {
+    const host = hostOf(context, args.host);
+    return { host, sessions: context.announce(host, args.subject, args.text) };
+  },
+  format: (r) => `announced to ${r.sessions} session${r.sessions === 1 ? '' : 's'} on ${r.host}`,
+});
+
+export const motdSet = defineCommand({
+  name: 'motd.set',
+  description: 'set the message of the day: sent now to every online user of the host, then to every user who logs in',
+  args: {
+    text: { type: 'text', description: 'the message', positional: true, field: 'body' },
+    host: { type: 'string', description: 'the host (default: the first)', optional: true },
+    subject: { type: 'string', description: 'its subject', optional: true, field: 'subject' },
+  },
+  access: 'admin',
+  needs: 'server',
+  xep0133: 'set-motd',
+  async run(context, args) {
+    const host = hostOf(context, args.host);
+    return { host, sessions: await context.setMotd(host, args.subject, args.text) };
+  },
+  format: (r) => `message of the day set on ${r.host} (sent to ${r.sessions} online)`,
+});
+
+export const motdClear = defineCommand({
+  name: 'motd.clear',
+  description: 'remove the message of the day',
+  args: { host: { type: 'string', description: 'the host (default: the first)', optional: true } },
+  access: 'admin',
+  needs: 'server',
+  xep0133: 'delete-motd',
+  async run(context, args) {
+    const host = hostOf(context, args.host);
+    await context.setMotd(host, undefined, null);
+    return { host };
+  },
+  format: (r) => `message of the day removed on ${r.host}`,
+});
+
+export const roomList = defineCommand({
+  name: 'room.list',
+  description: 'the group chat rooms of a host',
+  args: { host: { type: 'string', description: 'the host (default: every host)', optional: true, positional: true } },
+  access: 'admin',
+  needs: 'server',
+  async run(context, { host }) {
+    return (host === undefined ? context.hosts : [hostOf(context, host)]).flatMap((h) => context.rooms(h));
+  },
+  format: (rooms) => rooms.map((r) => `${r.jid} occupants=${r.occupants}${r.persistent ? ' persistent' : ''}${r.name ? ` "${r.name}"` : ''}`).join('\n'),
+});
+
+export const roomDestroy = defineCommand({
+  name: 'room.destroy',
+  description: 'destroy a room: its occupants are told and removed, its configuration and archive deleted',
+  args: {
+    room: { type: 'jid', description: 'the room, like lobby@conference.example.org', positional: true, field: 'roomjid' },
+    reason: { type: 'text', description: 'told to the occupants', optional: true },
+  },
+  access: 'admin',
+  needs: 'server',
+  async run(context, args) {
+    const parsed = parseJid(args.room);
+    if (parsed === null || parsed.local === '' || parsed.resource !== '') throw new CommandError(`"${args.room}" is not a room address`);
+    if (!(await context.destroyRoom(parsed.toString(), args.reason))) throw new CommandError(`no room ${parsed.toString()}`);
+    return { room: parsed.toString() };
+  },
+  format: (r) => `destroyed ${r.room}`,
+});
+
+export const reload = defineCommand({
+  name: 'reload',
+  description: 're-read the configuration file and apply what can be applied without dropping anyone (log level, certificates, registration, admins, limits); an invalid file is refused and the running configuration kept',
+  args: {},
+  access: 'local',
+  needs: 'server',
+  run: (context) => context.reload(),
+  format: (r) => [
+    `reloaded ${r.file}`,
+    ...r.applied.map((line) => `applied: ${line}`),
+    ...r.needsRestart.map((line) => `needs a restart: ${line}`),
+  ].join('\n'),
+});
+
+export const commandList: readonly AnyCommand[] = [
+  status, sessionsList, sessionsKick,
+  userAdd, userDelete, userPasswd, userList, userInfo, userDisable, userEnable,
+  announce, motdSet, motdClear, roomList, roomDestroy, reload,
+] as AnyCommand[];
+
+export const commands: ReadonlyMap<string, AnyCommand> = new Map(commandList.map((command) => [command.name, command]));
+
+/** The named command, or a CommandError listing the known ones. */
+export function commandNamed(name: string): AnyCommand {
   const command = commands.get(name);
   if (command === undefined) throw new CommandError(`unknown command "${name}" (known: ${[...commands.keys()].join(', ')})`);
-  const parsed = command.args.safeParse(args ?? {});
-  if (!parsed.success) throw new CommandError(`${name}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'args'}: ${i.message}`).join('; ')}`);
-  return command.run(context, parsed.data);
+  return command;
+}
+
+/** Validates the arguments and runs the named command on a running server's context. */
+export async function runCommand(context: LiveAdminContext | AdminContext, name: string, args: unknown): Promise<unknown> {
+  const command = commandNamed(name);
+  const values = parseArgs(command, args);
+  if (command.needs === ('server' satisfies Needs) && !('status' in context)) throw new CommandError(`${name} needs the running server`);
+  return command.run(context as LiveAdminContext, values);
 }

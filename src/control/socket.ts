@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { CommandError, runCommand, type CommandContext } from './commands.js';
-import type { AccountDeletion } from '../accounts/lifecycle.js';
+import { runCommand } from './commands.js';
+import { CommandError, type LiveAdminContext } from './registry.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 /** A request longer than this is not one of ours: the connection is closed. */
@@ -23,9 +23,9 @@ export function controlSocketPath(dataDir: string): string {
 
 interface ControlledServer {
   settings: { dataDir: string };
-  hosts: ReadonlyMap<string, unknown>;
   log: Logger;
-  deleteAccount(host: string, username: string): Promise<AccountDeletion>;
+  /** The admin commands' context on this server (set by the composition root, src/app.ts). */
+  admin: ((hosts?: readonly string[]) => LiveAdminContext) | undefined;
 }
 
 export class ControlSocket {
@@ -52,10 +52,12 @@ export class ControlSocket {
       fs.rmSync(file, { force: true }); // left by a server that did not stop cleanly
     }
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const context: CommandContext = {
-      hosts: [...owner.hosts.keys()],
-      deleteAccount: (host, username) => owner.deleteAccount(host, username),
-    };
+    if (owner.admin === undefined) {
+      log.warn('control socket not opened: no admin commands wired to this server');
+      return undefined;
+    }
+    // whoever can connect is the server's own user: every command, on every host
+    const context = owner.admin();
     const control = new ControlSocket(net.createServer((socket) => control.serve(socket, context, log)), file);
     // created 0600 from the start: no moment in which another user could connect. The umask is
     // the process's: restored at once (listen binds a Unix socket synchronously), before any
@@ -79,7 +81,7 @@ export class ControlSocket {
     return control;
   }
 
-  private serve(socket: net.Socket, context: CommandContext, log: Logger): void {
+  private serve(socket: net.Socket, context: LiveAdminContext, log: Logger): void {
     this.connections.add(socket);
     socket.on('close', () => this.connections.delete(socket));
     socket.on('error', () => undefined);
@@ -110,7 +112,7 @@ export class ControlSocket {
   }
 }
 
-async function answer(line: string, context: CommandContext, log: Logger): Promise<{ ok: true; result: unknown } | { ok: false; error: string }> {
+async function answer(line: string, context: LiveAdminContext, log: Logger): Promise<{ ok: true; result: unknown } | { ok: false; error: string }> {
   let request: { command?: unknown; args?: unknown };
   try {
     request = JSON.parse(line) as typeof request;
@@ -120,7 +122,9 @@ async function answer(line: string, context: CommandContext, log: Logger): Promi
   if (typeof request !== 'object' || request === null || typeof request.command !== 'string') return { ok: false, error: 'a request is {"command": "...", "args": {...}}' };
   try {
     const result = await runCommand(context, request.command, request.args);
-    log.info({ command: request.command, args: request.args }, 'control command done');
+    // never the password in the log
+    const args = typeof request.args === 'object' && request.args !== null ? { ...request.args, ...('password' in request.args ? { password: '(hidden)' } : {}) } : request.args;
+    log.info({ command: request.command, args }, 'control command done');
     return { ok: true, result };
   } catch (err) {
     if (err instanceof CommandError) return { ok: false, error: err.message };

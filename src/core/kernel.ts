@@ -31,6 +31,10 @@ export interface KernelSettings {
   version: string;
 }
 
+/** Slots for what edges give modules through the kernel (see Kernel.extensions). */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface KernelExtensions {}
+
 export class Kernel {
   readonly events = new EventBus();
   readonly hosts = new Map<string, VirtualHost>();
@@ -39,6 +43,12 @@ export class Kernel {
   /** The only writer of stanzas to sessions (src/core/ports.ts). */
   readonly delivery: Delivery = new LocalDelivery();
   readonly startedAt = Date.now();
+  /**
+   * What the composition root hangs on the kernel for modules whose partner is an edge (the
+   * admin commands of src/control for the ad-hoc module), typed where it is declared:
+   * `declare module '../core/kernel.js' { interface KernelExtensions { admin: ... } }`.
+   */
+  readonly extensions: Partial<KernelExtensions> = {};
   /** Prometheus metrics, served at /metrics. */
   readonly metrics: ServerMetrics;
   db!: Knex;

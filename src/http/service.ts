@@ -10,6 +10,7 @@ import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { HttpPort } from '../core/http-port.js';
 import type { MetricsSettings, WebSocketSettings } from './settings.js';
+import type { AdminApiSettings } from './admin-api.js';
 import { listenOn } from '../core/listen.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 
@@ -33,6 +34,8 @@ export interface HttpSettings {
   websocket: WebSocketSettings;
   /** /metrics (src/http/endpoints.ts). */
   metrics: MetricsSettings;
+  /** /admin/api (src/http/admin-api.ts); off when missing. */
+  adminApi?: AdminApiSettings | undefined;
 }
 
 /** Headers sent with every response; a handler may override them (res.setHeader). */

@@ -1,6 +1,7 @@
 // Every module this build ships. Enabling one is a line in the `modules:` section of the config.
 import type { ModuleDefinition } from '../core/module.js';
 import avatarConversion from './avatar_conversion/index.js';
+import adhoc from './adhoc/index.js';
 import blocking from './blocking/index.js';
 import bookmarks from './bookmarks/index.js';
 import caps from './caps/index.js';
@@ -33,7 +34,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat), entry(invites), entry(mail),
-  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion),
+  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion), entry(adhoc),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

@@ -13,12 +13,33 @@ export interface HostTlsFiles {
 }
 
 export class TlsContexts {
+  /** Copies made by withCa (s2s), rebuilt when this one is reloaded. */
+  private readonly derived: Array<{ copy: TlsContexts; ca: Buffer | undefined }> = [];
+
   private constructor(
-    private readonly contexts: Map<string, tls.SecureContext>,
-    private readonly fallback: tls.SecureContext,
+    private contexts: Map<string, tls.SecureContext>,
+    private fallback: tls.SecureContext,
     /** Each host's certificate and key (PEM), for contexts that also need a CA list (s2s). */
-    private readonly pems: Map<string, { cert: Buffer; key: Buffer }>,
+    private pems: Map<string, { cert: Buffer; key: Buffer }>,
   ) {}
+
+  /**
+   * Reads the certificates again (`xmppd reload`, SIGHUP): every TLS handshake from now on uses
+   * the new ones; connections already secured keep theirs. On an unreadable file it throws
+   * and the current certificates stay.
+   */
+  async reload(hosts: ReadonlyArray<{ domain: string; tls?: HostTlsFiles | undefined }>, dataDir: string, log: Logger): Promise<void> {
+    const fresh = await TlsContexts.load(hosts, dataDir, log);
+    this.contexts = fresh.contexts;
+    this.fallback = fresh.fallback;
+    this.pems = fresh.pems;
+    for (const { copy, ca } of this.derived) {
+      const rebuilt = this.withCa(ca, false);
+      copy.contexts = rebuilt.contexts;
+      copy.fallback = rebuilt.fallback;
+      copy.pems = rebuilt.pems;
+    }
+  }
 
   static async load(hosts: ReadonlyArray<{ domain: string; tls?: HostTlsFiles | undefined }>, dataDir: string, log: Logger): Promise<TlsContexts> {
     const contexts = new Map<string, tls.SecureContext>();
@@ -42,11 +63,13 @@ export class TlsContexts {
    * Contexts for server-to-server streams: our host's certificate on both sides (a peer may
    * authenticate us by it, XEP-0178), and `ca` (undefined: the system's roots) to judge the peer's.
    */
-  withCa(ca: Buffer | undefined): TlsContexts {
+  withCa(ca: Buffer | undefined, follow = true): TlsContexts {
     const contexts = new Map<string, tls.SecureContext>();
     for (const [domain, pem] of this.pems) contexts.set(domain, tls.createSecureContext({ ...pem, ...(ca ? { ca } : {}), minVersion: 'TLSv1.2' }));
     const first = this.pems.keys().next().value!;
-    return new TlsContexts(contexts, contexts.get(first)!, this.pems);
+    const copy = new TlsContexts(contexts, contexts.get(first)!, this.pems);
+    if (follow) this.derived.push({ copy, ca });
+    return copy;
   }
 
   /** The context for `servername`: its own host, or a parent host (conference.example.org → example.org). */
@@ -62,6 +85,7 @@ export class TlsContexts {
   /** Options for `tls.createServer` / `new TLSSocket(..., { isServer: true })`. */
   serverOptions(): tls.TlsOptions {
     return {
+      // read per connection (never cached in a tls.Server): a reload applies to the next handshake
       secureContext: this.fallback,
       SNICallback: (servername, callback) => callback(null, this.contextFor(servername)),
     };

@@ -5,6 +5,7 @@ import saslprep from 'saslprep';
 export type SaslFailure = {
   condition:
     | 'not-authorized'
+    | 'account-disabled'
     | 'malformed-request'
     | 'invalid-authzid'
     | 'encryption-required'

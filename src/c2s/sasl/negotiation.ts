@@ -101,8 +101,15 @@ export class SaslNegotiation {
     return outcome;
   }
 
-  private succeeded(username: string, reply: string): SaslOutcome {
+  private async succeeded(username: string, reply: string): Promise<SaslOutcome> {
     this.throttle.succeeded(this.address, `${username}@${this.host}`);
+    // RFC 6120 §6.5.1: told only once the credentials proved right, so that it says nothing
+    // about an account to someone who does not know its password
+    const disabled = await this.server.accounts.disabledReason(this.host, username);
+    if (disabled !== null) {
+      this.server.log.info({ ip: this.address, jid: `${username}@${this.host}` }, 'login refused: the account is disabled');
+      return failure('account-disabled', disabled || 'This account is disabled');
+    }
     return { reply, username, done: true };
   }
 

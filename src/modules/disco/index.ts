@@ -24,6 +24,20 @@ declare module '../../core/module.js' {
   }
 }
 
+/** A disco#info or disco#items request for a node another module made (XEP-0050 commands). */
+export interface DiscoNodeEvent {
+  node: string;
+  /** The bare JID asking. */
+  from: string;
+}
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    'disco/info-node': DiscoNodeEvent;
+    'disco/items-node': DiscoNodeEvent;
+  }
+}
+
 export interface DiscoService {
   /** An identity every account's bare JID shows (e.g. pubsub/pep, XEP-0163 §5). */
   accountIdentity(identity: DiscoIdentity): void;
@@ -99,16 +113,25 @@ export default defineModule({
       e.features.push(`<c xmlns='${NS_CAPS}' hash='sha-1' node='${CAPS_NODE}' ver='${serverVer()}'/>`);
     });
 
-    m.iq('get', NS_INFO, ({ payload }) => {
+    // a node is answered by the module that owns it (e.g. adhoc's command nodes, XEP-0050 §2.3)
+    m.iq('get', NS_INFO, ({ payload, from }) => {
       const node = payload.attrs.node;
       if (node === undefined) return serverInfo();
       // XEP-0115 §6.2: the caps node answers like the server itself
       if (node === `${CAPS_NODE}#${serverVer()}`) return serverInfo(node);
+      // other nodes belong to the modules that made them (XEP-0050 commands)
+      const answer = m.host.events.fire('disco/info-node', { node, from: from.bare });
+      if (answer instanceof Element) return answer;
       throw new StanzaError('item-not-found', `No node ${node}`);
     }, 'host');
 
-    m.iq('get', NS_ITEMS, ({ payload }) => {
-      if (payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
+    m.iq('get', NS_ITEMS, ({ payload, from }) => {
+      const node = payload.attrs.node;
+      if (node !== undefined) {
+        const answer = m.host.events.fire('disco/items-node', { node, from: from.bare });
+        if (answer instanceof Element) return answer;
+        throw new StanzaError('item-not-found');
+      }
       const query = new Element('query', { xmlns: NS_ITEMS });
       for (const item of m.host.items) query.c('item', item.name ? { jid: item.jid, name: item.name } : { jid: item.jid });
       return query;

@@ -15,6 +15,19 @@ import { NS_MUC, NS_STANZA_ID } from './ns.js';
 import { Room, type RoomHost } from './room.js';
 import { RoomStore, mucMigrations } from './store.js';
 
+declare module '../../core/module.js' {
+  interface Services {
+    muc: MucAdminService;
+  }
+}
+
+/** What the muc module offers the admin commands (`m.provide`, under the name `muc`). */
+export interface MucAdminService {
+  domain: string;
+  rooms(): Array<{ jid: string; occupants: number; persistent: boolean; name: string }>;
+  destroy(name: string, reason: string | undefined): Promise<boolean>;
+}
+
 export default defineModule({
   name: 'muc',
   description: 'Group chats: a Multi-User Chat service per host (conference.<host>)',
@@ -100,6 +113,18 @@ export default defineModule({
       rooms.set(room.name, room);
     }
     if (rooms.size > 0) m.log.info({ service: domain, rooms: rooms.size }, 'persistent rooms loaded');
+
+    // for the admin commands `room list` / `room destroy` (src/control)
+    m.provide('muc', {
+      domain,
+      rooms: () => [...rooms.values()].filter((r) => !r.destroyed).map((r) => ({ jid: r.jid, occupants: r.occupantCount, persistent: r.config.persistent, name: r.config.name })),
+      async destroy(name, reason) {
+        const room = rooms.get(name);
+        if (room === undefined || room.destroyed) return false;
+        await room.destroy(undefined, reason, true); // XEP-0045 §10.9: occupants told, stored room removed
+        return true;
+      },
+    } satisfies MucAdminService);
 
     const mayCreate = (from: Jid): boolean => {
       if (options.create_rooms === 'anyone') return true;

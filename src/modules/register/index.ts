@@ -38,7 +38,8 @@ export default defineModule({
     exempt_loopback: z.boolean().default(false),
   }),
   setup(m) {
-    const mode = m.host.settings.registration;
+    // read at each use: `xmppd reload` may open or close registration
+    const mode = () => m.host.settings.registration;
     const recentByAddress = new Map<string, number[]>();
     // the invites module, when loaded: in `invite` mode only a presented invitation registers (XEP-0445)
     const invites = () => m.optional('invites');
@@ -46,7 +47,7 @@ export default defineModule({
 
     m.feature(NS_REGISTER);
     m.on('c2s/features', (e) => {
-      if (e.stage === 'pre-auth' && mode !== 'closed') e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
+      if (e.stage === 'pre-auth' && mode() !== 'closed') e.features.push(`<register xmlns='${NS_REGISTER_FEATURE}'/>`);
     });
 
     const checkPassword = (password: string | null): string => {
@@ -61,8 +62,8 @@ export default defineModule({
       const query = iq.getChild('query', NS_REGISTER);
       if (query === undefined) return undefined;
       const invite = invites()?.presentedOn(stream);
-      if (mode === 'closed' || (mode === 'invite' && invite === undefined)) {
-        const why = mode === 'closed' ? 'Registration is closed on this server' : 'Registration here needs an invitation';
+      if (mode() === 'closed' || (mode() === 'invite' && invite === undefined)) {
+        const why = mode() === 'closed' ? 'Registration is closed on this server' : 'Registration here needs an invitation';
         reply(errorReply(iq, new StanzaError('not-allowed', why, 'cancel')));
         return true;
       }
@@ -123,7 +124,7 @@ export default defineModule({
     m.provide('register', {
       minPasswordLength: m.options.min_password_length,
       register: async (username, password, address, invite) => {
-        if (mode === 'closed' || (mode === 'invite' && invite === undefined)) throw new StanzaError('not-allowed', 'Registration is closed on this server');
+        if (mode() === 'closed' || (mode() === 'invite' && invite === undefined)) throw new StanzaError('not-allowed', 'Registration is closed on this server');
         return register(username, password, address, invite);
       },
     } satisfies RegistrationService);

@@ -1,0 +1,155 @@
+// What the admin commands act on: a running server (its sessions, hosts, modules), or the
+// database alone when the server is stopped. Both implement the registry's contexts.
+import Element from 'ltx/lib/Element.js';
+import type { Knex } from 'knex';
+import type { Server } from '../app/server.js';
+import type { Session } from '../core/sessions.js';
+import type { ClientSession } from '../c2s/session.js';
+import { deleteAccount } from '../accounts/lifecycle.js';
+import type { AccountStore } from '../accounts/store.js';
+import type { ModuleDefinition } from '../core/module.js';
+import type { MucAdminService } from '../modules/muc/index.js';
+import type { MotdService } from '../modules/adhoc/motd.js';
+import { CommandError, type AdminContext, type LiveAdminContext, type ReloadReport, type SessionInfo } from './registry.js';
+import { reloadConfiguration, type SettingsFor } from './reload.js';
+
+/** The context with no server running: the database itself. */
+export function databaseContext(options: {
+  hosts: readonly string[];
+  db: Knex;
+  accounts: AccountStore;
+  dataDir: string;
+  modules: Iterable<ModuleDefinition<unknown>>;
+}): AdminContext {
+  const { db, accounts, dataDir, modules } = options;
+  return {
+    hosts: options.hosts,
+    accounts,
+    deleteAccount: (host, username) => deleteAccount(db, accounts, dataDir, host, username, modules),
+    setDisabled: (host, username, disabled, reason?: string) => accounts.setDisabled(host, username, disabled, reason),
+  };
+}
+
+async function databaseVersion(db: Knex, driver: string): Promise<string> {
+  try {
+    if (driver === 'postgres') {
+      const result = (await db.raw('show server_version')) as { rows: Array<{ server_version: string }> };
+      return result.rows[0]?.server_version ?? 'unknown';
+    }
+    const rows = (await db.raw('select sqlite_version() as version')) as Array<{ version: string }>;
+    return rows[0]?.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function sessionInfo(session: Session): SessionInfo {
+  const client = session as Partial<ClientSession> & Session;
+  const stream = client.stream;
+  return {
+    jid: session.jid.toString(),
+    ip: session.remoteAddress,
+    transport: stream === null ? 'hibernating' : stream?.transport.kind ?? 'tcp',
+    secure: stream?.secure ?? false,
+    since: new Date(client.since ?? Date.now()).toISOString(),
+    sm: client.sm !== null && client.sm !== undefined,
+    inactive: session.inactive,
+    available: session.available,
+    priority: session.priority,
+  };
+}
+
+/** A headline message (XEP-0133 §4.23: announcements are headlines, not stored offline). */
+export function headline(from: string, to: string, subject: string | undefined, body: string): Element {
+  const message = new Element('message', { type: 'headline', from, to });
+  if (subject !== undefined && subject !== '') message.c('subject').t(subject);
+  message.c('body').t(body);
+  return message;
+}
+
+/**
+ * The context of a running server. `hosts` narrows what the caller may act on (an XMPP admin:
+ * their own host); the control socket gets every host.
+ */
+export function liveContext(
+  server: Server,
+  options: { configFile: string | undefined; settingsFor: SettingsFor },
+  hosts: readonly string[] = [...server.hosts.keys()],
+): LiveAdminContext {
+  const motdOf = (host: string): MotdService => {
+    const motd = server.hosts.get(host)?.services.get('adhoc') as MotdService | undefined;
+    if (motd === undefined) throw new CommandError(`the message of the day needs module adhoc, which is not enabled on ${host}`);
+    return motd;
+  };
+  const mucOf = (host: string) => server.hosts.get(host)?.services.get('muc') as MucAdminService | undefined;
+  const sessionsOf = (host: string | undefined) => [...server.sessions.all()].filter((s) => (host === undefined ? hosts.includes(s.host) : s.host === host));
+  return {
+    hosts,
+    accounts: server.accounts,
+    deleteAccount: (host, username) => server.deleteAccount(host, username),
+    async setDisabled(host, username, disabled, reason?: string) {
+      if (!(await server.accounts.setDisabled(host, username, disabled, reason))) return false;
+      if (disabled) {
+        for (const session of [...(server.sessions.ofAccount(`${username}@${host}`)?.values() ?? [])]) {
+          // RFC 6120 §4.9.3.14: the credentials no longer hold; the client should not retry
+          session.close('not-authorized', reason ?? 'The account was disabled');
+        }
+      }
+      server.log.info({ account: `${username}@${host}`, disabled }, disabled ? 'account disabled' : 'account enabled');
+      return true;
+    },
+    async status() {
+      const sessions = [...server.sessions.all()].map(sessionInfo);
+      return {
+        version: server.settings.version,
+        uptimeSeconds: Math.floor((Date.now() - server.startedAt) / 1000),
+        node: process.version,
+        database: { driver: server.settings.storage.driver, version: await databaseVersion(server.db, server.settings.storage.driver) },
+        hosts: hosts.map((domain) => ({
+          domain,
+          modules: [...(server.hosts.get(domain)?.modules.keys() ?? [])],
+          sessions: sessions.filter((s) => s.jid.split('/')[0]!.endsWith(`@${domain}`)).length,
+        })),
+        connections: {
+          c2s: sessions.filter((s) => s.transport === 'tcp').length,
+          websocket: sessions.filter((s) => s.transport === 'websocket').length,
+          s2s: server.s2s?.streams().length ?? 0,
+        },
+      };
+    },
+    sessions: (host) => sessionsOf(host).map(sessionInfo),
+    kick(jid, condition, text) {
+      const slash = jid.indexOf('/');
+      const bare = slash === -1 ? jid : jid.slice(0, slash);
+      const all = server.sessions.ofAccount(bare);
+      const targets = slash === -1 ? [...(all?.values() ?? [])] : [all?.get(jid.slice(slash + 1))].filter((s): s is Session => s !== undefined);
+      for (const session of targets) session.close(condition, text);
+      if (targets.length > 0) server.log.info({ jid, condition, sessions: targets.length }, 'sessions ended by an administrator');
+      return targets.length;
+    },
+    announce(host, subject, body) {
+      const targets = sessionsOf(host);
+      for (const session of targets) session.send(headline(host, session.jid.toString(), subject, body));
+      server.log.info({ host, sessions: targets.length }, 'announcement sent');
+      return targets.length;
+    },
+    async setMotd(host, subject, body) {
+      await motdOf(host).setMotd(subject, body);
+      if (body === null) return 0;
+      const targets = sessionsOf(host).filter((s) => s.available);
+      for (const session of targets) session.send(headline(host, session.jid.toString(), subject, body));
+      return targets.length;
+    },
+    rooms: (host) => mucOf(host)?.rooms() ?? [],
+    async destroyRoom(room, reason) {
+      const at = room.indexOf('@');
+      const domain = room.slice(at + 1);
+      for (const host of hosts) {
+        const muc = mucOf(host);
+        if (muc?.domain === domain) return muc.destroy(room.slice(0, at), reason);
+      }
+      throw new CommandError(`${domain} is not a group chat service of this server`);
+    },
+    reload: (): Promise<ReloadReport> => reloadConfiguration(server, options.configFile, options.settingsFor),
+  };
+}
