@@ -1,6 +1,5 @@
 // What the admin commands act on: a running server (its sessions, hosts, modules), or the
 // database alone when the server is stopped. Both implement the registry's contexts.
-import Element from 'ltx/lib/Element.js';
 import type { Knex } from 'knex';
 import type { Server } from '../app/server.js';
 import type { Session } from '../core/sessions.js';
@@ -9,7 +8,7 @@ import { deleteAccount } from '../accounts/lifecycle.js';
 import type { AccountStore } from '../accounts/store.js';
 import type { ModuleDefinition } from '../core/module.js';
 import type { MucAdminService } from '../modules/muc/index.js';
-import type { MotdService } from '../modules/adhoc/motd.js';
+import { headline, type MotdService } from '../modules/adhoc/motd.js';
 import { CommandError, type AdminContext, type LiveAdminContext, type ReloadReport, type SessionInfo } from './registry.js';
 import { reloadConfiguration, type SettingsFor } from './reload.js';
 
@@ -60,12 +59,6 @@ function sessionInfo(session: Session): SessionInfo {
 }
 
 /** A headline message (XEP-0133 §4.23: announcements are headlines, not stored offline). */
-export function headline(from: string, to: string, subject: string | undefined, body: string): Element {
-  const message = new Element('message', { type: 'headline', from, to });
-  if (subject !== undefined && subject !== '') message.c('subject').t(subject);
-  message.c('body').t(body);
-  return message;
-}
 
 /**
  * The context of a running server. `hosts` narrows what the caller may act on (an XMPP admin:

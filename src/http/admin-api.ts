@@ -3,19 +3,25 @@
 // generated from the same registry at GET /admin/api/openapi.json. A bearer token from the
 // configuration; loopback listeners and clients on this machine only, unless configured otherwise.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Server } from '../app/server.js';
+import type { LiveAdminContext } from '../control/registry.js';
+import type { AdminApiSettings } from './settings.js';
+import type { HttpService } from './service.js';
+import type { Logger } from 'pino';
+
+export type { AdminApiSettings } from './settings.js';
+
+/** What the admin API needs of the running server (src/app/server.ts has it). */
+export interface AdminApiServer {
+  log: Logger;
+  http: HttpService;
+  settings: { version: string };
+  admin: ((hosts?: readonly string[]) => LiveAdminContext) | undefined;
+}
 import { commandList, commands } from '../control/commands.js';
 import { CommandError, parseArgs, type ArgSpec, type AnyCommand } from '../control/registry.js';
 import { fromLocalAdmin } from './forwarded.js';
 import type { HttpListenerInfo, HttpRequest } from './router.js';
 
-export interface AdminApiSettings {
-  enabled: boolean;
-  /** The bearer token (required when enabled; the config refuses a missing one). */
-  token: string | undefined;
-  /** loopback: listeners bound to a loopback address, requests from this machine only; all: every listener and client. */
-  listeners: 'loopback' | 'all';
-}
 
 export const ADMIN_API_PREFIX = '/admin/api';
 
@@ -84,7 +90,7 @@ function reply(request: HttpRequest, status: number, body: unknown, headers: Rec
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
-export function serveAdminApi(server: Server, settings: AdminApiSettings | undefined): void {
+export function serveAdminApi(server: AdminApiServer, settings: AdminApiSettings | undefined): void {
   if (settings === undefined || !settings.enabled || settings.token === undefined) return;
   const expected = digest(settings.token);
   const onListener = settings.listeners === 'all' ? undefined : (l: HttpListenerInfo) => l.loopback;

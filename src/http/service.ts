@@ -9,8 +9,7 @@ import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { HttpPort } from '../core/http-port.js';
-import type { MetricsSettings, WebSocketSettings } from './settings.js';
-import type { AdminApiSettings } from './admin-api.js';
+import type { AdminApiSettings, MetricsSettings, WebSocketSettings } from './settings.js';
 import { listenOn } from '../core/listen.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 

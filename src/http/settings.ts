@@ -21,3 +21,11 @@ export interface MetricsSettings {
   listeners: 'loopback' | 'all';
 }
 
+/** /admin/api (src/http/admin-api.ts): the admin commands over HTTP. */
+export interface AdminApiSettings {
+  enabled: boolean;
+  /** The bearer token (required when enabled; the config refuses a missing one). */
+  token: string | undefined;
+  /** loopback: listeners bound to a loopback address, requests from this machine only; all: every listener and client. */
+  listeners: 'loopback' | 'all';
+}

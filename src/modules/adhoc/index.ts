@@ -8,9 +8,8 @@ import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
 import { StanzaError } from '../../core/stanza.js';
 import { commandList } from '../../control/commands.js';
-import { headline } from '../../control/context.js';
 import { CommandError, parseArgs, type AnyCommand, type ArgSpec, type ArgType } from '../../control/registry.js';
-import { MotdStore, motdMigrations } from './motd.js';
+import { MotdStore, headline, motdMigrations } from './motd.js';
 
 const NS_COMMANDS = 'http://jabber.org/protocol/commands';
 const NS_DATA = 'jabber:x:data';

@@ -1,5 +1,6 @@
 // The message of the day (XEP-0133 §4.24-4.26): one per host, kept in the database, sent as a
 // headline to each user when they come online.
+import Element from 'ltx/lib/Element.js';
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
 
@@ -46,4 +47,12 @@ export class MotdStore {
     else await this.db('motd').insert({ host: this.host, subject: subject ?? null, body }).onConflict('host').merge();
     this.current = body === null ? null : { subject, body };
   }
+}
+
+/** XEP-0133 §4.23/4.24: an announcement or the message of the day, as a headline. */
+export function headline(from: string, to: string, subject: string | undefined, body: string): Element {
+  const message = new Element('message', { type: 'headline', from, to });
+  if (subject !== undefined && subject !== '') message.c('subject').t(subject);
+  message.c('body').t(body);
+  return message;
 }
