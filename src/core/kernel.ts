@@ -141,12 +141,12 @@ export class Kernel {
   /** A `pre-` hook waited (events.ts wait()): the rest of the chain and the routing follow once it is done. */
   private afterPause(paused: Pause, event: StanzaEvent): Waiting {
     let accepted: unknown;
-    const routed = paused.promise.then(
-      (result) => {
+    const routed = paused.promise
+      .then((result) => {
         accepted = result !== undefined ? result : this.routeFromClient(event);
-      },
-      (err: unknown) => this.log.error({ err, from: event.from.toString(), kind: event.stanza.name }, 'a handler failed while the stanza waited; it goes no further'),
-    );
+      })
+      // a failed handler (or router) ends the stanza here, logged; the client's next stanzas go on
+      .catch((err: unknown) => this.log.error({ err, from: event.from.toString(), kind: event.stanza.name }, 'handling a stanza that waited failed; it goes no further'));
     return new Waiting(routed, routed.then(() => accepted));
   }
 

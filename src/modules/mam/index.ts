@@ -103,7 +103,35 @@ export interface ArchiveService {
    * what the sender's acknowledgement waits for.
    */
   archivePrivate(message: Element, owner: Jid, from: Jid): { stanzaId: Element | null; written: Promise<unknown> | undefined };
+  /**
+   * XEP-0313 §6: keeps a group message of `room` (its reflection, from room/nick) in the room's
+   * archive. Returns its id there (the stanza-id the occupants get) and what the sender's
+   * acknowledgement waits for; null when it is not archived (no body, a no-store hint).
+   */
+  archiveGroupchat(room: string, nick: string, message: Element): { id: string; written: Promise<unknown> } | null;
+  /**
+   * XEP-0313 §6: a query of a room's archive by `to` (the room checked who may read it): `get`
+   * answers the form or the metadata, `set` sends the results with `send` and answers the <fin/>.
+   */
+  queryRoom(room: string, type: 'get' | 'set', payload: Element, to: string, send: (message: Element, xml: string) => void): Promise<Element>;
+  /** Deletes a room's archive (the room is gone: a new room of that name starts with none). */
+  removeRoom(room: string): Promise<unknown>;
 }
+
+/** XEP-0313 §6 and XEP-0334: a group message is archived when it has a body (or a store hint) and no no-store hint. */
+function groupchatArchivable(message: Element): boolean {
+  let content = false;
+  for (const child of message.children) {
+    if (typeof child === 'string') continue;
+    if (child.attrs.xmlns === undefined && child.name === 'body') content = true;
+    else if (child.attrs.xmlns === NS_HINTS) {
+      if (child.name === 'no-store' || child.name === 'no-permanent-store') return false;
+      if (child.name === 'store') content = true;
+    }
+  }
+  return content;
+}
+
 
 /** What the offline module offers the retention sweep (see src/modules/offline). */
 export interface OfflineExpiry {
@@ -277,6 +305,21 @@ export default defineModule({
         const stanzaId = archive(message, state, owner, from);
         return { stanzaId, written: allWritten(state) };
       },
+      archiveGroupchat(room, nick, message) {
+        if (!groupchatArchivable(message)) return null;
+        const { id, nonce, written } = store.append({ owner: room, withBare: room, withResource: nick, stanza: archivedXml(message) });
+        return { id: publicId(id, nonce), written };
+      },
+      async queryRoom(room, type, payload, to, send) {
+        if (type === 'get') {
+          if (payload.name === 'query') return queryForm();
+          if (payload.name === 'metadata') return metadata(store, room);
+          throw new StanzaError('bad-request', 'Expected <query/> or <metadata/>');
+        }
+        if (payload.name !== 'query') throw new StanzaError('bad-request', 'Expected <query/>');
+        return runQuery({ store, owner: room, to, from: room, send }, parseQuery(payload, { maxPage: options.max_page }));
+      },
+      removeRoom: (room) => store.removeOwner(room),
     } satisfies ArchiveService);
 
     // --- the sender's archive (outgoing messages of our users' clients) --------------------------

@@ -88,7 +88,7 @@ export default defineModule({
       removed: (room) => {
         if (rooms.get(room.name) === room) rooms.delete(room.name);
         // a room created later under the same name is someone else's: it does not inherit the archive
-        service.archive?.store.removeOwner(room.jid).catch((err: unknown) => m.log.error({ err, room: room.jid }, 'deleting a room archive failed'));
+        service.archive?.removeRoom(room.jid).catch((err: unknown) => m.log.error({ err, room: room.jid }, 'deleting a room archive failed'));
       },
       entered: (jid, room) => {
         let set = roomsOf.get(jid);

@@ -29,27 +29,14 @@ import {
   affiliationChangeRefusal, defaultRole, isAffiliation, isRole, mayListAffiliation, maySendPrivateMessage, roleChangeRefusal,
 } from './permissions.js';
 import type { Affiliation, RoomStore } from './store.js';
-import { NS_MAM, NS_MAM_EXTENDED, archivedXml, metadata, parseQuery, publicId, queryForm, runQuery, type ArchiveService } from '../mam/index.js';
+import { NS_MAM, NS_MAM_EXTENDED, type ArchiveService } from '../mam/index.js';
 import type { DeliveryTracker } from '../../core/ports.js';
 import { matches, type BlockingService } from '../blocking/index.js';
 
 /** Archive results are copies: never re-routed if the session that asked ends. */
 const RESULT_TRACKER: DeliveryTracker = { delivered() {}, undelivered() {} };
-const NS_HINTS = 'urn:xmpp:hints';
 
 /** XEP-0313 §6 with XEP-0334: a group message with a body (or a store hint), unless told not to keep it. */
-function roomArchivable(message: Element): boolean {
-  let content = false;
-  for (const child of message.children) {
-    if (typeof child === 'string') continue;
-    if (child.attrs.xmlns === undefined && child.name === 'body') content = true;
-    else if (child.attrs.xmlns === NS_HINTS) {
-      if (child.name === 'no-store' || child.name === 'no-permanent-store') return false;
-      if (child.name === 'store') content = true;
-    }
-  }
-  return content;
-}
 
 export type { Role } from './occupant.js';
 
@@ -598,10 +585,10 @@ export class Room {
     const archive = this.config.archiving ? this.service.archive : undefined;
     let stanzaId: string;
     let archived: Promise<unknown> | undefined;
-    if (archive !== undefined && roomArchivable(reflected)) {
-      const { id, nonce, written } = archive.store.append({ owner: this.jid, withBare: this.jid, withResource: sender.nick, stanza: archivedXml(reflected) });
-      stanzaId = publicId(id, nonce);
-      archived = written;
+    const kept = archive?.archiveGroupchat(this.jid, sender.nick, reflected) ?? null;
+    if (kept !== null) {
+      stanzaId = kept.id;
+      archived = kept.written;
     } else {
       stanzaId = randomUUID();
     }
@@ -761,25 +748,12 @@ export class Room {
     if (affiliation === 'outcast' || (this.config.membersOnly && affiliation === 'none')) {
       throw new StanzaError('forbidden', 'Only members may read the archive of this room');
     }
-    if (type === 'get') {
-      if (payload.name === 'query') return queryForm();
-      if (payload.name === 'metadata') return metadata(archive.store, this.jid);
-      throw new StanzaError('bad-request', 'Expected <query/> or <metadata/>');
-    }
-    if (payload.name !== 'query') throw new StanzaError('bad-request', 'Expected <query/>');
-    const query = parseQuery(payload, { maxPage: archive.maxPage });
-    const to = from.toString();
-    return runQuery({
-      store: archive.store,
-      owner: this.jid,
-      to,
-      from: this.jid,
-      send: (message, xml) => {
-        const session = this.service.isLocal(from.domain) ? this.service.sessions.find(from.bare, from.resource) : undefined;
-        if (session !== undefined) this.service.deliver(session, message, xml, RESULT_TRACKER);
-        else if (!this.service.isLocal(from.domain)) this.service.route(parseElement(xml));
-      },
-    }, query);
+    // the archive is mam's (XEP-0313 §6); the room decides who may read it and where results go
+    return archive.queryRoom(this.jid, type, payload, from.toString(), (message, xml) => {
+      const session = this.service.isLocal(from.domain) ? this.service.sessions.find(from.bare, from.resource) : undefined;
+      if (session !== undefined) this.service.deliver(session, message, xml, RESULT_TRACKER);
+      else if (!this.service.isLocal(from.domain)) this.service.route(parseElement(xml));
+    });
   }
 
   private discoInfo(payload: Element): Element {
