@@ -33,10 +33,11 @@ let server: TestServer;
 let invites: InviteService;
 
 test.before(async () => {
-  server = await startServer({ config: { hosts: [{ domain: 'localhost', registration: 'invite' }] } });
+  server = await startServer({ config: { hosts: [{ domain: 'localhost', registration: 'invite', admins: ['root@localhost'] }] } });
   invites = server.server.hosts.get('localhost')!.services.get('invites') as InviteService;
   await server.createAccount('alice');
   await server.createAccount('bob');
+  await server.createAccount('root');
 });
 test.after.always(async () => server?.stop());
 
@@ -208,4 +209,30 @@ test('the CLI makes, lists and revokes invitations on the database of a configur
   t.is((await httpRequest(server, 'GET', `/invite/${token}`)).status, 404);
   const missing = await t.throwsAsync(run('create', '--contact', 'nobody@localhost'));
   t.regex(String((missing as unknown as { stderr: string }).stderr), /no account nobody@localhost/);
+});
+
+test('XEP-0401: a user makes an invitation from their client (ad-hoc command); only an admin may invite to create an account', async (t) => {
+  const NS_COMMANDS = 'http://jabber.org/protocol/commands';
+  const alice = await loginForTest(t, server, 'alice', 'phone');
+  const list = await alice.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items', node: NS_COMMANDS })));
+  const nodes = list.getChild('query')!.getChildren('item').map((i) => i.attrs.node);
+  t.true(nodes.includes('urn:xmpp:invite#invite'));
+  t.false(nodes.includes('urn:xmpp:invite#create-account'), 'not for a user');
+
+  const done = await alice.request(xml('iq', { type: 'set', to: 'localhost' }, xml('command', { xmlns: NS_COMMANDS, node: 'urn:xmpp:invite#invite', action: 'execute' })));
+  const command = done.getChild('command', NS_COMMANDS)!;
+  t.is(command.attrs.status, 'completed');
+  const field = (name: string) => command.getChild('x', 'jabber:x:data')!.getChildren('field').find((f) => f.attrs.var === name)?.getChildText('value');
+  t.regex(field('uri')!, /^xmpp:alice@localhost\?roster;preauth=[A-Za-z0-9_-]+;ibr=y$/);
+  const landing = new URL(field('landing-url')!);
+  t.is((await httpRequest(server, 'GET', landing.pathname)).status, 200);
+  t.true(Date.parse(field('expire')!) > Date.now());
+
+  const refused = await alice.request(xml('iq', { type: 'set', to: 'localhost' }, xml('command', { xmlns: NS_COMMANDS, node: 'urn:xmpp:invite#create-account', action: 'execute' }))).catch((err: { condition?: string }) => err);
+  t.not((refused as { condition?: string }).condition, undefined, 'a user cannot run the admin invitation');
+
+  const root = await loginForTest(t, server, 'root', 'desk');
+  const account = await root.request(xml('iq', { type: 'set', to: 'localhost' }, xml('command', { xmlns: NS_COMMANDS, node: 'urn:xmpp:invite#create-account', action: 'execute' })));
+  const uri = account.getChild('command', NS_COMMANDS)!.getChild('x', 'jabber:x:data')!.getChildren('field').find((f) => f.attrs.var === 'uri')!.getChildText('value')!;
+  t.regex(uri, /^xmpp:localhost\?register;preauth=[A-Za-z0-9_-]+$/);
 });

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
+import { parseJid, type Jid } from '../../core/jid.js';
 import { StanzaError } from '../../core/stanza.js';
 import { commandList } from '../../control/commands.js';
 import { CommandError, parseArgs, type AnyCommand, type ArgSpec, type ArgType } from '../../control/registry.js';
@@ -74,6 +75,28 @@ function resultForm(command: AnyCommand, result: unknown): Element {
   return form;
 }
 
+/**
+ * A command another module offers (XEP-0401's invitations): single stage, no arguments, run for
+ * a user of this host (`admin`: only for its admins); it returns its result form.
+ */
+export interface ModuleCommand {
+  node: string;
+  name: string;
+  admin: boolean;
+  run(from: Jid): Promise<Element>;
+}
+
+/** `adhoc/commands`: modules push the commands they offer (asked at each request, so load order does not matter). */
+export interface AdhocCommandsEvent {
+  commands: ModuleCommand[];
+}
+
+declare module '../../core/event-map.js' {
+  interface EventMap {
+    'adhoc/commands': AdhocCommandsEvent;
+  }
+}
+
 export default defineModule({
   name: 'adhoc',
   description: 'Ad-hoc commands: the server administration commands for the host\'s admins, from any XMPP client; the message of the day',
@@ -101,15 +124,32 @@ export default defineModule({
 
     m.feature(NS_COMMANDS);
 
+    /** The commands other modules offer `from` (a user of this host; some only to admins). */
+    const moduleCommands = (from: string): ModuleCommand[] => {
+      if (parseJid(from)?.domain !== domain) return [];
+      const event: AdhocCommandsEvent = { commands: [] };
+      m.host.events.fire('adhoc/commands', event);
+      return event.commands.filter((c) => !c.admin || isAdmin(from));
+    };
+
     // XEP-0050 §2.2: the command list is the disco#items of the commands node
     m.on('disco/items-node', ({ node, from }) => {
       if (node !== NS_COMMANDS) return undefined;
       const query = new Element('query', { xmlns: NS_DISCO_ITEMS, node: NS_COMMANDS });
+      for (const command of moduleCommands(from)) query.c('item', { jid: domain, node: command.node, name: command.name });
       if (isAdmin(from)) for (const command of available) query.c('item', { jid: domain, node: nodeOf(command), name: command.description });
       return query;
     });
     // §2.3: each command node answers disco#info
     m.on('disco/info-node', ({ node, from }) => {
+      const offered = moduleCommands(from).find((c) => c.node === node);
+      if (offered !== undefined) {
+        const info = new Element('query', { xmlns: NS_DISCO_INFO, node });
+        info.c('identity', { category: 'automation', type: 'command-node', name: offered.name });
+        info.c('feature', { var: NS_COMMANDS });
+        info.c('feature', { var: NS_DATA });
+        return info;
+      }
       if (!byNode.has(node)) return undefined;
       if (!isAdmin(from)) throw new StanzaError('forbidden', 'Only the server\'s admins may run this command');
       const query = new Element('query', { xmlns: NS_DISCO_INFO, node });
@@ -121,6 +161,15 @@ export default defineModule({
 
     m.iq('set', NS_COMMANDS, async ({ payload, from }) => {
       const node = payload.attrs.node ?? '';
+      const offered = moduleCommands(from.bare).find((c) => c.node === node);
+      if (offered !== undefined) {
+        // single stage: executed at once (XEP-0050 §3.2), its result form in the completed reply
+        if (payload.attrs.action === 'cancel') throw new StanzaError('bad-request', 'No command session to cancel');
+        const completed = new Element('command', { xmlns: NS_COMMANDS, node, sessionid: randomBytes(12).toString('hex'), status: 'completed' });
+        completed.append(await offered.run(from));
+        m.log.info({ user: from.bare, command: node }, 'ad-hoc command done');
+        return completed;
+      }
       const command = byNode.get(node);
       if (command === undefined) throw new StanzaError('item-not-found', `No command ${node}`);
       // XEP-0133 §2: only the service's administrators

@@ -24,6 +24,7 @@ declare module '../../core/module.js' {
 
 export const NS_PARS = 'urn:xmpp:pars:0';
 const NS_INVITE_FEATURE = 'urn:xmpp:invite';
+const NS_DATA = 'jabber:x:data';
 const HTTP_PREFIX = '/invite';
 const MAX_FORM_BYTES = 4096;
 
@@ -59,7 +60,7 @@ export default defineModule({
   name: 'invites',
   description: 'Invitations to create an account or become a contact, with a landing page',
   implements: [
-    { spec: 'XEP-0401', version: '0.5.0', status: 'partial', note: 'invitations from the CLI and the landing page with registration in the browser; no ad-hoc commands yet' },
+    { spec: 'XEP-0401', version: '0.5.0', status: 'complete', note: 'invitations from a client (ad-hoc commands urn:xmpp:invite#invite and #create-account, with the adhoc module) and the CLI; a landing page with registration in the browser' },
     { spec: 'XEP-0445', version: '0.2.0', status: 'complete', note: 'pre-authenticated in-band registration: <preauth/> before XEP-0077' },
     { spec: 'XEP-0379', version: '0.3.3', status: 'complete', note: "a subscription request with the inviter's token is approved and answered with one back" },
   ],
@@ -106,6 +107,34 @@ export default defineModule({
       landingUrl: (invite) => m.httpUrl(`${HTTP_PREFIX}/${invite.token}`),
     };
     m.provide('invites', service);
+
+    // --- XEP-0401 §3: invitations made from a client, as ad-hoc commands (the adhoc module) ----
+
+    /** The result form of an invitation command: its URI, its landing page, its expiry. */
+    const invitationForm = (invite: Invite) => {
+      const form = new Element('x', { xmlns: NS_DATA, type: 'result' });
+      form.c('title').t('Your invitation');
+      form.c('field', { var: 'uri', type: 'text-single', label: 'Invitation link for a chat app' }).c('value').t(service.uri(invite));
+      form.c('field', { var: 'landing-url', type: 'text-single', label: 'Invitation page' }).c('value').t(service.landingUrl(invite));
+      form.c('field', { var: 'expire', type: 'text-single', label: 'Valid until' }).c('value').t(new Date(invite.expiresAt).toISOString());
+      return form;
+    };
+    m.on('adhoc/commands', ({ commands }) => {
+      // a user invites a contact (who may also create an account here, users_invite_accounts)
+      commands.push({
+        node: 'urn:xmpp:invite#invite',
+        name: 'Invite someone to chat with you',
+        admin: false,
+        run: async (from) => invitationForm(await service.create({ kind: 'contact', inviter: from.local })),
+      });
+      // an admin invites someone to create an account
+      commands.push({
+        node: 'urn:xmpp:invite#create-account',
+        name: 'Invite someone to create an account',
+        admin: true,
+        run: async () => invitationForm(await service.create({ kind: 'account' })),
+      });
+    });
 
     // --- XEP-0445: a token presented before in-band registration --------------------------------
 
