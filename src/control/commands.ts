@@ -1,5 +1,7 @@
 // The admin commands, each declared once (registry.ts). The CLI, the control socket, XEP-0050
 // ad-hoc commands and the HTTP admin API are generated from this list.
+import { runMigrations } from '../storage/db.js';
+import { MailStore, isEmailAddress, mailMigrations } from '../modules/mail/store.js';
 import { parseJid } from '../core/jid.js';
 import { AccountExistsError } from '../accounts/store.js';
 import {
@@ -179,6 +181,30 @@ export const userInfo = defineCommand({
   ].join('\n'),
 });
 
+export const userEmail = defineCommand({
+  name: 'user.email',
+  description: "an account's email address, where password reset links go: shows it, sets it, or with `none` clears it",
+  args: {
+    jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' },
+    address: { type: 'string', description: 'the new address, or none', optional: true, positional: true },
+  },
+  access: 'admin',
+  needs: 'either',
+  async run(context, args) {
+    const { host, username, bare } = account(context, args.jid);
+    if (!(await context.accounts.exists(host, username))) throw new CommandError(`no account ${bare}`);
+    // the mail module's table (created here too when the server has not run with it yet)
+    await runMigrations(context.db, 'mail', mailMigrations);
+    const store = new MailStore(context.db, host);
+    if (args.address === undefined) return { jid: bare, email: await store.emailOf(username) };
+    const email = args.address.trim().toLowerCase() === 'none' ? null : args.address.trim();
+    if (email !== null && !isEmailAddress(email)) throw new CommandError(`"${args.address}" is not an email address`);
+    await store.setEmail(username, email);
+    return { jid: bare, email };
+  },
+  format: (r) => `${r.jid}: ${r.email ?? 'no email address'}`,
+});
+
 export const userDisable = defineCommand({
   name: 'user.disable',
   description: 'disable an account: its data stays, its sessions are ended, logins are refused (account-disabled)',
@@ -309,7 +335,7 @@ export const reload = defineCommand({
 
 export const commandList: readonly AnyCommand[] = [
   status, sessionsList, sessionsKick,
-  userAdd, userDelete, userPasswd, userList, userInfo, userDisable, userEnable,
+  userAdd, userDelete, userPasswd, userList, userInfo, userEmail, userDisable, userEnable,
   announce, motdSet, motdClear, roomList, roomDestroy, reload,
 ] as AnyCommand[];
 

@@ -24,6 +24,7 @@ export function databaseContext(options: {
   return {
     hosts: options.hosts,
     accounts,
+    db,
     deleteAccount: (host, username) => deleteAccount(db, accounts, dataDir, host, username, modules),
     setDisabled: (host, username, disabled, reason?: string) => accounts.setDisabled(host, username, disabled, reason),
   };
@@ -79,6 +80,7 @@ export function liveContext(
   return {
     hosts,
     accounts: server.accounts,
+    db: server.db,
     deleteAccount: (host, username) => server.deleteAccount(host, username),
     async setDisabled(host, username, disabled, reason?: string) {
       if (!(await server.accounts.setDisabled(host, username, disabled, reason))) return false;

@@ -3,6 +3,7 @@
 // surface from that one declaration: the CLI (src/main.ts generates `xmppd <group> <command>`),
 // the control socket (socket.ts), XEP-0050 ad-hoc commands (src/modules/adhoc) and the HTTP
 // admin API. A command never knows which of them called it.
+import type { Knex } from 'knex';
 import { z } from 'zod';
 import type { AccountStore } from '../accounts/store.js';
 import type { AccountDeletion } from '../accounts/lifecycle.js';
@@ -44,6 +45,8 @@ export interface AdminContext {
   deleteAccount(host: string, username: string): Promise<AccountDeletion>;
   /** Disables or re-enables an account; a running server also ends a disabled account's sessions. */
   setDisabled(host: string, username: string, disabled: boolean, reason?: string): Promise<boolean>;
+  /** The database, for commands on a module's data (an account's email address, the mail module's). */
+  db: Knex;
 }
 
 export interface SessionInfo {

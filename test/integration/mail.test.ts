@@ -112,6 +112,21 @@ mailTest('the CLI mails an invitation, whose link is the landing page', async (t
   t.true(landing.body.includes('alice@localhost invites you to chat'));
 });
 
+mailTest('an admin sets an account\'s address with `xmppd user email`; the reset link goes there', async (t) => {
+  await server.createAccount('erin');
+  const config = path.join(server.dataDir, 'admin.yml');
+  const storage = testStorageConfig(server.dataDir);
+  fs.writeFileSync(config, `data_dir: ${JSON.stringify(server.dataDir)}\nhosts: [{ domain: localhost }]\n` + (storage === undefined ? '' : `storage: ${JSON.stringify(storage)}\n`));
+  const run = (...args: string[]) => promisify(execFile)(process.execPath, [main, '--config', config, 'user', 'email', ...args]);
+  t.is((await run('erin@localhost')).stdout, 'erin@localhost: no email address\n');
+  t.is((await run('erin@localhost', 'erin@example.org')).stdout, 'erin@localhost: erin@example.org\n');
+  const bad = await t.throwsAsync(run('erin@localhost', 'not-an-address'));
+  t.regex(String((bad as unknown as { stderr: string }).stderr), /is not an email address/);
+  await httpRequest(server, 'POST', '/reset', form({ account: 'erin' }));
+  t.regex((await smtp!.next('erin@example.org')).body, /\/reset\/[A-Za-z0-9_-]+/);
+  t.is((await run('erin@localhost', 'none')).stdout, 'erin@localhost: no email address\n');
+});
+
 test('without smtp_url nothing is mailed: the reset pages say the feature is not available', async (t) => {
   const plain = await startServer();
   t.teardown(() => plain.stop());
