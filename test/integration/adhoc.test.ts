@@ -48,7 +48,7 @@ function fieldValues(command: Element, name: string): string[] {
 }
 
 async function loginOutcome(server: TestServer, username: string, password = 'correct horse battery'): Promise<string> {
-  const xmpp = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: server.domain, username, password, resource: 'probe' });
+  const xmpp = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: server.domain, username, password, resource: 'probe', timeout: 20_000 }); // a loaded machine is slow, not wrong
   watchWire(xmpp, `${username}'s login attempt`, 'stream');
   xmpp.on('error', () => undefined);
   try {

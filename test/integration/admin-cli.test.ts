@@ -18,7 +18,7 @@ function streamErrorOf(c: TestClient): Promise<{ condition?: string; text?: stri
 
 /** The SASL failure condition of a login, or 'ok'. */
 async function loginOutcome(server: TestServer, username: string, password = 'correct horse battery'): Promise<string> {
-  const xmpp = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: server.domain, username, password, resource: 'probe' });
+  const xmpp = client({ service: `xmpp://127.0.0.1:${server.port}`, domain: server.domain, username, password, resource: 'probe', timeout: 20_000 }); // a loaded machine is slow, not wrong
   watchWire(xmpp, `${username}'s login attempt`, 'stream');
   xmpp.on('error', () => undefined);
   try {

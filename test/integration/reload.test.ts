@@ -66,7 +66,7 @@ function certificateSeen(port: number): Promise<string> {
 }
 
 async function aliceOnline(t: ExecutionContext, port: number): Promise<{ xmpp: Client; disconnected: () => boolean }> {
-  const xmpp = client({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'alice', password: 'secret', resource: 'phone' });
+  const xmpp = client({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'alice', password: 'secret', resource: 'phone', timeout: 20_000 }); // a loaded machine is slow, not wrong
   watchWire(xmpp, "alice's @xmpp/client", 'stream');
   let disconnected = false;
   xmpp.on('error', () => undefined);
