@@ -29,25 +29,28 @@ export function isChannelBindingType(type: string): type is ChannelBindingType {
   return type === 'tls-exporter' || type === 'tls-server-end-point' || type === 'tls-unique';
 }
 
-/** The channel bindings of a server-side TLS socket once its handshake is done. */
+/**
+ * The channel bindings of a server-side TLS socket once its handshake is done. Nothing is
+ * computed until a client binds: most logins do not, and every stream offers the types.
+ * tls-server-end-point is always offered (XEP-0440 makes it mandatory); with a certificate whose
+ * signature has no single hash (Ed25519, RSASSA-PSS) its data is null and a -PLUS login with it
+ * is refused as an unsupported type.
+ */
 export function tlsChannelBinding(socket: tls.TLSSocket): ChannelBinding {
   const protocol = socket.getProtocol();
-  const endPoint = serverEndPoint(socket);
-  const types: ChannelBindingType[] = [];
-  if (protocol === 'TLSv1.3') types.push('tls-exporter');
-  if (endPoint !== null) types.push('tls-server-end-point');
-  if (protocol === 'TLSv1.2') types.push('tls-unique');
+  const types: ChannelBindingType[] = protocol === 'TLSv1.3' ? TLS13_TYPES : protocol === 'TLSv1.2' ? TLS12_TYPES : OTHER_TYPES;
   return {
     types,
     data(type) {
-      if (!types.includes(type as ChannelBindingType) && !(type === 'tls-unique' && protocol === 'TLSv1.3')) return null;
       switch (type) {
         case 'tls-exporter':
-          return socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
+          return protocol === 'TLSv1.3' ? socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0)) : null;
         case 'tls-server-end-point':
-          return endPoint;
+          return serverEndPoint(socket);
         case 'tls-unique':
-          // the first Finished of the handshake: the client's in a full handshake, ours in a resumed one
+          // TLS 1.2; on 1.3 only for clients that ask anyway (see the top of this file).
+          // The first Finished of the handshake: the client's in a full handshake, ours in a resumed one.
+          if (protocol !== 'TLSv1.2' && protocol !== 'TLSv1.3') return null;
           return (socket.isSessionReused() ? socket.getFinished() : socket.getPeerFinished()) ?? null;
         default:
           return null;
@@ -55,6 +58,11 @@ export function tlsChannelBinding(socket: tls.TLSSocket): ChannelBinding {
     },
   };
 }
+
+// shared by every stream: the lists are never changed
+const TLS13_TYPES: ChannelBindingType[] = ['tls-exporter', 'tls-server-end-point'];
+const TLS12_TYPES: ChannelBindingType[] = ['tls-server-end-point', 'tls-unique'];
+const OTHER_TYPES: ChannelBindingType[] = ['tls-server-end-point'];
 
 /** RFC 5929 §4.1: the hash of our certificate, or null if its signature algorithm has no hash we know. */
 function serverEndPoint(socket: tls.TLSSocket): Buffer | null {
