@@ -152,15 +152,12 @@ export default defineModule({
     m.iq('set', NS_PUBSUB_OWNER, pepIq('set'), 'account');
 
     /**
-     * A full JID's current +notify interest in `ownerBare`'s nodes, from the presence it sent;
-     * nodes it did not ask for before get their last item (XEP-0163 §4.3.2).
+     * A full JID's current +notify interest in `ownerBare`'s nodes, from the presence with <c/> it
+     * sent; nodes it did not ask for before get their last item (XEP-0163 §4.3.2). A presence
+     * without <c/> (a status change from a client that leaves it out) changes nothing and never
+     * comes here.
      */
     async function presenceSeen(ownerBare: string, from: string, presence: Element): Promise<void> {
-      // a presence without <c/> (a status change from a client that leaves it out) changes nothing
-      if (presence.getChild('c', NS_CAPS) === undefined) {
-        if (!interest.get(ownerBare)?.has(from)) latest.delete(latestKey(ownerBare, from));
-        return;
-      }
       const features = await caps.features(presence, from, ownerBare);
       // gone meanwhile, or a newer presence is being looked at
       if (latest.get(latestKey(ownerBare, from)) !== presence) return;
@@ -199,7 +196,8 @@ export default defineModule({
     m.on('pre-presence/none', (e: StanzaEvent) => {
       const session = e.session;
       if (session === undefined) return undefined;
-      if (e.stanza.attrs.type === undefined) {
+      // without <c/> a presence changes no interest (see presenceSeen): nothing to look up or keep
+      if (e.stanza.attrs.type === undefined && e.stanza.getChild('c', NS_CAPS) !== undefined) {
         latest.set(latestKey(session.jid.bare, session.jid.toString()), e.stanza);
         background(presenceSeen(session.jid.bare, session.jid.toString(), e.stanza), 'PEP interest of an own resource');
       } else if (e.stanza.attrs.type === 'unavailable') forget(session.jid.bare, session.jid.toString());
@@ -214,7 +212,8 @@ export default defineModule({
       const owner = e.to.bare;
       const from = e.from.toString();
       if (type === 'unavailable') forget(owner, from);
-      else if (type === undefined) {
+      // without <c/> it changes no interest: no roster lookup for every presence broadcast
+      else if (type === undefined && e.stanza.getChild('c', NS_CAPS) !== undefined) {
         latest.set(latestKey(owner, from), e.stanza);
         // XEP-0163 §4.1: only contacts with a subscription to the owner's presence
         background(rosterItem(owner, e.from.bare).then((item) => {
