@@ -11,10 +11,10 @@ import { defineModule } from '../../core/module.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import type { NegotiatingStream } from '../../c2s/stream.js';
 import { HttpError } from '../../http/service.js';
-import { readForm, sendPage } from '../../http/pages.js';
+import { PAGE_POLICY, readForm, sendPage } from '../../http/pages.js';
 import { duration } from '../../config/units.js';
 import { InviteStore, inviteMigrations, inviteUri, type Invite, type NewInvite } from './store.js';
-import { PAGE_POLICY, goneInvitePage, landingPage, registeredPage } from './page.js';
+import { goneInvitePage, landingPage, registeredPage } from './page.js';
 
 declare module '../../core/module.js' {
   interface Services {

@@ -8,10 +8,10 @@ import type { Transporter } from 'nodemailer';
 import { defineModule } from '../../core/module.js';
 import { normalizeUsername, parseJid } from '../../core/jid.js';
 import { HttpError } from '../../http/service.js';
-import { readForm, sendPage } from '../../http/pages.js';
+import { PAGE_POLICY, readForm, sendPage } from '../../http/pages.js';
 import { duration } from '../../config/units.js';
 import { MailStore, isEmailAddress, mailMigrations } from './store.js';
-import { PAGE_POLICY, donePage, invalidLinkPage, newPasswordPage, requestPage, unavailablePage } from './pages.js';
+import { donePage, invalidLinkPage, newPasswordPage, requestPage, unavailablePage } from './pages.js';
 
 declare module '../../core/module.js' {
   interface Services {
