@@ -34,7 +34,7 @@ function bindResource(iq: Element, payload: Element, stream: NegotiatingStream):
   // RFC 6120 §7.6.2.2: an account at its limit of sessions gets <resource-constraint/>
   // (type wait); replacing one of its own resources (§7.7.2.2, conflict) is not a new one.
   const limit = stream.settings.maxSessionsPerAccount;
-  const bound = stream.server.sessions.ofAccount(jid.bare);
+  const bound = stream.server.sessions.resources(jid.bare);
   if (bound !== undefined && bound.size >= limit && !bound.has(resource)) {
     stream.server.log.warn({ jid: jid.bare, address: stream.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
     return stream.send(errorReply(iq, new StanzaError('resource-constraint', `At most ${limit} sessions per account`)));
