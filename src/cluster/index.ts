@@ -47,6 +47,9 @@ export class Cluster {
     this.subscriber = connectRedis(settings.redisUrl, `xmppd-${settings.nodeId}-sub`);
     this.link = new RedisNodeLink(kernel, this.redis, log);
     this.directory = new ClusterDirectory(kernel, settings.nodeId, this.redis, this.link, log);
+    // a node that no longer listens (killed: Redis closed its connection) is gone for routing at once;
+    // Liveness still waits for its heartbeat to expire before cleaning up after it
+    this.link.onNodeGone = (node) => this.directory.forgetNode(node);
     this.caches = new RedisCacheBus(settings.nodeId, this.redis, kernel.caches, log);
     this.liveness = new Liveness(kernel, settings.nodeId, this.redis, this.directory, settings, log);
     for (const [client, role] of [[this.redis, 'commands'], [this.subscriber, 'subscriptions']] as const) {
@@ -82,17 +85,29 @@ export class Cluster {
     this.kernel.caches.bus = this.caches;
     this.liveness.start();
     this.started = true;
-    this.log.info({ node, nodes: await this.liveness.members(), remoteSessions: this.directory.remoteCount }, 'joined the cluster');
+    this.log.info({ nodes: await this.liveness.members(), remoteSessions: this.directory.remoteCount }, 'joined the cluster');
   }
 
   /** After Redis came back: this node's sessions and heartbeat again, and a fresh copy of the others'. */
   private async rejoin(): Promise<void> {
     try {
+      this.liveness.holdOff();
       await this.liveness.join();
       await this.directory.registerAll();
-      await this.directory.loadSnapshot(await this.liveness.members());
       this.lost = false;
-      this.log.info({ remoteSessions: this.directory.remoteCount }, 'Redis is back; this node is registered again');
+      this.log.info('Redis is back; this node is registered again');
+      // the others' copy is read again once every live node has had the time to register again
+      // (a restarted Redis is empty); until then the copy we have stands, updated by what they publish
+      const timer = setTimeout(() => {
+        this.liveness
+          .members()
+          .then((members) => this.directory.loadSnapshot(members))
+          .then(
+            () => this.log.info({ remoteSessions: this.directory.remoteCount }, 'the other nodes\' sessions read again after Redis came back'),
+            (err: unknown) => this.log.warn({ err: (err as Error).message }, 'reading the other nodes\' sessions again failed'),
+          );
+      }, this.settings.nodeTimeoutMs);
+      timer.unref();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'registering again with Redis failed; retrying when it reconnects');
     }

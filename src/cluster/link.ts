@@ -65,6 +65,9 @@ export class RedisNodeLink implements NodeLink {
     Number.MAX_SAFE_INTEGER,
   );
 
+  /** Called when a node no longer listens (before its stanzas are handled as undelivered). */
+  onNodeGone: (node: string) => void = () => {};
+
   constructor(
     private readonly kernel: Kernel,
     private readonly redis: RedisClient,
@@ -118,7 +121,9 @@ export class RedisNodeLink implements NodeLink {
           if (receivers > 0) {
             for (const item of items) item.tracker?.delivered();
           } else {
-            this.log.info({ node, stanzas: items.length }, 'stanzas for a node that is gone are handled as undelivered');
+            // its sessions leave this node's directory first, or routing them again would pick them again
+            this.log.warn({ node, stanzas: items.length }, 'a cluster node no longer listens; its sessions are taken as gone and its stanzas as undelivered');
+            this.onNodeGone(node);
             for (const item of items) this.undeliverable(item, false);
           }
         },
@@ -194,8 +199,7 @@ export class RedisNodeLink implements NodeLink {
       return this.log.error('a command from another node is not JSON; ignored');
     }
     if (command.cmd === 'close') {
-      const jid = parseJid(command.jid);
-      const session = jid && this.kernel.sessions.get(jid.bare, jid.resource);
+      const session = this.kernel.sessions.ownSession(command.jid);
       if (session) {
         this.log.info({ jid: command.jid, condition: command.condition }, 'session ended at the request of another node');
         session.close(command.condition, command.text);

@@ -20,6 +20,8 @@ export class Liveness {
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
   private checking = false;
+  /** No node is declared dead before this (epoch ms): after Redis came back empty, every node needs a beat to re-register. */
+  private quietUntil = 0;
   /** Nodes reaped by this one, for /metrics and tests. */
   reaped = 0;
 
@@ -35,6 +37,11 @@ export class Liveness {
   /** Joins: the first heartbeat, and this node in the set of nodes. */
   async join(): Promise<void> {
     await this.beat();
+  }
+
+  /** Redis was (re)connected: the others' heartbeats may be missing until they beat again. */
+  holdOff(): void {
+    this.quietUntil = Date.now() + this.settings.nodeTimeoutMs;
   }
 
   /** Leaves: no heartbeat, not a member. */
@@ -69,7 +76,7 @@ export class Liveness {
 
   /** Looks for dead nodes among the members and the nodes the directory still has sessions of. */
   private async check(): Promise<void> {
-    if (this.checking) return;
+    if (this.checking || Date.now() < this.quietUntil) return;
     this.checking = true;
     try {
       const candidates = new Set([...(await this.members()), ...this.directory.knownNodes()]);
@@ -94,6 +101,8 @@ export class Liveness {
     const records = await this.redis.hGetAll(keys.sessions(node));
     const jids = Object.keys(records);
     this.log.warn({ node, sessions: jids.length }, 'cluster node is dead (no heartbeat); its sessions end now');
+    // every node forgets them first, so the unavailable presence below finds no one routing to them
+    await this.directory.announceGone(node);
     for (const text of Object.values(records)) {
       let record: SessionRecord;
       try {
@@ -109,7 +118,6 @@ export class Liveness {
     }
     await this.redis.del(keys.sessions(node));
     await this.redis.sRem(keys.nodes, node);
-    await this.directory.announceGone(node);
     this.reaped++;
   }
 }

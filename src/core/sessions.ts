@@ -64,6 +64,8 @@ export class SessionRegistry implements SessionDirectory {
   private readonly byAccount = new Map<string, Map<string, SessionRef>>();
   /** This process's sessions, also the one a newer session on another node displaced until it closes. */
   private readonly own = new Set<Session>();
+  /** The same by full JID: the latest of this process's sessions with it. */
+  private readonly ownByJid = new Map<string, Session>();
   /** Told of changes to this process's sessions (the cluster); none in one process. */
   observer: SessionObserver | undefined;
 
@@ -75,6 +77,7 @@ export class SessionRegistry implements SessionDirectory {
   /** Adds a session of this process; the caller has closed the one it replaces (same full JID). */
   add(session: Session): void {
     this.own.add(session);
+    this.ownByJid.set(session.jid.toString(), session);
     this.put(session);
     this.observer?.bound(session);
   }
@@ -82,6 +85,8 @@ export class SessionRegistry implements SessionDirectory {
   /** Removes a session of this process; false when it was removed already. */
   remove(session: Session): boolean {
     if (!this.own.delete(session)) return false;
+    const key = session.jid.toString();
+    if (this.ownByJid.get(key) === session) this.ownByJid.delete(key);
     this.drop(session);
     this.observer?.unbound(session);
     return true;
@@ -125,6 +130,11 @@ export class SessionRegistry implements SessionDirectory {
   get(bare: string, resource: string): Session | undefined {
     const ref = this.byAccount.get(bare)?.get(resource);
     return ref?.local === undefined ? undefined : (ref as Session);
+  }
+
+  /** This process's session with a full JID, even one a newer session on another node displaced. */
+  ownSession(fullJid: string): Session | undefined {
+    return this.ownByJid.get(fullJid);
   }
 
   /** The sessions of this process of an account. */

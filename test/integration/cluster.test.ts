@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import type Element from 'ltx/lib/Element.js';
 import { onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, befriend, chat, errorCondition, freshAccounts, getRoster, loginForTest, online, ping, isPresence } from '../helpers/conversation.js';
+import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, online, ping, isPresence } from '../helpers/conversation.js';
+import { startChild, startedPorts } from '../helpers/cli.js';
 import { redisRequirement, startRedis, type TestRedis } from '../helpers/redis.js';
 import { testNeeding } from '../helpers/requirements.js';
 
@@ -22,6 +22,7 @@ const clusterTest = onPostgres ? testNeeding(redisRequirement) : (title: string)
 let redis: TestRedis;
 let a: TestServer;
 let b: TestServer;
+let sharedDir: string;
 
 async function startNode(nodeId: string, shared: string, redisUrl: string): Promise<TestServer> {
   return startServer({
@@ -35,9 +36,9 @@ async function startNode(nodeId: string, shared: string, redisUrl: string): Prom
 test.before(async () => {
   if (!onPostgres || !redisRequirement.available) return;
   redis = await startRedis();
-  const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cluster-db-'));
-  a = await startNode('a', shared, redis.url);
-  b = await startNode('b', shared, redis.url);
+  sharedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cluster-db-'));
+  a = await startNode('a', sharedDir, redis.url);
+  b = await startNode('b', sharedDir, redis.url);
 });
 test.after.always(async () => {
   await a?.stop();
@@ -57,6 +58,12 @@ async function user(t: ExecutionContext, node: TestServer, username: string, res
 async function known(on: TestServer, jid: string): Promise<void> {
   const [bareJid, resource] = [jid.split('/')[0]!, jid.split('/')[1]!];
   for (let i = 0; i < 200 && on.server.sessions.find(bareJid, resource) === undefined; i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+/** Waits until node `on` no longer knows the session `jid`. */
+async function forgotten(on: TestServer, jid: string): Promise<void> {
+  const [bareJid, resource] = [jid.split('/')[0]!, jid.split('/')[1]!];
+  for (let i = 0; i < 200 && on.server.sessions.find(bareJid, resource) !== undefined; i++) await new Promise((r) => setTimeout(r, 25));
 }
 
 clusterTest('users on two nodes befriend, see each other come and go, and chat by bare and full JID', async (t) => {
@@ -93,8 +100,7 @@ clusterTest('IQs reach a full JID on another node, and a missing one gets servic
   const pong = await onA.request(ping(onB.jid));
   t.is(pong.attrs.type, 'result');
   t.is(pong.attrs.from, onB.jid);
-  const failure = await onA.request(ping(`${bare(a, bob)}/nowhere`)).then(() => 'answered', (err: { element?: Element }) => (err.element ? errorCondition(err.element) : String(err)));
-  t.is(failure, 'service-unavailable');
+  t.is(await iqFailure(onA.request(ping(`${bare(a, bob)}/nowhere`))), 'service-unavailable');
 });
 
 clusterTest("carbons: Alice's devices on two nodes see both sides of her conversation", async (t) => {
@@ -148,4 +154,52 @@ clusterTest('a message to a user on no node waits in offline storage, delivered 
   const later = await loginForTest(t, b, bob, 'laptop');
   await online(later);
   t.is((await later.next((s) => s.is('message') && s.attrs.id === 'o1')).getChildText('body'), 'while you were away');
+});
+
+/** A node in a process of its own (`xmppd start`), to be killed; the test's teardown stops it otherwise. */
+async function childNode(t: ExecutionContext, nodeId: string) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `xmppd-node-${nodeId}-`));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'xmppd.yml');
+  fs.writeFileSync(config, [
+    `data_dir: ${JSON.stringify(dir)}`,
+    'log: { level: info }',
+    'hosts: [{ domain: localhost, registration: open }]',
+    `storage: ${JSON.stringify(testStorageConfig(sharedDir))}`,
+    `cluster: { redis_url: ${JSON.stringify(redis.url)}, node_id: ${nodeId}, heartbeat: 1s, node_timeout: 3s }`,
+    'c2s: { listen: [{ host: 127.0.0.1, port: 0, tls: starttls }], overload: { event_loop_lag: never } }',
+    'http: { enabled: false }',
+  ].join('\n'));
+  const { child, server } = await startChild(t, config);
+  const ports = startedPorts(server.output());
+  return { child, server, node: { domain: 'localhost', port: ports.starttls, directPort: ports.direct, httpPort: 0, httpsPort: 0, dataDir: dir } as TestServer };
+}
+
+clusterTest('a node killed with kill -9: its users go offline for their contacts, and messages to them wait in offline storage', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const c = await childNode(t, 'c-kill');
+  const onA = await user(t, a, alice, 'phone');
+  const onC = await user(t, c.node, bob, 'laptop');
+  await befriend(onA, onC);
+  await onC.send(chat(onA.jid, 'still here', { id: 'k0' }));
+  await onA.next((s) => s.is('message') && s.attrs.id === 'k0');
+
+  onC.xmpp.reconnect.stop();
+  c.child.kill('SIGKILL');
+  // sent at once: node A still has Bob's session, but nobody listens on node c any more
+  await onA.send(chat(onC.jid, 'are you there?', { id: 'k1' }));
+  // the survivors notice within node_timeout (3 s here) plus a check, and tell Alice he is gone
+  const gone = await onA.next(isPresence(onC.jid, 'unavailable'), 20_000);
+  t.is(gone.attrs.type, 'unavailable');
+  await forgotten(a, onC.jid);
+  await forgotten(b, onC.jid);
+  t.is(a.server.sessions.find(bare(a, bob), 'laptop'), undefined);
+  t.is(b.server.sessions.find(bare(a, bob), 'laptop'), undefined);
+  await onA.send(chat(bare(a, bob), 'call me when you are back', { id: 'k2' }));
+
+  // Bob comes back on node B: both messages are waiting for him
+  const back = await loginForTest(t, b, bob, 'laptop');
+  await online(back);
+  t.is((await back.next((s) => s.is('message') && s.attrs.id === 'k1')).getChildText('body'), 'are you there?');
+  t.is((await back.next((s) => s.is('message') && s.attrs.id === 'k2')).getChildText('body'), 'call me when you are back');
 });
