@@ -198,8 +198,12 @@ export class ClusterDirectory implements SessionObserver {
     return refs;
   }
 
+  /** Told when a node left or died (its rooms are looked up again). */
+  nodeForgotten: (node: string) => void = () => {};
+
   /** A node left or died: its sessions are gone (messages for its users go to offline storage). */
   forgetNode(node: string): number {
+    this.nodeForgotten(node);
     let forgotten = 0;
     for (const ref of this.sessionsOf(node)) {
       this.removeRemote(ref.jid.toString(), node, Number.MAX_SAFE_INTEGER);

@@ -14,6 +14,7 @@ import { RedisCacheBus } from './caches.js';
 import { ClusterDirectory } from './directory.js';
 import { channels } from './keys.js';
 import { RedisNodeLink } from './link.js';
+import { RoomPlacement } from './placement.js';
 import { Liveness, type LivenessSettings } from './liveness.js';
 import { connectRedis, type RedisClient } from './redis.js';
 
@@ -34,6 +35,7 @@ export class Cluster {
   readonly directory: ClusterDirectory;
   readonly liveness: Liveness;
   readonly caches: RedisCacheBus;
+  readonly placement: RoomPlacement;
   private started = false;
   /** Redis was lost since the last (re)registration. */
   private lost = false;
@@ -50,8 +52,11 @@ export class Cluster {
     // a node that no longer listens (killed: Redis closed its connection) is gone for routing at once;
     // Liveness still waits for its heartbeat to expire before cleaning up after it
     this.link.onNodeGone = (node) => this.directory.forgetNode(node);
+    this.placement = new RoomPlacement(kernel, settings.nodeId, this.redis, this.link, settings.nodeTimeoutMs, log);
+    this.directory.nodeForgotten = (node) => this.placement.forgetNode(node);
     this.caches = new RedisCacheBus(settings.nodeId, this.redis, kernel.caches, log);
     this.liveness = new Liveness(kernel, settings.nodeId, this.redis, this.directory, settings, log);
+    this.liveness.onBeat = () => this.placement.renew();
     for (const [client, role] of [[this.redis, 'commands'], [this.subscriber, 'subscriptions']] as const) {
       client.on('error', (err: Error) => {
         if (!this.lost && this.started) this.log.error({ role, err: err.message }, 'Redis connection lost; users on this node keep chatting, other nodes are out of reach until it is back');
@@ -83,6 +88,7 @@ export class Cluster {
     this.kernel.sessions.observer = this.directory;
     this.kernel.connectNodes(this.link);
     this.kernel.caches.bus = this.caches;
+    this.kernel.router.placement = this.placement;
     this.liveness.start();
     this.started = true;
     this.log.info({ nodes: await this.liveness.members(), remoteSessions: this.directory.remoteCount }, 'joined the cluster');
@@ -118,9 +124,11 @@ export class Cluster {
     this.liveness.stop();
     this.kernel.connectNodes(undefined);
     this.kernel.caches.bus = undefined;
+    this.kernel.router.placement = undefined;
     this.kernel.sessions.observer = undefined;
     try {
       await new Promise((resolve) => setImmediate(resolve)); // the last coalesced writes
+      await this.placement.release();
       await this.liveness.leave();
       await this.directory.announceGone(this.settings.nodeId);
     } catch (err) {

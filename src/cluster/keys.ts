@@ -14,6 +14,8 @@ export const keys = {
   sessions: (node: string) => `${PREFIX}:{node:${node}}:sessions`,
   /** Held by the one survivor cleaning up after a dead node. */
   reaper: (node: string) => `${PREFIX}:{node:${node}}:reaper`,
+  /** The lease of the node running a room (room@service), renewed with its heartbeat. */
+  room: (room: string) => `${PREFIX}:{room:${room}}:node`,
   /** An account's resources: hash resource → node (RFC 6120 §7.7.2.2 conflicts across nodes). */
   resources: (bare: string) => `${PREFIX}:{${bare}}:resources`,
 };

@@ -22,6 +22,8 @@ export class Liveness {
   private checking = false;
   /** No node is declared dead before this (epoch ms): after Redis came back empty, every node needs a beat to re-register. */
   private quietUntil = 0;
+  /** Runs with each heartbeat (room leases are renewed with it). */
+  onBeat: () => Promise<void> = async () => {};
   /** Nodes reaped by this one, for /metrics and tests. */
   reaped = 0;
 
@@ -67,6 +69,7 @@ export class Liveness {
   private async beat(): Promise<void> {
     await this.redis.set(keys.alive(this.node), String(Date.now()), { expiration: { type: 'PX', value: this.settings.nodeTimeoutMs } });
     await this.redis.sAdd(keys.nodes, this.node);
+    await this.onBeat();
   }
 
   /** The node ids in the cluster (joined, not left, not reaped). */

@@ -90,6 +90,21 @@ export interface NodeLink {
   close(ref: SessionRef, condition: string, text: string | undefined): void;
 }
 
+/**
+ * Where each entity under a component (a room) runs in a cluster: on one node at a time
+ * (src/cluster). It hands the stanza to that node, or to the component when it is this one.
+ */
+export interface Placement {
+  receive(component: PlacedComponent, stanza: Element, from: Jid, to: Jid): unknown;
+}
+
+/** What Placement needs of a component (src/core/router.ts Component). */
+export interface PlacedComponent {
+  readonly domain: string;
+  receive(stanza: Element, from: Jid, to: Jid): unknown;
+  entityPlaced?(local: string): Promise<void>;
+}
+
 /** Tells the other nodes of a cluster that a cached entry changed here (src/core/caches.ts). */
 export interface CacheBus {
   changed(scope: string, key: string): void;

@@ -1,6 +1,6 @@
 // A real Redis for the cluster tests: Debian's redis-server on loopback, on a free port, in a
-// throwaway directory, with no persistence (a restart starts empty, as a crashed Redis without
-// AOF does), stopped by PID. `restart()` brings it back on the same port.
+// throwaway directory, with no persistence (started again it is empty, as a crashed Redis without
+// AOF is), stopped by PID. `halt()` then `resume()` bring it back on the same port.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -19,8 +19,12 @@ export const redisRequirement: Requirement = {
 export interface TestRedis {
   url: string;
   port: number;
+  /** Stops it for good and removes its directory. */
   stop(): Promise<void>;
-  restart(): Promise<void>;
+  /** Stops the process only (as a crash would), to be started again with resume(). */
+  halt(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  resume(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -39,8 +43,9 @@ export async function startRedis(): Promise<TestRedis> {
     const started: ChildProcess = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     started.stdout!.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
+    started.stderr!.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
     for (let i = 0; !log.includes('Ready to accept connections'); i++) {
-      if (started.exitCode !== null || i > 200) throw new Error(`redis-server did not start:\n${log}`);
+      if (started.exitCode !== null || i > 200) throw new Error(`redis-server did not start (exit ${started.exitCode}):\n${log}`);
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     child = started;
@@ -61,9 +66,7 @@ export async function startRedis(): Promise<TestRedis> {
       await stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
-    async restart() {
-      await stop();
-      await launch();
-    },
+    halt: stop,
+    resume: launch,
   };
 }
