@@ -14,6 +14,7 @@ import { RedisCacheBus } from './caches.js';
 import { ClusterDirectory } from './directory.js';
 import { channels } from './keys.js';
 import { RedisNodeLink } from './link.js';
+import { registerClusterMetrics } from './metrics.js';
 import { RoomPlacement } from './placement.js';
 import { Liveness, type LivenessSettings } from './liveness.js';
 import { connectRedis, type RedisClient } from './redis.js';
@@ -57,6 +58,7 @@ export class Cluster {
     this.caches = new RedisCacheBus(settings.nodeId, this.redis, kernel.caches, log);
     this.liveness = new Liveness(kernel, settings.nodeId, this.redis, this.directory, settings, log);
     this.liveness.onBeat = () => this.placement.renew();
+    registerClusterMetrics(kernel.metrics.registry, this.link, this.directory, this.liveness, this.caches);
     for (const [client, role] of [[this.redis, 'commands'], [this.subscriber, 'subscriptions']] as const) {
       client.on('error', (err: Error) => {
         if (!this.lost && this.started) this.log.error({ role, err: err.message }, 'Redis connection lost; users on this node keep chatting, other nodes are out of reach until it is back');

@@ -26,6 +26,9 @@ export class Liveness {
   onBeat: () => Promise<void> = async () => {};
   /** Nodes reaped by this one, for /metrics and tests. */
   reaped = 0;
+  /** Members at the last check, and the last heartbeat's round trip (for /metrics). */
+  nodeCount = 1;
+  lastBeatSeconds = 0;
 
   constructor(
     private readonly kernel: Kernel,
@@ -67,7 +70,9 @@ export class Liveness {
 
   /** Renews the heartbeat; also re-joins the set of nodes, should this node have been reaped while frozen. */
   private async beat(): Promise<void> {
+    const started = performance.now();
     await this.redis.set(keys.alive(this.node), String(Date.now()), { expiration: { type: 'PX', value: this.settings.nodeTimeoutMs } });
+    this.lastBeatSeconds = (performance.now() - started) / 1000;
     await this.redis.sAdd(keys.nodes, this.node);
     await this.onBeat();
   }
@@ -82,7 +87,9 @@ export class Liveness {
     if (this.checking || Date.now() < this.quietUntil) return;
     this.checking = true;
     try {
-      const candidates = new Set([...(await this.members()), ...this.directory.knownNodes()]);
+      const members = await this.members();
+      this.nodeCount = members.length;
+      const candidates = new Set([...members, ...this.directory.knownNodes()]);
       candidates.delete(this.node);
       for (const node of candidates) {
         if ((await this.redis.exists(keys.alive(node))) === 0) await this.dead(node);

@@ -104,6 +104,13 @@ clusterTest('IQs reach a full JID on another node, and a missing one gets servic
   t.is(pong.attrs.type, 'result');
   t.is(pong.attrs.from, onB.jid);
   t.is(await iqFailure(onA.request(ping(`${bare(a, bob)}/nowhere`))), 'service-unavailable');
+
+  // each node's /metrics shows the cluster: nodes, stanzas between nodes, Redis latency
+  const metrics = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
+  t.regex(metrics, /^xmppd_cluster_nodes [2-9]/m);
+  t.regex(metrics, /^xmppd_cluster_stanzas_total\{direction="out"\} [1-9]/m);
+  t.regex(metrics, /^xmppd_cluster_stanzas_total\{direction="in"\} [1-9]/m);
+  t.regex(metrics, /^xmppd_cluster_redis_latency_seconds \d/m);
 });
 
 clusterTest("carbons: Alice's devices on two nodes see both sides of her conversation", async (t) => {
