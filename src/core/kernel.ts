@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
-import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
+import { openDatabase, runMigrations, withMigrationLock, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
 import { SharedCaches } from './caches.js';
 import { EventBus, Pause, Waiting } from './events.js';
@@ -99,12 +99,14 @@ export class Kernel {
     this.db = await openDatabase(this.settings.storage);
     this.storage = new StorageHealth(this.db, this.settings.storage, this.log.child({ component: 'storage' }));
     await this.storage.checkIntegrity();
-    await runMigrations(this.db, 'storage', storageMigrations);
-    await runMigrations(this.db, 'accounts', accountMigrations);
-    for (const definition of enabled) {
-      const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
-      if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
-    }
+    await withMigrationLock(this.db, this.settings.storage.driver, async () => {
+      await runMigrations(this.db, 'storage', storageMigrations);
+      await runMigrations(this.db, 'accounts', accountMigrations);
+      for (const definition of enabled) {
+        const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
+        if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
+      }
+    });
     await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
     this.caches.register('accounts/existence', (key) => this.accounts.forgetExistence(key));

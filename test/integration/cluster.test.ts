@@ -40,8 +40,8 @@ test.before(async () => {
   if (!onPostgres || !redisRequirement.available) return;
   redis = await startRedis();
   sharedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cluster-db-'));
-  a = await startNode('a', sharedDir, redis.url);
-  b = await startNode('b', sharedDir, redis.url);
+  // together, on a fresh database: their migrations must not collide
+  [a, b] = await Promise.all([startNode('a', sharedDir, redis.url), startNode('b', sharedDir, redis.url)]);
 });
 test.after.always(async () => {
   await a?.stop();
