@@ -82,6 +82,12 @@ clusterTest('users on two nodes befriend, see each other come and go, and chat b
 
   await onB.send(chat(onA.jid, 'Back to your phone', { id: 'x2' }));
   t.is((await onA.next((s) => s.is('message') && s.attrs.id === 'x2')).getChildText('body'), 'Back to your phone');
+  // several stanzas in one batch between nodes, with characters outside ASCII and escaped markup
+  const bodies = ['naïve café ☕', '日本語のテキスト', 'emoji 👩‍💻 & <tags> "quoted"', 'x'.repeat(20_000)];
+  for (const [i, body] of bodies.entries()) void onA.send(chat(onB.jid, body, { id: `batch-${i}` }));
+  for (const [i, body] of bodies.entries()) t.is((await onB.next((s) => s.is('message') && s.attrs.id === `batch-${i}`)).getChildText('body'), body);
+  const order = onB.received.filter((s) => s.is('message') && (s.attrs.id ?? '').startsWith('batch-')).map((s) => s.attrs.id);
+  t.deepEqual(order, bodies.map((_, i) => `batch-${i}`), 'in the order sent');
 
   // a second resource of Bob's comes online on node A: Alice (node A) sees it, as does Bob's laptop
   const bobPhone = await user(t, a, bob, 'phone');
