@@ -34,7 +34,9 @@ export class RemoteSession implements SessionRef, MutableSessionState {
   boundAt: number;
   available: boolean;
   priority: number;
-  presence: Element | null;
+  /** The presence as it came (parsed when first read: most are never read, and a parsed one is ~1.5 KB). */
+  private presenceXml: string | null;
+  private parsedPresence: Element | null | undefined;
   readonly flags: Set<SessionFlag>;
   directedPresence: Set<string> | null;
   inactive: boolean;
@@ -49,7 +51,7 @@ export class RemoteSession implements SessionRef, MutableSessionState {
     this.boundAt = record.b;
     this.available = record.a;
     this.priority = record.p;
-    this.presence = record.x === null ? null : parseElement(record.x);
+    this.presenceXml = record.x;
     this.flags = new Set(record.f);
     this.directedPresence = record.d === null ? null : new Set(record.d);
     this.inactive = record.i;
@@ -61,12 +63,24 @@ export class RemoteSession implements SessionRef, MutableSessionState {
     this.version = record.v;
     this.available = record.a;
     this.priority = record.p;
-    this.presence = record.x === null ? null : parseElement(record.x);
+    this.presenceXml = record.x;
+    this.parsedPresence = undefined;
     this.flags.clear();
     for (const flag of record.f) this.flags.add(flag);
     this.directedPresence = record.d === null ? null : new Set(record.d);
     this.inactive = record.i;
     this.lastActivity = record.l;
+  }
+
+  get presence(): Element | null {
+    if (this.parsedPresence === undefined) this.parsedPresence = this.presenceXml === null ? null : parseElement(this.presenceXml);
+    return this.parsedPresence;
+  }
+
+  /** Set by the directory (setPresence: a survivor ending a dead node's session). */
+  set presence(value: Element | null) {
+    this.parsedPresence = value;
+    this.presenceXml = null;
   }
 
   static fromRecord(record: SessionRecord): RemoteSession | undefined {
