@@ -10,15 +10,11 @@
 import type { Logger } from 'pino';
 import type { Kernel } from '../core/kernel.js';
 import type { SessionObserver, SessionRef } from '../core/ports.js';
-import { channels, keys } from './keys.js';
+import { channels, keys, scripts } from './keys.js';
 import type { RedisNodeLink } from './link.js';
 import type { RedisClient } from './redis.js';
 import { RemoteSession, recordOf, type SessionRecord } from './remote-session.js';
 
-/** Claims a resource for a node; returns the node that held it before (KEYS[1] resources hash). */
-const CLAIM = "local old = redis.call('HGET', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return old";
-/** Releases a resource if this node still holds it. */
-const RELEASE = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
 
 type Change = 'bound' | 'changed' | 'unbound';
 
@@ -90,7 +86,7 @@ export class ClusterDirectory implements SessionObserver {
     const failed = (err: unknown) => this.log.warn({ err: (err as Error).message, jid }, 'session not shared with the cluster (Redis unreachable); it will be when Redis is back');
     if (claim) {
       this.redis
-        .eval(CLAIM, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, this.node] })
+        .eval(scripts.claimField, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, this.node] })
         .then((previous) => {
           if (typeof previous === 'string' && previous !== this.node) {
             this.link.command(previous, { cmd: 'close', jid, condition: 'conflict', text: 'Replaced by a new connection for the same resource' });
@@ -105,7 +101,7 @@ export class ClusterDirectory implements SessionObserver {
     this.own.delete(ref);
     const jid = ref.jid.toString();
     const failed = (err: unknown) => this.log.warn({ err: (err as Error).message, jid }, 'session end not shared with the cluster (Redis unreachable)');
-    this.redis.eval(RELEASE, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, this.node] }).catch(failed);
+    this.redis.eval(scripts.releaseField, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, this.node] }).catch(failed);
     this.redis.hDel(keys.sessions(this.node), jid).catch(failed);
     this.publish({ op: 'down', n: this.node, j: jid, v: ++this.version });
   }

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { Kernel } from '../core/kernel.js';
 import { RedisCacheBus } from './caches.js';
 import { ClusterDirectory } from './directory.js';
-import { channels } from './keys.js';
+import { channels, keys } from './keys.js';
 import { RedisNodeLink } from './link.js';
 import { registerClusterMetrics } from './metrics.js';
 import { RoomPlacement } from './placement.js';
@@ -79,7 +79,7 @@ export class Cluster {
     const node = this.settings.nodeId;
     await this.redis.connect();
     await this.subscriber.connect();
-    if ((await this.redis.exists(`xmppd:{node:${node}}:alive`)) === 1) {
+    if ((await this.redis.exists(keys.alive(node))) === 1) {
       throw new Error(`cluster node_id "${node}" is in use by a running node; give each node its own`);
     }
     await this.subscriber.subscribe(channels.node(node), (message) => this.link.receive(message));

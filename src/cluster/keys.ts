@@ -20,6 +20,16 @@ export const keys = {
   resources: (bare: string) => `${PREFIX}:{${bare}}:resources`,
 };
 
+/** Lua scripts, each on one key (so one slot of a Redis Cluster). */
+export const scripts = {
+  /** Claims hash field ARGV[1] for ARGV[2]; returns who held it before. */
+  claimField: "local old = redis.call('HGET', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return old",
+  /** Deletes hash field ARGV[1] if ARGV[2] still holds it. */
+  releaseField: "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+  /** Deletes the key if its value is still ARGV[1]. */
+  deleteIfValue: "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+};
+
 export const channels = {
   /** Stanzas and commands for one node. */
   node: (node: string) => `${PREFIX}:node:${node}`,

@@ -6,7 +6,7 @@
 // node's sessions at once, lock or not, so nobody routes to it in the meantime.
 import type { Logger } from 'pino';
 import type { Kernel } from '../core/kernel.js';
-import { keys } from './keys.js';
+import { keys, scripts } from './keys.js';
 import type { ClusterDirectory } from './directory.js';
 import { RemoteSession, type SessionRecord } from './remote-session.js';
 import type { RedisClient } from './redis.js';
@@ -122,7 +122,7 @@ export class Liveness {
       }
       const ref = RemoteSession.fromRecord(record);
       if (ref === undefined) continue;
-      await this.redis.eval(RELEASE_IF, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, node] });
+      await this.redis.eval(scripts.releaseField, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, node] });
       // as if the session had ended here: presence tells contacts and rooms it is unavailable
       this.kernel.hosts.get(ref.jid.domain)?.events.fire('session/closed', { session: ref, reason: `node ${node} died` });
     }
@@ -131,5 +131,3 @@ export class Liveness {
     this.reaped++;
   }
 }
-
-const RELEASE_IF = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";

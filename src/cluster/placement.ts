@@ -10,12 +10,10 @@ import type { Jid } from '../core/jid.js';
 import type { PlacedComponent, Placement } from '../core/ports.js';
 import { StanzaError } from '../core/stanza.js';
 import type { Kernel } from '../core/kernel.js';
-import { keys } from './keys.js';
+import { keys, scripts } from './keys.js';
 import type { RedisNodeLink } from './link.js';
 import type { RedisClient } from './redis.js';
 
-/** Deletes a lease still held by a node known dead. */
-const FREE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 interface Waiting {
   component: PlacedComponent;
@@ -72,7 +70,7 @@ export class RoomPlacement implements Placement {
         }
         const holder = await this.redis.get(keys.room(room));
         if (holder !== null && (holder === this.node || (await this.redis.exists(keys.alive(holder))) === 1)) owner = holder;
-        else if (holder !== null) await this.redis.eval(FREE_IF, { keys: [keys.room(room)], arguments: [holder] }); // its node died
+        else if (holder !== null) await this.redis.eval(scripts.deleteIfValue, { keys: [keys.room(room)], arguments: [holder] }); // its node died
       }
       if (owner === null) throw new Error('the room lease could not be taken nor found');
       this.owners.set(room, owner);
@@ -107,7 +105,7 @@ export class RoomPlacement implements Placement {
 
   /** Leaving: the leases are given up so that the rooms move at once. */
   async release(): Promise<void> {
-    for (const room of this.held) await this.redis.eval(FREE_IF, { keys: [keys.room(room)], arguments: [this.node] });
+    for (const room of this.held) await this.redis.eval(scripts.deleteIfValue, { keys: [keys.room(room)], arguments: [this.node] });
     this.held.clear();
   }
 }
