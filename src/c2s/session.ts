@@ -3,7 +3,7 @@
 // "hibernating" — still online for its contacts, stanzas queued — until the client resumes on a
 // new connection or the resumption window ends.
 import type { Kernel } from '../core/kernel.js';
-import type { DeliveryTracker, Session } from '../core/sessions.js';
+import type { DeliveryTracker, Session, SessionDescription } from '../core/sessions.js';
 import { LOCAL_NODE, type SessionFlag, type SessionRef } from '../core/ports.js';
 import type { Jid } from '../core/jid.js';
 import { messageType, type StreamErrorCondition } from '../core/stanza.js';
@@ -63,6 +63,17 @@ export class ClientSession implements Session {
 
   get host(): string {
     return this.jid.domain;
+  }
+
+  describe(): SessionDescription {
+    const stream = this.stream;
+    return {
+      ip: this.remoteAddress,
+      transport: stream === null ? 'hibernating' : stream.transport.kind,
+      secure: stream?.secure ?? false,
+      since: this.since,
+      sm: this.sm !== null,
+    };
   }
 
   get inactive(): boolean {

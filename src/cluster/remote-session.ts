@@ -3,7 +3,7 @@
 // hands stanzas for it to the NodeLink.
 import type Element from 'ltx/lib/Element.js';
 import { parseJid, type Jid } from '../core/jid.js';
-import type { SessionFlag, SessionRef } from '../core/ports.js';
+import type { SessionDescription, SessionFlag, SessionRef } from '../core/ports.js';
 import type { MutableSessionState } from '../core/sessions.js';
 import { parseElement } from '../xml/parse.js';
 import { serialize } from '../xml/serialize.js';
@@ -26,6 +26,8 @@ export interface SessionRecord {
   d: string[] | null;
   i: boolean;
   l: number;
+  /** what an admin's session list shows */
+  e: SessionDescription;
 }
 
 export class RemoteSession implements SessionRef, MutableSessionState {
@@ -41,6 +43,7 @@ export class RemoteSession implements SessionRef, MutableSessionState {
   directedPresence: Set<string> | null;
   inactive: boolean;
   lastActivity: number;
+  private description: SessionDescription;
 
   constructor(
     readonly jid: Jid,
@@ -56,6 +59,11 @@ export class RemoteSession implements SessionRef, MutableSessionState {
     this.directedPresence = record.d === null ? null : new Set(record.d);
     this.inactive = record.i;
     this.lastActivity = record.l;
+    this.description = record.e;
+  }
+
+  describe(): SessionDescription {
+    return this.description;
   }
 
   /** Takes a newer record of the same session. */
@@ -70,6 +78,7 @@ export class RemoteSession implements SessionRef, MutableSessionState {
     this.directedPresence = record.d === null ? null : new Set(record.d);
     this.inactive = record.i;
     this.lastActivity = record.l;
+    this.description = record.e;
   }
 
   get presence(): Element | null {
@@ -103,5 +112,6 @@ export function recordOf(ref: SessionRef, node: string, version: number, boundAt
     d: ref.directedPresence === null ? null : [...ref.directedPresence],
     i: ref.inactive,
     l: ref.lastActivity,
+    e: ref.describe(),
   };
 }

@@ -35,11 +35,23 @@ export interface SessionRef {
   readonly inactive: boolean;
   /** Epoch ms of the user's own last activity (XEP-0012): not keepalives, not while inactive (XEP-0352). */
   readonly lastActivity: number;
+  /** What an admin's session list shows of it (src/control), wherever it is. */
+  describe(): SessionDescription;
   /**
    * The live session behind a ref to a session of this process: today's zero-copy fast path,
    * for Delivery (and the c2s edge) only, never for modules.
    */
   readonly local: LocalSession | undefined;
+}
+
+export interface SessionDescription {
+  ip: string;
+  transport: 'tcp' | 'websocket' | 'hibernating';
+  secure: boolean;
+  /** Epoch ms it was bound. */
+  since: number;
+  /** XEP-0198 stream management on. */
+  sm: boolean;
 }
 
 /** Flags a module sets on a session; a string so that a module can add its own. */

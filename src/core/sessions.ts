@@ -1,7 +1,7 @@
 // Bound client sessions of this node, by account. The router reads it for every stanza, so the
 // lookups are two Map gets; modules keep per-account state keyed by the same bare JID.
 import type Element from 'ltx/lib/Element.js';
-import type { Delivery, DeliveryTracker, LocalSession, NodeLink, SessionDirectory, SessionFlag, SessionObserver, SessionRef } from './ports.js';
+import type { Delivery, DeliveryTracker, LocalSession, NodeLink, SessionDescription, SessionDirectory, SessionFlag, SessionObserver, SessionRef } from './ports.js';
 import type { StreamErrorCondition } from './stanza.js';
 
 /**
@@ -26,6 +26,8 @@ export interface Session extends SessionRef, LocalSession {
   send(stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
   close(condition?: StreamErrorCondition, text?: string): void;
 }
+
+export type { SessionDescription };
 
 export type { DeliveryTracker };
 
