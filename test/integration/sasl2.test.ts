@@ -243,7 +243,7 @@ test('SASL2 resumes a stream-management session inline (XEP-0198 in <authenticat
 });
 
 test('@xmpp/client 0.14 logs in with SASL2 and Bind2, gets a FAST token, and reconnects with it', async (t) => {
-  const c = await connect(server, 'bob', { resource: 'desk' });
+  const c = await connect(server, 'bob', { resource: 'desk', bind2: true });
   t.teardown(() => c.stop());
   t.regex(c.jid, /^bob@localhost\/desk\./, 'Bind2: the resource starts with the tag');
   const fast = (c.xmpp as unknown as { fast: { fetch(): Promise<{ token: string; mechanism: string } | undefined> } }).fast;
