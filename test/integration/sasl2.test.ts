@@ -278,3 +278,13 @@ test('a user lists and revokes their FAST tokens with ad-hoc commands', async (t
   const result = await sasl2Token(wire, 'carol', token, { inline: userAgent(agent) });
   t.is(result.outcome, 'failure', 'revoked');
 });
+
+test('deleting an account deletes its FAST tokens (the account lifecycle cascade)', async (t) => {
+  await server.createAccount('heidi');
+  const first = await fullLogin('heidi', crypto.randomUUID(), 'HT-SHA-256-NONE');
+  first.wire.close();
+  const rows = () => server.server.db('fast_tokens').where({ host: server.domain, username: 'heidi' }).count<Array<{ n: number | string }>>({ n: '*' });
+  t.is(Number((await rows())[0]!.n), 1);
+  await server.server.deleteAccount(server.domain, 'heidi');
+  t.is(Number((await rows())[0]!.n), 0);
+});
