@@ -2,11 +2,16 @@
 // stream management and CSI in the same round trip, stream resumption inline, and FAST tokens
 // (XEP-0484) for the next login in one round trip — by a raw client that computes every proof
 // itself, and by @xmpp/client 0.14, which uses all of it when offered.
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { connect, xml } from '../helpers/clients.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { NS_SASL, openStream, read, readElement } from '../helpers/wire.js';
 import {
   NS_BIND2, NS_CARBONS, NS_CSI, NS_FAST, NS_SASL2, NS_SM, issuedToken, sasl2Scram, sasl2Token, secured, tlsExporter, userAgent,
@@ -36,8 +41,8 @@ function mechanisms(element: Element | undefined): string[] {
 const FULL_BIND = `<bind xmlns='${NS_BIND2}'><tag>phone</tag><enable xmlns='${NS_CARBONS}'/><enable xmlns='${NS_SM}' resume='true'/><inactive xmlns='${NS_CSI}'/></bind>`;
 
 /** Logs in with SCRAM-SHA-256-PLUS (tls-exporter), binds with FULL_BIND and asks for a FAST token. */
-async function fullLogin(username: string, agent: string, tokenMechanism = 'HT-SHA-256-EXPR') {
-  const { wire, socket } = await secured(server);
+async function fullLogin(username: string, agent: string, tokenMechanism = 'HT-SHA-256-EXPR', on: TestServer = server) {
+  const { wire, socket } = await secured(on);
   const result = await sasl2Scram(wire, 'sha256', username, {
     binding: { type: 'tls-exporter', data: tlsExporter(socket) },
     inline: userAgent(agent) + FULL_BIND + `<request-token xmlns='${NS_FAST}' mechanism='${tokenMechanism}'/>`,
@@ -287,4 +292,48 @@ test('deleting an account deletes its FAST tokens (the account lifecycle cascade
   t.is(Number((await rows())[0]!.n), 1);
   await server.server.deleteAccount(server.domain, 'heidi');
   t.is(Number((await rows())[0]!.n), 0);
+});
+
+test('the admin lists an account\'s token holders and revokes one device with the CLI (xmppd user tokens / revoke-tokens)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-fast-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'xmppd.yml');
+  const storage = testStorageConfig(dir);
+  fs.writeFileSync(config, `data_dir: ${JSON.stringify(dir)}\nlog:\n  level: silent\nhosts:\n  - domain: localhost\n${storage ? `storage: ${JSON.stringify(storage)}\n` : ''}`);
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(root, 'dist', 'src', 'main.js'), '--config', config, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const own = await startServer({ dataDir: dir });
+  t.teardown(() => own.stop());
+  await own.createAccount('ivan');
+  const phone = crypto.randomUUID();
+  const laptop = crypto.randomUUID();
+  const tokens = new Map<string, string>();
+  for (const agent of [phone, laptop]) {
+    const login = await fullLogin('ivan', agent, 'HT-SHA-256-NONE', own);
+    login.wire.close();
+    tokens.set(agent, issuedToken(login.success)!.token);
+  }
+  const listed = await cli('user', 'tokens', 'ivan@localhost');
+  t.is(listed.code, 0, listed.stderr);
+  t.true(listed.stdout.includes(phone) && listed.stdout.includes(laptop), listed.stdout);
+  const revoked = await cli('user', 'revoke-tokens', 'ivan@localhost', '--agent', phone);
+  t.is(revoked.code, 0, revoked.stderr);
+  t.regex(revoked.stdout, /1 device/);
+  const attempt = async (agent: string) => {
+    const { wire } = await secured(own);
+    const result = await sasl2Token(wire, 'ivan', tokens.get(agent)!, { inline: userAgent(agent) });
+    wire.close();
+    return result.outcome;
+  };
+  t.is(await attempt(phone), 'failure', 'the revoked device');
+  t.is(await attempt(laptop), 'success', 'the other device keeps its token');
 });
