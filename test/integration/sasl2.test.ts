@@ -92,6 +92,11 @@ test('SCRAM-SHA-256-PLUS with Bind2: one round trip gives a bound session with c
   t.true(token!.token.length > 64);
   t.true(Date.parse(token!.expiry) > Date.now());
 
+  // the session as the admin sees it: stream management on, and inactive (CSI inline)
+  const session = (await server.server.admin!().sessions()).find((s) => s.jid === jid);
+  t.true(session?.sm, 'stream management');
+  t.true(session?.inactive, 'CSI <inactive/> applied inline');
+
   // stream management works on the bound stream: an ack request is answered
   wire.write(`<r xmlns='${NS_SM}'/>`);
   t.is((await readElement(wire, 'a')).attrs.h, '0');
