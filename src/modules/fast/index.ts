@@ -17,6 +17,8 @@ import { FastTokenStore, credentialTag, fastMigrations, newToken, type FastDevic
 
 export const NS_FAST = 'urn:xmpp:fast:0';
 const NS_DATA = 'jabber:x:data';
+/** How precisely "last used" is kept (ms): to the hour. */
+const USED_AT_RESOLUTION = 3600_000;
 
 /** Which of a device's two tokens a stream logged in with. */
 interface UsedToken {
@@ -81,8 +83,14 @@ export default defineModule({
           m.log.warn({ jid: `${username}@${domain}`, count: countValue, seen: candidate.seen }, 'FAST token replayed (count did not grow); refused');
           return null;
         }
-        if (candidate.current) await store.usedCurrent(row, countValue ?? candidate.seen, now);
-        else await store.usedPrevious(row, countValue ?? candidate.seen, now);
+        // written only when something changes: a count, the previous token to drop, or a
+        // "last used" older than USED_AT_RESOLUTION (a login need not cost a database write)
+        const stale = row.used_at === null || now - Number(row.used_at) > USED_AT_RESOLUTION;
+        if (candidate.current) {
+          if (countValue !== null || row.previous_key !== null || stale) await store.usedCurrent(row, countValue ?? candidate.seen, now);
+        } else if (countValue !== null || stale) {
+          await store.usedPrevious(row, countValue ?? candidate.seen, now);
+        }
         usedBy.set(stream, { row, current: candidate.current });
         return key;
       }
