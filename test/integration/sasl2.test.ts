@@ -96,6 +96,7 @@ test('SCRAM-SHA-256-PLUS with Bind2: one round trip gives a bound session with c
   const session = (await server.server.admin!().sessions()).find((s) => s.jid === jid);
   t.true(session?.sm, 'stream management');
   t.true(session?.inactive, 'CSI <inactive/> applied inline');
+  t.is(session?.client, 'xmppd tests (test machine)', 'the user agent it named, for the admin');
 
   // stream management works on the bound stream: an ack request is answered
   wire.write(`<r xmlns='${NS_SM}'/>`);

@@ -9,7 +9,7 @@
 import type Element from 'ltx/lib/Element.js';
 import { escapeAttribute, escapeText } from '../../xml/serialize.js';
 import { NS_SM } from '../sm.js';
-import { SaslNegotiation, decodeBase64, offeredMechanisms, tokenMechanisms, type SaslStep, type TokenVerifier } from '../sasl/negotiation.js';
+import { SaslNegotiation, decodeBase64, offeredMechanisms, type SaslStep, type TokenVerifier } from '../sasl/negotiation.js';
 import type { NegotiatedSession, NegotiatingStream, StreamFeature } from './feature.js';
 import { bind2, bind2Inline } from './bind2.js';
 import { resumable } from './sm.js';
@@ -217,4 +217,3 @@ function failureXml(step: Extract<SaslStep, { kind: 'failure' }>): string {
   return `<failure xmlns='${NS_SASL2}'><${step.condition} xmlns='${NS_SASL}'/>${text}</failure>`;
 }
 
-export { tokenMechanisms };
