@@ -163,6 +163,8 @@ function start(authenticate: Element, stream: NegotiatingStream): Exchange {
 /** §2.6.1: <success/> with what the inline features did, then the features of the stream as it is now. */
 async function succeeded(stream: NegotiatingStream, exchange: Exchange, step: Extract<SaslStep, { kind: 'success' }>): Promise<void> {
   const { authenticate, userAgent } = exchange;
+  // two <authenticate/>s in flight at once: only the first to succeed counts (§3.8)
+  if (stream.state !== 'connected') return stream.close('policy-violation', 'Already authenticated');
   stream.authenticated(step.username, false);
   if (userAgent !== null) userAgents.set(stream, userAgent);
   stream.server.log.info(
