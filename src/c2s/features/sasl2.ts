@@ -10,7 +10,7 @@ import type Element from 'ltx/lib/Element.js';
 import { escapeAttribute, escapeText } from '../../xml/serialize.js';
 import { NS_SM } from '../sm.js';
 import { SaslNegotiation, decodeBase64, offeredMechanisms, type SaslStep, type TokenVerifier } from '../sasl/negotiation.js';
-import type { NegotiatedSession, NegotiatingStream, StreamFeature } from './feature.js';
+import type { NegotiatedSession, NegotiatingStream, StreamFeature, StreamState } from './feature.js';
 import { bind2, bind2Inline } from './bind2.js';
 import { resumable } from './sm.js';
 
@@ -174,7 +174,8 @@ async function succeeded(stream: NegotiatingStream, exchange: Exchange, step: Ex
   const event: Sasl2SuccessEvent = { stream, username: step.username, mechanism: step.mechanism, userAgent, authenticate, children: [] };
   stream.server.hosts.get(stream.host)!.events.fire('c2s/sasl2-success', event);
   const children = (await Promise.all(event.children)).join('');
-  if (stream.state === 'closed') return;
+  // the client may have gone while modules worked (TypeScript still narrows state to 'connected')
+  if ((stream.state as StreamState) === 'closed') return;
   const additional = step.data === null ? '' : `<additional-data>${step.data.toString('base64')}</additional-data>`;
   const success = (jid: string, inline: string) =>
     `<success xmlns='${NS_SASL2}'>${additional}<authorization-identifier>${escapeText(jid)}</authorization-identifier>${children}${inline}</success>`;
