@@ -2,6 +2,8 @@
 // BENCH_* environment (port, domain, fresh data dir), JSON logs at warn level. Our default
 // self-signed ECDSA certificate is used unless XMPPD_BENCH_HARNESS_CERT=1 (the harness's RSA one).
 // Usage: ../shared/bench/compare.sh --external-cmd 'node dist/scripts/bench-server.js' ...
+// A cluster node: XMPPD_BENCH_POSTGRES_URL (shared database), XMPPD_BENCH_REDIS_URL and
+// XMPPD_BENCH_NODE_ID (docs/benchmarks.md "Cluster"); the PostgreSQL URL alone runs one node on it.
 import pino from 'pino';
 import { configFromObject, validateCoreConfig } from '../src/config/load.js';
 import { createServer } from '../src/app.js';
@@ -24,6 +26,8 @@ const raw = {
   c2s: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' }] },
   // plain loopback HTTP only (metrics stay on, as in production); BENCH_HTTP_PORT=0 picks a free port
   http: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_HTTP_PORT ?? 0), tls: 'none' }] },
+  ...(env.XMPPD_BENCH_POSTGRES_URL ? { storage: { driver: 'postgres', postgres_url: env.XMPPD_BENCH_POSTGRES_URL } } : {}),
+  ...(env.XMPPD_BENCH_REDIS_URL ? { cluster: { redis_url: env.XMPPD_BENCH_REDIS_URL, node_id: env.XMPPD_BENCH_NODE_ID ?? `bench-${process.pid}` } } : {}),
   // the load generator registers its accounts in-band from loopback, thousands of them
   modules: Object.fromEntries(modules.map((name) => [name, name === 'register' ? { exempt_loopback: true } : {}])),
 };

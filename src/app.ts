@@ -8,6 +8,7 @@ import pino, { type Logger } from 'pino';
 import type { z } from 'zod';
 import type { CoreConfig } from './config/schema.js';
 import { modulesForHost, validateModuleOptions, type ConfigSource } from './config/load.js';
+import { defaultNodeId } from './cluster/index.js';
 import { Server, type ServerSettings } from './app/server.js';
 import { moduleRegistry } from './modules/index.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
@@ -95,6 +96,15 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       maxQueuedStanzas: config.s2s.max_queued_stanzas,
       maxStanzaSize: config.s2s.max_stanza_size,
     },
+    cluster:
+      config.cluster === undefined
+        ? undefined
+        : {
+            redisUrl: config.cluster.redis_url,
+            nodeId: config.cluster.node_id ?? defaultNodeId(),
+            heartbeatMs: config.cluster.heartbeat * 1000,
+            nodeTimeoutMs: config.cluster.node_timeout * 1000,
+          },
     moduleOptions<T>(domain: string, module: string, schema: z.ZodType<T>): T {
       const index = config.hosts.findIndex((h) => h.domain === domain);
       return validateModuleOptions(source, config, index, module, schema);

@@ -84,7 +84,7 @@ export interface RunningServer {
   accounts: AccountStore;
   log: Logger;
   settings: { dataDir: string };
-  sessions: { ofAccount(bare: string): ReadonlyMap<string, { close(condition?: 'not-authorized', text?: string): void }> | undefined };
+  sessions: { localSessions(bare: string): Array<{ close(condition?: 'not-authorized', text?: string): void }> };
   hosts: ReadonlyMap<string, { events: { fire<E>(name: string, event: E): unknown } }>;
   /** Every module this build knows (not only the enabled ones). */
   moduleDefinitions(): Iterable<AccountDataOwner>;
@@ -105,7 +105,7 @@ async function deleteLive(server: RunningServer, host: string, username: string)
   // an in-band remove's result (XEP-0077 §3.2) goes out before its stream ends
   await new Promise((resolve) => setImmediate(resolve));
   const bare = `${username}@${host}`;
-  for (const session of [...(server.sessions.ofAccount(bare)?.values() ?? [])]) {
+  for (const session of server.sessions.localSessions(bare)) {
     // RFC 6120 §4.9.3.14 <not-authorized/>: the stream's authentication no longer holds. Not
     // <reset/> or <system-shutdown/>, which invite the client to reconnect, nor <conflict/>,
     // which says another session took over; clients (and Prosody, for a deleted user) treat

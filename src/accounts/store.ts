@@ -72,10 +72,18 @@ export class AccountStore {
   /** Deletions under way (the data goes after the row): the name is not given out again until done. */
   private readonly deletions = new Map<string, Promise<unknown>>();
 
+  /** Told when an account is deleted here, for other nodes' memos (src/core/caches.ts). */
+  deleted: ((key: string) => void) | undefined;
+
   constructor(
     private readonly db: Knex,
     readonly iterations = 4096,
   ) {}
+
+  /** Another node deleted this account (`user@host`): no longer known to exist. */
+  forgetExistence(key: string): void {
+    this.existence.delete(key);
+  }
 
   private remember(host: string, username: string, exists: boolean): void {
     const key = `${username}@${host}`;
@@ -118,6 +126,7 @@ export class AccountStore {
   async delete(host: string, username: string): Promise<boolean> {
     const deleted = await this.db('accounts').where({ host, username }).delete();
     this.remember(host, username, false);
+    this.deleted?.(`${username}@${host}`);
     return deleted > 0;
   }
 

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { ServerMetrics } from '../core/metrics.js';
 import type { HostSettings } from '../core/host.js';
+import { Cluster, type ClusterSettings } from '../cluster/index.js';
 import { Kernel, type KernelSettings } from '../core/kernel.js';
 import type { ModuleDefinition } from '../core/module.js';
 import type { AccountDeletion } from '../accounts/lifecycle.js';
@@ -31,6 +32,8 @@ export interface ServerSettings extends KernelSettings {
   http: HttpSettings;
   /** Federation; off when missing or not enabled. */
   s2s?: S2SSettings | undefined;
+  /** Cluster mode (src/cluster); one process when missing. */
+  cluster?: ClusterSettings | undefined;
 }
 
 export class Server {
@@ -40,6 +43,8 @@ export class Server {
   /** The HTTP listeners and their routes (modules add routes with m.http). */
   http!: HttpService;
   private c2s: C2SListeners | undefined;
+  /** The other nodes, in cluster mode. */
+  cluster: Cluster | undefined;
   /** Federation (src/s2s), when enabled. */
   s2s: S2SService | undefined;
   private stopping: Promise<void> | undefined;
@@ -119,6 +124,11 @@ export class Server {
     kernel.http = this.http;
     // → modules
     await kernel.setUpModules();
+    // → the cluster (before the listeners: a client's session is shared from its first stanza)
+    if (this.settings.cluster !== undefined) {
+      this.cluster = new Cluster(kernel, this.settings.cluster, this.log.child({ component: 'cluster', node: this.settings.cluster.nodeId }));
+      await this.cluster.start();
+    }
     // → the edges
     this.c2s = new C2SListeners(kernel, this.settings.c2s, this.tls, this.authThrottle);
     await this.c2s.listen();
@@ -181,6 +191,8 @@ export class Server {
     };
     await this.c2s?.close();
     phaseDone('c2s');
+    await this.cluster?.stop();
+    phaseDone('cluster');
     await this.http?.close();
     phaseDone('http');
     if (this.s2s !== undefined) this.kernel.connectRemote(undefined);

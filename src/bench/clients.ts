@@ -146,12 +146,14 @@ export async function loginAll(
   users: readonly string[],
   concurrency: number,
   prepare?: (conn: XmppConnection, index: number) => void,
+  /** the port (cluster node) user `index` connects to; default the one --port */
+  portOf?: (index: number) => number,
 ): Promise<LoggedIn> {
   const connections: (XmppConnection | null)[] = users.map(() => null);
   const failed = new ErrorTally();
   const breaker = breakerFor(concurrency);
   const started = await runPool(users.length, concurrency, async (i) => {
-    const conn = new XmppConnection(ctx.connection);
+    const conn = new XmppConnection(portOf === undefined ? ctx.connection : { ...ctx.connection, port: portOf(i) });
     prepare?.(conn, i);
     try {
       await conn.login(users[i]!, ctx.options.password);

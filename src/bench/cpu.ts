@@ -68,15 +68,29 @@ export class CpuMeter {
   private readonly t0 = performance.now();
   private readonly server0: number | null;
   private readonly gen0 = generatorCpuMs();
+  private readonly pids: readonly number[];
 
-  constructor(private readonly pid: number | null) {
-    this.server0 = pid === null ? null : serverCpuMs(pid);
+  /** One server process, or several whose CPU is summed (a cluster's nodes and Redis). */
+  constructor(pids: number | null | readonly number[]) {
+    this.pids = pids === null ? [] : typeof pids === 'number' ? [pids] : pids;
+    this.server0 = this.read();
+  }
+
+  private read(): number | null {
+    if (this.pids.length === 0) return null;
+    let total = 0;
+    for (const pid of this.pids) {
+      const ms = serverCpuMs(pid);
+      if (ms === null) return null;
+      total += ms;
+    }
+    return total;
   }
 
   stop(): CpuReading {
     const wall = performance.now() - this.t0;
     const gen = generatorCpuMs() - this.gen0;
-    const server1 = this.pid === null || this.server0 === null ? null : serverCpuMs(this.pid);
+    const server1 = this.server0 === null ? null : this.read();
     return {
       wall_ms: wall,
       server_cpu_ms: server1 === null || this.server0 === null ? null : server1 - this.server0,

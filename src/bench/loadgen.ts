@@ -40,7 +40,8 @@ async function main(options: BenchOptions): Promise<number> {
   const ctx = contextFrom(options, log);
   log(`target ${options.host}:${options.port} domain ${options.domain} tls ${options.tls}, `
     + `scenarios ${options.scenarios.join(',')}, account prefix ${options.prefix}`
-    + (options.pid === null ? '' : `, server pid ${options.pid}`));
+    + (options.ports.length > 1 ? `, nodes on ports ${options.ports.join(',')}, cross ${options.cross}` : '')
+    + (options.pids.length === 0 ? '' : `, server pid ${options.pids.join('+')}`));
   let exitCode = 0;
   for (const scenario of options.scenarios) {
     const started = new Date().toISOString();
@@ -58,6 +59,8 @@ async function main(options: BenchOptions): Promise<number> {
       port: options.port,
       domain: options.domain,
       server_pid: options.pid,
+      ...(options.pids.length > 1 ? { server_pids: options.pids } : {}),
+      ...(options.ports.length > 1 ? { ports: options.ports, cross: options.cross } : {}),
       prefix: options.prefix,
       date: started,
     };

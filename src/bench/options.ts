@@ -10,6 +10,10 @@ export const SCENARIOS: readonly ScenarioName[] = ['login', 'fast', 'msg', 'muc'
 export interface BenchOptions {
   host: string;
   port: number;
+  /** several nodes of a cluster (the first is `port`): msg spreads its pairs over them */
+  ports: number[];
+  /** msg: the fraction of pairs whose two ends are on different nodes (with several --ports) */
+  cross: number;
   domain: string;
   tls: TlsMode;
   scenarios: ScenarioName[];
@@ -30,6 +34,8 @@ export interface BenchOptions {
   prefix: string;
   /** server process for CPU readings (its descendants are included) */
   pid: number | null;
+  /** every process whose CPU counts (several nodes, Redis): --pid 1,2,3 */
+  pids: number[];
   /** seconds one login (or one registration stream) may take before it counts as failed */
   timeout: number;
   /** account creation: parallel streams, registrations per stream */
@@ -75,7 +81,10 @@ untimed), runs the scenarios and prints one JSON line per scenario on stdout
   msg:    --pairs 100 --duration 10 (s) --window 10 --rate 0 (total msgs/s, 0 = max) --drain 3 (s)
   muc:    --occupants 50 --senders 10 --muc conference.<domain>  (one room; --duration, --window, --drain
           as for msg; a post's reflection to its sender frees its window)
-  --password benchpass   --prefix <random>    --pid <server pid> (server CPU per login / per 1k msgs)
+  --password benchpass   --prefix <random>    --pid <server pid> (server CPU per login / per 1k msgs;
+          a comma-separated list is summed: the nodes of a cluster and Redis)
+  cluster: --ports 5222,5223 (msg: pairs spread over the nodes, round robin) --cross 1.0 (the
+          fraction of pairs whose two users are on different nodes)
   --timeout 30 (s per login)  --regconc 10 --regbatch 25  --setupconc 50
   --session advertised|required|never  (legacy RFC 3921 session IQ)
   --sasl auto|SCRAM-SHA-1|SCRAM-SHA-256|PLAIN
@@ -127,6 +136,8 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       help: { type: 'boolean', short: 'h', default: false },
       host: s('127.0.0.1'),
       port: s('5222'),
+      ports: s(''),
+      cross: s('0'),
       domain: s('localhost'),
       tls: s('starttls'),
       scenario: s('login,msg'),
@@ -173,9 +184,15 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const sasl = values.sasl.toUpperCase() === 'AUTO' ? 'auto' : values.sasl.toUpperCase();
   oneOf('sasl', sasl, ['auto', 'SCRAM-SHA-1', 'SCRAM-SHA-256', 'PLAIN']);
 
+  const ports = values.ports === '' ? [positiveInt('port', values.port)] : values.ports.split(',').map((p) => positiveInt('ports', p.trim()));
+  const pids = values.pid === '' ? [] : values.pid.split(',').map((p) => positiveInt('pid', p.trim()));
+  const cross = positiveNumber('cross', values.cross);
+  if (cross > 1) throw new UsageError(`--cross is a fraction from 0 to 1, got '${values.cross}'`);
   return {
     host: values.host,
-    port: positiveInt('port', values.port),
+    port: ports[0]!,
+    ports,
+    cross,
     domain: values.domain,
     tls: oneOf('tls', values.tls, ['starttls', 'direct'] as const),
     scenarios,
@@ -191,7 +208,8 @@ export function parseOptions(argv: string[]): BenchOptions | null {
     muc: values.muc || `conference.${values.domain}`,
     password: values.password,
     prefix,
-    pid: values.pid ? positiveInt('pid', values.pid) : null,
+    pid: pids[0] ?? null,
+    pids,
     timeout: positiveNumber('timeout', values.timeout, 0.1),
     regconc: positiveInt('regconc', values.regconc),
     regbatch: positiveInt('regbatch', values.regbatch),

@@ -4,7 +4,7 @@
 // new connection or the resumption window ends.
 import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker, Session } from '../core/sessions.js';
-import { LOCAL_NODE, type SessionFlag } from '../core/ports.js';
+import { LOCAL_NODE, type SessionFlag, type SessionRef } from '../core/ports.js';
 import type { Jid } from '../core/jid.js';
 import { messageType, type StreamErrorCondition } from '../core/stanza.js';
 import Element from 'ltx/lib/Element.js';
@@ -108,10 +108,10 @@ export class ClientSession implements Session {
    * session never confirms its copy, the message is routed again only when none of them is left:
    * a resource that comes online later did not get it.
    */
-  private otherRecipients(stanza: Element): Session[] | undefined {
+  private otherRecipients(stanza: Element): SessionRef[] | undefined {
     if (stanza.name !== 'message' || stanza.attrs.to?.includes('/')) return undefined;
-    let others: Session[] | undefined;
-    for (const other of this.server.sessions.ofAccount(this.jid.bare)?.values() ?? []) {
+    let others: SessionRef[] | undefined;
+    for (const other of this.server.sessions.resources(this.jid.bare)?.values() ?? []) {
       if (other !== this && other.available && other.priority >= 0) (others ??= []).push(other);
     }
     return others;

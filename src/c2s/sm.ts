@@ -3,7 +3,8 @@
 // acknowledged yet (kept so they can be resent after a resume, or re-routed if it never comes).
 import crypto from 'node:crypto';
 import type Element from 'ltx/lib/Element.js';
-import type { DeliveryTracker, Session } from '../core/sessions.js';
+import type { DeliveryTracker } from '../core/sessions.js';
+import type { SessionRef } from '../core/ports.js';
 import { clock } from './clock.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
@@ -13,7 +14,7 @@ export interface Unacked {
   xml: string;
   tracker: DeliveryTracker | undefined;
   /** For a message to the account: the other resources that got their own copy of it. */
-  otherCopies: Session[] | undefined;
+  otherCopies: SessionRef[] | undefined;
   /** epoch ms (the coarse clock) it was queued: its XEP-0203 delay stamp if it is re-routed */
   at: number;
 }
@@ -46,7 +47,7 @@ export class StreamManagement {
     return (this.acknowledged + this.unackedCount) % UINT32;
   }
 
-  sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined, otherCopies?: Session[]): void {
+  sent(stanza: Element, xml: string, tracker: DeliveryTracker | undefined, otherCopies?: SessionRef[]): void {
     this.queue.push({ stanza, xml, tracker, otherCopies, at: clock.now });
   }
 

@@ -261,6 +261,22 @@ const s2sSchema = z.strictObject({
   max_stanza_size: byteSize().prefault('512KiB'),
 });
 
+/** Cluster mode (docs/architecture.md "Cluster"): nodes sharing PostgreSQL and Redis. */
+const clusterSchema = z.strictObject({
+  redis_url: z
+    .string()
+    .min(1)
+    .refine((url) => /^rediss?:\/\//.test(url), { error: 'redis_url must look like redis://host:6379 (or rediss:// for TLS)' }),
+  /** Unique among the nodes; default hostname-pid. */
+  node_id: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'node_id: 1 to 64 letters, digits, dots, dashes or underscores' })
+    .optional(),
+  /** How often a node says it is alive; a node silent for node_timeout is dead and cleaned up after. */
+  heartbeat: duration().prefault('5s'),
+  node_timeout: duration().prefault('15s'),
+});
+
 export const coreConfigSchema = z
   .strictObject({
     data_dir: z.string().min(1).default('./data'),
@@ -285,6 +301,15 @@ export const coreConfigSchema = z
     http: section(httpSchema.prefault({})),
     s2s: section(s2sSchema.prefault({})),
     modules: section(modulesSchema.prefault(Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}])))),
+    cluster: section(clusterSchema.optional()),
+  })
+  .superRefine((config, ctx) => {
+    if (config.cluster !== undefined && config.storage.driver !== 'postgres') {
+      ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'cluster mode needs storage.driver: postgres (every node shares one database; SQLite is one process\'s file)' });
+    }
+    if (config.cluster !== undefined && config.cluster.node_timeout <= config.cluster.heartbeat) {
+      ctx.addIssue({ code: 'custom', path: ['cluster', 'node_timeout'], message: 'node_timeout must be longer than heartbeat (e.g. 3 heartbeats)' });
+    }
   })
   .transform((config) => ({
     ...config,

@@ -89,7 +89,7 @@ export function liveContext(
     async setDisabled(host, username, disabled, reason?: string) {
       if (!(await server.accounts.setDisabled(host, username, disabled, reason))) return false;
       if (disabled) {
-        for (const session of [...(server.sessions.ofAccount(`${username}@${host}`)?.values() ?? [])]) {
+        for (const session of server.sessions.localSessions(`${username}@${host}`)) {
           // RFC 6120 §4.9.3.14: the credentials no longer hold; the client should not retry
           session.close('not-authorized', reason ?? 'The account was disabled');
         }
@@ -120,8 +120,7 @@ export function liveContext(
     kick(jid, condition, text) {
       const slash = jid.indexOf('/');
       const bare = slash === -1 ? jid : jid.slice(0, slash);
-      const all = server.sessions.ofAccount(bare);
-      const targets = slash === -1 ? [...(all?.values() ?? [])] : [all?.get(jid.slice(slash + 1))].filter((s): s is Session => s !== undefined);
+      const targets = slash === -1 ? server.sessions.localSessions(bare) : [server.sessions.get(bare, jid.slice(slash + 1))].filter((s): s is Session => s !== undefined);
       for (const session of targets) session.close(condition, text);
       if (targets.length > 0) server.log.info({ jid, condition, sessions: targets.length }, 'sessions ended by an administrator');
       return targets.length;

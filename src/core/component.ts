@@ -34,6 +34,8 @@ export class ServedDomain implements Component {
   private itemsOf: () => Iterable<DiscoItem> = () => [];
   private readonly extensions: Array<() => Element> = [];
   private entityHandler: ((stanza: Element, from: Jid, to: Jid) => unknown) | undefined;
+  /** Set by `entities` when each entity runs on one node of a cluster (see Component). */
+  entityPlaced: ((local: string) => Promise<void>) | undefined;
   /** The text of the error a message to the domain itself gets (it has no one to read it). */
   messageRefusal = 'This service does not take messages';
 
@@ -69,9 +71,14 @@ export class ServedDomain implements Component {
     this.extensions.push(form);
   }
 
-  /** Stanzas to addresses under the domain (room@domain, room@domain/nick). Without it they bounce. */
-  entities(handler: (stanza: Element, from: Jid, to: Jid) => unknown): void {
+  /**
+   * Stanzas to addresses under the domain (room@domain, room@domain/nick). Without it they bounce.
+   * With `placed`, each entity runs on one node of a cluster, which calls it when it takes the
+   * entity over (to read its stored state) before handing it the entity's first stanza.
+   */
+  entities(handler: (stanza: Element, from: Jid, to: Jid) => unknown, placed?: (local: string) => Promise<void>): void {
     this.entityHandler = handler;
+    this.entityPlaced = placed;
   }
 
   /** The error reply for `stanza`, from the address it was sent to (RFC 6120 §8.3). */

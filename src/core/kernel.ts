@@ -8,15 +8,16 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
-import { openDatabase, runMigrations, type StorageOptions } from '../storage/db.js';
+import { openDatabase, runMigrations, withMigrationLock, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
+import { SharedCaches } from './caches.js';
 import { EventBus, Pause, Waiting } from './events.js';
 import { VirtualHost, type HostSettings } from './host.js';
 import type { Jid } from './jid.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
 import type { HttpPort } from './http-port.js';
-import type { Delivery, RemoteRoute } from './ports.js';
+import type { NodeLink, RemoteRoute } from './ports.js';
 import { Router, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
@@ -41,8 +42,10 @@ export class Kernel {
   /** The in-memory SessionDirectory (src/core/ports.ts) of this process's sessions. */
   readonly sessions = new SessionRegistry();
   /** The only writer of stanzas to sessions (src/core/ports.ts). */
-  readonly delivery: Delivery = new LocalDelivery();
+  readonly delivery = new LocalDelivery();
   readonly startedAt = Date.now();
+  /** Caches of stored data kept coherent across a cluster's nodes (src/core/caches.ts). */
+  readonly caches = new SharedCaches();
   /**
    * What the composition root hangs on the kernel for modules whose partner is an edge (the
    * admin commands of src/control for the ad-hoc module), typed where it is declared:
@@ -96,14 +99,18 @@ export class Kernel {
     this.db = await openDatabase(this.settings.storage);
     this.storage = new StorageHealth(this.db, this.settings.storage, this.log.child({ component: 'storage' }));
     await this.storage.checkIntegrity();
-    await runMigrations(this.db, 'storage', storageMigrations);
-    await runMigrations(this.db, 'accounts', accountMigrations);
-    for (const definition of enabled) {
-      const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
-      if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
-    }
+    await withMigrationLock(this.db, this.settings.storage.driver, async () => {
+      await runMigrations(this.db, 'storage', storageMigrations);
+      await runMigrations(this.db, 'accounts', accountMigrations);
+      for (const definition of enabled) {
+        const applied = await runMigrations(this.db, definition.name, definition.migrations ?? []);
+        if (applied.length > 0) this.log.info({ module: definition.name, applied }, 'database migrations applied');
+      }
+    });
     await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
+    this.caches.register('accounts/existence', (key) => this.accounts.forgetExistence(key));
+    this.accounts.deleted = (key) => this.caches.changed('accounts/existence', key);
     this.router = new Router(this.hosts, this.sessions, this.delivery, this.accounts, this.events, this.log);
   }
 
@@ -188,6 +195,11 @@ export class Kernel {
   sessionClosed(session: Session, reason: string): void {
     if (!this.sessions.remove(session)) return;
     this.hosts.get(session.host)?.events.fire('session/closed', { session, reason });
+  }
+
+  /** Connects (or, with undefined, disconnects) the other nodes of a cluster (src/cluster). */
+  connectNodes(link: NodeLink | undefined): void {
+    this.delivery.link = link;
   }
 
   /** Connects (or, with undefined, disconnects) the route to other domains: s2s. */

@@ -90,6 +90,17 @@ export class ModuleContext<Options> {
     this.server.delivery.deliver(ref, stanza, xml, tracker);
   }
 
+  /**
+   * A cache of stored data that other nodes of a cluster may change: `evict(key)` runs when one
+   * did; call the returned function with the key once this node's change is committed. Scoped
+   * to this host and module. In one process it does nothing.
+   */
+  sharedCache(name: string, evict: (key: string) => void): (key: string) => void {
+    const scope = `${this.host.domain}/${this.name}/${name}`;
+    this.cleanups.push(this.server.caches.register(scope, evict));
+    return (key) => this.server.caches.changed(scope, key);
+  }
+
   /** Advertise a feature in the host's service discovery (XEP-0030). */
   feature(namespace: string): void {
     this.cleanups.push(addToSet(this.host.features, namespace));

@@ -73,10 +73,52 @@ export interface SessionDirectory {
   clearDirectedPresence(ref: SessionRef): void;
 }
 
-/** The only writer of a stanza to a session (local: the session object; other node: the RemoteRoute). */
+/** The only writer of a stanza to a session (local: the session object; other node: the NodeLink). */
 export interface Delivery {
   /** `xml`: the serialisation when the caller already has it (one for many recipients). */
   deliver(ref: SessionRef, stanza: Element, xml?: string, tracker?: DeliveryTracker): void;
+}
+
+/**
+ * The way to sessions held by other nodes of a cluster (src/cluster implements it): the node
+ * holding the session delivers the stanza, or routes it as undelivered (offline storage, another
+ * resource) when the session has gone by the time it arrives.
+ */
+export interface NodeLink {
+  deliver(ref: SessionRef, stanza: Element, xml: string | undefined, tracker: DeliveryTracker | undefined): void;
+  /** Ends a session of another node (RFC 6120 §4.9: conflict, not-authorized, policy-violation...). */
+  close(ref: SessionRef, condition: string, text: string | undefined): void;
+}
+
+/**
+ * Where each entity under a component (a room) runs in a cluster: on one node at a time
+ * (src/cluster). It hands the stanza to that node, or to the component when it is this one.
+ */
+export interface Placement {
+  receive(component: PlacedComponent, stanza: Element, from: Jid, to: Jid): unknown;
+}
+
+/** What Placement needs of a component (src/core/router.ts Component). */
+export interface PlacedComponent {
+  readonly domain: string;
+  receive(stanza: Element, from: Jid, to: Jid): unknown;
+  entityPlaced?(local: string): Promise<void>;
+}
+
+/** Tells the other nodes of a cluster that a cached entry changed here (src/core/caches.ts). */
+export interface CacheBus {
+  changed(scope: string, key: string): void;
+}
+
+/**
+ * Told of every change to this process's own sessions, once the directory has applied it: the
+ * cluster shares them with the other nodes (src/cluster). Calls are synchronous and cheap.
+ */
+export interface SessionObserver {
+  bound(ref: SessionRef): void;
+  unbound(ref: SessionRef): void;
+  /** Presence, priority, a flag or directed presence changed. */
+  changed(ref: SessionRef): void;
 }
 
 /**

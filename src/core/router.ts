@@ -11,7 +11,7 @@ import type { EventBus } from './events.js';
 import type { VirtualHost } from './host.js';
 import { Jid, parseJid } from './jid.js';
 import type { IqTarget } from './iq.js';
-import type { Delivery, RemoteRoute, SessionDirectory, SessionRef } from './ports.js';
+import type { Delivery, Placement, RemoteRoute, SessionDirectory, SessionRef } from './ports.js';
 import { StanzaError, errorReply, iqResult, messageType } from './stanza.js';
 import { serialize } from '../xml/serialize.js';
 
@@ -45,6 +45,12 @@ export interface Component {
   /** The virtual host the component belongs to. */
   readonly host: VirtualHost;
   receive(stanza: Element, from: Jid, to: Jid): unknown;
+  /**
+   * Its entities (rooms) each run on one node of a cluster: called when this node takes one
+   * over (first use, or its node died), before its first stanza here, to read its stored state.
+   * Without it the addresses under the domain are served on every node.
+   */
+  entityPlaced?(local: string): Promise<void>;
 }
 
 /** The payload of `message/offline`: a message for an account with no available resource. */
@@ -69,6 +75,8 @@ export class Router {
   private readonly pendingLookups = new Map<string, Array<(exists: boolean) => void>>();
   /** Where stanzas for other domains go (s2s), connected by the composition root when federation is on. */
   remote: RemoteRoute | undefined;
+  /** Which node runs each room, in a cluster (src/cluster); undefined in one process. */
+  placement: Placement | undefined;
 
   constructor(
     private readonly hosts: ReadonlyMap<string, VirtualHost>,
@@ -102,7 +110,10 @@ export class Router {
     const host = this.hosts.get(to.domain);
     if (host === undefined) {
       const component = this.components.get(to.domain);
-      if (component !== undefined) return component.receive(stanza, from, to);
+      if (component !== undefined) {
+        if (to.local !== '' && component.entityPlaced !== undefined && this.placement !== undefined) return this.placement.receive(component, stanza, from, to);
+        return component.receive(stanza, from, to);
+      }
       // `route/remote` lets modules refuse (blocking, XEP-0191); then the RemoteRoute port takes it
       if (this.serverEvents.fire('route/remote', { stanza, from, to }) === undefined && this.remote?.route(stanza, from, to) !== true) {
         this.bounce(stanza, new StanzaError('remote-server-not-found', `${to.domain} is not served here and federation is off`));

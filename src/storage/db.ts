@@ -66,6 +66,23 @@ function redactedUrl(url: string | undefined): string {
   }
 }
 
+/** An arbitrary constant: the PostgreSQL advisory lock that serialises migrations between processes. */
+const MIGRATION_LOCK = 0x786d7070; // "xmpp"
+
+/**
+ * Runs `work` (the migrations) while no other process migrates the same database: the nodes of
+ * a cluster start together on one PostgreSQL database, and two of them creating the same table
+ * at once fail. The lock is held by a transaction on a connection of its own (released at its
+ * end, or when the process dies); `work` runs on the pool. SQLite is one process's file.
+ */
+export async function withMigrationLock<T>(db: Knex, driver: StorageOptions['driver'], work: () => Promise<T>): Promise<T> {
+  if (driver !== 'postgres') return work();
+  return db.transaction(async (trx) => {
+    await trx.raw('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
+    return work();
+  });
+}
+
 export async function runMigrations(db: Knex, module: string, migrations: readonly Migration[]): Promise<string[]> {
   if (!(await db.schema.hasTable('xmppd_migrations'))) {
     await db.schema.createTable('xmppd_migrations', (t) => {

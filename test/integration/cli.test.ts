@@ -398,3 +398,24 @@ test('on a terminal two different entries are refused', async (t) => {
   t.regex(run.output(), /the passwords do not match/);
   t.is((await cli('user', 'list')).stdout, '');
 });
+
+test('check validates the cluster section and refuses a cluster on SQLite, with file:line', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cli-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'cluster.yml');
+  fs.writeFileSync(config, [
+    `data_dir: ${JSON.stringify(dir)}`, //                 1
+    'cluster:', //                                          2
+    '  redis_url: 127.0.0.1:6379', //                       3: no scheme
+    '  node_id: "node one"', //                             4: a space
+  ].join('\n') + '\n');
+  const result = await xmppd(['--config', config, 'check']);
+  t.not(result.code, 0);
+  t.regex(result.stderr, new RegExp(`^${escape(config)}:3:\\d*:? ?cluster\\.redis_url: redis_url must look like redis://`, 'm'));
+  t.regex(result.stderr, new RegExp(`^${escape(config)}:4:\\d*:? ?cluster\\.node_id: `, 'm'));
+
+  fs.writeFileSync(config, [`data_dir: ${JSON.stringify(dir)}`, 'cluster:', '  redis_url: redis://127.0.0.1:6379'].join('\n') + '\n');
+  const onSqlite = await xmppd(['--config', config, 'check']);
+  t.not(onSqlite.code, 0);
+  t.regex(onSqlite.stderr, /cluster: cluster mode needs storage\.driver: postgres/);
+});

@@ -337,11 +337,11 @@ test("an account's eleventh session is refused at binding with resource-constrai
   const error = refused.getChild('error')!;
   t.is(error.attrs.type, 'wait', 'RFC 6120 §7.6.2.2: resource-constraint is of type wait');
   t.truthy(error.getChild('resource-constraint', 'urn:ietf:params:xml:ns:xmpp-stanzas'));
-  t.is(limited.server.sessions.ofAccount('dana@localhost')?.size, 10);
+  t.is(limited.server.sessions.localSessions('dana@localhost').length, 10);
 
   // RFC 6120 §7.7.2.2: the same resource again replaces the old session, within the limit
   const again = await loginRaw(limited, 'dana', 'device1');
   wires.push(again.wire);
   t.is(again.jid, 'dana@localhost/device1');
-  t.is(limited.server.sessions.ofAccount('dana@localhost')?.size, 10);
+  t.is(limited.server.sessions.localSessions('dana@localhost').length, 10);
 });

@@ -71,7 +71,7 @@ browserTest('a browser user logs in to the web chat and chats with a TCP user', 
   // Bob's TCP client gets it, from Alice's WebSocket session
   const received = await bob.next((s) => s.is('message') && s.getChildText('body') === 'Hi Bob, this is Alice in a browser', 15_000);
   t.regex(received.attrs.from ?? '', /^alice@localhost\//);
-  t.is(server.server.sessions.ofAccount('alice@localhost')?.size, 1);
+  t.is(server.server.sessions.localSessions('alice@localhost').length, 1);
 
   // Bob answers; the reply appears in the page
   await bob.send(chat(received.attrs.from!, 'Hello Alice, Bob here on TCP'));

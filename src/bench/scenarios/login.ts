@@ -22,7 +22,7 @@ export async function runLogin(ctx: BenchContext): Promise<Record<string, unknow
   ctx.log(`login: ${ready.length} clients, ${o.concurrency} in flight`);
   try {
     const breaker = breakerFor(o.concurrency);
-    const meter = new CpuMeter(o.pid);
+    const meter = new CpuMeter(o.pids);
     const started = await runPool(ready.length, o.concurrency, async (i) => {
       const conn = new XmppConnection(ctx.connection);
       connections.push(conn);

@@ -120,7 +120,7 @@ export async function runMam(ctx: BenchContext): Promise<Record<string, unknown>
 
     const conversation = peers[0]!;
     ctx.log(`mam: ${o.mamQueries} queries of each shape on ${owner}'s archive`);
-    const meter = new CpuMeter(o.pid);
+    const meter = new CpuMeter(o.pids);
     const lastPage = new LatencyRecorder();
     for (let i = 0; i < o.mamQueries; i++) await query(field('with', conversation), '<before/>', lastPage);
     const lastPageResults = results;

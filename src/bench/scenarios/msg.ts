@@ -115,7 +115,14 @@ export async function runMsg(ctx: BenchContext): Promise<Record<string, unknown>
   try {
     ctx.log(`msg: logging in ${users.length} clients (${o.pairs} pairs)`);
     const ready = users.map((u) => registration.ready.has(u));
-    const login = await loginAll(ctx, users.filter((_, i) => ready[i]), o.setupconc);
+    // several nodes: pair p starts on node p mod N; a crossing pair's second user is on the next node
+    const readyIndexes = users.map((_, i) => i).filter((i) => ready[i]);
+    const nodeOf = (i: number): number => {
+      const pair = i >> 1;
+      const crossing = (pair % 100) < Math.round(o.cross * 100);
+      return (pair + ((i & 1) === 1 && crossing ? 1 : 0)) % o.ports.length;
+    };
+    const login = await loginAll(ctx, users.filter((_, i) => ready[i]), o.setupconc, undefined, (k) => o.ports[nodeOf(readyIndexes[k]!)]!);
     // map the logged-in subset back to user indexes
     let k = 0;
     connections = users.map((_, i) => (ready[i] ? login.connections[k++] ?? null : null));
@@ -141,7 +148,7 @@ export async function runMsg(ctx: BenchContext): Promise<Record<string, unknown>
     await sleep(500);
 
     ctx.log(`msg: ${active.length / 2} pairs, ${paced ? `${o.rate} msgs/s` : 'max rate'}, window ${o.window}, ${o.duration} s`);
-    const meter = new CpuMeter(o.pid);
+    const meter = new CpuMeter(o.pids);
     running = true;
     let skipped = 0;
     let pacer: NodeJS.Timeout | null = null;

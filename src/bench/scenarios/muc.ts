@@ -95,7 +95,7 @@ export async function runMuc(ctx: BenchContext): Promise<Record<string, unknown>
       inflight[i] = 0;
     }
     ctx.log(`muc: ${users.length} occupants, ${senders} senders, window ${o.window}, ${o.duration} s`);
-    const meter = new CpuMeter(o.pid);
+    const meter = new CpuMeter(o.pids);
     running = true;
     for (let i = 0; i < senders; i++) pump(i);
     await sleep(o.duration * 1000);

@@ -141,7 +141,7 @@ export async function runOverload(ctx: BenchContext): Promise<Record<string, unk
     await sleep(500);
 
     ctx.log(`overload: ${active.length / 2} pairs, ${o.rate} body msgs/s open loop, presence every ${o.presenceEvery}, ${o.duration} s`);
-    const meter = new CpuMeter(o.pid);
+    const meter = new CpuMeter(o.pids);
     let credit = 0;
     let last = performance.now();
     let next = 0;

@@ -47,7 +47,7 @@ function bindResource(iq: Element, payload: Element, stream: NegotiatingStream):
 export function bindAs(stream: NegotiatingStream, resource: string): StanzaError | null {
   const jid = new Jid(stream.username, stream.host, resource);
   const limit = stream.settings.maxSessionsPerAccount;
-  const bound = stream.server.sessions.ofAccount(jid.bare);
+  const bound = stream.server.sessions.resources(jid.bare);
   if (bound !== undefined && bound.size >= limit && !bound.has(resource)) {
     stream.server.log.warn({ jid: jid.bare, address: stream.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
     return new StanzaError('resource-constraint', `At most ${limit} sessions per account`);

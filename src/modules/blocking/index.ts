@@ -70,7 +70,9 @@ export default defineModule({
     const domain = m.host.domain;
     const sessions = m.sessions;
     const roster = m.use('roster');
-    const store = new BlocklistStore(m.db, domain, (username) => sessions.hasAccount(`${username}@${domain}`));
+    const store = new BlocklistStore(m.db, domain, (username) => sessions.hasAccount(`${username}@${domain}`), (username) => listChanged(username));
+    // a cluster's other nodes drop their copy of a list changed here (and this node theirs)
+    const listChanged = m.sharedCache('lists', (username) => store.changedElsewhere(username));
     await store.init();
     /** Changes to one account's list, in order. */
     const changes = new SerialQueue();

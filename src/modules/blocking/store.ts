@@ -34,7 +34,15 @@ export class BlocklistStore {
     private readonly host: string,
     /** Whether the account has a session here (its list then stays cached). */
     private readonly online: (username: string) => boolean,
+    /** Told once a change to an account's list is stored (other nodes then drop their copy). */
+    private readonly changed: (username: string) => void = () => {},
   ) {}
+
+  /** Another node changed the account's list: read it again when next needed. */
+  changedElsewhere(username: string): void {
+    this.blocking.add(username); // may block someone now: cached() must not answer "nobody"
+    this.cache.delete(username);
+  }
 
   /** Reads which accounts block anyone; called once at start. */
   async init(): Promise<void> {
@@ -86,6 +94,7 @@ export class BlocklistStore {
     await this.db('blocklist').insert(added.map((jid) => ({ host: this.host, username, jid }))).onConflict(['host', 'username', 'jid']).ignore();
     for (const jid of added) list.add(jid);
     this.blocking.add(username);
+    this.changed(username);
     return added;
   }
 
@@ -102,6 +111,7 @@ export class BlocklistStore {
     }
     for (const jid of removed) list.delete(jid);
     if (list.size === 0) this.blocking.delete(username);
+    this.changed(username);
     return removed;
   }
 

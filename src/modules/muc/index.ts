@@ -13,7 +13,7 @@ import { StanzaError } from '../../core/stanza.js';
 import { defaultRoomConfig } from './forms.js';
 import { NS_MUC, NS_STANZA_ID } from './ns.js';
 import { Room, type RoomHost } from './room.js';
-import { RoomStore, mucMigrations } from './store.js';
+import { RoomStore, mucMigrations, type StoredRoom } from './store.js';
 
 declare module '../../core/module.js' {
   interface Services {
@@ -101,8 +101,8 @@ export default defineModule({
       },
     };
 
-    // persistent rooms come back as they were left, empty
-    for (const stored of await store.loadAll()) {
+    /** A persistent room as it was stored, empty. */
+    const restore = async (stored: StoredRoom): Promise<Room> => {
       const config = { ...defaultRoomConfig(options.history_length), ...stored.config };
       const room = new Room(service, stored.room, config, stored.createdAt, stored.affiliations, stored.secret || undefined);
       if (stored.secret === '') await store.saveSecret(room.name, room.secret); // a room stored before occupant ids
@@ -110,6 +110,11 @@ export default defineModule({
       room.subjectBy = stored.subjectBy;
       room.persisted = true;
       room.restoreHistory(await store.history(room.name, config.historyLength));
+      return room;
+    };
+    // persistent rooms come back as they were left, empty
+    for (const stored of await store.loadAll()) {
+      const room = await restore(stored);
       rooms.set(room.name, room);
     }
     if (rooms.size > 0) m.log.info({ service: domain, rooms: rooms.size }, 'persistent rooms loaded');
@@ -178,7 +183,19 @@ export default defineModule({
       return true;
     }
 
-    component.entities(receive);
+    // In a cluster each room runs on one node; the node taking a room over (its first stanza
+    // anywhere, or its node died) reads it as stored: another node may have changed it since.
+    const placed = async (name: string): Promise<void> => {
+      const current = rooms.get(name);
+      if (current !== undefined && current.occupantCount > 0) return; // running here already
+      const [stored] = await store.loadAll(name);
+      if (stored === undefined) {
+        if (current !== undefined) rooms.delete(name); // destroyed on another node
+        return;
+      }
+      rooms.set(name, await restore(stored));
+    };
+    component.entities(receive, placed);
 
     // A client that ends without unavailable presence to the room (it never sent initial
     // presence, so the presence module has no directed presence to cancel) leaves anyway.

@@ -144,9 +144,11 @@ export class RoomStore {
     await this.db('muc_history').where({ service: this.service, room }).delete();
   }
 
-  async loadAll(): Promise<StoredRoom[]> {
+  /** Every stored room of the service, or the one named `only`. */
+  async loadAll(only?: string): Promise<StoredRoom[]> {
+    const where = only === undefined ? { service: this.service } : { service: this.service, room: only };
     const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string; secret: string }> =
-      await this.db('muc_rooms').where({ service: this.service }).select('room', 'config', 'subject', 'subject_by', 'created_at', 'secret');
+      await this.db('muc_rooms').where(where).select('room', 'config', 'subject', 'subject_by', 'created_at', 'secret');
     const byRoom = new Map<string, StoredRoom>();
     for (const r of rooms) {
       byRoom.set(r.room, {
@@ -160,7 +162,7 @@ export class RoomStore {
       });
     }
     const affiliations: Array<{ room: string; jid: string; affiliation: Affiliation; reason: string }> =
-      await this.db('muc_affiliations').where({ service: this.service }).select('room', 'jid', 'affiliation', 'reason');
+      await this.db('muc_affiliations').where(where).select('room', 'jid', 'affiliation', 'reason');
     for (const a of affiliations) byRoom.get(a.room)?.affiliations.set(a.jid, { affiliation: a.affiliation, reason: a.reason });
     return [...byRoom.values()];
   }

@@ -73,7 +73,9 @@ export default defineModule({
   removeAccountData: ({ db, host, username, bareJid }) => removeRosterData(db, host, username, bareJid),
   setup(m) {
     const domain = m.host.domain;
-    const store = new RosterStore(m.db, domain);
+    const store = new RosterStore(m.db, domain, (username) => rosterChanged(username));
+    // a cluster's other nodes drop their copy of a roster changed here (and this node theirs)
+    const rosterChanged = m.sharedCache('rosters', (username) => store.evict(username));
     const has = (s: Subscription, bit: 'to' | 'from') => s === 'both' || s === bit;
 
     m.provide('roster', {

@@ -71,6 +71,8 @@ export class RosterStore {
   constructor(
     private readonly db: Knex,
     private readonly host: string,
+    /** Told once a change to an account's roster is stored (other nodes then drop their copy). */
+    private readonly changed: (username: string) => void = () => {},
   ) {}
 
   /** The roster if it is in memory (for the synchronous hot path), else undefined. */
@@ -140,18 +142,21 @@ export class RosterStore {
     roster.version = version;
     if (removed) roster.items.delete(item.jid);
     else roster.items.set(item.jid, item);
+    this.changed(username);
     return version;
   }
 
   async setPendingIn(username: string, roster: Roster, contact: string, status: string | null): Promise<void> {
     await this.db('roster_pending_in').insert({ host: this.host, username, contact, status }).onConflict(['host', 'username', 'contact']).merge();
     roster.pendingIn.set(contact, status);
+    this.changed(username);
   }
 
   async clearPendingIn(username: string, roster: Roster, contact: string): Promise<void> {
     if (!roster.pendingIn.has(contact)) return;
     await this.db('roster_pending_in').where({ host: this.host, username, contact }).delete();
     roster.pendingIn.delete(contact);
+    this.changed(username);
   }
 
 }

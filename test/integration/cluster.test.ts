@@ -1,0 +1,269 @@
+// Cluster mode (issue 12): two nodes sharing one PostgreSQL database and one Redis, each with its
+// own listeners and data directory; users on different nodes chat, see each other's presence,
+// sync devices and get the same errors as on one server. Runs on the PostgreSQL pass (a cluster
+// needs a shared database); Redis is Debian's redis-server, started here and stopped by PID.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, online, ping, isPresence } from '../helpers/conversation.js';
+import { startChild, startedPorts } from '../helpers/cli.js';
+import { NS_DELAY, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom, isSubject, join, joinPresence } from '../helpers/muc.js';
+import { mamQuery } from '../helpers/mam.js';
+import { redisRequirement, startRedis, type TestRedis } from '../helpers/redis.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+const NS_CARBONS = 'urn:xmpp:carbons:2';
+
+// a cluster shares one database: only the PostgreSQL pass has one. One test at a time: each
+// runs several nodes and clients, and the suite runs other files meanwhile.
+const clusterTest = onPostgres ? serialTestNeeding(redisRequirement) : (title: string) => test.skip(`${title} (PostgreSQL pass only)`, () => {});
+
+let redis: TestRedis;
+let a: TestServer;
+let b: TestServer;
+let sharedDir: string;
+
+async function startNode(nodeId: string, shared: string, redisUrl: string): Promise<TestServer> {
+  return startServer({
+    config: {
+      storage: testStorageConfig(shared),
+      cluster: { redis_url: redisUrl, node_id: nodeId, heartbeat: '1s', node_timeout: '3s' },
+    },
+  });
+}
+
+test.before(async () => {
+  if (!onPostgres || !redisRequirement.available) return;
+  redis = await startRedis();
+  sharedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-cluster-db-'));
+  // together, on a fresh database: their migrations must not collide
+  [a, b] = await Promise.all([startNode('a', sharedDir, redis.url), startNode('b', sharedDir, redis.url)]);
+});
+test.after.always(async () => {
+  await a?.stop();
+  await b?.stop();
+  await redis?.stop();
+});
+
+async function user(t: ExecutionContext, node: TestServer, username: string, resource: string, options: { carbons?: boolean } = {}): Promise<TestClient> {
+  const client = await loginForTest(t, node, username, resource);
+  await getRoster(client);
+  if (options.carbons) await client.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_CARBONS })));
+  await online(client);
+  return client;
+}
+
+/** Waits until node `on` knows the session `jid` (the directory copy is updated asynchronously). */
+async function known(on: TestServer, jid: string): Promise<void> {
+  const [bareJid, resource] = [jid.split('/')[0]!, jid.split('/')[1]!];
+  for (let i = 0; i < 200 && on.server.sessions.find(bareJid, resource) === undefined; i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+/** Waits until node `on` no longer knows the session `jid`. */
+async function forgotten(on: TestServer, jid: string): Promise<void> {
+  const [bareJid, resource] = [jid.split('/')[0]!, jid.split('/')[1]!];
+  for (let i = 0; i < 200 && on.server.sessions.find(bareJid, resource) !== undefined; i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+clusterTest('users on two nodes befriend, see each other come and go, and chat by bare and full JID', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const onA = await user(t, a, alice, 'phone');
+  const onB = await user(t, b, bob, 'laptop');
+  await befriend(onA, onB); // subscriptions across nodes, roster pushes to both
+
+  await onA.send(chat(bare(a, bob), 'Hello across the cluster', { id: 'x1' }));
+  const got = await onB.next((s) => s.is('message') && s.attrs.id === 'x1');
+  t.is(got.getChildText('body'), 'Hello across the cluster');
+  t.is(got.attrs.from, onA.jid);
+
+  await onB.send(chat(onA.jid, 'Back to your phone', { id: 'x2' }));
+  t.is((await onA.next((s) => s.is('message') && s.attrs.id === 'x2')).getChildText('body'), 'Back to your phone');
+  // several stanzas in one batch between nodes, with characters outside ASCII and escaped markup
+  const bodies = ['naïve café ☕', '日本語のテキスト', 'emoji 👩‍💻 & <tags> "quoted"', 'x'.repeat(20_000)];
+  for (const [i, body] of bodies.entries()) void onA.send(chat(onB.jid, body, { id: `batch-${i}` }));
+  for (const [i, body] of bodies.entries()) t.is((await onB.next((s) => s.is('message') && s.attrs.id === `batch-${i}`)).getChildText('body'), body);
+  const order = onB.received.filter((s) => s.is('message') && (s.attrs.id ?? '').startsWith('batch-')).map((s) => s.attrs.id);
+  t.deepEqual(order, bodies.map((_, i) => `batch-${i}`), 'in the order sent');
+
+  // a second resource of Bob's comes online on node A: Alice (node A) sees it, as does Bob's laptop
+  const bobPhone = await user(t, a, bob, 'phone');
+  await onA.next(isPresence(bobPhone.jid));
+  await onB.next(isPresence(bobPhone.jid));
+
+  // Bob's laptop goes: Alice sees it go, on the other node
+  await onB.stop();
+  const gone = await onA.next(isPresence(onB.jid, 'unavailable'));
+  t.is(gone.attrs.type, 'unavailable');
+});
+
+clusterTest('IQs reach a full JID on another node, and a missing one gets service-unavailable', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const onA = await user(t, a, alice, 'phone');
+  const onB = await user(t, b, bob, 'laptop');
+  await befriend(onA, onB);
+  // @xmpp/client answers XEP-0199 pings
+  const pong = await onA.request(ping(onB.jid));
+  t.is(pong.attrs.type, 'result');
+  t.is(pong.attrs.from, onB.jid);
+  t.is(await iqFailure(onA.request(ping(`${bare(a, bob)}/nowhere`))), 'service-unavailable');
+
+  // each node's /metrics shows the cluster: nodes, stanzas between nodes, Redis latency
+  const metrics = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
+  t.regex(metrics, /^xmppd_cluster_nodes [2-9]/m);
+  t.regex(metrics, /^xmppd_cluster_stanzas_total\{direction="out"\} [1-9]/m);
+  t.regex(metrics, /^xmppd_cluster_stanzas_total\{direction="in"\} [1-9]/m);
+  t.regex(metrics, /^xmppd_cluster_redis_latency_seconds \d/m);
+});
+
+clusterTest("carbons: Alice's devices on two nodes see both sides of her conversation", async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const phone = await user(t, a, alice, 'phone', { carbons: true });
+  const laptop = await user(t, b, alice, 'laptop', { carbons: true });
+  const bobs = await user(t, a, bob, 'desk');
+  await known(a, laptop.jid);
+  await known(b, phone.jid);
+
+  await phone.send(chat(bare(a, bob), 'sent from the phone', { id: 'c1' }));
+  await bobs.next((s) => s.is('message') && s.attrs.id === 'c1');
+  const sentCopy = await laptop.next((s) => s.is('message') && s.getChild('sent', NS_CARBONS) !== undefined);
+  t.is(sentCopy.getChild('sent', NS_CARBONS)!.getChild('forwarded')!.getChild('message')!.getChildText('body'), 'sent from the phone');
+
+  // to Alice's phone's full JID: the laptop (other node) gets a received copy
+  await bobs.send(chat(phone.jid, 'to the phone only', { id: 'c2' }));
+  await phone.next((s) => s.is('message') && s.attrs.id === 'c2');
+  const receivedCopy = await laptop.next((s) => s.is('message') && s.getChild('received', NS_CARBONS) !== undefined);
+  t.is(receivedCopy.getChild('received', NS_CARBONS)!.getChild('forwarded')!.getChild('message')!.attrs.id, 'c2');
+
+  // to her bare JID: both devices get it once
+  await bobs.send(chat(bare(a, alice), 'to both', { id: 'c3' }));
+  await phone.next((s) => s.is('message') && s.attrs.id === 'c3');
+  await laptop.next((s) => s.is('message') && s.attrs.id === 'c3');
+});
+
+clusterTest('the same full JID on a second node replaces the older session with <conflict/>', async (t) => {
+  const { carol } = await freshAccounts(a, 'carol');
+  const first = await loginForTest(t, a, carol, 'tablet');
+  const ended = new Promise<string>((resolve) => {
+    first.xmpp.on('error', (err: unknown) => resolve((err as { condition?: string }).condition ?? String(err)));
+  });
+  first.xmpp.reconnect.stop();
+  const second = await loginForTest(t, b, carol, 'tablet');
+  t.is(second.jid, `${bare(a, carol)}/tablet`);
+  t.is(await ended, 'conflict');
+  // and the newer one is the one messages reach, from either node
+  const { dave } = await freshAccounts(a, 'dave');
+  const d = await user(t, a, dave, 'x');
+  await known(a, second.jid);
+  await d.send(chat(second.jid, 'to the tablet', { id: 't1' }));
+  t.is((await second.next((s) => s.is('message') && s.attrs.id === 't1')).getChildText('body'), 'to the tablet');
+});
+
+clusterTest('a message to a user on no node waits in offline storage, delivered on whichever node they log in to', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const onA = await user(t, a, alice, 'phone');
+  await onA.send(chat(bare(a, bob), 'while you were away', { id: 'o1' }));
+  await new Promise((r) => setTimeout(r, 300));
+  const later = await loginForTest(t, b, bob, 'laptop');
+  await online(later);
+  t.is((await later.next((s) => s.is('message') && s.attrs.id === 'o1')).getChildText('body'), 'while you were away');
+});
+
+/** A node in a process of its own (`xmppd start`), to be killed; the test's teardown stops it otherwise. */
+async function childNode(t: ExecutionContext, nodeId: string) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `xmppd-node-${nodeId}-`));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'xmppd.yml');
+  fs.writeFileSync(config, [
+    `data_dir: ${JSON.stringify(dir)}`,
+    `log: { level: ${process.env.XMPPD_TEST_LOG ? 'debug' : 'info'} }`,
+    'hosts: [{ domain: localhost, registration: open }]',
+    `storage: ${JSON.stringify(testStorageConfig(sharedDir))}`,
+    `cluster: { redis_url: ${JSON.stringify(redis.url)}, node_id: ${nodeId}, heartbeat: 1s, node_timeout: 3s }`,
+    'c2s: { listen: [{ host: 127.0.0.1, port: 0, tls: starttls }], overload: { event_loop_lag: never } }',
+    'http: { enabled: false }',
+  ].join('\n'));
+  const { child, server } = await startChild(t, config);
+  // debugging: XMPPD_TEST_LOG=/tmp/x.log keeps the node's own log beside it
+  if (process.env.XMPPD_TEST_LOG) t.teardown(() => fs.writeFileSync(`${process.env.XMPPD_TEST_LOG}.${nodeId}`, server.output()));
+  const ports = startedPorts(server.output());
+  return { child, server, node: { domain: 'localhost', port: ports.starttls, directPort: ports.direct, httpPort: 0, httpsPort: 0, dataDir: dir } as TestServer };
+}
+
+clusterTest('a node killed with kill -9: its users go offline for their contacts, and messages to them wait in offline storage', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const c = await childNode(t, 'c-kill');
+  const onA = await user(t, a, alice, 'phone');
+  const onC = await user(t, c.node, bob, 'laptop');
+  await befriend(onA, onC);
+  await onC.send(chat(onA.jid, 'still here', { id: 'k0' }));
+  await onA.next((s) => s.is('message') && s.attrs.id === 'k0');
+
+  onC.xmpp.reconnect.stop();
+  c.child.kill('SIGKILL');
+  // sent at once: node A still has Bob's session, but nobody listens on node c any more
+  await onA.send(chat(onC.jid, 'are you there?', { id: 'k1' }));
+  // the survivors notice within node_timeout (3 s here) plus a check, and tell Alice he is gone
+  const gone = await onA.next(isPresence(onC.jid, 'unavailable'), 20_000);
+  t.is(gone.attrs.type, 'unavailable');
+  await forgotten(a, onC.jid);
+  await forgotten(b, onC.jid);
+  t.is(a.server.sessions.find(bare(a, bob), 'laptop'), undefined);
+  t.is(b.server.sessions.find(bare(a, bob), 'laptop'), undefined);
+  await onA.send(chat(bare(a, bob), 'call me when you are back', { id: 'k2' }));
+
+  // Bob comes back on node B: the message sent once the node was known dead waits for him
+  const back = await loginForTest(t, b, bob, 'laptop');
+  await online(back);
+  t.is((await back.next((s) => s.is('message') && s.attrs.id === 'k2')).getChildText('body'), 'call me when you are back');
+  // the one sent in the instant of the kill went to offline storage if Redis had already
+  // dropped the dead node's connection, else to the dead node: either way it is in his archive,
+  // where a client that missed it pages (XEP-0313, as Conversations does after a reconnect)
+  const archived = await mamQuery(back, { with: bare(a, alice) });
+  t.true(archived.results.some((r) => r.message.attrs.id === 'k1' && r.body === 'are you there?'));
+});
+
+clusterTest('a room with occupants on both nodes: presence, messages and history as on one server; it moves when its node dies', async (t) => {
+  const { alice, bob, carol, dave } = await freshAccounts(a, 'alice', 'bob', 'carol', 'dave');
+  const room = freshRoom('cluster');
+  const c = await childNode(t, 'c-room');
+  // the room starts on node c, where its first occupant is
+  const onC = await user(t, c.node, alice, 'phone');
+  await createPrivateGroup(onC, room, 'Alice', { 'muc#roomconfig_membersonly': '0' });
+  const onA = await user(t, a, bob, 'laptop');
+  const onB = await user(t, b, carol, 'desk');
+  await enter(onA, room, 'Bob');
+  await enter(onB, room, 'Carol');
+  await onC.next(isPresenceFrom(`${room}/Carol`));
+  await onA.next(isPresenceFrom(`${room}/Carol`));
+
+  await onA.send(groupchat(room, 'hello from node a', 'g1'));
+  for (const client of [onA, onB, onC]) await client.next(isGroupchat(`${room}/Bob`, 'hello from node a'));
+  await onB.send(groupchat(room, 'and from node b', 'g2'));
+  for (const client of [onA, onB, onC]) await client.next(isGroupchat(`${room}/Carol`, 'and from node b'));
+
+  // a late joiner on another node gets the history
+  const late = await user(t, b, dave, 'tablet');
+  await late.send(joinPresence(room, 'Dave'));
+  const history = await late.next((s) => s.is('message') && s.getChildText('body') === 'hello from node a' && s.getChild('delay', NS_DELAY) !== undefined);
+  t.is(history.attrs.from, `${room}/Bob`);
+  await late.next(isSubject(room));
+
+  // the room's node dies: the room comes back on a live node, configuration and history kept
+  onC.xmpp.reconnect.stop();
+  c.child.kill('SIGKILL');
+  await forgotten(a, onC.jid);
+  // clients rejoin a room that stopped answering (XEP-0410); the first one brings it up here
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const self = await join(onA, room, 'Bob');
+    if (self.attrs.type !== 'error') break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const again = await onA.next((s) => s.is('message') && s.getChildText('body') === 'and from node b' && s.getChild('delay', NS_DELAY) !== undefined);
+  t.is(again.attrs.from, `${room}/Carol`);
+  await onA.send(groupchat(room, 'still here', 'g3'));
+  await onA.next(isGroupchat(`${room}/Bob`, 'still here'));
+});
