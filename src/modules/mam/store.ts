@@ -34,6 +34,14 @@ const NONCE_BITS = 25;
 const LEGACY_NONCE_LENGTH = 4;
 /** Rows per INSERT statement: under SQLite's bound-parameter limit (999). */
 const INSERT_CHUNK = 100;
+/**
+ * How long a batch started on an idle writer waits for more rows (ms). A statement costs ~70 µs
+ * of CPU (a third on the event loop) besides ~4.5 µs per row on SQLite: at 2,000 messages/s,
+ * one commit per message pair spent more than the rest of the message's path. What waits is the
+ * sender's acknowledgement (XEP-0198), never the delivery; at a high rate batches form while the
+ * previous one is written and nothing waits for this timer.
+ */
+const COMMIT_DELAY_MS = 2;
 /** On PostgreSQL: 7 bound values a row, under its limit of 65,535 per statement. */
 const PG_INSERT_CHUNK = 1000;
 
@@ -477,13 +485,14 @@ export class ArchiveStore {
     const written = new Promise<boolean>((resolve) => (settle = resolve));
     const batch: Batch = { values: [], rows: 0, messages: [], written, settle };
     this.batch = batch;
-    // written at the end of this turn, or when the write under way is done
-    if (this.writing === null) setImmediate(() => this.writeNext());
+    // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
+    // few messages join this batch), or when the write under way is done (a high rate)
+    if (this.writing === null) setTimeout(this.writeNext, COMMIT_DELAY_MS);
     return batch;
   }
 
   /** Writes the batch that has grown, if any, and then the next one. */
-  private writeNext(): void {
+  private readonly writeNext = (): void => {
     const batch = this.batch;
     if (batch === null || this.writing !== null) return;
     this.batch = null;
@@ -491,7 +500,7 @@ export class ArchiveStore {
       this.writing = null;
       this.writeNext();
     });
-  }
+  };
 
   private async write(batch: Batch): Promise<void> {
     try {
