@@ -2,6 +2,7 @@
 // (SCRAM-SHA-1/-256, or PLAIN inside TLS) → resource binding → optional legacy session.
 // Stanzas are matched on a per-connection string buffer (see framing.ts); writes made in one
 // turn of the event loop are coalesced into a single socket write.
+import { createHmac } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { StringDecoder } from 'node:string_decoder';
@@ -23,6 +24,8 @@ export interface ConnectionConfig {
 
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
+const NS_SASL2 = 'urn:xmpp:sasl:2';
+const NS_FAST = 'urn:xmpp:fast:0';
 
 /**
  * One TLS client context for all connections: building a SecureContext per connection (what
@@ -79,6 +82,15 @@ export class XmppConnection implements FrameSink {
   private outbox = '';
   private flushQueued = false;
   private closing = false;
+
+  /** A TLS session to resume (from an earlier connection's `tlsSession`), for the next handshake. */
+  resumeTlsSession: Buffer | null = null;
+  /** The TLS session the server gave this connection (a TLS 1.3 ticket), to resume another time. */
+  tlsSession: Buffer | null = null;
+  /** The last handshake resumed a session. */
+  tlsResumed = false;
+  /** Stream features that arrived while nobody waited for them (see afterSasl2). */
+  private unclaimedFeatures: Stanza | null = null;
 
   constructor(private readonly cfg: ConnectionConfig) {}
 
@@ -143,8 +155,8 @@ export class XmppConnection implements FrameSink {
     return true;
   }
 
-  async authenticate(user: string, password: string): Promise<void> {
-    const mechanism = chooseMechanism(this.offeredMechanisms(), this.cfg.sasl, this.secure);
+  async authenticate(user: string, password: string, preference = this.cfg.sasl): Promise<void> {
+    const mechanism = chooseMechanism(this.offeredMechanisms(), preference, this.secure);
     const hash = SCRAM_MECHANISMS[mechanism];
     const isAnswer = (s: Stanza) => s.name === 'success' || s.name === 'failure' || s.name === 'challenge';
     const failed = (s: Stanza) => new Error(`SASL ${mechanism} failed: ${errorCondition(s.xml)}`);
@@ -172,6 +184,60 @@ export class XmppConnection implements FrameSink {
     }
     this.mechanism = mechanism;
     await this.openStream(); // RFC 6120 §6.4.6: stream restart after SASL success
+  }
+
+  /**
+   * XEP-0388 SASL2 with SCRAM (-PLUS: tls-exporter, RFC 9266), and `inline` (Bind2, a FAST
+   * token request...) in the same <authenticate/>. Resolves with the <success/>; the stream
+   * features that follow (no restart) are read too.
+   */
+  async authenticateSasl2Scram(user: string, password: string, hash: 'sha1' | 'sha256', plus: boolean, inline: string): Promise<Stanza> {
+    const mechanism = (hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256') + (plus ? '-PLUS' : '');
+    const binding = plus ? this.exporter() : null;
+    const scram = new ScramClient(hash, user, password, undefined, binding === null ? undefined : { type: 'tls-exporter', data: binding });
+    this.send(`<authenticate xmlns='${NS_SASL2}' mechanism='${mechanism}'><initial-response>${b64(scram.clientFirst())}</initial-response>${inline}</authenticate>`);
+    const isAnswer = (s: Stanza) => s.name === 'success' || s.name === 'failure' || s.name === 'challenge';
+    let answer = await this.expect('SASL2 challenge', isAnswer);
+    if (answer.name !== 'challenge') throw new Error(`SASL2 ${mechanism} failed: ${errorCondition(answer.xml)}`);
+    const clientFinal = await scram.clientFinal(unb64(saslPayload(answer.xml)));
+    this.send(`<response xmlns='${NS_SASL2}'>${b64(clientFinal)}</response>`);
+    answer = await this.expect('SASL2 outcome', isAnswer);
+    if (answer.name !== 'success') throw new Error(`SASL2 ${mechanism} failed: ${errorCondition(answer.xml)}`);
+    const serverFinal = unb64(childText(answer.xml, 'additional-data') ?? '');
+    if (!scram.verifyServerFinal(serverFinal)) throw new Error(`${mechanism}: server signature mismatch`);
+    this.mechanism = mechanism;
+    await this.afterSasl2(answer);
+    return answer;
+  }
+
+  /** XEP-0484 FAST: HT-SHA-256-NONE with `token`, one round trip (draft-schmaus-kitten-sasl-ht). */
+  async authenticateFast(user: string, token: string, inline: string): Promise<Stanza> {
+    const key = Buffer.from(token, 'utf8');
+    const initiator = createHmac('sha256', key).update('Initiator').digest();
+    const initial = Buffer.concat([Buffer.from(`${user}\0`, 'utf8'), initiator]).toString('base64');
+    this.send(`<authenticate xmlns='${NS_SASL2}' mechanism='HT-SHA-256-NONE'><initial-response>${initial}</initial-response>${inline}<fast xmlns='${NS_FAST}'/></authenticate>`);
+    const answer = await this.expect('FAST outcome', (s) => s.name === 'success' || s.name === 'failure' || s.name === 'challenge');
+    if (answer.name !== 'success') throw new Error(`FAST failed: ${errorCondition(answer.xml)}`);
+    const responder = createHmac('sha256', key).update('Responder').digest().toString('base64');
+    if ((childText(answer.xml, 'additional-data') ?? '').trim() !== responder) throw new Error('FAST: the server did not prove it knows the token');
+    this.mechanism = 'HT-SHA-256-NONE';
+    await this.afterSasl2(answer);
+    return answer;
+  }
+
+  /** XEP-0388 §2.6.1: features follow <success/>; with Bind2 the JID is the full one. */
+  private async afterSasl2(success: Stanza): Promise<void> {
+    this.jid = childText(success.xml, 'authorization-identifier') ?? '';
+    const features = this.unclaimedFeatures ?? (await this.expect('stream features after SASL2', (s) => s.name === 'stream:features'));
+    this.unclaimedFeatures = null;
+    this.features = features.xml;
+  }
+
+  /** RFC 9266 tls-exporter of this connection. */
+  private exporter(): Buffer {
+    const socket = this.socket;
+    if (!(socket instanceof tls.TLSSocket)) throw new Error('channel binding needs TLS');
+    return socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
   }
 
   async bind(resource: string): Promise<void> {
@@ -263,6 +329,11 @@ export class XmppConnection implements FrameSink {
     }
     if (s.name === 'iq') {
       this.answerServerIq(s);
+      return;
+    }
+    if (s.name === 'stream:features') {
+      // after SASL2's <success/>, in the same read, before anyone waits for them (no restart)
+      this.unclaimedFeatures = s;
       return;
     }
     this.onStanza?.(s);
@@ -378,9 +449,14 @@ export class XmppConnection implements FrameSink {
     this.detach(raw);
     this.splitter.reset();
     this.decoder = new StringDecoder('utf8');
-    const secure = tls.connect({ socket: raw, servername: this.servername(), rejectUnauthorized: false, secureContext: secureContext() });
+    const secure = tls.connect({
+      socket: raw, servername: this.servername(), rejectUnauthorized: false, secureContext: secureContext(),
+      ...(this.resumeTlsSession === null ? {} : { session: this.resumeTlsSession }),
+    });
+    secure.on('session', (session: Buffer) => { this.tlsSession = session; });
     this.attach(secure);
     await this.waitFor(secure, 'secureConnect', 'TLS handshake');
+    this.tlsResumed = secure.isSessionReused();
     this.secure = true;
   }
 

@@ -5,6 +5,7 @@
 import { contextFrom, type BenchContext } from './clients.js';
 import { parseOptions, UsageError, USAGE, type BenchOptions, type ScenarioName } from './options.js';
 import { runLogin } from './scenarios/login.js';
+import { runFast } from './scenarios/fast.js';
 import { runMsg } from './scenarios/msg.js';
 import { runMuc } from './scenarios/muc.js';
 import { runMam } from './scenarios/mam.js';
@@ -13,6 +14,7 @@ import { runTrickle } from './scenarios/trickle.js';
 
 const SCENARIO_RUNNERS: Record<ScenarioName, (ctx: BenchContext) => Promise<Record<string, unknown>>> = {
   login: runLogin,
+  fast: runFast,
   msg: runMsg,
   muc: runMuc,
   mam: runMam,

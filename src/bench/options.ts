@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 
 export type TlsMode = 'starttls' | 'direct';
 export type SessionPolicy = 'advertised' | 'required' | 'never';
-export type ScenarioName = 'login' | 'msg' | 'muc' | 'mam' | 'overload' | 'trickle';
-export const SCENARIOS: readonly ScenarioName[] = ['login', 'msg', 'muc', 'mam', 'overload', 'trickle'];
+export type ScenarioName = 'login' | 'fast' | 'msg' | 'muc' | 'mam' | 'overload' | 'trickle';
+export const SCENARIOS: readonly ScenarioName[] = ['login', 'fast', 'msg', 'muc', 'mam', 'overload', 'trickle'];
 
 export interface BenchOptions {
   host: string;
@@ -74,6 +74,10 @@ untimed), runs the scenarios and prints one JSON line per scenario on stdout
   --tls starttls|direct  (self-signed certificates are accepted)
   --scenario login,msg
   login:  --clients 500 --concurrency 50
+  fast:   --clients --concurrency as for login; the same accounts log in with SCRAM-SHA-256
+          (legacy SASL + bind), SCRAM-SHA-256-PLUS (SASL2 + Bind2), a FAST token (XEP-0484,
+          one round trip) and a FAST token over a resumed TLS session; server CPU per login
+          of each and the ratios to SCRAM-SHA-256 (needs --pid; TLS must be the server's own)
   msg:    --pairs 100 --duration 10 (s) --window 10 --rate 0 (total msgs/s, 0 = max) --drain 3 (s)
   muc:    --occupants 50 --senders 10 --muc conference.<domain>  (one room; --duration, --window, --drain
           as for msg; a post's reflection to its sender frees its window)

@@ -1,5 +1,5 @@
 // SASL SCRAM client (RFC 5802) for the load generator: SCRAM-SHA-1 and SCRAM-SHA-256,
-// no channel binding ("n,,", c=biws).
+// without channel binding ("n,,", c=biws) or, for SASL2's -PLUS, with tls-exporter.
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export type ScramHash = 'sha1' | 'sha256';
@@ -59,12 +59,18 @@ export class ScramClient {
     private readonly user: string,
     private readonly password: string,
     private readonly clientNonce: string = randomBytes(18).toString('base64'),
+    /** -PLUS: the channel binding type and this connection's data for it (RFC 5802 §6). */
+    private readonly binding?: { type: string; data: Buffer },
   ) {
     this.clientFirstBare = `n=${saslName(user)},r=${clientNonce}`;
   }
 
+  private get gs2Header(): string {
+    return this.binding === undefined ? 'n,,' : `p=${this.binding.type},,`;
+  }
+
   clientFirst(): string {
-    return 'n,,' + this.clientFirstBare;
+    return this.gs2Header + this.clientFirstBare;
   }
 
   async clientFinal(serverFirst: string): Promise<string> {
@@ -77,7 +83,9 @@ export class ScramClient {
     if (!salt || !Number.isInteger(iterations) || iterations < 1) throw new Error('SCRAM: bad server-first-message');
 
     const salted = await saltedPassword(this.hash, this.user, this.password, salt, iterations);
-    const withoutProof = `c=biws,r=${nonce}`;
+    const header = Buffer.from(this.gs2Header, 'utf8');
+    const cbind = this.binding === undefined ? header : Buffer.concat([header, this.binding.data]);
+    const withoutProof = `c=${cbind.toString('base64')},r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;
     const clientKey = this.hmac(salted, 'Client Key');
     const storedKey = createHash(this.hash).update(clientKey).digest();

@@ -53,13 +53,21 @@ const MAX_STORING = 64;
 export type { StreamState, NegotiatingStream } from './features/index.js';
 // the events modules hook into during negotiation (src/c2s/features/modules.ts)
 export type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './features/index.js';
-import type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './features/index.js';
+export type { Sasl2InlineEvent, Sasl2TokenEvent, Sasl2SuccessEvent, Bind2InlineEvent, Bind2ElementEvent, UserAgent } from './features/index.js';
+import type {
+  StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent, Sasl2InlineEvent, Sasl2TokenEvent, Sasl2SuccessEvent, Bind2InlineEvent, Bind2ElementEvent,
+} from './features/index.js';
 
 declare module '../core/event-map.js' {
   interface EventMap {
     'c2s/features': StreamFeaturesEvent;
     'c2s/unauthenticated-iq': UnauthenticatedIqEvent;
     'c2s/nonza': NonzaEvent;
+    'c2s/sasl2-inline': Sasl2InlineEvent;
+    'c2s/sasl2-token': Sasl2TokenEvent;
+    'c2s/sasl2-success': Sasl2SuccessEvent;
+    'c2s/bind2-inline': Bind2InlineEvent;
+    'c2s/bind2-element': Bind2ElementEvent;
   }
 }
 
@@ -430,10 +438,15 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     this.restart();
   }
 
-  authenticated(username: string): void {
+  authenticated(username: string, restart = true): void {
     this.username = username;
     this.state = 'authenticated';
-    this.restart(); // RFC 6120 §6.4.6: the client opens a new stream after <success/>
+    // RFC 6120 §6.4.6: the client opens a new stream after <success/>; not after SASL2's (XEP-0388)
+    if (restart) this.restart();
+  }
+
+  sendFeatures(): void {
+    this.write(this.features());
   }
 
   bindSession(jid: Jid): void {
@@ -455,7 +468,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   }
 
   /** XEP-0198 §5: this stream takes over the session; what the client has not acknowledged goes again. */
-  resumeSession(negotiated: NegotiatedSession, previd: string): void {
+  resumeSession(negotiated: NegotiatedSession, previd: string, inline?: { success: string }): void {
     // only what resumableSession handed out comes back here
     const session = negotiated as ClientSession;
     const sm = session.sm!;
@@ -464,7 +477,8 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     this.state = 'bound';
     sm.ackRequested = false;
     this.server.log.debug({ jid: session.jid.toString() }, 'session resumed');
-    this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
+    if (inline === undefined) this.write(`<resumed xmlns='${NS_SM}' h='${sm.received}' previd='${previd}'/>`);
+    else this.write(inline.success + this.features()); // XEP-0388 §2.6.1: features follow <success/>
     // §5: everything the client has not acknowledged is sent again, in order
     for (const entry of sm.unacked()) this.write(entry.xml);
     session.streamResumed();

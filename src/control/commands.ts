@@ -2,6 +2,7 @@
 // ad-hoc commands and the HTTP admin API are generated from this list.
 import { runMigrations } from '../storage/db.js';
 import { MailStore, isEmailAddress, mailMigrations } from '../modules/mail/store.js';
+import { FastTokenStore, fastMigrations } from '../modules/fast/store.js';
 import { parseJid } from '../core/jid.js';
 import { AccountExistsError } from '../accounts/store.js';
 import {
@@ -58,7 +59,7 @@ export const sessionsList = defineCommand({
     return context.sessions(host === undefined ? undefined : hostOf(context, host));
   },
   format: (sessions) => sessions
-    .map((s) => `${s.jid} ${s.ip} ${s.transport}${s.secure ? '+tls' : ''} since=${s.since} sm=${s.sm ? 'on' : 'off'} csi=${s.inactive ? 'inactive' : 'active'}`)
+    .map((s) => `${s.jid} ${s.ip} ${s.transport}${s.secure ? '+tls' : ''} since=${s.since} sm=${s.sm ? 'on' : 'off'} csi=${s.inactive ? 'inactive' : 'active'}${s.client === undefined ? '' : ` client=${JSON.stringify(s.client)}`}`)
     .join('\n'),
 });
 
@@ -205,6 +206,43 @@ export const userEmail = defineCommand({
   format: (r) => `${r.jid}: ${r.email ?? 'no email address'}`,
 });
 
+export const userTokens = defineCommand({
+  name: 'user.tokens',
+  description: "the devices that can log in to an account without its password (FAST tokens, XEP-0484): the client's user-agent id, software, when issued, last used, valid until",
+  args: { jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' } },
+  access: 'admin',
+  needs: 'either',
+  async run(context, args) {
+    const { host, username, bare } = account(context, args.jid);
+    // the fast module's table (created here too when the server has not run with it yet)
+    await runMigrations(context.db, 'fast', fastMigrations);
+    return { jid: bare, devices: await new FastTokenStore(context.db).devices(host, username) };
+  },
+  format: (r) =>
+    r.devices.length === 0
+      ? `${r.jid}: no device holds a login token`
+      : r.devices
+          .map((d) => `${d.userAgent}  ${d.software ?? '-'}${d.device ? ` (${d.device})` : ''}  issued ${isoTime(d.createdAt)}  used ${isoTime(d.usedAt)}  until ${isoTime(d.expiresAt)}`)
+          .join('\n'),
+});
+
+export const userRevokeTokens = defineCommand({
+  name: 'user.revoke-tokens',
+  description: "ends an account's FAST login tokens (one device's with --agent, else all): those devices log in with the password next time",
+  args: {
+    jid: { type: 'jid', description: 'the account', positional: true, field: 'accountjid' },
+    agent: { type: 'string', description: "one device's user-agent id (as `user tokens` shows it)", optional: true },
+  },
+  access: 'admin',
+  needs: 'either',
+  async run(context, args) {
+    const { host, username, bare } = account(context, args.jid);
+    await runMigrations(context.db, 'fast', fastMigrations);
+    return { jid: bare, revoked: await new FastTokenStore(context.db).revoke(host, username, args.agent) };
+  },
+  format: (r) => `${r.jid}: ${r.revoked} device(s) will need the password at their next login`,
+});
+
 export const userDisable = defineCommand({
   name: 'user.disable',
   description: 'disable an account: its data stays, its sessions are ended, logins are refused (account-disabled)',
@@ -335,7 +373,7 @@ export const reload = defineCommand({
 
 export const commandList: readonly AnyCommand[] = [
   status, sessionsList, sessionsKick,
-  userAdd, userDelete, userPasswd, userList, userInfo, userEmail, userDisable, userEnable,
+  userAdd, userDelete, userPasswd, userList, userInfo, userEmail, userTokens, userRevokeTokens, userDisable, userEnable,
   announce, motdSet, motdClear, roomList, roomDestroy, reload,
 ] as AnyCommand[];
 

@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { Server } from '../app/server.js';
 import type { Session } from '../core/sessions.js';
 import type { ClientSession } from '../c2s/session.js';
+import { userAgentOf } from '../c2s/features/sasl2.js';
 import { deleteAccount } from '../accounts/lifecycle.js';
 import type { AccountStore } from '../accounts/store.js';
 import type { ModuleDefinition } from '../core/module.js';
@@ -46,6 +47,8 @@ async function databaseVersion(db: Knex, driver: string): Promise<string> {
 function sessionInfo(session: Session): SessionInfo {
   const client = session as Partial<ClientSession> & Session;
   const stream = client.stream;
+  const agent = stream ? userAgentOf(stream) : undefined;
+  const software = agent?.software ? `${agent.software}${agent.device ? ` (${agent.device})` : ''}` : undefined;
   return {
     jid: session.jid.toString(),
     ip: session.remoteAddress,
@@ -56,6 +59,7 @@ function sessionInfo(session: Session): SessionInfo {
     inactive: session.inactive,
     available: session.available,
     priority: session.priority,
+    ...(software === undefined ? {} : { client: software }),
   };
 }
 

@@ -8,6 +8,7 @@ import caps from './caps/index.js';
 import carbons from './carbons/index.js';
 import disco from './disco/index.js';
 import externalServices from './external_services/index.js';
+import fast from './fast/index.js';
 import last from './last/index.js';
 import mail from './mail/index.js';
 import mam from './mam/index.js';
@@ -34,7 +35,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat), entry(invites), entry(mail),
-  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion), entry(adhoc),
+  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion), entry(adhoc), entry(fast),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

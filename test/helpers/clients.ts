@@ -36,6 +36,13 @@ export interface ConnectOptions {
    * once (RFC 6121 §4.5.2); with it the session waits c2s.resume_timeout for the client.
    */
   resumption?: boolean;
+  /**
+   * Whether the client binds with Bind2 inside SASL2 (XEP-0386), as @xmpp/client does when the
+   * server offers it. Bind2 makes the resource from the client's tag plus a suffix of the
+   * server's, so by default it is used only when no `resource` is asked for: a test that names
+   * a resource gets exactly that one, through RFC 6120 binding after SASL2.
+   */
+  bind2?: boolean;
 }
 
 /**
@@ -83,6 +90,11 @@ export async function connect(server: TestServer, username: string, options: Con
         }
       : {}),
   });
+  if (!(options.bind2 ?? options.resource === undefined)) {
+    // @xmpp/client puts the <bind/> of every inline feature it knows into <authenticate/>: an
+    // inline handler for Bind2 that adds nothing leaves binding to the features after success
+    (xmpp as unknown as { sasl2: { use(ns: string, req: () => undefined, res: () => undefined): void } }).sasl2.use('urn:xmpp:bind:0', () => undefined, () => undefined);
+  }
   const wire = watchWire(xmpp, `${username}'s @xmpp/client over ${transport}`, transport.startsWith('websocket') ? 'message' : 'stream');
   const received: Element[] = [];
   const waiters: Array<{ predicate: (s: Element) => boolean; resolve: (s: Element) => void }> = [];

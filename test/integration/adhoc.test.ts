@@ -62,7 +62,7 @@ async function loginOutcome(server: TestServer, username: string, password = 'co
   }
 }
 
-test('an admin finds the admin commands on the commands node; a user finds only the invitation and is refused the rest', async (t) => {
+test('an admin finds the admin commands on the commands node; a user finds only the invitation and their login tokens, and is refused the rest', async (t) => {
   const server = await adminServer(t);
   const admin = await login(server, 'admin', 'desk');
   const alice = await login(server, 'alice', 'phone');
@@ -76,8 +76,13 @@ test('an admin finds the admin commands on the commands node; a user finds only 
   }
   t.true(listed.includes('urn:xmppd:admin#status'));
   t.false(listed.some((n) => n.endsWith('#reload')), 'reload is for the machine\'s admin only');
-  // a user finds only what users may run: an invitation (XEP-0401, the invites module)
-  t.deepEqual((await alice.request(items(NS_COMMANDS))).getChild('query')!.getChildren('item').map((i) => i.attrs.node), ['urn:xmpp:invite#invite']);
+  // a user finds only what users may run: an invitation (XEP-0401, the invites module) and their
+  // own login tokens (XEP-0484, the fast module)
+  t.deepEqual((await alice.request(items(NS_COMMANDS))).getChild('query')!.getChildren('item').map((i) => i.attrs.node), [
+    'urn:xmpp:invite#invite',
+    'urn:xmppd:fast#list',
+    'urn:xmppd:fast#revoke-all',
+  ]);
 
   t.is(await iqFailure(alice.request(execute(`${NS_ADMIN}#add-user`))), 'forbidden');
   t.is(await iqFailure(alice.request(execute('urn:xmppd:admin#status'))), 'forbidden');

@@ -154,3 +154,24 @@ test('offline messages survive a server restart', async (t) => {
   const got = await d.next((s) => s.is('message'));
   t.is(got.getChildText('body'), 'see you after the restart');
 });
+
+test('a burst written at once is stored in order, within the quota, and acknowledged (XEP-0198) once stored', async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const to = bare(server, bob);
+  const { wire } = await loginRaw(server, alice, 'phone');
+  wire.write(`<enable xmlns='urn:xmpp:sm:3'/>`);
+  await wire.waitFor(/<enabled /);
+  // six messages in one TCP write: they reach the store in one turn and share its commits;
+  // the quota (5 here) still refuses the sixth
+  const burst = Array.from({ length: 6 }, (_, i) => `<message type='chat' to='${to}' id='burst-${i + 1}'><body>burst ${i + 1}</body></message>`).join('');
+  wire.write(burst + `<r xmlns='urn:xmpp:sm:3'/>`);
+  await wire.waitFor(/<a xmlns=['"]urn:xmpp:sm:3['"] h=['"]6['"]/);
+  await wire.waitFor(/id=['"]burst-6['"][^>]*type=['"]error['"]|type=['"]error['"][^>]*id=['"]burst-6['"]/);
+  wire.close();
+
+  const b = await loginForTest(t, server, bob, 'laptop');
+  await online(b);
+  await b.next((s) => s.is('message') && s.getChildText('body') === 'burst 5');
+  await settle(b);
+  t.deepEqual(messages(b).map((m) => m.getChildText('body')), ['burst 1', 'burst 2', 'burst 3', 'burst 4', 'burst 5']);
+});

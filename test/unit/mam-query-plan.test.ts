@@ -55,7 +55,7 @@ for (const [name, filter] of shapes) {
       t.false(details.some((d) => /^SCAN/.test(d)), details.join('; '));
       t.false(details.some((d) => /TEMP B-TREE/.test(d)), `no sort: ${details.join('; ')}`);
       // one conversation is read from its own index, not picked out of the whole archive's rows
-      if (filter.withBare !== undefined) t.true(details.some((d) => d.includes('mam_archive_by_owner_with (owner=? AND with_bare=?')), details.join('; '));
+      if (filter.withBare !== undefined) t.true(details.some((d) => d.includes('mam_archive_by_owner_with (owner_id=? AND with_id=?')), details.join('; '));
     });
   }
   test(`counting ${name} is an index search`, async (t) => {

@@ -125,7 +125,7 @@ test('a query sees every row archived before it was asked, written or not yet', 
   const store = new ArchiveStore(db, 'localhost');
   const first = store.append(row(1));
   const pageAfterOne = store.page({ owner: 'alice@localhost' }, 10, false);
-  await new Promise((resolve) => setImmediate(resolve)); // the first write is under way: the next rows wait for it
+  await new Promise((resolve) => setTimeout(resolve, 10)); // the first write has begun (after the commit delay): the next rows are another batch
   const second = store.append(row(2));
   const third = store.append(row(3));
   t.is(second.written, third.written);

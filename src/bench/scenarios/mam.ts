@@ -35,7 +35,12 @@ async function generate(ctx: BenchContext, owner: string, peers: string[]): Prom
   try {
     // the server holds the file open too: wait for its writes rather than fail
     await db.raw('PRAGMA busy_timeout = 10000');
-    const existing = Number(((await db('mam_archive').where('owner', owner).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
+    // owners and peers are interned (mam_jid, src/modules/mam/store.ts)
+    await db('mam_jid').insert([owner, ...peers].map((jid) => ({ jid }))).onConflict('jid').ignore();
+    const numbers = new Map<string, number>();
+    for (const row of (await db('mam_jid').whereIn('jid', [owner, ...peers]).select('id', 'jid')) as Array<{ id: number; jid: string }>) numbers.set(row.jid, Number(row.id));
+    const ownerId = numbers.get(owner)!;
+    const existing = Number(((await db('mam_archive').where('owner_id', ownerId).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
     if (existing >= o.mamMessages) return { written: 0, seconds: 0 };
     const end = Date.now() - 60_000;
     const span = o.mamDays * DAY;
@@ -57,8 +62,8 @@ async function generate(ctx: BenchContext, owner: string, peers: string[]): Prom
               // ids are time * 1024 + a counter, as the server makes them (src/modules/mam/store.ts)
               id: time * IDS_PER_MS + (done % IDS_PER_MS),
               host,
-              owner,
-              with_bare: peer,
+              owner_id: ownerId,
+              with_id: numbers.get(peer)!,
               with_resource: outgoing ? '' : 'phone',
               nonce: randomInt(2 ** 25),
               stanza: `<message xmlns="jabber:client" from="${from}" to="${to}" type="chat" id="g${done}"><body>Archived message number ${done}, with a body of ordinary length for a chat.</body></message>`,

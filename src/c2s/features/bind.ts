@@ -30,17 +30,28 @@ function bindResource(iq: Element, payload: Element, stream: NegotiatingStream):
     resource = normalizeResource(requested);
     if (resource === null) return stream.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));
   }
+  const refused = bindAs(stream, resource);
+  if (refused !== null) return stream.send(errorReply(iq, refused));
+  const jid = stream.session!.jid;
+  const result = new Element('bind', { xmlns: NS_BIND });
+  result.c('jid').t(jid.toString());
+  stream.send(iqResult(iq, result));
+}
+
+/**
+ * Binds a session for `resource` on an authenticated stream (RFC 6120 §7, and XEP-0386 Bind2),
+ * or says why not. RFC 6120 §7.6.2.2: an account at its limit of sessions gets
+ * <resource-constraint/> (type wait); replacing one of its own resources (§7.7.2.2, conflict) is
+ * not a new one.
+ */
+export function bindAs(stream: NegotiatingStream, resource: string): StanzaError | null {
   const jid = new Jid(stream.username, stream.host, resource);
-  // RFC 6120 §7.6.2.2: an account at its limit of sessions gets <resource-constraint/>
-  // (type wait); replacing one of its own resources (§7.7.2.2, conflict) is not a new one.
   const limit = stream.settings.maxSessionsPerAccount;
   const bound = stream.server.sessions.resources(jid.bare);
   if (bound !== undefined && bound.size >= limit && !bound.has(resource)) {
     stream.server.log.warn({ jid: jid.bare, address: stream.remoteAddress, sessions: bound.size }, 'resource binding refused: too many sessions for the account');
-    return stream.send(errorReply(iq, new StanzaError('resource-constraint', `At most ${limit} sessions per account`)));
+    return new StanzaError('resource-constraint', `At most ${limit} sessions per account`);
   }
   stream.bindSession(jid);
-  const result = new Element('bind', { xmlns: NS_BIND });
-  result.c('jid').t(jid.toString());
-  stream.send(iqResult(iq, result));
+  return null;
 }

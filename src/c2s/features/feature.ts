@@ -9,6 +9,7 @@
 import type Element from 'ltx/lib/Element.js';
 import type { Kernel } from '../../core/kernel.js';
 import type { Jid } from '../../core/jid.js';
+import type { SessionRef } from '../../core/ports.js';
 import type { StreamErrorCondition } from '../../core/stanza.js';
 import type { ChannelBinding } from '../sasl/channel-binding.js';
 import type { AuthThrottle } from '../sasl/throttle.js';
@@ -19,7 +20,7 @@ import type { C2STransport } from '../transport.js';
 export type StreamState = 'connected' | 'authenticated' | 'bound' | 'closed';
 
 /** What a feature needs of the session a stream has bound or resumed. */
-export interface NegotiatedSession {
+export interface NegotiatedSession extends SessionRef {
   readonly jid: Jid;
   readonly ended: boolean;
   sm: StreamManagement | null;
@@ -50,14 +51,23 @@ export interface NegotiatingStream {
   channelBinding(): ChannelBinding | null;
   /** RFC 6120 §5.4.3.3: TLS on this connection; what was pipelined after <starttls/> is dropped. */
   upgradeToTls(): void;
-  /** SASL succeeded (RFC 6120 §6.4.6): the client opens a new stream. */
-  authenticated(username: string): void;
+  /**
+   * SASL succeeded: the client opens a new stream (RFC 6120 §6.4.6), or, after SASL2
+   * (XEP-0388 §2.6.1, `restart` false), goes on in this one.
+   */
+  authenticated(username: string, restart?: boolean): void;
+  /** <stream:features/> for the stream's state now, without a restart (XEP-0388 §2.6.1). */
+  sendFeatures(): void;
   /** A new session for `jid` on this stream (RFC 6120 §7). */
   bindSession(jid: Jid): void;
   /** A session waiting for its client (XEP-0198 §5) that this stream may take over, if any. */
   resumableSession(previd: string): NegotiatedSession | undefined;
-  /** Take over a session found by resumableSession; it is bound to this stream afterwards. */
-  resumeSession(session: NegotiatedSession, previd: string): void;
+  /**
+   * Take over a session found by resumableSession; it is bound to this stream afterwards.
+   * `inline`: resumed inside SASL2 (XEP-0198 §5 inline, XEP-0388): this <success/> (which
+   * holds the <resumed/>) and the stream features go out instead of a <resumed/> of their own.
+   */
+  resumeSession(session: NegotiatedSession, previd: string, inline?: { success: string }): void;
   /** Keep the session resumable under its stream management id until it ends. */
   makeResumable(session: NegotiatedSession): void;
 }

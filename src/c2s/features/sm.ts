@@ -3,7 +3,7 @@
 // wait to be resumed is the stream's (resumableSession, resumeSession, makeResumable).
 import type Element from 'ltx/lib/Element.js';
 import { NS_SM, StreamManagement } from '../sm.js';
-import type { NegotiatingStream, StreamFeature } from './feature.js';
+import type { NegotiatedSession, NegotiatingStream, StreamFeature } from './feature.js';
 
 const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 
@@ -21,16 +21,8 @@ export const streamManagement: StreamFeature = {
     const session = stream.session!;
     const sm = session.sm;
     switch (element.name) {
-      case 'enable': {
-        if (sm !== null) return stream.write(smFailed('unexpected-request', 'Stream management is already enabled'));
-        const wantsResume = element.attrs.resume === 'true' || element.attrs.resume === '1';
-        const timeout = stream.settings.resumeTimeout;
-        const resumable = wantsResume && timeout > 0;
-        session.sm = new StreamManagement(resumable);
-        if (resumable) stream.makeResumable(session);
-        const resume = resumable ? ` resume='true' max='${timeout}'` : '';
-        return stream.write(`<enabled xmlns='${NS_SM}' id='${session.sm.id}'${resume}/>`);
-      }
+      case 'enable':
+        return stream.write(enable(element, stream));
       case 'r':
         if (sm === null) return;
         return sm.whenHandled((h) => stream.write(`<a xmlns='${NS_SM}' h='${h}'/>`));
@@ -46,18 +38,49 @@ export const streamManagement: StreamFeature = {
   },
 };
 
+/**
+ * XEP-0198 §3: stream management on the bound session; returns <enabled/> or <failed/>, to write
+ * on its own or inside a Bind2 <bound/> (XEP-0386 §2.4).
+ */
+export function enable(element: Element, stream: NegotiatingStream): string {
+  const session = stream.session!;
+  if (session.sm !== null) return smFailed('unexpected-request', 'Stream management is already enabled');
+  const wantsResume = element.attrs.resume === 'true' || element.attrs.resume === '1';
+  const timeout = stream.settings.resumeTimeout;
+  const resumable = wantsResume && timeout > 0;
+  session.sm = new StreamManagement(resumable);
+  if (resumable) stream.makeResumable(session);
+  const resume = resumable ? ` resume='true' max='${timeout}'` : '';
+  return `<enabled xmlns='${NS_SM}' id='${session.sm.id}'${resume}/>`;
+}
+
 /** XEP-0198 §5: take over a session that lost its connection, before binding. */
 function resume(element: Element, stream: NegotiatingStream): void {
+  const found = resumable(element, stream);
+  if (typeof found === 'string') return stream.write(found);
+  if (found === null) return;
+  stream.resumeSession(found, element.attrs.previd ?? '');
+}
+
+/**
+ * The session a <resume/> names, checked (XEP-0198 §5): the session, or the <failed/> to answer
+ * (the client binds afresh), or null when the stream was closed (an 'h' beyond what was sent).
+ * Also used inline in SASL2 (XEP-0198 §5 "inline", XEP-0388).
+ */
+export function resumable(element: Element, stream: NegotiatingStream): NegotiatedSession | string | null {
   const previd = element.attrs.previd ?? '';
   const session = stream.resumableSession(previd);
   if (session === undefined || session.ended || session.jid.bare !== `${stream.username}@${stream.host}` || session.sm === null) {
     // unknown, expired, someone else's, or held by another node: bind afresh (§5)
-    return stream.write(smFailed('item-not-found', 'No such session to resume; bind a new one'));
+    return smFailed('item-not-found', 'No such session to resume; bind a new one');
   }
   const sm = session.sm;
   const h = handledCount(element);
-  if (h === null || !sm.acknowledge(h)) return handledCountTooHigh(element, sm, stream);
-  stream.resumeSession(session, previd);
+  if (h === null || !sm.acknowledge(h)) {
+    handledCountTooHigh(element, sm, stream);
+    return null;
+  }
+  return session;
 }
 
 /**

@@ -1,12 +1,14 @@
-// The SASL exchange of one client stream (RFC 6120 §6.4): <auth/>, <challenge/>/<response/>,
-// then <success/> or <failure/>. Mechanisms: SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677), their
+// The SASL exchange of one client stream, whatever the profile: RFC 6120 §6.4 (<auth/>,
+// <challenge/>/<response/>, then <success/> or <failure/>) or XEP-0388 SASL2 (<authenticate/>...).
+// The exchange itself yields steps (SaslStep); each profile writes them in its own namespace. Mechanisms: SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677), their
 // -PLUS variants with channel binding on TLS we terminate (./channel-binding.ts), and PLAIN
 // (RFC 4616, offered only inside TLS); failures are throttled (./throttle.ts): the guesser, not
 // the account's owner.
+import crypto from 'node:crypto';
 import type Element from 'ltx/lib/Element.js';
 import type { Kernel } from '../../core/kernel.js';
 import { normalizeUsername } from '../../core/jid.js';
-import { authzidIsOwnBareJid, type SaslFailure } from './common.js';
+import { authzidIsOwnBareJid, decodeUtf8, type SaslFailure } from './common.js';
 import { parsePlain } from './plain.js';
 import { verifyPassword } from '../../accounts/credentials.js';
 import { ScramServerExchange } from './scram.js';
@@ -17,6 +19,14 @@ import type { ChannelBinding } from './channel-binding.js';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
+/** One step of an exchange, for the profile (SASL or SASL2) to write in its own namespace. */
+export type SaslStep =
+  | { kind: 'challenge'; data: Buffer }
+  /** `data`: the mechanism's additional data with success (SCRAM's server-final-message, HT's responder hash). */
+  | { kind: 'success'; username: string; mechanism: string; data: Buffer | null }
+  | { kind: 'failure'; condition: string; text?: string };
+
+/** The RFC 6120 §6.4 profile's view of a step: the XML, the username on success, whether it is over. */
 export interface SaslOutcome {
   /** XML to send back. */
   reply: string;
@@ -25,6 +35,13 @@ export interface SaslOutcome {
   /** The exchange is over (success, failure or abort). */
   done: boolean;
 }
+
+/**
+ * XEP-0484 FAST: finds a token of `username` usable with `mechanism` whose key `proves` accepts
+ * (the client's HMAC checks with it), and returns that key, or null. Provided by whoever keeps
+ * the tokens (the fast module), through the SASL2 feature.
+ */
+export type TokenVerifier = (username: string, mechanism: string, proves: (key: Buffer) => boolean) => Promise<Buffer | null>;
 
 const SCRAM_HASHES: Record<string, ScramHash> = { 'SCRAM-SHA-1': 'sha1', 'SCRAM-SHA-256': 'sha256' };
 
@@ -37,13 +54,40 @@ export function offeredMechanisms(secure: boolean, binding: ChannelBinding | nul
   return [...plus, 'SCRAM-SHA-256', 'SCRAM-SHA-1', ...(secure ? ['PLAIN'] : [])];
 }
 
-function failure(condition: string, text?: string): SaslOutcome {
-  const textXml = text ? `<text xml:lang='en'>${text.replace(/[&<>]/g, '')}</text>` : '';
-  return { reply: `<failure xmlns='${NS_SASL}'><${condition}/>${textXml}</failure>`, done: true };
+/**
+ * XEP-0484 §3 / draft-schmaus-kitten-sasl-ht: the token mechanisms of a connection. -EXPR binds
+ * to tls-exporter (TLS 1.3 we terminate); -NONE binds to nothing (TLS still required).
+ */
+export function tokenMechanisms(binding: ChannelBinding | null): string[] {
+  return binding?.types.includes('tls-exporter') ? ['HT-SHA-256-EXPR', 'HT-SHA-256-NONE'] : ['HT-SHA-256-NONE'];
 }
 
-function fromSaslFailure(f: SaslFailure): SaslOutcome {
+function failure(condition: string, text?: string): SaslStep {
+  return text === undefined ? { kind: 'failure', condition } : { kind: 'failure', condition, text };
+}
+
+function fromSaslFailure(f: SaslFailure): SaslStep {
   return failure(f.condition, f.text);
+}
+
+/** A step in the RFC 6120 §6.4 profile. */
+export function legacyStepXml(step: SaslStep): string {
+  switch (step.kind) {
+    case 'challenge':
+      return `<challenge xmlns='${NS_SASL}'>${step.data.toString('base64')}</challenge>`;
+    case 'success':
+      // §6.3.10: additional data with success, base64 ('=' would be an empty one)
+      return step.data === null ? `<success xmlns='${NS_SASL}'/>` : `<success xmlns='${NS_SASL}'>${step.data.toString('base64')}</success>`;
+    case 'failure': {
+      const textXml = step.text ? `<text xml:lang='en'>${step.text.replace(/[&<>]/g, '')}</text>` : '';
+      return `<failure xmlns='${NS_SASL}'><${step.condition}/>${textXml}</failure>`;
+    }
+  }
+}
+
+export interface SaslNegotiationOptions {
+  /** XEP-0484: tokens are accepted (SASL2 only), checked by this. */
+  tokens?: TokenVerifier;
 }
 
 export class SaslNegotiation {
@@ -59,31 +103,40 @@ export class SaslNegotiation {
     private readonly address: string,
     secure: boolean,
     private readonly binding: ChannelBinding | null = null,
+    private readonly options: SaslNegotiationOptions = {},
   ) {
     this.offered = offeredMechanisms(secure, binding);
   }
 
+  /** The RFC 6120 §6.4 profile: an <auth/>, <response/> or <abort/> in, the XML to answer out. */
   async handle(element: Element): Promise<SaslOutcome> {
+    let step: SaslStep;
     switch (element.name) {
-      case 'auth':
-        return this.auth(element);
+      case 'auth': {
+        const initial = decodeLegacy(element);
+        step = initial === null ? failure('incorrect-encoding') : await this.start(element.attrs.mechanism ?? '', initial);
+        break;
+      }
       case 'response':
-        return this.response(element);
+        step = await this.respond(decodeLegacy(element));
+        break;
       case 'abort':
-        this.scram = null;
-        return failure('aborted');
+        step = this.abort();
+        break;
       default:
-        return failure('malformed-request', `unexpected <${element.name}/>`);
+        step = failure('malformed-request', `unexpected <${element.name}/>`);
     }
+    const reply = legacyStepXml(step);
+    if (step.kind === 'success') return { reply, username: step.username, done: true };
+    return { reply, done: step.kind === 'failure' };
   }
 
-  private decode(element: Element): Buffer | null {
-    const text = element.getText().trim();
-    if (text === '=' || text === '') return Buffer.alloc(0); // RFC 6120 §6.4.2: '=' is an empty response
-    return BASE64.test(text) ? Buffer.from(text, 'base64') : null;
+  abort(): SaslStep {
+    this.scram = null;
+    return failure('aborted');
   }
 
-  private throttled(account?: string): SaslOutcome | null {
+  private throttled(account?: string): SaslStep | null {
     const wait = this.throttle.blockedFor(this.address, account);
     if (wait === 0) return null;
     // a stable line for fail2ban (README): the address first, then the account
@@ -92,7 +145,7 @@ export class SaslNegotiation {
   }
 
   /** Counts the failure, logs it, and answers it (after a delay once the account is past its soft limit). */
-  private async failed(account: string | undefined, outcome: SaslOutcome): Promise<SaslOutcome> {
+  private async failed(account: string | undefined, outcome: SaslStep): Promise<SaslStep> {
     const delay = this.throttle.failed(this.address, account);
     // a stable line for fail2ban (README): the address first, then the account
     this.server.log.warn({ ip: this.address, jid: account, host: this.host }, `authentication failed from ${this.address} for ${account ?? '-'}`);
@@ -101,7 +154,7 @@ export class SaslNegotiation {
     return outcome;
   }
 
-  private async succeeded(username: string, reply: string): Promise<SaslOutcome> {
+  private async succeeded(username: string, mechanism: string, data: Buffer | null): Promise<SaslStep> {
     this.throttle.succeeded(this.address, `${username}@${this.host}`);
     // RFC 6120 §6.5.1: told only once the credentials proved right, so that it says nothing
     // about an account to someone who does not know its password
@@ -110,17 +163,15 @@ export class SaslNegotiation {
       this.server.log.info({ ip: this.address, jid: `${username}@${this.host}` }, 'login refused: the account is disabled');
       return failure('account-disabled', disabled || 'This account is disabled');
     }
-    return { reply, username, done: true };
+    return { kind: 'success', username, mechanism, data };
   }
 
-  private async auth(element: Element): Promise<SaslOutcome> {
+  /** The client's first message: a mechanism and its initial response (empty when it sent none). */
+  async start(mechanism: string, initial: Buffer): Promise<SaslStep> {
     this.scram = null;
     const blocked = this.throttled();
     if (blocked) return blocked;
-    const mechanism = element.attrs.mechanism ?? '';
-    const initial = this.decode(element);
-    if (initial === null) return failure('incorrect-encoding');
-
+    if (this.options.tokens !== undefined && tokenMechanisms(this.binding).includes(mechanism)) return this.token(mechanism, initial);
     if (!this.offered.includes(mechanism)) return failure('invalid-mechanism');
     const plus = mechanism.endsWith('-PLUS');
     const hash = SCRAM_HASHES[plus ? mechanism.slice(0, -'-PLUS'.length) : mechanism];
@@ -136,7 +187,7 @@ export class SaslNegotiation {
         this.scram = null;
         return this.failed(undefined, fromSaslFailure(started.failure));
       }
-      return { reply: `<challenge xmlns='${NS_SASL}'>${started.challenge.toString('base64')}</challenge>`, done: false };
+      return { kind: 'challenge', data: started.challenge };
     }
     if (mechanism === 'PLAIN') return this.plain(initial);
     return failure('invalid-mechanism');
@@ -150,11 +201,11 @@ export class SaslNegotiation {
     return this.server.accounts.credentials(this.host, username, hash);
   }
 
-  private async response(element: Element): Promise<SaslOutcome> {
+  /** A response to our challenge; null when it was not valid base64. */
+  async respond(data: Buffer | null): Promise<SaslStep> {
     const exchange = this.scram;
     this.scram = null;
     if (exchange === null) return failure('malformed-request', 'no exchange in progress');
-    const data = this.decode(element);
     if (data === null) return failure('incorrect-encoding');
     const account = this.scramUser === undefined ? undefined : `${this.scramUser}@${this.host}`;
     const finished = exchange.finish(data);
@@ -163,10 +214,10 @@ export class SaslNegotiation {
     }
     const username = this.scramUser!;
     if (finished.authzid && !authzidIsOwnBareJid(finished.authzid, username, this.host)) return failure('invalid-authzid');
-    return this.succeeded(username, `<success xmlns='${NS_SASL}'>${finished.success.toString('base64')}</success>`);
+    return this.succeeded(username, exchange.mechanism, finished.success);
   }
 
-  private async plain(message: Buffer): Promise<SaslOutcome> {
+  private async plain(message: Buffer): Promise<SaslStep> {
     const parsed = parsePlain(message);
     if ('condition' in parsed) return this.failed(undefined, fromSaslFailure(parsed));
     const username = normalizeUsername(parsed.username);
@@ -179,6 +230,48 @@ export class SaslNegotiation {
       return this.failed(account, failure('not-authorized'));
     }
     if (parsed.authzid && !authzidIsOwnBareJid(parsed.authzid, username, this.host)) return failure('invalid-authzid');
-    return this.succeeded(username, `<success xmlns='${NS_SASL}'/>`);
+    return this.succeeded(username, 'PLAIN', null);
   }
+
+  /**
+   * draft-schmaus-kitten-sasl-ht §3 (XEP-0484): initiator-msg = authcid NUL initiator-hashed-token,
+   * where the hash is HMAC-SHA-256(token, "Initiator" || cb-data); we answer with
+   * HMAC-SHA-256(token, "Responder" || cb-data) as additional data, so the client knows us too.
+   */
+  private async token(mechanism: string, message: Buffer): Promise<SaslStep> {
+    const separator = message.indexOf(0);
+    if (separator <= 0) return this.failed(undefined, failure('malformed-request', 'expected authcid NUL hash'));
+    const name = decodeUtf8(message.subarray(0, separator));
+    const proof = message.subarray(separator + 1);
+    const username = name === null ? null : normalizeUsername(name);
+    if (username === null || proof.length !== 32) return this.failed(undefined, failure('not-authorized'));
+    const account = `${username}@${this.host}`;
+    const blocked = this.throttled(account);
+    if (blocked) return blocked;
+    const cbData = mechanism.endsWith('-EXPR') ? this.binding?.data('tls-exporter') ?? null : Buffer.alloc(0);
+    if (cbData === null) return failure('invalid-mechanism');
+    const key = await this.options.tokens!(username, mechanism, (candidate) =>
+      crypto.timingSafeEqual(htHash(candidate, 'Initiator', cbData), proof),
+    );
+    if (key === null) return this.failed(account, failure('not-authorized'));
+    return this.succeeded(username, mechanism, htHash(key, 'Responder', cbData));
+  }
+}
+
+/** HMAC-SHA-256(key, label || cb-data), the HT mechanisms' hashed token. */
+export function htHash(key: Buffer, label: 'Initiator' | 'Responder', cbData: Buffer): Buffer {
+  return crypto.createHmac('sha256', key).update(label).update(cbData).digest();
+}
+
+/** RFC 6120 §6.4.2: base64 text, where '=' (or nothing) is an empty response; null when not base64. */
+function decodeLegacy(element: Element): Buffer | null {
+  const text = element.getText().trim();
+  if (text === '=' || text === '') return Buffer.alloc(0);
+  return BASE64.test(text) ? Buffer.from(text, 'base64') : null;
+}
+
+/** XEP-0388: base64 text with no special case; null when not base64. */
+export function decodeBase64(text: string): Buffer | null {
+  const trimmed = text.replace(/\s+/g, '');
+  return BASE64.test(trimmed) ? Buffer.from(trimmed, 'base64') : null;
 }

@@ -155,6 +155,16 @@ export default defineModule({
       }
     }
 
+    // XEP-0386 §2.4: enabled at login, inline in a Bind2 request, for the session it binds
+    m.on('c2s/bind2-inline', (e) => {
+      e.features.push(NS_CARBONS);
+    });
+    m.on('c2s/bind2-element', ({ element, session }) => {
+      if (element.attrs.xmlns !== NS_CARBONS || element.name !== 'enable') return undefined;
+      m.sessions.setFlag(session, 'carbons', true);
+      return true;
+    });
+
     // --- sent copies (§8): what one resource sends, to the others ---------------------------------
     const outbound = (e: StanzaEvent): undefined => {
       const sender = e.session;

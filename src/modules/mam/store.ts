@@ -1,30 +1,110 @@
 // The message archive (XEP-0313): one row per message per archive (a user's, or a room's), in
-// archive order. The row id is the order: milliseconds since the epoch times 1024 plus a counter,
-// so ids sort by time, a `start`/`end` window is an id range, and every query is a range scan on
-// an index that starts with the archive's owner — (owner, id) or (owner, with_bare, id) — never a
-// table scan, however large the archive (test/unit/mam-query-plan.test.ts checks it).
-import { randomFillSync } from 'node:crypto';
+// archive order. The row id is the order: milliseconds since the epoch times 1024 plus the
+// writer's slot and a counter, so ids sort by time, a `start`/`end` window is an id range, and
+// every query is a range scan on an index that starts with the archive's owner — (owner_id, id) or
+// (owner_id, with_id, id) — never a table scan, however large the archive
+// (test/unit/mam-query-plan.test.ts checks it). Owners and peers are bare JIDs interned as
+// integers (mam_jid): index rows of three integers instead of two or three JID strings, which
+// made each archived row's index inserts the larger part of SQLite's work.
+import { randomFillSync, randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type Element from 'ltx/lib/Element.js';
 import type { Migration } from '../../storage/db.js';
 
-/** Ids per millisecond: the low 10 bits are a counter, so 2^53 lasts until the year 2248. */
+/** Ids per millisecond: the low 10 bits are the writer's slot and a counter, so 2^53 lasts until the year 2248. */
 export const IDS_PER_MS = 1024;
+/**
+ * Writers sharing one database (processes of a cluster on PostgreSQL): each claims one of
+ * WRITER_SLOTS slots (mam_writers) and makes ids with its slot in bits 6-9, so two processes
+ * never make the same id even in the same millisecond; the counter (bits 0-5) gives 64 ids per
+ * ms per process, and past that the next millisecond's (ids run a little ahead of the clock).
+ */
+export const WRITER_SLOTS = 16;
+const IDS_PER_SLOT = IDS_PER_MS / WRITER_SLOTS;
+/** A claim not renewed for this long (ms) is taken as dead (a process killed without releasing it). */
+const SLOT_STALE_MS = 120_000;
+const SLOT_RENEW_MS = 30_000;
+/** Interned JIDs kept in memory, per database; beyond that the map starts over (rows are never renumbered). */
+const JID_CACHE_MAX = 200_000;
 /** Public ids: the row id in 11 base-32 digits (55 bits), then the nonce in 5 (25 bits). */
 const ID_DIGITS = 11;
 const NONCE_DIGITS = 5;
 const NONCE_BITS = 25;
 /** Ids handed out before the base-32 format: base 36, then a nonce in 4 base-36 digits (still accepted). */
 const LEGACY_NONCE_LENGTH = 4;
-/** Rows per INSERT statement: under SQLite's bound-parameter limit. */
+/** Rows per INSERT statement: under SQLite's bound-parameter limit (999). */
 const INSERT_CHUNK = 100;
+/**
+ * How long a batch started on an idle writer waits for more rows (ms). A statement costs ~70 µs
+ * of CPU (a third on the event loop) besides ~4.5 µs per row on SQLite: at 2,000 messages/s,
+ * one commit per message pair spent more than the rest of the message's path. What waits is the
+ * sender's acknowledgement (XEP-0198), never the delivery; at a high rate batches form while the
+ * previous one is written and nothing waits for this timer.
+ */
+const COMMIT_DELAY_MS = 2;
+/** On PostgreSQL: 7 bound values a row, under its limit of 65,535 per statement. */
+const PG_INSERT_CHUNK = 1000;
+
+/** The interned id of a bare JID, as SQL: NULL (so no row matches) when the JID was never archived. */
+const jidId = (db: Knex, jid: string): Knex.Raw => db.raw('(SELECT id FROM mam_jid WHERE jid = ?)', [jid]);
 
 /** Deletes an account's whole archive, in batches so that a large one does not hold the database. */
 export async function removeArchive(db: Knex, owner: string): Promise<void> {
+  const row = (await db('mam_jid').where('jid', owner).first('id')) as { id: number | string } | undefined;
+  if (row === undefined) return;
   for (;;) {
-    const deleted = await db('mam_archive').whereIn('id', db('mam_archive').where({ owner }).limit(1000).select('id')).delete();
+    const deleted = await db('mam_archive').whereIn('id', db('mam_archive').where('owner_id', row.id).limit(1000).select('id')).delete();
     if (deleted < 1000) return;
   }
+}
+
+/**
+ * 002: owners and peers interned (narrower rows in both indexes), existing rows carried over
+ * with their ids; and the writer slots that keep ids unique across processes.
+ */
+async function internJids(db: Knex): Promise<void> {
+  const postgres = (db.client as { config: { client: string } }).config.client === 'pg';
+  await db.schema.createTable('mam_jid', (t) => {
+    t.specificType('id', postgres ? 'bigserial' : 'integer').primary();
+    t.string('jid', 3071).notNullable().unique('mam_jid_by_jid');
+  });
+  await db.schema.createTable('mam_writers', (t) => {
+    t.integer('slot').primary();
+    t.string('holder', 64).notNullable();
+    /** ms since the epoch: last renewed */
+    t.bigInteger('seen').notNullable();
+  });
+  await db.raw('INSERT INTO mam_jid (jid) SELECT owner FROM mam_archive UNION SELECT with_bare FROM mam_archive');
+  await db.schema.renameTable('mam_archive', 'mam_archive_001');
+  if (postgres) await db.raw('ALTER TABLE mam_archive_001 RENAME CONSTRAINT mam_archive_pkey TO mam_archive_001_pkey');
+  // PostgreSQL renames the old indexes with their table's name kept: free the names for the new ones
+  await db.schema.alterTable('mam_archive_001', (t) => {
+    t.dropIndex([], 'mam_archive_by_owner');
+    t.dropIndex([], 'mam_archive_by_owner_with');
+  });
+  await db.schema.createTable('mam_archive', (t) => {
+    // SQLite: an INTEGER primary key is the rowid itself, so the table is ordered by it
+    t.specificType('id', postgres ? 'bigint' : 'integer').primary();
+    t.string('host', 255).notNullable();
+    /** The archive (mam_jid): an account, or a room. */
+    t.bigInteger('owner_id').notNullable();
+    /** The other party's bare JID (mam_jid; for a room: the room, and the nick in with_resource). */
+    t.bigInteger('with_id').notNullable();
+    t.string('with_resource', 1023).notNullable().defaultTo('');
+    /** Random part of the public id, so that ids cannot be guessed from the time alone (25 bits; 36^4 before). */
+    t.integer('nonce').notNullable();
+    /** The message as it was sent, serialised once, with xmlns='jabber:client'. */
+    t.text('stanza').notNullable();
+  });
+  await db.raw(`INSERT INTO mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza)
+    SELECT a.id, a.host, o.id, w.id, a.with_resource, a.nonce, a.stanza FROM mam_archive_001 a
+    JOIN mam_jid o ON o.jid = a.owner JOIN mam_jid w ON w.jid = a.with_bare`);
+  await db.schema.dropTable('mam_archive_001');
+  // built after the copy: one sort each instead of a million index inserts
+  await db.schema.alterTable('mam_archive', (t) => {
+    t.index(['owner_id', 'id'], 'mam_archive_by_owner');
+    t.index(['owner_id', 'with_id', 'id'], 'mam_archive_by_owner_with');
+  });
 }
 
 export const archiveMigrations: Migration[] = [
@@ -68,6 +148,7 @@ export const archiveMigrations: Migration[] = [
       });
     },
   },
+  { name: '002-intern-jids', up: internJids },
 ];
 
 export interface ArchiveRow {
@@ -170,7 +251,7 @@ function nextNonce(): number {
 /** The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row). */
 function insertSql(rows: number, host: string): string {
   const row = `(?, ${host}, ?, ?, ?, ?, ?)`;
-  return 'INSERT INTO mam_archive (id, host, owner, with_bare, with_resource, nonce, stanza) VALUES ' + Array.from({ length: rows }, () => row).join(', ');
+  return 'INSERT INTO mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza) VALUES ' + Array.from({ length: rows }, () => row).join(', ');
 }
 const knexInserts: string[] = [];
 
@@ -199,7 +280,8 @@ const exec = (connection: SqliteConnection, sql: string) =>
 /** The rows of one event-loop turn (or more, while the last batch was written), written in one statement or transaction; `written` settles for all of them. */
 interface Batch {
   /**
-   * id, owner, with_bare, with_resource, nonce, stanza of each row, flat: the INSERT's bindings.
+   * id, owner, with_bare, with_resource, nonce, stanza of each row, flat: the INSERT's bindings
+   * once the owner and with_bare JIDs are replaced by their interned ids (at write time).
    * All strings: node-sqlite3 binds a number only after looking up the global RegExp constructor
    * to rule it out (per value, ~0.3 µs of the event loop), a string at once; the integer columns
    * store integer-looking text as integers (SQLite's type affinity), as PostgreSQL casts it.
@@ -216,9 +298,117 @@ const PER_ROW = 6;
 
 /**
  * The last id handed out in this process, shared by every host's store: the hosts write into one
- * table, so two of them archiving in the same millisecond must not take the same id.
+ * table, so two of them archiving in the same millisecond must not take the same id. Other
+ * processes (a cluster on one PostgreSQL) use other slots.
  */
-let lastId = 0;
+let lastMs = 0;
+let lastCounter = IDS_PER_SLOT - 1;
+let writerSlot = 0;
+
+/** A process's claim on a writer slot, per database, shared by its hosts' stores. */
+interface SlotClaim {
+  slot: Promise<number>;
+  users: number;
+  holder: string;
+  timer: NodeJS.Timeout | null;
+}
+const claims = new WeakMap<Knex, SlotClaim>();
+
+/**
+ * Claims a free slot in mam_writers (or one whose holder stopped renewing it: a process killed
+ * without releasing it) and renews it while the store is open. SQLite: slot 0, no claim — one
+ * process writes an SQLite archive (a cluster needs PostgreSQL).
+ */
+async function claimSlot(db: Knex, claim: SlotClaim): Promise<number> {
+  if ((db.client as PoolClient).config.client === 'sqlite3') return 0;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const now = Date.now();
+    const taken: Array<{ slot: number; holder: string; seen: number | string }> = await db('mam_writers').select('slot', 'holder', 'seen');
+    const used = new Set(taken.map((r) => r.slot));
+    for (let slot = 0; slot < WRITER_SLOTS; slot++) {
+      if (used.has(slot)) continue;
+      const inserted: unknown[] = await db('mam_writers').insert({ slot, holder: claim.holder, seen: now }).onConflict('slot').ignore().returning('slot');
+      if (inserted.length === 1) return slot;
+    }
+    const stale = taken.filter((r) => now - Number(r.seen) > SLOT_STALE_MS).sort((a, b) => Number(a.seen) - Number(b.seen));
+    for (const row of stale) {
+      // compare-and-swap on the old claim: two processes cannot both take it
+      const updated = await db('mam_writers').where({ slot: row.slot, holder: row.holder, seen: row.seen }).update({ holder: claim.holder, seen: now });
+      if (updated === 1) return row.slot;
+    }
+  }
+  throw new Error(`more than ${WRITER_SLOTS} processes write this archive (mam_writers): archive ids could collide`);
+}
+
+function acquireSlot(db: Knex): SlotClaim {
+  let claim = claims.get(db);
+  if (claim === undefined) {
+    const fresh: SlotClaim = { slot: Promise.resolve(0), users: 0, holder: randomUUID(), timer: null };
+    fresh.slot = claimSlot(db, fresh).then((slot) => {
+      if ((db.client as PoolClient).config.client !== 'sqlite3') {
+        fresh.timer = setInterval(() => {
+          db('mam_writers').where({ slot, holder: fresh.holder }).update({ seen: Date.now() }).catch(() => {});
+        }, SLOT_RENEW_MS);
+        fresh.timer.unref();
+      }
+      return slot;
+    });
+    claims.set(db, (claim = fresh));
+  }
+  claim.users++;
+  return claim;
+}
+
+async function releaseSlot(db: Knex): Promise<void> {
+  const claim = claims.get(db);
+  if (claim === undefined || --claim.users > 0) return;
+  claims.delete(db);
+  if (claim.timer !== null) clearInterval(claim.timer);
+  if ((db.client as PoolClient).config.client === 'sqlite3') return;
+  const slot = await claim.slot.catch(() => null);
+  if (slot !== null) await db('mam_writers').where({ slot, holder: claim.holder }).delete().catch(() => {});
+}
+
+/**
+ * Bare JIDs interned as integers (mam_jid), cached per database. Rows are added with
+ * ON CONFLICT DO NOTHING and read back, so processes sharing one database agree on the numbers.
+ */
+class JidIds {
+  private static readonly caches = new WeakMap<Knex, Map<string, number>>();
+  private readonly cache: Map<string, number>;
+
+  constructor(private readonly db: Knex) {
+    let cache = JidIds.caches.get(db);
+    if (cache === undefined) JidIds.caches.set(db, (cache = new Map()));
+    this.cache = cache;
+  }
+
+  get(jid: string): number | undefined {
+    return this.cache.get(jid);
+  }
+
+  /** Makes sure every JID of `jids` has its number in the cache. */
+  async intern(jids: Iterable<string>): Promise<void> {
+    const missing = new Set<string>();
+    for (const jid of jids) if (!this.cache.has(jid)) missing.add(jid);
+    if (missing.size === 0) return;
+    if (this.cache.size + missing.size > JID_CACHE_MAX) this.cache.clear();
+    const list = [...missing];
+    for (let i = 0; i < list.length; i += 500) {
+      const chunk = list.slice(i, i + 500);
+      await this.read(chunk);
+      const absent = chunk.filter((jid) => !this.cache.has(jid));
+      if (absent.length === 0) continue;
+      await this.db('mam_jid').insert(absent.map((jid) => ({ jid }))).onConflict('jid').ignore();
+      await this.read(absent);
+    }
+  }
+
+  private async read(jids: string[]): Promise<void> {
+    const rows: Array<{ id: number | string; jid: string }> = await this.db('mam_jid').whereIn('jid', jids).select('id', 'jid');
+    for (const row of rows) this.cache.set(row.jid, Number(row.id));
+  }
+}
 
 export class ArchiveStore {
   private batch: Batch | null = null;
@@ -235,6 +425,8 @@ export class ArchiveStore {
   /** The write under way: one at a time per store. */
   private writing: Promise<void> | null = null;
   private closed = false;
+  private readonly jids: JidIds;
+  private slotHeld = false;
 
   /** `onError` hears of a batch that could not be written (its `written` resolves to false). */
   constructor(
@@ -246,19 +438,31 @@ export class ArchiveStore {
   ) {
     this.sqlite = (db.client as PoolClient).config.client === 'sqlite3';
     this.direct = this.sqlite && sqliteDirect;
+    this.jids = new JidIds(db);
   }
 
-  /** Reads the highest id, so that ids stay increasing across restarts. */
+  /** Claims this process's writer slot and reads the highest id, so that ids stay increasing across restarts. */
   async init(): Promise<void> {
+    this.slotHeld = true;
+    writerSlot = await acquireSlot(this.db).slot;
     const row = await this.db('mam_archive').max<{ id: number | string | null }>({ id: 'id' }).first();
-    lastId = Math.max(lastId, Number(row?.id ?? 0));
+    const ms = Math.floor(Number(row?.id ?? 0) / IDS_PER_MS);
+    if (ms >= lastMs) {
+      lastMs = ms;
+      lastCounter = IDS_PER_SLOT - 1; // the next id is in the next millisecond: above every id written
+    }
   }
 
   /** The next id at `time` (ms): increasing even when the clock or a burst says otherwise. */
   nextId(time = Date.now()): number {
-    const candidate = time * IDS_PER_MS;
-    lastId = candidate > lastId ? candidate : lastId + 1;
-    return lastId;
+    if (time > lastMs) {
+      lastMs = time;
+      lastCounter = 0;
+    } else if (++lastCounter === IDS_PER_SLOT) {
+      lastMs++;
+      lastCounter = 0;
+    }
+    return lastMs * IDS_PER_MS + writerSlot * IDS_PER_SLOT + lastCounter;
   }
 
   /**
@@ -281,13 +485,14 @@ export class ArchiveStore {
     const written = new Promise<boolean>((resolve) => (settle = resolve));
     const batch: Batch = { values: [], rows: 0, messages: [], written, settle };
     this.batch = batch;
-    // written at the end of this turn, or when the write under way is done
-    if (this.writing === null) setImmediate(() => this.writeNext());
+    // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
+    // few messages join this batch), or when the write under way is done (a high rate)
+    if (this.writing === null) setTimeout(this.writeNext, COMMIT_DELAY_MS);
     return batch;
   }
 
   /** Writes the batch that has grown, if any, and then the next one. */
-  private writeNext(): void {
+  private readonly writeNext = (): void => {
     const batch = this.batch;
     if (batch === null || this.writing !== null) return;
     this.batch = null;
@@ -295,10 +500,11 @@ export class ArchiveStore {
       this.writing = null;
       this.writeNext();
     });
-  }
+  };
 
   private async write(batch: Batch): Promise<void> {
     try {
+      await this.internRows(batch);
       await (this.direct ? this.writeSqlite(batch) : this.writeKnex(batch));
       batch.settle(true);
     } catch (err) {
@@ -307,15 +513,36 @@ export class ArchiveStore {
     }
   }
 
-  /** Any database: one transaction of multi-row INSERTs. */
+  /** The owner and with_bare JIDs of the batch's rows replaced, in place, by their interned ids. */
+  private async internRows(batch: Batch): Promise<void> {
+    const values = batch.values;
+    const jids = new Set<string>();
+    for (let i = 0; i < values.length; i += PER_ROW) jids.add(values[i + 1]!).add(values[i + 2]!);
+    await this.jids.intern(jids);
+    for (let i = 0; i < values.length; i += PER_ROW) {
+      const owner = this.jids.get(values[i + 1]!);
+      const peer = this.jids.get(values[i + 2]!);
+      if (owner === undefined || peer === undefined) throw new Error('a JID of the archive has no number');
+      values[i + 1] = String(owner);
+      values[i + 2] = String(peer);
+    }
+  }
+
+  /**
+   * Any database (PostgreSQL): multi-row INSERTs of up to PG_INSERT_CHUNK rows; one statement
+   * commits by itself, several are one transaction.
+   */
   private async writeKnex(batch: Batch): Promise<void> {
+    const chunk = this.sqlite ? INSERT_CHUNK : PG_INSERT_CHUNK;
+    const insert = async (runner: Knex | Knex.Transaction, first: number) => {
+      const rows = Math.min(chunk, batch.rows - first);
+      const values: string[] = [];
+      for (let i = first * PER_ROW; i < (first + rows) * PER_ROW; i += PER_ROW) values.push(batch.values[i]!, this.host, ...batch.values.slice(i + 1, i + PER_ROW));
+      await runner.raw((knexInserts[rows] ??= insertSql(rows, '?')), values);
+    };
+    if (batch.rows <= chunk) return insert(this.db, 0);
     await this.db.transaction(async (trx) => {
-      for (let first = 0; first < batch.rows; first += INSERT_CHUNK) {
-        const rows = Math.min(INSERT_CHUNK, batch.rows - first);
-        const values: string[] = [];
-        for (let i = first * PER_ROW; i < (first + rows) * PER_ROW; i += PER_ROW) values.push(batch.values[i]!, this.host, ...batch.values.slice(i + 1, i + PER_ROW));
-        await trx.raw((knexInserts[rows] ??= insertSql(rows, '?')), values);
-      }
+      for (let first = 0; first < batch.rows; first += chunk) await insert(trx, first);
     });
   }
 
@@ -379,6 +606,10 @@ export class ArchiveStore {
     // what was archived before the streams closed is written first
     while (this.writing !== null || this.batch !== null) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
     await this.finalizeStatements();
+    if (this.slotHeld) {
+      this.slotHeld = false;
+      await releaseSlot(this.db);
+    }
   }
 
   /**
@@ -393,7 +624,7 @@ export class ArchiveStore {
   /** Whether the archive holds this row (for after-id, before-id and RSM cursors). */
   async exists(owner: string, id: number, nonce: number): Promise<boolean> {
     await this.written();
-    const row = await this.db('mam_archive').where({ owner, id }).first('nonce');
+    const row = await this.db('mam_archive').where('id', id).andWhere('owner_id', jidId(this.db, owner)).first('nonce');
     return row !== undefined && Number((row as { nonce: number }).nonce) === nonce;
   }
 
@@ -402,8 +633,8 @@ export class ArchiveStore {
     // (owner, id) even for one conversation, and then reads the whole archive's rows in the range
     // to find that conversation's: 7 ms instead of 1 on a million messages. Name the index.
     const table = filter.withBare !== undefined && this.sqlite ? this.db.raw('mam_archive INDEXED BY mam_archive_by_owner_with') : 'mam_archive';
-    const query = this.db.from(table).where('owner', filter.owner);
-    if (filter.withBare !== undefined) query.andWhere('with_bare', filter.withBare);
+    const query = this.db.from(table).where('owner_id', jidId(this.db, filter.owner));
+    if (filter.withBare !== undefined) query.andWhere('with_id', jidId(this.db, filter.withBare));
     if (filter.withResource !== undefined) query.andWhere('with_resource', filter.withResource);
     if (filter.minId !== undefined) query.andWhere('id', '>=', filter.minId);
     if (filter.maxId !== undefined) query.andWhere('id', '<=', filter.maxId);
@@ -439,8 +670,8 @@ export class ArchiveStore {
   /** The archive's first and last rows (XEP-0441), or null when it is empty. */
   async ends(owner: string): Promise<{ first: { id: number; nonce: number }; last: { id: number; nonce: number } } | null> {
     await this.written();
-    const first = await this.db('mam_archive').where('owner', owner).orderBy('id', 'asc').first('id', 'nonce');
-    const last = await this.db('mam_archive').where('owner', owner).orderBy('id', 'desc').first('id', 'nonce');
+    const first = await this.db('mam_archive').where('owner_id', jidId(this.db, owner)).orderBy('id', 'asc').first('id', 'nonce');
+    const last = await this.db('mam_archive').where('owner_id', jidId(this.db, owner)).orderBy('id', 'desc').first('id', 'nonce');
     if (first === undefined || last === undefined) return null;
     const row = (r: { id: number | string; nonce: number | string }) => ({ id: Number(r.id), nonce: Number(r.nonce) });
     return { first: row(first as { id: number; nonce: number }), last: row(last as { id: number; nonce: number }) };
@@ -476,12 +707,13 @@ export class ArchiveStore {
    * Rows of other hosts are passed over by the cursor: one index fewer on every insert.
    */
   expiryScanQuery(afterId: number, beforeId: number, batch: number): Knex.QueryBuilder {
-    return this.db('mam_archive').where('id', '>', afterId).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id', 'host', 'owner');
+    return this.db({ a: 'mam_archive' }).join({ j: 'mam_jid' }, 'j.id', 'a.owner_id')
+      .where('a.id', '>', afterId).andWhere('a.id', '<', beforeId).orderBy('a.id').limit(batch).select('a.id', 'a.host', { owner: 'j.jid' });
   }
 
   /** One archive's oldest rows before `beforeId` (public for the query-plan test). */
   ownerExpiryQuery(owner: string, beforeId: number, batch: number): Knex.QueryBuilder {
-    return this.db('mam_archive').where('owner', owner).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id');
+    return this.db('mam_archive').where('owner_id', jidId(this.db, owner)).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id');
   }
 
   /** The count of a filter (public for the query-plan test). */

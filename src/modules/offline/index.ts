@@ -77,6 +77,8 @@ export default defineModule({
     const counts = new Map<string, number>();
     /** Store writes per account, in order; a login waits for the ones still under way. */
     const writing = new SerialQueue();
+    /** Per account, the commit of its last message stored (batches commit in order). */
+    const committing = new Map<string, Promise<void>>();
     /** Ids handed to a session and not yet confirmed: not handed out twice. */
     const inFlight = new Set<number>();
     let toDelete: number[] = [];
@@ -111,23 +113,28 @@ export default defineModule({
       const username = e.to.local;
       const xml = serialize(e.stanza);
       const storedAt = Date.now();
-      const write = writing.run(username, async () => {
-        const n = await countOf(username);
+      // The queue orders the quota checks (and the first count read) per account; it does not
+      // wait for the commit, so one account's burst shares the store's group commits.
+      const queued = writing.run(username, async () => {
+        const n = counts.get(username) ?? (await countOf(username));
         if (n >= m.options.max_messages) {
           m.log.warn({ account: e.to.bare }, 'offline storage full; message refused');
           m.server.router.bounce(e.stanza, new StanzaError('resource-constraint', 'The recipient\'s offline storage is full', 'wait'));
-          return;
+          return undefined;
         }
         counts.set(username, n + 1);
-        try {
-          await store.add(username, xml, storedAt);
-        } catch (err) {
+        const stored = store.add(username, xml, storedAt).catch((err: unknown) => {
           counts.set(username, (counts.get(username) ?? 1) - 1);
           m.log.error({ err, account: e.to.bare }, 'storing an offline message failed');
           m.server.router.bounce(e.stanza, new StanzaError('internal-server-error', 'The message could not be stored'));
-        }
+        });
+        committing.set(username, stored);
+        void stored.then(() => {
+          if (committing.get(username) === stored) committing.delete(username);
+        });
+        return { stored };
       });
-      return write; // the sender's stream acknowledges only once this settles
+      return queued.then((write) => write?.stored); // the sender's stream acknowledges only once this settles
     });
 
     const scheduleDeletes = () => {
@@ -150,6 +157,7 @@ export default defineModule({
     async function deliver(session: SessionRef): Promise<void> {
       const username = session.jid.local;
       await writing.idle(username); // messages still being stored belong to this delivery too
+      await committing.get(username);
       const messages = (await store.list(username)).filter((message) => !inFlight.has(message.id));
       // past the retention period a message is not delivered, even before the sweep deletes it
       const cutoff = m.optional('mam')?.expiryCutoff(username) ?? null;
@@ -218,6 +226,9 @@ export default defineModule({
       counts.delete(username);
     });
 
-    m.onStop(() => scheduleDeletes());
+    m.onStop(async () => {
+      await store.settled();
+      scheduleDeletes();
+    });
   },
 });

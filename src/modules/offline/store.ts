@@ -27,6 +27,9 @@ export interface StoredMessage {
   stanza: string;
 }
 
+/** Rows per INSERT statement: 4 bound values each, under SQLite's limit of 999. */
+const INSERT_CHUNK = 200;
+
 interface PendingRow {
   row: { host: string; username: string; stored_at: number; stanza: string };
   resolve(): void;
@@ -34,8 +37,10 @@ interface PendingRow {
 }
 
 export class OfflineStore {
-  /** Rows waiting for this event-loop turn's batch insert. */
+  /** Rows stored since the write under way began: the next batch (group commit). */
   private pending: PendingRow[] = [];
+  /** The write under way: one at a time, so batches commit in arrival order (ids too, on PostgreSQL). */
+  private writing: Promise<void> | null = null;
 
   constructor(
     private readonly db: Knex,
@@ -58,24 +63,45 @@ export class OfflineStore {
   }
 
   /**
-   * Stores a message; resolves once it is on disk. Messages stored in the same event-loop turn
-   * go into one transaction, so a burst of messages costs one commit, not one each.
+   * Stores a message; resolves once it is committed. Messages stored in the same event-loop turn,
+   * or while the previous batch is being written, go into one transaction (group commit), so a
+   * burst costs a few commits, not one each, and nothing waits behind a queue of small ones.
    */
   add(username: string, stanza: string, storedAt = Date.now()): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.pending.length === 0) setImmediate(() => void this.flush());
+      if (this.pending.length === 0 && this.writing === null) setImmediate(() => this.writeNext());
       this.pending.push({ row: { host: this.host, username, stored_at: storedAt, stanza }, resolve, reject });
     });
   }
 
-  private async flush(): Promise<void> {
+  /** Settles once every message added so far is committed (or failed). */
+  async settled(): Promise<void> {
+    while (this.writing !== null || this.pending.length > 0) {
+      await (this.writing ?? new Promise<void>((resolve) => setImmediate(resolve)));
+    }
+  }
+
+  private writeNext(): void {
+    if (this.writing !== null || this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    this.writing = this.write(batch).then(() => {
+      this.writing = null;
+      this.writeNext();
+    });
+  }
+
+  private async write(batch: PendingRow[]): Promise<void> {
     try {
-      await this.db.transaction(async (trx) => {
-        // chunks keep each statement under SQLite's bound-parameter limit
-        for (let i = 0; i < batch.length; i += 200) await trx('offline_messages').insert(batch.slice(i, i + 200).map((p) => p.row));
-      });
+      if (batch.length <= INSERT_CHUNK) {
+        // one statement commits by itself: no BEGIN/COMMIT round trips
+        await this.db('offline_messages').insert(batch.map((p) => p.row));
+      } else {
+        await this.db.transaction(async (trx) => {
+          // chunks keep each statement under SQLite's bound-parameter limit
+          for (let i = 0; i < batch.length; i += INSERT_CHUNK) await trx('offline_messages').insert(batch.slice(i, i + INSERT_CHUNK).map((p) => p.row));
+        });
+      }
       for (const p of batch) p.resolve();
     } catch (err) {
       for (const p of batch) p.reject(err);
