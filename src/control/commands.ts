@@ -59,7 +59,7 @@ export const sessionsList = defineCommand({
     return context.sessions(host === undefined ? undefined : hostOf(context, host));
   },
   format: (sessions) => sessions
-    .map((s) => `${s.jid} ${s.ip} ${s.transport}${s.secure ? '+tls' : ''} since=${s.since} sm=${s.sm ? 'on' : 'off'} csi=${s.inactive ? 'inactive' : 'active'}${s.client === undefined ? '' : ` client=${JSON.stringify(s.client)}`}`)
+    .map((s) => `${s.jid} ${s.ip} ${s.transport}${s.secure ? '+tls' : ''} since=${s.since} sm=${s.sm ? 'on' : 'off'} csi=${s.inactive ? 'inactive' : 'active'}${s.client === undefined ? '' : ` client=${JSON.stringify(s.client)}`}${s.node === undefined ? '' : ` node=${s.node}`}`)
     .join('\n'),
 });
 

@@ -3,6 +3,7 @@
 import type { Knex } from 'knex';
 import type { Server } from '../app/server.js';
 import type { Session } from '../core/sessions.js';
+import type { SessionRef } from '../core/ports.js';
 import type { ClientSession } from '../c2s/session.js';
 import { userAgentOf } from '../c2s/features/sasl2.js';
 import { deleteAccount } from '../accounts/lifecycle.js';
@@ -44,22 +45,24 @@ async function databaseVersion(db: Knex, driver: string): Promise<string> {
   }
 }
 
-function sessionInfo(session: Session): SessionInfo {
-  const client = session as Partial<ClientSession> & Session;
-  const stream = client.stream;
+/** A session of this node, or (in a cluster) of another: `node` names it then. */
+function sessionInfo(session: SessionRef): SessionInfo {
+  const described = session.describe();
+  const stream = session.local === undefined ? undefined : (session as Partial<ClientSession> & Session).stream;
   const agent = stream ? userAgentOf(stream) : undefined;
   const software = agent?.software ? `${agent.software}${agent.device ? ` (${agent.device})` : ''}` : undefined;
   return {
     jid: session.jid.toString(),
-    ip: session.remoteAddress,
-    transport: stream === null ? 'hibernating' : stream?.transport.kind ?? 'tcp',
-    secure: stream?.secure ?? false,
-    since: new Date(client.since ?? Date.now()).toISOString(),
-    sm: client.sm !== null && client.sm !== undefined,
+    ip: described.ip,
+    transport: described.transport,
+    secure: described.secure,
+    since: new Date(described.since).toISOString(),
+    sm: described.sm,
     inactive: session.inactive,
     available: session.available,
     priority: session.priority,
     ...(software === undefined ? {} : { client: software }),
+    ...(session.local === undefined ? { node: session.node } : {}),
   };
 }
 
@@ -80,7 +83,8 @@ export function liveContext(
     return motd;
   };
   const mucOf = (host: string) => server.hosts.get(host)?.services.get('muc') as MucAdminService | undefined;
-  const sessionsOf = (host: string | undefined) => [...server.sessions.all()].filter((s) => (host === undefined ? hosts.includes(s.host) : s.host === host));
+  // in a cluster, every node's sessions (the directory holds the others' too)
+  const sessionsOf = (host: string | undefined) => [...server.sessions.everywhere()].filter((s) => (host === undefined ? hosts.includes(s.jid.domain) : s.jid.domain === host));
   return {
     hosts,
     accounts: server.accounts,
@@ -120,14 +124,19 @@ export function liveContext(
     kick(jid, condition, text) {
       const slash = jid.indexOf('/');
       const bare = slash === -1 ? jid : jid.slice(0, slash);
-      const targets = slash === -1 ? server.sessions.localSessions(bare) : [server.sessions.get(bare, jid.slice(slash + 1))].filter((s): s is Session => s !== undefined);
-      for (const session of targets) session.close(condition, text);
+      // in a cluster, a session of another node is ended by its node
+      const all = server.sessions.resources(bare);
+      const targets = slash === -1 ? [...(all?.values() ?? [])] : [all?.get(jid.slice(slash + 1))].filter((s): s is SessionRef => s !== undefined);
+      for (const session of targets) {
+        if (session.local !== undefined) (session as Session).close(condition, text);
+        else server.kernel.delivery.link?.close(session, condition, text);
+      }
       if (targets.length > 0) server.log.info({ jid, condition, sessions: targets.length }, 'sessions ended by an administrator');
       return targets.length;
     },
     announce(host, subject, body) {
       const targets = sessionsOf(host);
-      for (const session of targets) session.send(headline(host, session.jid.toString(), subject, body));
+      for (const session of targets) server.kernel.delivery.deliver(session, headline(host, session.jid.toString(), subject, body));
       server.log.info({ host, sessions: targets.length }, 'announcement sent');
       return targets.length;
     },
@@ -135,7 +144,7 @@ export function liveContext(
       await motdOf(host).setMotd(subject, body);
       if (body === null) return 0;
       const targets = sessionsOf(host).filter((s) => s.available);
-      for (const session of targets) session.send(headline(host, session.jid.toString(), subject, body));
+      for (const session of targets) server.kernel.delivery.deliver(session, headline(host, session.jid.toString(), subject, body));
       return targets.length;
     },
     rooms: (host) => mucOf(host)?.rooms() ?? [],

@@ -62,6 +62,8 @@ export interface SessionInfo {
   inactive: boolean;
   available: boolean;
   priority: number;
+  /** The cluster node holding it, when it is not the node answering. */
+  node?: string;
   /** The client's software (and device) as it named itself in SASL2 (XEP-0388 <user-agent/>), when it did. */
   client?: string;
 }

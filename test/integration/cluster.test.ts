@@ -267,3 +267,20 @@ clusterTest('a room with occupants on both nodes: presence, messages and history
   await onA.send(groupchat(room, 'still here', 'g3'));
   await onA.next(isGroupchat(`${room}/Bob`, 'still here'));
 });
+
+clusterTest('admin commands see and end sessions on every node', async (t) => {
+  const { erin } = await freshAccounts(a, 'erin');
+  const onB = await user(t, b, erin, 'laptop');
+  await known(a, onB.jid);
+  const admin = a.server.admin!();
+  const listed = admin.sessions().find((s) => s.jid === onB.jid);
+  t.is(listed?.node, 'b');
+  t.is(listed?.transport, 'tcp');
+  t.true(listed?.secure);
+  const ended = new Promise<string>((resolve) => onB.xmpp.on('error', (err: unknown) => resolve((err as { condition?: string }).condition ?? String(err))));
+  onB.xmpp.reconnect.stop();
+  t.is(admin.kick(onB.jid, 'policy-violation', 'Disconnected by an administrator'), 1);
+  t.is(await ended, 'policy-violation');
+  await forgotten(a, onB.jid);
+  t.falsy(admin.sessions().find((s) => s.jid === onB.jid));
+});
