@@ -6,6 +6,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { AccountStore } from './store.js';
+import { Jid } from '../core/jid.js';
 
 /** The account whose data is being deleted, and where data lives. */
 export interface AccountDataScope {
@@ -84,7 +85,8 @@ export interface RunningServer {
   accounts: AccountStore;
   log: Logger;
   settings: { dataDir: string };
-  sessions: { localSessions(bare: string): Array<{ close(condition?: 'not-authorized', text?: string): void }> };
+  /** Ends the account's sessions, on every node of a cluster. */
+  closeSessions(jid: Jid, condition: 'not-authorized', text: string): number;
   hosts: ReadonlyMap<string, { events: { fire<E>(name: string, event: E): unknown } }>;
   /** Every module this build knows (not only the enabled ones). */
   moduleDefinitions(): Iterable<AccountDataOwner>;
@@ -105,15 +107,13 @@ async function deleteLive(server: RunningServer, host: string, username: string)
   // an in-band remove's result (XEP-0077 §3.2) goes out before its stream ends
   await new Promise((resolve) => setImmediate(resolve));
   const bare = `${username}@${host}`;
-  for (const session of server.sessions.localSessions(bare)) {
-    // RFC 6120 §4.9.3.14 <not-authorized/>: the stream's authentication no longer holds. Not
-    // <reset/> or <system-shutdown/>, which invite the client to reconnect, nor <conflict/>,
-    // which says another session took over; clients (and Prosody, for a deleted user) treat
-    // not-authorized as "stop, the credentials are gone". Closing ends the session for good:
-    // it cannot be resumed (XEP-0198), and what it had not acknowledged goes to offline storage
-    // before that is cleared below.
-    session.close('not-authorized', 'The account was deleted');
-  }
+  // RFC 6120 §4.9.3.14 <not-authorized/>: the stream's authentication no longer holds. Not
+  // <reset/> or <system-shutdown/>, which invite the client to reconnect, nor <conflict/>,
+  // which says another session took over; clients (and Prosody, for a deleted user) treat
+  // not-authorized as "stop, the credentials are gone". Closing ends the session for good:
+  // it cannot be resumed (XEP-0198), and what it had not acknowledged goes to offline storage
+  // before that is cleared below.
+  server.closeSessions(new Jid(username, host), 'not-authorized', 'The account was deleted');
   const existed = await rowDeleted;
   const events = server.hosts.get(host)?.events;
   const pending: Array<Promise<unknown>> = [];

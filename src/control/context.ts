@@ -3,6 +3,7 @@
 import type { Knex } from 'knex';
 import type { Server } from '../app/server.js';
 import type { Session } from '../core/sessions.js';
+import { Jid, parseJid } from '../core/jid.js';
 import type { SessionRef } from '../core/ports.js';
 import type { ClientSession } from '../c2s/session.js';
 import { userAgentOf } from '../c2s/features/sasl2.js';
@@ -93,10 +94,8 @@ export function liveContext(
     async setDisabled(host, username, disabled, reason?: string) {
       if (!(await server.accounts.setDisabled(host, username, disabled, reason))) return false;
       if (disabled) {
-        for (const session of server.sessions.localSessions(`${username}@${host}`)) {
-          // RFC 6120 §4.9.3.14: the credentials no longer hold; the client should not retry
-          session.close('not-authorized', reason ?? 'The account was disabled');
-        }
+        // RFC 6120 §4.9.3.14: the credentials no longer hold; the client should not retry
+        server.kernel.closeSessions(new Jid(username, host), 'not-authorized', reason ?? 'The account was disabled');
       }
       server.log.info({ account: `${username}@${host}`, disabled }, disabled ? 'account disabled' : 'account enabled');
       return true;
@@ -122,17 +121,11 @@ export function liveContext(
     },
     sessions: (host) => sessionsOf(host).map(sessionInfo),
     kick(jid, condition, text) {
-      const slash = jid.indexOf('/');
-      const bare = slash === -1 ? jid : jid.slice(0, slash);
+      const parsed = parseJid(jid);
       // in a cluster, a session of another node is ended by its node
-      const all = server.sessions.resources(bare);
-      const targets = slash === -1 ? [...(all?.values() ?? [])] : [all?.get(jid.slice(slash + 1))].filter((s): s is SessionRef => s !== undefined);
-      for (const session of targets) {
-        if (session.local !== undefined) (session as Session).close(condition, text);
-        else server.kernel.delivery.link?.close(session, condition, text);
-      }
-      if (targets.length > 0) server.log.info({ jid, condition, sessions: targets.length }, 'sessions ended by an administrator');
-      return targets.length;
+      const ended = parsed === null ? 0 : server.kernel.closeSessions(parsed, condition, text);
+      if (ended > 0) server.log.info({ jid, condition, sessions: ended }, 'sessions ended by an administrator');
+      return ended;
     },
     announce(host, subject, body) {
       const targets = sessionsOf(host);

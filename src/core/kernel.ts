@@ -17,7 +17,8 @@ import type { Jid } from './jid.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
 import type { HttpPort } from './http-port.js';
-import type { NodeLink, RemoteRoute } from './ports.js';
+import type { NodeLink, RemoteRoute, SessionRef } from './ports.js';
+import type { StreamErrorCondition } from './stanza.js';
 import { Router, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
@@ -189,6 +190,20 @@ export class Kernel {
     if (previous !== undefined && previous !== session) previous.close('conflict', 'Replaced by a new connection for the same resource');
     this.sessions.add(session);
     this.hosts.get(session.host)?.events.fire('session/bound', { session });
+  }
+
+  /**
+   * Ends sessions with a stream error (RFC 6120 §4.9.3): the one with a full JID, or every one of
+   * an account; in a cluster, those of other nodes are ended by their node. Returns how many.
+   */
+  closeSessions(jid: Jid, condition: StreamErrorCondition, text: string): number {
+    const all = this.sessions.resources(jid.bare);
+    const targets = jid.resource === '' ? [...(all?.values() ?? [])] : [all?.get(jid.resource)].filter((s): s is SessionRef => s !== undefined);
+    for (const ref of targets) {
+      if (ref.local !== undefined) (ref as Session).close(condition, text);
+      else this.delivery.link?.close(ref, condition, text);
+    }
+    return targets.length;
   }
 
   /** Called by a stream when its bound session ends, whatever the reason. */

@@ -284,3 +284,13 @@ clusterTest('admin commands see and end sessions on every node', async (t) => {
   await forgotten(a, onB.jid);
   t.falsy(admin.sessions().find((s) => s.jid === onB.jid));
 });
+
+clusterTest("deleting an account on one node ends its sessions on the others", async (t) => {
+  const { frank } = await freshAccounts(a, 'frank');
+  const onB = await user(t, b, frank, 'phone');
+  await known(a, onB.jid);
+  const ended = new Promise<string>((resolve) => onB.xmpp.on('error', (err: unknown) => resolve((err as { condition?: string }).condition ?? String(err))));
+  onB.xmpp.reconnect.stop();
+  await a.server.deleteAccount('localhost', frank);
+  t.is(await ended, 'not-authorized');
+});
