@@ -127,6 +127,7 @@ export class Server {
     // → the cluster (before the listeners: a client's session is shared from its first stanza)
     if (this.settings.cluster !== undefined) {
       this.cluster = new Cluster(kernel, this.settings.cluster, this.log.child({ component: 'cluster', node: this.settings.cluster.nodeId }));
+      this.cluster.shareThrottle(this.authThrottle);
       await this.cluster.start();
     }
     // → the edges

@@ -6,12 +6,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
+import { PASSWORD, onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, online, ping, isPresence } from '../helpers/conversation.js';
 import { startChild, startedPorts } from '../helpers/cli.js';
 import { NS_DELAY, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom, isSubject, join, joinPresence } from '../helpers/muc.js';
 import { mamQuery } from '../helpers/mam.js';
+import { RawClient } from '../helpers/clients.js';
+import { authenticatePlain, openStream } from '../helpers/wire.js';
 import { redisRequirement, startRedis, type TestRedis } from '../helpers/redis.js';
 import { serialTestNeeding } from '../helpers/requirements.js';
 
@@ -32,6 +34,8 @@ async function startNode(nodeId: string, shared: string, redisUrl: string): Prom
     config: {
       storage: testStorageConfig(shared),
       cluster: { redis_url: redisUrl, node_id: nodeId, heartbeat: '1s', node_timeout: '3s' },
+      // the throttle test guesses from its own loopback address, for its own account
+      c2s: { auth_throttle: { per_account_and_ip: { attempts: 2, window: '1m' } } },
     },
   });
 }
@@ -293,4 +297,27 @@ clusterTest("deleting an account on one node ends its sessions on the others", a
   onB.xmpp.reconnect.stop();
   await a.server.deleteAccount('localhost', frank);
   t.is(await ended, 'not-authorized');
+});
+
+clusterTest('a password guesser is throttled on every node, not only on the one it guessed on', async (t) => {
+  const { gina } = await freshAccounts(a, 'gina');
+  const guesser = '127.0.0.9';
+  const attempt = async (node: TestServer, password: string): Promise<string> => {
+    const wire = await RawClient.open(node, { localAddress: guesser });
+    try {
+      await openStream(wire, node.domain);
+      const result = await authenticatePlain(wire, gina, password);
+      return result.outcome === 'success' ? 'success' : result.condition;
+    } finally {
+      wire.close();
+    }
+  };
+  t.is(await attempt(a, 'guess 1'), 'not-authorized');
+  t.is(await attempt(a, 'guess 2'), 'not-authorized');
+  // the other node hears of it over Redis
+  for (let i = 0; i < 200 && b.server.authThrottle.blockedFor(guesser, `${gina}@localhost`) === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  // on node b, even the right password from that address is refused; from elsewhere it is not
+  t.is(await attempt(b, PASSWORD), 'temporary-auth-failure');
+  const owner = await loginForTest(t, b, gina, 'phone');
+  t.truthy(owner.jid);
 });

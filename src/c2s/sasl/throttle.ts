@@ -100,6 +100,12 @@ export class AuthThrottle {
   /** Soft limit: counted without refusing (backoff 0), the count sets the delay. */
   private readonly byAccount: FailureCounter;
 
+  /**
+   * Told of each failure and success counted here, for the other nodes of a cluster, which
+   * count them too (src/cluster): a guesser gains nothing by spreading guesses over the nodes.
+   */
+  shared: { failed(address: string, account: string | undefined, now: number): void; succeeded(address: string, account: string): void } | undefined;
+
   constructor(private readonly settings: AuthThrottleSettings) {
     const maxBackoffMs = settings.maxBackoff * 1000;
     this.byAddress = new FailureCounter(settings.perIp, maxBackoffMs);
@@ -122,6 +128,16 @@ export class AuthThrottle {
    * account is past its soft limit, then 1 s doubling to 30 s for each further failure.
    */
   failed(address: string, account: string | undefined, now = Date.now()): number {
+    this.shared?.failed(address, account, now);
+    return this.count(address, account, now);
+  }
+
+  /** A failure another node of the cluster counted. */
+  failedElsewhere(address: string, account: string | undefined, now: number): void {
+    this.count(address, account, now);
+  }
+
+  private count(address: string, account: string | undefined, now: number): number {
     this.byAddress.fail(addressKey(address), now);
     if (account === undefined) return 0;
     this.byAccountAndAddress.fail(pairKey(account, address), now);
@@ -135,6 +151,12 @@ export class AuthThrottle {
    * logging in must not reset a distributed guesser's delay).
    */
   succeeded(address: string, account: string): void {
+    this.shared?.succeeded(address, account);
+    this.succeededElsewhere(address, account);
+  }
+
+  /** A success another node of the cluster saw. */
+  succeededElsewhere(address: string, account: string): void {
     this.byAccountAndAddress.forget(pairKey(account, address));
   }
 
