@@ -13,7 +13,7 @@ import { startChild, startedPorts } from '../helpers/cli.js';
 import { NS_DELAY, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom, isSubject, join, joinPresence } from '../helpers/muc.js';
 import { mamQuery } from '../helpers/mam.js';
 import { RawClient } from '../helpers/clients.js';
-import { authenticatePlain, openStream } from '../helpers/wire.js';
+import { authenticatePlain, openStream, readElement } from '../helpers/wire.js';
 import { redisRequirement, startRedis, type TestRedis } from '../helpers/redis.js';
 import { serialTestNeeding } from '../helpers/requirements.js';
 
@@ -320,4 +320,23 @@ clusterTest('a password guesser is throttled on every node, not only on the one 
   t.is(await attempt(b, PASSWORD), 'temporary-auth-failure');
   const owner = await loginForTest(t, b, gina, 'phone');
   t.truthy(owner.jid);
+});
+
+clusterTest('the limit on registrations per address counts the registrations of every node', async (t) => {
+  const address = '127.0.0.11';
+  const registerOn = async (node: TestServer, username: string): Promise<string> => {
+    const wire = await RawClient.open(node, { localAddress: address });
+    try {
+      await openStream(wire, node.domain);
+      wire.write(`<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>${username}</username><password>a good password</password></query></iq>`);
+      const reply = await readElement(wire, 'iq', 'reg');
+      return reply.getChild('error')?.getChildElements()[0]?.name ?? reply.attrs.type!;
+    } finally {
+      wire.close();
+    }
+  };
+  // the default limit is 5 per address and window: all five on node a
+  for (let i = 1; i <= 5; i++) t.is(await registerOn(a, `limited-${process.pid}-${i}`), 'result');
+  await new Promise((r) => setTimeout(r, 500)); // node b hears of them over Redis
+  t.is(await registerOn(b, `limited-${process.pid}-6`), 'resource-constraint');
 });

@@ -41,6 +41,12 @@ export default defineModule({
     // read at each use: `xmppd reload` may open or close registration
     const mode = () => m.host.settings.registration;
     const recentByAddress = new Map<string, number[]>();
+    // in a cluster, each node's registrations count on the others (the key: "time address")
+    const shareRegistration = m.sharedCache('recent-registrations', (key) => {
+      const space = key.indexOf(' ');
+      const address = key.slice(space + 1);
+      recentByAddress.set(address, [...(recentByAddress.get(address) ?? []), Number(key.slice(0, space))]);
+    });
     // the invites module, when loaded: in `invite` mode only a presented invitation registers (XEP-0445)
     const invites = () => m.optional('invites');
     const mailService = () => m.optional('mail');
@@ -105,6 +111,7 @@ export default defineModule({
         }
         recent.push(now);
         recentByAddress.set(address, recent);
+        shareRegistration(`${now} ${address}`);
       }
       const create = async () => {
         try {
