@@ -161,6 +161,10 @@ export class RedisNodeLink implements NodeLink {
     if (headerEnd === -1) return this.log.error('a batch from another node has no header; dropped');
     const lines = message.slice(0, headerEnd).split('\n');
     const bodyStart = headerEnd + 2;
+    // the lengths must cover the body exactly, or the XML written to clients would not be each stanza's own
+    let total = 0;
+    for (const line of lines) total += Number(line.slice(line.lastIndexOf('\t') + 1));
+    if (total !== message.length - bodyStart) return this.log.error({ declared: total, body: message.length - bodyStart }, 'a batch from another node has wrong lengths; dropped');
     this.parsed = [];
     this.parser.startFramed();
     this.parser.write(message.slice(bodyStart));

@@ -166,9 +166,14 @@ export class StreamParser {
     this.discarding = true;
   }
 
-  /** Start as if the stream root were already open (RFC 7395 WebSocket framing has no root). */
+  /**
+   * Start as if the stream root were already open (RFC 7395 WebSocket framing has no root). A new
+   * framed document: an earlier one's parse error does not carry over (the cluster's link parses
+   * each batch from another node this way; one bad batch must not stop the next).
+   */
   startFramed(): void {
     this.reset();
+    this.failed = false;
     this.depth = 1;
   }
 
