@@ -118,6 +118,7 @@ export class Server {
     // storage → accounts → kernel (router, hosts)
     await kernel.openStorage();
     this.authThrottle = new AuthThrottle(this.settings.c2s.authThrottle);
+    this.authThrottle.shareAcross(kernel.caches); // a cluster's nodes count each other's failures
     this.tls = await TlsContexts.load(this.settings.hosts, this.settings.dataDir, this.log);
     // the HTTP port before the modules, which add their routes while being set up
     this.http = new HttpService(this.settings.http, kernel.hosts, () => this.tls, this.log.child({ component: 'http' }));
@@ -127,7 +128,6 @@ export class Server {
     // → the cluster (before the listeners: a client's session is shared from its first stanza)
     if (this.settings.cluster !== undefined) {
       this.cluster = new Cluster(kernel, this.settings.cluster, this.log.child({ component: 'cluster', node: this.settings.cluster.nodeId }));
-      this.cluster.shareThrottle(this.authThrottle);
       await this.cluster.start();
     }
     // → the edges

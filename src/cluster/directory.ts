@@ -25,7 +25,7 @@ export class ClusterDirectory implements SessionObserver {
   /** Other nodes' sessions: full JID → node → ref (two only while one replaces the other). */
   private readonly remote = new Map<string, Map<string, RemoteSession>>();
   /** This node's sessions: when bound, and the version of their last record. */
-  private readonly own = new Map<SessionRef, { boundAt: number }>();
+  private readonly own = new Set<SessionRef>();
   private readonly pending = new Map<SessionRef, Change>();
   private flushScheduled = false;
   private version = 0;
@@ -43,7 +43,7 @@ export class ClusterDirectory implements SessionObserver {
   // --- this node's sessions (SessionObserver) ----------------------------------------------------
 
   bound(ref: SessionRef): void {
-    this.own.set(ref, { boundAt: Date.now() });
+    this.own.add(ref);
     this.note(ref, 'bound');
   }
 
@@ -79,9 +79,8 @@ export class ClusterDirectory implements SessionObserver {
   };
 
   private writeRecord(ref: SessionRef, claim: boolean): void {
-    const own = this.own.get(ref);
-    if (own === undefined) return;
-    const record = recordOf(ref, this.node, ++this.version, own.boundAt);
+    if (!this.own.has(ref)) return;
+    const record = recordOf(ref, this.node, ++this.version);
     const jid = record.j;
     const failed = (err: unknown) => this.log.warn({ err: (err as Error).message, jid }, 'session not shared with the cluster (Redis unreachable); it will be when Redis is back');
     if (claim) {
@@ -113,7 +112,7 @@ export class ClusterDirectory implements SessionObserver {
   /** After Redis came back (or at start): writes every session of this node again. */
   async registerAll(): Promise<void> {
     await this.redis.del(keys.sessions(this.node));
-    for (const ref of this.own.keys()) this.writeRecord(ref, true);
+    for (const ref of this.own) this.writeRecord(ref, true);
   }
 
   // --- the other nodes' sessions -------------------------------------------------------------------
@@ -179,8 +178,7 @@ export class ClusterDirectory implements SessionObserver {
     const current = this.kernel.sessions.find(bare, resource);
     if (newest === undefined || current === newest) return;
     // a session of ours bound later than the remote one stays (the other node is told to end its own)
-    const ownSince = current?.local !== undefined ? this.own.get(current)?.boundAt : undefined;
-    if (ownSince !== undefined && ownSince > newest.boundAt) return;
+    if (current?.local !== undefined && current.describe().since > newest.boundAt) return;
     this.kernel.sessions.addRemote(newest);
   }
 

@@ -10,7 +10,6 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Kernel } from '../core/kernel.js';
-import type { AuthThrottle } from '../c2s/sasl/throttle.js';
 import { RedisCacheBus } from './caches.js';
 import { ClusterDirectory } from './directory.js';
 import { channels, keys } from './keys.js';
@@ -19,7 +18,6 @@ import { registerClusterMetrics } from './metrics.js';
 import { RoomPlacement } from './placement.js';
 import { Liveness, type LivenessSettings } from './liveness.js';
 import { connectRedis, type RedisClient } from './redis.js';
-import { SharedThrottle } from './throttle.js';
 
 export interface ClusterSettings extends LivenessSettings {
   redisUrl: string;
@@ -76,13 +74,6 @@ export class Cluster {
     return this.settings.nodeId;
   }
 
-  private throttle: SharedThrottle | undefined;
-
-  /** Shares the login throttle's counts with the other nodes (call before start). */
-  shareThrottle(throttle: AuthThrottle): void {
-    this.throttle = new SharedThrottle(this.settings.nodeId, this.redis, throttle, this.log);
-  }
-
   /** Connects, joins and takes the other nodes' sessions; then connects to the kernel. */
   async start(): Promise<void> {
     const node = this.settings.nodeId;
@@ -94,11 +85,6 @@ export class Cluster {
     await this.subscriber.subscribe(channels.node(node), (message) => this.link.receive(message));
     await this.subscriber.subscribe(channels.sessions, (message) => this.directory.receive(message));
     await this.subscriber.subscribe(channels.caches, (message) => this.caches.receive(message));
-    const throttle = this.throttle;
-    if (throttle !== undefined) {
-      await this.subscriber.subscribe(channels.auth, (message) => throttle.receive(message));
-      throttle.attach();
-    }
     await this.liveness.join();
     await this.directory.loadSnapshot(await this.liveness.members());
     this.kernel.sessions.observer = this.directory;
@@ -141,7 +127,6 @@ export class Cluster {
     this.kernel.connectNodes(undefined);
     this.kernel.caches.bus = undefined;
     this.kernel.router.placement = undefined;
-    this.throttle?.detach();
     this.kernel.sessions.observer = undefined;
     try {
       await new Promise((resolve) => setImmediate(resolve)); // the last coalesced writes

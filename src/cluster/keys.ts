@@ -37,6 +37,4 @@ export const channels = {
   sessions: `${PREFIX}:sessions`,
   /** "This cached entry changed" notices (src/core/caches.ts). */
   caches: `${PREFIX}:caches`,
-  /** Login failures and successes, for every node's throttle (src/cluster/throttle.ts). */
-  auth: `${PREFIX}:auth`,
 };

@@ -15,7 +15,8 @@ import type { RedisNodeLink } from './link.js';
 import type { RedisClient } from './redis.js';
 
 
-interface Waiting {
+/** A stanza waiting for its room's node to be known. */
+interface Queued {
   component: PlacedComponent;
   stanza: Element;
   from: Jid;
@@ -26,7 +27,7 @@ export class RoomPlacement implements Placement {
   /** Room address (room@service) → the node running it, as last learnt. */
   private readonly owners = new Map<string, string>();
   /** Rooms whose node is being looked up, with the stanzas waiting for it (in order). */
-  private readonly resolving = new Map<string, Waiting[]>();
+  private readonly resolving = new Map<string, Queued[]>();
   /** Leases this node holds, renewed with each heartbeat. */
   readonly held = new Set<string>();
 
@@ -40,7 +41,7 @@ export class RoomPlacement implements Placement {
   ) {}
 
   receive(component: PlacedComponent, stanza: Element, from: Jid, to: Jid): unknown {
-    const room = `${to.local}@${to.domain}`;
+    const room = to.bare; // room@service, kept by the Jid once made
     const owner = this.owners.get(room);
     if (owner === this.node) return component.receive(stanza, from, to);
     if (owner !== undefined) {

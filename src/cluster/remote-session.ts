@@ -16,8 +16,6 @@ export interface SessionRecord {
   n: string;
   /** version: increases with each change the node publishes */
   v: number;
-  /** bound at (epoch ms): of two sessions with one full JID, the later one wins */
-  b: number;
   /** available, priority, presence (XML) */
   a: boolean;
   p: number;
@@ -32,41 +30,34 @@ export interface SessionRecord {
 
 export class RemoteSession implements SessionRef, MutableSessionState {
   readonly local = undefined;
-  version: number;
-  boundAt: number;
-  available: boolean;
-  priority: number;
+  readonly boundAt: number;
+  readonly flags = new Set<SessionFlag>();
+  // the rest is the record's, set by update()
+  version!: number;
+  available!: boolean;
+  priority!: number;
   /** The presence as it came (parsed when first read: most are never read, and a parsed one is ~1.5 KB). */
-  private presenceXml: string | null;
+  private presenceXml!: string | null;
   private parsedPresence: Element | null | undefined;
-  readonly flags: Set<SessionFlag>;
-  directedPresence: Set<string> | null;
-  inactive: boolean;
-  lastActivity: number;
-  private description: SessionDescription;
+  directedPresence!: Set<string> | null;
+  inactive!: boolean;
+  lastActivity!: number;
+  private description!: SessionDescription;
 
   constructor(
     readonly jid: Jid,
     readonly node: string,
     record: SessionRecord,
   ) {
-    this.version = record.v;
-    this.boundAt = record.b;
-    this.available = record.a;
-    this.priority = record.p;
-    this.presenceXml = record.x;
-    this.flags = new Set(record.f);
-    this.directedPresence = record.d === null ? null : new Set(record.d);
-    this.inactive = record.i;
-    this.lastActivity = record.l;
-    this.description = record.e;
+    this.boundAt = record.e.since; // of two sessions with one full JID, the later one wins
+    this.update(record);
   }
 
   describe(): SessionDescription {
     return this.description;
   }
 
-  /** Takes a newer record of the same session. */
+  /** Takes the session's record (at creation, then each newer one). */
   update(record: SessionRecord): void {
     this.version = record.v;
     this.available = record.a;
@@ -99,12 +90,11 @@ export class RemoteSession implements SessionRef, MutableSessionState {
 }
 
 /** The record of a session of this node. */
-export function recordOf(ref: SessionRef, node: string, version: number, boundAt: number): SessionRecord {
+export function recordOf(ref: SessionRef, node: string, version: number): SessionRecord {
   return {
     j: ref.jid.toString(),
     n: node,
     v: version,
-    b: boundAt,
     a: ref.available,
     p: ref.priority,
     x: ref.presence === null ? null : serialize(ref.presence),

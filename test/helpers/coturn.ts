@@ -3,9 +3,9 @@
 // turnutils_uclient, which allocates a relay and sends through it.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './federation.js';
 import type { Requirement } from './requirements.js';
 
 const TURNSERVER = '/usr/bin/turnserver';
@@ -22,13 +22,6 @@ export interface TestTurn {
   stop(): void;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export async function startTurn(secret: string): Promise<TestTurn> {
   const port = await freePort();

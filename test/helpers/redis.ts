@@ -3,9 +3,9 @@
 // AOF is), stopped by PID. `halt()` then `resume()` bring it back on the same port.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './federation.js';
 import type { Requirement } from './requirements.js';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
@@ -27,13 +27,6 @@ export interface TestRedis {
   resume(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export async function startRedis(): Promise<TestRedis> {
   const port = await freePort();

@@ -7,7 +7,7 @@ import type tls from 'node:tls';
 import type Element from 'ltx/lib/Element.js';
 import { RawClient } from './clients.js';
 import { PASSWORD, type TestServer } from './server.js';
-import { openStream, readElement, type Wire } from './wire.js';
+import { openStream, readElement, scramClient, type Wire } from './wire.js';
 
 export const NS_SASL2 = 'urn:xmpp:sasl:2';
 export const NS_BIND2 = 'urn:xmpp:bind:0';
@@ -65,40 +65,20 @@ export interface ScramOptions {
 
 /** SCRAM-SHA-1/256(-PLUS) through SASL2 (RFC 5802 §3, as in ./wire.ts). */
 export async function sasl2Scram(wire: Wire, hash: 'sha1' | 'sha256', username: string, options: ScramOptions = {}): Promise<Sasl2Result> {
-  const password = options.password ?? PASSWORD;
-  const binding = options.binding;
-  const mechanism = (hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256') + (binding === undefined ? '' : '-PLUS');
-  const keyLength = hash === 'sha1' ? 20 : 32;
-  const clientNonce = crypto.randomBytes(18).toString('base64');
-  const clientFirstBare = `n=${username},r=${clientNonce}`;
-  const gs2Header = `${binding === undefined ? (options.flag ?? 'n') : `p=${binding.type}`},,`;
-  const initial = Buffer.from(`${gs2Header}${clientFirstBare}`).toString('base64');
-  wire.write(`<authenticate xmlns='${NS_SASL2}' mechanism='${mechanism}'><initial-response>${initial}</initial-response>${options.inline ?? ''}</authenticate>`);
+  const scram = scramClient(hash, username, options.password ?? PASSWORD, options);
+  const initial = Buffer.from(scram.clientFirst).toString('base64');
+  wire.write(`<authenticate xmlns='${NS_SASL2}' mechanism='${scram.mechanism}'><initial-response>${initial}</initial-response>${options.inline ?? ''}</authenticate>`);
 
   const first = await outcome(wire);
   if (first.name === 'failure') return failed(first.element, 0);
   if (first.name !== 'challenge') throw new Error(`expected a challenge, got <${first.name}/>`);
-  const serverFirst = Buffer.from(first.element.getText(), 'base64').toString('utf8');
-  const fields = new Map(serverFirst.split(',').map((f) => [f.slice(0, 1), f.slice(2)] as [string, string]));
-  const nonce = fields.get('r') ?? '';
-  const salt = Buffer.from(fields.get('s') ?? '', 'base64');
-  const salted = crypto.pbkdf2Sync(Buffer.from(password, 'utf8'), salt, Number(fields.get('i')), keyLength, hash);
-  const hmac = (key: Buffer, data: string) => crypto.createHmac(hash, key).update(data).digest();
-  const clientKey = hmac(salted, 'Client Key');
-  const storedKey = crypto.createHash(hash).update(clientKey).digest();
-  const cbindInput = binding === undefined ? Buffer.from(gs2Header) : Buffer.concat([Buffer.from(gs2Header), binding.data]);
-  const withoutProof = `c=${cbindInput.toString('base64')},r=${nonce}`;
-  const authMessage = `${clientFirstBare},${serverFirst},${withoutProof}`;
-  const signature = hmac(storedKey, authMessage);
-  const proof = Buffer.alloc(keyLength);
-  for (let i = 0; i < keyLength; i++) proof[i] = clientKey[i]! ^ signature[i]!;
-  const expected = `v=${hmac(hmac(salted, 'Server Key'), authMessage).toString('base64')}`;
-  wire.write(`<response xmlns='${NS_SASL2}'>${Buffer.from(`${withoutProof},p=${proof.toString('base64')}`).toString('base64')}</response>`);
+  const { clientFinal, serverFinal } = scram.answer(Buffer.from(first.element.getText(), 'base64').toString('utf8'));
+  wire.write(`<response xmlns='${NS_SASL2}'>${Buffer.from(clientFinal).toString('base64')}</response>`);
 
   const final = await outcome(wire);
   if (final.name === 'failure') return failed(final.element, 1);
   if (final.name !== 'success') throw new Error(`expected success or failure, got <${final.name}/>`);
-  return { outcome: 'success', success: final.element, serverVerified: additionalData(final.element).toString('utf8') === expected, challenges: 1 };
+  return { outcome: 'success', success: final.element, serverVerified: additionalData(final.element).toString('utf8') === serverFinal, challenges: 1 };
 }
 
 /**

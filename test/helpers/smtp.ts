@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { freePort } from './federation.js';
 import type { Requirement } from './requirements.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -28,13 +29,6 @@ export interface TestSmtp {
   stop(): void;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export async function startSmtp(): Promise<TestSmtp> {
   const port = await freePort();

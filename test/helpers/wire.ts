@@ -112,6 +112,25 @@ export async function authenticateScram(
   password = PASSWORD,
   options: ScramClientOptions = {},
 ): Promise<SaslResult> {
+  const scram = scramClient(hash, username, password, options);
+  wire.write(`<auth xmlns='${NS_SASL}' mechanism='${scram.mechanism}'>${Buffer.from(scram.clientFirst).toString('base64')}</auth>`);
+
+  const first = await readSaslOutcome(wire);
+  if (first.name === 'failure') return { outcome: 'failure', condition: failureCondition(first.element) };
+  if (first.name !== 'challenge') throw new Error(`expected a challenge, got <${first.name}/>`);
+  const serverFirst = Buffer.from(first.element.getText(), 'base64').toString('utf8');
+  const { clientFinal, serverFinal: expectedServerFinal } = scram.answer(serverFirst);
+  wire.write(`<response xmlns='${NS_SASL}'>${Buffer.from(clientFinal).toString('base64')}</response>`);
+  const final = await readSaslOutcome(wire);
+  if (options.seen !== undefined) options.seen.serverFirst = serverFirst;
+  if (final.name === 'failure') return { outcome: 'failure', condition: failureCondition(final.element) };
+  if (final.name !== 'success') throw new Error(`expected success or failure, got <${final.name}/>`);
+  const serverFinal = Buffer.from(final.element.getText(), 'base64').toString('utf8');
+  return { outcome: 'success', serverSignatureVerified: serverFinal === expectedServerFinal };
+}
+
+/** The client side of one SCRAM exchange, whatever carries it (SASL, SASL2): see authenticateScram. */
+export function scramClient(hash: 'sha1' | 'sha256', username: string, password: string, options: Pick<ScramClientOptions, 'binding' | 'flag'> = {}) {
   const binding = options.binding;
   const mechanism = (hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256') + (binding === undefined ? '' : '-PLUS');
   const keyLength = hash === 'sha1' ? 20 : 32;
@@ -119,38 +138,31 @@ export async function authenticateScram(
   const clientFirstBare = `n=${username},r=${clientNonce}`;
   // RFC 5802 §6 gs2-cbind-flag: p=type to bind; y = could bind but the server seems unable to; n = cannot
   const gs2Header = `${binding === undefined ? (options.flag ?? 'n') : `p=${binding.type}`},,`;
-  wire.write(`<auth xmlns='${NS_SASL}' mechanism='${mechanism}'>${Buffer.from(`${gs2Header}${clientFirstBare}`).toString('base64')}</auth>`);
-
-  const first = await readSaslOutcome(wire);
-  if (first.name === 'failure') return { outcome: 'failure', condition: failureCondition(first.element) };
-  if (first.name !== 'challenge') throw new Error(`expected a challenge, got <${first.name}/>`);
-  const serverFirst = Buffer.from(first.element.getText(), 'base64').toString('utf8');
-  const fields = new Map(serverFirst.split(',').map((f) => [f.slice(0, 1), f.slice(2)] as [string, string]));
-  const nonce = fields.get('r') ?? '';
-  if (!nonce.startsWith(clientNonce) || nonce.length === clientNonce.length) throw new Error(`the server nonce does not extend ours: ${serverFirst}`);
-  const salt = Buffer.from(fields.get('s') ?? '', 'base64');
-  const iterations = Number(fields.get('i'));
-
-  const salted = crypto.pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, keyLength, hash);
-  const hmac = (key: Buffer, data: string) => crypto.createHmac(hash, key).update(data).digest();
-  const clientKey = hmac(salted, 'Client Key');
-  const storedKey = crypto.createHash(hash).update(clientKey).digest();
-  const cbindInput = binding === undefined ? Buffer.from(gs2Header) : Buffer.concat([Buffer.from(gs2Header), binding.data]);
-  const clientFinalWithoutProof = `c=${cbindInput.toString('base64')},r=${nonce}`;
-  const authMessage = `${clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
-  const clientSignature = hmac(storedKey, authMessage);
-  const proof = Buffer.alloc(keyLength);
-  for (let i = 0; i < keyLength; i++) proof[i] = clientKey[i]! ^ clientSignature[i]!;
-  const expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage).toString('base64');
-
-  const clientFinal = `${clientFinalWithoutProof},p=${proof.toString('base64')}`;
-  wire.write(`<response xmlns='${NS_SASL}'>${Buffer.from(clientFinal).toString('base64')}</response>`);
-  const final = await readSaslOutcome(wire);
-  if (options.seen !== undefined) options.seen.serverFirst = serverFirst;
-  if (final.name === 'failure') return { outcome: 'failure', condition: failureCondition(final.element) };
-  if (final.name !== 'success') throw new Error(`expected success or failure, got <${final.name}/>`);
-  const serverFinal = Buffer.from(final.element.getText(), 'base64').toString('utf8');
-  return { outcome: 'success', serverSignatureVerified: serverFinal === `v=${expectedServerSignature}` };
+  return {
+    mechanism,
+    clientFirst: `${gs2Header}${clientFirstBare}`,
+    /** The client-final-message for the server-first-message, and the server-final-message to expect. */
+    answer(serverFirst: string): { clientFinal: string; serverFinal: string } {
+      const fields = new Map(serverFirst.split(',').map((f) => [f.slice(0, 1), f.slice(2)] as [string, string]));
+      const nonce = fields.get('r') ?? '';
+      if (!nonce.startsWith(clientNonce) || nonce.length === clientNonce.length) throw new Error(`the server nonce does not extend ours: ${serverFirst}`);
+      const salt = Buffer.from(fields.get('s') ?? '', 'base64');
+      const salted = crypto.pbkdf2Sync(Buffer.from(password, 'utf8'), salt, Number(fields.get('i')), keyLength, hash);
+      const hmac = (key: Buffer, data: string) => crypto.createHmac(hash, key).update(data).digest();
+      const clientKey = hmac(salted, 'Client Key');
+      const storedKey = crypto.createHash(hash).update(clientKey).digest();
+      const cbindInput = binding === undefined ? Buffer.from(gs2Header) : Buffer.concat([Buffer.from(gs2Header), binding.data]);
+      const clientFinalWithoutProof = `c=${cbindInput.toString('base64')},r=${nonce}`;
+      const authMessage = `${clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
+      const clientSignature = hmac(storedKey, authMessage);
+      const proof = Buffer.alloc(keyLength);
+      for (let i = 0; i < keyLength; i++) proof[i] = clientKey[i]! ^ clientSignature[i]!;
+      return {
+        clientFinal: `${clientFinalWithoutProof},p=${proof.toString('base64')}`,
+        serverFinal: `v=${hmac(hmac(salted, 'Server Key'), authMessage).toString('base64')}`,
+      };
+    },
+  };
 }
 
 export interface ScramClientOptions {

@@ -8,6 +8,7 @@ import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { RawClient } from '../helpers/clients.js';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { secured, tlsExporter } from '../helpers/sasl2.js';
 import { NS_SASL, authenticateScram, bind, openStream } from '../helpers/wire.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -25,24 +26,8 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-/** A raw client after STARTTLS with the given TLS options, its features read. */
-async function secured(options: tls.ConnectionOptions = {}) {
-  const wire = await RawClient.open(server, { tls: false });
-  await openStream(wire, server.domain);
-  wire.write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
-  await wire.waitFor(/<proceed/);
-  await wire.upgradeToTls(server.domain, options);
-  const features = await openStream(wire, server.domain);
-  const socket = wire.socket as tls.TLSSocket;
-  return { wire, socket, features };
-}
-
 function mechanismsOf(features: Element): string[] {
   return (features.getChild('mechanisms', NS_SASL)?.getChildren('mechanism') ?? []).map((m) => m.getText());
-}
-
-function exporter(socket: tls.TLSSocket): Buffer {
-  return socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0));
 }
 
 /** RFC 5929 §4.1 from the client's side: the test certificate is ECDSA P-256 with SHA-256. */
@@ -51,21 +36,21 @@ function serverEndPoint(socket: tls.TLSSocket): Buffer {
 }
 
 test('TLS 1.3: -PLUS offered with tls-exporter and tls-server-end-point, and SCRAM-SHA-256-PLUS logs in with tls-exporter', async (t) => {
-  const { wire, socket, features } = await secured();
+  const { wire, socket, features } = await secured(server);
   t.teardown(() => wire.close());
   t.is(socket.getProtocol(), 'TLSv1.3');
   t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']);
   const types = features.getChild('sasl-channel-binding', NS_SASL_CB)?.getChildren('channel-binding').map((c) => c.attrs.type);
   t.deepEqual(types, ['tls-exporter', 'tls-server-end-point'], 'XEP-0440 names the types');
 
-  const result = await authenticateScram(wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-exporter', data: exporter(socket) } });
+  const result = await authenticateScram(wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-exporter', data: tlsExporter(socket) } });
   t.like(result, { outcome: 'success', serverSignatureVerified: true });
   t.regex(await bind(wire, 'bound', server.domain), /^alice@localhost\/bound$/);
 });
 
 test('tls-server-end-point works with SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS', async (t) => {
   for (const hash of ['sha1', 'sha256'] as const) {
-    const { wire, socket } = await secured();
+    const { wire, socket } = await secured(server);
     t.teardown(() => wire.close());
     const result = await authenticateScram(wire, hash, 'alice', undefined, { binding: { type: 'tls-server-end-point', data: serverEndPoint(socket) } });
     t.like(result, { outcome: 'success', serverSignatureVerified: true }, hash);
@@ -73,7 +58,7 @@ test('tls-server-end-point works with SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS', 
 });
 
 test('TLS 1.2: tls-unique is offered instead of tls-exporter, and binds', async (t) => {
-  const { wire, socket, features } = await secured({ maxVersion: 'TLSv1.2' });
+  const { wire, socket, features } = await secured(server, { maxVersion: 'TLSv1.2' });
   t.teardown(() => wire.close());
   t.is(socket.getProtocol(), 'TLSv1.2');
   const types = features.getChild('sasl-channel-binding', NS_SASL_CB)?.getChildren('channel-binding').map((c) => c.attrs.type);
@@ -84,7 +69,7 @@ test('TLS 1.2: tls-unique is offered instead of tls-exporter, and binds', async 
 });
 
 test('TLS 1.3: tls-unique, unannounced, still binds for clients that ask for it (slixmpp 1.8 does)', async (t) => {
-  const { wire, socket, features } = await secured();
+  const { wire, socket, features } = await secured(server);
   t.teardown(() => wire.close());
   t.false(features.getChild('sasl-channel-binding', NS_SASL_CB)!.getChildren('channel-binding').some((c) => c.attrs.type === 'tls-unique'));
   const result = await authenticateScram(wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-unique', data: socket.getFinished()! } });
@@ -92,26 +77,26 @@ test('TLS 1.3: tls-unique, unannounced, still binds for clients that ask for it 
 });
 
 test('a man in the middle is caught: binding data from another TLS connection is not-authorized', async (t) => {
-  const victim = await secured();
-  const relay = await secured();
+  const victim = await secured(server);
+  const relay = await secured(server);
   t.teardown(() => {
     victim.wire.close();
     relay.wire.close();
   });
   // the relay authenticates on its own connection with what the victim's TLS session yields
-  const result = await authenticateScram(relay.wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-exporter', data: exporter(victim.socket) } });
+  const result = await authenticateScram(relay.wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-exporter', data: tlsExporter(victim.socket) } });
   t.like(result, { outcome: 'failure', condition: 'not-authorized' });
 });
 
 test('a downgrade is refused: flag y (client can bind, thinks we cannot) while -PLUS was offered', async (t) => {
-  const { wire } = await secured();
+  const { wire } = await secured(server);
   t.teardown(() => wire.close());
   const result = await authenticateScram(wire, 'sha256', 'alice', undefined, { flag: 'y' });
   t.like(result, { outcome: 'failure', condition: 'not-authorized' });
 });
 
 test('an unsupported channel binding type, or binding without -PLUS, is malformed-request', async (t) => {
-  const { wire } = await secured();
+  const { wire } = await secured(server);
   t.teardown(() => wire.close());
   const unsupported = await authenticateScram(wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-fantasy', data: Buffer.alloc(12) } });
   t.like(unsupported, { outcome: 'failure', condition: 'malformed-request' });
@@ -121,11 +106,11 @@ test('an unsupported channel binding type, or binding without -PLUS, is malforme
 });
 
 test('XEP-0474: the server-first-message carries d=, the hash of what the features offered', async (t) => {
-  const { wire, socket, features } = await secured();
+  const { wire, socket, features } = await secured(server);
   t.teardown(() => wire.close());
   const types = features.getChild('sasl-channel-binding', NS_SASL_CB)!.getChildren('channel-binding').map((c) => c.attrs.type!);
   const seen: { serverFirst?: string } = {};
-  const result = await authenticateScram(wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-exporter', data: exporter(socket) }, seen });
+  const result = await authenticateScram(wire, 'sha256', 'alice', undefined, { binding: { type: 'tls-exporter', data: tlsExporter(socket) }, seen });
   const d = new Map(seen.serverFirst!.split(',').map((f) => [f.slice(0, 1), f.slice(2)])).get('d');
   // computed here from the features the client saw, as a client does (XEP-0474 §3)
   const sorted = (list: string[]) => [...list].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
@@ -140,7 +125,7 @@ test('direct TLS (XEP-0368) offers -PLUS too', async (t) => {
   const features = await openStream(wire, server.domain);
   t.true(mechanismsOf(features).includes('SCRAM-SHA-256-PLUS'));
   const result = await authenticateScram(wire, 'sha256', 'alice', undefined, {
-    binding: { type: 'tls-exporter', data: exporter(wire.socket as tls.TLSSocket) },
+    binding: { type: 'tls-exporter', data: tlsExporter(wire.socket as tls.TLSSocket) },
   });
   t.like(result, { outcome: 'success', serverSignatureVerified: true });
 });

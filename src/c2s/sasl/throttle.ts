@@ -13,6 +13,8 @@
 // A correct password from an address that has not been refused always succeeds. Only failures
 // count; a success forgets that account's failures from that address.
 
+import type { SharedCaches } from '../../core/caches.js';
+
 export interface ThrottleLimit {
   attempts: number;
   /** seconds */
@@ -101,10 +103,11 @@ export class AuthThrottle {
   private readonly byAccount: FailureCounter;
 
   /**
-   * Told of each failure and success counted here, for the other nodes of a cluster, which
-   * count them too (src/cluster): a guesser gains nothing by spreading guesses over the nodes.
+   * Told of each failure ("f now address account") and success ("s 0 address account") counted
+   * here; in a cluster the other nodes count them too (shareAcross): a guesser gains nothing by
+   * spreading its guesses over the nodes.
    */
-  shared: { failed(address: string, account: string | undefined, now: number): void; succeeded(address: string, account: string): void } | undefined;
+  private tell: (event: string) => void = () => {};
 
   constructor(private readonly settings: AuthThrottleSettings) {
     const maxBackoffMs = settings.maxBackoff * 1000;
@@ -128,13 +131,22 @@ export class AuthThrottle {
    * account is past its soft limit, then 1 s doubling to 30 s for each further failure.
    */
   failed(address: string, account: string | undefined, now = Date.now()): number {
-    this.shared?.failed(address, account, now);
+    this.tell(`f ${now} ${address} ${account ?? ''}`);
     return this.count(address, account, now);
   }
 
-  /** A failure another node of the cluster counted. */
-  failedElsewhere(address: string, account: string | undefined, now: number): void {
-    this.count(address, account, now);
+  /**
+   * Counts what the other nodes of a cluster count, through the kernel's shared caches
+   * (src/core/caches.ts: in one process nothing travels).
+   */
+  shareAcross(caches: SharedCaches): () => void {
+    const scope = 'c2s/auth-throttle';
+    this.tell = (event) => caches.changed(scope, event);
+    return caches.register(scope, (event) => {
+      const [kind, now, address, account] = event.split(' ') as [string, string, string, string];
+      if (kind === 'f') this.count(address, account === '' ? undefined : account, Number(now));
+      else this.byAccountAndAddress.forget(pairKey(account, address));
+    });
   }
 
   private count(address: string, account: string | undefined, now: number): number {
@@ -151,12 +163,7 @@ export class AuthThrottle {
    * logging in must not reset a distributed guesser's delay).
    */
   succeeded(address: string, account: string): void {
-    this.shared?.succeeded(address, account);
-    this.succeededElsewhere(address, account);
-  }
-
-  /** A success another node of the cluster saw. */
-  succeededElsewhere(address: string, account: string): void {
+    this.tell(`s 0 ${address} ${account}`);
     this.byAccountAndAddress.forget(pairKey(account, address));
   }
 
