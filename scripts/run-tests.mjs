@@ -37,7 +37,9 @@ function runAva(label, env) {
       if (code !== 0 && failed === 0) failed = 1; // a crash or a runner error still counts as a failure
       const seconds = Math.round((Date.now() - started) / 1000);
       console.log(`\n${label}: ${passed} passed, ${failed} failed in ${seconds}s`);
-      resolve({ passed, failed, code: code ?? 1 });
+      // the failing tests' names again, so that the tail of a long log says which ones
+      const failures = (output.match(/^\s*✘.*$/gm) ?? []).map((line) => `${label}: ${line.trim()}`);
+      resolve({ passed, failed, code: code ?? 1, failures });
     });
   });
 }
@@ -100,11 +102,12 @@ async function startPostgres(bin) {
   return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, pid: child.pid };
 }
 
-const totals = { passed: 0, failed: 0 };
+const totals = { passed: 0, failed: 0, failures: [] };
 let exitCode = 0;
 const add = (result) => {
   totals.passed += result.passed;
   totals.failed += result.failed;
+  totals.failures.push(...(result.failures ?? []));
   if (result.code !== 0) exitCode = result.code;
 };
 
@@ -128,5 +131,6 @@ if (wanted.includes('postgres')) {
     }
   }
 }
+if (totals.failures.length > 0) console.log(`\nFailed:\n${totals.failures.join('\n')}`);
 console.log(`\n${totals.passed} passed, ${totals.failed} failed`);
 process.exit(exitCode);
