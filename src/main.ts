@@ -19,6 +19,12 @@ import { isEmailAddress } from './modules/mail/store.js';
 import { PasswordRefused, readNewPassword } from './cli/password.js';
 import { ListenError } from './core/listen.js';
 import { check } from './cli/check.js';
+import { checkCertificates } from './cli/check-certs.js';
+import { checkDns } from './cli/check-dns.js';
+import { checkFeatures } from './cli/check-features.js';
+import { checkPorts } from './cli/check-ports.js';
+import { formatFindings, type Finding } from './cli/findings.js';
+import { callControl } from './control/socket.js';
 import { addRegistryCommands, registryHelp } from './cli/registry.js';
 import { databaseContext } from './control/context.js';
 
@@ -161,17 +167,36 @@ const configFile = () => program.opts<{ config: string }>().config;
 
 program.command('start').description('run the server').action(() => start(configFile()));
 
+const CHECK_ASPECTS = ['config', 'certs', 'dns', 'ports', 'features'] as const;
 program
-  .command('check')
-  .description('validate the configuration and certificates; prints every problem with file and line')
-  .action(() => {
+  .command('check [aspects...]')
+  .description(`validate the configuration and certificates, printing every problem with file and line; then, when asked, ${CHECK_ASPECTS.slice(1).join(', ')} (or all)`)
+  .addHelpText('after', `
+  certs     each host's certificate: names, expiry, the chain up to a known root
+  dns       the SRV and A/AAAA records clients and other servers look up, against our listeners
+  ports     with the server stopped, whether each listener's address is free; running, whether it answers
+  features  what clients look for (history, push, uploads, calls...) and how to turn on what is missing`)
+  .action(async (asked: string[]) => {
+    const aspects = asked.includes('all') ? [...CHECK_ASPECTS] : asked.length === 0 ? ['config'] : asked;
+    const unknown = aspects.filter((a) => !(CHECK_ASPECTS as readonly string[]).includes(a));
+    if (unknown.length > 0) fail(`unknown check ${unknown.join(', ')} (known: ${CHECK_ASPECTS.join(', ')}, all)`);
     const problems = check(configFile());
-    if (problems.length === 0) {
-      process.stdout.write(`${configFile()}: OK\n`);
-      return;
+    if (problems.length > 0) {
+      process.stderr.write(`${formatProblems(problems)}\n`);
+      process.exit(2);
     }
-    process.stderr.write(`${formatProblems(problems)}\n`);
-    process.exit(2);
+    process.stdout.write(`${configFile()}: OK\n`);
+    const config = loadConfig(configFile()).config;
+    let failed = false;
+    const report = (title: string, findings: Finding[]) => {
+      process.stdout.write(`\n${formatFindings(title, findings)}\n`);
+      failed ||= findings.some((f) => !f.ok);
+    };
+    if (aspects.includes('certs')) report('Certificates', checkCertificates(config));
+    if (aspects.includes('dns')) report('DNS', await checkDns(config));
+    if (aspects.includes('ports')) report('Ports', await checkPorts(config, await callControl(config.data_dir, 'status', {}, 5000).then((r) => r !== undefined, () => false)));
+    if (aspects.includes('features')) report('Features clients look for', checkFeatures(config));
+    if (failed) process.exit(2);
   });
 
 program.option('--json', 'print command results as JSON');
