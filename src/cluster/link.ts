@@ -46,8 +46,12 @@ type Command =
   | { cmd: 'takeover'; id: number; request: HandOffRequest }
   | { cmd: 'handoff'; id: number; answer: HandOffAnswer };
 
-/** How long a node waits for another to hand over a session before telling the client to bind afresh. */
-const TAKEOVER_TIMEOUT_MS = 10_000;
+/**
+ * How long a node waits for another to hand over a session before telling the client to bind
+ * afresh. A live node answers in milliseconds; one killed an instant ago may still count as a
+ * subscriber for Redis, and the client should not wait for its heartbeat to expire.
+ */
+const TAKEOVER_TIMEOUT_MS = 3_000;
 
 export interface LinkCounters {
   stanzasOut: number;

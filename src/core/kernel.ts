@@ -220,9 +220,9 @@ export class Kernel {
     if (link === undefined) return { failed: 'item-not-found' };
     // the session may have moved on since its id was issued: follow it, a few hops at most
     for (let hops = 0; hops < 3; hops++) {
-      const answer = await link.takeOver(node, request);
+      // an id this node issued for a session that moved on: where it went is known here
+      const answer = node === link.node ? (this.resumable?.handOut(request) ?? { failed: 'item-not-found' as const }) : await link.takeOver(node, request);
       if (!('movedTo' in answer)) return answer;
-      if (answer.movedTo === link.node) return this.resumable?.handOut(request) ?? { failed: 'item-not-found' };
       node = answer.movedTo;
     }
     return { failed: 'item-not-found' };

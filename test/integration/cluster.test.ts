@@ -427,15 +427,16 @@ clusterTest("resuming after the phone's node was killed fails cleanly, and what 
   t.is((await record())?.node, 'c-resume', 'node c noted the session waiting for resumption');
   c.child.kill('SIGKILL');
 
+  // the survivors clean up after node c: the phone goes offline for Alice, c's note is taken, and
+  // what c held for the phone goes to offline storage
+  await desk.next(isPresence(phone.jid, 'unavailable'), 20_000);
+  for (let i = 0; i < 400 && (await record()) !== undefined; i++) await new Promise((r) => setTimeout(r, 25));
+  t.is(await record(), undefined);
+
   const { client: back, answer } = await SmClient.resume(b, bob, enabled.attrs.id!, phone.handled, phone.jid);
   t.teardown(() => back.cut());
   t.true(answer.is('failed', NS_SM), answer.toString());
   t.truthy(answer.getChild('item-not-found'), 'XEP-0198 §5: the client binds afresh');
-
-  // the survivors clean up after node c: its note is taken, and what it held goes offline
-  await desk.next(isPresence(phone.jid, 'unavailable'), 20_000);
-  for (let i = 0; i < 400 && (await record()) !== undefined; i++) await new Promise((r) => setTimeout(r, 25));
-  t.is(await record(), undefined);
   await back.bind('phone');
   back.presence();
   await back.next(withBody('sent before the crash'));

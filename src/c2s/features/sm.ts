@@ -80,7 +80,8 @@ export function resumable(element: Element, stream: NegotiatingStream): Negotiat
   if (session === undefined) {
     const node = issuingNode(previd);
     const h = handledCount(element);
-    if (node !== undefined && node !== stream.server.nodeId && stream.server.nodeId !== undefined && h !== null) {
+    // in a cluster: issued by another node, or by this one for a session that moved on since
+    if (node !== undefined && stream.server.nodeId !== undefined && h !== null) {
       return stream.takeOverSession(node, previd, h);
     }
   }
