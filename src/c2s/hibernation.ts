@@ -24,6 +24,16 @@ export const hibernationMigrations: Migration[] = [
       });
     },
   },
+  {
+    // in a cluster every node writes here: each takes back only its own rows at start, and the
+    // node that cleans up after a dead one takes that one's (src/cluster/liveness.ts)
+    name: '002-hibernated-sessions-node',
+    async up(db) {
+      await db.schema.alterTable('c2s_hibernated_sessions', (t) => {
+        t.string('node', 64).notNullable().defaultTo('');
+      });
+    },
+  },
 ];
 
 /** What a session left behind when the process died: fired per row at start, before clients connect. */
@@ -43,28 +53,31 @@ export class HibernationRecords {
   constructor(
     private readonly db: Knex,
     private readonly log: Logger,
+    /** This node's id in a cluster, '' alone. */
+    private readonly node: string,
   ) {}
 
   /** The session `jid` waits for resumption with stanzas queued since `since`. */
   async hibernating(jid: Jid, since: number): Promise<void> {
     await this.db('c2s_hibernated_sessions')
-      .insert({ jid: jid.toString(), host: jid.domain, since })
+      .insert({ jid: jid.toString(), host: jid.domain, since, node: this.node })
       .onConflict('jid')
       .merge()
       .catch((err: unknown) => this.log.error({ err, jid: jid.toString() }, 'recording a hibernating session failed; its queue is lost if the process dies'));
   }
 
-  /** The session is resumed, or over and its queue handed on. */
-  async over(jid: Jid): Promise<void> {
+  /** The session is resumed, or over and its queue handed on (or moved to another node). */
+  async over(jid: Jid, node = this.node): Promise<void> {
+    // this node's row only: a session that moved on may be hibernating on its new node already
     await this.db('c2s_hibernated_sessions')
-      .where({ jid: jid.toString() })
+      .where({ jid: jid.toString(), node })
       .delete()
       .catch((err: unknown) => this.log.error({ err, jid: jid.toString() }, 'forgetting a hibernating session failed'));
   }
 
-  /** Rows left by a process that did not shut down. */
-  async left(): Promise<Array<{ jid: string; host: string; since: number }>> {
-    const rows = await this.db('c2s_hibernated_sessions').select('jid', 'host', 'since');
+  /** Rows left by a process (this node's last one, or a dead node of the cluster) that did not shut down. */
+  async left(node = this.node): Promise<Array<{ jid: string; host: string; since: number }>> {
+    const rows = await this.db('c2s_hibernated_sessions').where({ node }).select('jid', 'host', 'since');
     return rows.map((row: { jid: string; host: string; since: number | string }) => ({ jid: row.jid, host: row.host, since: Number(row.since) }));
   }
 }

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Kernel } from '../core/kernel.js';
+import type { HandOffAnswer, HandOffRequest, ResumableSessions } from '../core/ports.js';
 import { listenOn } from '../core/listen.js';
 import { C2SStream } from './stream.js';
 import type { ClientSession } from './session.js';
@@ -21,11 +22,16 @@ export type { C2SListen, C2SSettings } from './settings.js';
 
 const SWEEP_INTERVAL_MS = 5000;
 
-export class C2SListeners {
+/** How many resumption ids of sessions that moved to another node are remembered, to send their clients after them. */
+const MAX_MOVED = 10_000;
+
+export class C2SListeners implements ResumableSessions {
   private readonly servers: Array<{ server: net.Server; listen: C2SListen }> = [];
   private readonly streams = new Set<C2SStream>();
   /** Sessions that may be resumed (XEP-0198), by resumption id. */
   readonly resumable = new Map<string, ClientSession>();
+  /** Resumption ids of sessions handed to another node: that node, and until when it is worth asking. */
+  private readonly moved = new Map<string, { node: string; until: number }>();
   private sweeper: NodeJS.Timeout | undefined;
   private closing = false;
   /** Durable notes of hibernating sessions (set once listening). */
@@ -47,8 +53,9 @@ export class C2SListeners {
   async listen(): Promise<void> {
     startClock();
     await runMigrations(this.server.db, 'c2s', hibernationMigrations);
-    this.hibernations = new HibernationRecords(this.server.db, this.server.log.child({ component: 'c2s' }));
+    this.hibernations = new HibernationRecords(this.server.db, this.server.log.child({ component: 'c2s' }), this.server.nodeId ?? '');
     await this.recoverLostSessions();
+    this.server.resumable = this;
     if (this.settings.overload.shedding) this.shedding = new OverloadShedding(this.server, this.settings.overload);
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
@@ -134,20 +141,44 @@ export class C2SListeners {
     this.authThrottle.sweep();
   }
 
+  /** XEP-0198 §5 across nodes: hands a session of this node to the node its client resumed on. */
+  handOut(request: HandOffRequest): HandOffAnswer {
+    const session = this.resumable.get(request.previd);
+    if (session === undefined) {
+      const moved = this.moved.get(request.previd);
+      return moved !== undefined && moved.until > Date.now() ? { movedTo: moved.node } : { failed: 'item-not-found' };
+    }
+    // someone else's id, or a session past saving: the client binds afresh (§5)
+    if (session.ended || session.jid.bare !== request.bare || session.sm === null) return { failed: 'item-not-found' };
+    const handed = session.handOut(request.h);
+    if ('failed' in handed) return handed;
+    if (this.moved.size >= MAX_MOVED) this.moved.delete(this.moved.keys().next().value!);
+    // the client may lose that connection too before its new node learns where it is
+    this.moved.set(request.previd, { node: request.by, until: Date.now() + this.settings.resumeTimeout * 1000 + 60_000 });
+    this.server.log.info({ jid: handed.jid, to: request.by, unacked: handed.unacked.length }, 'session handed over to the node its client resumed on');
+    return { session: handed };
+  }
+
+  /** A dead node's sessions that were waiting to be resumed: as recoverLostSessions, for its rows. */
+  recoverNode(node: string): Promise<void> {
+    return this.recoverLostSessions(node);
+  }
+
   /**
    * Sessions that were waiting to be resumed when the process died (kill -9): what they had
    * queued is in the archive; modules hand it on (to offline storage) before clients connect.
+   * In a cluster, those of this node, or of a dead node the cluster cleans up after.
    */
-  private async recoverLostSessions(): Promise<void> {
+  private async recoverLostSessions(node?: string): Promise<void> {
     const records = this.hibernations!;
-    for (const row of await records.left()) {
+    for (const row of await records.left(node)) {
       const jid = parseJid(row.jid);
       const host = this.server.hosts.get(row.host);
       if (jid !== null && host !== undefined) {
         this.server.log.warn({ jid: row.jid, since: new Date(row.since).toISOString() }, 'a session waiting for resumption was lost with the last process; handing on what it had queued');
         await host.events.fire('c2s/session-lost', { jid, since: row.since } satisfies SessionLostEvent);
       }
-      if (jid !== null) await records.over(jid);
+      if (jid !== null) await records.over(jid, node);
     }
   }
 
@@ -166,6 +197,7 @@ export class C2SListeners {
    */
   async close(): Promise<void> {
     this.closing = true;
+    if (this.server.resumable === this) this.server.resumable = undefined;
     if (this.sweeper) clearInterval(this.sweeper);
     const closing = this.servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
     for (const stream of [...this.streams]) stream.close('system-shutdown', 'The server is shutting down');

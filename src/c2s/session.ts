@@ -4,10 +4,11 @@
 // new connection or the resumption window ends.
 import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker, Session, SessionDescription } from '../core/sessions.js';
-import { LOCAL_NODE, type SessionFlag, type SessionRef } from '../core/ports.js';
+import { LOCAL_NODE, type SessionFlag, type SessionHandOff, type SessionRef } from '../core/ports.js';
 import type { Jid } from '../core/jid.js';
 import { messageType, type StreamErrorCondition } from '../core/stanza.js';
 import Element from 'ltx/lib/Element.js';
+import { parseElement } from '../xml/parse.js';
 import { serialize } from '../xml/serialize.js';
 import { CsiBuffer, isImportant } from './csi.js';
 import type { OverloadShedding } from './overload.js';
@@ -29,8 +30,8 @@ export class ClientSession implements Session {
   readonly node = LOCAL_NODE;
   directedPresence: Set<string> | null = null;
   lastActivity = Date.now();
-  /** Epoch ms the session was bound (`xmppd sessions list`). */
-  readonly since = Date.now();
+  /** Epoch ms the session was bound (`xmppd sessions list`); kept when it moves to another node. */
+  since = Date.now();
   remoteAddress: string;
   stream: C2SStream | null;
   sm: StreamManagement | null = null;
@@ -190,8 +191,62 @@ export class ClientSession implements Session {
     const old = this.stream;
     this.stream = stream;
     this.remoteAddress = stream.remoteAddress;
-    old?.detach('Resumed on another connection');
+    if (old !== stream) old?.detach('Resumed on another connection');
     if (this.hibernationRecord !== undefined) this.recordHibernation((records) => records.over(this.jid));
+  }
+
+  /**
+   * XEP-0198 §5 across nodes: this session's state for the node its client resumed on, which
+   * acknowledged `h`. The session is then forgotten here quietly: its contacts see no unavailable
+   * presence, and what the client has not acknowledged goes with it rather than elsewhere.
+   */
+  handOut(h: number): SessionHandOff | { failed: 'handled-count-too-high'; sent: number } {
+    const sm = this.sm!;
+    if (!sm.acknowledge(h)) return { failed: 'handled-count-too-high', sent: sm.sentCount };
+    // what CSI or overload held back goes too, as if sent (the new node sends it after <resumed/>)
+    this.flushHeld();
+    this.csi = null;
+    for (const held of this.shedding?.takeHeld(this) ?? []) this.transmit(held.stanza, held.xml ?? serialize(held.stanza), held.tracker);
+    const unacked = sm.takeUnacked();
+    // the new node resends them; an offline message's tracker lets go of its stored copy now
+    for (const entry of unacked) entry.tracker?.delivered();
+    const handOff: SessionHandOff = {
+      jid: this.jid.toString(),
+      received: sm.received,
+      acknowledged: h,
+      unacked: unacked.map((entry) => ({ xml: entry.xml, at: entry.at })),
+      available: this.available,
+      priority: this.priority,
+      presence: this.presence === null ? null : serialize(this.presence),
+      flags: [...this.flags],
+      directedPresence: this.directedPresence === null ? null : [...this.directedPresence],
+      lastActivity: this.lastActivity,
+      since: this.since,
+    };
+    this.ended = true;
+    clearTimeout(this.hibernation);
+    const old = this.stream;
+    this.stream = null;
+    old?.detach('Resumed on another server node');
+    this.onEnded?.();
+    this.server.sessionHandedOut(this);
+    if (this.hibernationRecord !== undefined) this.recordHibernation((records) => records.over(this.jid));
+    return handOff;
+  }
+
+  /** A session another node handed over (see handOut), to be resumed on `stream` under `previd`. */
+  static handedIn(server: Kernel, stream: C2SStream, jid: Jid, handOff: SessionHandOff, previd: string, shedding: OverloadShedding | null): ClientSession {
+    const session = new ClientSession(server, stream, jid, shedding);
+    session.available = handOff.available;
+    session.priority = handOff.priority;
+    session.presence = handOff.presence === null ? null : parseElement(handOff.presence);
+    for (const flag of handOff.flags) session.flags.add(flag);
+    session.directedPresence = handOff.directedPresence === null ? null : new Set(handOff.directedPresence);
+    session.lastActivity = handOff.lastActivity;
+    session.since = handOff.since;
+    const unacked = handOff.unacked.map(({ xml, at }) => ({ stanza: parseElement(xml), xml, tracker: undefined, otherCopies: undefined, at }));
+    session.sm = StreamManagement.handedIn(previd, handOff.received, handOff.acknowledged, unacked);
+    return session;
   }
 
   /**

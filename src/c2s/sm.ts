@@ -21,9 +21,18 @@ export interface Unacked {
 
 const UINT32 = 2 ** 32;
 
+/**
+ * In a cluster a resumption id names the node that issued it (`<node>~<random>`), so that a
+ * client resuming on another node is handed its session from there (kernel.takeOver).
+ */
+export function issuingNode(previd: string): string | undefined {
+  const tilde = previd.lastIndexOf('~');
+  return tilde > 0 ? previd.slice(0, tilde) : undefined;
+}
+
 export class StreamManagement {
   /** The resumption token (`previd`); unguessable, tied to the account on resume. */
-  readonly id = crypto.randomBytes(18).toString('base64url');
+  readonly id: string;
   /** Stanzas received from the client, modulo 2^32 (XEP-0198 §4). */
   received = 0;
   /** Our outbound count the client last acknowledged. */
@@ -36,7 +45,20 @@ export class StreamManagement {
   private pendingInbound = 0;
   private settled: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly resumable: boolean) {}
+  /** `node`: this node's id in a cluster, put in the id; `id`: a session taken over keeps its own. */
+  constructor(readonly resumable: boolean, node?: string, id?: string) {
+    const random = crypto.randomBytes(18).toString('base64url');
+    this.id = id ?? (node === undefined ? random : `${node}~${random}`);
+  }
+
+  /** The counters and queue of a session handed over by another node (XEP-0198 §5). */
+  static handedIn(id: string, received: number, acknowledged: number, unacked: Unacked[]): StreamManagement {
+    const sm = new StreamManagement(true, undefined, id);
+    sm.received = received % UINT32;
+    sm.acknowledged = acknowledged % UINT32;
+    sm.queue = unacked;
+    return sm;
+  }
 
   get unackedCount(): number {
     return this.queue.length - this.head;

@@ -22,6 +22,7 @@ import type { C2SSettings } from './settings.js';
 import { clock } from './clock.js';
 import { ClientSession } from './session.js';
 import { NS_SM } from './sm.js';
+import { smFailed as smFailedXml } from './features/sm.js';
 import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState } from './features/index.js';
 import { NS_SESSION, NS_BIND } from './features/bind.js';
 import { RateLimiter } from './rate.js';
@@ -374,6 +375,8 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
 
   onStanza(element: Element): void {
     if (this.state === 'closed') return;
+    // negotiation waits for another node (a session taken over): what follows waits its turn
+    if (this.deferred !== null) return void this.deferred.push(element);
     const name = element.name;
     const xmlns = element.attrs.xmlns;
     if (this.framed) {
@@ -458,6 +461,49 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
 
   resumableSession(previd: string): NegotiatedSession | undefined {
     return this.listeners.resumable.get(previd);
+  }
+
+  /** Elements that arrived while negotiation waited for another node; null when not waiting. */
+  private deferred: Element[] | null = null;
+
+  async takeOverSession(node: string, previd: string, h: number): Promise<NegotiatedSession | string | null> {
+    this.deferred = [];
+    this.reading.hold();
+    try {
+      const request = { previd, by: this.server.nodeId ?? '', bare: `${this.username}@${this.host}`, h };
+      const answer = await this.server.takeOver(node, request).catch((err: unknown) => {
+        this.server.log.warn({ err: (err as Error).message, node }, 'taking over a session from another node failed');
+        return { failed: 'item-not-found' } as const;
+      });
+      if ('failed' in answer || 'movedTo' in answer) {
+        if ('sent' in answer) {
+          this.close('undefined-condition', `You acknowledged ${h} stanzas, but only ${answer.sent} were sent`, false, `<handled-count-too-high xmlns='${NS_SM}' h='${h}' send-count='${answer.sent}'/>`);
+          return null;
+        }
+        return smFailedXml('item-not-found', 'No such session to resume; bind a new one');
+      }
+      const jid = parseJid(answer.session.jid);
+      if (jid === null) return smFailedXml('item-not-found', 'No such session to resume; bind a new one');
+      // bound here even if this connection went meanwhile: it then waits to be resumed again, and
+      // what it holds is not lost
+      const session = ClientSession.handedIn(this.server, this, jid, answer.session, previd, this.listeners.shedding);
+      this.makeResumable(session);
+      this.server.sessionHandedIn(session);
+      this.server.log.info({ jid: answer.session.jid, from: node, unacked: answer.session.unacked.length }, 'session taken over from another node');
+      if ((this.state as StreamState) === 'closed') {
+        session.connectionLost('connection closed while resuming', this.settings.resumeTimeout);
+        return null;
+      }
+      return session;
+    } finally {
+      this.reading.release();
+      // replayed in order once the caller has resumed the session (in a microtask, before this)
+      setImmediate(() => {
+        const deferred = this.deferred ?? [];
+        this.deferred = null;
+        for (const element of deferred) this.onStanza(element);
+      });
+    }
   }
 
   makeResumable(negotiated: NegotiatedSession): void {

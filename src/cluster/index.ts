@@ -48,7 +48,7 @@ export class Cluster {
   ) {
     this.redis = connectRedis(settings.redisUrl, `xmppd-${settings.nodeId}`);
     this.subscriber = connectRedis(settings.redisUrl, `xmppd-${settings.nodeId}-sub`);
-    this.link = new RedisNodeLink(kernel, this.redis, log);
+    this.link = new RedisNodeLink(kernel, this.redis, log, settings.nodeId);
     this.directory = new ClusterDirectory(kernel, settings.nodeId, this.redis, this.link, log);
     // a node that no longer listens (killed: Redis closed its connection) is gone for routing at once;
     // Liveness still waits for its heartbeat to expire before cleaning up after it

@@ -16,7 +16,7 @@ import type Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import { parseJid } from '../core/jid.js';
 import type { Kernel } from '../core/kernel.js';
-import type { DeliveryTracker, NodeLink, SessionRef } from '../core/ports.js';
+import type { DeliveryTracker, HandOffAnswer, HandOffRequest, NodeLink, SessionRef } from '../core/ports.js';
 import { StanzaError, type StreamErrorCondition } from '../core/stanza.js';
 import { StreamParser } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
@@ -40,7 +40,18 @@ interface Outgoing {
 }
 
 /** A command to another node (JSON on its channel, told apart from batches by the leading `{`). */
-type Command = { cmd: 'close'; jid: string; condition: StreamErrorCondition; text?: string | undefined };
+type Command =
+  | { cmd: 'close'; jid: string; condition: StreamErrorCondition; text?: string | undefined }
+  /** XEP-0198 §5 across nodes: hand over a resumable session (answered by a `handoff`) */
+  | { cmd: 'takeover'; id: number; request: HandOffRequest }
+  | { cmd: 'handoff'; id: number; answer: HandOffAnswer };
+
+/**
+ * How long a node waits for another to hand over a session before telling the client to bind
+ * afresh. A live node answers in milliseconds; one killed an instant ago may still count as a
+ * subscriber for Redis, and the client should not wait for its heartbeat to expire.
+ */
+const TAKEOVER_TIMEOUT_MS = 3_000;
 
 export interface LinkCounters {
   stanzasOut: number;
@@ -68,11 +79,37 @@ export class RedisNodeLink implements NodeLink {
   /** Called when a node no longer listens (before its stanzas are handled as undelivered). */
   onNodeGone: (node: string) => void = () => {};
 
+  /** Takeovers asked of other nodes, waiting for their answer. */
+  private readonly takeovers = new Map<number, (answer: HandOffAnswer) => void>();
+  private nextTakeover = 0;
+
   constructor(
     private readonly kernel: Kernel,
     private readonly redis: RedisClient,
     private readonly log: Logger,
+    readonly node: string,
   ) {}
+
+  takeOver(node: string, request: HandOffRequest): Promise<HandOffAnswer> {
+    const id = ++this.nextTakeover;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.takeovers.delete(id);
+        this.log.warn({ node, previd: request.previd }, 'another node did not hand over a session in time; the client binds afresh');
+        resolve({ failed: 'item-not-found' });
+      }, TAKEOVER_TIMEOUT_MS);
+      this.takeovers.set(id, (answer) => {
+        clearTimeout(timer);
+        this.takeovers.delete(id);
+        resolve(answer);
+      });
+      const command: Command = { cmd: 'takeover', id, request };
+      this.redis.publish(channels.node(node), JSON.stringify(command)).then(
+        (receivers) => void (receivers === 0 && this.takeovers.get(id)?.({ failed: 'item-not-found' })), // that node is gone
+        () => this.takeovers.get(id)?.({ failed: 'item-not-found' }),
+      );
+    });
+  }
 
   deliver(ref: SessionRef, stanza: Element, xml: string | undefined, tracker: DeliveryTracker | undefined): void {
     this.enqueue(ref.node, { op: Op.Deliver, jid: ref.jid.toString(), stanza, xml: xml ?? serialize(stanza), tracker });
@@ -202,7 +239,18 @@ export class RedisNodeLink implements NodeLink {
     } catch {
       return this.log.error('a command from another node is not JSON; ignored');
     }
-    if (command.cmd === 'close') {
+    if (command.cmd === 'takeover') {
+      const answer = this.kernel.resumable?.handOut(command.request) ?? { failed: 'item-not-found' as const };
+      const reply: Command = { cmd: 'handoff', id: command.id, answer };
+      this.redis.publish(channels.node(command.request.by), JSON.stringify(reply)).then((receivers) => {
+        // the asking node died meanwhile: the session is gone with it; what it held is in the archive
+        if (receivers === 0 && 'session' in answer) this.log.error({ jid: answer.session.jid, node: command.request.by }, 'a session was handed over to a node that is gone');
+      }, (err: unknown) => this.log.error({ err, node: command.request.by }, 'a handed-over session could not be sent to its new node'));
+    } else if (command.cmd === 'handoff') {
+      const waiting = this.takeovers.get(command.id);
+      if (waiting !== undefined) waiting(command.answer);
+      else if ('session' in command.answer) this.log.error({ jid: command.answer.session.jid }, 'a session was handed over after its client was told to bind afresh; what it had not acknowledged is in the archive');
+    } else if (command.cmd === 'close') {
       const session = this.kernel.sessions.ownSession(command.jid);
       if (session) {
         this.log.info({ jid: command.jid, condition: command.condition }, 'session ended at the request of another node');

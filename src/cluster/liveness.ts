@@ -128,6 +128,8 @@ export class Liveness {
     }
     await this.redis.del(keys.sessions(node));
     await this.redis.sRem(keys.nodes, node);
+    // its sessions that were waiting to be resumed: what they had queued goes to offline storage
+    await this.kernel.resumable?.recoverNode(node).catch((err: unknown) => this.log.error({ err, node }, 'handing on the queues of a dead node\'s hibernating sessions failed'));
     this.reaped++;
   }
 }

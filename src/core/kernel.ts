@@ -17,7 +17,7 @@ import type { Jid } from './jid.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleContext, type ModuleDefinition } from './module.js';
 import type { HttpPort } from './http-port.js';
-import type { NodeLink, RemoteRoute, SessionRef } from './ports.js';
+import type { HandOffAnswer, HandOffRequest, NodeLink, RemoteRoute, ResumableSessions, SessionRef } from './ports.js';
 import type { StreamErrorCondition } from './stanza.js';
 import { Router, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
@@ -204,6 +204,42 @@ export class Kernel {
       else this.delivery.link?.close(ref, condition, text);
     }
     return targets.length;
+  }
+
+  /** This node's sessions waiting to be resumed, for the other nodes of a cluster (set by the c2s edge). */
+  resumable: ResumableSessions | undefined;
+
+  /** The cluster's id of this node; undefined when not clustered. */
+  get nodeId(): string | undefined {
+    return this.delivery.link?.node;
+  }
+
+  /** XEP-0198 §5 across nodes: the session `request.previd` names, from the node that issued it. */
+  async takeOver(node: string, request: HandOffRequest): Promise<HandOffAnswer> {
+    const link = this.delivery.link;
+    if (link === undefined) return { failed: 'item-not-found' };
+    // the session may have moved on since its id was issued: follow it, a few hops at most
+    for (let hops = 0; hops < 3; hops++) {
+      // an id this node issued for a session that moved on: where it went is known here
+      const answer = node === link.node ? (this.resumable?.handOut(request) ?? { failed: 'item-not-found' as const }) : await link.takeOver(node, request);
+      if (!('movedTo' in answer)) return answer;
+      node = answer.movedTo;
+    }
+    return { failed: 'item-not-found' };
+  }
+
+  /**
+   * A session resumed here from another node: bound without `session/bound` side effects other
+   * than the modules' (no presence is sent: its contacts saw it online all along).
+   */
+  sessionHandedIn(session: Session): void {
+    this.sessions.add(session);
+    this.hosts.get(session.host)?.events.fire('session/bound', { session });
+  }
+
+  /** A session handed to another node: forgotten here without `session/closed` (it did not end). */
+  sessionHandedOut(session: Session): void {
+    this.sessions.remove(session);
   }
 
   /** Called by a stream when its bound session ends, whatever the reason. */

@@ -97,9 +97,68 @@ export interface Delivery {
  * resource) when the session has gone by the time it arrives.
  */
 export interface NodeLink {
+  /** This node's id in the cluster. */
+  readonly node: string;
   deliver(ref: SessionRef, stanza: Element, xml: string | undefined, tracker: DeliveryTracker | undefined): void;
   /** Ends a session of another node (RFC 6120 §4.9: conflict, not-authorized, policy-violation...). */
   close(ref: SessionRef, condition: string, text: string | undefined): void;
+  /**
+   * XEP-0198 §5 across nodes: asks `node`, which issued the resumption id, to hand over the
+   * session it names (and where it moved since, to follow it there).
+   */
+  takeOver(node: string, request: HandOffRequest): Promise<HandOffAnswer>;
+}
+
+// --- stream management across nodes ------------------------------------------------------------
+// A client whose connection to node B dropped may resume on node A (XEP-0198 §5): A asks B, B
+// hands over the session's state and the stanzas the client has not acknowledged, and ends its
+// copy quietly (contacts see no unavailable presence); A binds it and resends them.
+
+export interface HandOffRequest {
+  previd: string;
+  /** The node asking, where the session moves. */
+  by: string;
+  /** The account resuming: only its own sessions are handed over. */
+  bare: string;
+  /** The client's 'h': what it acknowledged. */
+  h: number;
+}
+
+/** A session's state as it leaves its node. */
+export interface SessionHandOff {
+  jid: string;
+  /** Stanzas handled from the client (the 'h' the server reports in <resumed/>). */
+  received: number;
+  /** The client's 'h'. */
+  acknowledged: number;
+  /** Sent and not acknowledged, oldest first: resent after <resumed/>; `at` epoch ms first queued. */
+  unacked: Array<{ xml: string; at: number }>;
+  available: boolean;
+  priority: number;
+  presence: string | null;
+  flags: string[];
+  directedPresence: string[] | null;
+  lastActivity: number;
+  since: number;
+}
+
+export type HandOffAnswer =
+  | { session: SessionHandOff }
+  /** the session moved to another node since: ask it there */
+  | { movedTo: string }
+  | { failed: 'item-not-found' }
+  /** the client acknowledged more than was sent (XEP-0198 §4): a stream error */
+  | { failed: 'handled-count-too-high'; sent: number };
+
+/** This node's sessions waiting to be resumed, as the cluster sees them (the c2s edge implements it). */
+export interface ResumableSessions {
+  /** Hands over the session another node's client resumes (see HandOffRequest). */
+  handOut(request: HandOffRequest): HandOffAnswer;
+  /**
+   * A dead node's sessions that were waiting to be resumed: what they had queued is handed on
+   * (to offline storage, from the archive), as at the start after a crash.
+   */
+  recoverNode(node: string): Promise<void>;
 }
 
 /**

@@ -6,9 +6,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, online, ping, isPresence } from '../helpers/conversation.js';
+import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, makeFriends, online, ping, isPresence } from '../helpers/conversation.js';
+import { NS_SM, SmClient } from '../helpers/sm-client.js';
 import { startChild, startedPorts } from '../helpers/cli.js';
 import { NS_DELAY, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom, isSubject, join, joinPresence } from '../helpers/muc.js';
 import { mamQuery } from '../helpers/mam.js';
@@ -339,4 +341,103 @@ clusterTest('the limit on registrations per address counts the registrations of 
   for (let i = 1; i <= 5; i++) t.is(await registerOn(a, `limited-${process.pid}-${i}`), 'result');
   await new Promise((r) => setTimeout(r, 500)); // node b hears of them over Redis
   t.is(await registerOn(b, `limited-${process.pid}-6`), 'resource-constraint');
+});
+
+// --- stream management across nodes (XEP-0198 §5) ----------------------------------------------
+
+const withBody = (text: string) => (e: Element) => e.is('message') && e.getChildText('body') === text;
+
+/** The stream-management queue of node `on`'s session `bareJid/resource` once it holds `count` stanzas. */
+async function queued(on: TestServer, bareJid: string, resource: string, count: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const local = on.server.sessions.find(bareJid, resource)?.local as { sm?: { unackedCount: number } | null } | undefined;
+    if ((local?.sm?.unackedCount ?? 0) >= count) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${bareJid}/${resource} never had ${count} stanzas queued`);
+}
+
+clusterTest('a phone whose connection to one node drops resumes on another: the session moves with what it had not acknowledged, and its contacts never see it go', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  await makeFriends(a, alice, bob);
+  const desk = await user(t, b, alice, 'desk');
+  const phone = await SmClient.login(a, bob, 'phone');
+  t.teardown(() => phone.cut());
+  const enabled = await phone.enable();
+  t.true(enabled.attrs.id!.startsWith('a~'), 'the resumption id names the node that issued it');
+  await phone.online();
+  await desk.next(isPresence(phone.jid));
+
+  // Alice writes three messages; the phone acknowledges the first only, then loses its network
+  for (const text of ['m1', 'm2', 'm3']) await desk.send(chat(phone.jid, text));
+  const m1 = await phone.next(withBody('m1'));
+  await phone.next(withBody('m3'));
+  phone.ack(phone.handledThrough(m1));
+  const sentBeforeTheCut = phone.sent;
+  phone.cut();
+  await desk.send(chat(phone.jid, 'm4'));
+  await queued(a, bare(a, bob), 'phone', 3);
+
+  // the phone comes back through node B
+  const { client: back, answer } = await SmClient.resume(b, bob, enabled.attrs.id!, phone.handledThrough(m1), phone.jid);
+  t.teardown(() => back.cut());
+  t.true(answer.is('resumed', NS_SM), answer.toString());
+  t.is(answer.attrs.h, String(sentBeforeTheCut), "node A's count of the phone's stanzas");
+  await back.next(withBody('m4'));
+  await back.settle();
+  t.deepEqual(back.bodies(), ['m2', 'm3', 'm4'], 'what it had not acknowledged, and what came meanwhile, once each');
+  t.truthy(b.server.sessions.find(bare(a, bob), 'phone')?.local, 'node B holds the session now');
+  for (let i = 0; i < 200 && a.server.sessions.find(bare(a, bob), 'phone')?.node !== 'b'; i++) await new Promise((r) => setTimeout(r, 25));
+  t.is(a.server.sessions.find(bare(a, bob), 'phone')?.node, 'b', 'and node A knows it');
+
+  // the conversation goes on, both ways
+  back.chat(desk.jid, 'back, through node B');
+  t.is((await desk.next(withBody('back, through node B'))).attrs.from, phone.jid);
+  await desk.send(chat(phone.jid, 'welcome back'));
+  await back.next(withBody('welcome back'));
+  t.false(desk.received.some((s) => s.is('presence') && s.attrs.from === phone.jid && s.attrs.type === 'unavailable'), 'Alice never saw the phone go offline');
+
+  // cut again and resumed through node A: A, which issued the id, sends the phone on to B
+  back.cut();
+  await desk.send(chat(phone.jid, 'm5'));
+  await queued(b, bare(a, bob), 'phone', 1);
+  const { client: third, answer: again } = await SmClient.resume(a, bob, enabled.attrs.id!, back.handled, phone.jid);
+  t.teardown(() => third.cut());
+  t.true(again.is('resumed', NS_SM), again.toString());
+  await third.next(withBody('m5'));
+  t.truthy(a.server.sessions.find(bare(a, bob), 'phone')?.local, 'back on node A');
+});
+
+clusterTest("resuming after the phone's node was killed fails cleanly, and what that node held for the phone waits in offline storage", async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  await makeFriends(a, alice, bob);
+  const c = await childNode(t, 'c-resume');
+  const desk = await user(t, a, alice, 'desk');
+  const phone = await SmClient.login(c.node, bob, 'phone');
+  t.teardown(() => phone.cut());
+  const enabled = await phone.enable();
+  await phone.online();
+  await desk.next(isPresence(phone.jid));
+
+  await desk.send(chat(phone.jid, 'sent before the crash'));
+  await phone.next(withBody('sent before the crash'));
+  phone.cut(); // not acknowledged: node c keeps it for the phone
+  const record = () => a.server.db('c2s_hibernated_sessions').where({ jid: phone.jid }).first();
+  for (let i = 0; i < 200 && (await record()) === undefined; i++) await new Promise((r) => setTimeout(r, 25));
+  t.is((await record())?.node, 'c-resume', 'node c noted the session waiting for resumption');
+  c.child.kill('SIGKILL');
+
+  // the survivors clean up after node c: the phone goes offline for Alice, c's note is taken, and
+  // what c held for the phone goes to offline storage
+  await desk.next(isPresence(phone.jid, 'unavailable'), 20_000);
+  for (let i = 0; i < 400 && (await record()) !== undefined; i++) await new Promise((r) => setTimeout(r, 25));
+  t.is(await record(), undefined);
+
+  const { client: back, answer } = await SmClient.resume(b, bob, enabled.attrs.id!, phone.handled, phone.jid);
+  t.teardown(() => back.cut());
+  t.true(answer.is('failed', NS_SM), answer.toString());
+  t.truthy(answer.getChild('item-not-found'), 'XEP-0198 §5: the client binds afresh');
+  await back.bind('phone');
+  back.presence();
+  await back.next(withBody('sent before the crash'));
 });

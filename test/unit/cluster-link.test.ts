@@ -12,7 +12,7 @@ function receiver() {
     sessions: { get: () => ({ send: (_stanza: unknown, xml: string) => delivered.push(xml) }) },
     router: { undelivered: () => undefined, route: () => undefined },
   } as unknown as Kernel;
-  return { delivered, link: new RedisNodeLink(kernel, {} as RedisClient, pino({ level: 'silent' })) };
+  return { delivered, link: new RedisNodeLink(kernel, {} as RedisClient, pino({ level: 'silent' }), 'a') };
 }
 
 const batch = (...stanzas: string[]) => `${stanzas.map((xml) => `d\talice@localhost/phone\t${xml.length}`).join('\n')}\n\n${stanzas.join('')}`;

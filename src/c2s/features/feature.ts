@@ -63,6 +63,11 @@ export interface NegotiatingStream {
   /** A session waiting for its client (XEP-0198 §5) that this stream may take over, if any. */
   resumableSession(previd: string): NegotiatedSession | undefined;
   /**
+   * In a cluster: the session `previd` names, handed over by `node`, which issued the id; or the
+   * <failed/> to answer; or null when the stream was closed (an 'h' beyond what was sent).
+   */
+  takeOverSession(node: string, previd: string, h: number): Promise<NegotiatedSession | string | null>;
+  /**
    * Take over a session found by resumableSession; it is bound to this stream afterwards.
    * `inline`: resumed inside SASL2 (XEP-0198 §5 inline, XEP-0388): this <success/> (which
    * holds the <resumed/>) and the stream features go out instead of a <resumed/> of their own.

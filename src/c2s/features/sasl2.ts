@@ -184,7 +184,7 @@ async function succeeded(stream: NegotiatingStream, exchange: Exchange, step: Ex
   let failedResume = '';
   const resume = authenticate.getChild('resume', NS_SM);
   if (resume !== undefined) {
-    const found = resumable(resume, stream);
+    const found = await resumable(resume, stream);
     if (found === null) return; // the stream was closed (an 'h' beyond what we sent)
     if (typeof found !== 'string') return resumeInline(stream, found, resume.attrs.previd ?? '', success);
     failedResume = found;

@@ -2,7 +2,7 @@
 // acks and ack requests on the bound stream (§4). The counters live in ../sm.ts; which sessions
 // wait to be resumed is the stream's (resumableSession, resumeSession, makeResumable).
 import type Element from 'ltx/lib/Element.js';
-import { NS_SM, StreamManagement } from '../sm.js';
+import { NS_SM, StreamManagement, issuingNode } from '../sm.js';
 import type { NegotiatedSession, NegotiatingStream, StreamFeature } from './feature.js';
 
 const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
@@ -48,7 +48,8 @@ export function enable(element: Element, stream: NegotiatingStream): string {
   const wantsResume = element.attrs.resume === 'true' || element.attrs.resume === '1';
   const timeout = stream.settings.resumeTimeout;
   const resumable = wantsResume && timeout > 0;
-  session.sm = new StreamManagement(resumable);
+  // in a cluster the id names this node, for a client that resumes on another (takeOverSession)
+  session.sm = new StreamManagement(resumable, stream.server.nodeId);
   if (resumable) stream.makeResumable(session);
   const resume = resumable ? ` resume='true' max='${timeout}'` : '';
   return `<enabled xmlns='${NS_SM}' id='${session.sm.id}'${resume}/>`;
@@ -57,6 +58,11 @@ export function enable(element: Element, stream: NegotiatingStream): string {
 /** XEP-0198 §5: take over a session that lost its connection, before binding. */
 function resume(element: Element, stream: NegotiatingStream): void {
   const found = resumable(element, stream);
+  if (found instanceof Promise) return void found.then((taken) => resumed(taken, element, stream));
+  resumed(found, element, stream);
+}
+
+function resumed(found: NegotiatedSession | string | null, element: Element, stream: NegotiatingStream): void {
   if (typeof found === 'string') return stream.write(found);
   if (found === null) return;
   stream.resumeSession(found, element.attrs.previd ?? '');
@@ -65,13 +71,22 @@ function resume(element: Element, stream: NegotiatingStream): void {
 /**
  * The session a <resume/> names, checked (XEP-0198 §5): the session, or the <failed/> to answer
  * (the client binds afresh), or null when the stream was closed (an 'h' beyond what was sent).
+ * In a cluster, a session of another node is handed over from there (a promise then).
  * Also used inline in SASL2 (XEP-0198 §5 "inline", XEP-0388).
  */
-export function resumable(element: Element, stream: NegotiatingStream): NegotiatedSession | string | null {
+export function resumable(element: Element, stream: NegotiatingStream): NegotiatedSession | string | null | Promise<NegotiatedSession | string | null> {
   const previd = element.attrs.previd ?? '';
   const session = stream.resumableSession(previd);
+  if (session === undefined) {
+    const node = issuingNode(previd);
+    const h = handledCount(element);
+    // in a cluster: issued by another node, or by this one for a session that moved on since
+    if (node !== undefined && stream.server.nodeId !== undefined && h !== null) {
+      return stream.takeOverSession(node, previd, h);
+    }
+  }
   if (session === undefined || session.ended || session.jid.bare !== `${stream.username}@${stream.host}` || session.sm === null) {
-    // unknown, expired, someone else's, or held by another node: bind afresh (§5)
+    // unknown, expired, or someone else's: bind afresh (§5)
     return smFailed('item-not-found', 'No such session to resume; bind a new one');
   }
   const sm = session.sm;
