@@ -33,6 +33,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
   const { c2s } = config;
   return {
     dataDir: config.data_dir,
+    uploadsDir: config.storage.uploads_dir,
     storage: { driver: config.storage.driver, sqliteFile: config.storage.sqlite_file, postgresUrl: config.storage.postgres_url },
     hosts: config.hosts.map((host) => ({
       domain: host.domain,

@@ -203,7 +203,7 @@ program.option('--json', 'print command results as JSON');
 const groups = addRegistryCommands(program, {
   dataDir: () => dataDirOf(configFile()),
   withDatabase: (work) => withAccounts(configFile(), (accounts, config, db) => work(databaseContext({
-    hosts: config.hosts.map((h) => h.domain), db, accounts, dataDir: config.data_dir, modules: moduleRegistry.values(),
+    hosts: config.hosts.map((h) => h.domain), db, accounts, dirs: { dataDir: config.data_dir, uploadsDir: config.storage.uploads_dir }, modules: moduleRegistry.values(),
   }))),
   readPassword: () => readPassword(undefined),
   fail,

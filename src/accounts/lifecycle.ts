@@ -16,8 +16,16 @@ export interface AccountDataScope {
   username: string;
   /** username@host */
   bareJid: string;
-  /** The server's data directory (files such as uploads live under it). */
+  /** The server's data directory. */
   dataDir: string;
+  /** Where shared files are kept (storage.uploads_dir; one directory for every node of a cluster). */
+  uploadsDir: string;
+}
+
+/** Where the server keeps files: its data directory, and the uploads directory. */
+export interface DataDirs {
+  dataDir: string;
+  uploadsDir: string;
 }
 
 /** What keeps data for accounts: a module definition (src/core/module.ts) is one. */
@@ -40,7 +48,7 @@ export interface AccountDeletion {
  */
 export async function removeAccountData(
   db: Knex,
-  dataDir: string,
+  dirs: DataDirs,
   host: string,
   username: string,
   modules: Iterable<AccountDataOwner>,
@@ -49,7 +57,7 @@ export async function removeAccountData(
   const migrated = (await db.schema.hasTable('xmppd_migrations'))
     ? new Set((await db('xmppd_migrations').distinct('module')).map((row: { module: string }) => row.module))
     : new Set<string>();
-  const scope: AccountDataScope = { db, host, username, bareJid: `${username}@${host}`, dataDir };
+  const scope: AccountDataScope = { db, host, username, bareJid: `${username}@${host}`, dataDir: dirs.dataDir, uploadsDir: dirs.uploadsDir };
   const failed: string[] = [];
   for (const module of modules) {
     if (module.removeAccountData === undefined) continue;
@@ -68,14 +76,14 @@ export async function removeAccountData(
 export async function deleteAccount(
   db: Knex,
   accounts: AccountStore,
-  dataDir: string,
+  dirs: DataDirs,
   host: string,
   username: string,
   modules: Iterable<AccountDataOwner>,
   log?: Logger,
 ): Promise<AccountDeletion> {
   const existed = await accounts.delete(host, username);
-  const failed = await removeAccountData(db, dataDir, host, username, modules, log);
+  const failed = await removeAccountData(db, dirs, host, username, modules, log);
   return { existed, failed };
 }
 
@@ -84,7 +92,7 @@ export interface RunningServer {
   db: Knex;
   accounts: AccountStore;
   log: Logger;
-  settings: { dataDir: string };
+  settings: DataDirs;
   /** Ends the account's sessions, on every node of a cluster. */
   closeSessions(jid: Jid, condition: 'not-authorized', text: string): number;
   hosts: ReadonlyMap<string, { events: { fire<E>(name: string, event: E): unknown } }>;
@@ -121,7 +129,7 @@ async function deleteLive(server: RunningServer, host: string, username: string)
   await Promise.all(pending);
   // let the closed sessions' own writes (last activity, offline copies) start before the data goes
   await new Promise((resolve) => setImmediate(resolve));
-  const failed = await removeAccountData(server.db, server.settings.dataDir, host, username, server.moduleDefinitions(), server.log);
+  const failed = await removeAccountData(server.db, server.settings, host, username, server.moduleDefinitions(), server.log);
   events?.fire('account/deleted', { username, host });
   server.log.info({ account: bare, existed, failed }, 'account deleted with its data');
   return { existed, failed };

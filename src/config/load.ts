@@ -124,7 +124,7 @@ export function validateSection<T>(source: ConfigSource, configPath: ConfigPath,
 }
 
 /**
- * Validates the core schema and resolves relative paths (data_dir, storage.sqlite_file, hosts[].tls, s2s.ca_file)
+ * Validates the core schema and resolves relative paths (data_dir, storage.sqlite_file, storage.uploads_dir, hosts[].tls, s2s.ca_file)
  * against the process's working directory, so `npm start` from the checkout finds ./data.
  */
 export function validateCoreConfig(source: ConfigSource): CoreConfig {
@@ -140,6 +140,7 @@ export function validateCoreConfig(source: ConfigSource): CoreConfig {
         config.storage.sqlite_file === ':memory:' || config.storage.sqlite_file.startsWith('file:')
           ? config.storage.sqlite_file
           : resolve(config.storage.sqlite_file),
+      uploads_dir: resolve(config.storage.uploads_dir),
     },
     hosts: config.hosts.map((host) => ({
       ...host,

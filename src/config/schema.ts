@@ -44,6 +44,11 @@ const storageSchema = z
     /** Default: <data_dir>/xmppd.sqlite, filled in by the root transform. ':memory:' for tests. */
     sqlite_file: z.string().min(1).optional(),
     postgres_url: z.string().min(1).optional(),
+    /**
+     * Where uploaded files are kept. Default: <data_dir>/uploads. In a cluster, one directory
+     * every node reaches (a network mount), since each file is stored once for all.
+     */
+    uploads_dir: z.string().min(1).optional(),
   })
   .superRefine((storage, ctx) => {
     if (storage.driver === 'postgres' && storage.postgres_url === undefined) {
@@ -313,7 +318,11 @@ export const coreConfigSchema = z
   })
   .transform((config) => ({
     ...config,
-    storage: { ...config.storage, sqlite_file: config.storage.sqlite_file ?? path.join(config.data_dir, 'xmppd.sqlite') },
+    storage: {
+      ...config.storage,
+      sqlite_file: config.storage.sqlite_file ?? path.join(config.data_dir, 'xmppd.sqlite'),
+      uploads_dir: config.storage.uploads_dir ?? path.join(config.data_dir, 'uploads'),
+    },
   }));
 
 export type CoreConfig = z.output<typeof coreConfigSchema>;

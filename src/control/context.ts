@@ -7,7 +7,7 @@ import { Jid, parseJid } from '../core/jid.js';
 import type { SessionRef } from '../core/ports.js';
 import type { ClientSession } from '../c2s/session.js';
 import { userAgentOf } from '../c2s/features/sasl2.js';
-import { deleteAccount } from '../accounts/lifecycle.js';
+import { deleteAccount, type DataDirs } from '../accounts/lifecycle.js';
 import type { AccountStore } from '../accounts/store.js';
 import type { ModuleDefinition } from '../core/module.js';
 import type { MucAdminService } from '../modules/muc/index.js';
@@ -20,15 +20,15 @@ export function databaseContext(options: {
   hosts: readonly string[];
   db: Knex;
   accounts: AccountStore;
-  dataDir: string;
+  dirs: DataDirs;
   modules: Iterable<ModuleDefinition<unknown>>;
 }): AdminContext {
-  const { db, accounts, dataDir, modules } = options;
+  const { db, accounts, dirs, modules } = options;
   return {
     hosts: options.hosts,
     accounts,
     db,
-    deleteAccount: (host, username) => deleteAccount(db, accounts, dataDir, host, username, modules),
+    deleteAccount: (host, username) => deleteAccount(db, accounts, dirs, host, username, modules),
     setDisabled: (host, username, disabled, reason?: string) => accounts.setDisabled(host, username, disabled, reason),
   };
 }

@@ -24,6 +24,8 @@ import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
 export interface KernelSettings {
   dataDir: string;
+  /** Where shared files are kept (storage.uploads_dir). */
+  uploadsDir: string;
   storage: StorageOptions;
   hosts: HostSettings[];
   /** A module's validated options on a host (the config layer maps problems to YAML lines). */

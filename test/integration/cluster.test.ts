@@ -34,7 +34,8 @@ let sharedDir: string;
 async function startNode(nodeId: string, shared: string, redisUrl: string): Promise<TestServer> {
   return startServer({
     config: {
-      storage: testStorageConfig(shared),
+      // one uploads directory for every node, as the README asks of a cluster
+      storage: { ...testStorageConfig(shared), uploads_dir: path.join(shared, 'uploads') },
       cluster: { redis_url: redisUrl, node_id: nodeId, heartbeat: '1s', node_timeout: '3s' },
       // the throttle test guesses from its own loopback address, for its own account
       c2s: { auth_throttle: { per_account_and_ip: { attempts: 2, window: '1m' } } },
@@ -440,4 +441,21 @@ clusterTest("resuming after the phone's node was killed fails cleanly, and what 
   await back.bind('phone');
   back.presence();
   await back.next(withBody('sent before the crash'));
+});
+
+clusterTest('a file shared through one node is served by every node (one uploads directory)', async (t) => {
+  const { alice } = await freshAccounts(a, 'alice');
+  const onA = await user(t, a, alice, 'phone');
+  const bytes = Buffer.from(`a picture for the whole cluster ${Date.now()}`);
+  const result = await onA.request(xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: 'urn:xmpp:http:upload:0', filename: 'cluster.txt', size: String(bytes.length), 'content-type': 'text/plain' })));
+  const slot = result.getChild('slot', 'urn:xmpp:http:upload:0')!;
+  const put = slot.getChild('put')!;
+  const headers: Record<string, string> = { 'content-type': 'text/plain' };
+  for (const header of put.getChildren('header')) headers[header.attrs.name as string] = header.getText();
+  t.is((await fetch(put.attrs.url as string, { method: 'PUT', headers, body: bytes })).status, 201);
+  // fetched through node B's own listener
+  const url = new URL(slot.getChild('get')!.attrs.url as string);
+  const throughB = await fetch(`http://127.0.0.1:${b.httpPort}${url.pathname}`);
+  t.is(throughB.status, 200);
+  t.deepEqual(Buffer.from(await throughB.arrayBuffer()), bytes);
 });

@@ -4,7 +4,6 @@
 // (SHA-256, reference-counted), so a picture forwarded to fifty chats costs one copy on disk.
 // The HTTP side (PUT/GET) is http.ts, served by the HTTP listener; storage is blobs.ts/store.ts.
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
 import { byteSize, byteSizeOrNever, duration, durationOrNever } from '../../config/units.js';
@@ -58,7 +57,7 @@ function sharedService(server: Kernel): Promise<UploadService> {
   let service = services.get(server);
   if (service === undefined) {
     service = (async () => {
-      const blobs = new LocalDiskBlobStore(path.join(server.settings.dataDir, 'uploads'));
+      const blobs = new LocalDiskBlobStore(server.settings.uploadsDir);
       await blobs.init();
       const store = new UploadStore(server.db, blobs);
       const log = server.log.child({ module: 'upload' });
@@ -127,8 +126,8 @@ export default defineModule({
   }),
   migrations: uploadMigrations,
   // A removed account's files go with it (a stored copy stays while another upload uses it).
-  async removeAccountData({ db, host, bareJid, dataDir }) {
-    await new UploadStore(db, new LocalDiskBlobStore(path.join(dataDir, 'uploads'))).removeOwner(host, bareJid);
+  async removeAccountData({ db, host, bareJid, uploadsDir }) {
+    await new UploadStore(db, new LocalDiskBlobStore(uploadsDir)).removeOwner(host, bareJid);
   },
   async setup(m) {
     const options = m.options;
