@@ -17,6 +17,7 @@ import { mamQuery } from '../helpers/mam.js';
 import { RawClient } from '../helpers/clients.js';
 import { authenticatePlain, openStream, readElement } from '../helpers/wire.js';
 import { redisRequirement, startRedis, type TestRedis } from '../helpers/redis.js';
+import { sasl2Scram, secured, tlsExporter } from '../helpers/sasl2.js';
 import { serialTestNeeding } from '../helpers/requirements.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -458,4 +459,29 @@ clusterTest('a file shared through one node is served by every node (one uploads
   const throughB = await fetch(`http://127.0.0.1:${b.httpPort}${url.pathname}`);
   t.is(throughB.status, 200);
   t.deepEqual(Buffer.from(await throughB.arrayBuffer()), bytes);
+});
+
+clusterTest('a SASL2 client resumes inline on another node (XEP-0198 in <authenticate/>) and gets what it missed', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const desk = await user(t, a, alice, 'desk');
+  const phone = await SmClient.login(a, bob, 'phone');
+  t.teardown(() => phone.cut());
+  const enabled = await phone.enable();
+  phone.cut();
+  await desk.send(chat(phone.jid, 'while you were away', { id: 'away-1' }));
+  await queued(a, bare(a, bob), 'phone', 1);
+
+  const { wire, socket } = await secured(b);
+  t.teardown(() => wire.close());
+  const result = await sasl2Scram(wire, 'sha256', bob, {
+    binding: { type: 'tls-exporter', data: tlsExporter(socket) },
+    inline: `<resume xmlns='${NS_SM}' previd='${enabled.attrs.id!}' h='0'/>`,
+  });
+  t.is(result.outcome, 'success', result.outcome === 'failure' ? result.failure.toString() : '');
+  if (result.outcome !== 'success') return;
+  t.truthy(result.success.getChild('resumed', NS_SM), result.success.toString());
+  t.is(result.success.getChildText('authorization-identifier'), phone.jid);
+  await readElement(wire, 'stream:features');
+  t.is((await readElement(wire, 'message')).attrs.id, 'away-1');
+  t.truthy(b.server.sessions.find(bare(a, bob), 'phone')?.local, 'node B holds the session now');
 });
