@@ -492,6 +492,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
       this.server.log.info({ jid: answer.session.jid, from: node, unacked: answer.session.unacked.length }, 'session taken over from another node');
       if ((this.state as StreamState) === 'closed') {
         session.connectionLost('connection closed while resuming', this.settings.resumeTimeout);
+        this.server.afterResume(session); // what followed it waits in its queue
         return null;
       }
       return session;
@@ -528,6 +529,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     // §5: everything the client has not acknowledged is sent again, in order
     for (const entry of sm.unacked()) this.write(entry.xml);
     session.streamResumed();
+    this.server.afterResume(session);
   }
 
   private restart(): void {

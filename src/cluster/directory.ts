@@ -182,6 +182,14 @@ export class ClusterDirectory implements SessionObserver {
     this.kernel.sessions.addRemote(newest);
   }
 
+  /**
+   * This node handed a session to `node`: stanzas for it go there at once, not to offline
+   * storage while that node's own record is on its way.
+   */
+  handedOver(record: SessionRecord): void {
+    this.upsert(record);
+  }
+
   /** Every session of a node, for the survivor that cleans up after it. */
   sessionsOf(node: string): RemoteSession[] {
     const refs: RemoteSession[] = [];

@@ -18,6 +18,7 @@ import { registerClusterMetrics } from './metrics.js';
 import { RoomPlacement } from './placement.js';
 import { Liveness, type LivenessSettings } from './liveness.js';
 import { connectRedis, type RedisClient } from './redis.js';
+import { handedOffRecord } from './remote-session.js';
 
 export interface ClusterSettings extends LivenessSettings {
   redisUrl: string;
@@ -53,6 +54,7 @@ export class Cluster {
     // a node that no longer listens (killed: Redis closed its connection) is gone for routing at once;
     // Liveness still waits for its heartbeat to expire before cleaning up after it
     this.link.onNodeGone = (node) => this.directory.forgetNode(node);
+    this.link.onHandedOver = (handOff, node) => this.directory.handedOver(handedOffRecord(handOff, node));
     this.placement = new RoomPlacement(kernel, settings.nodeId, this.redis, this.link, settings.nodeTimeoutMs, log);
     this.directory.nodeForgotten = (node) => this.placement.forgetNode(node);
     this.caches = new RedisCacheBus(settings.nodeId, this.redis, kernel.caches, log);

@@ -16,7 +16,7 @@ import type Element from 'ltx/lib/Element.js';
 import type { Logger } from 'pino';
 import { parseJid } from '../core/jid.js';
 import type { Kernel } from '../core/kernel.js';
-import type { DeliveryTracker, HandOffAnswer, HandOffRequest, NodeLink, SessionRef } from '../core/ports.js';
+import type { DeliveryTracker, HandOffAnswer, HandOffRequest, NodeLink, SessionHandOff, SessionRef } from '../core/ports.js';
 import { StanzaError, type StreamErrorCondition } from '../core/stanza.js';
 import { StreamParser } from '../xml/parser.js';
 import { serialize } from '../xml/serialize.js';
@@ -82,6 +82,14 @@ export class RedisNodeLink implements NodeLink {
   /** Takeovers asked of other nodes, waiting for their answer. */
   private readonly takeovers = new Map<number, (answer: HandOffAnswer) => void>();
   private nextTakeover = 0;
+  /**
+   * Sessions handed over to this node and not bound yet (full JID): stanzas the old node sends
+   * on meanwhile wait here, in order, instead of going to offline storage.
+   */
+  private readonly arriving = new Map<string, Array<{ stanza: Element; xml: string }>>();
+
+  /** Told when this node handed a session to another (the directory points its JID there at once). */
+  onHandedOver: (handOff: SessionHandOff, node: string) => void = () => {};
 
   constructor(
     private readonly kernel: Kernel,
@@ -128,6 +136,27 @@ export class RedisNodeLink implements NodeLink {
     this.redis.publish(channels.node(node), JSON.stringify(command)).catch((err: unknown) => {
       this.log.warn({ err, node, command: command.cmd }, 'a command to another node could not be sent');
     });
+  }
+
+  /** A session is on its way to this node: hold what arrives for it until it is bound (arrived). */
+  private expectSession(jid: string): void {
+    this.arriving.set(jid, []);
+    // bound in a moment; should that fail, what waited is handled as for a session gone
+    setTimeout(() => this.arrived(jid), TAKEOVER_TIMEOUT_MS).unref();
+  }
+
+  /** The session handed over is bound here (or will not be): what waited for it goes to it. */
+  arrived(jid: string): void {
+    const held = this.arriving.get(jid);
+    if (held === undefined) return;
+    this.arriving.delete(jid);
+    const parsed = parseJid(jid);
+    if (parsed === null) return;
+    const session = this.kernel.sessions.get(parsed.bare, parsed.resource);
+    for (const { stanza, xml } of held) {
+      if (session !== undefined) session.send(stanza, xml);
+      else void this.kernel.router.undelivered(stanza, parsed);
+    }
   }
 
   private enqueue(node: string, item: Outgoing): void {
@@ -226,6 +255,7 @@ export class RedisNodeLink implements NodeLink {
     if (op === Op.Deliver) {
       const session = this.kernel.sessions.get(jid.bare, jid.resource);
       if (session !== undefined) session.send(stanza, xml);
+      else if (this.arriving.has(jidText)) this.arriving.get(jidText)!.push({ stanza, xml });
       else void this.kernel.router.undelivered(stanza, jid);
     } else if (op === Op.Route) {
       this.kernel.router.route(stanza);
@@ -241,6 +271,7 @@ export class RedisNodeLink implements NodeLink {
     }
     if (command.cmd === 'takeover') {
       const answer = this.kernel.resumable?.handOut(command.request) ?? { failed: 'item-not-found' as const };
+      if ('session' in answer) this.onHandedOver(answer.session, command.request.by);
       const reply: Command = { cmd: 'handoff', id: command.id, answer };
       this.redis.publish(channels.node(command.request.by), JSON.stringify(reply)).then((receivers) => {
         // the asking node died meanwhile: the session is gone with it; what it held is in the archive
@@ -248,6 +279,7 @@ export class RedisNodeLink implements NodeLink {
       }, (err: unknown) => this.log.error({ err, node: command.request.by }, 'a handed-over session could not be sent to its new node'));
     } else if (command.cmd === 'handoff') {
       const waiting = this.takeovers.get(command.id);
+      if (waiting !== undefined && 'session' in command.answer) this.expectSession(command.answer.session.jid);
       if (waiting !== undefined) waiting(command.answer);
       else if ('session' in command.answer) this.log.error({ jid: command.answer.session.jid }, 'a session was handed over after its client was told to bind afresh; what it had not acknowledged is in the archive');
     } else if (command.cmd === 'close') {

@@ -3,7 +3,7 @@
 // hands stanzas for it to the NodeLink.
 import type Element from 'ltx/lib/Element.js';
 import { parseJid, type Jid } from '../core/jid.js';
-import type { SessionDescription, SessionFlag, SessionRef } from '../core/ports.js';
+import type { SessionDescription, SessionFlag, SessionHandOff, SessionRef } from '../core/ports.js';
 import type { MutableSessionState } from '../core/sessions.js';
 import { parseElement } from '../xml/parse.js';
 import { serialize } from '../xml/serialize.js';
@@ -87,6 +87,26 @@ export class RemoteSession implements SessionRef, MutableSessionState {
     const jid = parseJid(record.j);
     return jid === null || jid.resource === '' ? undefined : new RemoteSession(jid, record.n, record);
   }
+}
+
+/**
+ * The record of a session this node handed to `node` (XEP-0198 §5 across nodes), until that node
+ * publishes its own: version 0, so the first real record replaces it.
+ */
+export function handedOffRecord(handOff: SessionHandOff, node: string): SessionRecord {
+  return {
+    j: handOff.jid,
+    n: node,
+    v: 0,
+    a: handOff.available,
+    p: handOff.priority,
+    x: handOff.presence,
+    f: handOff.flags,
+    d: handOff.directedPresence,
+    i: false,
+    l: handOff.lastActivity,
+    e: { ip: '', transport: 'tcp', secure: true, since: handOff.since, sm: true },
+  };
 }
 
 /** The record of a session of this node. */

@@ -239,6 +239,14 @@ export class Kernel {
     this.hosts.get(session.host)?.events.fire('session/bound', { session });
   }
 
+  /**
+   * A session resumed here, after its <resumed/> and what it had not acknowledged went out: in a
+   * cluster, stanzas the node it came from sent on meanwhile follow (NodeLink.arrived).
+   */
+  afterResume(session: Session): void {
+    this.delivery.link?.arrived(session.jid.toString());
+  }
+
   /** A session handed to another node: forgotten here without `session/closed` (it did not end). */
   sessionHandedOut(session: Session): void {
     this.sessions.remove(session);

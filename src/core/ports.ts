@@ -107,6 +107,8 @@ export interface NodeLink {
    * session it names (and where it moved since, to follow it there).
    */
   takeOver(node: string, request: HandOffRequest): Promise<HandOffAnswer>;
+  /** A session taken over is bound here: what arrived for it meanwhile is delivered to it. */
+  arrived(jid: string): void;
 }
 
 // --- stream management across nodes ------------------------------------------------------------

@@ -485,3 +485,18 @@ clusterTest('a SASL2 client resumes inline on another node (XEP-0198 in <authent
   t.is((await readElement(wire, 'message')).attrs.id, 'away-1');
   t.truthy(b.server.sessions.find(bare(a, bob), 'phone')?.local, 'node B holds the session now');
 });
+
+clusterTest('resumed on another node while its old connection still looks alive, the old connection is closed with <conflict/>', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const desk = await user(t, a, alice, 'desk');
+  // a phone that switched networks: node A has not noticed its old connection is dead
+  const phone = await SmClient.login(a, bob, 'phone');
+  t.teardown(() => phone.cut());
+  const enabled = await phone.enable();
+  const { client: back, answer } = await SmClient.resume(b, bob, enabled.attrs.id!, 0, phone.jid);
+  t.teardown(() => back.cut());
+  t.true(answer.is('resumed', NS_SM), answer.toString());
+  t.is((await phone.streamError()).condition, 'conflict', 'the old connection is told another one took over');
+  await desk.send(chat(phone.jid, 'to the new connection', { id: 'new-1' }));
+  t.is((await back.next((s) => s.is('message') && s.attrs.id === 'new-1')).getChildText('body'), 'to the new connection');
+});
