@@ -19,6 +19,7 @@ import { isEmailAddress } from './modules/mail/store.js';
 import { PasswordRefused, readNewPassword } from './cli/password.js';
 import { ListenError } from './core/listen.js';
 import { check } from './cli/check.js';
+import { importCertificates } from './cli/cert-import.js';
 import { checkCertificates } from './cli/check-certs.js';
 import { checkDns } from './cli/check-dns.js';
 import { checkFeatures } from './cli/check-features.js';
@@ -166,6 +167,25 @@ program.option('-c, --config <file>', 'configuration file', DEFAULT_CONFIG);
 const configFile = () => program.opts<{ config: string }>().config;
 
 program.command('start').description('run the server').action(() => start(configFile()));
+
+const cert = program.command('cert').description('TLS certificates');
+cert
+  .command('import <dirs...>')
+  .description("take each host's certificate from certbot's live/ directory (or <host>.crt and .key files) into <data_dir>/certs, then reload the running server")
+  .action(async (dirs: string[]) => {
+    const config = load(configFile()).config;
+    const results = importCertificates(config, dirs);
+    for (const r of results) process.stdout.write(`${r.host}: ${r.message}\n`);
+    if (results.some((r) => r.outcome === 'imported')) {
+      const reloaded = await callControl(config.data_dir, 'reload', {}).catch((err: unknown) => {
+        process.stderr.write(`the running server did not reload: ${(err as Error).message}\n`);
+        return null;
+      });
+      if (reloaded !== undefined && reloaded !== null) process.stdout.write('reloaded: new TLS connections get the imported certificates\n');
+      else if (reloaded === undefined) process.stdout.write('the server is not running; it uses them when it starts\n');
+    }
+    if (results.some((r) => r.outcome === 'not-found')) process.exit(2);
+  });
 
 const CHECK_ASPECTS = ['config', 'certs', 'dns', 'ports', 'features'] as const;
 program

@@ -8,6 +8,8 @@ import { startChild, workspace } from '../helpers/cli.js';
 import { startTestDns } from '../helpers/dns.js';
 import { freePort } from '../helpers/federation.js';
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import tls from 'node:tls';
 import os from 'node:os';
 
 test('check dns: records pointing at our listeners pass; a direct-TLS record on a STARTTLS port and a service without records fail, with the fix', async (t) => {
@@ -131,4 +133,43 @@ storage: {}
   t.regex(out, /FAIL soon\.example\.org: expires on \d{4}-\d\d-\d\d, in [12] days\n\s+fix: renew it/);
   t.regex(out, /ok   soon\.example\.org: chain of 1 up to xmppd check root/);
   t.regex(out, /ok   localhost: self-signed certificate \(.*localhost\.crt\), fine for a name only this machine uses/);
+});
+
+test("cert import takes a host's certificate from certbot's live/ directory; the running server serves it to new connections without dropping the others", async (t) => {
+  const pki = chainOfTrust(fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-import-pki-')));
+  const issued = pki.leaf('full.example.org', 'inter', 20);
+  // certbot's layout: live/<name>/fullchain.pem and privkey.pem
+  const live = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-live-'));
+  t.teardown(() => fs.rmSync(live, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(live, 'full.example.org'));
+  fs.writeFileSync(path.join(live, 'full.example.org', 'fullchain.pem'), Buffer.concat([fs.readFileSync(issued.cert), fs.readFileSync(pki.intermediate)]));
+  fs.copyFileSync(issued.key, path.join(live, 'full.example.org', 'privkey.pem'));
+  const direct = await freePort();
+  const space = workspace(t, (dir, storage) => `data_dir: ${JSON.stringify(dir)}
+log: { level: info }
+hosts: [{ domain: full.example.org }, { domain: nocert.example.org }]
+${storage}
+c2s: { listen: [{ host: 127.0.0.1, port: ${direct}, tls: direct }] }
+http: { enabled: false }
+`);
+  await startChild(t, space.config);
+  const presented = () => new Promise<tls.TLSSocket>((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: direct, servername: 'full.example.org', rejectUnauthorized: false }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+  const before = await presented();
+  t.teardown(() => before.destroy());
+  t.not(before.getPeerX509Certificate()?.fingerprint256, new crypto.X509Certificate(fs.readFileSync(issued.cert)).fingerprint256, 'self-signed at first');
+
+  const result = await space.cli('cert', 'import', live);
+  t.is(result.code, 2, 'a host was left without a certificate');
+  t.regex(result.stdout, new RegExp(`^full\\.example\\.org: imported ${live.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}/full\\.example\\.org/fullchain\\.pem \\(names full\\.example\\.org; valid until \\d{4}-\\d\\d-\\d\\d, 19 days\\)$`, 'm'));
+  t.regex(result.stdout, /^nocert\.example\.org: no valid certificate naming it in /m);
+  t.regex(result.stdout, /^reloaded: new TLS connections get the imported certificates$/m);
+  t.is((fs.statSync(path.join(space.dir, 'certs', 'full.example.org.key')).mode & 0o777), 0o600);
+
+  const after = await presented();
+  t.teardown(() => after.destroy());
+  t.is(after.getPeerX509Certificate()?.fingerprint256, new crypto.X509Certificate(fs.readFileSync(issued.cert)).fingerprint256);
+  t.false(before.destroyed, 'the connection made before the import is still open');
 });
