@@ -102,6 +102,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
         ? undefined
         : {
             redisUrl: config.cluster.redis_url,
+            redisCluster: config.cluster.redis_cluster,
             nodeId: config.cluster.node_id ?? defaultNodeId(),
             heartbeatMs: config.cluster.heartbeat * 1000,
             nodeTimeoutMs: config.cluster.node_timeout * 1000,

@@ -21,7 +21,7 @@ export class RedisCacheBus implements CacheBus {
 
   changed(scope: string, key: string): void {
     this.sent++;
-    this.redis.publish(channels.caches, `${this.node}\t${scope}\t${key}`).catch((err: unknown) => {
+    this.redis.broadcast(channels.caches, `${this.node}\t${scope}\t${key}`).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message, scope, key }, 'a cache change could not be told to the other nodes (Redis unreachable); their copies are read again when Redis is back');
     });
   }

@@ -85,7 +85,7 @@ export class ClusterDirectory implements SessionObserver {
     const failed = (err: unknown) => this.log.warn({ err: (err as Error).message, jid }, 'session not shared with the cluster (Redis unreachable); it will be when Redis is back');
     if (claim) {
       this.redis
-        .eval(scripts.claimField, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, this.node] })
+        .eval(scripts.claimField, [keys.resources(ref.jid.bare)], [ref.jid.resource, this.node])
         .then((previous) => {
           if (typeof previous === 'string' && previous !== this.node) {
             this.link.command(previous, { cmd: 'close', jid, condition: 'conflict', text: 'Replaced by a new connection for the same resource' });
@@ -100,13 +100,13 @@ export class ClusterDirectory implements SessionObserver {
     this.own.delete(ref);
     const jid = ref.jid.toString();
     const failed = (err: unknown) => this.log.warn({ err: (err as Error).message, jid }, 'session end not shared with the cluster (Redis unreachable)');
-    this.redis.eval(scripts.releaseField, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, this.node] }).catch(failed);
+    this.redis.eval(scripts.releaseField, [keys.resources(ref.jid.bare)], [ref.jid.resource, this.node]).catch(failed);
     this.redis.hDel(keys.sessions(this.node), jid).catch(failed);
     this.publish({ op: 'down', n: this.node, j: jid, v: ++this.version });
   }
 
   private publish(message: DirectoryMessage): void {
-    this.redis.publish(channels.sessions, JSON.stringify(message)).catch(() => {});
+    this.redis.broadcast(channels.sessions, JSON.stringify(message)).catch(() => {});
   }
 
   /** After Redis came back (or at start): writes every session of this node again. */
@@ -261,6 +261,6 @@ export class ClusterDirectory implements SessionObserver {
 
   /** Tells the other nodes a node (this one leaving, or a dead one) has no sessions any more. */
   announceGone(node: string): Promise<unknown> {
-    return this.redis.publish(channels.sessions, JSON.stringify({ op: 'gone', n: node } satisfies DirectoryMessage));
+    return this.redis.broadcast(channels.sessions, JSON.stringify({ op: 'gone', n: node } satisfies DirectoryMessage));
   }
 }

@@ -20,8 +20,13 @@ import { Liveness, type LivenessSettings } from './liveness.js';
 import { connectRedis, type RedisClient } from './redis.js';
 import { handedOffRecord } from './remote-session.js';
 
+/** How often a node that lost Redis tries to register again. */
+const REJOIN_RETRY_MS = 2000;
+
 export interface ClusterSettings extends LivenessSettings {
   redisUrl: string;
+  /** The URL names a node of a Redis Cluster (./redis.ts). */
+  redisCluster: boolean;
   /** Unique among the nodes; default hostname-pid. */
   nodeId: string;
 }
@@ -32,7 +37,6 @@ export function defaultNodeId(): string {
 
 export class Cluster {
   private readonly redis: RedisClient;
-  private readonly subscriber: RedisClient;
   readonly link: RedisNodeLink;
   readonly directory: ClusterDirectory;
   readonly liveness: Liveness;
@@ -41,14 +45,15 @@ export class Cluster {
   private started = false;
   /** Redis was lost since the last (re)registration. */
   private lost = false;
+  private retrying: NodeJS.Timeout | undefined;
+  private rejoining = false;
 
   constructor(
     private readonly kernel: Kernel,
     readonly settings: ClusterSettings,
     private readonly log: Logger,
   ) {
-    this.redis = connectRedis(settings.redisUrl, `xmppd-${settings.nodeId}`);
-    this.subscriber = connectRedis(settings.redisUrl, `xmppd-${settings.nodeId}-sub`);
+    this.redis = connectRedis(settings.redisUrl, `xmppd-${settings.nodeId}`, settings.redisCluster);
     this.link = new RedisNodeLink(kernel, this.redis, log, settings.nodeId);
     this.directory = new ClusterDirectory(kernel, settings.nodeId, this.redis, this.link, log);
     // a node that no longer listens (killed: Redis closed its connection) is gone for routing at once;
@@ -61,13 +66,16 @@ export class Cluster {
     this.liveness = new Liveness(kernel, settings.nodeId, this.redis, this.directory, settings, log);
     this.liveness.onBeat = () => this.placement.renew();
     registerClusterMetrics(kernel.metrics.registry, this.link, this.directory, this.liveness, this.caches);
-    for (const [client, role] of [[this.redis, 'commands'], [this.subscriber, 'subscriptions']] as const) {
-      client.on('error', (err: Error) => {
-        if (!this.lost && this.started) this.log.error({ role, err: err.message }, 'Redis connection lost; users on this node keep chatting, other nodes are out of reach until it is back');
-        this.lost = this.started;
-      });
-    }
-    this.redis.on('ready', () => {
+    this.redis.onError((role, err) => {
+      if (!this.lost && this.started) this.log.error({ role, err: err.message }, 'Redis connection lost; users on this node keep chatting, other nodes are out of reach until it is back');
+      this.lost = this.started;
+      // a Redis Cluster's shards reconnect without a ready event of the client's: try again until it works
+      if (this.lost && this.retrying === undefined) {
+        this.retrying = setInterval(() => void this.rejoin(), REJOIN_RETRY_MS);
+        this.retrying.unref();
+      }
+    });
+    this.redis.onReady(() => {
       if (this.lost) void this.rejoin();
     });
   }
@@ -80,13 +88,12 @@ export class Cluster {
   async start(): Promise<void> {
     const node = this.settings.nodeId;
     await this.redis.connect();
-    await this.subscriber.connect();
     if ((await this.redis.exists(keys.alive(node))) === 1) {
       throw new Error(`cluster node_id "${node}" is in use by a running node; give each node its own`);
     }
-    await this.subscriber.subscribe(channels.node(node), (message) => this.link.receive(message));
-    await this.subscriber.subscribe(channels.sessions, (message) => this.directory.receive(message));
-    await this.subscriber.subscribe(channels.caches, (message) => this.caches.receive(message));
+    await this.redis.subscribeNode(channels.node(node), (message) => this.link.receive(message));
+    await this.redis.subscribe(channels.sessions, (message) => this.directory.receive(message));
+    await this.redis.subscribe(channels.caches, (message) => this.caches.receive(message));
     await this.liveness.join();
     await this.directory.loadSnapshot(await this.liveness.members());
     this.kernel.sessions.observer = this.directory;
@@ -100,11 +107,15 @@ export class Cluster {
 
   /** After Redis came back: this node's sessions and heartbeat again, and a fresh copy of the others'. */
   private async rejoin(): Promise<void> {
+    if (this.rejoining || !this.lost) return;
+    this.rejoining = true;
     try {
       this.liveness.holdOff();
       await this.liveness.join();
       await this.directory.registerAll();
       this.lost = false;
+      clearInterval(this.retrying);
+      this.retrying = undefined;
       this.log.info('Redis is back; this node is registered again');
       // the others' copy is read again once every live node has had the time to register again
       // (a restarted Redis is empty); until then the copy we have stands, updated by what they publish
@@ -120,11 +131,14 @@ export class Cluster {
       timer.unref();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'registering again with Redis failed; retrying when it reconnects');
+    } finally {
+      this.rejoining = false;
     }
   }
 
   /** Leaves the cluster (after the c2s listeners closed: the sessions' ends are already shared). */
   async stop(): Promise<void> {
+    clearInterval(this.retrying);
     this.liveness.stop();
     this.kernel.connectNodes(undefined);
     this.kernel.caches.bus = undefined;
@@ -138,6 +152,6 @@ export class Cluster {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'leaving the cluster cleanly failed (Redis unreachable); the others will see this node time out');
     }
-    await Promise.allSettled([this.subscriber.close(), this.redis.close()]);
+    await this.redis.close();
   }
 }

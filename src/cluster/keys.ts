@@ -1,7 +1,7 @@
 // Redis key and channel names of a cluster. Every key carries a hash tag ({...}) naming what it
 // belongs to (an account, a node, the cluster), so keys used together sit in one slot and the
 // same code runs on a Redis Cluster (https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags).
-// Pub/sub channels are not keys and reach every node of a Redis Cluster.
+// A node's own channel is sharded on a Redis Cluster (./redis.ts); the others reach every node.
 
 const PREFIX = 'xmppd';
 

@@ -112,7 +112,7 @@ export class RedisNodeLink implements NodeLink {
         resolve(answer);
       });
       const command: Command = { cmd: 'takeover', id, request };
-      this.redis.publish(channels.node(node), JSON.stringify(command)).then(
+      this.redis.publishToNode(channels.node(node), JSON.stringify(command)).then(
         (receivers) => void (receivers === 0 && this.takeovers.get(id)?.({ failed: 'item-not-found' })), // that node is gone
         () => this.takeovers.get(id)?.({ failed: 'item-not-found' }),
       );
@@ -133,7 +133,7 @@ export class RedisNodeLink implements NodeLink {
   }
 
   command(node: string, command: Command): void {
-    this.redis.publish(channels.node(node), JSON.stringify(command)).catch((err: unknown) => {
+    this.redis.publishToNode(channels.node(node), JSON.stringify(command)).catch((err: unknown) => {
       this.log.warn({ err, node, command: command.cmd }, 'a command to another node could not be sent');
     });
   }
@@ -182,7 +182,7 @@ export class RedisNodeLink implements NodeLink {
       }
       this.counters.batchesOut++;
       this.counters.stanzasOut += items.length;
-      this.redis.publish(channels.node(node), `${header}\n${body}`).then(
+      this.redis.publishToNode(channels.node(node), `${header}\n${body}`).then(
         (receivers) => {
           if (receivers > 0) {
             for (const item of items) item.tracker?.delivered();
@@ -273,7 +273,7 @@ export class RedisNodeLink implements NodeLink {
       const answer = this.kernel.resumable?.handOut(command.request) ?? { failed: 'item-not-found' as const };
       if ('session' in answer) this.onHandedOver(answer.session, command.request.by);
       const reply: Command = { cmd: 'handoff', id: command.id, answer };
-      this.redis.publish(channels.node(command.request.by), JSON.stringify(reply)).then((receivers) => {
+      this.redis.publishToNode(channels.node(command.request.by), JSON.stringify(reply)).then((receivers) => {
         // the asking node died meanwhile: the session is gone with it; what it held is in the archive
         if (receivers === 0 && 'session' in answer) this.log.error({ jid: answer.session.jid, node: command.request.by }, 'a session was handed over to a node that is gone');
       }, (err: unknown) => this.log.error({ err, node: command.request.by }, 'a handed-over session could not be sent to its new node'));

@@ -71,7 +71,7 @@ export class Liveness {
   /** Renews the heartbeat; also re-joins the set of nodes, should this node have been reaped while frozen. */
   private async beat(): Promise<void> {
     const started = performance.now();
-    await this.redis.set(keys.alive(this.node), String(Date.now()), { expiration: { type: 'PX', value: this.settings.nodeTimeoutMs } });
+    await this.redis.set(keys.alive(this.node), String(Date.now()), { expiresMs: this.settings.nodeTimeoutMs });
     this.lastBeatSeconds = (performance.now() - started) / 1000;
     await this.redis.sAdd(keys.nodes, this.node);
     await this.onBeat();
@@ -103,7 +103,7 @@ export class Liveness {
 
   private async dead(node: string): Promise<void> {
     const forgotten = this.directory.forgetNode(node);
-    const locked = await this.redis.set(keys.reaper(node), this.node, { condition: 'NX', expiration: { type: 'PX', value: 60_000 } });
+    const locked = await this.redis.set(keys.reaper(node), this.node, { condition: 'NX', expiresMs: 60_000 });
     if (locked === null) {
       if (forgotten > 0) this.log.info({ node, sessions: forgotten }, 'cluster node is dead; another node cleans up after it');
       return;
@@ -122,7 +122,7 @@ export class Liveness {
       }
       const ref = RemoteSession.fromRecord(record);
       if (ref === undefined) continue;
-      await this.redis.eval(scripts.releaseField, { keys: [keys.resources(ref.jid.bare)], arguments: [ref.jid.resource, node] });
+      await this.redis.eval(scripts.releaseField, [keys.resources(ref.jid.bare)], [ref.jid.resource, node]);
       // as if the session had ended here: presence tells contacts and rooms it is unavailable
       this.kernel.hosts.get(ref.jid.domain)?.events.fire('session/closed', { session: ref, reason: `node ${node} died` });
     }

@@ -61,7 +61,7 @@ export class RoomPlacement implements Placement {
     try {
       let owner: string | null = null;
       for (let attempt = 0; attempt < 3 && owner === null; attempt++) {
-        const taken = await this.redis.set(keys.room(room), this.node, { condition: 'NX', expiration: { type: 'PX', value: this.leaseMs } });
+        const taken = await this.redis.set(keys.room(room), this.node, { condition: 'NX', expiresMs: this.leaseMs });
         if (taken !== null) {
           this.held.add(room);
           await component.entityPlaced?.(local);
@@ -71,7 +71,7 @@ export class RoomPlacement implements Placement {
         }
         const holder = await this.redis.get(keys.room(room));
         if (holder !== null && (holder === this.node || (await this.redis.exists(keys.alive(holder))) === 1)) owner = holder;
-        else if (holder !== null) await this.redis.eval(scripts.deleteIfValue, { keys: [keys.room(room)], arguments: [holder] }); // its node died
+        else if (holder !== null) await this.redis.eval(scripts.deleteIfValue, [keys.room(room)], [holder]); // its node died
       }
       if (owner === null) throw new Error('the room lease could not be taken nor found');
       this.owners.set(room, owner);
@@ -89,7 +89,7 @@ export class RoomPlacement implements Placement {
   /** Renews the leases this node holds (with each heartbeat). */
   async renew(): Promise<void> {
     for (const room of this.held) {
-      const kept = await this.redis.set(keys.room(room), this.node, { condition: 'XX', expiration: { type: 'PX', value: this.leaseMs } });
+      const kept = await this.redis.set(keys.room(room), this.node, { condition: 'XX', expiresMs: this.leaseMs });
       if (kept === null) {
         // lapsed (this node was cut off longer than a lease): whoever takes it next runs it
         this.held.delete(room);
@@ -106,7 +106,7 @@ export class RoomPlacement implements Placement {
 
   /** Leaving: the leases are given up so that the rooms move at once. */
   async release(): Promise<void> {
-    for (const room of this.held) await this.redis.eval(scripts.deleteIfValue, { keys: [keys.room(room)], arguments: [this.node] });
+    for (const room of this.held) await this.redis.eval(scripts.deleteIfValue, [keys.room(room)], [this.node]);
     this.held.clear();
   }
 }

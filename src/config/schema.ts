@@ -273,6 +273,8 @@ const clusterSchema = z.strictObject({
     .min(1)
     .refine((url) => /^rediss?:\/\//.test(url), { error: 'redis_url must look like redis://host:6379 (or rediss:// for TLS)' }),
   /** Unique among the nodes; default hostname-pid. */
+  /** redis_url names one node of a Redis Cluster (not a single Redis server). */
+  redis_cluster: z.boolean().default(false),
   node_id: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'node_id: 1 to 64 letters, digits, dots, dashes or underscores' })
