@@ -2,7 +2,8 @@
 // check`; an invalid one is refused with its file:line problems and the running configuration
 // kept. A valid one is applied where that is safe without dropping anyone — log level,
 // certificates (the next TLS handshake uses them; secured connections keep theirs), registration,
-// admins, client limits for new streams — and the reply names what only a restart applies.
+// admins, client limits for new streams, modules enabled, disabled or reconfigured — and the
+// reply names what only a restart applies.
 import fs from 'node:fs';
 import type { Server, ServerSettings } from '../app/server.js';
 import { ConfigError, formatProblems, loadConfig, type ConfigSource } from '../config/load.js';
@@ -49,6 +50,7 @@ async function reloadNow(server: Server, file: string | undefined, settingsFor: 
   const next = settingsFor(config, source);
   const applied: string[] = [];
   const needsRestart: string[] = [];
+  const moduleChanges: Array<{ domain: string; wanted: string[]; changed: ReadonlySet<string> }> = [];
 
   // everything that cannot fail comes after what can (the certificates), so a failure applies nothing
   const currentDomains = current.hosts.map((h) => h.domain);
@@ -77,15 +79,21 @@ async function reloadNow(server: Server, file: string | undefined, settingsFor: 
       host.admins.splice(0, host.admins.length, ...wanted.admins);
     }
     if (json(host.tls) !== json(wanted.tls)) host.tls = wanted.tls;
-    if (json(host.modules) !== json(wanted.modules)) {
-      needsRestart.push(`${host.domain}: modules (${host.modules.join(', ')} → ${wanted.modules.join(', ')})`);
-      continue;
-    }
-    for (const name of host.modules) {
+    // modules enabled, disabled or with other options: set up or stopped now (Kernel.reloadModules)
+    const changed = new Set(host.modules.filter((name) => {
       const schema = moduleRegistry.get(name)?.options;
-      if (schema === undefined) continue;
-      if (json(current.moduleOptions(host.domain, name, schema)) !== json(next.moduleOptions(host.domain, name, schema))) needsRestart.push(`${host.domain}: modules.${name} options`);
-    }
+      return wanted.modules.includes(name) && schema !== undefined && json(current.moduleOptions(host.domain, name, schema)) !== json(next.moduleOptions(host.domain, name, schema));
+    }));
+    if (json([...host.modules].sort()) !== json([...wanted.modules].sort()) || changed.size > 0) moduleChanges.push({ domain: host.domain, wanted: wanted.modules, changed });
+  }
+  // the modules last: what can be refused has been, and a module's new options are the file's
+  if (moduleChanges.length > 0) current.moduleOptions = next.moduleOptions;
+  for (const { domain, wanted, changed } of moduleChanges) {
+    const done = await server.kernel.reloadModules(domain, wanted, changed, next.moduleOptions);
+    if (done.started.length > 0) applied.push(`${domain}: modules started: ${done.started.join(', ')}`);
+    if (done.stopped.length > 0) applied.push(`${domain}: modules stopped: ${done.stopped.join(', ')}`);
+    if (done.restarted.length > 0) applied.push(`${domain}: modules set up again with their new options: ${done.restarted.join(', ')}`);
+    for (const failure of done.failed) needsRestart.push(`${domain}: module ${failure} (it is not running; fix the file and reload)`);
   }
   for (const key of LIVE_C2S_SETTINGS) {
     if (json(current.c2s[key]) === json(next.c2s[key])) continue;

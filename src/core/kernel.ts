@@ -22,6 +22,15 @@ import type { StreamErrorCondition } from './stanza.js';
 import { Router, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
+/** What a module reload did on a host (Kernel.reloadModules). */
+export interface ModuleReload {
+  started: string[];
+  stopped: string[];
+  /** Stopped and set up again: options changed, or a module it depends on did. */
+  restarted: string[];
+  failed: string[];
+}
+
 export interface KernelSettings {
   dataDir: string;
   /** Where shared files are kept (storage.uploads_dir). */
@@ -131,6 +140,57 @@ export class Kernel {
         host.modules.set(definition.name, context);
       }
     }
+  }
+
+  /**
+   * Live reload of one host's modules (`xmppd reload`): `wanted` is the new list, `changed` the
+   * modules whose options changed. What goes, and what changed, stops, with every module that
+   * depends on one of them (it holds their service); then what is new, changed or stopped with
+   * them is set up again, dependencies first, with `options` (the new configuration's). Connected
+   * clients stay; a module set up again starts afresh (its in-memory state is its store's).
+   */
+  async reloadModules(domain: string, wanted: readonly string[], changed: ReadonlySet<string>, options: KernelSettings['moduleOptions']): Promise<ModuleReload> {
+    const host = this.hosts.get(domain);
+    if (host === undefined) throw new Error(`no host ${domain}`);
+    const running = [...host.modules.keys()];
+    const report: ModuleReload = { started: [], stopped: [], restarted: [], failed: [] };
+    // what stops: removed or changed, and what depends on those (transitively)
+    const stopping = new Set(running.filter((name) => !wanted.includes(name) || changed.has(name)));
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const name of running) {
+        if (stopping.has(name)) continue;
+        if ((this.definitionOf(name).dependencies ?? []).some((dependency) => stopping.has(dependency))) {
+          stopping.add(name);
+          grew = true;
+        }
+      }
+    }
+    for (const name of running.reverse()) {
+      if (!stopping.has(name)) continue;
+      await host.modules.get(name)!.stop().catch((err: unknown) => this.log.error({ err, module: name, host: domain }, 'module failed to stop'));
+      host.modules.delete(name);
+      if (!wanted.includes(name)) report.stopped.push(name);
+    }
+    const starting = loadOrder(wanted.map((name) => this.definitionOf(name))).filter((definition) => !host.modules.has(definition.name));
+    await withMigrationLock(this.db, this.settings.storage.driver, async () => {
+      for (const definition of starting) await runMigrations(this.db, definition.name, definition.migrations ?? []);
+    });
+    for (const definition of starting) {
+      const context = new ModuleContext(definition.name, this, host, definition.options ? options(domain, definition.name, definition.options) : ({} as never), this.log.child({ module: definition.name, host: domain }));
+      try {
+        await definition.setup(context);
+        host.modules.set(definition.name, context);
+        (running.includes(definition.name) ? report.restarted : report.started).push(definition.name);
+      } catch (err) {
+        // half set up: undo what it did
+        await context.stop().catch(() => undefined);
+        this.log.error({ err, module: definition.name, host: domain }, 'module failed to start on reload');
+        report.failed.push(`${definition.name}: ${(err as Error).message}`);
+      }
+    }
+    host.settings.modules = [...host.modules.keys()];
+    return report;
   }
 
   /**

@@ -146,3 +146,39 @@ test('SIGHUP reloads like xmppd reload; a broken edit is refused with its line, 
   t.false(alice.disconnected());
   t.is((await ws.cli('status')).code, 0);
 });
+
+test('xmppd reload starts, stops and reconfigures modules; a connected client sees the change and stays', async (t) => {
+  const certificate = newCertificate(t);
+  const modules = (entries: string[]) => ['modules:', ...entries.map((entry) => `  ${entry}`)];
+  const ws = workspace(t, (dir, storage) => configLines(dir, storage, modules(['roster:', 'presence:', 'disco:', 'ping:'])).join('\n') + '\n');
+  install(ws, certificate);
+  t.is((await ws.cli('user', 'add', 'alice@localhost', '--password', 'secret')).code, 0);
+  const { server } = await startChild(t, ws.config);
+  const alice = await aliceOnline(t, startedPorts(server.output()).starttls);
+  const ask = (payload: ReturnType<typeof xml>) => alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, payload)).then(
+    (reply) => reply.attrs.type as string,
+    (err: { condition?: string }) => err.condition ?? 'error',
+  );
+  const version = () => ask(xml('query', { xmlns: 'jabber:iq:version' }));
+  const ping = () => ask(xml('ping', { xmlns: 'urn:xmpp:ping' }));
+  t.is(await version(), 'service-unavailable');
+
+  // version on, ping off, disco with contact addresses (and what depends on disco set up again)
+  const edited = fs.readFileSync(ws.config, 'utf8').replace(/modules:[\s\S]*?(?=\nstorage:)/, modules(['roster:', 'presence:', 'disco: { contact: { abuse: [ "mailto:abuse@localhost" ] } }', 'version: { show_os: true }']).join('\n'));
+  fs.writeFileSync(ws.config, edited);
+  const reloaded = await ws.cli('reload');
+  t.is(reloaded.code, 0, reloaded.stderr);
+  t.regex(reloaded.stdout, /^applied: localhost: modules started: version$/m);
+  t.regex(reloaded.stdout, /^applied: localhost: modules stopped: ping$/m);
+  t.regex(reloaded.stdout, /^applied: localhost: modules set up again with their new options: disco$/m);
+  t.notRegex(reloaded.stdout, /needs a restart: localhost: modules/);
+
+  t.is(await version(), 'result');
+  t.is(await ping(), 'service-unavailable');
+  const info = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+  const form = info.getChild('query')?.getChildren('x').find((x) => x.getChildren('field').some((f) => f.getChildText('value') === 'http://jabber.org/network/serverinfo'));
+  t.truthy(form, 'the contact addresses are in disco#info');
+  t.true(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === 'jabber:iq:version'));
+  t.false(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === 'urn:xmpp:ping'), 'ping no longer advertised');
+  t.false(alice.disconnected(), 'the client connected before the reload is still connected');
+});
