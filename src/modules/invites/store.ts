@@ -72,13 +72,24 @@ export interface NewInvite {
   ttl: number;
 }
 
+/**
+ * RFC 4086: 18 random bytes, URL-safe; unguessable, and short enough for a QR code. Never with a
+ * leading '-': an admin pastes it after `xmppd invite revoke`, where it would read as an option
+ * (one token in 64 did; the CI failure of 2026-12-04).
+ */
+export function newToken(): string {
+  for (;;) {
+    const token = crypto.randomBytes(18).toString('base64url');
+    if (!token.startsWith('-')) return token;
+  }
+}
+
 export class InviteStore {
   constructor(private readonly db: Knex) {}
 
   async create(host: string, invite: NewInvite, now = Date.now()): Promise<Invite> {
-    // RFC 4086: 18 random bytes, URL-safe; unguessable, and short enough for a QR code
     const row = {
-      token: crypto.randomBytes(18).toString('base64url'),
+      token: newToken(),
       host,
       kind: invite.kind,
       inviter: invite.inviter ?? null,
