@@ -14,6 +14,7 @@ import { serialTestNeeding } from '../helpers/requirements.js';
 import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
 import { chat, login, online } from '../helpers/conversation.js';
 import type { TestClient } from '../helpers/clients.js';
+import { enter, freshRoom, NS_MUC_USER } from '../helpers/muc.js';
 import { watchWire } from '../helpers/clients.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -40,10 +41,11 @@ test.after.always(async () => {
   await server?.stop();
 });
 
+let artifacts: string | undefined;
 function artifactPath(name: string): string {
-  const dir = process.env.XMPPD_ARTIFACTS_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-artifacts-'));
-  fs.mkdirSync(dir, { recursive: true });
-  return path.join(dir, name);
+  artifacts ??= process.env.XMPPD_ARTIFACTS_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-artifacts-'));
+  fs.mkdirSync(artifacts, { recursive: true });
+  return path.join(artifacts, name);
 }
 
 async function screenshot(t: ExecutionContext, page: Page, name: string): Promise<void> {
@@ -145,6 +147,7 @@ browserTest('an admin logs in, sees a connected client in the sessions and kicks
   await Promise.all([page.waitForLoadState('load'), page.click('header button:has-text("Log out")')]);
   await page.goto(`${origin}/admin/sessions`);
   t.is(new URL(page.url()).pathname, '/admin/login');
+  await screenshot(t, page, 'dashboard-login.png');
   t.deepEqual(problems, [], 'no script errors or CSP violations');
   await page.close();
 });
@@ -229,14 +232,37 @@ browserTest('the overview draws messages per second, delivery latency and connec
   }
   await screenshot(t, page, 'dashboard-overview.png');
 
-  for (const [name, selector] of [['storage', '#disk'], ['certificates', '#certificates'], ['rooms', 'h1']] as const) {
+  for (const [name, selector] of [['storage', '#disk'], ['certificates', '#certificates']] as const) {
     await page.goto(`${origin}/admin/${name}`);
     await page.locator(selector).first().waitFor();
     await screenshot(t, page, `dashboard-${name}.png`);
   }
-  t.regex(await page.locator('h1').innerText(), /Rooms/);
-  await page.goto(`${origin}/admin/certificates`);
   t.regex(await page.locator('#certificates tr', { hasText: 'localhost' }).innerText(), /\d+ days left/);
+  t.deepEqual(problems, []);
+  await page.close();
+});
+
+browserTest('an admin sees the rooms and destroys one: its occupants are told why', async (t) => {
+  await server.createAccount('hana');
+  const hana = await login(server, 'hana', 'desk');
+  t.teardown(() => hana.stop());
+  const room = freshRoom('lobby');
+  await enter(hana, room, 'Hana');
+
+  const { page, problems } = await openPage();
+  await dashboardLogin(page, `${ADMIN}@localhost`, PASSWORD);
+  await page.click('nav a:has-text("Rooms")');
+  const row = page.locator('#rooms tr', { hasText: room });
+  await row.waitFor();
+  t.regex(await row.innerText(), /\b1\b/); // one occupant
+  await screenshot(t, page, 'dashboard-rooms.png');
+  await row.locator('input[name=reason]').fill('Moved to #general');
+  await Promise.all([page.waitForLoadState('load'), row.locator('button', { hasText: 'Destroy' }).click()]);
+  await page.locator('.flash.ok', { hasText: `destroyed ${room}` }).waitFor();
+  // XEP-0045 §10.9: the occupant gets unavailable presence with <destroy/> and the reason
+  const gone = await hana.next((s) => s.is('presence') && s.attrs.from === `${room}/Hana` && s.attrs.type === 'unavailable');
+  t.is(gone.getChild('x', NS_MUC_USER)?.getChild('destroy')?.getChildText('reason'), 'Moved to #general');
+  t.is(await page.locator('#rooms tr', { hasText: room }).count(), 0);
   t.deepEqual(problems, []);
   await page.close();
 });

@@ -17,6 +17,7 @@ main{max-width:72rem;margin:1.5rem auto;padding:0 1.5rem}
 h1{font-size:1.4rem;margin:0 0 1rem}
 h2{font-size:1.1rem;margin:1.5rem 0 .6rem}
 section.card,.card{background:var(--card);border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.1);padding:1rem 1.25rem;margin-bottom:1.25rem}
+.card h2:first-child{margin-top:0}
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.75rem}
 .fact{background:var(--card);border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.1);padding:.8rem 1rem}
 .fact .label{color:var(--muted);font-size:.8rem;text-transform:uppercase;letter-spacing:.04em}
@@ -39,16 +40,17 @@ table{width:100%;border-collapse:collapse;background:var(--card)}
 th,td{text-align:left;padding:.45rem .6rem;border-bottom:1px solid var(--line);vertical-align:middle}
 th{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td code,.mono{font-family:ui-monospace,monospace;font-size:.88rem;word-break:break-all}
-.badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.8rem;background:#e7eef2;color:#33505f}
+td code,.mono{font-family:ui-monospace,monospace;font-size:.88rem;overflow-wrap:anywhere}
+td.when{white-space:nowrap}
+.badge{display:inline-block;white-space:nowrap;padding:.05rem .5rem;border-radius:999px;font-size:.8rem;background:#e7eef2;color:#33505f}
 .badge.ok{background:#dff3ea;color:#0b5a3f}
 .badge.bad{background:#fde4e2;color:var(--danger)}
 .badge.warn{background:#fff1cc;color:var(--warn)}
 form.inline{display:inline-flex;gap:.4rem;align-items:center;margin:0}
 form.row{display:flex;gap:.6rem;flex-wrap:wrap;align-items:flex-end}
 form.row label{display:flex;flex-direction:column;font-size:.8rem;color:var(--muted);gap:.2rem}
-input[type=text],input[type=password],input[type=search]{padding:.4rem .55rem;font-size:.95rem;border:1px solid #b8c4cc;border-radius:6px;min-width:10rem}
-button{background:var(--accent);color:#fff;border:0;border-radius:6px;padding:.45rem .9rem;font-size:.9rem;cursor:pointer}
+input[type=text],input[type=password],input[type=search]{padding:.4rem .55rem;font-size:.95rem;border:1px solid #b8c4cc;border-radius:6px;min-width:8rem;width:11rem}
+button{white-space:nowrap;background:var(--accent);color:#fff;border:0;border-radius:6px;padding:.45rem .9rem;font-size:.9rem;cursor:pointer}
 button.danger{background:var(--danger)}
 button.quiet{background:#e7eef2;color:var(--ink)}
 .flash{padding:.6rem 1rem;border-radius:8px;margin-bottom:1rem}

@@ -17,12 +17,18 @@ const RIGHT = 12;
 const TOP = 14;
 const BOTTOM = 26;
 
-/** 1, 2, 5 × 10^n at or above `value` (an axis maximum a reader takes in at a glance). */
+/** 1, 2, 4, 6, 8 × 10^n at or above `value`: an axis maximum whose quarters are round numbers too. */
 export function niceCeiling(value: number): number {
   if (!(value > 0)) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 5, 10]) if (value <= step * power) return step * power;
+  for (const step of [1, 2, 4, 6, 8, 10]) if (value <= step * power * (1 + 1e-9)) return step * power;
   return 10 * power;
+}
+
+/** "−45 min", "−30 s": how long before now a tick of the time axis is. */
+function ago(ms: number, span: number): string {
+  if (ms === 0) return 'now';
+  return span >= 120_000 ? `−${formatNumber(ms / 60_000)} min` : `−${Math.round(ms / 1000)} s`;
 }
 
 export function formatNumber(value: number): string {
@@ -33,17 +39,21 @@ export function formatNumber(value: number): string {
 }
 
 /**
- * A line chart of the last hour (`now` at the right edge): one polyline per series, a gap where
+ * A line chart of the last hour (`now` at the right edge; since the first sample when that is
+ * more recent): one polyline per series, a gap where
  * a value is null, the y axis from 0 to a round maximum, with its unit.
  */
 export function lineChart(options: { id: string; title: string; unit: string; points: Point[]; series: Series[]; now: number; intervalSeconds: number }): string {
   const { id, title, unit, points, series, now } = options;
-  const from = now - 3600_000;
+  // the last hour, or the time since the first sample when the server is younger than that
+  const firstSample = points.length > 0 ? points[0]!.at - options.intervalSeconds * 1000 : -Infinity;
+  const from = Math.min(now - 60_000, Math.max(now - 3600_000, firstSample));
+  const span = now - from;
   const plotWidth = WIDTH - LEFT - RIGHT;
   const plotHeight = HEIGHT - TOP - BOTTOM;
   const values = points.flatMap((p) => series.map((s) => s.value(p))).filter((v): v is number => v !== null);
   const max = niceCeiling(Math.max(0, ...values));
-  const x = (at: number) => LEFT + (Math.max(0, at - from) / 3600_000) * plotWidth;
+  const x = (at: number) => LEFT + (Math.max(0, at - from) / span) * plotWidth;
   const y = (v: number) => TOP + plotHeight - (v / max) * plotHeight;
   const coordinate = (n: number) => n.toFixed(1);
 
@@ -55,9 +65,10 @@ export function lineChart(options: { id: string; title: string; unit: string; po
     parts.push(`<line class="grid" x1="${LEFT}" y1="${gy}" x2="${WIDTH - RIGHT}" y2="${gy}"/>`);
     parts.push(`<text class="axis" x="${LEFT - 6}" y="${gy}" text-anchor="end" dominant-baseline="middle">${escapeHtml(formatNumber(v))}</text>`);
   }
-  for (const minutesAgo of [60, 45, 30, 15, 0]) {
-    const gx = coordinate(x(now - minutesAgo * 60_000));
-    parts.push(`<text class="axis" x="${gx}" y="${HEIGHT - 8}" text-anchor="${minutesAgo === 60 ? 'start' : minutesAgo === 0 ? 'end' : 'middle'}">${minutesAgo === 0 ? 'now' : `−${minutesAgo} min`}</text>`);
+  for (let quarter = 4; quarter >= 0; quarter--) {
+    const before = Math.round((span * quarter) / 4 / 1000) * 1000;
+    const gx = coordinate(x(now - before));
+    parts.push(`<text class="axis" x="${gx}" y="${HEIGHT - 8}" text-anchor="${quarter === 4 ? 'start' : quarter === 0 ? 'end' : 'middle'}">${ago(before, span)}</text>`);
   }
   parts.push(`<text class="axis unit" x="${LEFT}" y="${TOP - 4}">${escapeHtml(unit)}</text>`);
 

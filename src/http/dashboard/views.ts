@@ -112,11 +112,11 @@ ${fact('Version', `xmppd ${e(status.version)}`)}
 ${fact('Uptime', e(duration(status.uptimeSeconds)))}
 ${fact('Node.js', e(status.node))}
 ${fact('Database', `${e(status.database.driver)} <span class="muted">${e(status.database.version)}</span>`)}
-${fact('Client connections (TCP)', String(c.c2s), 'connections-c2s')}
-${fact('WebSocket connections', String(c.websocket), 'connections-websocket')}
-${fact('Server connections (s2s)', String(c.s2s), 'connections-s2s')}
+${fact('TCP clients', String(c.c2s), 'connections-c2s')}
+${fact('WebSocket clients', String(c.websocket), 'connections-websocket')}
+${fact('Servers (s2s)', String(c.s2s), 'connections-s2s')}
 </div>
-<h2>The last hour</h2>
+<h2>The last hour <span class="muted">(a sample every ${intervalSeconds} s)</span></h2>
 <div class="charts" id="charts" data-refresh="${intervalSeconds}" data-src="${e(base)}/charts">
 ${charts}
 </div>
@@ -134,7 +134,7 @@ export function sessionsPage(base: string, csrf: string, sessions: SessionInfo[]
 <td><code>${e(s.jid)}</code>${s.client ? `<div class="muted">${e(s.client)}</div>` : ''}</td>
 <td class="mono">${e(s.ip)}</td>
 <td>${e(s.transport)} ${s.secure ? '<span class="badge ok">TLS</span>' : '<span class="badge warn">plain</span>'}</td>
-<td>${e(s.since.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</td>
+<td class="when">${e(s.since.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</td>
 <td>${s.available ? `<span class="badge ok">available</span>` : '<span class="badge">unavailable</span>'}${s.inactive ? ' <span class="badge">inactive</span>' : ''}${s.sm ? ' <span class="badge">SM</span>' : ''}${s.node ? ` <span class="badge">node ${e(s.node)}</span>` : ''}</td>
 <td><form method="post" action="${e(base)}/sessions/kick" class="inline" data-confirm="${e(`Disconnect ${s.jid}?`)}">${csrfField(csrf)}<input type="hidden" name="jid" value="${e(s.jid)}"><button type="submit" class="danger">Kick</button></form></td>
 </tr>`,
@@ -159,7 +159,7 @@ export function usersPage(base: string, csrf: string, hosts: readonly string[], 
     .map(
       (u) => `<tr>
 <td><code>${e(u.jid)}</code></td>
-<td>${e(u.created.replace('T', ' ').replace(/Z$/, ' UTC'))}</td>
+<td class="when">${e(u.created.replace('T', ' ').replace(/Z$/, ' UTC'))}</td>
 <td>${u.disabled ? `<span class="badge bad">disabled</span>${u.reason ? ` <span class="muted">${e(u.reason)}</span>` : ''}` : u.online > 0 ? `<span class="badge ok">online (${u.online})</span>` : '<span class="badge">offline</span>'}</td>
 <td>${
         u.disabled
@@ -232,7 +232,7 @@ export function certificatesPage(certificates: CertificateStatus[]): string {
           : c.daysLeft < 14
             ? `<span class="badge warn">${c.daysLeft} days left</span>`
             : `<span class="badge ok">${c.daysLeft} days left</span>`;
-      return `<tr><td><b>${e(c.host)}</b></td><td>${state}</td><td>${c.notAfter === null ? '-' : e(c.notAfter.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</td>
+      return `<tr><td><b>${e(c.host)}</b></td><td>${state}</td><td class="when">${c.notAfter === null ? '-' : e(c.notAfter.replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</td>
 <td class="mono">${e(c.names.join(', '))}</td><td><code>${e(c.file)}</code>${c.generated ? ' <span class="badge warn">self-signed</span>' : ''}${c.problems.map((p) => `<div class="muted">${e(p)}</div>`).join('')}</td></tr>`;
     })
     .join('\n');
