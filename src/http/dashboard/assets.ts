@@ -32,6 +32,7 @@ svg .axis{fill:#6b7b86;font-size:11px}
 svg .empty{fill:#8a99a3;font-size:13px}
 svg .line{fill:none;stroke-width:2;stroke-linejoin:round;stroke-linecap:round}
 svg circle.line{stroke-width:3}
+svg .dashed{stroke-dasharray:5 4}
 .s1{stroke:#0b7a55;color:#0b7a55}
 .s2{stroke:#2f6fbf;color:#2f6fbf}
 .s3{stroke:#b5651d;color:#b5651d}

@@ -96,7 +96,7 @@ export function chartsFragment(points: Point[], now: number, intervalSeconds: nu
       unit: 'per second',
       series: [
         { name: 'received', className: 's1', value: (p) => p.messagesInPerSecond },
-        { name: 'delivered', className: 's2', value: (p) => p.messagesOutPerSecond },
+        { name: 'delivered', className: 's2 dashed', value: (p) => p.messagesOutPerSecond },
       ],
     }),
     lineChart({ ...common, id: 'chart-latency', title: 'Delivery latency (mean)', unit: 'ms', series: [{ name: 'latency', className: 's3', value: (p) => p.latencyMs }] }),
