@@ -213,6 +213,8 @@ export function serveDashboard(server: DashboardServer, settings: DashboardSetti
     'rooms/destroy': { command: 'room.destroy', fields: ['room', 'reason'], back: 'rooms' },
   };
 
+  const known = new Set(['', 'charts', 'sessions', 'users', 'rooms', 'storage', 'certificates', 'login', 'logout', 'dashboard.css', 'dashboard.js', ...Object.keys(actions)]);
+
   const act = async (request: HttpRequest, login: DashboardLogin, hosts: readonly string[], id: string | undefined) => {
     const form = await readForm(request);
     // CSRF: a form of ours, with this login's token, from a page of this server
@@ -291,6 +293,8 @@ export function serveDashboard(server: DashboardServer, settings: DashboardSetti
     }
     const method = request.req.method;
     if (request.path === base) return redirect(request, `${base}/`);
+    // what is not the dashboard's is not found, logged in or not (/admin/api when the admin API is off)
+    if (!known.has(request.subpath.replace(/\/$/, ''))) return sendText(request, 404, 'text/plain; charset=utf-8', 'Not found\n');
     if (method !== 'POST') {
       if (request.subpath === 'dashboard.css') return sendText(request, 200, 'text/css; charset=utf-8', DASHBOARD_CSS);
       if (request.subpath === 'dashboard.js') return sendText(request, 200, 'text/javascript; charset=utf-8', DASHBOARD_JS);
