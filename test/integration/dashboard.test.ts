@@ -13,9 +13,8 @@ import { chromiumRequirement, launchChromium, type TestBrowser } from '../helper
 import { serialTestNeeding } from '../helpers/requirements.js';
 import { startServer, PASSWORD, type TestServer } from '../helpers/server.js';
 import { chat, login, online } from '../helpers/conversation.js';
-import type { TestClient } from '../helpers/clients.js';
 import { enter, freshRoom, NS_MUC_USER } from '../helpers/muc.js';
-import { watchWire } from '../helpers/clients.js';
+import { watchWire, xml, type TestClient } from '../helpers/clients.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -232,12 +231,21 @@ browserTest('the overview draws messages per second, delivery latency and connec
   }
   await screenshot(t, page, 'dashboard-overview.png');
 
+  // Dora shares a file (XEP-0363): the storage page counts it for her host
+  const slot = (await dora.request(xml('iq', { type: 'get', to: 'upload.localhost' }, xml('request', { xmlns: 'urn:xmpp:http:upload:0', filename: 'notes.txt', size: '3000' })))).getChild('slot')!;
+  const put = slot.getChild('put')!;
+  const headers = Object.fromEntries(put.getChildren('header').map((h) => [h.attrs.name as string, h.getText()]));
+  t.is((await fetch(put.attrs.url as string, { method: 'PUT', headers: { ...headers, 'Content-Type': 'text/plain' }, body: Buffer.alloc(3000, 'x') })).status, 201);
+
   for (const [name, selector] of [['storage', '#disk'], ['certificates', '#certificates']] as const) {
     await page.goto(`${origin}/admin/${name}`);
     await page.locator(selector).first().waitFor();
     await screenshot(t, page, `dashboard-${name}.png`);
   }
   t.regex(await page.locator('#certificates tr', { hasText: 'localhost' }).innerText(), /\d+ days left/);
+  await page.goto(`${origin}/admin/storage`);
+  t.regex(await page.locator('#uploads tr', { hasText: 'localhost' }).innerText(), /localhost\s+1\s+2\.9 KiB/);
+  t.regex(await page.locator('#uploads-since-start').innerText(), /1 files/);
   t.deepEqual(problems, []);
   await page.close();
 });
@@ -322,4 +330,16 @@ test('the dashboard is for this machine only: a request relayed for someone else
   // even a login with the right password
   t.is((await fetch(`${origin}/admin/login`, { method: 'POST', headers: { 'X-Forwarded-For': '203.0.113.7', Origin: origin } })).status, 403);
   t.is((await fetch(`${origin}/admin/login`)).status, 200);
+});
+
+test('on HTTPS the login cookies are Secure; every page has a strict Content-Security-Policy', async (t) => {
+  const form = await fetch(`https://127.0.0.1:${server.httpsPort}/admin/login`);
+  t.is(form.status, 200);
+  t.regex(form.headers.get('set-cookie') ?? '', /^xmppd_dashboard_login=[\w-]+; Path=\/admin\/; HttpOnly; SameSite=Strict; Secure$/);
+  const csp = form.headers.get('content-security-policy') ?? '';
+  t.regex(csp, /default-src 'none'/);
+  t.regex(csp, /script-src 'self';/);
+  t.notRegex(csp, /unsafe-inline|unsafe-eval/);
+  // over plain HTTP on this machine the cookie cannot be Secure (the browser would not send it back)
+  t.notRegex((await fetch(`${origin}/admin/login`)).headers.get('set-cookie') ?? '', /Secure/);
 });
