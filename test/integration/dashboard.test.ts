@@ -97,18 +97,18 @@ async function xmppLogin(username: string, password: string): Promise<string> {
 }
 
 /** A login over plain HTTP as a script would do it (the login form's token, then the POST): the session cookie and the page's token. */
-async function httpLogin(jid: string, password: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; cookie?: string; csrf?: string }> {
-  const form = await fetch(`${origin}/admin/login`);
+async function httpLogin(jid: string, password: string, headers: Record<string, string> = {}, at = origin): Promise<{ status: number; body: string; cookie?: string; csrf?: string }> {
+  const form = await fetch(`${at}/admin/login`, { headers });
   const loginToken = /xmppd_dashboard_login=([^;]+)/.exec(form.headers.get('set-cookie') ?? '')![1]!;
-  const reply = await fetch(`${origin}/admin/login`, {
+  const reply = await fetch(`${at}/admin/login`, {
     method: 'POST',
     redirect: 'manual',
-    headers: { Cookie: `xmppd_dashboard_login=${loginToken}`, Origin: origin, 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
+    headers: { Cookie: `xmppd_dashboard_login=${loginToken}`, Origin: at, 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams({ csrf: loginToken, jid, password }).toString(),
   });
   const session = /xmppd_dashboard=([^;]+)/.exec(reply.headers.getSetCookie().join('\n'))?.[1];
   if (session === undefined || session === '') return { status: reply.status, body: await reply.text() };
-  const page = await (await fetch(`${origin}/admin/users`, { headers: { Cookie: `xmppd_dashboard=${session}` } })).text();
+  const page = await (await fetch(`${at}/admin/users`, { headers: { ...headers, Cookie: `xmppd_dashboard=${session}` } })).text();
   return { status: reply.status, body: '', cookie: `xmppd_dashboard=${session}`, csrf: /name="csrf" value="([^"]+)"/.exec(page)![1]! };
 }
 
@@ -342,4 +342,18 @@ test('on HTTPS the login cookies are Secure; every page has a strict Content-Sec
   t.notRegex(csp, /unsafe-inline|unsafe-eval/);
   // over plain HTTP on this machine the cookie cannot be Secure (the browser would not send it back)
   t.notRegex((await fetch(`${origin}/admin/login`)).headers.get('set-cookie') ?? '', /Secure/);
+});
+
+test('with listeners: all, a request relayed by a local proxy is served, and its wrong passwords count for the client the proxy names', async (t) => {
+  const open = await startServer({ config: { hosts: [{ domain: 'localhost', admins: ['boss@localhost'] }], http: { dashboard: { listeners: 'all' } } } });
+  t.teardown(() => open.stop());
+  await open.createAccount('boss');
+  const at = `http://127.0.0.1:${open.httpPort}`;
+  const guesser = { 'X-Forwarded-For': '203.0.113.9' };
+  for (let i = 0; i < 5; i++) t.is((await httpLogin('boss@localhost', `guess ${i}`, guesser, at)).status, 401);
+  t.is((await httpLogin('boss@localhost', PASSWORD, guesser, at)).status, 429);
+  // the admin, elsewhere, is not locked out by the guesser
+  const admin = await httpLogin('boss@localhost', PASSWORD, { 'X-Forwarded-For': '198.51.100.20' }, at);
+  t.is(admin.status, 303);
+  t.truthy(admin.csrf);
 });

@@ -14,7 +14,7 @@ import { verifyPassword, type ScramCredentials } from '../../accounts/credential
 import { commandNamed } from '../../control/commands.js';
 import { CommandError, parseArgs, type CertificateStatus, type LiveAdminContext, type RoomInfo, type ServerStatus, type SessionInfo, type StorageUsage } from '../../control/registry.js';
 import { parseJid } from '../../core/jid.js';
-import { fromLocalAdmin } from '../forwarded.js';
+import { fromLocalAdmin, isLoopbackAddress } from '../forwarded.js';
 import { escapeHtml } from '../pages.js';
 import type { HttpListenerInfo, HttpRequest } from '../router.js';
 import type { HttpService } from '../service.js';
@@ -81,6 +81,21 @@ function sendPage(request: HttpRequest, status: number, html: string): void {
     'X-Frame-Options': 'DENY',
   });
   request.res.end(request.req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * The address the login throttle counts: the peer's, or behind a reverse proxy on this machine
+ * (listeners: all) the client it names last in X-Forwarded-For, as for WebSocket logins
+ * (src/c2s/websocket.ts): otherwise every guess through the proxy would count against it.
+ */
+function clientAddress(request: HttpRequest): string {
+  const peer = request.req.socket.remoteAddress ?? 'unknown';
+  const forwarded = request.req.headers['x-forwarded-for'];
+  if (typeof forwarded === 'string' && request.listener.loopback && isLoopbackAddress(peer)) {
+    const last = forwarded.split(',').pop()!.trim();
+    if (last !== '') return last;
+  }
+  return peer;
 }
 
 export function serveDashboard(server: DashboardServer, settings: DashboardSettings | undefined): Dashboard | undefined {
@@ -173,7 +188,7 @@ export function serveDashboard(server: DashboardServer, settings: DashboardSetti
       return showLogin(request, 401, 'Wrong address or password.', given);
     }
     const account = jid.bare;
-    const address = request.req.socket.remoteAddress ?? 'unknown';
+    const address = clientAddress(request);
     // the throttle of SASL: the same counters, so guesses here and over XMPP add up
     const wait = server.authThrottle.blockedFor(address, account);
     if (wait > 0) {
