@@ -1,9 +1,10 @@
-// The dashboard's charts: samples of the /metrics counters turned into rates and mean latencies,
-// drawn as SVG with gaps where nothing was delivered.
+// The dashboard's parts that need no server: samples of the /metrics counters turned into
+// rates and mean latencies, SVG charts with gaps where nothing was delivered, and logins.
 import test from 'ava';
 import { ServerMetrics } from '../../src/core/metrics.js';
 import { MetricsSamples } from '../../src/http/dashboard/samples.js';
 import { lineChart, niceCeiling } from '../../src/http/dashboard/charts.js';
+import { DashboardLogins } from '../../src/http/dashboard/logins.js';
 
 test('two samples ten seconds apart give messages per second and the mean delivery latency between them', async (t) => {
   const metrics = new ServerMetrics(() => ({ c2s_tcp: 3, c2s_websocket: 1 }));
@@ -43,4 +44,21 @@ test('a chart: a polyline per run of known values, a round axis, and the legend 
   t.true(svg.includes('Latency &lt;ms&gt;'));
   t.true(svg.includes('a &amp; b'));
   t.false(svg.includes('<ms>'));
+});
+
+test('a dashboard login ends after its idle time, at logout, or for every login of a JID', (t) => {
+  const logins = new DashboardLogins(1800);
+  const { id, login } = logins.create('boss@localhost', 0);
+  t.is(logins.find(id, 1000_000), login, 'a request within 30 min keeps it');
+  t.is(logins.find(id, 1000_000 + 1800_001), undefined, 'idle for longer: ended');
+  const again = logins.create('boss@localhost', 0);
+  const other = logins.create('boss@localhost', 0);
+  logins.endAllOf('boss@localhost');
+  t.is(logins.find(again.id, 1), undefined);
+  t.is(logins.find(other.id, 1), undefined);
+  const last = logins.create('boss@localhost', 0);
+  t.is(logins.find(`${last.id}x`, 1), undefined, 'only the exact cookie value');
+  logins.end(last.id);
+  t.is(logins.find(last.id, 1), undefined);
+  t.not(last.login.csrf, last.id);
 });
