@@ -79,6 +79,13 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
       websocket: { enabled: config.http.websocket.enabled, considerSecure: config.http.websocket.consider_secure },
       metrics: config.http.metrics,
       adminApi: { ...config.http.admin_api, token: config.http.admin_api.token },
+      dashboard: {
+        enabled: config.http.dashboard.enabled,
+        path: config.http.dashboard.path,
+        listeners: config.http.dashboard.listeners,
+        sampleInterval: config.http.dashboard.sample_interval,
+        idleTimeout: config.http.dashboard.idle_timeout,
+      },
     },
     s2s: {
       enabled: config.s2s.enabled,

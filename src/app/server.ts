@@ -16,6 +16,7 @@ import { serveWebSocket } from '../c2s/websocket.js';
 import { ControlSocket } from '../control/socket.js';
 import { serveEndpoints } from '../http/endpoints.js';
 import { serveAdminApi } from '../http/admin-api.js';
+import { serveDashboard, type Dashboard } from '../http/dashboard/index.js';
 import type { LiveAdminContext } from '../control/registry.js';
 import { HttpService, type HttpSettings } from '../http/service.js';
 import { S2SService } from '../s2s/service.js';
@@ -50,6 +51,8 @@ export class Server {
   private stopping: Promise<void> | undefined;
   /** The local control socket the CLI talks to (src/control). */
   private control: ControlSocket | undefined;
+  /** The web admin dashboard (src/http/dashboard), when enabled. */
+  dashboard: Dashboard | undefined;
 
   constructor(
     readonly settings: ServerSettings,
@@ -136,6 +139,7 @@ export class Server {
     if (this.settings.http.websocket.enabled) serveWebSocket(kernel, this.c2s, this.settings.http.websocket, this.settings.c2s.maxStanzaSize);
     serveEndpoints(this, this.settings.http.metrics, this.settings.http.websocket.enabled);
     serveAdminApi(this, this.settings.http.adminApi); // src/http/admin-api.ts, from the command registry
+    if (this.settings.http.enabled) this.dashboard = serveDashboard(this, this.settings.http.dashboard); // src/http/dashboard, the same registry
     await this.http.listen();
     if (this.settings.s2s?.enabled) {
       this.s2s = new S2SService(kernel, this.settings.s2s, this.tls);
@@ -194,6 +198,7 @@ export class Server {
     phaseDone('c2s');
     await this.cluster?.stop();
     phaseDone('cluster');
+    this.dashboard?.close();
     await this.http?.close();
     phaseDone('http');
     if (this.s2s !== undefined) this.kernel.connectRemote(undefined);

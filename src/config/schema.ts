@@ -221,6 +221,25 @@ const httpSchema = z.strictObject({
       })
       .prefault({}),
   ),
+  /** The web admin dashboard (src/http/dashboard): admins log in with their XMPP account. */
+  dashboard: section(
+    z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Where it is served; the admin API keeps <path>/api when its path is /admin. */
+        path: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~\-/]*[A-Za-z0-9._~-]$/, { error: (issue) => `expected a path like /admin, got ${describeValue(issue.input)}` })
+          .default('/admin'),
+        /** loopback: listeners bound to a loopback address, requests from this machine only; all: every listener and client. */
+        listeners: z.enum(['loopback', 'all']).default('loopback'),
+        /** How often the charts' samples of the /metrics counters are taken (an hour of them is kept). */
+        sample_interval: duration().refine((s) => s >= 1, 'at least 1s').prefault('10s'),
+        /** A login ends after this long without a request. */
+        idle_timeout: duration().prefault('30m'),
+      })
+      .prefault({}),
+  ),
 });
 
 // Federation (RFC 6120 server-to-server streams). Off by default: a dev box serving `localhost`

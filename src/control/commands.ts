@@ -357,6 +357,39 @@ export const roomDestroy = defineCommand({
   format: (r) => `destroyed ${r.room}`,
 });
 
+export const storageUsage = defineCommand({
+  name: 'storage.usage',
+  description: "what the server's data takes: free disk space, the database's size, shared files (HTTP upload) per host",
+  args: {},
+  access: 'admin',
+  needs: 'server',
+  run: (context) => context.storage(),
+  format: (s) => [
+    `data directory ${s.dataDir}: ${s.disk === null ? 'disk space unknown' : `${s.disk.freeBytes} of ${s.disk.totalBytes} bytes free`}`,
+    `database ${s.database.driver}: ${s.database.bytes ?? 'unknown'} bytes`,
+    ...(s.uploads === null
+      ? ['uploads: the upload module is not enabled']
+      : [
+          `uploads: ${s.uploads.storedBytes} bytes stored; since start ${s.uploads.sinceStart.files} files, ${s.uploads.sinceStart.bytesReceived} bytes received`,
+          ...s.uploads.hosts.map((h) => `uploads on ${h.host}: ${h.files} files, ${h.bytes} bytes`),
+        ]),
+  ].join('\n'),
+});
+
+export const certList = defineCommand({
+  name: 'cert.list',
+  description: "each host's TLS certificate: the file, the names it covers, when it expires, what is wrong with it",
+  args: {},
+  access: 'admin',
+  needs: 'server',
+  async run(context) {
+    return context.certificates();
+  },
+  format: (certs) => certs
+    .map((c) => `${c.host} ${c.file}${c.generated ? ' (self-signed, generated)' : ''} expires=${c.notAfter ?? '-'} days-left=${c.daysLeft ?? '-'} names=${c.names.join(',')}${c.problems.length > 0 ? ` problems: ${c.problems.join('; ')}` : ''}`)
+    .join('\n'),
+});
+
 export const reload = defineCommand({
   name: 'reload',
   description: 're-read the configuration file and apply what can be applied without dropping anyone (log level, certificates, registration, admins, limits); an invalid file is refused and the running configuration kept',
@@ -374,7 +407,7 @@ export const reload = defineCommand({
 export const commandList: readonly AnyCommand[] = [
   status, sessionsList, sessionsKick,
   userAdd, userDelete, userPasswd, userList, userInfo, userEmail, userTokens, userRevokeTokens, userDisable, userEnable,
-  announce, motdSet, motdClear, roomList, roomDestroy, reload,
+  announce, motdSet, motdClear, roomList, roomDestroy, storageUsage, certList, reload,
 ] as AnyCommand[];
 
 export const commands: ReadonlyMap<string, AnyCommand> = new Map(commandList.map((command) => [command.name, command]));

@@ -1,5 +1,7 @@
 // What the admin commands act on: a running server (its sessions, hosts, modules), or the
 // database alone when the server is stopped. Both implement the registry's contexts.
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Knex } from 'knex';
 import type { Server } from '../app/server.js';
 import type { Session } from '../core/sessions.js';
@@ -12,7 +14,9 @@ import type { AccountStore } from '../accounts/store.js';
 import type { ModuleDefinition } from '../core/module.js';
 import type { MucAdminService } from '../modules/muc/index.js';
 import { headline, type MotdService } from '../modules/adhoc/motd.js';
-import { CommandError, type AdminContext, type LiveAdminContext, type ReloadReport, type SessionInfo } from './registry.js';
+import { uploadServiceOf } from '../modules/upload/index.js';
+import { loadCertificateInfo } from '../tls/certs.js';
+import { CommandError, type AdminContext, type CertificateStatus, type LiveAdminContext, type ReloadReport, type SessionInfo, type StorageUsage } from './registry.js';
 import { reloadConfiguration, type SettingsFor } from './reload.js';
 
 /** The context with no server running: the database itself. */
@@ -43,6 +47,22 @@ async function databaseVersion(db: Knex, driver: string): Promise<string> {
     return rows[0]?.version ?? 'unknown';
   } catch {
     return 'unknown';
+  }
+}
+
+async function databaseSize(db: Knex, driver: string, sqliteFile: string): Promise<number | null> {
+  try {
+    if (driver === 'postgres') {
+      const result = (await db.raw('select pg_database_size(current_database()) as bytes')) as { rows: Array<{ bytes: string | number }> };
+      return Number(result.rows[0]?.bytes ?? NaN);
+    }
+    if (sqliteFile === ':memory:' || sqliteFile.startsWith('file:')) return null;
+    // the WAL holds what is not checkpointed yet
+    let bytes = (await fs.promises.stat(sqliteFile)).size;
+    bytes += await fs.promises.stat(`${sqliteFile}-wal`).then((s) => s.size, () => 0);
+    return bytes;
+  } catch {
+    return null;
   }
 }
 
@@ -151,5 +171,44 @@ export function liveContext(
       throw new CommandError(`${domain} is not a group chat service of this server`);
     },
     reload: (): Promise<ReloadReport> => reloadConfiguration(server, options.configFile, options.settingsFor),
+    async storage(): Promise<StorageUsage> {
+      const { dataDir, storage } = server.settings;
+      const disk = await fs.promises.statfs(dataDir).then(
+        (s) => ({ totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }),
+        () => null,
+      );
+      const upload = uploadServiceOf(server.kernel);
+      let uploads: StorageUsage['uploads'] = null;
+      if (upload !== undefined) {
+        const service = await upload;
+        const now = Date.now();
+        uploads = {
+          storedBytes: await service.store.storageUsed(now),
+          hosts: (await service.store.filesByHost(now)).filter((h) => hosts.includes(h.host)),
+          sinceStart: { files: service.counters.files, bytesReceived: service.counters.bytesReceived },
+        };
+      }
+      return { dataDir, disk, database: { driver: storage.driver, bytes: await databaseSize(server.db, storage.driver, storage.sqliteFile) }, uploads };
+    },
+    certificates(): CertificateStatus[] {
+      return server.settings.hosts
+        .filter((h) => hosts.includes(h.domain))
+        .map((h) => {
+          // without tls.cert/tls.key the server made one under <data_dir>/certs (src/tls/contexts.ts)
+          const generated = h.tls === undefined;
+          const files = h.tls ?? { cert: path.join(server.settings.dataDir, 'certs', `${h.domain}.crt`), key: path.join(server.settings.dataDir, 'certs', `${h.domain}.key`) };
+          const info = loadCertificateInfo(files.cert, files.key);
+          const valid = !Number.isNaN(info.notAfter.getTime());
+          return {
+            host: h.domain,
+            file: files.cert,
+            generated,
+            names: info.subjectNames,
+            notAfter: valid ? info.notAfter.toISOString() : null,
+            daysLeft: valid ? Math.floor((info.notAfter.getTime() - Date.now()) / 86_400_000) : null,
+            problems: info.problems,
+          };
+        });
+    },
   };
 }

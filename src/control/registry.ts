@@ -84,6 +84,35 @@ export interface RoomInfo {
   name: string;
 }
 
+/** What the server's data takes: the disk of its data directory, the database, the shared files. */
+export interface StorageUsage {
+  dataDir: string;
+  /** The file system holding the data directory (null when it cannot be asked). */
+  disk: { totalBytes: number; freeBytes: number } | null;
+  database: { driver: string; bytes: number | null };
+  /** HTTP file upload (XEP-0363); null when no host runs the upload module. */
+  uploads: {
+    /** On disk, each stored file once (a file shared twice is stored once). */
+    storedBytes: number;
+    hosts: Array<{ host: string; files: number; bytes: number }>;
+    /** Since the server started. */
+    sinceStart: { files: number; bytesReceived: number };
+  } | null;
+}
+
+/** A host's TLS certificate as the server uses it now. */
+export interface CertificateStatus {
+  host: string;
+  file: string;
+  /** The self-signed certificate the server made because none is configured. */
+  generated: boolean;
+  names: string[];
+  /** ISO time; null when it could not be read. */
+  notAfter: string | null;
+  daysLeft: number | null;
+  problems: string[];
+}
+
 export interface ReloadReport {
   file: string;
   /** What the running server now uses. */
@@ -112,6 +141,8 @@ export interface LiveAdminContext extends AdminContext {
   rooms(host: string): RoomInfo[];
   destroyRoom(room: string, reason: string | undefined): Promise<boolean>;
   reload(): Promise<ReloadReport>;
+  storage(): Promise<StorageUsage>;
+  certificates(): CertificateStatus[];
 }
 
 export interface CommandDefinition<S extends ArgSpecs = ArgSpecs, N extends Needs = Needs, R = unknown> {

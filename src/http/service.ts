@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { VirtualHost } from '../core/host.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import type { HttpPort } from '../core/http-port.js';
-import type { AdminApiSettings, MetricsSettings, WebSocketSettings } from './settings.js';
+import type { AdminApiSettings, DashboardSettings, MetricsSettings, WebSocketSettings } from './settings.js';
 import { listenOn } from '../core/listen.js';
 import { HttpRouter, subpathOf, type HttpHandler, type HttpListenerInfo, type HttpRequest, type HttpRoute, type HttpRouteOptions } from './router.js';
 
@@ -35,6 +35,8 @@ export interface HttpSettings {
   metrics: MetricsSettings;
   /** /admin/api (src/http/admin-api.ts); off when missing. */
   adminApi?: AdminApiSettings | undefined;
+  /** The web admin dashboard (src/http/dashboard); off when missing. */
+  dashboard?: DashboardSettings | undefined;
 }
 
 /** Headers sent with every response; a handler may override them (res.setHeader). */

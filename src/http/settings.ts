@@ -29,3 +29,16 @@ export interface AdminApiSettings {
   /** loopback: listeners bound to a loopback address, requests from this machine only; all: every listener and client. */
   listeners: 'loopback' | 'all';
 }
+
+/** The web admin dashboard (src/http/dashboard). */
+export interface DashboardSettings {
+  enabled: boolean;
+  /** Its path prefix, like /admin (no trailing slash). */
+  path: string;
+  /** loopback: listeners bound to a loopback address, requests from this machine only; all: every listener and client. */
+  listeners: 'loopback' | 'all';
+  /** seconds between two samples of the counters the charts draw */
+  sampleInterval: number;
+  /** seconds a login lasts without a request */
+  idleTimeout: number;
+}

@@ -50,6 +50,20 @@ test('status shows the version, hosts, modules and connections by kind', async (
   await alice.stop();
 });
 
+test('storage usage shows the disk, the database and the shared files; cert list each host\'s certificate and its expiry', async (t) => {
+  const { dir, cli } = workspace(t);
+  const server = await startServer({ dataDir: dir });
+  t.teardown(() => server.stop());
+  const storage = await cli('storage', 'usage');
+  t.is(storage.code, 0, storage.stderr);
+  t.regex(storage.stdout, /^data directory .+: \d+ of \d+ bytes free$/m);
+  t.regex(storage.stdout, /^database (sqlite|postgres): \d+ bytes$/m);
+  t.regex(storage.stdout, /^uploads: 0 bytes stored; since start 0 files, 0 bytes received$/m);
+  const certs = await cli('cert', 'list');
+  t.is(certs.code, 0, certs.stderr);
+  t.regex(certs.stdout, /^localhost \S+localhost\.crt \(self-signed, generated\) expires=\S+Z days-left=\d+ names=localhost,\*\.localhost$/m);
+});
+
 test('sessions list shows who is online; sessions kick ends one session with policy-violation and the text', async (t) => {
   const { dir, cli } = workspace(t);
   const server = await startServer({ dataDir: dir });

@@ -156,6 +156,16 @@ export class UploadStore {
     return { bytes: Number(rows[0]?.bytes ?? 0), nextExpiry: numberOrNull(rows[0]?.next ?? null) };
   }
 
+  /** Per host: the files kept now (uploaded, not expired) and the bytes their uploads announced (a shared blob counts for each). */
+  async filesByHost(now: number): Promise<Array<{ host: string; files: number; bytes: number }>> {
+    const rows: Array<{ host: string; files: number | string; bytes: number | string | null }> = await this.db('upload_slots')
+      .whereNotNull('sha256')
+      .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', now))
+      .groupBy('host')
+      .select('host', this.db.raw('count(*) as files'), this.db.raw('sum(size) as bytes'));
+    return rows.map((r) => ({ host: r.host, files: Number(r.files), bytes: Number(r.bytes ?? 0) }));
+  }
+
   /** Bytes on disk (each blob once) plus those reserved by slots not uploaded to yet. */
   async storageUsed(now: number): Promise<number> {
     const [blobs, pending] = await Promise.all([
