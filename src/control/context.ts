@@ -1,5 +1,6 @@
 // What the admin commands act on: a running server (its sessions, hosts, modules), or the
 // database alone when the server is stopped. Both implement the registry's contexts.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
@@ -194,10 +195,11 @@ export function liveContext(
       return server.settings.hosts
         .filter((h) => hosts.includes(h.domain))
         .map((h) => {
-          // without tls.cert/tls.key the server made one under <data_dir>/certs (src/tls/contexts.ts)
-          const generated = h.tls === undefined;
+          // without tls.cert/tls.key the one under <data_dir>/certs: made by the server (self-signed,
+          // src/tls/contexts.ts) unless `xmppd cert import` put a CA's there
           const files = h.tls ?? { cert: path.join(server.settings.dataDir, 'certs', `${h.domain}.crt`), key: path.join(server.settings.dataDir, 'certs', `${h.domain}.key`) };
           const info = loadCertificateInfo(files.cert, files.key);
+          const generated = h.tls === undefined && selfSigned(files.cert);
           const valid = !Number.isNaN(info.notAfter.getTime());
           return {
             host: h.domain,
@@ -211,4 +213,14 @@ export function liveContext(
         });
     },
   };
+}
+
+/** Whether the certificate in `file` issued itself (false when it cannot be read). */
+function selfSigned(file: string): boolean {
+  try {
+    const cert = new crypto.X509Certificate(fs.readFileSync(file));
+    return cert.checkIssued(cert);
+  } catch {
+    return false;
+  }
 }
