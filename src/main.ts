@@ -168,25 +168,6 @@ const configFile = () => program.opts<{ config: string }>().config;
 
 program.command('start').description('run the server').action(() => start(configFile()));
 
-const cert = program.command('cert').description('TLS certificates');
-cert
-  .command('import <dirs...>')
-  .description("take each host's certificate from certbot's live/ directory (or <host>.crt and .key files) into <data_dir>/certs, then reload the running server")
-  .action(async (dirs: string[]) => {
-    const config = load(configFile()).config;
-    const results = importCertificates(config, dirs);
-    for (const r of results) process.stdout.write(`${r.host}: ${r.message}\n`);
-    if (results.some((r) => r.outcome === 'imported')) {
-      const reloaded = await callControl(config.data_dir, 'reload', {}).catch((err: unknown) => {
-        process.stderr.write(`the running server did not reload: ${(err as Error).message}\n`);
-        return null;
-      });
-      if (reloaded !== undefined && reloaded !== null) process.stdout.write('reloaded: new TLS connections get the imported certificates\n');
-      else if (reloaded === undefined) process.stdout.write('the server is not running; it uses them when it starts\n');
-    }
-    if (results.some((r) => r.outcome === 'not-found')) process.exit(2);
-  });
-
 const CHECK_ASPECTS = ['config', 'certs', 'dns', 'ports', 'features'] as const;
 program
   .command('check [aspects...]')
@@ -230,6 +211,25 @@ const groups = addRegistryCommands(program, {
   json: () => program.opts<{ json?: boolean }>().json === true,
 });
 program.addHelpText('after', registryHelp());
+// the registry's `cert` group (cert list) gets the command-line-only import
+groups.get('cert')!.description('TLS certificates: list them, import them from certbot')
+  .command('import <dirs...>')
+  .description("take each host's certificate from certbot's live/ directory (or <host>.crt and .key files) into <data_dir>/certs, then reload the running server")
+  .action(async (dirs: string[]) => {
+    const config = load(configFile()).config;
+    const results = importCertificates(config, dirs);
+    for (const r of results) process.stdout.write(`${r.host}: ${r.message}\n`);
+    if (results.some((r) => r.outcome === 'imported')) {
+      const reloaded = await callControl(config.data_dir, 'reload', {}).catch((err: unknown) => {
+        process.stderr.write(`the running server did not reload: ${(err as Error).message}\n`);
+        return null;
+      });
+      if (reloaded !== undefined && reloaded !== null) process.stdout.write('reloaded: new TLS connections get the imported certificates\n');
+      else if (reloaded === undefined) process.stdout.write('the server is not running; it uses them when it starts\n');
+    }
+    if (results.some((r) => r.outcome === 'not-found')) process.exit(2);
+  });
+
 const user = groups.get('user')!.description('manage accounts');
 user
   .command('retention <jid> [period]')

@@ -392,7 +392,7 @@ export const certList = defineCommand({
 
 export const reload = defineCommand({
   name: 'reload',
-  description: 're-read the configuration file and apply what can be applied without dropping anyone (log level, certificates, registration, admins, limits); an invalid file is refused and the running configuration kept',
+  description: 're-read the configuration file and apply what can be applied without dropping anyone (log level, certificates, registration, admins, limits, modules); an invalid file is refused and the running configuration kept',
   args: {},
   access: 'local',
   needs: 'server',
