@@ -59,7 +59,7 @@ function chainFinding(domain: string, pem: string, roots: readonly crypto.X509Ce
   const root = known(last);
   const commonName = (subject: string) => subject.split('\n').find((line) => line.startsWith('CN='))?.slice(3) ?? subject.replace(/\n/g, ', ');
   if (root !== undefined) return good(domain, `chain of ${chain.length} up to ${commonName(root.subject)}, a root clients know`);
-  if (last.checkIssued(last)) {
+  if (last.subject === last.issuer && last.verify(last.publicKey)) {
     return chain.length === 1
       ? bad(domain, 'self-signed: clients and other servers do not trust it', 'use a certificate from a CA (e.g. Let\'s Encrypt with certbot)')
       : bad(domain, `the chain ends at ${commonName(last.subject)}, a root clients do not know`, 'use a certificate from a public CA, or make every client trust this one');
