@@ -1,0 +1,246 @@
+// XEP-0357 push notifications, as a phone lives them: Bob's phone enables push with its app
+// server, then sleeps (its connection dropped, its session waiting for resumption) or is gone;
+// Alice writes; the app server gets a summary that wakes the phone. The app server here is a
+// local account whose client answers the publishes as the test says (a result, or an error); the
+// end-to-end test with a real third-party app server (a Prosody pubsub component, over s2s) is
+// in push-prosody.test.ts.
+import test, { type ExecutionContext } from 'ava';
+import type Element from 'ltx/lib/Element.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { xml, type TestClient } from '../helpers/clients.js';
+import { bare, chat, freshAccounts, iqFailure, loginForTest, online, settle } from '../helpers/conversation.js';
+import { eventually } from '../helpers/federation.js';
+import { SmClient } from '../helpers/sm-client.js';
+import { STANDARD_MODULES } from '../../src/config/schema.js';
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
+
+const NS_PUSH = 'urn:xmpp:push:0';
+const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
+const NS_DATA = 'jabber:x:data';
+const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+const NS_JINGLE_MESSAGE = 'urn:xmpp:jingle-message:0';
+const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
+const PUBLISH_OPTIONS = 'http://jabber.org/protocol/pubsub#publish-options';
+/** The throttle of the test server: a burst gives one push at once and one this much later. */
+const THROTTLE = '2s';
+
+let server: TestServer;
+test.before(async () => {
+  const modules: Record<string, unknown> = Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}]));
+  modules.push = { throttle: THROTTLE, max_errors: 3 };
+  server = await startServer({ config: { modules } });
+});
+test.after.always(async () => {
+  await server?.stop();
+});
+
+/** The publish-options form Conversations sends: its secret for the app server. */
+function publishOptions(secret: string): Element {
+  return xml('x', { xmlns: NS_DATA, type: 'submit' },
+    xml('field', { var: 'FORM_TYPE' }, xml('value', {}, PUBLISH_OPTIONS)),
+    xml('field', { var: 'secret' }, xml('value', {}, secret)));
+}
+
+function enable(service: string, node: string, form?: Element): Element {
+  return xml('iq', { type: 'set', id: `enable-${node}` }, xml('enable', { xmlns: NS_PUSH, jid: service, node }, ...(form ? [form] : [])));
+}
+
+/** A fake app server: a local account's client that answers each publish as told (a result by default). */
+interface AppServer {
+  client: TestClient;
+  jid: string;
+  /** The next publish it gets. */
+  next(timeoutMs?: number): Promise<Element>;
+  /** How it answers from now on: null for a result, else an error condition. */
+  answer: string | null;
+  publishes: Element[];
+}
+
+async function appServer(t: ExecutionContext): Promise<AppServer> {
+  const { app } = await freshAccounts(server, 'app');
+  const client = await loginForTest(t, server, app, 'relay');
+  const fake: AppServer = {
+    client,
+    jid: client.jid,
+    answer: null,
+    publishes: [],
+    next: (timeoutMs = 10000) => client.next(isPublish, timeoutMs),
+  };
+  client.xmpp.on('stanza', (stanza: Element) => {
+    if (!isPublish(stanza)) return;
+    fake.publishes.push(stanza);
+    const reply = fake.answer === null
+      ? xml('iq', { type: 'result', id: stanza.attrs.id, to: stanza.attrs.from })
+      : xml('iq', { type: 'error', id: stanza.attrs.id, to: stanza.attrs.from }, xml('error', { type: 'cancel' }, xml(fake.answer, { xmlns: NS_STANZAS })));
+    void client.send(reply);
+  });
+  return fake;
+}
+
+const isPublish = (s: Element) => s.is('iq') && s.attrs.type === 'set' && s.getChild('pubsub', NS_PUBSUB)?.getChild('publish') !== undefined;
+
+/** The summary form's fields of a publish (XEP-0357 §5), by var. */
+function summary(publish: Element): Record<string, string> {
+  const form = publish.getChild('pubsub', NS_PUBSUB)!.getChild('publish')!.getChild('item')!.getChild('notification', NS_PUSH)!.getChild('x', NS_DATA)!;
+  return Object.fromEntries(form.getChildren('field').map((f) => [f.attrs.var!, f.getChildText('value') ?? '']));
+}
+
+const nodeOf = (publish: Element) => publish.getChild('pubsub', NS_PUBSUB)!.getChild('publish')!.attrs.node;
+
+/** Bob's phone: a raw stream-management client, push enabled with `service`, then its connection cut; resolves once the server holds its session for resumption. */
+async function sleepingPhone(t: ExecutionContext, username: string, service: string, node: string, form?: Element): Promise<SmClient> {
+  const phone = await SmClient.login(server, username, 'phone');
+  t.teardown(() => phone.cut());
+  await phone.enable();
+  await phone.online();
+  phone.stanza(enable(service, node, form).toString());
+  const answer = await phone.next((e) => e.is('iq') && e.attrs.id === `enable-${node}`);
+  t.is(answer.attrs.type, 'result');
+  phone.cut();
+  await eventually(() => [...(server.server.sessions.resources(bare(server, username))?.values() ?? [])].some((s) => s.describe().transport === 'hibernating'), 10000, 'the session to hibernate');
+  return phone;
+}
+
+test("Bob's phone sleeps; Alice's message wakes it through its app server, with the sender, the count and the publish options, and without the text", async (t) => {
+  const app = await appServer(t);
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  await sleepingPhone(t, bob, app.jid, 'bob-phone', publishOptions('s3cret'));
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  await aliceClient.send(chat(bare(server, bob), 'meet me at noon, the password is swordfish'));
+
+  const publish = await app.next();
+  t.is(publish.attrs.from, bare(server, bob));
+  t.is(nodeOf(publish), 'bob-phone');
+  t.deepEqual(summary(publish), { FORM_TYPE: 'urn:xmpp:push:summary', 'message-count': '1', 'last-message-sender': aliceClient.jid });
+  t.false(publish.toString().includes('swordfish'));
+  // XEP-0357 §5: the options the client gave go back in each publish
+  const options = publish.getChild('pubsub', NS_PUBSUB)!.getChild('publish-options')!.getChild('x', NS_DATA)!;
+  t.deepEqual(options.getChildren('field').map((f) => [f.attrs.var, f.getChildText('value')]), [['FORM_TYPE', PUBLISH_OPTIONS], ['secret', 's3cret']]);
+});
+
+test('a burst of messages to a sleeping phone makes one push at once and one with the count at the end of the throttle interval', async (t) => {
+  const app = await appServer(t);
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  await sleepingPhone(t, bob, app.jid, 'burst');
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  for (const word of ['one', 'two', 'three']) await aliceClient.send(chat(bare(server, bob), word));
+  t.is(summary(await app.next())['message-count'], '1');
+  t.is(summary(await app.next())['message-count'], '3');
+  t.is(app.publishes.length, 2);
+});
+
+test('a call proposal (XEP-0353) wakes a sleeping phone; chat states do not', async (t) => {
+  const app = await appServer(t);
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  await sleepingPhone(t, bob, app.jid, 'calls');
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  await aliceClient.send(xml('message', { to: bare(server, bob), type: 'chat' }, xml('composing', { xmlns: 'http://jabber.org/protocol/chatstates' })));
+  await aliceClient.send(xml('message', { to: bare(server, bob), type: 'chat' }, xml('propose', { xmlns: NS_JINGLE_MESSAGE, id: 'call-1' }, xml('description', { xmlns: 'urn:xmpp:jingle:apps:rtp:1', media: 'audio' }))));
+  const publish = await app.next();
+  t.deepEqual(summary(publish), { FORM_TYPE: 'urn:xmpp:push:summary', 'message-count': '1', 'last-message-sender': aliceClient.jid });
+  await settle(app.client);
+  t.is(app.publishes.length, 1);
+});
+
+test('Bob online gets his messages and no push; once his client is gone, the next message is pushed', async (t) => {
+  const app = await appServer(t);
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const bobClient = await loginForTest(t, server, bob, 'phone');
+  await online(bobClient);
+  await bobClient.request(enable(app.jid, 'online'));
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  await aliceClient.send(chat(bare(server, bob), 'are you there?'));
+  await bobClient.next((s) => s.is('message') && s.getChildText('body') === 'are you there?');
+  await leave(bobClient);
+  await aliceClient.send(chat(bare(server, bob), 'you left'));
+  const publish = await app.next();
+  // the first message was read online: the count starts with the second
+  t.is(summary(publish)['message-count'], '1');
+  t.is(app.publishes.length, 1);
+});
+
+test('a registration survives its session: Bob\'s phone with no session at all is woken, and a disabled node is not', async (t) => {
+  const app = await appServer(t);
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const bobClient = await loginForTest(t, server, bob, 'phone');
+  await bobClient.request(enable(app.jid, 'old-install'));
+  await bobClient.request(enable(app.jid, 'new-install'));
+  await bobClient.request(xml('iq', { type: 'set' }, xml('disable', { xmlns: NS_PUSH, jid: app.jid, node: 'old-install' })));
+  await leave(bobClient);
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  await aliceClient.send(chat(bare(server, bob), 'hello'));
+  const publish = await app.next();
+  t.is(nodeOf(publish), 'new-install');
+  await settle(app.client); // the old node's publish would have been routed with it
+  t.deepEqual(app.publishes.map(nodeOf), ['new-install']);
+  // disabling the app server without a node removes all its registrations
+  const again = await loginForTest(t, server, bob, 'phone');
+  await again.request(xml('iq', { type: 'set' }, xml('disable', { xmlns: NS_PUSH, jid: app.jid })));
+  t.deepEqual(await server.server.db('push_registrations').where({ username: bob }).select('node'), []);
+});
+
+test('an app server that answers with errors three times in a row loses the registration; one that no longer knows the node, at once', async (t) => {
+  const app = await appServer(t);
+  app.answer = 'internal-server-error';
+  const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
+  const bobClient = await loginForTest(t, server, bob, 'phone');
+  await bobClient.request(enable(app.jid, 'flaky'));
+  await leave(bobClient);
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  // calls are not throttled: three pushes in a row
+  for (const id of ['c1', 'c2', 'c3']) {
+    await aliceClient.send(xml('message', { to: bare(server, bob), type: 'chat' }, xml('propose', { xmlns: NS_JINGLE_MESSAGE, id })));
+    await app.next();
+  }
+  const registrations = () => server.server.db('push_registrations').where({ username: bob }).select('node');
+  await waitFor(async () => (await registrations()).length === 0, 'the registration to be disabled');
+  await aliceClient.send(chat(bare(server, bob), 'still there?'));
+  await settle(aliceClient);
+  await settle(app.client);
+  t.is(app.publishes.length, 3);
+
+  app.answer = 'item-not-found';
+  const carolClient = await loginForTest(t, server, carol, 'phone');
+  await carolClient.request(enable(app.jid, 'uninstalled'));
+  await leave(carolClient);
+  await aliceClient.send(chat(bare(server, carol), 'hi Carol'));
+  await app.next();
+  await waitFor(async () => (await server.server.db('push_registrations').where({ username: carol })).length === 0, 'the registration to be disabled');
+  t.pass();
+});
+
+test('enable without the app server\'s jid is a bad request; a form that is not publish-options too; the account advertises push', async (t) => {
+  const { bob } = await freshAccounts(server, 'bob');
+  const bobClient = await loginForTest(t, server, bob, 'phone');
+  t.is(await iqFailure(bobClient.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_PUSH, node: 'n' })))), 'bad-request');
+  const wrongForm = xml('x', { xmlns: NS_DATA, type: 'submit' }, xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'urn:example:other')));
+  t.is(await iqFailure(bobClient.request(enable('push.example.org', 'n', wrongForm))), 'bad-request');
+  t.is(await iqFailure(bobClient.request(xml('iq', { type: 'set' }, xml('disable', { xmlns: NS_PUSH })))), 'bad-request');
+  const info = await bobClient.request(xml('iq', { type: 'get', to: bare(server, bob) }, xml('query', { xmlns: NS_DISCO_INFO })));
+  t.true(info.getChild('query', NS_DISCO_INFO)!.getChildren('feature').some((f) => f.attrs.var === NS_PUSH));
+});
+
+test('deleting Bob\'s account removes his push registrations', async (t) => {
+  const { bob } = await freshAccounts(server, 'bob');
+  const bobClient = await loginForTest(t, server, bob, 'phone');
+  await bobClient.request(enable('push.example.org', 'to-delete'));
+  t.is((await server.server.db('push_registrations').where({ username: bob })).length, 1);
+  await server.server.kernel.deleteAccount(server.domain, bob);
+  t.deepEqual(await server.server.db('push_registrations').where({ username: bob }), []);
+});
+
+/** Stops a client and waits until the server has ended its session. */
+async function leave(client: TestClient): Promise<void> {
+  const [account, resource] = client.jid.split('/') as [string, string];
+  await client.stop();
+  await eventually(() => server.server.sessions.resources(account)?.get(resource) === undefined, 10000, `${client.jid} to be gone`);
+}
+
+async function waitFor(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
