@@ -1,16 +1,20 @@
 // XEP-0357 push notifications, as a phone lives them: Bob's phone enables push with its app
 // server, then sleeps (its connection dropped, its session waiting for resumption) or is gone;
-// Alice writes; the app server gets a summary that wakes the phone. The app server here is a
-// local account whose client answers the publishes as the test says (a result, or an error); the
-// end-to-end test with a real third-party app server (a Prosody pubsub component, over s2s) is
-// in push-prosody.test.ts.
+// Alice writes; the app server gets a summary that wakes the phone. End to end, the app server is
+// a real third party's: a pubsub component of a Prosody (Debian's) started here, reached over
+// s2s, where the notification lands on the device's node. The other tests use a local account
+// as a fake app server whose client answers the publishes as the test says.
 import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { bare, chat, freshAccounts, iqFailure, loginForTest, online, settle } from '../helpers/conversation.js';
-import { eventually } from '../helpers/federation.js';
+import { eventually, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { SmClient } from '../helpers/sm-client.js';
+import { createTestCa } from '../helpers/test-ca.js';
+import { startTestDns, type TestDns } from '../helpers/dns.js';
+import { hasProsody, prosodyRequirement, startProsody, type ProsodyServer } from '../helpers/prosody.js';
+import { serialTestNeeding } from '../helpers/requirements.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -25,14 +29,41 @@ const PUBLISH_OPTIONS = 'http://jabber.org/protocol/pubsub#publish-options';
 /** The throttle of the test server: a burst gives one push at once and one this much later. */
 const THROTTLE = '2s';
 
+const OURS = 'xmppd-push.example';
+/** The Prosody of the app server's operator, and its pubsub component: the app server. */
+const THEIRS = 'prosody-push.example';
+const APP_SERVICE = `push.${THEIRS}`;
+const NS_PUBSUB_EVENT = 'http://jabber.org/protocol/pubsub#event';
+
 let server: TestServer;
+let prosody: ProsodyServer | undefined;
+let dns: TestDns | undefined;
+const interop = serialTestNeeding(prosodyRequirement);
+
 test.before(async () => {
   const modules: Record<string, unknown> = Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}]));
   modules.push = { throttle: THROTTLE, max_errors: 3 };
-  server = await startServer({ config: { modules } });
+  if (!hasProsody) {
+    server = await startServer({ config: { modules } });
+    return;
+  }
+  const { certs } = createTestCa([THEIRS, APP_SERVICE]); // a CA nobody trusts: dialback
+  dns = await startTestDns();
+  const s2sPort = await freePort();
+  dns.addSrv(`_xmpp-server._tcp.${OURS}`, OURS, s2sPort);
+  prosody = await startProsody({
+    dnsPort: dns.port,
+    hosts: [{ domain: THEIRS, ...certs[THEIRS]! }],
+    // Prosody's pubsub lets only admins create nodes: the app server's operator is one
+    components: [{ domain: APP_SERVICE, module: 'pubsub', ...certs[APP_SERVICE]! }],
+    admins: [`operator@${THEIRS}`],
+  });
+  server = await startFederated({ domain: OURS, s2sPort, routes: { [THEIRS]: prosody.s2sPort, [APP_SERVICE]: prosody.s2sPort }, config: { modules } });
 });
 test.after.always(async () => {
   await server?.stop();
+  await prosody?.stop();
+  await dns?.close();
 });
 
 /** The publish-options form Conversations sends: its secret for the app server. */
@@ -228,6 +259,38 @@ test('deleting Bob\'s account removes his push registrations', async (t) => {
   t.is((await server.server.db('push_registrations').where({ username: bob })).length, 1);
   await server.server.kernel.deleteAccount(server.domain, bob);
   t.deepEqual(await server.server.db('push_registrations').where({ username: bob }), []);
+});
+
+interop("end to end: Bob's sleeping phone is woken through a real app server, a Prosody pubsub service reached over s2s", async (t) => {
+  // the app server's operator makes the device's node, open to whoever knows it, and listens to it
+  prosody!.register('operator', THEIRS, 'secret-operator');
+  const operator = await loginOn(t, { domain: THEIRS, port: prosody!.c2sPort }, 'operator', 'secret-operator', 'relay');
+  const node = 'device-0a1b2c';
+  const created = await operator.request(xml('iq', { type: 'set', to: APP_SERVICE },
+    xml('pubsub', { xmlns: NS_PUBSUB },
+      xml('create', { node }),
+      xml('configure', {}, xml('x', { xmlns: NS_DATA, type: 'submit' },
+        xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'http://jabber.org/protocol/pubsub#node_config')),
+        xml('field', { var: 'pubsub#publish_model' }, xml('value', {}, 'open')))))));
+  t.is(created.attrs.type, 'result');
+  await operator.request(xml('iq', { type: 'set', to: APP_SERVICE }, xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscribe', { node, jid: operator.jid }))));
+
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  await sleepingPhone(t, bob, APP_SERVICE, node, publishOptions('s3cret'));
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  await aliceClient.send(chat(bare(server, bob), 'the password is swordfish'));
+
+  // Prosody's pubsub took the publish from bob@xmppd-push.example over s2s and notifies its subscriber
+  const event = await operator.next((s) => s.is('message') && s.getChild('event', NS_PUBSUB_EVENT)?.getChild('items')?.attrs.node === node, 30000);
+  const notification = event.getChild('event', NS_PUBSUB_EVENT)!.getChild('items')!.getChild('item')!.getChild('notification', NS_PUSH)!;
+  const fields = Object.fromEntries(notification.getChild('x', NS_DATA)!.getChildren('field').map((f) => [f.attrs.var!, f.getChildText('value') ?? '']));
+  t.deepEqual(fields, { FORM_TYPE: 'urn:xmpp:push:summary', 'message-count': '1', 'last-message-sender': aliceClient.jid });
+  t.false(event.toString().includes('swordfish'));
+  // and the item is on the node
+  const items = await operator.request(xml('iq', { type: 'get', to: APP_SERVICE }, xml('pubsub', { xmlns: NS_PUBSUB }, xml('items', { node }))));
+  t.is(items.getChild('pubsub', NS_PUBSUB)!.getChild('items')!.getChildren('item').length, 1);
+  // the app server answered with a result: the registration stays
+  t.is((await server.server.db('push_registrations').where({ username: bob })).length, 1);
 });
 
 /** Stops a client and waits until the server has ended its session. */
