@@ -4,11 +4,15 @@
 // a real third party's: a pubsub component of a Prosody (Debian's) started here, reached over
 // s2s, where the notification lands on the device's node. The other tests use a local account
 // as a fake app server whose client answers the publishes as the test says.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, chat, freshAccounts, iqFailure, loginForTest, online, settle } from '../helpers/conversation.js';
+import { bare, chat, freshAccounts, iqFailure, login, loginForTest, online, settle } from '../helpers/conversation.js';
+import { NS_MUC, createInstantRoom, enter, groupchat, isGroupchat } from '../helpers/muc.js';
 import { eventually, freePort, loginOn, startFederated } from '../helpers/federation.js';
 import { SmClient } from '../helpers/sm-client.js';
 import { createTestCa } from '../helpers/test-ca.js';
@@ -120,11 +124,12 @@ function summary(publish: Element): Record<string, string> {
 const nodeOf = (publish: Element) => publish.getChild('pubsub', NS_PUBSUB)!.getChild('publish')!.attrs.node;
 
 /** Bob's phone: a raw stream-management client, push enabled with `service`, then its connection cut; resolves once the server holds its session for resumption. */
-async function sleepingPhone(t: ExecutionContext, username: string, service: string, node: string, form?: Element): Promise<SmClient> {
+async function sleepingPhone(t: ExecutionContext, username: string, service: string, node: string, form?: Element, beforeSleep?: (phone: SmClient) => Promise<void>): Promise<SmClient> {
   const phone = await SmClient.login(server, username, 'phone');
   t.teardown(() => phone.cut());
   await phone.enable();
   await phone.online();
+  await beforeSleep?.(phone);
   phone.stanza(enable(service, node, form).toString());
   const answer = await phone.next((e) => e.is('iq') && e.attrs.id === `enable-${node}`);
   t.is(answer.attrs.type, 'result');
@@ -174,21 +179,64 @@ test('a call proposal (XEP-0353) wakes a sleeping phone; chat states do not', as
   t.is(app.publishes.length, 1);
 });
 
+test('in a group chat, only a message that mentions Bob by his nickname wakes his sleeping phone', async (t) => {
+  const app = await appServer(t);
+  const { alice, bob, carol } = await freshAccounts(server, 'alice', 'bob', 'carol');
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  const carolClient = await loginForTest(t, server, carol, 'laptop');
+  const room = `lunch-${bob}@conference.${server.domain}`;
+  await createInstantRoom(aliceClient, room, 'Alice');
+  await enter(carolClient, room, 'Carol');
+  await sleepingPhone(t, bob, app.jid, 'muc', undefined, async (phone) => {
+    phone.stanza(`<presence to='${room}/Bobby'><x xmlns='${NS_MUC}'/></presence>`);
+    await phone.next((e) => e.is('presence') && e.attrs.from === `${room}/Bobby`);
+  });
+  await carolClient.send(groupchat(room, 'lunch anyone?'));
+  await carolClient.next(isGroupchat(`${room}/Carol`, 'lunch anyone?'));
+  await aliceClient.send(groupchat(room, 'bobby, are you coming?'));
+  const publish = await app.next();
+  t.is(summary(publish)['last-message-sender'], `${room}/Alice`);
+  await settle(app.client);
+  t.is(app.publishes.length, 1);
+});
+
+test('a registration is kept across a restart: Bob, offline, is woken by the restarted server', async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-push-restart-'));
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const first = await startServer({ dataDir });
+  await first.createAccount('bob');
+  const bobClient = await login(first, 'bob', 'phone');
+  await bobClient.request(enable(`app@${first.domain}/relay`, 'kept'));
+  await bobClient.stop();
+  await first.stop();
+
+  const again = await startServer({ dataDir });
+  t.teardown(() => again.stop());
+  await again.createAccount('app');
+  await again.createAccount('alice');
+  const app = await loginForTest(t, again, 'app', 'relay');
+  const aliceClient = await loginForTest(t, again, 'alice', 'laptop');
+  await aliceClient.send(chat(`bob@${again.domain}`, 'good morning'));
+  const publish = await app.next(isPublish);
+  t.is(nodeOf(publish), 'kept');
+  t.is(summary(publish)['message-count'], '1');
+});
+
 test('Bob online gets his messages and no push; once his client is gone, the next message is pushed', async (t) => {
   const app = await appServer(t);
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   const bobClient = await loginForTest(t, server, bob, 'phone');
   await online(bobClient);
   await bobClient.request(enable(app.jid, 'online'));
-  const aliceClient = await loginForTest(t, server, alice, 'laptop');
-  await aliceClient.send(chat(bare(server, bob), 'are you there?'));
+  const aliceLaptop = await loginForTest(t, server, alice, 'laptop');
+  await aliceLaptop.send(chat(bare(server, bob), 'are you there?'));
   await bobClient.next((s) => s.is('message') && s.getChildText('body') === 'are you there?');
   await leave(bobClient);
-  await aliceClient.send(chat(bare(server, bob), 'you left'));
+  const alicePhone = await loginForTest(t, server, alice, 'phone');
+  await alicePhone.send(chat(bare(server, bob), 'you left'));
+  // the first push is about the second message: the first was read online
   const publish = await app.next();
-  // the first message was read online: the count starts with the second
-  t.is(summary(publish)['message-count'], '1');
-  t.is(app.publishes.length, 1);
+  t.deepEqual(summary(publish), { FORM_TYPE: 'urn:xmpp:push:summary', 'message-count': '1', 'last-message-sender': alicePhone.jid });
 });
 
 test('a registration survives its session: Bob\'s phone with no session at all is woken, and a disabled node is not', async (t) => {
