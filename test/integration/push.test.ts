@@ -289,13 +289,14 @@ test('an app server that answers with errors three times in a row loses the regi
   t.pass();
 });
 
-test('enable without the app server\'s jid is a bad request; a form that is not publish-options too; the account advertises push', async (t) => {
+test('enable without the app server\'s jid is a bad request, a form that is not publish-options too, an endless node not acceptable; the account advertises push', async (t) => {
   const { bob } = await freshAccounts(server, 'bob');
   const bobClient = await loginForTest(t, server, bob, 'phone');
   t.is(await iqFailure(bobClient.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: NS_PUSH, node: 'n' })))), 'bad-request');
   const wrongForm = xml('x', { xmlns: NS_DATA, type: 'submit' }, xml('field', { var: 'FORM_TYPE' }, xml('value', {}, 'urn:example:other')));
   t.is(await iqFailure(bobClient.request(enable('push.example.org', 'n', wrongForm))), 'bad-request');
   t.is(await iqFailure(bobClient.request(xml('iq', { type: 'set' }, xml('disable', { xmlns: NS_PUSH })))), 'bad-request');
+  t.is(await iqFailure(bobClient.request(enable('push.example.org', 'n'.repeat(600)))), 'not-acceptable');
   const info = await bobClient.request(xml('iq', { type: 'get', to: bare(server, bob) }, xml('query', { xmlns: NS_DISCO_INFO })));
   t.true(info.getChild('query', NS_DISCO_INFO)!.getChildren('feature').some((f) => f.attrs.var === NS_PUSH));
 });

@@ -43,6 +43,12 @@ const ENCRYPTED: ReadonlyArray<[string, string]> = [
   ['x', 'jabber:x:encrypted'], // XEP-0027
   ['openpgp', 'urn:xmpp:openpgp:0'], // XEP-0373
 ];
+/**
+ * Longest app server JID and node kept (bytes): with the account they make the table's key,
+ * which PostgreSQL indexes only up to about 2.7 KB. Real ones are a few dozen bytes.
+ */
+const MAX_SERVICE_BYTES = 512;
+const MAX_NODE_BYTES = 512;
 /** Registrations one account may hold (a few devices, each usually one). */
 const MAX_REGISTRATIONS = 20;
 /** The publish-options form kept per registration, serialised. */
@@ -154,7 +160,9 @@ export default defineModule({
       if (attr === undefined || attr === '') throw new StanzaError('bad-request', `<${payload.name}/> needs the app server's jid`);
       const jid = parseJid(attr);
       if (jid === null) throw new StanzaError('jid-malformed', `${attr} is not a JID`);
-      return jid.toString();
+      const service = jid.toString();
+      if (Buffer.byteLength(service) > MAX_SERVICE_BYTES) throw new StanzaError('not-acceptable', `The app server's JID is longer than ${MAX_SERVICE_BYTES} bytes`);
+      return service;
     };
     /** The live sessions of an account flagged with `flag` (local or on another node). */
     const sessionsFlagged = (bare: string, flag: string): SessionRef[] =>
@@ -166,6 +174,7 @@ export default defineModule({
       if (payload.name === 'enable') {
         const service = serviceOf(payload);
         const node = payload.attrs.node ?? '';
+        if (Buffer.byteLength(node) > MAX_NODE_BYTES) throw new StanzaError('not-acceptable', `The node is longer than ${MAX_NODE_BYTES} bytes`);
         const form = payload.getChild('x', NS_DATA);
         if (form !== undefined) {
           // §5: "publish-options", a data form of that FORM_TYPE, sent back in each publish
