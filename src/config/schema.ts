@@ -122,6 +122,8 @@ const c2sSchema = z.strictObject({
   ping_interval: durationOrNever().prefault('5m'),
   ping_timeout: duration().prefault('60s'),
   whitespace_keepalive: durationOrNever().prefault('never'),
+  /** XEP-0198: how long an <r/> may go unanswered before the connection counts as asleep for push notifications. */
+  ack_delay: duration().prefault('30s'),
   /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
   resume_timeout: durationOrNever().prefault('5m'),
   /** Sessions (resources) one account may have bound at once; beyond it binding fails (RFC 6120 §7.6.2.2). */

@@ -38,6 +38,12 @@ export interface EventMap extends StanzaEvents {
    * `session/closed` follows.
    */
   'session/hibernating': { session: SessionRef; queued: readonly Element[] };
+  /**
+   * A connected session's client has not answered an XEP-0198 <r/> for c2s.ack_delay (Prosody's
+   * smacks-ack-delayed): it may be asleep on a link that looks open. `queued`: what it has not
+   * acknowledged, oldest first. Told once per unanswered request.
+   */
+  'session/ack-delayed': { session: SessionRef; queued: readonly Element[] };
   /** A session's client came back on a new connection (XEP-0198 §5 resumption), hibernating or not yet. */
   'session/resumed': { session: SessionRef };
   /**

@@ -217,6 +217,11 @@ export class Kernel {
     this.hosts.get(session.host)?.events.fire('session/hibernating', { session, queued });
   }
 
+  /** Called when a connected session's client has not acknowledged stanzas for a while (XEP-0198 <r/> unanswered). */
+  sessionAckDelayed(session: Session, queued: readonly Element[]): void {
+    this.hosts.get(session.host)?.events.fire('session/ack-delayed', { session, queued });
+  }
+
   /** Called by a hibernating session resumed on a new connection. */
   sessionResumed(session: Session): void {
     this.hosts.get(session.host)?.events.fire('session/resumed', { session });

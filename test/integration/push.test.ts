@@ -47,8 +47,10 @@ const interop = serialTestNeeding(prosodyRequirement);
 test.before(async () => {
   const modules: Record<string, unknown> = Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}]));
   modules.push = { throttle: THROTTLE, max_errors: 3 };
+  // a phone that leaves an acknowledgement request unanswered a second counts as asleep
+  const c2s = { ack_delay: '1s' };
   if (!hasProsody) {
-    server = await startServer({ config: { modules } });
+    server = await startServer({ config: { modules, c2s } });
     return;
   }
   const { certs } = createTestCa([THEIRS, APP_SERVICE]); // a CA nobody trusts: dialback
@@ -62,7 +64,7 @@ test.before(async () => {
     components: [{ domain: APP_SERVICE, module: 'pubsub', ...certs[APP_SERVICE]! }],
     admins: [`operator@${THEIRS}`],
   });
-  server = await startFederated({ domain: OURS, s2sPort, routes: { [THEIRS]: prosody.s2sPort, [APP_SERVICE]: prosody.s2sPort }, config: { modules } });
+  server = await startFederated({ domain: OURS, s2sPort, routes: { [THEIRS]: prosody.s2sPort, [APP_SERVICE]: prosody.s2sPort }, config: { modules, c2s } });
 });
 test.after.always(async () => {
   await server?.stop();
@@ -153,6 +155,25 @@ test("Bob's phone sleeps; Alice's message wakes it through its app server, with 
   // XEP-0357 §5: the options the client gave go back in each publish
   const options = publish.getChild('pubsub', NS_PUBSUB)!.getChild('publish-options')!.getChild('x', NS_DATA)!;
   t.deepEqual(options.getChildren('field').map((f) => [f.attrs.var, f.getChildText('value')]), [['FORM_TYPE', PUBLISH_OPTIONS], ['secret', 's3cret']]);
+});
+
+test('a phone still connected that stops acknowledging (asleep on a link that looks open) is woken for what it has not acknowledged', async (t) => {
+  const app = await appServer(t);
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const phone = await SmClient.login(server, bob, 'phone');
+  t.teardown(() => phone.cut());
+  await phone.enable();
+  await phone.online();
+  phone.stanza(enable(app.jid, 'dozing').toString());
+  await phone.next((e) => e.is('iq') && e.attrs.id === 'enable-dozing');
+  phone.ack();
+  const aliceClient = await loginForTest(t, server, alice, 'laptop');
+  await aliceClient.send(chat(bare(server, bob), 'wake up'));
+  // the message and the server's <r/> reach the phone, which does not answer
+  await phone.next((e) => e.is('message') && e.getChildText('body') === 'wake up');
+  const publish = await app.next();
+  t.deepEqual(summary(publish), { FORM_TYPE: 'urn:xmpp:push:summary', 'message-count': '1', 'last-message-sender': aliceClient.jid });
+  t.false(phone.closed); // still connected: only the acknowledgement was late
 });
 
 test('a burst of messages to a sleeping phone makes one push at once and one with the count at the end of the throttle interval', async (t) => {

@@ -9,8 +9,9 @@
 //
 // A device (one registration) is "live" while a session that enabled it is bound: its flag
 // (`push:<hash>`) is on that session in the directory, so every node of a cluster sees it. A
-// live session that hibernates is woken from the node holding it (`session/hibernating`,
-// `session/hibernated-stanza`); a device with no session is woken when a message for its
+// live session that hibernates, or leaves stream management's acknowledgement requests
+// unanswered, is woken from the node holding it (`session/hibernating`,
+// `session/hibernated-stanza`, `session/ack-delayed`); a device with no session is woken when a message for its
 // account arrives (`message/bare`, `message/full`, just above the RFC 6121 delivery rules).
 import { createHash, randomUUID } from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
@@ -335,6 +336,12 @@ export default defineModule({
     };
     m.on('session/hibernating', ({ session, queued }) => {
       // sent to the connection that died and never acknowledged: what the phone may not have seen
+      for (const stanza of queued) forSession(session, stanza);
+      return undefined;
+    });
+    // connected but not acknowledging (XEP-0198 <r/> unanswered for c2s.ack_delay): a phone
+    // asleep on a link that looks open, as mod_cloud_notify's smacks-ack-delayed
+    m.on('session/ack-delayed', ({ session, queued }) => {
       for (const stanza of queued) forSession(session, stanza);
       return undefined;
     });
