@@ -157,7 +157,7 @@ test("Bob's phone sleeps; Alice's message wakes it through its app server, with 
   t.deepEqual(options.getChildren('field').map((f) => [f.attrs.var, f.getChildText('value')]), [['FORM_TYPE', PUBLISH_OPTIONS], ['secret', 's3cret']]);
 });
 
-test('a phone still connected that stops acknowledging (asleep on a link that looks open) is woken for what it has not acknowledged', async (t) => {
+test('a phone still connected that stops acknowledging (asleep on a link that looks open) is woken for what it has not acknowledged, counted once when the link then drops', async (t) => {
   const app = await appServer(t);
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   const phone = await SmClient.login(server, bob, 'phone');
@@ -174,6 +174,11 @@ test('a phone still connected that stops acknowledging (asleep on a link that lo
   const publish = await app.next();
   t.deepEqual(summary(publish), { FORM_TYPE: 'urn:xmpp:push:summary', 'message-count': '1', 'last-message-sender': aliceClient.jid });
   t.false(phone.closed); // still connected: only the acknowledgement was late
+  // then the link drops: the message already pushed for is not counted again
+  phone.cut();
+  await eventually(() => [...(server.server.sessions.resources(bare(server, bob))?.values() ?? [])].some((s) => s.describe().transport === 'hibernating'), 10000, 'the session to hibernate');
+  await aliceClient.send(chat(bare(server, bob), 'hello?'));
+  t.is(summary(await app.next())['message-count'], '2');
 });
 
 test('a burst of messages to a sleeping phone makes one push at once and one with the count at the end of the throttle interval', async (t) => {

@@ -115,6 +115,11 @@ export default defineModule({
     const devices = new Map<string, Map<string, Device>>();
     /** Errors in a row per registration (username, flag). */
     const errors = new Map<string, number>();
+    /**
+     * The devices each stanza was counted for: the same unacknowledged stanza is reported when
+     * the acknowledgement is late and again when the connection then drops.
+     */
+    const counted = new WeakMap<Element, Set<string>>();
     /** Publishes waiting for the app server's answer, by IQ id. */
     const pending = new Map<string, { registration: PushRegistration; timer: NodeJS.Timeout }>();
 
@@ -269,6 +274,10 @@ export default defineModule({
     /** `stanza` arrived for the device of `registration`, which is not online: push now, later (a burst) or not. */
     function arrived(registration: PushRegistration, stanza: Element, reason: Reason): void {
       const flag = flagOf(registration.service, registration.node);
+      const seen = counted.get(stanza);
+      if (seen?.has(flag) === true) return;
+      if (seen === undefined) counted.set(stanza, new Set([flag]));
+      else seen.add(flag);
       let byFlag = devices.get(registration.username);
       if (byFlag === undefined) devices.set(registration.username, (byFlag = new Map()));
       let device = byFlag.get(flag);
