@@ -118,7 +118,7 @@ export class C2SListeners implements ResumableSessions {
 
   private sweep(): void {
     const now = clock.now;
-    const { authTimeout, streamOpenTimeout, pingInterval, pingTimeout, whitespaceKeepalive } = this.settings;
+    const { authTimeout, streamOpenTimeout, pingInterval, pingTimeout, whitespaceKeepalive, ackDelay } = this.settings;
     for (const stream of this.streams) {
       if (stream.state !== 'bound') {
         if (stream.host === '' && now - stream.openedAt > streamOpenTimeout * 1000) stream.close('connection-timeout', 'No stream header received');
@@ -137,6 +137,13 @@ export class C2SListeners implements ResumableSessions {
         }
       }
       if (whitespaceKeepalive !== null && now - stream.lastSent > whitespaceKeepalive * 1000) stream.sendWhitespace();
+      // XEP-0198: stanzas sent and not acknowledged for ackDelay: the client may not be reading
+      // (a phone asleep on a link that looks open); modules (push) are told once per request
+      const sm = stream.session?.sm;
+      if (sm?.ackRequested === true && !sm.ackDelayReported && now - sm.ackRequestedAt > ackDelay * 1000 && sm.unackedCount > 0) {
+        sm.ackDelayReported = true;
+        this.server.sessionAckDelayed(stream.session!, sm.unacked().map((entry) => entry.stanza));
+      }
     }
     this.authThrottle.sweep();
   }

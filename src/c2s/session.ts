@@ -101,12 +101,16 @@ export class ClientSession implements Session {
     metrics.delivered();
     if (this.sm !== null) {
       this.sm.sent(stanza, xml, tracker, this.otherRecipients(stanza));
-      if (this.stream === null && this.sm.unackedCount > MAX_HIBERNATION_QUEUE) {
-        this.server.log.warn({ jid: this.jid.toString() }, 'too many stanzas queued for a hibernating session; ending it');
-        this.end('resumption queue full');
+      if (this.stream === null) {
+        if (this.sm.unackedCount > MAX_HIBERNATION_QUEUE) {
+          this.server.log.warn({ jid: this.jid.toString() }, 'too many stanzas queued for a hibernating session; ending it');
+          this.end('resumption queue full');
+          return;
+        }
+        this.server.stanzaHeldForResumption(this, stanza);
         return;
       }
-      this.stream?.write(xml);
+      this.stream.write(xml);
     } else if (this.stream !== null) {
       this.stream.write(xml, tracker);
     } else {
@@ -173,6 +177,7 @@ export class ClientSession implements Session {
       // so that what it queues survives a crash (its messages are in the archive): one write
       const since = Math.min(this.sm.oldestUnacked ?? Date.now(), Date.now());
       this.recordHibernation((records) => records.hibernating(this.jid, since));
+      this.server.sessionHibernating(this, this.sm.unacked().map((entry) => entry.stanza));
       return;
     }
     this.end(reason);
@@ -193,6 +198,7 @@ export class ClientSession implements Session {
     this.remoteAddress = stream.remoteAddress;
     if (old !== stream) old?.detach('Resumed on another connection');
     if (this.hibernationRecord !== undefined) this.recordHibernation((records) => records.over(this.jid));
+    this.server.sessionResumed(this);
   }
 
   /**

@@ -27,6 +27,11 @@ export interface C2SSettings {
   /** seconds of our silence before a whitespace keepalive, or null */
   whitespaceKeepalive: number | null;
   authThrottle: AuthThrottleSettings;
+  /**
+   * seconds an XEP-0198 <r/> may go unanswered before the kernel's `session/ack-delayed` tells
+   * modules (push notifications) that the client may not be reading (Prosody's smacks_max_ack_delay)
+   */
+  ackDelay: number;
   /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
   resumeTimeout: number;
   /** sessions (resources) one account may have bound at once, resumable ones included */

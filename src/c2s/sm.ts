@@ -41,6 +41,9 @@ export class StreamManagement {
   private head = 0;
   /** An <r/> is outstanding: do not ask again until the client answers. */
   ackRequested = false;
+  /** When that <r/> was sent (the coarse clock), and whether its lateness was reported. */
+  ackRequestedAt = 0;
+  ackDelayReported = false;
   /** Inbound stanzas whose handling (e.g. an offline store write) has not finished. */
   private pendingInbound = 0;
   private settled: Promise<unknown> = Promise.resolve();
@@ -96,7 +99,14 @@ export class StreamManagement {
     }
     this.acknowledged = h % UINT32;
     this.ackRequested = false;
+    this.ackDelayReported = false;
     return true;
+  }
+
+  /** An <r/> goes out now. */
+  requestingAck(): void {
+    this.ackRequested = true;
+    this.ackRequestedAt = clock.now;
   }
 
   /** Everything not acknowledged, oldest first; the queue is emptied. */

@@ -240,7 +240,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     // XEP-0198 §4: ask for an ack once per batch while stanzas are unacknowledged
     if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
       out += `<r xmlns='${NS_SM}'/>`;
-      sm.ackRequested = true;
+      sm.requestingAck();
     }
     this.transmit(out);
   }
@@ -252,7 +252,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     const sm = this.session?.sm;
     if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
       frames.push(`<r xmlns='${NS_SM}'/>`);
-      sm.ackRequested = true;
+      sm.requestingAck();
     }
     this.transmit(frames);
   }

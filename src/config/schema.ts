@@ -31,7 +31,7 @@ function section<T extends z.ZodType>(schema: T) {
 }
 
 /** The modules a fresh server runs: the ones every XMPP client expects to find. */
-export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites', 'mail', 'caps', 'pubsub', 'external_services', 'bookmarks', 'avatar_conversion', 'adhoc', 'fast'] as const;
+export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites', 'mail', 'caps', 'pubsub', 'external_services', 'bookmarks', 'avatar_conversion', 'adhoc', 'fast', 'push'] as const;
 
 const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -127,6 +127,8 @@ const c2sSchema = z.strictObject({
   ping_interval: durationOrNever().prefault('5m'),
   ping_timeout: duration().prefault('60s'),
   whitespace_keepalive: durationOrNever().prefault('never'),
+  /** XEP-0198: how long an <r/> may go unanswered before the connection counts as asleep for push notifications. */
+  ack_delay: duration().prefault('30s'),
   /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
   resume_timeout: durationOrNever().prefault('5m'),
   /** Sessions (resources) one account may have bound at once; beyond it binding fails (RFC 6120 §7.6.2.2). */

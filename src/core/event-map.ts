@@ -3,6 +3,7 @@
 // events are declared here; an edge or module that fires its own declares them where it fires
 // them, by declaration merging:
 //   declare module '../core/event-map.js' { interface EventMap { 'c2s/session-lost': SessionLostEvent } }
+import type Element from 'ltx/lib/Element.js';
 import type { OfflineEvent, StanzaEvent } from './router.js';
 import type { SessionRef } from './ports.js';
 
@@ -30,6 +31,26 @@ export interface EventMap extends StanzaEvents {
   'message/offline': OfflineEvent;
   'session/bound': { session: SessionRef };
   'session/closed': { session: SessionRef; reason: string };
+  /**
+   * XEP-0198 §5: the session's connection is gone and it waits for the client to resume
+   * (Prosody's smacks-hibernation-start). `queued`: what was sent and not yet acknowledged,
+   * oldest first. It stays bound and available meanwhile; `session/resumed` or
+   * `session/closed` follows.
+   */
+  'session/hibernating': { session: SessionRef; queued: readonly Element[] };
+  /**
+   * A connected session's client has not answered an XEP-0198 <r/> for c2s.ack_delay (Prosody's
+   * smacks-ack-delayed): it may be asleep on a link that looks open. `queued`: what it has not
+   * acknowledged, oldest first. Told once per unanswered request.
+   */
+  'session/ack-delayed': { session: SessionRef; queued: readonly Element[] };
+  /** A session's client came back on a new connection (XEP-0198 §5 resumption), hibernating or not yet. */
+  'session/resumed': { session: SessionRef };
+  /**
+   * A stanza was queued for a hibernating session, to be sent if it resumes (Prosody's
+   * smacks-hibernation-stanza-queued): push notifications (XEP-0357) wake the client for it.
+   */
+  'session/hibernated-stanza': { session: SessionRef; stanza: Element };
   'account/deleting': AccountDeletingEvent;
   'account/deleted': { username: string; host: string };
 }

@@ -318,6 +318,27 @@ export class Kernel {
     this.hosts.get(session.host)?.events.fire('session/closed', { session, reason });
   }
 
+  /** Called by a session whose connection dropped and that waits for resumption (XEP-0198 §5). */
+  sessionHibernating(session: Session, queued: readonly Element[]): void {
+    this.hosts.get(session.host)?.events.fire('session/hibernating', { session, queued });
+  }
+
+  /** Called when a connected session's client has not acknowledged stanzas for a while (XEP-0198 <r/> unanswered). */
+  sessionAckDelayed(session: Session, queued: readonly Element[]): void {
+    this.hosts.get(session.host)?.events.fire('session/ack-delayed', { session, queued });
+  }
+
+  /** Called by a hibernating session resumed on a new connection. */
+  sessionResumed(session: Session): void {
+    this.hosts.get(session.host)?.events.fire('session/resumed', { session });
+  }
+
+  /** Called by a hibernating session for each stanza it queues for its client's return. */
+  stanzaHeldForResumption(session: Session, stanza: Element): void {
+    const host = this.hosts.get(session.host);
+    if (host?.events.has('session/hibernated-stanza')) host.events.fire('session/hibernated-stanza', { session, stanza });
+  }
+
   /** Connects (or, with undefined, disconnects) the other nodes of a cluster (src/cluster). */
   connectNodes(link: NodeLink | undefined): void {
     this.delivery.link = link;

@@ -22,6 +22,17 @@ export interface ProsodyHost {
   cafile?: string;
 }
 
+/** A component Prosody runs itself (`Component "domain" "module"`), e.g. a pubsub service. */
+export interface ProsodyComponent {
+  domain: string;
+  /** The Prosody module that serves it: 'pubsub', 'muc'... */
+  module: string;
+  cert: string;
+  key: string;
+  /** Extra Lua lines of its section, e.g. 'autocreate_on_publish = true'. */
+  settings?: string[];
+}
+
 export interface ProsodyServer {
   pid: number;
   c2sPort: number;
@@ -34,7 +45,7 @@ export interface ProsodyServer {
 
 const lua = (s: string) => JSON.stringify(s); // a Lua string literal (JSON escapes are valid Lua)
 
-export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: number }): Promise<ProsodyServer> {
+export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: number; components?: ProsodyComponent[]; admins?: string[] }): Promise<ProsodyServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-prosody-'));
   const c2sPort = await freePort();
   const s2sPort = await freePort();
@@ -69,10 +80,18 @@ export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: num
       `log = { { levels = { min = "debug" }, to = "file", filename = ${lua(logFile)} } }`,
       `unbound = { resolvconf = false; hoststxt = false; forward = ${lua(`127.0.0.1@${options.dnsPort}`)} }`,
       `s2s_timeout = 10`,
+      `admins = { ${(options.admins ?? []).map(lua).join(', ')} }`,
       ...options.hosts.flatMap((host) => [
         `VirtualHost ${lua(host.domain)}`,
         `  ssl = { certificate = ${lua(host.cert)}; key = ${lua(host.key)};${host.cafile ? ` cafile = ${lua(host.cafile)};` : ''} }`,
         `  s2s_secure_auth = ${host.cafile ? 'true' : 'false'}`,
+      ]),
+      // components load no global module: dialback and TLS for their s2s are named here
+      ...(options.components ?? []).flatMap((component) => [
+        `Component ${lua(component.domain)} ${lua(component.module)}`,
+        `  ssl = { certificate = ${lua(component.cert)}; key = ${lua(component.key)}; }`,
+        `  modules_enabled = { "dialback", "tls" }`,
+        ...(component.settings ?? []).map((line) => `  ${line}`),
       ]),
     ].join('\n') + '\n',
   );
