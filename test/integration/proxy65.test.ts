@@ -11,7 +11,8 @@ import test from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { freshAccounts, iqFailure, login, loginForTest } from '../helpers/conversation.js';
+import { freePort } from '../helpers/federation.js';
+import { freshAccounts, iqFailure, loginForTest } from '../helpers/conversation.js';
 import { serialTestNeeding } from '../helpers/requirements.js';
 import { runSlixmpp, slixmppRequirement } from '../helpers/slixmpp.js';
 
@@ -25,7 +26,7 @@ const MAX_TRANSFER = 1024 * 1024;
 
 let server: TestServer;
 test.before(async () => {
-  server = await startServer({ config: { modules: { roster: {}, presence: {}, disco: {}, ping: {}, proxy65: { port: 0, max_transfer_size: MAX_TRANSFER } } } });
+  server = await startServer({ config: { modules: { roster: {}, presence: {}, disco: {}, ping: {}, proxy65: { port: 0, max_transfer_size: MAX_TRANSFER, max_transfers_per_user: 1 } } } });
 });
 test.after.always(async () => server?.stop());
 
@@ -215,15 +216,49 @@ interop('two slixmpp clients send a file through the proxy with their XEP-0065 p
   t.deepEqual(fs.readFileSync(output), file);
 });
 
-test('the SOCKS5 port closes when the server stops', async (t) => {
-  const other = await startServer({ config: { modules: { disco: {}, proxy65: { port: 0 } } } });
-  await other.createAccount('alice');
-  const alice = await login(other, 'alice', 'desk');
-  const { port } = await streamhostOf(alice);
-  const waiting = await socksConnect(port, hashOf('sid', 'a@localhost/x', 'b@localhost/y'));
-  await alice.stop();
+test('Alice may run one transfer at a time (max_transfers_per_user: 1): the second waits until the first is over', async (t) => {
+  const [alice, bob] = await twoUsers(t, 'alice', 'bob');
+  const { port } = await streamhostOf(alice!);
+  const first = { sid: `s-${randomBytes(6).toString('hex')}`, at: [] as RawSocket[] };
+  const second = { sid: `s-${randomBytes(6).toString('hex')}`, at: [] as RawSocket[] };
+  for (const transfer of [first, second]) {
+    const hash = hashOf(transfer.sid, alice!.jid, bob!.jid);
+    transfer.at = [await socksConnect(port, hash), await socksConnect(port, hash)];
+  }
+  await activate(alice!, first.sid, bob!.jid);
+  t.is(await iqFailure(activate(alice!, second.sid, bob!.jid)), 'resource-constraint');
+
+  // the first transfer ends (both sides close): the second may go
+  first.at[1]!.socket.end();
+  first.at[0]!.socket.end();
+  await Promise.all(first.at.map((peer) => peer.closed));
+  for (;;) {
+    try {
+      await activate(alice!, second.sid, bob!.jid);
+      break;
+    } catch (err) {
+      // the proxy may not have seen both ends close yet
+      if ((err as { condition?: string }).condition !== 'resource-constraint') throw err;
+    }
+  }
+  second.at[1]!.write('second file');
+  t.is((await second.at[0]!.read(11)).toString(), 'second file');
+  second.at[1]!.socket.destroy();
+  await second.at[0]!.closed;
+});
+
+test.serial('connections beyond max_connections_per_address are closed at once; one never paired is closed after pending_timeout; the port closes with the server', async (t) => {
+  const port = await freePort();
+  const other = await startServer({ config: { modules: { disco: {}, proxy65: { port, max_connections_per_address: 2, pending_timeout: '2s' } } } });
+  const waiting = [await socksConnect(port, hashOf('a', 'a@localhost/x', 'b@localhost/y')), await socksConnect(port, hashOf('b', 'a@localhost/x', 'b@localhost/y'))];
+  const third = new RawSocket(port);
+  third.write(Buffer.from([5, 1, 0]));
+  t.is((await third.readToEnd()).length, 0, 'the third connection from 127.0.0.1 gets nothing');
+  // nobody joins the two waiting ones: they are closed, and their places are free again
+  await Promise.all(waiting.map((peer) => peer.closed));
+  const later = await socksConnect(port, hashOf('c', 'a@localhost/x', 'b@localhost/y'));
   await other.stop();
-  await waiting.closed; // a connection waiting for its partner is closed with the listener
+  await later.closed; // a connection waiting for its partner is closed with the listener
   const error = await new Promise<NodeJS.ErrnoException>((resolve) => net.connect({ host: '127.0.0.1', port }).on('error', resolve));
   t.is(error.code, 'ECONNREFUSED');
 });
