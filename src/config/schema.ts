@@ -31,7 +31,7 @@ function section<T extends z.ZodType>(schema: T) {
 }
 
 /** The modules a fresh server runs: the ones every XMPP client expects to find. */
-export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites', 'mail', 'caps', 'pubsub', 'external_services', 'bookmarks', 'avatar_conversion', 'adhoc', 'fast', 'push'] as const;
+export const STANDARD_MODULES = ['roster', 'presence', 'offline', 'last', 'register', 'disco', 'version', 'time', 'ping', 'muc', 'carbons', 'blocking', 'vcard', 'private', 'mam', 'upload', 'webchat', 'invites', 'mail', 'caps', 'pubsub', 'external_services', 'bookmarks', 'avatar_conversion', 'adhoc', 'fast', 'push', 'proxy65'] as const;
 
 const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

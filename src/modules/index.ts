@@ -18,6 +18,7 @@ import invites from './invites/index.js';
 import ping from './ping/index.js';
 import presence from './presence/index.js';
 import privateStorage from './private/index.js';
+import proxy65 from './proxy65/index.js';
 import pubsub from './pubsub/index.js';
 import push from './push/index.js';
 import register from './register/index.js';
@@ -36,7 +37,7 @@ function entry<Options>(definition: ModuleDefinition<Options>): ModuleDefinition
 export const builtinModules: ReadonlyArray<ModuleDefinition<unknown>> = [
   entry(roster), entry(presence), entry(offline), entry(last), entry(register), entry(disco), entry(version), entry(time), entry(ping), entry(muc),
   entry(carbons), entry(blocking), entry(vcard), entry(privateStorage), entry(mam), entry(upload), entry(webchat), entry(invites), entry(mail),
-  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion), entry(adhoc), entry(fast), entry(push),
+  entry(caps), entry(pubsub), entry(externalServices), entry(bookmarks), entry(avatarConversion), entry(adhoc), entry(fast), entry(push), entry(proxy65),
 ];
 
 export const moduleRegistry: ReadonlyMap<string, ModuleDefinition<unknown>> = new Map(

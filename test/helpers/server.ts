@@ -5,6 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { configFromObject, validateCoreConfig } from '../../src/config/load.js';
 import { createServer } from '../../src/app.js';
+import { STANDARD_MODULES } from '../../src/config/schema.js';
 import type { Server } from '../../src/app/server.js';
 import { stopClientsOf } from './clients.js';
 import { assertWireWellFormed } from './well-formed.js';
@@ -39,6 +40,19 @@ export interface TestServerOptions {
 
 export const PASSWORD = 'correct horse battery';
 
+/**
+ * The file transfer proxy (proxy65) listens on 7777 by default: on a port the system chooses
+ * instead, as every other listener of a test server, unless the test gives one.
+ */
+function withFreeProxyPort(raw: Record<string, unknown>): Record<string, unknown> {
+  const modules = (raw.modules as Record<string, unknown> | undefined) ?? Object.fromEntries(STANDARD_MODULES.map((name) => [name, {}]));
+  const proxy = modules.proxy65;
+  if (proxy === undefined || proxy === false) return raw;
+  const options = typeof proxy === 'object' && proxy !== null ? (proxy as Record<string, unknown>) : {};
+  if (options.port !== undefined) return raw;
+  return { ...raw, modules: { ...modules, proxy65: { ...options, port: 0 } } };
+}
+
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-test-'));
   const storage = testStorageConfig(dataDir); // PostgreSQL on the suite's second pass
@@ -67,7 +81,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       ...((extra.http as Record<string, unknown> | undefined) ?? {}),
     },
   };
-  const source = configFromObject(raw, 'test config');
+  const source = configFromObject(withFreeProxyPort(raw), 'test config');
   const config = validateCoreConfig(source);
   const log = options.logFile ? pino({ level: 'debug' }, pino.destination({ dest: options.logFile, sync: true })) : pino({ level: 'silent' });
   const server = createServer(config, source, log);

@@ -289,6 +289,7 @@ function startConfig(t: ExecutionContext, extra = ''): { dir: string; config: st
     '  level: info',
     'hosts:',
     '  - domain: localhost',
+    '    modules: { proxy65: { port: 0 } }',
     'http:',
     '  enabled: false',
     's2s:',
@@ -339,7 +340,7 @@ test('start on a port that is taken names the address at its line in the configu
   const started = await xmppd(['--config', config, 'start']);
 
   t.not(started.code, 0);
-  t.is(started.stderr, `${config}:13:7: c2s.listen[1]: cannot listen for clients (direct TLS) on 127.0.0.1:${taken}: address already in use\n`);
+  t.is(started.stderr, `${config}:14:7: c2s.listen[1]: cannot listen for clients (direct TLS) on 127.0.0.1:${taken}: address already in use\n`);
   t.notRegex(started.stdout + started.stderr, /\n\s+at /, 'no stack trace');
 });
 

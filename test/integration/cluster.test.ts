@@ -188,7 +188,7 @@ async function childNode(t: ExecutionContext, nodeId: string) {
   fs.writeFileSync(config, [
     `data_dir: ${JSON.stringify(dir)}`,
     `log: { level: ${process.env.XMPPD_TEST_LOG ? 'debug' : 'info'} }`,
-    'hosts: [{ domain: localhost, registration: open }]',
+    'hosts: [{ domain: localhost, registration: open, modules: { proxy65: { port: 0 } } }]',
     `storage: ${JSON.stringify(testStorageConfig(sharedDir))}`,
     `cluster: { redis_url: ${JSON.stringify(redis.url)}, node_id: ${nodeId}, heartbeat: 1s, node_timeout: 3s }`,
     'c2s: { listen: [{ host: 127.0.0.1, port: 0, tls: starttls }], overload: { event_loop_lag: never } }',

@@ -37,6 +37,7 @@ function configLines(dir: string, storage: string, extra: string[] = []): string
     'hosts:',
     '  - domain: localhost',
     '    registration: closed',
+    '    modules: { proxy65: { port: 0 } }  # the file transfer proxy on a free port',
     '    tls:',
     `      cert: ${path.join(dir, 'localhost.crt')}`,
     `      key: ${path.join(dir, 'localhost.key')}`,
@@ -118,7 +119,7 @@ test('SIGHUP reloads like xmppd reload; a broken edit is refused with its line, 
   const ports = startedPorts(server.output());
   const alice = await aliceOnline(t, ports.starttls);
 
-  // a typo (line 7) and a value of the wrong type (line 19)
+  // a typo (line 7) and a value of the wrong type (line 20)
   const lines = configLines(ws.dir, '', ['  max_stanza_size: huge']);
   lines.splice(6, 0, '    registraton: open');
   const good = fs.readFileSync(ws.config, 'utf8');
@@ -128,7 +129,7 @@ test('SIGHUP reloads like xmppd reload; a broken edit is refused with its line, 
   t.regex(refused.stderr, /was not reloaded; the running configuration is kept/);
   t.true(refused.stderr.includes(`${ws.config}:7:`), refused.stderr);
   t.regex(refused.stderr, /hosts\[0\]\.registraton: unknown option/);
-  t.true(refused.stderr.includes(`${ws.config}:19:`), refused.stderr);
+  t.true(refused.stderr.includes(`${ws.config}:20:`), refused.stderr);
 
   child.kill('SIGHUP');
   await server.waitFor('SIGHUP: configuration not reloaded');

@@ -85,7 +85,7 @@ test('disco#info on the server shows an im server and the features of the loaded
   }
 });
 
-test('disco#items on the server lists its services: group chat, file upload and publish-subscribe by default', async (t) => {
+test('disco#items on the server lists its services: group chat, file upload, publish-subscribe and the file transfer proxy by default', async (t) => {
   const reply = await ask({ type: 'get', to: 'localhost' }, xml('query', { xmlns: NS_DISCO_ITEMS }));
   t.is(reply.attrs.type, 'result');
   const query = reply.getChild('query', NS_DISCO_ITEMS);
@@ -94,6 +94,7 @@ test('disco#items on the server lists its services: group chat, file upload and 
     { jid: 'conference.localhost', name: 'Chatrooms' },
     { jid: 'upload.localhost', name: 'HTTP File Upload' },
     { jid: 'pubsub.localhost', name: 'Publish-Subscribe' },
+    { jid: 'proxy.localhost', name: 'SOCKS5 Bytestreams' },
   ]);
 });
 

@@ -35,7 +35,7 @@ async function startChild(t: ExecutionContext, dataDir: string): Promise<ChildSe
   const storage = testStorageConfig(dataDir);
   fs.writeFileSync(
     config,
-    `data_dir: ${JSON.stringify(dataDir)}\nlog: { level: info }\nhosts: [{ domain: localhost }]\n` +
+    `data_dir: ${JSON.stringify(dataDir)}\nlog: { level: info }\nhosts: [{ domain: localhost, modules: { proxy65: { port: 0 } } }]\n` +
       `c2s: { listen: [{ host: 127.0.0.1, port: 0 }] }\nhttp: { enabled: false }\n` +
       (storage === undefined ? '' : `storage: ${JSON.stringify(storage)}\n`),
   );

@@ -51,6 +51,7 @@ function roomOf(size: number): { room: Room; sessions: CountingSession[]; routed
     store: {} as RoomStore,
     maxOccupants: 20_000,
     maxHistory: 100,
+    maxVcardSize: 65536,
     isLocal: (domain) => domain === 'localhost',
     route: (stanza) => void routed.push(stanza),
     removed: () => undefined,

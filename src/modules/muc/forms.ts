@@ -207,7 +207,7 @@ export function applyRoomConfig(current: RoomConfig, form: FormValues, limits: {
 }
 
 /** XEP-0045 §6.4: the extended room information in disco#info (XEP-0128). */
-export function roomInfoForm(config: RoomConfig, occupants: number, subject: string): Element {
+export function roomInfoForm(config: RoomConfig, occupants: number, subject: string, avatarHash: string): Element {
   return buildForm('result', undefined, [
     { var: 'FORM_TYPE', type: 'hidden', values: [FORM_ROOMINFO] },
     { var: 'muc#roomconfig_roomname', type: 'text-single', label: 'Name', values: [config.name] },
@@ -216,6 +216,9 @@ export function roomInfoForm(config: RoomConfig, occupants: number, subject: str
     { var: 'muc#roominfo_occupants', type: 'text-single', label: 'Number of occupants', values: [String(occupants)] },
     { var: 'muc#roomconfig_changesubject', type: 'boolean', label: 'Participants may change the subject', values: [bool(config.changeSubject)] },
     { var: 'muc#maxhistoryfetch', type: 'text-single', label: 'Messages of history', values: [String(config.historyLength)] },
+    // XEP-0486 §3: the SHA-1 of the room's avatar (its vCard photo), so that clients show it
+    // before joining and fetch it only when it changed; no value while the room has none
+    { var: 'muc#roominfo_avatarhash', type: 'text-multi', label: 'Avatar hash', values: avatarHash === '' ? [] : [avatarHash] },
   ]);
 }
 

@@ -6,6 +6,7 @@
 // serialisation per room and no database access.
 import type Element from 'ltx/lib/Element.js';
 import { z } from 'zod';
+import { byteSize } from '../../config/units.js';
 import type { Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
 import type { SessionRef } from '../../core/ports.js';
@@ -39,6 +40,7 @@ export default defineModule({
     { spec: 'XEP-0410', version: '1.1.0', status: 'complete', note: 'self-pings answered by the room' },
     { spec: 'XEP-0421', status: 'complete', note: 'occupant ids on MUC presence and messages, stable across restarts' },
     { spec: 'XEP-0313', version: '1.1.3', status: 'complete', note: 'room archives (§6) when the mam module is enabled; members-only rooms for members only' },
+    { spec: 'XEP-0486', version: '0.1.0', status: 'complete', note: 'room vCards (XEP-0054) set by owners, read by anyone; the avatar hash in the room information form' },
   ],
   options: z.strictObject({
     /** The service's domain; default conference.<host>. */
@@ -55,6 +57,8 @@ export default defineModule({
     max_history_length: z.number().int().min(0).default(100),
     /** A new room is locked until its owner configures it (XEP-0045 §10.1.1); false opens it at once. */
     room_locking: z.boolean().default(true),
+    /** The largest vCard a room's owner may set (its avatar included, XEP-0486). */
+    max_room_vcard_size: byteSize().prefault('64KiB'),
   }),
   migrations: mucMigrations,
   // A deleted account's affiliations in every room (owner, admin, member, and outcast too): the
@@ -77,6 +81,7 @@ export default defineModule({
       store,
       maxOccupants: options.max_occupants,
       maxHistory: options.max_history_length,
+      maxVcardSize: options.max_room_vcard_size,
       isLocal: (d) => server.hosts.has(d),
       route: (stanza) => m.route(stanza),
       blockingOf: (jid) => m.optional('blocking', jid.domain),
@@ -109,6 +114,7 @@ export default defineModule({
       room.subject = stored.subject;
       room.subjectBy = stored.subjectBy;
       room.persisted = true;
+      room.vcard = stored.vcard;
       room.restoreHistory(await store.history(room.name, config.historyLength));
       return room;
     };

@@ -14,7 +14,7 @@ import { parseJid, type Jid } from '../../core/jid.js';
 import type { SessionDirectory, SessionRef } from '../../core/ports.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
-import { escapeAttribute } from '../../xml/serialize.js';
+import { escapeAttribute, serialize } from '../../xml/serialize.js';
 import {
   FORM_REQUEST, NS_DATA, applyRoomConfig, readForm, roomConfigForm, roomInfoForm, voiceRequestForm, type RoomConfig,
 } from './forms.js';
@@ -28,7 +28,8 @@ import { Occupant, prepare, presenceContent, type OccupantSession, type Prepared
 import {
   affiliationChangeRefusal, defaultRole, isAffiliation, isRole, mayListAffiliation, maySendPrivateMessage, roleChangeRefusal,
 } from './permissions.js';
-import type { Affiliation, RoomStore } from './store.js';
+import type { Affiliation, RoomStore, RoomVcard } from './store.js';
+import { NS_VCARD, photoHash } from '../vcard/index.js';
 import { NS_MAM, NS_MAM_EXTENDED, type ArchiveService } from '../mam/index.js';
 import type { DeliveryTracker } from '../../core/ports.js';
 import { matches, type BlockingService } from '../blocking/index.js';
@@ -51,6 +52,8 @@ export interface RoomHost {
   readonly store: RoomStore;
   readonly maxOccupants: number;
   readonly maxHistory: number;
+  /** The largest room vCard an owner may set, serialised (its photo included). */
+  readonly maxVcardSize: number;
   /** Is this domain one of ours (its sessions are in `sessions`)? */
   isLocal(domain: string): boolean;
   route(stanza: Element): void;
@@ -91,6 +94,8 @@ export class Room {
   /** Database writes of this room, in order. */
   private saving: Promise<void> = Promise.resolve();
   destroyed = false;
+  /** The room's vCard (XEP-0486: its avatar), set by an owner. */
+  vcard: RoomVcard | undefined;
 
   constructor(
     private readonly service: RoomHost,
@@ -150,8 +155,8 @@ export class Room {
   private syncPersistence(): Promise<void> {
     if (this.config.persistent && !this.persisted) {
       this.persisted = true;
-      const snapshot = { config: this.config, subject: this.subject, subjectBy: this.subjectBy, affiliations: [...this.affiliations] };
-      return this.persist((store) => store.saveRoom(this.name, snapshot.config, snapshot.subject, snapshot.subjectBy, this.createdAt, this.secret, snapshot.affiliations));
+      const snapshot = { config: this.config, subject: this.subject, subjectBy: this.subjectBy, affiliations: [...this.affiliations], vcard: this.vcard };
+      return this.persist((store) => store.saveRoom(this.name, snapshot.config, snapshot.subject, snapshot.subjectBy, this.createdAt, this.secret, snapshot.affiliations, snapshot.vcard));
     }
     if (!this.config.persistent && this.persisted) {
       this.persisted = false;
@@ -711,6 +716,7 @@ export class Room {
       if (xmlns === NS_MUC_ADMIN) return type === 'get' ? this.adminGet(from, sender, payload) : this.adminSet(from, sender, payload);
       if (xmlns === NS_MUC_OWNER) return type === 'get' ? this.ownerGet(from, payload) : this.ownerSet(from, sender, payload);
       if (xmlns === NS_MAM && this.service.archive !== undefined) return this.archiveIq(type, from, payload, this.service.archive);
+      if (xmlns === NS_VCARD) return type === 'get' ? this.vcardGet() : this.vcardSet(from, payload);
       throw new StanzaError('service-unavailable');
     };
     run().then(reply, (err: unknown) => {
@@ -756,13 +762,43 @@ export class Room {
     });
   }
 
+  // --- the room's vCard and avatar (XEP-0486, over XEP-0054) -------------------------------------
+
+  /** XEP-0486 §4: anyone may read the room's vCard (its avatar is shown before joining). */
+  private vcardGet(): Element {
+    // XEP-0054 §3.3: none set is an empty vCard
+    return this.vcard === undefined ? new Element('vCard', { xmlns: NS_VCARD }) : parseElement(this.vcard.vcard);
+  }
+
+  /** XEP-0486 §5: an owner replaces the room's vCard as a whole; others get forbidden. */
+  private async vcardSet(from: Jid, payload: Element): Promise<null> {
+    if (this.affiliationOf(from.bare) !== 'owner') throw new StanzaError('forbidden', "Only the room's owners may change its vCard");
+    if (payload.name !== 'vCard') throw new StanzaError('bad-request', 'Expected a <vCard/> element');
+    const vcard = serialize(payload);
+    if (Buffer.byteLength(vcard) > this.service.maxVcardSize) {
+      throw new StanzaError('not-acceptable', `The vCard is larger than ${this.service.maxVcardSize} bytes`);
+    }
+    const previousHash = this.vcard?.avatarHash ?? '';
+    const card: RoomVcard = { vcard, avatarHash: photoHash(payload) };
+    this.vcard = card;
+    if (this.persisted) await this.persist((store) => store.saveVcard(this.name, card));
+    if (card.avatarHash !== previousHash && !this.locked) {
+      // XEP-0045 §10.2.1 status 104: the room information changed (its avatar hash), clients
+      // ask disco#info again; occupants' own presence is untouched
+      const notice = new Element('message', { from: this.jid, type: 'groupchat', id: randomUUID() });
+      notice.c('x', { xmlns: NS_MUC_USER }).c('status', { code: '104' });
+      this.broadcast(notice);
+    }
+    return null;
+  }
+
   private discoInfo(payload: Element): Element {
     if (payload.attrs.node !== undefined) throw new StanzaError('item-not-found');
     const c = this.config;
     const query = new Element('query', { xmlns: NS_DISCO_INFO });
     query.c('identity', { category: 'conference', type: 'text', name: c.name || this.name });
     const features = [
-      NS_MUC, NS_STANZA_ID, NS_OCCUPANT_ID, NS_SELF_PING, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING,
+      NS_MUC, NS_STANZA_ID, NS_OCCUPANT_ID, NS_SELF_PING, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VCARD,
       c.public ? 'muc_public' : 'muc_hidden',
       c.persistent ? 'muc_persistent' : 'muc_temporary',
       c.membersOnly ? 'muc_membersonly' : 'muc_open',
@@ -772,7 +808,7 @@ export class Room {
     ];
     if (c.archiving && this.service.archive !== undefined) features.push(NS_MAM, NS_MAM_EXTENDED);
     for (const feature of features) query.c('feature', { var: feature });
-    query.append(roomInfoForm(c, this.occupants.size, this.subject));
+    query.append(roomInfoForm(c, this.occupants.size, this.subject, this.vcard?.avatarHash ?? ''));
     return query;
   }
 

@@ -55,6 +55,17 @@ export const mucMigrations: Migration[] = [
       });
     },
   },
+  {
+    name: '004-add-muc-room-vcard',
+    async up(db) {
+      await db.schema.alterTable('muc_rooms', (t) => {
+        /** the room's <vCard xmlns='vcard-temp'/> as its owner set it (XEP-0486), null for none */
+        t.text('vcard').nullable();
+        /** hex SHA-1 of its photo (XEP-0153 §2), '' for none: the room information form shows it */
+        t.string('avatar_hash', 40).notNullable().defaultTo('');
+      });
+    },
+  },
 ];
 
 export type Affiliation = 'owner' | 'admin' | 'member' | 'outcast' | 'none';
@@ -77,7 +88,14 @@ export interface StoredRoom {
   subjectBy: string;
   createdAt: number;
   secret: string;
+  /** The room's vCard, serialised (XEP-0486), and the hash of its photo ('' for none). */
+  vcard: RoomVcard | undefined;
   affiliations: Map<string, { affiliation: Affiliation; reason: string }>;
+}
+
+export interface RoomVcard {
+  vcard: string;
+  avatarHash: string;
 }
 
 export class RoomStore {
@@ -147,8 +165,8 @@ export class RoomStore {
   /** Every stored room of the service, or the one named `only`. */
   async loadAll(only?: string): Promise<StoredRoom[]> {
     const where = only === undefined ? { service: this.service } : { service: this.service, room: only };
-    const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string; secret: string }> =
-      await this.db('muc_rooms').where(where).select('room', 'config', 'subject', 'subject_by', 'created_at', 'secret');
+    const rooms: Array<{ room: string; config: string; subject: string; subject_by: string; created_at: number | string; secret: string; vcard: string | null; avatar_hash: string }> =
+      await this.db('muc_rooms').where(where).select('room', 'config', 'subject', 'subject_by', 'created_at', 'secret', 'vcard', 'avatar_hash');
     const byRoom = new Map<string, StoredRoom>();
     for (const r of rooms) {
       byRoom.set(r.room, {
@@ -158,6 +176,7 @@ export class RoomStore {
         subjectBy: r.subject_by,
         createdAt: Number(r.created_at),
         secret: r.secret,
+        vcard: r.vcard === null ? undefined : { vcard: r.vcard, avatarHash: r.avatar_hash },
         affiliations: new Map(),
       });
     }
@@ -168,12 +187,13 @@ export class RoomStore {
   }
 
   /** Writes the room and all its affiliations (when it becomes persistent). */
-  async saveRoom(room: string, config: RoomConfig, subject: string, subjectBy: string, createdAt: number, secret: string, affiliations: Iterable<[string, { affiliation: Affiliation; reason: string }]>): Promise<void> {
+  async saveRoom(room: string, config: RoomConfig, subject: string, subjectBy: string, createdAt: number, secret: string, affiliations: Iterable<[string, { affiliation: Affiliation; reason: string }]>, vcard?: RoomVcard): Promise<void> {
     await this.db.transaction(async (trx) => {
+      const card = { vcard: vcard?.vcard ?? null, avatar_hash: vcard?.avatarHash ?? '' };
       await trx('muc_rooms')
-        .insert({ service: this.service, room, config: JSON.stringify(config), subject, subject_by: subjectBy, created_at: createdAt, secret })
+        .insert({ service: this.service, room, config: JSON.stringify(config), subject, subject_by: subjectBy, created_at: createdAt, secret, ...card })
         .onConflict(['service', 'room'])
-        .merge(['config', 'subject', 'subject_by', 'secret']);
+        .merge(['config', 'subject', 'subject_by', 'secret', 'vcard', 'avatar_hash']);
       await trx('muc_affiliations').where({ service: this.service, room }).delete();
       const rows = [...affiliations].map(([jid, a]) => ({ service: this.service, room, jid, affiliation: a.affiliation, reason: a.reason }));
       for (let i = 0; i < rows.length; i += 150) await trx('muc_affiliations').insert(rows.slice(i, i + 150));
@@ -186,6 +206,10 @@ export class RoomStore {
 
   async saveSecret(room: string, secret: string): Promise<void> {
     await this.db('muc_rooms').where({ service: this.service, room }).update({ secret });
+  }
+
+  async saveVcard(room: string, vcard: RoomVcard): Promise<void> {
+    await this.db('muc_rooms').where({ service: this.service, room }).update({ vcard: vcard.vcard, avatar_hash: vcard.avatarHash });
   }
 
   async saveSubject(room: string, subject: string, subjectBy: string): Promise<void> {
