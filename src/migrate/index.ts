@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { ImportError, ImportSink, migrateStores, type ImportReport } from './sink.js';
+import { ImportError, ImportSink, migrateStores, type ImportReport, type Tally } from './sink.js';
 import { Xep227Reader } from './xep0227-reader.js';
 import { Xep227Writer, type ExportCounts } from './xep0227-writer.js';
 import { ProsodyReader } from './prosody-reader.js';
@@ -88,12 +88,12 @@ export function describeImport(report: ImportReport): string {
   const lines = [
     `imported ${report.accounts} accounts, ${report.rosterItems} roster items, ${report.offlineMessages} offline messages, ${report.archivedMessages} archived messages, ${report.pepItems} PEP items`,
   ];
-  const list = (names: string[]) => (names.length <= 10 ? names.join(', ') : `${names.slice(0, 10).join(', ')} and ${names.length - 10} more`);
-  if (report.skipped.length > 0) lines.push(`skipped ${report.skipped.length} accounts that exist already (their data in the import left out): ${list(report.skipped)}`);
+  const list = (t: Tally) => `${t.sample.join(', ')}${t.count > t.sample.length ? ` and ${t.count - t.sample.length} more` : ''}`;
+  if (report.skipped.count > 0) lines.push(`skipped ${report.skipped.count} accounts that exist already (their data in the import left out): ${list(report.skipped)}`);
   if (report.unknownHosts.length > 0) lines.push(`skipped hosts this server does not serve (add them to hosts: and import again): ${report.unknownHosts.join(', ')}`);
-  if (report.withoutPassword.length > 0) lines.push(`${report.withoutPassword.length} accounts came without a usable password and cannot log in until one is set (xmppd user passwd): ${list(report.withoutPassword)}`);
-  if (report.sha1Only.length > 0) {
-    lines.push(`${report.sha1Only.length} accounts have SCRAM-SHA-1 keys only: they log in with SCRAM-SHA-1 or PLAIN; their first PLAIN login (or a new password) adds SHA-256, until then SCRAM-SHA-256 fails for them`);
+  if (report.withoutPassword.count > 0) lines.push(`${report.withoutPassword.count} accounts came without a usable password and cannot log in until one is set (xmppd user passwd): ${list(report.withoutPassword)}`);
+  if (report.sha1Only.count > 0) {
+    lines.push(`${report.sha1Only.count} accounts have SCRAM-SHA-1 keys only: they log in with SCRAM-SHA-1 or PLAIN; their first PLAIN login (or a new password) adds SHA-256, until then SCRAM-SHA-256 fails for them`);
   }
   for (const what of report.ignored) lines.push(`not imported: ${what}`);
   return lines.join('\n');

@@ -29,14 +29,27 @@ export type AccountSecret =
   | { kind: 'password'; password: string }
   | { kind: 'none' };
 
+/** A count and the first few names, for the summary (an import may bring a million accounts). */
+export interface Tally {
+  count: number;
+  sample: string[];
+}
+
+const SAMPLE = 10;
+const tally = (): Tally => ({ count: 0, sample: [] });
+function add(t: Tally, name: string): void {
+  t.count++;
+  if (t.sample.length < SAMPLE) t.sample.push(name);
+}
+
 export interface ImportReport {
   accounts: number;
   /** Accounts that existed already: left as they were, their data in the file not imported. */
-  skipped: string[];
+  skipped: Tally;
   /** Accounts imported without any credentials: they log in once `xmppd user passwd` sets one. */
-  withoutPassword: string[];
+  withoutPassword: Tally;
   /** Accounts with SHA-1 keys only: SCRAM-SHA-1 and PLAIN work; the first PLAIN login adds SHA-256. */
-  sha1Only: string[];
+  sha1Only: Tally;
   /** Hosts of the file this server does not serve: their users were not imported. */
   unknownHosts: string[];
   rosterItems: number;
@@ -48,7 +61,7 @@ export interface ImportReport {
 }
 
 export function emptyReport(): ImportReport {
-  return { accounts: 0, skipped: [], withoutPassword: [], sha1Only: [], unknownHosts: [], rosterItems: 0, offlineMessages: 0, archivedMessages: 0, pepItems: 0, ignored: [] };
+  return { accounts: 0, skipped: tally(), withoutPassword: tally(), sha1Only: tally(), unknownHosts: [], rosterItems: 0, offlineMessages: 0, archivedMessages: 0, pepItems: 0, ignored: [] };
 }
 
 /** The migrations of every store an import or export touches, run before its transaction. */
@@ -79,6 +92,8 @@ export class ImportSink {
   private readonly accounts: AccountStore;
   private readonly pubsub: PubsubStore;
   private readonly stores = new Map<string, HostStores>();
+  /** The account being imported and its keys so far: classified once it is complete. */
+  private current: { jid: string; credentials: ImportedCredentials } | null = null;
   /** PEP nodes made in this import: `bare JID\0node` → id. Cleared per account. */
   private readonly nodes = new Map<string, number>();
 
@@ -128,14 +143,15 @@ export class ImportSink {
       return null;
     }
     this.nodes.clear();
+    this.finishAccount();
     const jid = `${username}@${host}`;
     const credentials = secret.kind === 'scram' ? secret.credentials : secret.kind === 'password' ? await this.fromPassword(secret.password) : {};
     if (!(await this.accounts.createImported(host, username, credentials, createdAt))) {
-      this.report.skipped.push(jid);
+      add(this.report.skipped, jid);
       return null;
     }
     this.report.accounts++;
-    this.noteCredentials(jid, credentials);
+    this.current = { jid, credentials };
     this.progress.tick('accounts');
     return username;
   }
@@ -143,15 +159,16 @@ export class ImportSink {
   /** Keys that came after the account was made (XEP-0227 puts them inside <user/>). */
   async credentials(host: string, username: string, credentials: ImportedCredentials): Promise<void> {
     await this.accounts.setImportedCredentials(host, username, credentials);
-    const jid = `${username}@${host}`;
-    this.report.withoutPassword = this.report.withoutPassword.filter((j) => j !== jid);
-    this.report.sha1Only = this.report.sha1Only.filter((j) => j !== jid);
-    this.noteCredentials(jid, credentials);
+    if (this.current?.jid === `${username}@${host}`) this.current.credentials = credentials;
   }
 
-  private noteCredentials(jid: string, credentials: ImportedCredentials): void {
-    if (credentials.sha256 === undefined && credentials.sha1 === undefined) this.report.withoutPassword.push(jid);
-    else if (credentials.sha256 === undefined) this.report.sha1Only.push(jid);
+  /** The last account is complete: what it can log in with goes into the report. */
+  private finishAccount(): void {
+    const done = this.current;
+    this.current = null;
+    if (done === null) return;
+    if (done.credentials.sha256 === undefined && done.credentials.sha1 === undefined) add(this.report.withoutPassword, done.jid);
+    else if (done.credentials.sha256 === undefined) add(this.report.sha1Only, done.jid);
   }
 
   /** A plain password (XEP-0227 `password`, Prosody's internal_plain): hashed now, never stored. */
@@ -271,6 +288,7 @@ export class ImportSink {
 
   /** Every write buffered by a store is committed (before the transaction ends). */
   async flush(): Promise<void> {
+    this.finishAccount();
     for (const stores of this.stores.values()) await stores.offline.settled();
   }
 }
