@@ -53,8 +53,11 @@ function startOn(dir: string, hosts: string[]): Promise<TestServer> {
   return startServer({ dataDir: dir, config: { hosts: hosts.map((domain) => ({ domain })) } });
 }
 
+let logins = 0;
+
+/** A login of its own (tests run at once: the same resource twice would replace one session by the other). */
 async function logInTo(t: ExecutionContext, server: TestServer, domain: string, username: string, password: string, mechanism: ConnectOptions['mechanism'] = 'SCRAM-SHA-1'): Promise<TestClient> {
-  const client = await connect({ ...server, domain }, username, { password, resource: 'after-move', mechanism });
+  const client = await connect({ ...server, domain }, username, { password, resource: `after-move-${++logins}`, mechanism });
   t.teardown(() => client.stop());
   return client;
 }
