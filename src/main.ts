@@ -28,6 +28,8 @@ import { formatFindings, type Finding } from './cli/findings.js';
 import { callControl } from './control/socket.js';
 import { addRegistryCommands, registryHelp } from './cli/registry.js';
 import { databaseContext } from './control/context.js';
+import { callControl } from './control/socket.js';
+import { describeImport, exportData, importData, ImportError, type ImportFormat } from './migrate/index.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
 /** The schema's default for data_dir (src/config/schema.ts). */
@@ -277,6 +279,48 @@ user
         }
       }));
       process.stdout.write(`created ${created} accounts\n`);
+    });
+  });
+
+/** Import and export act on the database: refused while a server answers on the control socket. */
+async function withStoppedServer<T>(what: string, work: (config: CoreConfig, db: Database) => Promise<T>): Promise<T> {
+  const running = await callControl(dataDirOf(configFile()), 'status', {}, 5000).catch(() => ({ result: null }));
+  if (running !== undefined) fail(`${what} needs the server stopped (it answers on its control socket): stop it, then run this again`);
+  return withAccounts(configFile(), async (_accounts, config, db) => {
+    try {
+      return await work(config, db);
+    } catch (err) {
+      if (err instanceof ImportError) fail(err.message);
+      throw err;
+    }
+  });
+}
+
+const IMPORT_FORMATS: Record<ImportFormat, string> = {
+  xep227: 'a XEP-0227 file (from xmppd export, Prosody\'s mod_migrate/xep227 storage, or another server)',
+  prosody: 'a Prosody data directory (internal storage, data_path in prosody.cfg.lua)',
+  ejabberd: 'the output of `ejabberdctl export_piefxis <dir>`: that directory, or its main .xml file',
+};
+program
+  .command('export <file> [host]')
+  .description('write every account of a host (default: all) with its SCRAM keys, roster, vCard, private XML, offline messages, archive and PEP to a XEP-0227 file; server stopped')
+  .action(async (file: string, host: string | undefined) => {
+    await withStoppedServer('export', async (config, db) => {
+      const hosts = config.hosts.map((h) => h.domain);
+      if (host !== undefined && !hosts.includes(host)) fail(`${host} is not a host in this configuration`);
+      const counts = await exportData(db, host === undefined ? hosts : [host], file);
+      process.stdout.write(`exported ${counts.accounts} accounts and ${counts.messages} messages to ${file}\n`);
+    });
+  });
+program
+  .command('import <format> <source>')
+  .description(`move accounts and their data in, server stopped; format: ${Object.keys(IMPORT_FORMATS).join(', ')}. All or nothing (one transaction); existing accounts are left as they are`)
+  .addHelpText('after', `\nFormats:\n${Object.entries(IMPORT_FORMATS).map(([k, v]) => `  ${k.padEnd(9)} ${v}`).join('\n')}\n`)
+  .action(async (format: string, source: string) => {
+    if (!(format in IMPORT_FORMATS)) fail(`"${format}" is not a format to import: ${Object.keys(IMPORT_FORMATS).join(', ')}`);
+    await withStoppedServer('import', async (config, db) => {
+      const report = await importData(db, config.hosts.map((h) => h.domain), format as ImportFormat, source);
+      process.stdout.write(`${describeImport(report)}\n`);
     });
   });
 

@@ -61,6 +61,40 @@ export interface AccountInfo {
 export class AccountExistsError extends Error {}
 
 /**
+ * Keys brought by an import (XEP-0227 1.1 `<scram-credentials/>`, Prosody's accounts store,
+ * ejabberd's export): either hash or both. A hash not given cannot be used until the account's
+ * password is set again (a PLAIN login does it: see c2s/sasl/negotiation.ts).
+ */
+export interface ImportedCredentials {
+  sha1?: ScramCredentials;
+  sha256?: ScramCredentials;
+}
+
+/** What an export writes of an account's keys: the hashes it holds. */
+export interface HeldCredentials {
+  sha1: ScramCredentials | null;
+  sha256: ScramCredentials | null;
+  createdAt: number;
+}
+
+/** The columns of imported keys; a hash not given is stored empty (never matches a proof). */
+function importedColumns(credentials: ImportedCredentials) {
+  const { sha1, sha256 } = credentials;
+  // one iteration count per account: keys of another count than the SHA-256 ones cannot be kept
+  const iterations = sha256?.iterations ?? sha1?.iterations ?? 0;
+  const keep1 = sha1 !== undefined && sha1.iterations === iterations;
+  return {
+    iterations,
+    sha1_salt: keep1 ? sha1.salt : '',
+    sha1_stored_key: keep1 ? sha1.storedKey : '',
+    sha1_server_key: keep1 ? sha1.serverKey : '',
+    sha256_salt: sha256?.salt ?? '',
+    sha256_stored_key: sha256?.storedKey ?? '',
+    sha256_server_key: sha256?.serverKey ?? '',
+  };
+}
+
+/**
  * Bounded memo of accounts known to exist, so routing to an offline account is not a query per
  * stanza. Only "exists" is remembered: an account created by the CLI while the server runs must
  * not be taken for missing. (A CLI deletion is seen at the next login, which fails.)
@@ -118,6 +152,29 @@ export class AccountStore {
     this.remember(host, username, true);
   }
 
+  /**
+   * An imported account with the keys it came with (none: it cannot log in until its password
+   * is set). False when the account exists already: an import never overwrites one.
+   */
+  async createImported(host: string, username: string, credentials: ImportedCredentials, createdAt = Date.now()): Promise<boolean> {
+    if ((await this.db('accounts').where({ host, username }).first('username')) !== undefined) return false;
+    await this.db('accounts').insert({ host, username, ...importedColumns(credentials), created_at: createdAt });
+    this.remember(host, username, true);
+    return true;
+  }
+
+  /** Replaces an account's keys with imported ones. */
+  async setImportedCredentials(host: string, username: string, credentials: ImportedCredentials): Promise<void> {
+    await this.db('accounts').where({ host, username }).update(importedColumns(credentials));
+  }
+
+  /** Both hashes' keys as stored, for an export; null when there is no such account. */
+  async heldCredentials(host: string, username: string): Promise<HeldCredentials | null> {
+    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    if (row === undefined) return null;
+    return { sha1: this.rowCredentials(row, 'sha1'), sha256: this.rowCredentials(row, 'sha256'), createdAt: Number(row.created_at) };
+  }
+
   async setPassword(host: string, username: string, password: string): Promise<boolean> {
     const changed = await this.db('accounts').where({ host, username }).update(await this.credentialColumns(password));
     return changed > 0;
@@ -141,6 +198,12 @@ export class AccountStore {
   /** Cached answer only: `undefined` when unknown (the caller then asks `exists`). */
   knownToExist(host: string, username: string): boolean | undefined {
     return this.existence.get(`${username}@${host}`);
+  }
+
+  /** Up to `limit` usernames after `after`, in order (an export reads them page by page). */
+  async listPage(host: string, after: string, limit: number): Promise<string[]> {
+    const rows: Array<{ username: string }> = await this.db('accounts').where({ host }).andWhere('username', '>', after).orderBy('username').limit(limit).select('username');
+    return rows.map((r) => r.username);
   }
 
   async list(host: string): Promise<string[]> {
@@ -172,10 +235,15 @@ export class AccountStore {
 
   async credentials(host: string, username: string, hash: ScramHash): Promise<ScramCredentials | null> {
     const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
-    if (row === undefined) return null;
-    return hash === 'sha1'
+    return row === undefined ? null : this.rowCredentials(row, hash);
+  }
+
+  /** null when the account has no keys for this hash (imported with the other hash only, or none). */
+  private rowCredentials(row: AccountRow, hash: ScramHash): ScramCredentials | null {
+    const credentials = hash === 'sha1'
       ? { salt: row.sha1_salt, iterations: row.iterations, storedKey: row.sha1_stored_key, serverKey: row.sha1_server_key }
       : { salt: row.sha256_salt, iterations: row.iterations, storedKey: row.sha256_stored_key, serverKey: row.sha256_server_key };
+    return credentials.storedKey === '' ? null : credentials;
   }
 
   private async credentialColumns(password: string) {

@@ -20,6 +20,15 @@ export interface StreamParserHandler {
   onStanza(stanza: Element): void;
   /** The stream root was closed by the peer. */
   onStreamEnd(): void;
+  /**
+   * Optional, for documents read element by element below the root (XEP-0227 files: host, then
+   * user, then each piece of a user's data): true makes an element opening where a stanza would
+   * begin a container instead, whose children are delivered one by one as stanzas are, so that
+   * a whole host never has to be in memory.
+   */
+  openContainer?(name: string, attrs: Record<string, string>): boolean;
+  /** A container opened by `openContainer` closed. */
+  closeContainer?(name: string): void;
   /** Fatal: the stream must be closed with this stream error. The parser ignores input afterwards. */
   onParseError(condition: ParseErrorCondition, text: string): void;
 }
@@ -121,6 +130,10 @@ export class StreamParser {
   private pendingTail = '';
   private pendingBytes = 0;
   private depth = 0;
+  /** The depth at which stanzas begin: 1 under the root, deeper inside open containers. */
+  private base = 1;
+  /** Names of the containers open (see StreamParserHandler.openContainer), innermost last. */
+  private containers: string[] = [];
   private cursor: Element | null = null;
   /** Bytes consumed since the stream (re)started, up to `counted` in the data being parsed. */
   private bytes = 0;
@@ -149,6 +162,8 @@ export class StreamParser {
     this.pendingTail = '';
     this.pendingBytes = 0;
     this.depth = 0;
+    this.base = 1;
+    this.containers = [];
     this.cursor = null;
     this.bytes = 0;
     this.counted = 0;
@@ -400,13 +415,13 @@ export class StreamParser {
         pos = end;
         continue;
       }
-      if (this.depth === 1 && this.stanzaStart === -1) this.stanzaStart = this.count(data, pos);
+      if (this.depth === this.base && this.stanzaStart === -1) this.stanzaStart = this.count(data, pos);
       const gt = findTagEnd(data, pos + 1);
       if (gt < 0) return this.suspend(data, pos, Pending.StartTag, -gt - 1);
       this.startTag(data, pos + 1, gt);
       pos = gt + 1;
       // a self-closed stanza (`<presence/>`) is complete right away
-      if (this.depth === 1 && this.cursor !== null) this.stanzaDone(data, pos);
+      if (this.depth === this.base && this.cursor !== null) this.stanzaDone(data, pos);
     }
     if (this.failed || this.discarding) return;
     this.count(data, pos);
@@ -517,6 +532,14 @@ export class StreamParser {
       this.handler.onStreamStart(name, attrs);
       return;
     }
+    if (this.cursor === null && this.handler.openContainer?.(name, attrs) === true) {
+      this.stanzaStart = -1; // a container's size is not a stanza's: its children are counted one by one
+      if (selfClosing) return void this.handler.closeContainer?.(name);
+      if (++this.depth > MAX_ELEMENT_DEPTH) throw new ParseError('policy-violation', 'elements nested too deeply');
+      this.containers.push(name);
+      this.base = this.depth;
+      return;
+    }
     const element = new Element(name);
     element.attrs = attrs;
     if (this.cursor !== null) {
@@ -533,6 +556,14 @@ export class StreamParser {
 
   /** Returns true when this end tag completes a stanza (the cursor then holds it). */
   private endTag(name: string): boolean {
+    if (this.cursor === null && this.containers.length > 0) {
+      const container = this.containers.pop()!;
+      if (container !== name) throw new ParseError('not-well-formed', `</${name}> does not close <${container}>`);
+      this.depth--;
+      this.base = this.depth;
+      this.handler.closeContainer?.(name);
+      return false;
+    }
     if (this.depth === 1 && this.cursor === null) {
       // the stream root itself: `</stream:stream>` (RFC 6120 §4.4)
       this.depth = 0;
@@ -545,7 +576,7 @@ export class StreamParser {
       throw new ParseError('not-well-formed', `</${name}> does not close <${open?.name ?? 'nothing'}>`);
     }
     this.depth--;
-    return this.depth === 1;
+    return this.depth === this.base;
   }
 }
 

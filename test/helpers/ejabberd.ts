@@ -24,6 +24,12 @@ export interface EjabberdServer {
   s2sPort: number;
   logFile: string;
   register(username: string, domain: string, password: string): Promise<void>;
+  /**
+   * `ejabberdctl export_piefxis <dir>` (XEP-0227 files, one per host), run through ejabberd's
+   * own command API (mod_http_api: the same command ejabberdctl runs; ejabberdctl itself needs
+   * Erlang distribution, which this VM runs without). Needs `api: true`.
+   */
+  exportPiefxis(dir: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -34,10 +40,23 @@ export interface EjabberdHost {
 }
 
 /** `caFile`: the CAs ejabberd trusts for peers' certificates (then it authenticates them by SASL EXTERNAL). */
-export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: string; dnsPort: number }): Promise<EjabberdServer> {
+export interface EjabberdOptions {
+  hosts: EjabberdHost[];
+  caFile?: string;
+  dnsPort: number;
+  /** Passwords stored as SCRAM keys (`auth_password_format: scram`) instead of plain. */
+  scram?: boolean;
+  /** Module lines added under `modules:`, like `mod_offline: {}`. */
+  modules?: string[];
+  /** The command API on a loopback HTTP port, for `exportPiefxis`. */
+  api?: boolean;
+}
+
+export async function startEjabberd(options: EjabberdOptions): Promise<EjabberdServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-ejabberd-'));
   const c2sPort = await freePort();
   const s2sPort = await freePort();
+  const apiPort = options.api ? await freePort() : 0;
   const pems = options.hosts.map((host) => {
     const pem = path.join(dir, `${host.domain}.pem`);
     fs.writeFileSync(pem, fs.readFileSync(host.cert, 'utf8') + fs.readFileSync(host.key, 'utf8'));
@@ -54,9 +73,12 @@ export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: s
       `listen:`,
       `  - { port: ${c2sPort}, ip: "127.0.0.1", module: ejabberd_c2s, starttls_required: true }`,
       `  - { port: ${s2sPort}, ip: "127.0.0.1", module: ejabberd_s2s_in }`,
+      ...(options.api ? [`  - { port: ${apiPort}, ip: "127.0.0.1", module: ejabberd_http, request_handlers: { /api: mod_http_api } }`] : []),
       `s2s_use_starttls: required`,
       `s2s_access: all`,
       `auth_method: internal`,
+      ...(options.scram ? ['auth_password_format: scram'] : []),
+      ...(options.api ? ['api_permissions:', '  "loopback admin":', '    from: [ejabberd_ctl, mod_http_api]', '    who: { ip: 127.0.0.1/8 }', '    what: "*"'] : []),
       `registration_timeout: infinity`, // the tests register several accounts from one address
       `access_rules:`,
       `  register: { allow: all }`,
@@ -66,6 +88,7 @@ export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: s
       `  mod_disco: {}`,
       `  mod_ping: {}`,
       `  mod_s2s_dialback: {}`,
+      ...(options.modules ?? []).map((line) => `  ${line}`),
       '',
     ].join('\n'),
   );
@@ -94,6 +117,12 @@ export async function startEjabberd(options: { hosts: EjabberdHost[]; caFile?: s
       } finally {
         wire.close();
       }
+    },
+    async exportPiefxis(target) {
+      if (!options.api) throw new Error('startEjabberd({ api: true }) is needed for export_piefxis');
+      const response = await fetch(`http://127.0.0.1:${apiPort}/api/export_piefxis`, { method: 'POST', body: JSON.stringify({ dir: target }) });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`export_piefxis failed: ${response.status} ${text}`);
     },
     stop: () => child.stop(10000),
   };

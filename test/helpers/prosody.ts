@@ -38,6 +38,8 @@ export interface ProsodyServer {
   c2sPort: number;
   s2sPort: number;
   dir: string;
+  /** Its data directory (internal storage: one folder per host, percent-encoded). */
+  dataDir: string;
   logFile: string;
   register(username: string, domain: string, password: string): void;
   stop(): Promise<void>;
@@ -45,7 +47,18 @@ export interface ProsodyServer {
 
 const lua = (s: string) => JSON.stringify(s); // a Lua string literal (JSON escapes are valid Lua)
 
-export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: number; components?: ProsodyComponent[]; admins?: string[] }): Promise<ProsodyServer> {
+export interface ProsodyOptions {
+  hosts: ProsodyHost[];
+  dnsPort: number;
+  /** 'internal_hashed' stores SCRAM keys (Prosody's default); the federation tests keep plain passwords. */
+  authentication?: 'internal_plain' | 'internal_hashed';
+  /** Modules enabled besides the federation tests' few (offline, vcard, private, pep, mam...). */
+  modules?: string[];
+  components?: ProsodyComponent[];
+  admins?: string[];
+}
+
+export async function startProsody(options: ProsodyOptions): Promise<ProsodyServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-prosody-'));
   const c2sPort = await freePort();
   const s2sPort = await freePort();
@@ -74,8 +87,8 @@ export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: num
       `http_ports = { }`,
       `https_ports = { }`,
       `use_ipv6 = false`,
-      `modules_enabled = { "roster", "saslauth", "tls", "dialback", "disco", "ping", "presence" }`,
-      `authentication = "internal_plain"`,
+      `modules_enabled = { ${['roster', 'saslauth', 'tls', 'dialback', 'disco', 'ping', 'presence', ...(options.modules ?? [])].map(lua).join(', ')} }`,
+      `authentication = ${lua(options.authentication ?? 'internal_plain')}`,
       `storage = "internal"`,
       `log = { { levels = { min = "debug" }, to = "file", filename = ${lua(logFile)} } }`,
       `unbound = { resolvconf = false; hoststxt = false; forward = ${lua(`127.0.0.1@${options.dnsPort}`)} }`,
@@ -101,6 +114,7 @@ export async function startProsody(options: { hosts: ProsodyHost[]; dnsPort: num
     c2sPort,
     s2sPort,
     dir,
+    dataDir: path.join(dir, 'data'),
     logFile,
     register(username, domain, password) {
       const result = spawnSync('/usr/bin/prosodyctl', ['--config', configFile, 'register', username, domain, password], { encoding: 'utf8' });

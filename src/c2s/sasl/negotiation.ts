@@ -226,7 +226,14 @@ export class SaslNegotiation {
     const blocked = this.throttled(account);
     if (blocked) return blocked;
     const credentials = await this.server.accounts.credentials(this.host, username, 'sha256');
-    if (credentials === null || !(await verifyPassword(parsed.password, credentials, 'sha256'))) {
+    if (credentials === null) {
+      // an account imported with SHA-1 keys only (Prosody's default, xmppd import): checked
+      // against those, and given SHA-256 keys from the password now that it is known
+      const sha1 = await this.server.accounts.credentials(this.host, username, 'sha1');
+      if (sha1 === null || !(await verifyPassword(parsed.password, sha1, 'sha1'))) return this.failed(account, failure('not-authorized'));
+      await this.server.accounts.setPassword(this.host, username, parsed.password);
+      this.server.log.info({ jid: account }, 'imported account: SHA-256 keys derived at its first PLAIN login');
+    } else if (!(await verifyPassword(parsed.password, credentials, 'sha256'))) {
       return this.failed(account, failure('not-authorized'));
     }
     if (parsed.authzid && !authzidIsOwnBareJid(parsed.authzid, username, this.host)) return failure('invalid-authzid');

@@ -621,6 +621,26 @@ export class ArchiveStore {
     else if (this.writing !== null) await this.writing;
   }
 
+  /**
+   * A message brought by an import (`xmppd import`), archived at the time it was first archived:
+   * its id is the first free one of that millisecond, so it sorts among the archive by when it
+   * was sent and MAM's time filters find it. Written at once through knex (the import's
+   * transaction), not batched.
+   */
+  async importRow(row: Omit<NewArchiveRow, 'message'>, time: number): Promise<void> {
+    await this.jids.intern([row.owner, row.withBare]);
+    const base = Math.max(0, Math.floor(time)) * IDS_PER_MS;
+    const taken: Array<{ id: number | string }> = await this.db('mam_archive').where('id', '>=', base).andWhere('id', '<', base + IDS_PER_MS).select('id');
+    const used = new Set(taken.map((r) => Number(r.id)));
+    let id = base;
+    while (used.has(id)) id++;
+    if (id >= base + IDS_PER_MS) throw new Error(`more than ${IDS_PER_MS} archived messages in one millisecond (${new Date(time).toISOString()})`);
+    await this.db('mam_archive').insert({
+      id, host: this.host, owner_id: this.jids.get(row.owner), with_id: this.jids.get(row.withBare),
+      with_resource: row.withResource, nonce: nextNonce(), stanza: row.stanza,
+    });
+  }
+
   /** Whether the archive holds this row (for after-id, before-id and RSM cursors). */
   async exists(owner: string, id: number, nonce: number): Promise<boolean> {
     await this.written();

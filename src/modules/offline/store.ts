@@ -108,10 +108,11 @@ export class OfflineStore {
     }
   }
 
-  /** The account's messages in arrival order. */
-  async list(username: string, limit = 10_000): Promise<StoredMessage[]> {
+  /** The account's messages in arrival order (those after `afterId`: an export reads them page by page). */
+  async list(username: string, limit = 10_000, afterId = 0): Promise<StoredMessage[]> {
     const rows: Array<{ id: number | string; stored_at: number | string; stanza: string }> = await this.db('offline_messages')
       .where({ host: this.host, username })
+      .andWhere('id', '>', afterId)
       .orderBy('id')
       .limit(limit)
       .select('id', 'stored_at', 'stanza');

@@ -37,6 +37,11 @@ export class PrivateStore {
     return row?.data;
   }
 
+  /** Every element the account stored (for an export). */
+  async list(username: string): Promise<PrivateItem[]> {
+    return this.db('private_storage').where({ host: this.host, username }).orderBy(['namespace', 'name']).select('namespace', 'name', 'data');
+  }
+
   /** Stores all items or none. */
   async set(username: string, items: readonly PrivateItem[]): Promise<void> {
     await this.db.transaction(async (trx) => {
