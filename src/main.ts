@@ -28,7 +28,6 @@ import { formatFindings, type Finding } from './cli/findings.js';
 import { callControl } from './control/socket.js';
 import { addRegistryCommands, registryHelp } from './cli/registry.js';
 import { databaseContext } from './control/context.js';
-import { callControl } from './control/socket.js';
 import { describeImport, exportData, importData, ImportError, type ImportFormat } from './migrate/index.js';
 
 const DEFAULT_CONFIG = 'config/xmppd.yml';
