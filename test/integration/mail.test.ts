@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
+import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { STANDARD_MODULES } from '../../src/config/schema.js';
 import { httpRequest } from '../helpers/http.js';
@@ -137,4 +138,46 @@ test('without smtp_url nothing is mailed: the reset pages say the feature is not
   await dora.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_REGISTER }, xml('email', {}, 'dora@example.org'))));
   const posted = await httpRequest(plain, 'POST', '/reset', form({ account: 'dora@localhost' }));
   t.is(posted.status, 404);
+});
+
+const NS_COMMANDS = 'http://jabber.org/protocol/commands';
+const digestCommand = () => xml('iq', { type: 'set', to: 'localhost' }, xml('command', { xmlns: NS_COMMANDS, node: 'urn:xmppd:mail#digest', action: 'execute' }));
+const statusOf = (reply: Element) => reply.getChild('command', NS_COMMANDS)?.getChild('x', 'jabber:x:data')?.getChild('field')?.getChildText('value') ?? '';
+
+mailTest('a user who asked for digests is mailed who wrote while they were away, never what; once per batch; off when asked', async (t) => {
+  // digests after one second, looked for every second (the defaults are hours and minutes)
+  const modules = Object.fromEntries(STANDARD_MODULES.map((name) => [name, name === 'mail' ? { smtp_url: smtp!.url, digest_after: '1s', digest_check_interval: '1s' } : {}]));
+  const digesting = await startServer({ config: { modules } });
+  t.teardown(() => digesting.stop());
+  await digesting.createAccount('carol');
+  await digesting.createAccount('dave');
+
+  const carol = await loginForTest(t, digesting, 'carol', 'phone');
+  const withoutAddress = await carol.request(digestCommand());
+  t.regex(statusOf(withoutAddress), /Set your email address first/);
+  await carol.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_REGISTER }, xml('email', {}, 'digest-reader@example.org'))));
+  const on = await carol.request(digestCommand());
+  t.regex(statusOf(on), /^On: when messages have waited 1 second while you are away, digest-reader@example.org gets a mail/);
+  await carol.stop();
+
+  const dave = await loginForTest(t, digesting, 'dave', 'desk');
+  await dave.send(xml('message', { to: 'carol@localhost', type: 'chat' }, xml('body', {}, 'the secret plan')));
+  await dave.send(xml('message', { to: 'carol@localhost', type: 'chat' }, xml('body', {}, 'second part of the plan')));
+  await dave.send(xml('message', { to: 'carol@localhost', type: 'chat' }, xml('received', { xmlns: 'urn:xmpp:receipts', id: 'x' })));
+
+  const mail = await smtp!.next('digest-reader@example.org', 15_000);
+  t.is(mail.subject, '2 messages wait for you on localhost');
+  t.regex(mail.body, /dave@localhost: 2 messages/);
+  t.notRegex(mail.body, /plan/, 'what they say stays on the server');
+  // the same messages are not told twice
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  t.is(smtp!.mails.filter((m) => m.to === 'digest-reader@example.org').length, 1);
+
+  // turned off: a new message gets no mail
+  const back = await loginForTest(t, digesting, 'carol', 'laptop');
+  t.regex(statusOf(await back.request(digestCommand())), /^Off:/);
+  await back.stop();
+  await dave.send(xml('message', { to: 'carol@localhost', type: 'chat' }, xml('body', {}, 'are you there?')));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  t.is(smtp!.mails.filter((m) => m.to === 'digest-reader@example.org').length, 1);
 });

@@ -1,15 +1,18 @@
 // Mail, for what XMPP itself cannot do (issue 14): a forgotten password is reset from a link
-// mailed to the account's address, and invitations can go out by email. Off until
+// mailed to the account's address, invitations can go out by email, and a user who asked for it
+// is told by mail of messages waiting while they stay away (a digest: senders and counts, never
+// the messages themselves), unless a phone of theirs gets push notifications. Off until
 // `modules.mail.smtp_url` is set. A user sets or clears their own address with the XEP-0077
 // <email/> field (the register module asks this service); it is never shown to anyone else.
 import { z } from 'zod';
 import nodemailer from 'nodemailer';
 import type { Transporter } from 'nodemailer';
+import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
 import { normalizeUsername, parseJid } from '../../core/jid.js';
 import { HttpError } from '../../http/service.js';
 import { PAGE_POLICY, readForm, sendPage } from '../../http/pages.js';
-import { duration } from '../../config/units.js';
+import { duration, durationOrNever } from '../../config/units.js';
 import { MailStore, isEmailAddress, mailMigrations } from './store.js';
 import { donePage, invalidLinkPage, newPasswordPage, requestPage, unavailablePage } from './pages.js';
 
@@ -44,7 +47,17 @@ export const mailOptions = z.strictObject({
   /** Reset mails one account may be sent per hour, and requests one address may make per hour. */
   resets_per_account: z.number().int().min(1).default(3),
   resets_per_address: z.number().int().min(1).default(10),
+  /**
+   * Digests (opt-in per account, by an ad-hoc command): a mail when messages have waited this
+   * long for an account with no session and no push notifications; never turns them off.
+   */
+  digest_after: durationOrNever().prefault('12h'),
+  /** How often waiting messages are looked at for digests. */
+  digest_check_interval: duration().prefault('10m'),
 });
+
+const NS_DATA = 'jabber:x:data';
+const DIGEST_NODE = 'urn:xmppd:mail#digest';
 
 /** A transport for `smtp_url`, or null without one (the CLI uses it too, for invitations). */
 export function mailTransport(smtpUrl: string | undefined): Transporter | null {
@@ -59,6 +72,7 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => {
     await db('account_emails').where({ host, username }).delete();
     await db('password_resets').where({ host, username }).delete();
+    await db('mail_digests').where({ host, username }).delete();
   },
   options: mailOptions,
   setup(m) {
@@ -150,5 +164,84 @@ export default defineModule({
     const sweep = setInterval(() => void store.removeExpired().catch((err: unknown) => m.log.warn({ err }, 'clearing expired reset links failed')), 3600_000);
     sweep.unref();
     m.onStop(() => clearInterval(sweep));
+
+    // --- digests of waiting messages (opt-in) ---------------------------------------------------
+
+    const digestAfter = m.options.digest_after;
+    if (transport === null || digestAfter === null) return;
+
+    // a single-stage ad-hoc command (XEP-0050) any user of the host runs on their own account
+    m.on('adhoc/commands', ({ commands }) => {
+      commands.push({
+        node: DIGEST_NODE,
+        name: 'Email me about messages waiting for me (on/off)',
+        admin: false,
+        async run(from) {
+          const email = await store.emailOf(from.local);
+          const wanted = !(await store.digestWanted(from.local));
+          if (wanted && email === null) return digestForm('Set your email address first (in your account settings: XEP-0077), then turn this on.');
+          await store.setDigest(from.local, wanted);
+          m.log.info({ account: from.bare, wanted }, 'mail digests turned ' + (wanted ? 'on' : 'off'));
+          return digestForm(wanted
+            ? `On: when messages have waited ${describe(digestAfter)} while you are away, ${email} gets a mail saying from whom (never what they say). Run this again to turn it off.`
+            : 'Off: no more mails about waiting messages. Run this again to turn it on.');
+        },
+      });
+    });
+
+    let checking = false;
+    const check = async () => {
+      if (checking) return;
+      checking = true;
+      try {
+        const offline = m.optional('offline');
+        if (offline === undefined) return;
+        const now = Date.now();
+        for (const account of await store.digestAccounts()) {
+          const bare = `${account.username}@${domain}`;
+          // online (here or on another node): the client tells them itself
+          if (m.sessions.hasAccount(bare)) continue;
+          const waiting = await offline.waiting(account.username, account.lastSentAt);
+          if (waiting === null || waiting.oldest > now - digestAfter * 1000) continue;
+          await service.send({ to: account.email, subject: digestSubject(waiting.messages, domain), text: digestText(bare, waiting.senders, waiting.messages) });
+          await store.digestSent(account.username, now);
+          m.log.info({ account: bare, messages: waiting.messages }, 'mail digest of waiting messages sent');
+        }
+      } catch (err) {
+        m.log.warn({ err }, 'mail digests not sent this time');
+      } finally {
+        checking = false;
+      }
+    };
+    const digests = setInterval(() => void check(), m.options.digest_check_interval * 1000);
+    digests.unref();
+    m.onStop(() => clearInterval(digests));
   },
 });
+
+/** The result form of the digest command: one fixed field saying what now holds. */
+function digestForm(text: string): Element {
+  const form = new Element('x', { xmlns: NS_DATA, type: 'result' });
+  form.c('title').t('Mail about waiting messages');
+  form.c('field', { var: 'status', type: 'fixed', label: 'Status' }).c('value').t(text);
+  return form;
+}
+
+function describe(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400} day${seconds === 86_400 ? '' : 's'}`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} hour${seconds === 3600 ? '' : 's'}`;
+  if (seconds % 60 === 0) return `${seconds / 60} minute${seconds === 60 ? '' : 's'}`;
+  return `${seconds} second${seconds === 1 ? '' : 's'}`;
+}
+
+function digestSubject(messages: number, domain: string): string {
+  return `${messages === 1 ? 'A message waits' : `${messages} messages wait`} for you on ${domain}`;
+}
+
+/** Who wrote and how often; what they wrote stays on the server (and may be end-to-end encrypted anyway). */
+function digestText(account: string, senders: ReadonlyMap<string, number>, messages: number): string {
+  const lines = [...senders].sort((a, b) => b[1] - a[1]).map(([sender, count]) => `  ${sender}: ${count} message${count === 1 ? '' : 's'}`);
+  return `${messages === 1 ? 'A message is' : `${messages} messages are`} waiting for ${account}:\n\n${lines.join('\n')}\n\n` +
+    'Log in with your chat app to read them.\n\n' +
+    'You get this mail because you asked for it; the same command in your chat app (server commands) turns it off.\n';
+}

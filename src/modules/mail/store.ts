@@ -23,6 +23,19 @@ export const mailMigrations: Migration[] = [
       });
     },
   },
+  {
+    // accounts that asked for a mail when messages wait for them (opt-in), and when the last went
+    name: '002-create-mail-digests',
+    async up(db) {
+      await db.schema.createTable('mail_digests', (t) => {
+        t.string('host', 255).notNullable();
+        t.string('username', 1023).notNullable();
+        /** ms: the last digest mailed (messages stored before it are not told again); 0 none yet */
+        t.bigInteger('last_sent_at').notNullable().defaultTo(0);
+        t.primary(['host', 'username']);
+      });
+    },
+  },
 ];
 
 const hashOf = (token: string) => crypto.createHash('sha256').update(token).digest('hex');
@@ -67,6 +80,30 @@ export class MailStore {
   /** Spends a token: true for the one caller that got it. */
   async spendReset(token: string): Promise<boolean> {
     return (await this.db('password_resets').where({ token_hash: hashOf(token), host: this.host }).delete()) === 1;
+  }
+
+  /** Whether the account asked for digests. */
+  async digestWanted(username: string): Promise<boolean> {
+    return (await this.db('mail_digests').where({ host: this.host, username }).first('username')) !== undefined;
+  }
+
+  /** Turns the account's digests on or off. */
+  async setDigest(username: string, wanted: boolean): Promise<void> {
+    await this.db('mail_digests').where({ host: this.host, username }).delete();
+    if (wanted) await this.db('mail_digests').insert({ host: this.host, username, last_sent_at: Date.now() });
+  }
+
+  /** The accounts of the host that want digests, with their address and the time of their last one. */
+  async digestAccounts(): Promise<Array<{ username: string; email: string; lastSentAt: number }>> {
+    const rows: Array<{ username: string; email: string; last_sent_at: number | string }> = await this.db('mail_digests')
+      .join('account_emails', (on) => on.on('account_emails.host', 'mail_digests.host').andOn('account_emails.username', 'mail_digests.username'))
+      .where('mail_digests.host', this.host)
+      .select('mail_digests.username', 'account_emails.email', 'mail_digests.last_sent_at');
+    return rows.map((r) => ({ username: r.username, email: r.email, lastSentAt: Number(r.last_sent_at) }));
+  }
+
+  async digestSent(username: string, at: number): Promise<void> {
+    await this.db('mail_digests').where({ host: this.host, username }).update({ last_sent_at: at });
   }
 
   async removeExpired(now = Date.now()): Promise<void> {

@@ -50,9 +50,27 @@ export function storable(message: Element): boolean {
   return false;
 }
 
+/** What waits in offline storage for an account: messages with a body, by sender. */
+export interface OfflineSummary {
+  messages: number;
+  /** ms: when the oldest of them was stored */
+  oldest: number;
+  /** bare JID of each sender → how many */
+  senders: Map<string, number>;
+}
+
+/** Rows read for a summary at most (a digest says "100 or more" past it). */
+const SUMMARY_LIMIT = 500;
+
+/** What other modules use of offline storage: retention (mam), and what waits (mail digests). */
+export interface OfflineService extends OfflineExpiry {
+  /** The messages with a body stored for `username` after `after` (ms); null when none. */
+  waiting(username: string, after: number): Promise<OfflineSummary | null>;
+}
+
 declare module '../../core/module.js' {
   interface Services {
-    offline: OfflineExpiry;
+    offline: OfflineService;
   }
 }
 
@@ -99,7 +117,25 @@ export default defineModule({
         if (deleted > 0) counts.delete(username);
         return deleted;
       },
-    } satisfies OfflineExpiry);
+      async waiting(username, after) {
+        let summary: OfflineSummary | null = null;
+        for (const row of await store.storedAfter(username, after, SUMMARY_LIMIT)) {
+          let message: Element;
+          try {
+            message = parseElement(row.stanza);
+          } catch {
+            continue;
+          }
+          // receipts, markers and chat states are not what a person waits for
+          if (message.getChild('body') === undefined) continue;
+          const sender = parseJid(message.attrs.from ?? '')?.bare ?? 'someone';
+          summary ??= { messages: 0, oldest: row.storedAt, senders: new Map() };
+          summary.messages++;
+          summary.senders.set(sender, (summary.senders.get(sender) ?? 0) + 1);
+        }
+        return summary;
+      },
+    } satisfies OfflineService);
 
     const countOf = async (username: string): Promise<number> => {
       const known = counts.get(username);

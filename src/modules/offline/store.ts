@@ -119,6 +119,17 @@ export class OfflineStore {
     return rows.map((r) => ({ id: Number(r.id), storedAt: Number(r.stored_at), stanza: r.stanza }));
   }
 
+  /** Up to `limit` of the account's messages stored after `after` (ms), oldest first. */
+  async storedAfter(username: string, after: number, limit: number): Promise<StoredMessage[]> {
+    const rows: Array<{ id: number | string; stored_at: number | string; stanza: string }> = await this.db('offline_messages')
+      .where({ host: this.host, username })
+      .andWhere('stored_at', '>', after)
+      .orderBy('id')
+      .limit(limit)
+      .select('id', 'stored_at', 'stanza');
+    return rows.map((r) => ({ id: Number(r.id), storedAt: Number(r.stored_at), stanza: r.stanza }));
+  }
+
   async remove(ids: readonly number[]): Promise<void> {
     for (let i = 0; i < ids.length; i += 500) {
       await this.db('offline_messages').whereIn('id', ids.slice(i, i + 500)).delete();
