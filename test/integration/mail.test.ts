@@ -176,8 +176,18 @@ mailTest('a user who asked for digests is mailed who wrote while they were away,
   // turned off: a new message gets no mail
   const back = await loginForTest(t, digesting, 'carol', 'laptop');
   t.regex(statusOf(await back.request(digestCommand())), /^Off:/);
+
+  // a user whose phone is woken by push notifications (XEP-0357) gets no digest: the phone tells her
+  await digesting.createAccount('erin');
+  const erin = await loginForTest(t, digesting, 'erin', 'phone');
+  await erin.request(xml('iq', { type: 'set' }, xml('query', { xmlns: NS_REGISTER }, xml('email', {}, 'digest-pushed@example.org'))));
+  t.regex(statusOf(await erin.request(digestCommand())), /^On:/);
+  await erin.request(xml('iq', { type: 'set' }, xml('enable', { xmlns: 'urn:xmpp:push:0', jid: 'push.example.net', node: 'erin-phone' })));
+  await erin.stop();
+  await dave.send(xml('message', { to: 'erin@localhost', type: 'chat' }, xml('body', {}, 'wake up')));
   await back.stop();
   await dave.send(xml('message', { to: 'carol@localhost', type: 'chat' }, xml('body', {}, 'are you there?')));
   await new Promise((resolve) => setTimeout(resolve, 3000));
   t.is(smtp!.mails.filter((m) => m.to === 'digest-reader@example.org').length, 1);
+  t.is(smtp!.mails.filter((m) => m.to === 'digest-pushed@example.org').length, 0);
 });

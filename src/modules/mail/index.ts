@@ -199,8 +199,8 @@ export default defineModule({
         const now = Date.now();
         for (const account of await store.digestAccounts()) {
           const bare = `${account.username}@${domain}`;
-          // online (here or on another node): the client tells them itself
-          if (m.sessions.hasAccount(bare)) continue;
+          // online (here or on another node), or a phone of theirs woken by push: the client tells them itself
+          if (m.sessions.hasAccount(bare) || (await m.optional('push')?.registered(account.username))) continue;
           const waiting = await offline.waiting(account.username, account.lastSentAt);
           if (waiting === null || waiting.oldest > now - digestAfter * 1000) continue;
           await service.send({ to: account.email, subject: digestSubject(waiting.messages, domain), text: digestText(bare, waiting.senders, waiting.messages) });

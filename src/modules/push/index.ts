@@ -26,6 +26,17 @@ import { parseElement } from '../../xml/parse.js';
 import { serialize } from '../../xml/serialize.js';
 import { PushStore, pushMigrations, type PushRegistration } from './store.js';
 
+declare module '../../core/module.js' {
+  interface Services {
+    push: PushService;
+  }
+}
+
+/** What other modules use of push: whether a device of an account is woken by it (mail digests). */
+export interface PushService {
+  registered(username: string): Promise<boolean>;
+}
+
 export const NS_PUSH = 'urn:xmpp:push:0';
 const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
 const NS_DATA = 'jabber:x:data';
@@ -107,6 +118,7 @@ export default defineModule({
   setup(m) {
     const domain = m.host.domain;
     const store = new PushStore(m.db, domain);
+    m.provide('push', { registered: async (username) => (await store.count(username)) > 0 } satisfies PushService);
     const throttleMs = m.options.throttle * 1000;
     /** Registrations by username, as stored (an empty list: none), loaded on first need. */
     const cache = new Map<string, PushRegistration[]>();
