@@ -177,7 +177,32 @@ export class AccountStore {
 
   async setPassword(host: string, username: string, password: string): Promise<boolean> {
     const changed = await this.db('accounts').where({ host, username }).update(await this.credentialColumns(password));
+    if ((this.sha1Only.get(host) ?? 0) > 0) await this.countSha1Only(host);
     return changed > 0;
+  }
+
+  /**
+   * Accounts per host with SHA-1 keys only (imported from Prosody 0.12 or ejabberd). While a host
+   * has any, SCRAM-SHA-256 is not offered there: a client that picks the strongest mechanism
+   * offered (Conversations) would be refused for such an account, and keys for another hash
+   * cannot be made without the password. A PLAIN login or a new password gives the account
+   * SHA-256 keys (c2s/sasl/negotiation.ts); the last one brings SCRAM-SHA-256 back.
+   */
+  private readonly sha1Only = new Map<string, number>();
+
+  /** Counts them again (at start, after an import or an upgrade); the count of `host`, or of all. */
+  async countSha1Only(host?: string): Promise<number> {
+    const query = this.db('accounts').where('sha256_stored_key', '').select('host').count<Array<{ host: string; n: number | string }>>({ n: '*' }).groupBy('host');
+    const rows = await (host === undefined ? query : query.andWhere({ host }));
+    if (host === undefined) this.sha1Only.clear();
+    else this.sha1Only.delete(host);
+    for (const row of rows) this.sha1Only.set(row.host, Number(row.n));
+    return host === undefined ? [...this.sha1Only.values()].reduce((a, b) => a + b, 0) : this.sha1Only.get(host) ?? 0;
+  }
+
+  /** Whether SCRAM-SHA-256 may be offered on `host` (see sha1Only). */
+  offersSha256(host: string): boolean {
+    return (this.sha1Only.get(host) ?? 0) === 0;
   }
 
   async delete(host: string, username: string): Promise<boolean> {

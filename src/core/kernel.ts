@@ -121,6 +121,10 @@ export class Kernel {
     });
     await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
+    for (const host of this.settings.hosts) {
+      const sha1Only = await this.accounts.countSha1Only(host.domain);
+      if (sha1Only > 0) this.log.warn({ host: host.domain, accounts: sha1Only }, 'accounts with SHA-1 keys only (imported): SCRAM-SHA-256 is not offered on this host until each has logged in once with PLAIN or had its password set');
+    }
     this.caches.register('accounts/existence', (key) => this.accounts.forgetExistence(key));
     this.accounts.deleted = (key) => this.caches.changed('accounts/existence', key);
     this.router = new Router(this.hosts, this.sessions, this.delivery, this.accounts, this.events, this.log);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
-import { connect, xml, type ConnectOptions, type TestClient } from '../helpers/clients.js';
+import { RawClient, connect, xml, type ConnectOptions, type TestClient } from '../helpers/clients.js';
 import { befriend, getRoster, online, rosterItems, setRosterItem } from '../helpers/conversation.js';
 import { publish, items } from '../helpers/pubsub.js';
 import { mamQuery } from '../helpers/mam.js';
@@ -20,6 +20,7 @@ import { startTestDns } from '../helpers/dns.js';
 import { hasProsody, prosodyRequirement, startProsody } from '../helpers/prosody.js';
 import { ejabberdRequirement, hasEjabberd, startEjabberd } from '../helpers/ejabberd.js';
 import { testNeeding } from '../helpers/requirements.js';
+import { openStream } from '../helpers/wire.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // every server here has a test certificate
 
@@ -159,6 +160,19 @@ for (const [name, domain, needing] of [['Prosody', PROSODY, withProsody], ['ejab
     t.deepEqual(roster, [{ jid: `bob@${domain}`, name: 'Bob', subscription: 'both', groups: ['Friends'] }]);
     const vcard = await alice.request(xml('iq', { type: 'get' }, xml('vCard', { xmlns: 'vcard-temp' })));
     t.is(vcard.getChild('vCard', 'vcard-temp')?.getChildText('FN'), 'Alice Liddell');
+  });
+
+  needing(`${name}: while accounts have SHA-1 keys only, SCRAM-SHA-256 is not offered, so a client taking the best offered mechanism logs in`, async (t) => {
+    const wire = await RawClient.open({ ...moved!, domain });
+    t.teardown(() => wire.close());
+    const features = await openStream(wire, domain);
+    const mechanisms = features.getChild('mechanisms')?.getChildren('mechanism').map((m) => m.getText()) ?? [];
+    t.true(mechanisms.includes('SCRAM-SHA-1'), mechanisms.join(' '));
+    t.false(mechanisms.some((m) => m.startsWith('SCRAM-SHA-256')), mechanisms.join(' '));
+    // @xmpp/client picks the strongest mechanism offered, as Conversations does
+    const alice = await connect({ ...moved!, domain }, 'alice', { password: 'alice-old-pw', resource: 'best-offered' });
+    t.teardown(() => alice.stop());
+    t.truthy(alice.jid);
   });
 
   needing(`${name}: a wrong password is still refused after the move`, async (t) => {

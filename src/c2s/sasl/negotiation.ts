@@ -49,9 +49,11 @@ const SCRAM_HASHES: Record<string, ScramHash> = { 'SCRAM-SHA-1': 'sha1', 'SCRAM-
  * The mechanisms a stream offers, in order of preference: the features advertise this list and
  * XEP-0474 hashes the same one. -PLUS only where the connection has channel bindings.
  */
-export function offeredMechanisms(secure: boolean, binding: ChannelBinding | null): string[] {
+export function offeredMechanisms(secure: boolean, binding: ChannelBinding | null, sha256 = true): string[] {
   const plus = binding !== null && binding.types.length > 0 ? ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS'] : [];
-  return [...plus, 'SCRAM-SHA-256', 'SCRAM-SHA-1', ...(secure ? ['PLAIN'] : [])];
+  const all = [...plus, 'SCRAM-SHA-256', 'SCRAM-SHA-1', ...(secure ? ['PLAIN'] : [])];
+  // a host with accounts that have SHA-1 keys only (AccountStore.offersSha256)
+  return sha256 ? all : all.filter((m) => !m.startsWith('SCRAM-SHA-256'));
 }
 
 /**
@@ -105,7 +107,7 @@ export class SaslNegotiation {
     private readonly binding: ChannelBinding | null = null,
     private readonly options: SaslNegotiationOptions = {},
   ) {
-    this.offered = offeredMechanisms(secure, binding);
+    this.offered = offeredMechanisms(secure, binding, server.accounts.offersSha256(host));
   }
 
   /** The RFC 6120 §6.4 profile: an <auth/>, <response/> or <abort/> in, the XML to answer out. */
