@@ -45,7 +45,7 @@ test('check ports: a port another program holds fails; with the server running, 
   await new Promise<void>((resolve) => holder.listen(taken, '127.0.0.1', resolve));
   const space = workspace(t, (dir, storage) => `data_dir: ${JSON.stringify(dir)}
 log: { level: info }
-hosts: [{ domain: localhost }]
+hosts: [{ domain: localhost, modules: { proxy65: { port: 0 } } }]
 ${storage}
 c2s: { listen: [{ host: 127.0.0.1, port: ${taken} }, { host: 127.0.0.1, port: ${free}, tls: direct }] }
 http: { enabled: false }
@@ -147,7 +147,7 @@ test("cert import takes a host's certificate from certbot's live/ directory; the
   const direct = await freePort();
   const space = workspace(t, (dir, storage) => `data_dir: ${JSON.stringify(dir)}
 log: { level: info }
-hosts: [{ domain: full.example.org }, { domain: nocert.example.org }]
+hosts: [{ domain: full.example.org, modules: { proxy65: { port: 0 } } }, { domain: nocert.example.org, modules: { proxy65: false } }]
 ${storage}
 c2s: { listen: [{ host: 127.0.0.1, port: ${direct}, tls: direct }] }
 http: { enabled: false }

@@ -94,7 +94,7 @@ clusterTest('a room with occupants on both nodes, and a node killed with kill -9
   fs.writeFileSync(config, [
     `data_dir: ${JSON.stringify(dir)}`,
     'log: { level: info }',
-    'hosts: [{ domain: localhost, registration: open }]',
+    'hosts: [{ domain: localhost, registration: open, modules: { proxy65: { port: 0 } } }]',
     `storage: ${JSON.stringify(testStorageConfig(sharedDir))}`,
     `cluster: ${JSON.stringify(clusterConfig('rc-kill'))}`,
     'c2s: { listen: [{ host: 127.0.0.1, port: 0, tls: starttls }], overload: { event_loop_lag: never } }',

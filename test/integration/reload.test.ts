@@ -165,7 +165,7 @@ test('xmppd reload starts, stops and reconfigures modules; a connected client se
   t.is(await version(), 'service-unavailable');
 
   // version on, ping off, disco with contact addresses (and what depends on disco set up again)
-  const edited = fs.readFileSync(ws.config, 'utf8').replace(/modules:[\s\S]*?(?=\nstorage:)/, modules(['roster:', 'presence:', 'disco: { contact: { abuse: [ "mailto:abuse@localhost" ] } }', 'version: { show_os: true }']).join('\n'));
+  const edited = fs.readFileSync(ws.config, 'utf8').replace(/^modules:[\s\S]*?(?=\nstorage:)/m, modules(['roster:', 'presence:', 'disco: { contact: { abuse: [ "mailto:abuse@localhost" ] } }', 'version: { show_os: true }']).join('\n'));
   fs.writeFileSync(ws.config, edited);
   const reloaded = await ws.cli('reload');
   t.is(reloaded.code, 0, reloaded.stderr);
