@@ -60,6 +60,7 @@ export function serverSettings(config: CoreConfig, source: ConfigSource): Server
         maxBackoff: c2s.auth_throttle.max_backoff,
       },
       resumeTimeout: c2s.resume_timeout ?? 0,
+      resumeTimeoutPush: c2s.resume_timeout_push ?? 0,
       ackDelay: c2s.ack_delay,
       maxSessionsPerAccount: c2s.max_sessions_per_account,
       overload: {

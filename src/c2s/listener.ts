@@ -161,7 +161,7 @@ export class C2SListeners implements ResumableSessions {
     if ('failed' in handed) return handed;
     if (this.moved.size >= MAX_MOVED) this.moved.delete(this.moved.keys().next().value!);
     // the client may lose that connection too before its new node learns where it is
-    this.moved.set(request.previd, { node: request.by, until: Date.now() + this.settings.resumeTimeout * 1000 + 60_000 });
+    this.moved.set(request.previd, { node: request.by, until: Date.now() + Math.max(this.settings.resumeTimeout, this.settings.resumeTimeoutPush) * 1000 + 60_000 });
     this.server.log.info({ jid: handed.jid, to: request.by, unacked: handed.unacked.length }, 'session handed over to the node its client resumed on');
     return { session: handed };
   }

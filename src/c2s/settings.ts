@@ -34,6 +34,8 @@ export interface C2SSettings {
   ackDelay: number;
   /** seconds a session with XEP-0198 resumption waits for its client to come back; 0 disables resumption */
   resumeTimeout: number;
+  /** the same for a session whose device registered for push notifications (0: resumeTimeout) */
+  resumeTimeoutPush: number;
   /** sessions (resources) one account may have bound at once, resumable ones included */
   maxSessionsPerAccount: number;
   /** what gives way first when the server or a recipient cannot keep up (src/c2s/overload.ts) */

@@ -324,7 +324,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     this.session = null;
     // the listeners wait for what an ending session re-routes (offline storage) before shutdown
     if (this.endsSession) this.listeners.handingOn(session.end(reason));
-    else session.connectionLost(reason, this.settings.resumeTimeout);
+    else session.connectionLost(reason, hibernationTimeout(session, this.settings));
   }
 
   // --- parser callbacks --------------------------------------------------------------------
@@ -491,7 +491,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
       this.server.sessionHandedIn(session);
       this.server.log.info({ jid: answer.session.jid, from: node, unacked: answer.session.unacked.length }, 'session taken over from another node');
       if ((this.state as StreamState) === 'closed') {
-        session.connectionLost('connection closed while resuming', this.settings.resumeTimeout);
+        session.connectionLost('connection closed while resuming', hibernationTimeout(session, this.settings));
         this.server.afterResume(session); // what followed it waits in its queue
         return null;
       }
@@ -693,4 +693,16 @@ function withClientNamespace(xml: string): string {
   const nameEnd = xml.search(/[\s/>]/);
   if (xml.lastIndexOf(' xmlns=', tagEnd) > 0) return xml;
   return `${xml.slice(0, nameEnd)} xmlns='${NS_CLIENT}'${xml.slice(nameEnd)}`;
+}
+
+/**
+ * How long a session whose connection dropped waits to be resumed: longer for a device woken by
+ * push notifications (a `push:` session flag of the push module, XEP-0357), whose phone comes
+ * back when a push reaches it; resumption off stays off.
+ */
+function hibernationTimeout(session: ClientSession, settings: C2SSettings): number {
+  const base = settings.resumeTimeout;
+  if (base === 0 || settings.resumeTimeoutPush <= base) return base;
+  for (const flag of session.flags) if (flag.startsWith('push:')) return settings.resumeTimeoutPush;
+  return base;
 }

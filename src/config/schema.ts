@@ -131,6 +131,11 @@ const c2sSchema = z.strictObject({
   ack_delay: duration().prefault('30s'),
   /** XEP-0198: how long a session whose connection dropped waits to be resumed (and looks online). */
   resume_timeout: durationOrNever().prefault('5m'),
+  /**
+   * The same for a device that registered for push notifications (XEP-0357): its phone is woken
+   * by a push and comes back to resume, which can take a while in doze; never: as resume_timeout.
+   */
+  resume_timeout_push: durationOrNever().prefault('1h'),
   /** Sessions (resources) one account may have bound at once; beyond it binding fails (RFC 6120 §7.6.2.2). */
   max_sessions_per_account: z.number().int().min(1).default(10),
   /** What gives way when the server or one recipient cannot keep up: see src/c2s/overload.ts. */

@@ -54,7 +54,10 @@ export interface SessionDescription {
   sm: boolean;
 }
 
-/** Flags a module sets on a session; a string so that a module can add its own. */
+/**
+ * Flags a module sets on a session; a string so that a module can add its own. `push:<id>`: the
+ * device registered for push notifications (the push module), which c2s lets hibernate longer.
+ */
 export type SessionFlag = 'carbons' | 'interested' | (string & {});
 
 /** The writing side of a session of this process (src/c2s/session.ts implements it). */

@@ -24,7 +24,7 @@ let pinging: TestServer;
 test.before(async () => {
   [server, brief, pinging] = await Promise.all([
     startServer(),
-    startServer({ config: { c2s: { resume_timeout: '2s' } } }),
+    startServer({ config: { c2s: { resume_timeout: '2s', resume_timeout_push: '1m' } } }),
     startServer({ config: { c2s: { ping_interval: '1s', ping_timeout: '1s' } } }),
   ]);
 });
@@ -529,4 +529,21 @@ test('a client that stops answering pings is not logged out: its session waits t
   await back.next(body('still there?'));
   await settle(a);
   t.deepEqual(presencesFrom(a, b.jid, 'unavailable'), []);
+});
+
+test('a phone registered for push notifications waits longer to be resumed (resume_timeout_push): the push wakes it', async (t) => {
+  const { alice, bob } = await freshAccounts(brief, 'alice', 'bob');
+  const a = await loginForTest(t, brief, alice, 'desk');
+  const pushed = await phone(t, brief, bob);
+  const enabled = await pushed.enable();
+  // XEP-0357: the phone's app server (its publishes go nowhere here; that does not matter)
+  pushed.stanza(`<iq type='set' id='push-on'><enable xmlns='urn:xmpp:push:0' jid='push.example.net' node='bob-phone'/></iq>`);
+  t.is((await pushed.next((e) => e.is('iq') && e.attrs.id === 'push-on')).attrs.type, 'result');
+  pushed.cut();
+  await a.send(chat(pushed.jid, 'wake up'));
+  // past resume_timeout (2 s here), not past resume_timeout_push
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  const { client: back, answer } = await resume(t, brief, bob, enabled.attrs.id!, pushed.handled, pushed.jid);
+  t.true(answer.is('resumed', NS_SM), answer.toString());
+  await back.next(body('wake up'));
 });
