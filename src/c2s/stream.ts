@@ -22,8 +22,7 @@ import type { C2SSettings } from './settings.js';
 import { clock } from './clock.js';
 import { ClientSession } from './session.js';
 import { NS_SM } from './sm.js';
-import { smFailed as smFailedXml } from './features/sm.js';
-import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState } from './features/index.js';
+import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState, type TakeOverRefusal } from './features/index.js';
 import { NS_SESSION, NS_BIND } from './features/bind.js';
 import { RateLimiter } from './rate.js';
 import type { AuthThrottle } from './sasl/throttle.js';
@@ -466,7 +465,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   /** Elements that arrived while negotiation waited for another node; null when not waiting. */
   private deferred: Element[] | null = null;
 
-  async takeOverSession(node: string, previd: string, h: number): Promise<NegotiatedSession | string | null> {
+  async takeOverSession(node: string, previd: string, h: number): Promise<NegotiatedSession | TakeOverRefusal | null> {
     this.deferred = [];
     this.reading.hold();
     try {
@@ -475,15 +474,10 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
         this.server.log.warn({ err: (err as Error).message, node }, 'taking over a session from another node failed');
         return { failed: 'item-not-found' } as const;
       });
-      if ('failed' in answer || 'movedTo' in answer) {
-        if ('sent' in answer) {
-          this.close('undefined-condition', `You acknowledged ${h} stanzas, but only ${answer.sent} were sent`, false, `<handled-count-too-high xmlns='${NS_SM}' h='${h}' send-count='${answer.sent}'/>`);
-          return null;
-        }
-        return smFailedXml('item-not-found', 'No such session to resume; bind a new one');
-      }
-      const jid = parseJid(answer.session.jid);
-      if (jid === null) return smFailedXml('item-not-found', 'No such session to resume; bind a new one');
+      if ('movedTo' in answer) return { failed: 'item-not-found' }; // Kernel.takeOver followed the moves it could
+      if ('failed' in answer) return answer;
+      // a node hands out only sessions it bound, whose JIDs parse
+      const jid = parseJid(answer.session.jid)!;
       // bound here even if this connection went meanwhile: it then waits to be resumed again, and
       // what it holds is not lost
       const session = ClientSession.handedIn(this.server, this, jid, answer.session, previd, this.listeners.shedding);

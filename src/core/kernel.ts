@@ -138,12 +138,21 @@ export class Kernel {
       this.router.installDefaultRules(host);
       // dependencies first, whatever order the config lists them in
       for (const definition of loadOrder(hostSettings.modules.map((name) => this.definitionOf(name)))) {
-        const options = definition.options ? this.settings.moduleOptions(host.domain, definition.name, definition.options) : ({} as never);
-        const context = new ModuleContext(definition.name, this, host, options, this.log.child({ module: definition.name, host: host.domain }));
-        await definition.setup(context);
-        host.modules.set(definition.name, context);
+        await this.setUpModule(host, definition, this.settings.moduleOptions);
       }
     }
+  }
+
+  /** Sets up one module on a host with its options; one that fails is undone as far as it went, then the error goes on. */
+  private async setUpModule(host: VirtualHost, definition: ModuleDefinition<unknown>, options: KernelSettings['moduleOptions']): Promise<void> {
+    const context = new ModuleContext(definition.name, this, host, definition.options ? options(host.domain, definition.name, definition.options) : ({} as never), this.log.child({ module: definition.name, host: host.domain }));
+    try {
+      await definition.setup(context);
+    } catch (err) {
+      await context.stop().catch(() => undefined);
+      throw err;
+    }
+    host.modules.set(definition.name, context);
   }
 
   /**
@@ -181,14 +190,10 @@ export class Kernel {
       for (const definition of starting) await runMigrations(this.db, definition.name, definition.migrations ?? []);
     });
     for (const definition of starting) {
-      const context = new ModuleContext(definition.name, this, host, definition.options ? options(domain, definition.name, definition.options) : ({} as never), this.log.child({ module: definition.name, host: domain }));
       try {
-        await definition.setup(context);
-        host.modules.set(definition.name, context);
+        await this.setUpModule(host, definition, options);
         (running.includes(definition.name) ? report.restarted : report.started).push(definition.name);
       } catch (err) {
-        // half set up: undo what it did
-        await context.stop().catch(() => undefined);
         this.log.error({ err, module: definition.name, host: domain }, 'module failed to start on reload');
         report.failed.push(`${definition.name}: ${(err as Error).message}`);
       }

@@ -3,7 +3,8 @@
 import type { HttpRequest } from './router.js';
 import { HttpError } from './service.js';
 
-export function sendPage(request: HttpRequest, status: number, html: string, policy: string): void {
+/** `headers`: more, or other, headers (the dashboard's framing and referrer rules). */
+export function sendPage(request: HttpRequest, status: number, html: string, policy: string, headers: Record<string, string> = {}): void {
   const body = Buffer.from(html, 'utf8');
   request.res.writeHead(status, {
     'Content-Type': 'text/html; charset=utf-8',
@@ -12,6 +13,7 @@ export function sendPage(request: HttpRequest, status: number, html: string, pol
     'Cache-Control': 'no-store',
     'Referrer-Policy': 'no-referrer',
     'X-Content-Type-Options': 'nosniff',
+    ...headers,
   });
   request.res.end(request.req.method === 'HEAD' ? undefined : body);
 }

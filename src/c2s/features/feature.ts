@@ -19,6 +19,9 @@ import type { C2STransport } from '../transport.js';
 
 export type StreamState = 'connected' | 'authenticated' | 'bound' | 'closed';
 
+/** Why another node did not hand a session over (src/core/ports.ts HandOffAnswer). */
+export type TakeOverRefusal = { failed: 'item-not-found' } | { failed: 'handled-count-too-high'; sent: number };
+
 /** What a feature needs of the session a stream has bound or resumed. */
 export interface NegotiatedSession extends SessionRef {
   readonly jid: Jid;
@@ -63,10 +66,10 @@ export interface NegotiatingStream {
   /** A session waiting for its client (XEP-0198 §5) that this stream may take over, if any. */
   resumableSession(previd: string): NegotiatedSession | undefined;
   /**
-   * In a cluster: the session `previd` names, handed over by `node`, which issued the id; or the
-   * <failed/> to answer; or null when the stream was closed (an 'h' beyond what was sent).
+   * In a cluster: the session `previd` names, handed over by `node`, which issued the id; or why
+   * not; or null when this connection went meanwhile (the session then waits to be resumed here).
    */
-  takeOverSession(node: string, previd: string, h: number): Promise<NegotiatedSession | string | null>;
+  takeOverSession(node: string, previd: string, h: number): Promise<NegotiatedSession | TakeOverRefusal | null>;
   /**
    * Take over a session found by resumableSession; it is bound to this stream afterwards.
    * `inline`: resumed inside SASL2 (XEP-0198 §5 inline, XEP-0388): this <success/> (which

@@ -12,7 +12,7 @@ import { clientStateIndication } from './csi.js';
 import { moduleFeatures } from './modules.js';
 import { streamLimits } from './limits.js';
 
-export type { NegotiatingStream, NegotiatedSession, StreamFeature, StreamState } from './feature.js';
+export type { NegotiatingStream, NegotiatedSession, StreamFeature, StreamState, TakeOverRefusal } from './feature.js';
 export type { StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent } from './modules.js';
 export type { Sasl2InlineEvent, Sasl2TokenEvent, Sasl2SuccessEvent, UserAgent } from './sasl2.js';
 export type { Bind2InlineEvent, Bind2ElementEvent } from './bind2.js';

@@ -29,7 +29,8 @@ export const streamManagement: StreamFeature = {
       case 'a': {
         if (sm === null) return;
         const h = handledCount(element);
-        if (h === null || !sm.acknowledge(h)) return handledCountTooHigh(element, sm, stream);
+        if (h === null) return notACount(element, stream);
+        if (!sm.acknowledge(h)) return handledCountTooHigh(h, sm.sentCount, stream);
         return;
       }
       default:
@@ -82,7 +83,12 @@ export function resumable(element: Element, stream: NegotiatingStream): Negotiat
     const h = handledCount(element);
     // in a cluster: issued by another node, or by this one for a session that moved on since
     if (node !== undefined && stream.server.nodeId !== undefined && h !== null) {
-      return stream.takeOverSession(node, previd, h);
+      return stream.takeOverSession(node, previd, h).then((taken) => {
+        if (taken === null || !('failed' in taken)) return taken;
+        if (taken.failed === 'item-not-found') return smFailed('item-not-found', 'No such session to resume; bind a new one');
+        handledCountTooHigh(h, taken.sent, stream);
+        return null;
+      });
     }
   }
   if (session === undefined || session.ended || session.jid.bare !== `${stream.username}@${stream.host}` || session.sm === null) {
@@ -91,8 +97,12 @@ export function resumable(element: Element, stream: NegotiatingStream): Negotiat
   }
   const sm = session.sm;
   const h = handledCount(element);
-  if (h === null || !sm.acknowledge(h)) {
-    handledCountTooHigh(element, sm, stream);
+  if (h === null) {
+    notACount(element, stream);
+    return null;
+  }
+  if (!sm.acknowledge(h)) {
+    handledCountTooHigh(h, sm.sentCount, stream);
     return null;
   }
   return session;
@@ -102,10 +112,11 @@ export function resumable(element: Element, stream: NegotiatingStream): Negotiat
  * XEP-0198 §4: an 'h' acknowledging more than was sent is fatal; v1.6 says by how much with
  * <handled-count-too-high/>. An 'h' that is not an unsignedInt gets the condition alone.
  */
-function handledCountTooHigh(element: Element, sm: StreamManagement, stream: NegotiatingStream): void {
-  const h = handledCount(element);
-  const sent = sm.sentCount;
-  if (h === null) return stream.close('undefined-condition', `'h' must be a count of stanzas, not '${element.attrs.h ?? ''}'`);
+function notACount(element: Element, stream: NegotiatingStream): void {
+  stream.close('undefined-condition', `'h' must be a count of stanzas, not '${element.attrs.h ?? ''}'`);
+}
+
+function handledCountTooHigh(h: number, sent: number, stream: NegotiatingStream): void {
   stream.close(
     'undefined-condition',
     `You acknowledged ${h} stanzas, but only ${sent} were sent`,

@@ -15,7 +15,7 @@ import { commandNamed } from '../../control/commands.js';
 import { CommandError, parseArgs, type CertificateStatus, type LiveAdminContext, type RoomInfo, type ServerStatus, type SessionInfo, type StorageUsage } from '../../control/registry.js';
 import { parseJid } from '../../core/jid.js';
 import { fromLocalAdmin, isLoopbackAddress } from '../forwarded.js';
-import { escapeHtml } from '../pages.js';
+import { escapeHtml, sendPage as sendPolicedPage } from '../pages.js';
 import type { HttpListenerInfo, HttpRequest } from '../router.js';
 import type { HttpService } from '../service.js';
 import type { DashboardSettings } from '../settings.js';
@@ -71,16 +71,7 @@ export interface Dashboard {
  * could not tell them from another site's.
  */
 function sendPage(request: HttpRequest, status: number, html: string): void {
-  const body = Buffer.from(html, 'utf8');
-  request.res.writeHead(status, {
-    'Content-Type': 'text/html; charset=utf-8',
-    'Content-Length': body.length,
-    'Content-Security-Policy': DASHBOARD_POLICY,
-    'Cache-Control': 'no-store',
-    'Referrer-Policy': 'same-origin',
-    'X-Frame-Options': 'DENY',
-  });
-  request.res.end(request.req.method === 'HEAD' ? undefined : body);
+  sendPolicedPage(request, status, html, DASHBOARD_POLICY, { 'Referrer-Policy': 'same-origin', 'X-Frame-Options': 'DENY' });
 }
 
 /**

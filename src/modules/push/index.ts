@@ -336,6 +336,9 @@ export default defineModule({
       if (!e.to.isBare && m.sessions.find(e.to.bare, e.to.resource) !== undefined) return undefined;
       const reason = reasonFor(e.stanza, undefined, e.to.bare);
       if (reason === undefined) return undefined;
+      // most accounts have no registration: nothing more to gather for them
+      if (cache.get(e.to.local)?.length === 0) return undefined;
+      // the devices with a session now (theirs is woken by forSession), before a registration read waits
       const live = new Set<string>();
       for (const session of m.sessions.resources(e.to.bare)?.values() ?? []) for (const flag of session.flags) if (flag.startsWith('push:')) live.add(flag);
       const stanza = e.stanza;
