@@ -21,16 +21,18 @@ const CTRL_H = '\b';
 /** One line typed on a terminal without echo; null at end of input (Ctrl-D on an empty line). */
 export function readHidden(input: PasswordInput, output: Writable, prompt: string): Promise<string | null> {
   return new Promise((resolve, reject) => {
-    output.write(prompt);
+    // Echo goes off before the prompt shows, as getpass(3) does: a person (or a script) answering
+    // the prompt the moment it appears must never see the password echoed by the terminal.
     input.setRawMode?.(true);
+    output.write(prompt);
     input.setEncoding('utf8');
     let line = '';
     const finish = (value: string | null, err?: Error) => {
       input.off('data', onData);
       input.off('end', onEnd);
+      output.write('\n');
       input.setRawMode?.(false);
       input.pause();
-      output.write('\n');
       if (err) reject(err);
       else resolve(value);
     };
