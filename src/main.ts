@@ -6,16 +6,13 @@ import { ConfigError, formatProblems, loadConfig, loadConfigFile, problemAt, sec
 import type { CoreConfig } from './config/schema.js';
 import { createLogger, createServer, packageVersion } from './app.js';
 import { AccountExistsError, AccountStore, accountMigrations } from './accounts/store.js';
-import { normalizeUsername, parseJid } from './core/jid.js';
+import { parseJid } from './core/jid.js';
 import { moduleRegistry } from './modules/index.js';
 import { openDatabase, runMigrations, type Database } from './storage/db.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
 import { RetentionStore } from './modules/mam/settings.js';
-import { InviteStore, inviteMigrations, inviteUri } from './modules/invites/store.js';
-import { mailOptions, mailTransport } from './modules/mail/index.js';
-import { isEmailAddress } from './modules/mail/store.js';
 import { PasswordRefused, readNewPassword } from './cli/password.js';
 import { ListenError } from './core/listen.js';
 import { check } from './cli/check.js';
@@ -205,7 +202,7 @@ program.option('--json', 'print command results as JSON');
 const groups = addRegistryCommands(program, {
   dataDir: () => dataDirOf(configFile()),
   withDatabase: (work) => withAccounts(configFile(), (accounts, config, db) => work(databaseContext({
-    hosts: config.hosts.map((h) => h.domain), db, accounts, dirs: { dataDir: config.data_dir, uploadsDir: config.storage.uploads_dir }, modules: moduleRegistry.values(),
+    hosts: config.hosts.map((h) => h.domain), db, accounts, dirs: { dataDir: config.data_dir, uploadsDir: config.storage.uploads_dir }, modules: moduleRegistry.values(), config,
   }))),
   readPassword: () => readPassword(undefined),
   fail,
@@ -323,97 +320,6 @@ program
     });
   });
 
-const invite = program.command('invite').description('invitations to create an account or become a contact (XEP-0401)');
-
-/** The landing page of an invitation, as the running server's HTTP listener would give it. */
-function landingUrl(config: CoreConfig, host: string, token: string): string {
-  const publicUrl = config.http.public_url;
-  if (publicUrl !== undefined) return `${publicUrl.replaceAll('{host}', host)}/invite/${token}`;
-  const listener = config.http.listen.find((l) => l.tls === 'direct') ?? config.http.listen[0];
-  const base = listener === undefined ? `https://${host}` : `${listener.tls === 'direct' ? 'https' : 'http'}://${host}:${listener.port}`;
-  return `${base}/invite/${token}`;
-}
-
-async function withInvites<T>(work: (store: InviteStore, config: CoreConfig, accounts: AccountStore) => Promise<T>): Promise<T> {
-  return withAccounts(configFile(), async (accounts, config, db) => {
-    await runMigrations(db, 'invites', inviteMigrations);
-    return work(new InviteStore(db), config, accounts);
-  });
-}
-
-invite
-  .command('create [host]')
-  .description('an invitation to create an account on a host (default: the first); prints its link')
-  .option('--contact <jid>', 'from this user: the invitee also becomes their contact (XEP-0379)')
-  .option('--username <name>', 'the only username the invitation may register')
-  .option('--ttl <duration>', 'how long it stays valid, like 7d or 12h', '7d')
-  .option('--email <address>', 'mail the invitation there (needs modules.mail.smtp_url)')
-  .action(async (hostArg: string | undefined, opts: { contact?: string; username?: string; ttl: string; email?: string }) => {
-    await withInvites(async (store, config, accounts) => {
-      const ttl = parseDuration(opts.ttl.trim().toLowerCase());
-      if (ttl === undefined || ttl <= 0) fail(`"${opts.ttl}" is not a duration like 7d or 12h`);
-      let host = hostArg ?? config.hosts[0]!.domain;
-      let inviter: string | null = null;
-      if (opts.contact !== undefined) {
-        const account = accountJid(opts.contact, config);
-        if (!(await accounts.exists(account.host, account.username))) fail(`no account ${account.username}@${account.host}`);
-        ({ host } = account);
-        inviter = account.username;
-      }
-      if (!config.hosts.some((h) => h.domain === host)) fail(`${host} is not a host in this configuration`);
-      const username = opts.username === undefined ? null : normalizeUsername(opts.username);
-      if (opts.username !== undefined && username === null) fail(`"${opts.username}" is not a valid username`);
-      const mail = opts.email === undefined ? null : mailOptions.safeParse(config.modules.mail ?? {});
-      if (opts.email !== undefined && !isEmailAddress(opts.email)) fail(`"${opts.email}" is not an email address`);
-      const transport = mail === null ? null : mail.success ? mailTransport(mail.data.smtp_url) : fail('modules.mail is not valid: run xmppd check');
-      if (opts.email !== undefined && transport === null) fail('no mail without modules.mail.smtp_url in the configuration');
-      const created = await store.create(host, { kind: inviter === null ? 'account' : 'contact', inviter, username, mayRegister: true, ttl });
-      const url = landingUrl(config, host, created.token);
-      process.stdout.write(`${url}\n${inviteUri(created, true)}\nvalid until ${new Date(created.expiresAt).toISOString()}\n`);
-      if (transport !== null && opts.email !== undefined) {
-        const who = inviter === null ? `You are invited to chat on ${host}` : `${inviter}@${host} invites you to chat`;
-        try {
-          await transport.sendMail({
-            from: mail?.success && mail.data.from !== undefined ? mail.data.from : `xmppd <noreply@${host}>`,
-            to: opts.email,
-            subject: who,
-            text: `${who}.\n\nOpen this link to create your account or to open the invitation in your chat app:\n${url}\n\n` +
-              `It works once, until ${new Date(created.expiresAt).toUTCString()}.\n`,
-          });
-        } catch (err) {
-          await store.revoke(host, created.token);
-          fail(`the mail to ${opts.email} could not be sent (${(err as Error).message}); the invitation was withdrawn`);
-        } finally {
-          transport.close();
-        }
-        process.stdout.write(`mailed to ${opts.email}\n`);
-      }
-    });
-  });
-invite
-  .command('list [host]')
-  .description('the invitations not used yet (default: every host)')
-  .action(async (host: string | undefined) => {
-    await withInvites(async (store, config) => {
-      for (const h of host ? [host] : config.hosts.map((x) => x.domain)) {
-        for (const i of await store.list(h)) {
-          const from = i.inviter === null ? 'admin' : `${i.inviter}@${h}`;
-          process.stdout.write(`${i.token}  ${h}  ${i.kind}  from ${from}${i.username === null ? '' : `  for ${i.username}`}  until ${new Date(i.expiresAt).toISOString()}\n`);
-        }
-      }
-    });
-  });
-invite
-  .command('revoke <token>')
-  .description('withdraw an invitation not used yet')
-  .action(async (token: string) => {
-    await withInvites(async (store, config) => {
-      for (const h of config.hosts.map((x) => x.domain)) {
-        if (await store.revoke(h, token)) return void process.stdout.write(`revoked ${token}\n`);
-      }
-      fail(`no invitation ${token} (used, revoked or expired already)`);
-    });
-  });
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`xmppd: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);

@@ -3,8 +3,10 @@
 import { runMigrations } from '../storage/db.js';
 import { MailStore, isEmailAddress, mailMigrations } from '../modules/mail/store.js';
 import { FastTokenStore, fastMigrations } from '../modules/fast/store.js';
-import { parseJid } from '../core/jid.js';
+import { normalizeUsername, parseJid } from '../core/jid.js';
 import { AccountExistsError } from '../accounts/store.js';
+import { parseDuration } from '../config/units.js';
+import type { Invite } from '../modules/invites/store.js';
 import {
   CommandError, defineCommand, parseArgs,
   type AdminContext, type AnyCommand, type LiveAdminContext, type Needs,
@@ -357,6 +359,121 @@ export const roomDestroy = defineCommand({
   format: (r) => `destroyed ${r.room}`,
 });
 
+/** An invitation as the commands show it. */
+interface InvitationInfo {
+  token: string;
+  host: string;
+  kind: Invite['kind'];
+  /** The inviting user's bare JID; null for an admin's invitation. */
+  inviter: string | null;
+  /** The only username it may register, when it names one. */
+  username: string | null;
+  /** ISO time */
+  expires: string;
+}
+
+function invitationInfo(invite: Invite): InvitationInfo {
+  return {
+    token: invite.token,
+    host: invite.host,
+    kind: invite.kind,
+    inviter: invite.inviter === null ? null : `${invite.inviter}@${invite.host}`,
+    username: invite.username,
+    expires: new Date(invite.expiresAt).toISOString(),
+  };
+}
+
+export const inviteCreate = defineCommand({
+  name: 'invite.create',
+  description: 'an invitation to create an account on a host (default: the first), or with --contact to become that user\'s contact; prints its link',
+  args: {
+    host: { type: 'string', description: 'the host (default: the first, or the contact\'s)', optional: true, positional: true },
+    contact: { type: 'jid', description: 'from this user: the invitee also becomes their contact (XEP-0379)', optional: true },
+    username: { type: 'string', description: 'the only username the invitation may register', optional: true },
+    ttl: { type: 'string', description: 'how long it stays valid, like 7d or 12h (default: modules.invites.ttl)', optional: true },
+    email: { type: 'string', description: 'mail the invitation there (needs modules.mail.smtp_url)', optional: true },
+  },
+  access: 'admin',
+  needs: 'either',
+  async run(context, args) {
+    let host = hostOf(context, args.host);
+    let inviter: string | null = null;
+    if (args.contact !== undefined) {
+      const from = account(context, args.contact);
+      if (args.host !== undefined && from.host !== host) throw new CommandError(`${from.bare} is not an account of ${host}`);
+      if (!(await context.accounts.exists(from.host, from.username))) throw new CommandError(`no account ${from.bare}`);
+      ({ host } = from);
+      inviter = from.username;
+    }
+    const username = args.username === undefined ? null : normalizeUsername(args.username);
+    if (username === null && args.username !== undefined) throw new CommandError(`"${args.username}" is not a valid username`);
+    const ttl = args.ttl === undefined ? undefined : parseDuration(args.ttl.trim().toLowerCase());
+    if (ttl !== undefined ? ttl <= 0 : args.ttl !== undefined) throw new CommandError(`"${args.ttl}" is not a duration like 7d or 12h`);
+    if (args.email !== undefined && !isEmailAddress(args.email)) throw new CommandError(`"${args.email}" is not an email address`);
+    const desk = await context.invitations(host);
+    if (args.email !== undefined && desk.mail === null) throw new CommandError('no mail without modules.mail.smtp_url in the configuration');
+
+    const invite = await desk.store.create(host, { kind: inviter === null ? 'account' : 'contact', inviter, username, mayRegister: true, ttl: ttl ?? desk.defaultTtl });
+    const { url, uri } = desk.links(invite);
+    if (args.email !== undefined) {
+      const who = inviter === null ? `You are invited to chat on ${host}` : `${inviter}@${host} invites you to chat`;
+      try {
+        await desk.mail!({
+          to: args.email,
+          subject: who,
+          text: `${who}.\n\nOpen this link to create your account or to open the invitation in your chat app:\n${url}\n\n` +
+            `It works once, until ${new Date(invite.expiresAt).toUTCString()}.\n`,
+        });
+      } catch (err) {
+        // an invitation nobody received must not stay usable
+        await desk.store.revoke(host, invite.token);
+        throw new CommandError(`the mail to ${args.email} could not be sent (${(err as Error).message}); the invitation was withdrawn`);
+      }
+    }
+    return { ...invitationInfo(invite), url, uri, mailedTo: args.email ?? null };
+  },
+  format: (r) => [r.url, r.uri, `valid until ${r.expires}`, ...(r.mailedTo === null ? [] : [`mailed to ${r.mailedTo}`])].join('\n'),
+});
+
+export const inviteList = defineCommand({
+  name: 'invite.list',
+  description: 'the invitations not used yet (default: of every host)',
+  args: { host: { type: 'string', description: 'only this host', optional: true, positional: true } },
+  access: 'admin',
+  needs: 'either',
+  async run(context, args) {
+    const hosts = args.host === undefined ? context.hosts : [hostOf(context, args.host)];
+    const invitations: InvitationInfo[] = [];
+    for (const host of hosts) {
+      const desk = await context.invitations(host).catch((err: unknown) => {
+        if (args.host === undefined && err instanceof CommandError) return null; // a host without invitations
+        throw err;
+      });
+      if (desk !== null) invitations.push(...(await desk.store.list(host)).map(invitationInfo));
+    }
+    return invitations;
+  },
+  format: (list) => list
+    .map((i) => `${i.token}  ${i.host}  ${i.kind}  from ${i.inviter ?? 'admin'}${i.username === null ? '' : `  for ${i.username}`}  until ${i.expires}`)
+    .join('\n'),
+});
+
+export const inviteRevoke = defineCommand({
+  name: 'invite.revoke',
+  description: 'withdraw an invitation not used yet',
+  args: { token: { type: 'string', description: 'the invitation\'s token (the end of its link)', positional: true } },
+  access: 'admin',
+  needs: 'either',
+  async run(context, { token }) {
+    for (const host of context.hosts) {
+      const desk = await context.invitations(host).catch(() => null);
+      if (desk !== null && (await desk.store.revoke(host, token))) return { token, host };
+    }
+    throw new CommandError(`no invitation ${token} (used, revoked or expired already)`);
+  },
+  format: (r) => `revoked ${r.token}`,
+});
+
 export const storageUsage = defineCommand({
   name: 'storage.usage',
   description: "what the server's data takes: free disk space, the database's size, shared files (HTTP upload) per host",
@@ -407,6 +524,7 @@ export const reload = defineCommand({
 export const commandList: readonly AnyCommand[] = [
   status, sessionsList, sessionsKick,
   userAdd, userDelete, userPasswd, userList, userInfo, userEmail, userTokens, userRevokeTokens, userDisable, userEnable,
+  inviteCreate, inviteList, inviteRevoke,
   announce, motdSet, motdClear, roomList, roomDestroy, storageUsage, certList, reload,
 ] as AnyCommand[];
 

@@ -17,8 +17,14 @@ import type { MucAdminService } from '../modules/muc/index.js';
 import { headline, type MotdService } from '../modules/adhoc/motd.js';
 import { uploadServiceOf } from '../modules/upload/index.js';
 import { loadCertificateInfo } from '../tls/certs.js';
-import { CommandError, type AdminContext, type CertificateStatus, type LiveAdminContext, type ReloadReport, type SessionInfo, type StorageUsage } from './registry.js';
+import { CommandError, type AdminContext, type CertificateStatus, type InvitationDesk, type LiveAdminContext, type ReloadReport, type SessionInfo, type StorageUsage } from './registry.js';
 import { reloadConfiguration, type SettingsFor } from './reload.js';
+import type { CoreConfig } from '../config/schema.js';
+import { modulesForHost } from '../config/load.js';
+import { runMigrations } from '../storage/db.js';
+import { InviteStore, invitationRegisters, inviteMigrations, inviteUri } from '../modules/invites/store.js';
+import type { InviteService } from '../modules/invites/index.js';
+import { mailOptions, mailTransport, type MailService } from '../modules/mail/index.js';
 
 /** The context with no server running: the database itself. */
 export function databaseContext(options: {
@@ -27,14 +33,54 @@ export function databaseContext(options: {
   accounts: AccountStore;
   dirs: DataDirs;
   modules: Iterable<ModuleDefinition<unknown>>;
+  config: CoreConfig;
 }): AdminContext {
-  const { db, accounts, dirs, modules } = options;
+  const { db, accounts, dirs, config } = options;
+  const modules = [...options.modules];
   return {
     hosts: options.hosts,
     accounts,
     db,
     deleteAccount: (host, username) => deleteAccount(db, accounts, dirs, host, username, modules),
     setDisabled: (host, username, disabled, reason?: string) => accounts.setDisabled(host, username, disabled, reason),
+    invitations: (host) => configuredInvitations(config, db, host, modules),
+  };
+}
+
+/**
+ * With the server stopped, invitations as the invites module would make them once it runs: its
+ * table, its default validity, the landing page on the configured HTTP listener (as
+ * HttpService.publicUrl picks it), mail through modules.mail.smtp_url.
+ */
+async function configuredInvitations(config: CoreConfig, db: Knex, host: string, modules: Iterable<ModuleDefinition<unknown>>): Promise<InvitationDesk> {
+  const hostConfig = config.hosts.find((h) => h.domain === host)!;
+  const enabled = modulesForHost(config, hostConfig);
+  const invitesOptions = enabled.get('invites');
+  if (invitesOptions === undefined) throw new CommandError(`invitations need module invites, which is not enabled on ${host}`);
+  // the module's own schema gives its defaults (ttl 7d, users_invite_accounts)
+  const parsed = [...modules].find((d) => d.name === 'invites')?.options?.safeParse(invitesOptions).data as { ttl: number; users_invite_accounts: boolean } | undefined;
+  const { ttl, users_invite_accounts: usersInviteAccounts } = parsed ?? { ttl: 7 * 86_400, users_invite_accounts: true };
+  await runMigrations(db, 'invites', inviteMigrations);
+  const listener = config.http.listen.find((l) => l.tls === 'direct') ?? config.http.listen[0];
+  const base = config.http.public_url !== undefined
+    ? config.http.public_url.replaceAll('{host}', host)
+    : listener === undefined ? `https://${host}` : `${listener.tls === 'direct' ? 'https' : 'http'}://${host}:${listener.port}`;
+  const mailSettings = enabled.get('mail');
+  const mail = mailSettings === undefined ? undefined : mailOptions.safeParse(mailSettings);
+  if (mail?.success === false) throw new CommandError('modules.mail is not valid: run xmppd check');
+  const smtpUrl = mail?.data?.smtp_url;
+  return {
+    store: new InviteStore(db),
+    defaultTtl: ttl,
+    links: (invite) => ({ url: `${base}/invite/${invite.token}`, uri: inviteUri(invite, invitationRegisters(invite, hostConfig.registration, usersInviteAccounts)) }),
+    mail: smtpUrl === undefined ? null : async (message) => {
+      const transport = mailTransport(smtpUrl)!;
+      try {
+        await transport.sendMail({ from: mail?.data?.from ?? `xmppd <noreply@${host}>`, ...message });
+      } finally {
+        transport.close();
+      }
+    },
   };
 }
 
@@ -170,6 +216,18 @@ export function liveContext(
         if (muc?.domain === domain) return muc.destroy(room.slice(0, at), reason);
       }
       throw new CommandError(`${domain} is not a group chat service of this server`);
+    },
+    async invitations(host): Promise<InvitationDesk> {
+      const services = server.hosts.get(host)?.services;
+      const invites = services?.get('invites') as InviteService | undefined;
+      if (invites === undefined) throw new CommandError(`invitations need module invites, which is not enabled on ${host}`);
+      const mail = services?.get('mail') as MailService | undefined;
+      return {
+        store: invites.store,
+        defaultTtl: invites.defaultTtl,
+        links: (invite) => ({ url: invites.landingUrl(invite), uri: invites.uri(invite) }),
+        mail: mail?.enabled === true ? (message) => mail.send(message) : null,
+      };
     },
     reload: (): Promise<ReloadReport> => reloadConfiguration(server, options.configFile, options.settingsFor),
     async storage(): Promise<StorageUsage> {

@@ -7,6 +7,7 @@ import type { Knex } from 'knex';
 import { z } from 'zod';
 import type { AccountStore } from '../accounts/store.js';
 import type { AccountDeletion } from '../accounts/lifecycle.js';
+import type { Invite, InviteStore } from '../modules/invites/store.js';
 
 /** How an argument is typed; also the XEP-0004 field type it becomes in an ad-hoc command's form. */
 export type ArgType = 'jid' | 'string' | 'text' | 'password' | 'boolean' | 'integer' | 'jids';
@@ -47,6 +48,19 @@ export interface AdminContext {
   setDisabled(host: string, username: string, disabled: boolean, reason?: string): Promise<boolean>;
   /** The database, for commands on a module's data (an account's email address, the mail module's). */
   db: Knex;
+  /** A host's invitations (XEP-0401): a refusal when the host does not run the invites module. */
+  invitations(host: string): Promise<InvitationDesk>;
+}
+
+/** What the invitation commands use: the running invites module, or the configuration's view of it. */
+export interface InvitationDesk {
+  store: InviteStore;
+  /** Seconds a new invitation stays valid unless told otherwise (modules.invites.ttl). */
+  defaultTtl: number;
+  /** Its landing page on the HTTP listener, and its xmpp: URI for an installed client. */
+  links(invite: Invite): { url: string; uri: string };
+  /** Mails a message from the server; null when mail is not configured (modules.mail.smtp_url). */
+  mail: ((message: { to: string; subject: string; text: string }) => Promise<void>) | null;
 }
 
 export interface SessionInfo {

@@ -10,6 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import { client } from '@xmpp/client';
 import { startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { connect, watchWire } from '../helpers/clients.js';
+import { httpRequest } from '../helpers/http.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -398,6 +399,44 @@ test('on a terminal two different entries are refused', async (t) => {
   t.is(end.code, 1, run.output());
   t.regex(run.output(), /the passwords do not match/);
   t.is((await cli('user', 'list')).stdout, '');
+});
+
+test('invitations from the registry: made on the database while stopped, then listed and revoked through the running server', async (t) => {
+  const { dir, cli } = workspace(t);
+  t.is((await cli('user', 'add', 'bob@localhost', '--password', 'b')).code, 0);
+
+  const made = await cli('invite', 'create', '--contact', 'bob@localhost', '--ttl', '2d', '--username', 'Carol');
+  t.is(made.code, 0, made.stderr);
+  const [url, uri, until] = made.stdout.split('\n');
+  const token = new URL(url!).pathname.split('/').pop()!;
+  t.regex(url!, /^https?:\/\/localhost:\d+\/invite\/[A-Za-z0-9_-]+$/);
+  t.is(uri, `xmpp:bob@localhost?roster;preauth=${token};ibr=y`);
+  const validFor = Date.parse(until!.replace('valid until ', '')) - Date.now();
+  t.true(validFor > 47 * 3600_000 && validFor <= 48 * 3600_000, until);
+
+  for (const [args, refusal] of [
+    [['--ttl', 'soon'], /"soon" is not a duration/],
+    [['--email', 'not-an-address'], /is not an email address/],
+    [['--email', 'carol@example.org'], /no mail without modules\.mail\.smtp_url/],
+    [['--contact', 'nobody@localhost'], /no account nobody@localhost/],
+    [['example.net'], /example\.net is not a host in this configuration/],
+  ] as const) {
+    const refused = await cli('invite', 'create', ...args);
+    t.is(refused.code, 1, args.join(' '));
+    t.regex(refused.stderr, refusal);
+  }
+  t.regex((await cli('invite', 'list')).stdout, new RegExp(`^${token}  localhost  contact  from bob@localhost  for carol  until `), 'stopped: read from the database');
+
+  const server = await serverOn(t, dir);
+  t.is((await httpRequest(server, 'GET', `/invite/${token}`)).status, 200, 'the server knows the invitation made while it was stopped');
+  const listed = await cli('--json', 'invite', 'list');
+  t.deepEqual((JSON.parse(listed.stdout) as Array<{ token: string; inviter: string }>).map((i) => [i.token, i.inviter]), [[token, 'bob@localhost']]);
+  const revoked = await cli('invite', 'revoke', token);
+  t.is(revoked.stdout, `revoked ${token}\n`, revoked.stderr);
+  t.is((await httpRequest(server, 'GET', `/invite/${token}`)).status, 404);
+  const again = await cli('invite', 'revoke', token);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /no invitation .* \(used, revoked or expired already\)/);
 });
 
 test('check validates the cluster section and refuses a cluster on SQLite, with file:line', async (t) => {

@@ -106,7 +106,7 @@ mailTest('the CLI mails an invitation, whose link is the landing page', async (t
   t.regex(stdout, /mailed to carol@example\.org/);
   const mail = await smtp!.next('carol@example.org');
   t.is(mail.subject, 'alice@localhost invites you to chat');
-  const url = mail.body.match(/http:\/\/\S+\/invite\/[A-Za-z0-9_-]+/)![0];
+  const url = mail.body.match(/https?:\/\/\S+\/invite\/[A-Za-z0-9_-]+/)![0];
   t.true(stdout.startsWith(url));
   const landing = await httpRequest(server, 'GET', new URL(url).pathname);
   t.is(landing.status, 200);

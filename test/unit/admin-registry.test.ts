@@ -13,7 +13,7 @@ test('every command is declared with a unique name, a description and described 
     t.true(command.description.length > 10, command.name);
     for (const [name, spec] of Object.entries(command.args)) t.true(spec.description.length > 0, `${command.name} ${name}`);
   }
-  t.true(commandList.filter((c) => c.needs === 'either').every((c) => c.name.startsWith('user.')), 'only account commands run without the server');
+  t.true(commandList.filter((c) => c.needs === 'either').every((c) => c.name.startsWith('user.') || c.name.startsWith('invite.')), 'only account and invitation commands run without the server');
 });
 
 test('the CLI usage line comes from the declaration', (t) => {

@@ -13,7 +13,7 @@ import type { NegotiatingStream } from '../../c2s/stream.js';
 import { HttpError } from '../../http/service.js';
 import { PAGE_POLICY, readForm, sendPage } from '../../http/pages.js';
 import { duration } from '../../config/units.js';
-import { InviteStore, inviteMigrations, inviteUri, type Invite, type NewInvite } from './store.js';
+import { InviteStore, invitationRegisters, inviteMigrations, inviteUri, type Invite, type NewInvite } from './store.js';
 import { goneInvitePage, landingPage, registeredPage } from './page.js';
 
 declare module '../../core/module.js' {
@@ -81,8 +81,7 @@ export default defineModule({
     const roster = m.use('roster');
     const ttl = m.options.ttl;
 
-    const registrationAllowed = (invite: Invite) =>
-      m.host.settings.registration !== 'closed' && invite.mayRegister && (invite.kind === 'account' || m.options.users_invite_accounts);
+    const registrationAllowed = (invite: Invite) => invitationRegisters(invite, m.host.settings.registration, m.options.users_invite_accounts);
 
     const service: InviteService = {
       store,

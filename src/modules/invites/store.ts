@@ -138,6 +138,14 @@ export class InviteStore {
 }
 
 /**
+ * Whether an invitation may register an account: not where registration is closed, and a user's
+ * contact invitation only when `modules.invites.users_invite_accounts` lets it.
+ */
+export function invitationRegisters(invite: Invite, registration: 'open' | 'invite' | 'closed', usersInviteAccounts: boolean): boolean {
+  return registration !== 'closed' && invite.mayRegister && (invite.kind === 'account' || usersInviteAccounts);
+}
+
+/**
  * XEP-0401 §4 / XEP-0379 §2: the xmpp: URI of an invitation. `ibr=y` tells the client that the
  * token also registers an account on the inviter's host.
  */
