@@ -236,6 +236,16 @@ export class AccountStore {
     return rows.map((r) => r.username);
   }
 
+  /** How many accounts a host has, and how many of them are disabled. */
+  async count(host: string): Promise<{ registered: number; disabled: number }> {
+    const row = (await this.db('accounts').where({ host }).first(
+      this.db.raw('count(*) as registered'),
+      this.db.raw('count(disabled_at) as disabled'),
+    )) as { registered: number | string; disabled: number | string } | undefined;
+    // PostgreSQL returns counts as strings
+    return { registered: Number(row?.registered ?? 0), disabled: Number(row?.disabled ?? 0) };
+  }
+
   async info(host: string, username: string): Promise<AccountInfo | null> {
     const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
     if (row === undefined) return null;

@@ -50,6 +50,25 @@ export const status = defineCommand({
   ].join('\n'),
 });
 
+export const stats = defineCommand({
+  name: 'stats',
+  description: 'accounts (registered, disabled, online), sessions, rooms and waiting data per host; stanzas, deliveries and failed logins since the start',
+  args: {},
+  access: 'admin',
+  needs: 'server',
+  run: (context) => context.stats(),
+  format: (s) => [
+    `up ${s.uptimeSeconds}s; connections ${Object.entries(s.connections).map(([kind, n]) => `${kind} ${n}`).join(', ')}`,
+    ...s.hosts.map((h) => [
+      `host ${h.domain}: accounts ${h.accounts} (${h.disabledAccounts} disabled, ${h.onlineAccounts} online), sessions ${h.sessions}, rooms ${h.rooms}`,
+      ...Object.entries(h.gauges).map(([name, value]) => `  ${name.replace(/^xmppd_/, '')} ${value}`),
+    ].join('\n')),
+    `since start: received ${s.sinceStart.received.message} messages, ${s.sinceStart.received.presence} presences, ${s.sinceStart.received.iq} iqs; ` +
+      `sent ${s.sinceStart.sent.message} messages, ${s.sinceStart.sent.presence} presences, ${s.sinceStart.sent.iq} iqs`,
+    `since start: ${s.sinceStart.deliveries} deliveries, mean latency ${s.sinceStart.meanDeliveryMs === null ? '-' : `${s.sinceStart.meanDeliveryMs} ms`}; ${s.sinceStart.authFailures} failed logins`,
+  ].join('\n'),
+});
+
 export const sessionsList = defineCommand({
   name: 'sessions.list',
   description: 'the client sessions online: JID, address, transport, since when, stream management and client state',
@@ -522,7 +541,7 @@ export const reload = defineCommand({
 });
 
 export const commandList: readonly AnyCommand[] = [
-  status, sessionsList, sessionsKick,
+  status, stats, sessionsList, sessionsKick,
   userAdd, userDelete, userPasswd, userList, userInfo, userEmail, userTokens, userRevokeTokens, userDisable, userEnable,
   inviteCreate, inviteList, inviteRevoke,
   announce, motdSet, motdClear, roomList, roomDestroy, storageUsage, certList, reload,

@@ -17,7 +17,7 @@ import type { MucAdminService } from '../modules/muc/index.js';
 import { headline, type MotdService } from '../modules/adhoc/motd.js';
 import { uploadServiceOf } from '../modules/upload/index.js';
 import { loadCertificateInfo } from '../tls/certs.js';
-import { CommandError, type AdminContext, type CertificateStatus, type InvitationDesk, type LiveAdminContext, type ReloadReport, type SessionInfo, type StorageUsage } from './registry.js';
+import { CommandError, type AdminContext, type CertificateStatus, type InvitationDesk, type LiveAdminContext, type ReloadReport, type ServerStats, type SessionInfo, type StorageUsage } from './registry.js';
 import { reloadConfiguration, type SettingsFor } from './reload.js';
 import type { CoreConfig } from '../config/schema.js';
 import { modulesForHost } from '../config/load.js';
@@ -183,6 +183,35 @@ export function liveContext(
           c2s: sessions.filter((s) => s.transport === 'tcp').length,
           websocket: sessions.filter((s) => s.transport === 'websocket').length,
           s2s: server.s2s?.streams().length ?? 0,
+        },
+      };
+    },
+    async stats(): Promise<ServerStats> {
+      const { metrics } = server.kernel;
+      const everywhere = sessionsOf(undefined);
+      const mean = metrics.meanDeliverySeconds;
+      return {
+        uptimeSeconds: Math.floor((Date.now() - server.startedAt) / 1000),
+        hosts: await Promise.all(hosts.map(async (domain) => {
+          const here = everywhere.filter((s) => s.jid.domain === domain);
+          const accounts = await server.accounts.count(domain);
+          return {
+            domain,
+            accounts: accounts.registered,
+            disabledAccounts: accounts.disabled,
+            onlineAccounts: new Set(here.map((s) => s.jid.local)).size,
+            sessions: here.length,
+            rooms: mucOf(domain)?.rooms().length ?? 0,
+            gauges: await metrics.hostGaugeValues(domain),
+          };
+        })),
+        connections: { ...metrics.connectionCounts(), s2s: server.s2s?.streams().length ?? 0 },
+        sinceStart: {
+          received: { message: metrics.stanzasIn.message, presence: metrics.stanzasIn.presence, iq: metrics.stanzasIn.iq },
+          sent: { message: metrics.stanzasOut.message, presence: metrics.stanzasOut.presence, iq: metrics.stanzasOut.iq },
+          authFailures: metrics.authFailures,
+          deliveries: metrics.deliveriesObserved,
+          meanDeliveryMs: Number.isNaN(mean) ? null : Math.round(mean * 1e6) / 1e3,
         },
       };
     },

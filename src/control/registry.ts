@@ -91,6 +91,31 @@ export interface ServerStatus {
   connections: { c2s: number; websocket: number; s2s: number };
 }
 
+/** What `stats` reports: per host now, and counters since the server started (the /metrics ones). */
+export interface ServerStats {
+  uptimeSeconds: number;
+  hosts: Array<{
+    domain: string;
+    accounts: number;
+    disabledAccounts: number;
+    /** Accounts with at least one session (in a cluster, on any node). */
+    onlineAccounts: number;
+    sessions: number;
+    rooms: number;
+    /** Per-host gauges modules report (offline messages, uploaded files, push registrations), by metric name. */
+    gauges: Record<string, number>;
+  }>;
+  connections: Record<string, number>;
+  sinceStart: {
+    received: { message: number; presence: number; iq: number };
+    sent: { message: number; presence: number; iq: number };
+    authFailures: number;
+    deliveries: number;
+    /** Mean delivery latency in ms; null before the first delivery. */
+    meanDeliveryMs: number | null;
+  };
+}
+
 export interface RoomInfo {
   jid: string;
   occupants: number;
@@ -145,6 +170,7 @@ declare module '../core/kernel.js' {
 
 export interface LiveAdminContext extends AdminContext {
   status(): Promise<ServerStatus>;
+  stats(): Promise<ServerStats>;
   sessions(host?: string): SessionInfo[];
   /** Ends the sessions of a full JID (one) or a bare JID (all); how many were ended. */
   kick(jid: string, condition: 'policy-violation' | 'not-authorized', text: string): number;

@@ -41,6 +41,11 @@ class FastHistogram {
     this.sum += seconds;
   }
 
+  /** The mean observation; NaN before the first. */
+  get mean(): number {
+    return this.sum / this.count;
+  }
+
   get count(): number {
     let n = 0;
     for (const c of this.counts) n += c;
@@ -89,7 +94,8 @@ export class ServerMetrics {
   handlingSince = 0;
   private readonly hostGauges = new Map<string, Map<string, HostGaugeReader>>();
 
-  constructor(connections: () => Record<string, number>) {
+  /** `connectionCounts`: open connections by kind (the edges know them). */
+  constructor(readonly connectionCounts: () => Record<string, number>) {
     const registers = [this.registry];
     new Gauge({
       name: 'xmppd_connections',
@@ -97,7 +103,7 @@ export class ServerMetrics {
       labelNames: ['type'],
       registers,
       collect() {
-        for (const [type, n] of Object.entries(connections())) this.set({ type }, n);
+        for (const [type, n] of Object.entries(connectionCounts())) this.set({ type }, n);
       },
     });
     const stanzaCounter = (name: string, help: string, counts: StanzaCounts) =>
@@ -136,6 +142,21 @@ export class ServerMetrics {
 
   get deliveriesObserved(): number {
     return this.deliveryLatency.count;
+  }
+
+  /** Mean delivery latency in seconds since the start; NaN before the first delivery. */
+  get meanDeliverySeconds(): number {
+    return this.deliveryLatency.mean;
+  }
+
+  /** The per-host gauges' current values for one host, by metric name (e.g. xmppd_offline_messages). */
+  async hostGaugeValues(host: string): Promise<Record<string, number>> {
+    const values: Record<string, number> = {};
+    for (const [name, readers] of this.hostGauges) {
+      const read = readers.get(host);
+      if (read !== undefined) values[name] = await read();
+    }
+    return values;
   }
 
   /**

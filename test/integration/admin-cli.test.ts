@@ -5,7 +5,7 @@ import test from 'ava';
 import { client } from '@xmpp/client';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { watchWire, xml, type TestClient } from '../helpers/clients.js';
-import { login, online, ping } from '../helpers/conversation.js';
+import { chat, login, online, ping } from '../helpers/conversation.js';
 import { workspace, xmppd } from '../helpers/cli.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
@@ -48,6 +48,45 @@ test('status shows the version, hosts, modules and connections by kind', async (
   t.is(json.node, process.version);
   t.not(json.database.version, 'unknown');
   await alice.stop();
+});
+
+test('stats counts accounts (disabled, online), sessions, waiting messages and what happened since the start', async (t) => {
+  const { dir, cli } = workspace(t);
+  const server = await startServer({ dataDir: dir });
+  t.teardown(() => server.stop());
+  for (const name of ['alice', 'bob', 'carol', 'dave']) await server.createAccount(name);
+  t.is((await cli('user', 'disable', 'dave@localhost')).code, 0);
+  const phone = await login(server, 'alice', 'phone');
+  const desk = await login(server, 'alice', 'desk');
+  const bob = await login(server, 'bob', 'desk');
+  for (const c of [phone, desk, bob]) await online(c);
+  // carol is offline: these two wait for her
+  await phone.send(chat('carol@localhost', 'one'));
+  await phone.send(chat('carol@localhost', 'two'));
+  await phone.request(ping('localhost'));
+  t.is(await loginOutcome(server, 'bob', 'wrong'), 'not-authorized');
+
+  const stats = JSON.parse((await cli('--json', 'stats')).stdout) as {
+    hosts: Array<{ domain: string; accounts: number; disabledAccounts: number; onlineAccounts: number; sessions: number; gauges: Record<string, number> }>;
+    connections: Record<string, number>;
+    sinceStart: { received: { message: number; presence: number; iq: number }; authFailures: number; deliveries: number };
+  };
+  const localhost = stats.hosts.find((h) => h.domain === 'localhost')!;
+  t.like(localhost, { accounts: 4, disabledAccounts: 1, onlineAccounts: 2, sessions: 3 });
+  t.is(localhost.gauges.xmppd_offline_messages, 2);
+  t.is(stats.connections.c2s_tcp, 3);
+  t.true(stats.sinceStart.received.message >= 2);
+  t.true(stats.sinceStart.received.presence >= 3);
+  t.true(stats.sinceStart.received.iq >= 1);
+  t.true(stats.sinceStart.authFailures >= 1);
+  t.true(stats.sinceStart.deliveries > 0);
+
+  const text = await cli('stats');
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /^host localhost: accounts 4 \(1 disabled, 2 online\), sessions 3, rooms 0$/m);
+  t.regex(text.stdout, /^  offline_messages 2$/m);
+  t.regex(text.stdout, /^since start: \d+ deliveries, mean latency [\d.]+ ms; \d+ failed logins$/m);
+  for (const c of [phone, desk, bob]) await c.stop();
 });
 
 test('storage usage shows the disk, the database and the shared files; cert list each host\'s certificate and its expiry', async (t) => {
