@@ -15,7 +15,7 @@ export const sasl: StreamFeature = {
   advertise(stream) {
     if (stream.state !== 'connected' || (!stream.secure && stream.settings.requireEncryption)) return '';
     const binding = stream.channelBinding();
-    let xml = `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(stream.secure, binding, stream.server.accounts.offersSha256(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
+    let xml = `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(stream.secure, binding, stream.server.accounts.offeredHashes(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
     // XEP-0440: which channel binding types the -PLUS mechanisms can use here
     if (binding !== null && binding.types.length > 0) {
       xml += `<sasl-channel-binding xmlns='${NS_SASL_CB}'>${binding.types.map((t) => `<channel-binding type='${t}'/>`).join('')}</sasl-channel-binding>`;

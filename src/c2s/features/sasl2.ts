@@ -82,7 +82,7 @@ export const sasl2: StreamFeature = {
   name: 'sasl2',
   advertise(stream) {
     if (!offeredHere(stream)) return '';
-    const mechanisms = offeredMechanisms(true, stream.channelBinding(), stream.server.accounts.offersSha256(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('');
+    const mechanisms = offeredMechanisms(true, stream.channelBinding(), stream.server.accounts.offeredHashes(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('');
     const event: Sasl2InlineEvent = { stream, inline: [bind2Inline(stream), `<sm xmlns='${NS_SM}'/>`] };
     stream.server.hosts.get(stream.host)!.events.fire('c2s/sasl2-inline', event);
     return `<authentication xmlns='${NS_SASL2}'>${mechanisms}<inline>${event.inline.join('')}</inline></authentication>`;
