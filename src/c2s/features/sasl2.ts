@@ -86,6 +86,11 @@ const tasks = new WeakMap<NegotiatingStream, Tasks>();
 const continued = new WeakSet<NegotiatingStream>();
 const userAgents = new WeakMap<NegotiatingStream, UserAgent>();
 
+/** Whether SASL2 sent this stream a <continue/>: no other authentication may follow (XEP-0388 §3.8). */
+export function continuedBySasl2(stream: NegotiatingStream): boolean {
+  return continued.has(stream);
+}
+
 /** The user agent a stream logged in with through SASL2 (XEP-0388 §2.3), if it said. */
 export function userAgentOf(stream: NegotiatingStream): UserAgent | undefined {
   return userAgents.get(stream);
