@@ -1,11 +1,22 @@
-// Account credentials: SCRAM salted keys (RFC 5802 §3, RFC 7677), derived once when a password
+// Account credentials: SCRAM salted keys (RFC 5802 §3, RFC 7677, draft-melnikov-scram-sha-512),
+// derived once when a password
 // is set and checked when a password is offered (PLAIN). Passwords are never stored. The SASL
 // mechanisms' wire exchange is in src/c2s/sasl; this is the data it works on.
 import crypto from 'node:crypto';
 import { promisify } from 'node:util';
 import saslprep from 'saslprep';
 
-export type ScramHash = 'sha1' | 'sha256';
+export type ScramHash = 'sha1' | 'sha256' | 'sha512';
+
+/** Every hash an account keeps keys for, weakest first. */
+export const SCRAM_HASHES: readonly ScramHash[] = ['sha1', 'sha256', 'sha512'];
+
+/** The SASL mechanism name each hash's keys answer (-PLUS being the same keys, bound to the channel). */
+export const SCRAM_MECHANISMS: Record<ScramHash, string> = {
+  sha1: 'SCRAM-SHA-1',
+  sha256: 'SCRAM-SHA-256',
+  sha512: 'SCRAM-SHA-512',
+};
 
 /** What we store per user and hash: never the password itself (RFC 5802 §3, "server stores"). */
 export interface ScramCredentials {
@@ -19,7 +30,7 @@ export interface ScramCredentials {
 /** RFC 7677 §4 recommends at least 4096 iterations. */
 export const DEFAULT_SCRAM_ITERATIONS = 4096;
 
-export const HASH_LENGTH: Record<ScramHash, number> = { sha1: 20, sha256: 32 };
+export const HASH_LENGTH: Record<ScramHash, number> = { sha1: 20, sha256: 32, sha512: 64 };
 const pbkdf2 = promisify(crypto.pbkdf2);
 
 // ---------------------------------------------------------------------------------------------
@@ -61,7 +72,14 @@ export async function computeScramCredentials(
   } catch (err) {
     throw new Error(`password cannot be used: ${(err as Error).message}`);
   }
-  const salted = await saltedPassword(prepared, salt, iterations, hash);
+  return credentialsFromSaltedPassword(await saltedPassword(prepared, salt, iterations, hash), salt, iterations, hash);
+}
+
+/**
+ * The stored keys of a SaltedPassword (RFC 5802 §3): what a password gives, and what a client
+ * sends in a XEP-0480 SCRAM upgrade task (it computes the SaltedPassword itself).
+ */
+export function credentialsFromSaltedPassword(salted: Buffer, salt: Buffer, iterations: number, hash: ScramHash): ScramCredentials {
   return {
     salt: salt.toString('base64'),
     iterations,

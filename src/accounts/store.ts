@@ -1,8 +1,9 @@
 // Accounts and their credentials. Passwords are never stored: only SCRAM salted keys for
-// SHA-1 and SHA-256 (RFC 5802 §3, RFC 7677), which is all SCRAM needs and what PLAIN is checked against.
+// SHA-1, SHA-256 and SHA-512 (RFC 5802 §3, RFC 7677, draft-melnikov-scram-sha-512), which is all
+// SCRAM needs and what PLAIN is checked against.
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
-import { deriveScramCredentials, type ScramCredentials, type ScramHash } from './credentials.js';
+import { SCRAM_HASHES, deriveScramCredentials, type ScramCredentials, type ScramHash } from './credentials.js';
 
 export const accountMigrations: Migration[] = [
   {
@@ -33,18 +34,35 @@ export const accountMigrations: Migration[] = [
       });
     },
   },
+  {
+    // draft-melnikov-scram-sha-512: accounts made before have no SHA-512 keys ('') until a PLAIN
+    // login, a XEP-0480 upgrade task or a new password gives them some (see missingKeys)
+    name: '003-sha512-keys',
+    async up(db) {
+      await db.schema.alterTable('accounts', (t) => {
+        t.string('sha512_salt').notNullable().defaultTo('');
+        t.string('sha512_stored_key').notNullable().defaultTo('');
+        t.string('sha512_server_key').notNullable().defaultTo('');
+      });
+    },
+  },
 ];
 
-interface AccountRow {
+/** The three columns of each hash's keys; '' when the account has none of that hash. */
+type KeyColumns = { [H in ScramHash as `${H}_salt` | `${H}_stored_key` | `${H}_server_key`]: string };
+
+function keyColumns(hash: ScramHash, credentials: ScramCredentials | undefined): Record<string, string> {
+  return {
+    [`${hash}_salt`]: credentials?.salt ?? '',
+    [`${hash}_stored_key`]: credentials?.storedKey ?? '',
+    [`${hash}_server_key`]: credentials?.serverKey ?? '',
+  };
+}
+
+interface AccountRow extends KeyColumns {
   host: string;
   username: string;
   iterations: number;
-  sha1_salt: string;
-  sha1_stored_key: string;
-  sha1_server_key: string;
-  sha256_salt: string;
-  sha256_stored_key: string;
-  sha256_server_key: string;
   created_at: number;
   disabled_at: number | string | null;
   disabled_reason: string | null;
@@ -62,36 +80,33 @@ export class AccountExistsError extends Error {}
 
 /**
  * Keys brought by an import (XEP-0227 1.1 `<scram-credentials/>`, Prosody's accounts store,
- * ejabberd's export): either hash or both. A hash not given cannot be used until the account's
- * password is set again (a PLAIN login does it: see c2s/sasl/negotiation.ts).
+ * ejabberd's export): any of the hashes. A hash not given cannot be used until the account gets
+ * its keys (a PLAIN login, a XEP-0480 upgrade task or a new password: see missingKeys).
  */
-export interface ImportedCredentials {
-  sha1?: ScramCredentials;
-  sha256?: ScramCredentials;
-}
+export type ImportedCredentials = Partial<Record<ScramHash, ScramCredentials>>;
 
 /** What an export writes of an account's keys: the hashes it holds. */
-export interface HeldCredentials {
-  sha1: ScramCredentials | null;
-  sha256: ScramCredentials | null;
-  createdAt: number;
-}
+export type HeldCredentials = Record<ScramHash, ScramCredentials | null> & { createdAt: number };
 
 /** The columns of imported keys; a hash not given is stored empty (never matches a proof). */
 function importedColumns(credentials: ImportedCredentials) {
-  const { sha1, sha256 } = credentials;
   // one iteration count per account: keys of another count than the SHA-256 ones cannot be kept
-  const iterations = sha256?.iterations ?? sha1?.iterations ?? 0;
-  const keep1 = sha1 !== undefined && sha1.iterations === iterations;
-  return {
-    iterations,
-    sha1_salt: keep1 ? sha1.salt : '',
-    sha1_stored_key: keep1 ? sha1.storedKey : '',
-    sha1_server_key: keep1 ? sha1.serverKey : '',
-    sha256_salt: sha256?.salt ?? '',
-    sha256_stored_key: sha256?.storedKey ?? '',
-    sha256_server_key: sha256?.serverKey ?? '',
-  };
+  const iterations = (credentials.sha256 ?? credentials.sha512 ?? credentials.sha1)?.iterations ?? 0;
+  const columns: Record<string, string | number> = { iterations };
+  for (const hash of SCRAM_HASHES) {
+    const given = credentials[hash];
+    Object.assign(columns, keyColumns(hash, given?.iterations === iterations ? given : undefined));
+  }
+  return columns;
+}
+
+/** Per hash, how many accounts lack its keys. */
+export type MissingKeys = Record<ScramHash, number>;
+
+/** The hashes whose keys an account lacks, and its one iteration count (for keys made for it). */
+export interface AccountKeys {
+  iterations: number;
+  missing: ScramHash[];
 }
 
 /**
@@ -168,41 +183,100 @@ export class AccountStore {
     await this.db('accounts').where({ host, username }).update(importedColumns(credentials));
   }
 
-  /** Both hashes' keys as stored, for an export; null when there is no such account. */
+  /** Every hash's keys as stored, for an export or a password check; null when there is no such account. */
   async heldCredentials(host: string, username: string): Promise<HeldCredentials | null> {
     const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
     if (row === undefined) return null;
-    return { sha1: this.rowCredentials(row, 'sha1'), sha256: this.rowCredentials(row, 'sha256'), createdAt: Number(row.created_at) };
+    return { sha1: this.rowCredentials(row, 'sha1'), sha256: this.rowCredentials(row, 'sha256'), sha512: this.rowCredentials(row, 'sha512'), createdAt: Number(row.created_at) };
   }
 
   async setPassword(host: string, username: string, password: string): Promise<boolean> {
     const changed = await this.db('accounts').where({ host, username }).update(await this.credentialColumns(password));
-    if ((this.sha1Only.get(host) ?? 0) > 0) await this.countSha1Only(host);
+    await this.keysAdded(host);
     return changed > 0;
   }
 
   /**
-   * Accounts per host with SHA-1 keys only (imported from Prosody 0.12 or ejabberd). While a host
-   * has any, SCRAM-SHA-256 is not offered there: a client that picks the strongest mechanism
-   * offered (Conversations) would be refused for such an account, and keys for another hash
-   * cannot be made without the password. A PLAIN login or a new password gives the account
-   * SHA-256 keys (c2s/sasl/negotiation.ts); the last one brings SCRAM-SHA-256 back.
+   * Per host, how many accounts lack each hash's keys (imported from Prosody 0.12 or ejabberd
+   * with SHA-1 keys only, or made before SHA-512 keys were kept). A SCRAM mechanism is offered on
+   * a host only while every account there can answer it: a client that picks the strongest
+   * mechanism offered (Conversations) would be refused for an account without its keys, and keys
+   * for another hash cannot be made without the password. A PLAIN login, a XEP-0480 upgrade task
+   * or a new password gives an account the keys it lacks; the last one brings the mechanism back.
+   * Accounts with no keys at all (imported without a password) log in with nothing until their
+   * password is set, so they hold back nothing.
    */
-  private readonly sha1Only = new Map<string, number>();
+  private readonly missing = new Map<string, MissingKeys>();
 
-  /** Counts them again (at start, after an import or an upgrade); the count of `host`, or of all. */
-  async countSha1Only(host?: string): Promise<number> {
-    const query = this.db('accounts').where('sha256_stored_key', '').select('host').count<Array<{ host: string; n: number | string }>>({ n: '*' }).groupBy('host');
-    const rows = await (host === undefined ? query : query.andWhere({ host }));
-    if (host === undefined) this.sha1Only.clear();
-    else this.sha1Only.delete(host);
-    for (const row of rows) this.sha1Only.set(row.host, Number(row.n));
-    return host === undefined ? [...this.sha1Only.values()].reduce((a, b) => a + b, 0) : this.sha1Only.get(host) ?? 0;
+  /** Told when the last account of `host` lacking `hash`'s keys got them here (the mechanism is offered again). */
+  keysComplete: ((host: string, hash: ScramHash) => void) | undefined;
+
+  /** Counts them again (at start, after an upgrade, or told by another node); the counts of `host`. */
+  async countMissingKeys(host: string): Promise<MissingKeys> {
+    const lacks = (hash: ScramHash) => this.db.raw(`SUM(CASE WHEN ?? = '' THEN 1 ELSE 0 END) AS ??`, [`${hash}_stored_key`, hash]);
+    const row: Partial<Record<ScramHash, number | string | null>> | undefined = await this.db('accounts')
+      .where({ host })
+      .andWhere((q) => {
+        for (const hash of SCRAM_HASHES) q.orWhereNot(`${hash}_stored_key`, '');
+      })
+      .select(SCRAM_HASHES.map(lacks))
+      .first();
+    const counts = Object.fromEntries(SCRAM_HASHES.map((hash) => [hash, Number(row?.[hash] ?? 0)])) as MissingKeys;
+    const before = this.missing.get(host);
+    this.missing.set(host, counts);
+    for (const hash of SCRAM_HASHES) if ((before?.[hash] ?? 0) > 0 && counts[hash] === 0) this.keysComplete?.(host, hash);
+    return counts;
   }
 
-  /** Whether SCRAM-SHA-256 may be offered on `host` (see sha1Only). */
-  offersSha256(host: string): boolean {
-    return (this.sha1Only.get(host) ?? 0) === 0;
+  /** The SCRAM hashes every account of `host` has keys for: the mechanisms it may offer (see `missing`). */
+  offeredHashes(host: string): ScramHash[] {
+    const counts = this.missing.get(host);
+    return SCRAM_HASHES.filter((hash) => (counts?.[hash] ?? 0) === 0);
+  }
+
+  /** An account of `host` got keys: while the host has accounts lacking some, count again. */
+  private async keysAdded(host: string): Promise<void> {
+    const counts = this.missing.get(host);
+    if (counts !== undefined && SCRAM_HASHES.some((hash) => counts[hash] > 0)) await this.countMissingKeys(host);
+  }
+
+  /** Which hashes' keys an account lacks; null when there is no such account. */
+  async missingKeys(host: string, username: string): Promise<AccountKeys | null> {
+    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    if (row === undefined) return null;
+    return { iterations: row.iterations, missing: SCRAM_HASHES.filter((hash) => this.rowCredentials(row, hash) === null) };
+  }
+
+  /**
+   * Stores keys of `hash` the account lacked (a XEP-0480 upgrade task computed them, at the
+   * account's iteration count); never replaces keys it has. False when nothing was stored.
+   */
+  async addKeys(host: string, username: string, hash: ScramHash, credentials: ScramCredentials): Promise<boolean> {
+    const changed = await this.db('accounts')
+      .where({ host, username, iterations: credentials.iterations, [`${hash}_stored_key`]: '' })
+      .update(keyColumns(hash, credentials));
+    if (changed > 0) await this.keysAdded(host);
+    return changed > 0;
+  }
+
+  /**
+   * Derives from the password (just checked against the keys the account has) the keys it
+   * lacks, at its iteration count, keeping the ones it has (and so the FAST tokens tied to them).
+   * Returns the hashes added.
+   */
+  async addMissingKeys(host: string, username: string, password: string): Promise<ScramHash[]> {
+    const account = await this.missingKeys(host, username);
+    if (account === null || account.iterations <= 0) return [];
+    const added: ScramHash[] = [];
+    for (const hash of account.missing) {
+      const credentials = await deriveScramCredentials(password, hash, account.iterations);
+      const changed = await this.db('accounts')
+        .where({ host, username, iterations: account.iterations, [`${hash}_stored_key`]: '' })
+        .update(keyColumns(hash, credentials));
+      if (changed > 0) added.push(hash);
+    }
+    if (added.length > 0) await this.keysAdded(host);
+    return added;
   }
 
   async delete(host: string, username: string): Promise<boolean> {
@@ -273,27 +347,18 @@ export class AccountStore {
     return row === undefined ? null : this.rowCredentials(row, hash);
   }
 
-  /** null when the account has no keys for this hash (imported with the other hash only, or none). */
+  /** null when the account has no keys for this hash (imported with other hashes only, made before SHA-512, or none). */
   private rowCredentials(row: AccountRow, hash: ScramHash): ScramCredentials | null {
-    const credentials = hash === 'sha1'
-      ? { salt: row.sha1_salt, iterations: row.iterations, storedKey: row.sha1_stored_key, serverKey: row.sha1_server_key }
-      : { salt: row.sha256_salt, iterations: row.iterations, storedKey: row.sha256_stored_key, serverKey: row.sha256_server_key };
-    return credentials.storedKey === '' ? null : credentials;
+    const storedKey = row[`${hash}_stored_key`];
+    if (storedKey === '') return null;
+    return { salt: row[`${hash}_salt`], iterations: row.iterations, storedKey, serverKey: row[`${hash}_server_key`] };
   }
 
+  /** Every hash's keys for a new or changed password. */
   private async credentialColumns(password: string) {
-    const [sha1, sha256] = await Promise.all([
-      deriveScramCredentials(password, 'sha1', this.iterations),
-      deriveScramCredentials(password, 'sha256', this.iterations),
-    ]);
-    return {
-      iterations: this.iterations,
-      sha1_salt: sha1.salt,
-      sha1_stored_key: sha1.storedKey,
-      sha1_server_key: sha1.serverKey,
-      sha256_salt: sha256.salt,
-      sha256_stored_key: sha256.storedKey,
-      sha256_server_key: sha256.serverKey,
-    };
+    const derived = await Promise.all(SCRAM_HASHES.map((hash) => deriveScramCredentials(password, hash, this.iterations)));
+    const columns: Record<string, string | number> = { iterations: this.iterations };
+    SCRAM_HASHES.forEach((hash, i) => Object.assign(columns, keyColumns(hash, derived[i])));
+    return columns;
   }
 }

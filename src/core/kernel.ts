@@ -7,6 +7,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { AccountStore, accountMigrations } from '../accounts/store.js';
+import { SCRAM_HASHES, SCRAM_MECHANISMS } from '../accounts/credentials.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
 import { openDatabase, runMigrations, withMigrationLock, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
@@ -121,10 +122,27 @@ export class Kernel {
     });
     await this.storage.checkWritable();
     this.accounts = new AccountStore(this.db, this.settings.scramIterations);
+    // a SCRAM mechanism is offered on a host only while every account there has its keys (AccountStore.missing)
+    this.accounts.keysComplete = (host, hash) => {
+      this.log.info({ host, mechanism: SCRAM_MECHANISMS[hash] }, `every account of ${host} has ${SCRAM_MECHANISMS[hash]} keys now: it is offered again`);
+      this.caches.changed('accounts/keys', host);
+    };
     for (const host of this.settings.hosts) {
-      const sha1Only = await this.accounts.countSha1Only(host.domain);
-      if (sha1Only > 0) this.log.warn({ host: host.domain, accounts: sha1Only }, 'accounts with SHA-1 keys only (imported): SCRAM-SHA-256 is not offered on this host until each has logged in once with PLAIN or had its password set');
+      const missing = await this.accounts.countMissingKeys(host.domain);
+      for (const hash of SCRAM_HASHES) {
+        if (missing[hash] === 0) continue;
+        const mechanism = SCRAM_MECHANISMS[hash];
+        const upgrade = hash === 'sha1' ? '' : ', done a SASL2 upgrade task (XEP-0480)';
+        this.log.warn(
+          { host: host.domain, accounts: missing[hash], mechanism },
+          `${missing[hash]} accounts of ${host.domain} have no ${mechanism} keys (imported, or made before xmppd kept them): ${mechanism} is not offered on this host until each has logged in once with PLAIN${upgrade} or had its password set (xmppd user passwd)`,
+        );
+      }
     }
+    // another node gave an account keys it lacked: its counts are ours too
+    this.caches.register('accounts/keys', (host) => {
+      this.accounts.countMissingKeys(host).catch((err: unknown) => this.log.error({ err, host }, 'counting the accounts without SCRAM keys failed'));
+    });
     this.caches.register('accounts/existence', (key) => this.accounts.forgetExistence(key));
     this.accounts.deleted = (key) => this.caches.changed('accounts/existence', key);
     this.router = new Router(this.hosts, this.sessions, this.delivery, this.accounts, this.events, this.log);

@@ -93,7 +93,7 @@ export function describeImport(report: ImportReport): string {
   if (report.unknownHosts.length > 0) lines.push(`skipped hosts this server does not serve (add them to hosts: and import again): ${report.unknownHosts.join(', ')}`);
   if (report.withoutPassword.count > 0) lines.push(`${report.withoutPassword.count} accounts came without a usable password and cannot log in until one is set (xmppd user passwd): ${list(report.withoutPassword)}`);
   if (report.sha1Only.count > 0) {
-    lines.push(`${report.sha1Only.count} accounts have SCRAM-SHA-1 keys only: they log in with SCRAM-SHA-1 or PLAIN; their first PLAIN login (or a new password) adds SHA-256, until then SCRAM-SHA-256 fails for them`);
+    lines.push(`${report.sha1Only.count} accounts have SCRAM-SHA-1 keys only: they log in with SCRAM-SHA-1 or PLAIN; their first PLAIN login, a SASL2 upgrade task (XEP-0480) or a new password adds SHA-256 and SHA-512 keys; until every account has them, the host does not offer SCRAM-SHA-256 and SCRAM-SHA-512`);
   }
   for (const what of report.ignored) lines.push(`not imported: ${what}`);
   return lines.join('\n');

@@ -175,11 +175,12 @@ export class ImportSink {
   private async fromPassword(password: string): Promise<ImportedCredentials> {
     const salt = () => randomBytes(16);
     try {
-      const [sha1, sha256] = await Promise.all([
+      const [sha1, sha256, sha512] = await Promise.all([
         computeScramCredentials(password, 'sha1', salt(), DEFAULT_SCRAM_ITERATIONS),
         computeScramCredentials(password, 'sha256', salt(), DEFAULT_SCRAM_ITERATIONS),
+        computeScramCredentials(password, 'sha512', salt(), DEFAULT_SCRAM_ITERATIONS),
       ]);
-      return { sha1, sha256 };
+      return { sha1, sha256, sha512 };
     } catch (err) {
       this.ignored(`a password that SASLprep refuses (${(err as Error).message}): that account has none`);
       return {};

@@ -234,7 +234,7 @@ export class Xep227Reader {
           if (parsed !== undefined) {
             frame.credentials = { ...frame.credentials, ...parsed };
             await this.sink.credentials(host, username, frame.credentials);
-          } else this.sink.ignored(`scram-credentials for ${element.attrs.mechanism ?? '?'} (only SCRAM-SHA-1 and SCRAM-SHA-256 are kept)`);
+          } else this.sink.ignored(`scram-credentials for ${element.attrs.mechanism ?? '?'} (only SCRAM-SHA-1, SCRAM-SHA-256 and SCRAM-SHA-512 are kept)`);
         } else if (element.name === 'query' && xmlns === 'jabber:iq:roster') {
           await this.sink.roster(host, username, rosterItems(element), []);
         } else if (element.name === 'presence' && element.attrs.type === 'subscribe' && element.attrs.from !== undefined) {
@@ -294,7 +294,7 @@ function rosterItems(query: Element): RosterItem[] {
   }));
 }
 
-const HASHES = { 'SCRAM-SHA-1': ['sha1', 20], 'SCRAM-SHA-256': ['sha256', 32] } as const;
+const HASHES = { 'SCRAM-SHA-1': ['sha1', 20], 'SCRAM-SHA-256': ['sha256', 32], 'SCRAM-SHA-512': ['sha512', 64] } as const;
 
 /**
  * XEP-0227 §4 `<scram-credentials/>`: undefined for a hash we do not keep, null when unusable.

@@ -9,7 +9,7 @@ import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import Element from 'ltx/lib/Element.js';
 import { AccountStore } from '../accounts/store.js';
-import type { ScramCredentials } from '../accounts/credentials.js';
+import { SCRAM_HASHES, SCRAM_MECHANISMS, type ScramCredentials } from '../accounts/credentials.js';
 import { serialize, escapeAttribute } from '../xml/serialize.js';
 import { RosterStore } from '../modules/roster/store.js';
 import { VcardStore } from '../modules/vcard/store.js';
@@ -77,8 +77,9 @@ export class Xep227Writer {
     const held = await this.accounts.heldCredentials(host, username);
     if (held === null) return; // deleted meanwhile
     await this.write(`    <user name="${escapeAttribute(username)}">\n`);
-    for (const [mechanism, credentials] of [['SCRAM-SHA-1', held.sha1], ['SCRAM-SHA-256', held.sha256]] as const) {
-      if (credentials !== null) await this.write(`      ${scramElement(mechanism, credentials)}\n`);
+    for (const hash of SCRAM_HASHES) {
+      const credentials = held[hash];
+      if (credentials !== null) await this.write(`      ${scramElement(SCRAM_MECHANISMS[hash], credentials)}\n`);
     }
 
     const roster = await stores.roster.load(username);

@@ -7,7 +7,7 @@ import type tls from 'node:tls';
 import type Element from 'ltx/lib/Element.js';
 import { RawClient } from './clients.js';
 import { PASSWORD, type TestServer } from './server.js';
-import { openStream, readElement, scramClient, type Wire } from './wire.js';
+import { openStream, readElement, scramClient, type ScramHash, type Wire } from './wire.js';
 
 export const NS_SASL2 = 'urn:xmpp:sasl:2';
 export const NS_BIND2 = 'urn:xmpp:bind:0';
@@ -63,8 +63,8 @@ export interface ScramOptions {
   inline?: string;
 }
 
-/** SCRAM-SHA-1/256(-PLUS) through SASL2 (RFC 5802 §3, as in ./wire.ts). */
-export async function sasl2Scram(wire: Wire, hash: 'sha1' | 'sha256', username: string, options: ScramOptions = {}): Promise<Sasl2Result> {
+/** SCRAM-SHA-1/256/512(-PLUS) through SASL2 (RFC 5802 §3, as in ./wire.ts). */
+export async function sasl2Scram(wire: Wire, hash: ScramHash, username: string, options: ScramOptions = {}): Promise<Sasl2Result> {
   const scram = scramClient(hash, username, options.password ?? PASSWORD, options);
   const initial = Buffer.from(scram.clientFirst).toString('base64');
   wire.write(`<authenticate xmlns='${NS_SASL2}' mechanism='${scram.mechanism}'><initial-response>${initial}</initial-response>${options.inline ?? ''}</authenticate>`);

@@ -107,7 +107,7 @@ export async function authenticatePlain(wire: Wire, username: string, password =
  */
 export async function authenticateScram(
   wire: Wire,
-  hash: 'sha1' | 'sha256',
+  hash: ScramHash,
   username: string,
   password = PASSWORD,
   options: ScramClientOptions = {},
@@ -130,10 +130,10 @@ export async function authenticateScram(
 }
 
 /** The client side of one SCRAM exchange, whatever carries it (SASL, SASL2): see authenticateScram. */
-export function scramClient(hash: 'sha1' | 'sha256', username: string, password: string, options: Pick<ScramClientOptions, 'binding' | 'flag'> = {}) {
+export function scramClient(hash: ScramHash, username: string, password: string, options: Pick<ScramClientOptions, 'binding' | 'flag'> = {}) {
   const binding = options.binding;
-  const mechanism = (hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256') + (binding === undefined ? '' : '-PLUS');
-  const keyLength = hash === 'sha1' ? 20 : 32;
+  const mechanism = `SCRAM-${hash.toUpperCase().replace('SHA', 'SHA-')}${binding === undefined ? '' : '-PLUS'}`;
+  const keyLength = SCRAM_KEY_LENGTH[hash];
   const clientNonce = crypto.randomBytes(18).toString('base64');
   const clientFirstBare = `n=${username},r=${clientNonce}`;
   // RFC 5802 §6 gs2-cbind-flag: p=type to bind; y = could bind but the server seems unable to; n = cannot
@@ -147,7 +147,7 @@ export function scramClient(hash: 'sha1' | 'sha256', username: string, password:
       const nonce = fields.get('r') ?? '';
       if (!nonce.startsWith(clientNonce) || nonce.length === clientNonce.length) throw new Error(`the server nonce does not extend ours: ${serverFirst}`);
       const salt = Buffer.from(fields.get('s') ?? '', 'base64');
-      const salted = crypto.pbkdf2Sync(Buffer.from(password, 'utf8'), salt, Number(fields.get('i')), keyLength, hash);
+      const salted = saltedPassword(hash, password, salt, Number(fields.get('i')));
       const hmac = (key: Buffer, data: string) => crypto.createHmac(hash, key).update(data).digest();
       const clientKey = hmac(salted, 'Client Key');
       const storedKey = crypto.createHash(hash).update(clientKey).digest();
@@ -163,6 +163,15 @@ export function scramClient(hash: 'sha1' | 'sha256', username: string, password:
       };
     },
   };
+}
+
+/** The hashes of SCRAM-SHA-1, -256 (RFC 7677) and -512 (draft-melnikov-scram-sha-512). */
+export type ScramHash = 'sha1' | 'sha256' | 'sha512';
+export const SCRAM_KEY_LENGTH: Record<ScramHash, number> = { sha1: 20, sha256: 32, sha512: 64 };
+
+/** RFC 5802 §3 SaltedPassword := Hi(password, salt, i): what a XEP-0480 SCRAM upgrade task sends. */
+export function saltedPassword(hash: ScramHash, password: string, salt: Buffer, iterations: number): Buffer {
+  return crypto.pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, SCRAM_KEY_LENGTH[hash], hash);
 }
 
 export interface ScramClientOptions {

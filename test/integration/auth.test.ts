@@ -1,5 +1,5 @@
 // Accounts and logging in, over real sockets: in-band registration (XEP-0077) before and after
-// login, SASL SCRAM-SHA-1 / SCRAM-SHA-256 / PLAIN (RFC 6120 §6) over STARTTLS and direct TLS,
+// login, SASL SCRAM-SHA-1 / SCRAM-SHA-256 / SCRAM-SHA-512 / PLAIN (RFC 6120 §6) over STARTTLS and direct TLS,
 // refusals (wrong password, no TLS) and failed-login throttling.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -165,11 +165,28 @@ test('Alice logs in with SCRAM-SHA-256 over direct TLS, and the server proves it
   const wire = await RawClient.openDirect(server);
   const features = await openStream(wire);
   t.falsy(features.getChild('starttls'), 'no STARTTLS on a connection that is already encrypted');
-  t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'], 'channel binding first, where TLS is ours');
+  t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-512-PLUS', 'SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-512', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'], 'channel binding first, where TLS is ours');
   const result = await authenticateScram(wire, 'sha256', 'alice');
   t.deepEqual(result, { outcome: 'success', serverSignatureVerified: true });
   t.is(await bind(wire, 'sha256-direct'), 'alice@localhost/sha256-direct');
   t.is(await pingServer(wire, 'after-sha256-direct'), 'result');
+  wire.close();
+});
+
+test('Alice logs in with SCRAM-SHA-512 (draft-melnikov-scram-sha-512), and the server proves it knows her password', async (t) => {
+  const { wire, features } = await secureStream();
+  t.is(mechanismsOf(features)[mechanismsOf(features).indexOf('SCRAM-SHA-512') + 1], 'SCRAM-SHA-256', 'offered first among the unbound ones');
+  const result = await authenticateScram(wire, 'sha512', 'alice');
+  t.deepEqual(result, { outcome: 'success', serverSignatureVerified: true });
+  t.is(await bind(wire, 'sha512'), 'alice@localhost/sha512');
+  t.is(await pingServer(wire, 'after-sha512'), 'result');
+  wire.close();
+});
+
+test('a wrong password with SCRAM-SHA-512 is refused with not-authorized', async (t) => {
+  const { wire } = await secureStream();
+  const result = await authenticateScram(wire, 'sha512', 'bob', 'not bobs password');
+  t.deepEqual(result, { outcome: 'failure', condition: 'not-authorized' });
   wire.close();
 });
 
@@ -211,7 +228,7 @@ test('where encryption is optional, PLAIN is neither offered nor accepted in the
 
   const wire = await RawClient.open(relaxed, { tls: false });
   const features = await openStream(wire);
-  t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-256', 'SCRAM-SHA-1'], 'PLAIN would show the password to the network');
+  t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-512', 'SCRAM-SHA-256', 'SCRAM-SHA-1'], 'PLAIN would show the password to the network');
   t.deepEqual(await authenticatePlain(wire, 'alice'), { outcome: 'failure', condition: 'invalid-mechanism' });
 
   // SCRAM does not reveal the password, so it is allowed in the clear here

@@ -39,7 +39,7 @@ test('TLS 1.3: -PLUS offered with tls-exporter and tls-server-end-point, and SCR
   const { wire, socket, features } = await secured(server);
   t.teardown(() => wire.close());
   t.is(socket.getProtocol(), 'TLSv1.3');
-  t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']);
+  t.deepEqual(mechanismsOf(features), ['SCRAM-SHA-512-PLUS', 'SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-512', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']);
   const types = features.getChild('sasl-channel-binding', NS_SASL_CB)?.getChildren('channel-binding').map((c) => c.attrs.type);
   t.deepEqual(types, ['tls-exporter', 'tls-server-end-point'], 'XEP-0440 names the types');
 
@@ -48,8 +48,27 @@ test('TLS 1.3: -PLUS offered with tls-exporter and tls-server-end-point, and SCR
   t.regex(await bind(wire, 'bound', server.domain), /^alice@localhost\/bound$/);
 });
 
-test('tls-server-end-point works with SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS', async (t) => {
-  for (const hash of ['sha1', 'sha256'] as const) {
+test('SCRAM-SHA-512-PLUS logs in with tls-exporter (draft-melnikov-scram-sha-512)', async (t) => {
+  const { wire, socket } = await secured(server);
+  t.teardown(() => wire.close());
+  const result = await authenticateScram(wire, 'sha512', 'alice', undefined, { binding: { type: 'tls-exporter', data: tlsExporter(socket) } });
+  t.like(result, { outcome: 'success', serverSignatureVerified: true });
+  t.regex(await bind(wire, 'bound512', server.domain), /^alice@localhost\/bound512$/);
+});
+
+test('SCRAM-SHA-512-PLUS: tls-exporter data of another connection is not-authorized', async (t) => {
+  const victim = await secured(server);
+  const relay = await secured(server);
+  t.teardown(() => {
+    victim.wire.close();
+    relay.wire.close();
+  });
+  const result = await authenticateScram(relay.wire, 'sha512', 'alice', undefined, { binding: { type: 'tls-exporter', data: tlsExporter(victim.socket) } });
+  t.like(result, { outcome: 'failure', condition: 'not-authorized' });
+});
+
+test('tls-server-end-point works with SCRAM-SHA-1-PLUS, SCRAM-SHA-256-PLUS and SCRAM-SHA-512-PLUS', async (t) => {
+  for (const hash of ['sha1', 'sha256', 'sha512'] as const) {
     const { wire, socket } = await secured(server);
     t.teardown(() => wire.close());
     const result = await authenticateScram(wire, hash, 'alice', undefined, { binding: { type: 'tls-server-end-point', data: serverEndPoint(socket) } });

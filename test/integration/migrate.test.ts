@@ -162,13 +162,13 @@ for (const [name, domain, needing] of [['Prosody', PROSODY, withProsody], ['ejab
     t.is(vcard.getChild('vCard', 'vcard-temp')?.getChildText('FN'), 'Alice Liddell');
   });
 
-  needing(`${name}: while accounts have SHA-1 keys only, SCRAM-SHA-256 is not offered, so a client taking the best offered mechanism logs in`, async (t) => {
+  needing(`${name}: while accounts have SHA-1 keys only, neither SCRAM-SHA-256 nor SCRAM-SHA-512 is offered, so a client taking the best offered mechanism logs in`, async (t) => {
     const wire = await RawClient.open({ ...moved!, domain });
     t.teardown(() => wire.close());
     const features = await openStream(wire, domain);
     const mechanisms = features.getChild('mechanisms')?.getChildren('mechanism').map((m) => m.getText()) ?? [];
     t.true(mechanisms.includes('SCRAM-SHA-1'), mechanisms.join(' '));
-    t.false(mechanisms.some((m) => m.startsWith('SCRAM-SHA-256')), mechanisms.join(' '));
+    t.false(mechanisms.some((m) => m.startsWith('SCRAM-SHA-256') || m.startsWith('SCRAM-SHA-512')), mechanisms.join(' '));
     // @xmpp/client picks the strongest mechanism offered, as Conversations does
     const alice = await connect({ ...moved!, domain }, 'alice', { password: 'alice-old-pw', resource: 'best-offered' });
     t.teardown(() => alice.stop());
@@ -179,13 +179,14 @@ for (const [name, domain, needing] of [['Prosody', PROSODY, withProsody], ['ejab
     await t.throwsAsync(connect({ ...moved!, domain }, 'alice', { password: 'not-alice-pw', resource: 'guess', mechanism: 'SCRAM-SHA-1' }));
   });
 
-  needing(`${name}: bob logs in (PLAIN, which also gives him SHA-256 keys) and the message Alice left him is waiting`, async (t) => {
+  needing(`${name}: bob logs in (PLAIN, which also gives him SHA-256 and SHA-512 keys) and the message Alice left him is waiting`, async (t) => {
     const bob = await logInTo(t, moved!, domain, 'bob', 'bob-old-pw', 'PLAIN');
     await online(bob);
     const message = await bob.next((s) => s.is('message') && s.getChildText('body') === 'Bob, while you were away');
     t.is(message.attrs.from?.split('/')[0], `alice@${domain}`);
     t.truthy(message.getChild('delay', 'urn:xmpp:delay'), 'marked as delayed (XEP-0203)');
     t.not(await moved!.server.accounts.credentials(domain, 'bob', 'sha256'), null);
+    t.not(await moved!.server.accounts.credentials(domain, 'bob', 'sha512'), null);
     await bob.stop();
     // and SCRAM-SHA-1 with the old keys works as before
     const again = await logInTo(t, moved!, domain, 'bob', 'bob-old-pw', 'SCRAM-SHA-1');
@@ -222,11 +223,13 @@ test('round trip: export, import into a fresh xmppd, and everyone finds what the
   if (process.env.MIGRATE_DEBUG) console.log(fs.readFileSync(file, 'utf8'));
   t.is(imported.code, 0, imported.stderr);
   t.regex(imported.stdout, /imported 2 accounts, 1 roster items, [1-9]\d* offline messages, [1-9]\d* archived messages, [1-9]\d* PEP items/);
-  t.notRegex(imported.stdout, /SHA-1 keys only/, 'both hashes travel');
+  t.notRegex(imported.stdout, /SHA-1 keys only/, 'every hash travels');
+  t.regex(fs.readFileSync(file, 'utf8'), /<scram-credentials[^>]*mechanism=["']SCRAM-SHA-512["']/);
 
   const moved2 = await startOn(second.dir, ['localhost']);
   let stopped = false;
   t.teardown(() => (stopped ? undefined : moved2.stop()));
+  t.not(await moved2.server.accounts.credentials('localhost', 'ben', 'sha512'), null, 'SHA-512 keys came along: SCRAM-SHA-512 stays offered');
   const ann = await logInTo(t, moved2, 'localhost', 'ann', 'ann-pw', 'PLAIN');
   const roster = rosterItems((await getRoster(ann)).getChild('query', 'jabber:iq:roster'));
   t.deepEqual(roster, [{ jid: 'ben@localhost', name: 'Ben', subscription: 'none', ask: 'subscribe', groups: ['Work', 'Chess'] }]);

@@ -13,6 +13,9 @@ from slixmpp_common import TestClient, argument_parser, emit, run
 class Client(TestClient):
     def __init__(self, args):
         super().__init__(args, ('xep_0030', 'xep_0199'))
+        if args.mechanism:
+            # slixmpp takes the best mechanism offered (SCRAM-SHA-512-PLUS first) unless told
+            self['feature_mechanisms'].use_mech = args.mechanism
         if args.register:
             self.register_plugin('xep_0077')
             self['xep_0077'].force_registration = True
@@ -35,7 +38,7 @@ class Client(TestClient):
             self.fail(f'registration failed: {e}')
 
     async def on_start(self, _):
-        emit(event='session', jid=str(self.boundjid))
+        emit(event='session', jid=str(self.boundjid), mechanism=self['feature_mechanisms'].mech.name)
         self.send_presence()
         roster = await self.get_roster()
         emit(event='roster', items=list(roster['roster']['items'].keys()))
@@ -58,6 +61,7 @@ def main():
     parser.add_argument('--body', default='hello from slixmpp')
     parser.add_argument('--register', action='store_true')
     parser.add_argument('--direct-tls', action='store_true')
+    parser.add_argument('--mechanism', help='the one SASL mechanism to use')
     args = parser.parse_args()
     # slixmpp 1.8 calls direct TLS (XEP-0368) "use_ssl"
     run(Client(args), **({'use_ssl': True, 'force_starttls': False, 'disable_starttls': True} if args.direct_tls else {}))

@@ -7,10 +7,12 @@ import test from 'ava';
 import { ScramServerExchange, authzidIsOwnBareJid, downgradeProtectionHash } from '../../src/c2s/sasl/scram.js';
 import { endPointHash, type ChannelBinding } from '../../src/c2s/sasl/channel-binding.js';
 import { parsePlain } from '../../src/c2s/sasl/plain.js';
+import { offeredMechanisms } from '../../src/c2s/sasl/negotiation.js';
 import {
   type ScramCredentials,
   type ScramHash,
   computeScramCredentials,
+  credentialsFromSaltedPassword,
   deriveScramCredentials,
   verifyPassword,
 } from '../../src/accounts/credentials.js';
@@ -50,7 +52,7 @@ async function runClient(
 
   const serverFirst = text(first.challenge);
   const attrs = Object.fromEntries(serverFirst.split(',').map((a) => [a[0], a.slice(2)]));
-  const len = hash === 'sha1' ? 20 : 32;
+  const len = { sha1: 20, sha256: 32, sha512: 64 }[hash];
   const salted = crypto.pbkdf2Sync(opts.password, Buffer.from(attrs.s!, 'base64'), Number(attrs.i), len, hash);
   const clientKey = crypto.createHmac(hash, salted).update('Client Key').digest();
   const storedKey = crypto.createHash(hash).update(clientKey).digest();
@@ -107,9 +109,58 @@ test('RFC 7677 §3: SCRAM-SHA-256 example exchange for user/pencil', async (t) =
   });
 });
 
+// draft-melnikov-scram-sha-512 has no example exchange: this is RFC 7677's with SHA-512, every
+// value computed independently with Python's hashlib and hmac (pbkdf2_hmac('sha512', ...)).
+const SHA512_VECTOR = {
+  salted: '8W7+G+Z/HQlQLr1e2SYv3f+6Wjd6tPC2h+XtW6D1Boa4pK4WZHbairO5UdL6kji2OZj0VGG8M6RkgUlJzsljHQ==',
+  storedKey: '6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmBqzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg==',
+  serverKey: 'jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA==',
+  proof: 'gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ==',
+  signature: 'ZQnYEgWQMFmmsM8aQMF0nDDCy/AgCzkwk8CmMZYcMg0vSVlKDanekLtifDSeVGT4+5ZxXnJq199RVG2rR7N7Zw==',
+};
+
+test('SCRAM-SHA-512: the RFC 7677 §3 exchange for user/pencil with SHA-512, against a computed vector', async (t) => {
+  const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
+  const creds = await computeScramCredentials('pencil', 'sha512', salt, 4096);
+  t.deepEqual(creds, { salt: 'W22ZaJ0SNY7soEsUEjb6gQ==', iterations: 4096, storedKey: SHA512_VECTOR.storedKey, serverKey: SHA512_VECTOR.serverKey });
+  const { exchange } = serverFor('sha512', { user: creds }, '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
+  t.is(exchange.mechanism, 'SCRAM-SHA-512');
+
+  const first = await exchange.start(Buffer.from('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'));
+  t.deepEqual('challenge' in first && text(first.challenge), 'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096');
+  const final = exchange.finish(Buffer.from(`c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=${SHA512_VECTOR.proof}`));
+  t.deepEqual(final, { success: Buffer.from(`v=${SHA512_VECTOR.signature}`), username: 'user', authzid: '' });
+});
+
+test('SCRAM-SHA-512: a SHA-256-sized proof is malformed, a wrong one not-authorized', async (t) => {
+  const creds = await computeScramCredentials('pencil', 'sha512', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096);
+  const nonce = 'rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0';
+  for (const [proof, condition] of [[Buffer.alloc(32, 1), 'malformed-request'], [Buffer.alloc(64, 1), 'not-authorized']] as const) {
+    const { exchange } = serverFor('sha512', { user: creds }, '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0');
+    await exchange.start(Buffer.from('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'));
+    const final = exchange.finish(Buffer.from(`c=biws,r=${nonce},p=${proof.toString('base64')}`));
+    t.like('failure' in final ? final.failure : final, { condition });
+  }
+});
+
+test('XEP-0480: the keys of a SaltedPassword sent by the client are those of the password', (t) => {
+  const keys = credentialsFromSaltedPassword(Buffer.from(SHA512_VECTOR.salted, 'base64'), Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096, 'sha512');
+  t.deepEqual(keys, { salt: 'W22ZaJ0SNY7soEsUEjb6gQ==', iterations: 4096, storedKey: SHA512_VECTOR.storedKey, serverKey: SHA512_VECTOR.serverKey });
+});
+
+test('the mechanisms offered: strongest first, -PLUS where the channel binds, only the hashes every account has', (t) => {
+  const binding: ChannelBinding = { types: ['tls-exporter'], data: () => Buffer.alloc(32) };
+  t.deepEqual(offeredMechanisms(true, binding), [
+    'SCRAM-SHA-512-PLUS', 'SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-512', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN',
+  ]);
+  t.deepEqual(offeredMechanisms(true, binding, ['sha1']), ['SCRAM-SHA-1-PLUS', 'SCRAM-SHA-1', 'PLAIN'], 'a host with SHA-1-only accounts');
+  t.deepEqual(offeredMechanisms(false, null, ['sha512', 'sha1', 'sha256']), ['SCRAM-SHA-512', 'SCRAM-SHA-256', 'SCRAM-SHA-1'], 'no PLAIN in the clear');
+  t.deepEqual(offeredMechanisms(true, null, []), ['PLAIN'], 'no hash common to all accounts: PLAIN only');
+});
+
 // --- Full exchanges with derived credentials ---------------------------------------------------
 
-for (const hash of ['sha1', 'sha256'] as const) {
+for (const hash of ['sha1', 'sha256', 'sha512'] as const) {
   test(`${hash}: Alice logs in with her password and verifies the server signature`, async (t) => {
     const { exchange } = serverFor(hash, { alice: await deriveScramCredentials('wonderland', hash) });
     const result = await runClient(exchange, hash, { username: 'alice', password: 'wonderland' });

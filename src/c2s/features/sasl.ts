@@ -2,6 +2,7 @@
 // is ../sasl/negotiation.ts; one per stream, kept between <auth/> and its <response/>s.
 import { SaslNegotiation, offeredMechanisms } from '../sasl/negotiation.js';
 import type { NegotiatingStream, StreamFeature } from './feature.js';
+import { continuedBySasl2 } from './sasl2.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_SASL_CB = 'urn:xmpp:sasl-cb:0';
@@ -15,7 +16,7 @@ export const sasl: StreamFeature = {
   advertise(stream) {
     if (stream.state !== 'connected' || (!stream.secure && stream.settings.requireEncryption)) return '';
     const binding = stream.channelBinding();
-    let xml = `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(stream.secure, binding, stream.server.accounts.offersSha256(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
+    let xml = `<mechanisms xmlns='${NS_SASL}'>${offeredMechanisms(stream.secure, binding, stream.server.accounts.offeredHashes(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('')}</mechanisms>`;
     // XEP-0440: which channel binding types the -PLUS mechanisms can use here
     if (binding !== null && binding.types.length > 0) {
       xml += `<sasl-channel-binding xmlns='${NS_SASL_CB}'>${binding.types.map((t) => `<channel-binding type='${t}'/>`).join('')}</sasl-channel-binding>`;
@@ -24,7 +25,8 @@ export const sasl: StreamFeature = {
   },
   accepts: (element, stream) => stream.state !== 'bound' && element.attrs.xmlns === NS_SASL,
   handle(element, stream) {
-    if (stream.state !== 'connected') return stream.close('policy-violation', 'Already authenticated');
+    // XEP-0388 §3.8: nor after SASL2's <continue/> (a XEP-0480 task under way or failed)
+    if (stream.state !== 'connected' || continuedBySasl2(stream)) return stream.close('policy-violation', 'Already authenticated');
     if (!stream.secure && stream.settings.requireEncryption) {
       // RFC 6120 §6.4.1 / our default: no authentication in the clear
       return stream.write(`<failure xmlns='${NS_SASL}'><encryption-required/></failure>`);

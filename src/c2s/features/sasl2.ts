@@ -2,7 +2,9 @@
 // ./sasl.ts, in <authenticate/>, <challenge/>/<response/>, then <success/> (with the
 // authorization identifier and the mechanism's additional data) or <failure/>; no stream restart
 // after success (§2.6.1). Inline in the same round trip: XEP-0386 Bind2 (./bind2.ts), XEP-0198
-// resumption, and what modules add (FAST tokens, XEP-0484, through the events below).
+// resumption, and what modules add (FAST tokens, XEP-0484, through the events below). Between a
+// successful exchange and <success/>, XEP-0480 upgrade tasks the client asked for (<continue/>,
+// <next/>, <task-data/>: ../sasl/upgrade.ts) give the account SCRAM keys it lacks.
 //
 // Offered only on TLS we terminate, where -PLUS is possible: a client that pins SASL2 (Monal)
 // disables an account that offers SASL2 without channel binding. Legacy SASL stays offered beside it.
@@ -10,6 +12,8 @@ import type Element from 'ltx/lib/Element.js';
 import { escapeAttribute, escapeText } from '../../xml/serialize.js';
 import { NS_SM } from '../sm.js';
 import { SaslNegotiation, decodeBase64, offeredMechanisms, type SaslStep, type TokenVerifier } from '../sasl/negotiation.js';
+import { UPGRADABLE, keysFromTaskData, newSalt, provesPassword, requestedUpgrades, saltXml, taskName, upgradeAdvertisement } from '../sasl/upgrade.js';
+import { SCRAM_MECHANISMS, type ScramHash } from '../../accounts/credentials.js';
 import type { NegotiatedSession, NegotiatingStream, StreamFeature, StreamState } from './feature.js';
 import { bind2, bind2Inline } from './bind2.js';
 import { resumable } from './sm.js';
@@ -63,8 +67,29 @@ interface Exchange {
   userAgent: UserAgent | null;
 }
 
+type Success = Extract<SaslStep, { kind: 'success' }>;
+
+/** XEP-0480 tasks between the exchange's success and <success/>: the first of `hashes` is under way. */
+interface Tasks {
+  exchange: Exchange;
+  step: Success;
+  hashes: ScramHash[];
+  /** The account's iteration count, which the new keys share. */
+  iterations: number;
+  /** Sent with <task-data/> once the client said <next/>; null before. */
+  salt: Buffer | null;
+}
+
 const exchanges = new WeakMap<NegotiatingStream, Exchange>();
+const tasks = new WeakMap<NegotiatingStream, Tasks>();
+/** Streams that were sent a <continue/>: §3.8, no <authenticate/> after it, even if a task failed. */
+const continued = new WeakSet<NegotiatingStream>();
 const userAgents = new WeakMap<NegotiatingStream, UserAgent>();
+
+/** Whether SASL2 sent this stream a <continue/>: no other authentication may follow (XEP-0388 §3.8). */
+export function continuedBySasl2(stream: NegotiatingStream): boolean {
+  return continued.has(stream);
+}
 
 /** The user agent a stream logged in with through SASL2 (XEP-0388 §2.3), if it said. */
 export function userAgentOf(stream: NegotiatingStream): UserAgent | undefined {
@@ -82,16 +107,23 @@ export const sasl2: StreamFeature = {
   name: 'sasl2',
   advertise(stream) {
     if (!offeredHere(stream)) return '';
-    const mechanisms = offeredMechanisms(true, stream.channelBinding(), stream.server.accounts.offersSha256(stream.host)).map((m) => `<mechanism>${m}</mechanism>`).join('');
+    const hashes = stream.server.accounts.offeredHashes(stream.host);
+    const mechanisms = offeredMechanisms(true, stream.channelBinding(), hashes).map((m) => `<mechanism>${m}</mechanism>`).join('');
     const event: Sasl2InlineEvent = { stream, inline: [bind2Inline(stream), `<sm xmlns='${NS_SM}'/>`] };
     stream.server.hosts.get(stream.host)!.events.fire('c2s/sasl2-inline', event);
-    return `<authentication xmlns='${NS_SASL2}'>${mechanisms}<inline>${event.inline.join('')}</inline></authentication>`;
+    // XEP-0480 §2.1: the upgrades some account of this host needs (the hashes not offered for want of them)
+    const upgrades = upgradeAdvertisement(UPGRADABLE.filter((hash) => !hashes.includes(hash)));
+    return `<authentication xmlns='${NS_SASL2}'>${mechanisms}<inline>${event.inline.join('')}</inline>${upgrades}</authentication>`;
   },
   accepts: (element, stream) => stream.state !== 'bound' && element.attrs.xmlns === NS_SASL2,
   handle(element, stream) {
     // §3.8: once authenticated, another <authenticate/> is a stream error
     if (stream.state !== 'connected') return stream.close('policy-violation', 'Already authenticated');
     if (!offeredHere(stream)) return stream.close('policy-violation', 'SASL2 is offered only on TLS with channel binding');
+    // XEP-0388 §3.8: after <continue/>, another <authenticate/> is a stream error
+    if (element.name === 'authenticate' && continued.has(stream)) return stream.close('policy-violation', 'Already authenticated');
+    const pending = tasks.get(stream);
+    if (pending !== undefined || element.name === 'next' || element.name === 'task-data') return task(element, stream, pending);
     let step: Promise<SaslStep>;
     let exchange = exchanges.get(stream);
     switch (element.name) {
@@ -123,7 +155,7 @@ export const sasl2: StreamFeature = {
           stream.server.metrics.authFailures++;
           return stream.write(failureXml(result));
         }
-        return succeeded(stream, current, result).catch((err: unknown) => {
+        return continueOrSucceed(stream, current, result).catch((err: unknown) => {
           stream.server.log.error({ err }, 'SASL2 login failed unexpectedly after authentication');
           stream.close('internal-server-error');
         });
@@ -160,8 +192,84 @@ function start(authenticate: Element, stream: NegotiatingStream): Exchange {
   return { negotiation, authenticate, userAgent };
 }
 
+/**
+ * The exchange succeeded. XEP-0480 §2.2: when the client asked for upgrades the account needs
+ * (and the login proved the password), <continue/> with the first task; else <success/>.
+ */
+async function continueOrSucceed(stream: NegotiatingStream, exchange: Exchange, step: Success): Promise<void> {
+  const requested = provesPassword(step.mechanism) ? requestedUpgrades(exchange.authenticate) : [];
+  const account = requested.length === 0 ? null : await stream.server.accounts.missingKeys(stream.host, step.username);
+  const hashes = account === null ? [] : requested.filter((hash) => account.missing.includes(hash));
+  if (account === null || hashes.length === 0) return succeeded(stream, exchange, step);
+  if ((stream.state as StreamState) === 'closed') return;
+  // two <authenticate/>s in flight at once: only the first to succeed counts (§3.8)
+  if (stream.state !== 'connected' || tasks.has(stream)) return stream.close('policy-violation', 'Already authenticated');
+  tasks.set(stream, { exchange, step, hashes, iterations: account.iterations, salt: null });
+  continued.add(stream);
+  stream.write(continueXml(step.data, hashes[0]!));
+}
+
+/** XEP-0388 §2.6.3: one task (XEP-0480 §2.2: a single one, a sequence when the client asked for several). */
+function continueXml(data: Buffer | null, hash: ScramHash): string {
+  const additional = data === null ? '' : `<additional-data>${data.toString('base64')}</additional-data>`;
+  return `<continue xmlns='${NS_SASL2}'>${additional}<tasks><task>${taskName(hash)}</task></tasks><text xml:lang='en'>This account has no ${SCRAM_MECHANISMS[hash]} keys yet, as the client asked</text></continue>`;
+}
+
+/**
+ * XEP-0388 §2.6.3 / XEP-0480 §3: the client's <next/> starts the task, and we send the salt and
+ * iteration count; its <task-data/> brings the SaltedPassword, whose keys are stored. Each task
+ * ends with <continue/> (the next one), <success/> or <failure/> (not authenticated then).
+ */
+function task(element: Element, stream: NegotiatingStream, pending: Tasks | undefined): void {
+  const refuse = (condition: string, text: string) => {
+    tasks.delete(stream);
+    stream.server.log.info({ address: stream.remoteAddress, jid: pending && `${pending.step.username}@${stream.host}`, reason: text }, 'SASL2 upgrade task failed');
+    stream.write(failureXml(failure(condition, text)));
+  };
+  if (pending === undefined) return stream.write(failureXml(failure('malformed-request', 'no task in progress')));
+  const hash = pending.hashes[0]!;
+  switch (element.name) {
+    case 'abort':
+      return refuse('aborted', 'aborted by the client');
+    case 'next':
+      if (pending.salt !== null) return refuse('malformed-request', 'the task has started already');
+      if (element.attrs.task !== taskName(hash)) return refuse('invalid-mechanism', `the task offered is ${taskName(hash)}`);
+      pending.salt = newSalt();
+      return stream.write(`<task-data xmlns='${NS_SASL2}'>${saltXml(pending.salt, pending.iterations)}</task-data>`);
+    case 'task-data': {
+      if (pending.salt === null) return refuse('malformed-request', 'a task starts with <next/>');
+      const keys = keysFromTaskData(element, hash, pending.salt, pending.iterations);
+      if (typeof keys === 'string') return refuse('malformed-request', keys);
+      const { username } = pending.step;
+      pending.salt = null; // no second <task-data/> for the same salt
+      stream.server.accounts.addKeys(stream.host, username, hash, keys).then(
+        (stored) => {
+          if ((stream.state as StreamState) === 'closed' || tasks.get(stream) !== pending) return;
+          // not stored: another login gave the account these keys meanwhile, which is as good
+          stream.server.log.info({ jid: `${username}@${stream.host}`, mechanism: SCRAM_MECHANISMS[hash], stored }, `XEP-0480 upgrade task: ${SCRAM_MECHANISMS[hash]} keys ${stored ? 'stored' : 'were there already'}`);
+          pending.hashes.shift();
+          if (pending.hashes.length > 0) return stream.write(continueXml(null, pending.hashes[0]!));
+          tasks.delete(stream);
+          // the mechanism's additional data went with the first <continue/>
+          return succeeded(stream, pending.exchange, { ...pending.step, data: null });
+        },
+        (err: unknown) => {
+          stream.server.log.error({ err }, 'storing the keys of a SASL2 upgrade task failed');
+          refuse('temporary-auth-failure', 'the keys could not be stored');
+        },
+      ).catch((err: unknown) => {
+        stream.server.log.error({ err }, 'SASL2 login failed unexpectedly after an upgrade task');
+        stream.close('internal-server-error');
+      });
+      return;
+    }
+    default:
+      return refuse('malformed-request', `<${element.name}/> during a task`);
+  }
+}
+
 /** §2.6.1: <success/> with what the inline features did, then the features of the stream as it is now. */
-async function succeeded(stream: NegotiatingStream, exchange: Exchange, step: Extract<SaslStep, { kind: 'success' }>): Promise<void> {
+async function succeeded(stream: NegotiatingStream, exchange: Exchange, step: Success): Promise<void> {
   const { authenticate, userAgent } = exchange;
   // two <authenticate/>s in flight at once: only the first to succeed counts (§3.8)
   if (stream.state !== 'connected') return stream.close('policy-violation', 'Already authenticated');

@@ -1,19 +1,19 @@
 // The SASL exchange of one client stream, whatever the profile: RFC 6120 §6.4 (<auth/>,
 // <challenge/>/<response/>, then <success/> or <failure/>) or XEP-0388 SASL2 (<authenticate/>...).
-// The exchange itself yields steps (SaslStep); each profile writes them in its own namespace. Mechanisms: SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677), their
-// -PLUS variants with channel binding on TLS we terminate (./channel-binding.ts), and PLAIN
-// (RFC 4616, offered only inside TLS); failures are throttled (./throttle.ts): the guesser, not
-// the account's owner.
+// The exchange itself yields steps (SaslStep); each profile writes them in its own namespace.
+// Mechanisms: SCRAM-SHA-512, SCRAM-SHA-256 and SCRAM-SHA-1 (RFC 5802/7677,
+// draft-melnikov-scram-sha-512), their -PLUS variants with channel binding on TLS we terminate
+// (./channel-binding.ts), and PLAIN (RFC 4616, offered only inside TLS); failures are throttled
+// (./throttle.ts): the guesser, not the account's owner.
 import crypto from 'node:crypto';
 import type Element from 'ltx/lib/Element.js';
 import type { Kernel } from '../../core/kernel.js';
 import { normalizeUsername } from '../../core/jid.js';
 import { authzidIsOwnBareJid, decodeUtf8, type SaslFailure } from './common.js';
 import { parsePlain } from './plain.js';
-import { verifyPassword } from '../../accounts/credentials.js';
-import { ScramServerExchange } from './scram.js';
+import { SCRAM_HASHES, verifyPassword, type ScramHash } from '../../accounts/credentials.js';
+import { SCRAM_MECHANISMS, ScramServerExchange } from './scram.js';
 import type { AuthThrottle } from './throttle.js';
-import type { ScramHash } from '../../accounts/credentials.js';
 import type { ChannelBinding } from './channel-binding.js';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -43,17 +43,19 @@ export interface SaslOutcome {
  */
 export type TokenVerifier = (username: string, mechanism: string, proves: (key: Buffer) => boolean) => Promise<Buffer | null>;
 
-const SCRAM_HASHES: Record<string, ScramHash> = { 'SCRAM-SHA-1': 'sha1', 'SCRAM-SHA-256': 'sha256' };
+/** The hash of each SCRAM mechanism name (without -PLUS). */
+const MECHANISM_HASH = new Map<string, ScramHash>(SCRAM_HASHES.map((hash) => [SCRAM_MECHANISMS[hash], hash]));
 
 /**
- * The mechanisms a stream offers, in order of preference: the features advertise this list and
- * XEP-0474 hashes the same one. -PLUS only where the connection has channel bindings.
+ * The mechanisms a stream offers, in order of preference (strongest first): the features
+ * advertise this list and XEP-0474 hashes the same one. SCRAM only with the `hashes` every
+ * account of the host has keys for (AccountStore.offeredHashes); -PLUS only where the connection
+ * has channel bindings.
  */
-export function offeredMechanisms(secure: boolean, binding: ChannelBinding | null, sha256 = true): string[] {
-  const plus = binding !== null && binding.types.length > 0 ? ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS'] : [];
-  const all = [...plus, 'SCRAM-SHA-256', 'SCRAM-SHA-1', ...(secure ? ['PLAIN'] : [])];
-  // a host with accounts that have SHA-1 keys only (AccountStore.offersSha256)
-  return sha256 ? all : all.filter((m) => !m.startsWith('SCRAM-SHA-256'));
+export function offeredMechanisms(secure: boolean, binding: ChannelBinding | null, hashes: readonly ScramHash[] = SCRAM_HASHES): string[] {
+  const scram = SCRAM_HASHES.filter((hash) => hashes.includes(hash)).reverse().map((hash) => SCRAM_MECHANISMS[hash]);
+  const plus = binding !== null && binding.types.length > 0 ? scram.map((mechanism) => `${mechanism}-PLUS`) : [];
+  return [...plus, ...scram, ...(secure ? ['PLAIN'] : [])];
 }
 
 /**
@@ -107,7 +109,7 @@ export class SaslNegotiation {
     private readonly binding: ChannelBinding | null = null,
     private readonly options: SaslNegotiationOptions = {},
   ) {
-    this.offered = offeredMechanisms(secure, binding, server.accounts.offersSha256(host));
+    this.offered = offeredMechanisms(secure, binding, server.accounts.offeredHashes(host));
   }
 
   /** The RFC 6120 §6.4 profile: an <auth/>, <response/> or <abort/> in, the XML to answer out. */
@@ -176,7 +178,7 @@ export class SaslNegotiation {
     if (this.options.tokens !== undefined && tokenMechanisms(this.binding).includes(mechanism)) return this.token(mechanism, initial);
     if (!this.offered.includes(mechanism)) return failure('invalid-mechanism');
     const plus = mechanism.endsWith('-PLUS');
-    const hash = SCRAM_HASHES[plus ? mechanism.slice(0, -'-PLUS'.length) : mechanism];
+    const hash = MECHANISM_HASH.get(plus ? mechanism.slice(0, -'-PLUS'.length) : mechanism);
     if (hash !== undefined) {
       this.scram = new ScramServerExchange(hash, (name) => this.lookup(name, hash), {
         iterations: this.server.accounts.iterations,
@@ -227,18 +229,22 @@ export class SaslNegotiation {
     const account = `${username}@${this.host}`;
     const blocked = this.throttled(account);
     if (blocked) return blocked;
-    const credentials = await this.server.accounts.credentials(this.host, username, 'sha256');
-    if (credentials === null) {
-      // an account imported with SHA-1 keys only (Prosody's default, xmppd import): checked
-      // against those, and given SHA-256 keys from the password now that it is known
-      const sha1 = await this.server.accounts.credentials(this.host, username, 'sha1');
-      if (sha1 === null || !(await verifyPassword(parsed.password, sha1, 'sha1'))) return this.failed(account, failure('not-authorized'));
-      await this.server.accounts.setPassword(this.host, username, parsed.password);
-      this.server.log.info({ jid: account }, 'imported account: SHA-256 keys derived at its first PLAIN login');
-    } else if (!(await verifyPassword(parsed.password, credentials, 'sha256'))) {
+    // checked against the strongest keys the account has: an imported one may have SHA-1 keys only
+    const held = await this.server.accounts.heldCredentials(this.host, username);
+    const hash = held === null ? undefined : [...SCRAM_HASHES].reverse().find((h) => held[h] !== null);
+    if (held === null || hash === undefined || !(await verifyPassword(parsed.password, held[hash]!, hash))) {
       return this.failed(account, failure('not-authorized'));
     }
     if (parsed.authzid && !authzidIsOwnBareJid(parsed.authzid, username, this.host)) return failure('invalid-authzid');
+    if (SCRAM_HASHES.some((h) => held[h] === null)) {
+      // the password is known now: the keys the account lacks (imported with other hashes, made
+      // before SHA-512) are derived from it, and the host may offer those mechanisms again
+      const added = await this.server.accounts.addMissingKeys(this.host, username, parsed.password);
+      if (added.length > 0) {
+        const mechanisms = added.map((h) => SCRAM_MECHANISMS[h]).join(', ');
+        this.server.log.info({ jid: account, added: mechanisms }, `${mechanisms} keys derived at a PLAIN login`);
+      }
+    }
     return this.succeeded(username, 'PLAIN', null);
   }
 

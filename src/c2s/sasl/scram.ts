@@ -1,4 +1,5 @@
-// Server side of SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677), with their -PLUS variants
+// Server side of SCRAM-SHA-1 (RFC 5802), SCRAM-SHA-256 (RFC 7677) and SCRAM-SHA-512
+// (draft-melnikov-scram-sha-512: RFC 7677 with SHA-512), with their -PLUS variants
 // (channel binding, RFC 5802 §6, ./channel-binding.ts) on TLS connections, and the XEP-0474
 // downgrade protection hash in the server-first-message.
 //
@@ -12,13 +13,9 @@ import type { ChannelBinding } from './channel-binding.js';
 
 export type { SaslFailure } from './common.js';
 export { authzidIsOwnBareJid } from './common.js';
-import { type ScramCredentials, type ScramHash, DEFAULT_SCRAM_ITERATIONS, HASH_LENGTH, digest, hmac } from '../../accounts/credentials.js';
+import { type ScramCredentials, type ScramHash, DEFAULT_SCRAM_ITERATIONS, HASH_LENGTH, SCRAM_MECHANISMS, digest, hmac } from '../../accounts/credentials.js';
 
-/** The SASL mechanism name each hash is advertised under. */
-export const SCRAM_MECHANISMS: Record<ScramHash, string> = {
-  sha1: 'SCRAM-SHA-1',
-  sha256: 'SCRAM-SHA-256',
-};
+export { SCRAM_MECHANISMS } from '../../accounts/credentials.js';
 
 // ---------------------------------------------------------------------------------------------
 // Message parsing (RFC 5802 §7 grammar).
