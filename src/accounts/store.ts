@@ -86,7 +86,7 @@ export class AccountExistsError extends Error {}
 export type ImportedCredentials = Partial<Record<ScramHash, ScramCredentials>>;
 
 /** What an export writes of an account's keys: the hashes it holds. */
-export type HeldCredentials = Record<ScramHash, ScramCredentials | null> & { createdAt: number };
+export type HeldCredentials = Record<ScramHash, ScramCredentials | null> & { createdAt: number; disabled: string | null };
 
 /** The columns of imported keys; a hash not given is stored empty (never matches a proof). */
 function importedColumns(credentials: ImportedCredentials) {
@@ -98,6 +98,16 @@ function importedColumns(credentials: ImportedCredentials) {
     Object.assign(columns, keyColumns(hash, given?.iterations === iterations ? given : undefined));
   }
   return columns;
+}
+
+/** An account's keys of one hash as a login reads them, with its disabled state. */
+export interface LoginCredentials extends ScramCredentials {
+  /** The reason when the account is disabled ('' when none was given); null when it is not. */
+  disabled: string | null;
+}
+
+function disabledOf(row: Pick<AccountRow, 'disabled_at' | 'disabled_reason'>): string | null {
+  return row.disabled_at === null ? null : row.disabled_reason ?? '';
 }
 
 /** Per hash, how many accounts lack its keys. */
@@ -187,7 +197,7 @@ export class AccountStore {
   async heldCredentials(host: string, username: string): Promise<HeldCredentials | null> {
     const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
     if (row === undefined) return null;
-    return { sha1: this.rowCredentials(row, 'sha1'), sha256: this.rowCredentials(row, 'sha256'), sha512: this.rowCredentials(row, 'sha512'), createdAt: Number(row.created_at) };
+    return { sha1: this.rowCredentials(row, 'sha1'), sha256: this.rowCredentials(row, 'sha256'), sha512: this.rowCredentials(row, 'sha512'), createdAt: Number(row.created_at), disabled: disabledOf(row) };
   }
 
   async setPassword(host: string, username: string, password: string): Promise<boolean> {
@@ -338,13 +348,18 @@ export class AccountStore {
   /** The reason text when the account is disabled ('' when none was given), else null. */
   async disabledReason(host: string, username: string): Promise<string | null> {
     const row: Pick<AccountRow, 'disabled_at' | 'disabled_reason'> | undefined = await this.db('accounts').where({ host, username }).first('disabled_at', 'disabled_reason');
-    if (row === undefined || row.disabled_at === null) return null;
-    return row.disabled_reason ?? '';
+    return row === undefined ? null : disabledOf(row);
   }
 
-  async credentials(host: string, username: string, hash: ScramHash): Promise<ScramCredentials | null> {
+  /**
+   * An account's keys of one hash, and whether it is disabled: read in one query, as a login
+   * needs both (the disabled state is told only once the keys proved the password).
+   */
+  async credentials(host: string, username: string, hash: ScramHash): Promise<LoginCredentials | null> {
     const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
-    return row === undefined ? null : this.rowCredentials(row, hash);
+    if (row === undefined) return null;
+    const credentials = this.rowCredentials(row, hash);
+    return credentials === null ? null : { ...credentials, disabled: disabledOf(row) };
   }
 
   /** null when the account has no keys for this hash (imported with other hashes only, made before SHA-512, or none). */

@@ -11,7 +11,7 @@
 import type Element from 'ltx/lib/Element.js';
 import { escapeAttribute, escapeText } from '../../xml/serialize.js';
 import { NS_SM } from '../sm.js';
-import { SaslNegotiation, decodeBase64, offeredMechanisms, type SaslStep, type TokenVerifier } from '../sasl/negotiation.js';
+import { SaslNegotiation, decodeBase64, offeredMechanisms, type SaslStep, type TokenProof, type TokenVerifier } from '../sasl/negotiation.js';
 import { UPGRADABLE, keysFromTaskData, newSalt, provesPassword, requestedUpgrades, saltXml, taskName, upgradeAdvertisement } from '../sasl/upgrade.js';
 import { SCRAM_MECHANISMS, type ScramHash } from '../../accounts/credentials.js';
 import type { NegotiatedSession, NegotiatingStream, StreamFeature, StreamState } from './feature.js';
@@ -36,7 +36,8 @@ export interface Sasl2InlineEvent {
 
 /**
  * `c2s/sasl2-token`: a token login (XEP-0484). The handler returns a Promise of the key of a
- * token of `username`, issued to `userAgent` for `mechanism`, that `proves` accepts, or null.
+ * token of `username`, issued to `userAgent` for `mechanism`, that `proves` accepts, with the
+ * account's disabled state (read along with the password it checks the token against), or null.
  * `authenticate` is the client's element (its <fast count=... invalidate=.../>).
  */
 export interface Sasl2TokenEvent {
@@ -185,7 +186,7 @@ function start(authenticate: Element, stream: NegotiatingStream): Exchange {
     userAgent?.id && events.has('c2s/sasl2-token')
       ? async (username, mechanism, proves) => {
           const event: Sasl2TokenEvent = { stream, username, userAgent: userAgent.id!, mechanism, authenticate, proves };
-          return ((await events.fire('c2s/sasl2-token', event)) as Buffer | null | undefined) ?? null;
+          return ((await events.fire('c2s/sasl2-token', event)) as TokenProof | null | undefined) ?? null;
         }
       : undefined;
   const negotiation = new SaslNegotiation(stream.server, stream.authThrottle, stream.host, stream.remoteAddress, true, stream.channelBinding(), { tokens });

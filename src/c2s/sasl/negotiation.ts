@@ -41,7 +41,14 @@ export interface SaslOutcome {
  * (the client's HMAC checks with it), and returns that key, or null. Provided by whoever keeps
  * the tokens (the fast module), through the SASL2 feature.
  */
-export type TokenVerifier = (username: string, mechanism: string, proves: (key: Buffer) => boolean) => Promise<Buffer | null>;
+/** A token that proved the login: its key, and the account's disabled state read with it. */
+export interface TokenProof {
+  key: Buffer;
+  /** The reason when the account is disabled ('' when none was given); null when it is not. */
+  disabled: string | null;
+}
+
+export type TokenVerifier = (username: string, mechanism: string, proves: (key: Buffer) => boolean) => Promise<TokenProof | null>;
 
 /** The hash of each SCRAM mechanism name (without -PLUS). */
 const MECHANISM_HASH = new Map<string, ScramHash>(SCRAM_HASHES.map((hash) => [SCRAM_MECHANISMS[hash], hash]));
@@ -97,6 +104,8 @@ export interface SaslNegotiationOptions {
 export class SaslNegotiation {
   private scram: ScramServerExchange | null = null;
   private scramUser: string | undefined;
+  /** The account's disabled state, read with its keys (so a login costs one account query). */
+  private scramDisabled: string | null = null;
   /** What this stream's features offered (the same list for XEP-0474). */
   private readonly offered: string[];
 
@@ -158,11 +167,11 @@ export class SaslNegotiation {
     return outcome;
   }
 
-  private async succeeded(username: string, mechanism: string, data: Buffer | null): Promise<SaslStep> {
+  /** `disabled`: the account's state, read with the credentials that proved the login. */
+  private succeeded(username: string, mechanism: string, data: Buffer | null, disabled: string | null): SaslStep {
     this.throttle.succeeded(this.address, `${username}@${this.host}`);
     // RFC 6120 §6.5.1: told only once the credentials proved right, so that it says nothing
     // about an account to someone who does not know its password
-    const disabled = await this.server.accounts.disabledReason(this.host, username);
     if (disabled !== null) {
       this.server.log.info({ ip: this.address, jid: `${username}@${this.host}` }, 'login refused: the account is disabled');
       return failure('account-disabled', disabled || 'This account is disabled');
@@ -202,7 +211,9 @@ export class SaslNegotiation {
     this.scramUser = username ?? undefined;
     if (username === null) return null;
     if (this.throttled(`${username}@${this.host}`)) return null; // fails at the end like a wrong password
-    return this.server.accounts.credentials(this.host, username, hash);
+    const credentials = await this.server.accounts.credentials(this.host, username, hash);
+    this.scramDisabled = credentials?.disabled ?? null;
+    return credentials;
   }
 
   /** A response to our challenge; null when it was not valid base64. */
@@ -218,7 +229,7 @@ export class SaslNegotiation {
     }
     const username = this.scramUser!;
     if (finished.authzid && !authzidIsOwnBareJid(finished.authzid, username, this.host)) return failure('invalid-authzid');
-    return this.succeeded(username, exchange.mechanism, finished.success);
+    return this.succeeded(username, exchange.mechanism, finished.success, this.scramDisabled);
   }
 
   private async plain(message: Buffer): Promise<SaslStep> {
@@ -245,7 +256,7 @@ export class SaslNegotiation {
         this.server.log.info({ jid: account, added: mechanisms }, `${mechanisms} keys derived at a PLAIN login`);
       }
     }
-    return this.succeeded(username, 'PLAIN', null);
+    return this.succeeded(username, 'PLAIN', null, held.disabled);
   }
 
   /**
@@ -265,11 +276,11 @@ export class SaslNegotiation {
     if (blocked) return blocked;
     const cbData = mechanism.endsWith('-EXPR') ? this.binding?.data('tls-exporter') ?? null : Buffer.alloc(0);
     if (cbData === null) return failure('invalid-mechanism');
-    const key = await this.options.tokens!(username, mechanism, (candidate) =>
+    const proven = await this.options.tokens!(username, mechanism, (candidate) =>
       crypto.timingSafeEqual(htHash(candidate, 'Initiator', cbData), proof),
     );
-    if (key === null) return this.failed(account, failure('not-authorized'));
-    return this.succeeded(username, mechanism, htHash(key, 'Responder', cbData));
+    if (proven === null) return this.failed(account, failure('not-authorized'));
+    return this.succeeded(username, mechanism, htHash(proven.key, 'Responder', cbData), proven.disabled);
   }
 }
 

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { defineModule } from '../../core/module.js';
 import { duration } from '../../config/units.js';
 import type { NegotiatingStream } from '../../c2s/stream.js';
-import { tokenMechanisms } from '../../c2s/sasl/negotiation.js';
+import { tokenMechanisms, type TokenProof } from '../../c2s/sasl/negotiation.js';
 import { escapeAttribute } from '../../xml/serialize.js';
 import { FastTokenStore, credentialTag, fastMigrations, newToken, type FastDevice, type FastTokenRow } from './store.js';
 
@@ -46,10 +46,10 @@ export default defineModule({
     const lifetime = m.options.token_lifetime * 1000;
     const usedBy = new WeakMap<NegotiatingStream, UsedToken>();
 
-    /** The tag of the account's current password; null when the account is gone. */
-    const currentTag = async (username: string): Promise<string | null> => {
+    /** The tag of the account's current password, and its disabled state; null when the account is gone. */
+    const currentAccount = async (username: string): Promise<{ tag: string; disabled: string | null } | null> => {
       const credentials = await m.server.accounts.credentials(domain, username, 'sha256');
-      return credentials === null ? null : credentialTag(credentials.salt, credentials.storedKey);
+      return credentials === null ? null : { tag: credentialTag(credentials.salt, credentials.storedKey), disabled: credentials.disabled };
     };
 
     m.on('c2s/sasl2-inline', ({ stream, inline }) => {
@@ -58,11 +58,12 @@ export default defineModule({
     });
 
     // --- a login with a token --------------------------------------------------------------
-    m.on('c2s/sasl2-token', async ({ stream, username, userAgent, mechanism, authenticate, proves }): Promise<Buffer | null> => {
+    m.on('c2s/sasl2-token', async ({ stream, username, userAgent, mechanism, authenticate, proves }): Promise<TokenProof | null> => {
       const row = await store.get(domain, username, userAgent);
       // XEP-0484 §4: bound to the mechanism it was issued for
       if (row === undefined || row.mechanism !== mechanism) return null;
-      if (row.credential_tag !== (await currentTag(username))) {
+      const account = await currentAccount(username);
+      if (account === null || row.credential_tag !== account.tag) {
         // the password changed since: every token issued before is void
         await store.revoke(domain, username, userAgent);
         return null;
@@ -92,7 +93,7 @@ export default defineModule({
           await store.usedPrevious(row, countValue ?? candidate.seen, now);
         }
         usedBy.set(stream, { row, current: candidate.current });
-        return key;
+        return { key, disabled: account.disabled };
       }
       return null;
     });
@@ -119,8 +120,9 @@ export default defineModule({
     });
 
     async function issue(username: string, agent: { id: string; software: string | null; device: string | null }, mechanism: string, used: UsedToken | undefined): Promise<string> {
-      const tag = await currentTag(username);
-      if (tag === null) return '';
+      // a token login checked its token's tag against the account's moments ago
+      const tag = used?.row.credential_tag ?? (await currentAccount(username))?.tag;
+      if (tag === undefined) return '';
       const now = Date.now();
       // the token the client holds stays valid until it has used the new one once (rotation)
       let previous: { key: string; expiresAt: number } | null = null;
