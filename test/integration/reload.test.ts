@@ -183,3 +183,44 @@ test('xmppd reload starts, stops and reconfigures modules; a connected client se
   t.false(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === 'urn:xmpp:ping'), 'ping no longer advertised');
   t.false(alice.disconnected(), 'the client connected before the reload is still connected');
 });
+
+test('a reload that withdraws an admin ends their dashboard login at their next request; restoring the right does not bring it back', async (t) => {
+  const certificate = newCertificate(t);
+  const withAdmins = (admins: string) => (dir: string, storage: string) =>
+    configLines(dir, storage)
+      .join('\n')
+      .replace('    registration: closed', `    registration: closed\n    admins: ${admins}`)
+      .replace('http:\n  enabled: false', 'http:\n  listen: [{ host: 127.0.0.1, port: 0, tls: none }]') + '\n';
+  const ws = workspace(t, withAdmins('[boss@localhost]'));
+  install(ws, certificate);
+  t.is((await ws.cli('user', 'add', 'boss@localhost', '--password', 'secret')).code, 0);
+  const { server } = await startChild(t, ws.config);
+  const startLine = server.output().split('\n').find((l) => l.includes('"xmppd started"'))!;
+  const origin = `http://127.0.0.1:${(JSON.parse(startLine) as { http: Array<{ port: number }> }).http[0]!.port}`;
+
+  // the login form's token (double submit), then the login
+  const form = await fetch(`${origin}/admin/login`);
+  const loginToken = /xmppd_dashboard_login=([^;]+)/.exec(form.headers.get('set-cookie') ?? '')![1]!;
+  const loggedIn = await fetch(`${origin}/admin/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { Cookie: `xmppd_dashboard_login=${loginToken}`, Origin: origin, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ csrf: loginToken, jid: 'boss@localhost', password: 'secret' }).toString(),
+  });
+  const cookie = `xmppd_dashboard=${/xmppd_dashboard=([^;]+)/.exec(loggedIn.headers.getSetCookie().join('\n'))![1]!}`;
+  const sessionsPage = () => fetch(`${origin}/admin/sessions`, { redirect: 'manual', headers: { Cookie: cookie } });
+  t.is((await sessionsPage()).status, 200, 'logged in');
+
+  const rewrite = (admins: string) => fs.writeFileSync(ws.config, withAdmins(admins)(ws.dir, fs.readFileSync(ws.config, 'utf8').split('\n').find((l) => l.startsWith('storage:'))!));
+  rewrite('[]');
+  const reloaded = await ws.cli('reload');
+  t.is(reloaded.code, 0, reloaded.stderr);
+  const refused = await sessionsPage();
+  t.is(refused.status, 303);
+  t.is(refused.headers.get('location'), '/admin/login');
+  await server.waitFor('dashboard login ended: no longer an admin');
+
+  rewrite('[boss@localhost]');
+  t.is((await ws.cli('reload')).code, 0);
+  t.is((await sessionsPage()).status, 303, 'the ended login stays ended: the admin logs in again');
+});
