@@ -38,3 +38,30 @@ await server.start();
 const stop = () => void server.stop().then(() => process.exit(0));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
+
+// XMPPD_BENCH_PROFILE=<dir>: SIGUSR2 starts a CPU profile of this process, the next SIGUSR2 writes
+// it there (open it in Chrome's DevTools), so that one phase of a benchmark is profiled alone.
+const profileDir = env.XMPPD_BENCH_PROFILE;
+if (profileDir !== undefined && profileDir !== '') {
+  const { Session } = await import('node:inspector/promises');
+  const fs = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  let profiling = false;
+  process.on('SIGUSR2', () => {
+    void (async () => {
+      if (!profiling) {
+        profiling = true;
+        await session.post('Profiler.start');
+        return;
+      }
+      profiling = false;
+      const { profile } = await session.post('Profiler.stop');
+      const file = `${profileDir}/xmppd-${Date.now()}.cpuprofile`;
+      fs.mkdirSync(profileDir, { recursive: true });
+      fs.writeFileSync(file, JSON.stringify(profile));
+      process.stderr.write(`profile written to ${file}\n`);
+    })();
+  });
+}

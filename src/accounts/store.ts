@@ -126,6 +126,13 @@ export interface AccountKeys {
  */
 const EXISTENCE_CACHE_LIMIT = 50_000;
 
+/**
+ * Bounded memo of recently read account rows (keys, disabled state): a phone that reconnects
+ * dozens of times a day logs in without a query. Every write here drops the row (and tells the
+ * other nodes of a cluster, src/core/caches.ts); a row read while a write was under way is not kept.
+ */
+const ROW_CACHE_LIMIT = 20_000;
+
 export class AccountStore {
   private readonly existence = new Map<string, true>();
   /** Deletions under way (the data goes after the row): the name is not given out again until done. */
@@ -134,10 +141,48 @@ export class AccountStore {
   /** Told when an account is deleted here, for other nodes' memos (src/core/caches.ts). */
   deleted: ((key: string) => void) | undefined;
 
+  private readonly rows = new Map<string, AccountRow>();
+  /** Bumped by every write, so that a read that raced one does not keep what it read. */
+  private rowWrites = 0;
+  /** Told when an account's row changed here (`user@host`), for other nodes' memos. */
+  rowChanged: ((key: string) => void) | undefined;
+
   constructor(
     private readonly db: Knex,
     readonly iterations = 4096,
   ) {}
+
+  /** The account's row, from the memo when it was read lately. */
+  private async row(host: string, username: string): Promise<AccountRow | undefined> {
+    const key = `${username}@${host}`;
+    const cached = this.rows.get(key);
+    if (cached !== undefined) {
+      // least recently used first out: a hit moves to the end
+      this.rows.delete(key);
+      this.rows.set(key, cached);
+      return cached;
+    }
+    const writes = this.rowWrites;
+    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    if (row !== undefined && writes === this.rowWrites) {
+      if (this.rows.size >= ROW_CACHE_LIMIT) this.rows.delete(this.rows.keys().next().value!);
+      this.rows.set(key, row);
+    }
+    return row;
+  }
+
+  /** The account's row changed (`user@host`), here or on another node: the memo drops it. */
+  forgetRow(key: string): void {
+    this.rowWrites++;
+    this.rows.delete(key);
+  }
+
+  /** After a write here: dropped from our memo and from the other nodes'. */
+  private written(host: string, username: string): void {
+    const key = `${username}@${host}`;
+    this.forgetRow(key);
+    this.rowChanged?.(key);
+  }
 
   /** Another node deleted this account (`user@host`): no longer known to exist. */
   forgetExistence(key: string): void {
@@ -170,6 +215,7 @@ export class AccountStore {
     const row = { host, username, ...(await this.credentialColumns(password)), created_at: Date.now() };
     try {
       await this.db('accounts').insert(row);
+      this.written(host, username);
     } catch (err) {
       if (await this.exists(host, username)) throw new AccountExistsError(`${username}@${host} already exists`);
       throw err;
@@ -184,6 +230,7 @@ export class AccountStore {
   async createImported(host: string, username: string, credentials: ImportedCredentials, createdAt = Date.now()): Promise<boolean> {
     if ((await this.db('accounts').where({ host, username }).first('username')) !== undefined) return false;
     await this.db('accounts').insert({ host, username, ...importedColumns(credentials), created_at: createdAt });
+    this.written(host, username);
     this.remember(host, username, true);
     return true;
   }
@@ -191,17 +238,19 @@ export class AccountStore {
   /** Replaces an account's keys with imported ones. */
   async setImportedCredentials(host: string, username: string, credentials: ImportedCredentials): Promise<void> {
     await this.db('accounts').where({ host, username }).update(importedColumns(credentials));
+    this.written(host, username);
   }
 
   /** Every hash's keys as stored, for an export or a password check; null when there is no such account. */
   async heldCredentials(host: string, username: string): Promise<HeldCredentials | null> {
-    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    const row = await this.row(host, username);
     if (row === undefined) return null;
     return { sha1: this.rowCredentials(row, 'sha1'), sha256: this.rowCredentials(row, 'sha256'), sha512: this.rowCredentials(row, 'sha512'), createdAt: Number(row.created_at), disabled: disabledOf(row) };
   }
 
   async setPassword(host: string, username: string, password: string): Promise<boolean> {
     const changed = await this.db('accounts').where({ host, username }).update(await this.credentialColumns(password));
+    this.written(host, username);
     await this.keysAdded(host);
     return changed > 0;
   }
@@ -252,7 +301,7 @@ export class AccountStore {
 
   /** Which hashes' keys an account lacks; null when there is no such account. */
   async missingKeys(host: string, username: string): Promise<AccountKeys | null> {
-    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    const row = await this.row(host, username);
     if (row === undefined) return null;
     return { iterations: row.iterations, missing: SCRAM_HASHES.filter((hash) => this.rowCredentials(row, hash) === null) };
   }
@@ -265,6 +314,7 @@ export class AccountStore {
     const changed = await this.db('accounts')
       .where({ host, username, iterations: credentials.iterations, [`${hash}_stored_key`]: '' })
       .update(keyColumns(hash, credentials));
+    this.written(host, username);
     if (changed > 0) await this.keysAdded(host);
     return changed > 0;
   }
@@ -285,12 +335,14 @@ export class AccountStore {
         .update(keyColumns(hash, credentials));
       if (changed > 0) added.push(hash);
     }
+    this.written(host, username);
     if (added.length > 0) await this.keysAdded(host);
     return added;
   }
 
   async delete(host: string, username: string): Promise<boolean> {
     const deleted = await this.db('accounts').where({ host, username }).delete();
+    this.written(host, username);
     this.remember(host, username, false);
     this.deleted?.(`${username}@${host}`);
     return deleted > 0;
@@ -331,7 +383,7 @@ export class AccountStore {
   }
 
   async info(host: string, username: string): Promise<AccountInfo | null> {
-    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    const row = await this.row(host, username);
     if (row === undefined) return null;
     // PostgreSQL returns bigint columns as strings
     return { createdAt: Number(row.created_at), disabledAt: row.disabled_at === null ? null : Number(row.disabled_at), disabledReason: row.disabled_reason };
@@ -342,12 +394,13 @@ export class AccountStore {
     const changed = await this.db('accounts')
       .where({ host, username })
       .update(disabled ? { disabled_at: Date.now(), disabled_reason: reason ?? null } : { disabled_at: null, disabled_reason: null });
+    this.written(host, username);
     return changed > 0;
   }
 
   /** The reason text when the account is disabled ('' when none was given), else null. */
   async disabledReason(host: string, username: string): Promise<string | null> {
-    const row: Pick<AccountRow, 'disabled_at' | 'disabled_reason'> | undefined = await this.db('accounts').where({ host, username }).first('disabled_at', 'disabled_reason');
+    const row = await this.row(host, username);
     return row === undefined ? null : disabledOf(row);
   }
 
@@ -356,7 +409,7 @@ export class AccountStore {
    * needs both (the disabled state is told only once the keys proved the password).
    */
   async credentials(host: string, username: string, hash: ScramHash): Promise<LoginCredentials | null> {
-    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    const row = await this.row(host, username);
     if (row === undefined) return null;
     const credentials = this.rowCredentials(row, hash);
     return credentials === null ? null : { ...credentials, disabled: disabledOf(row) };

@@ -26,6 +26,8 @@ export interface DiscoIdentity {
 export class VirtualHost {
   readonly events = new EventBus();
   readonly features = new Set<string>();
+  /** Bumped whenever `features` changes, so that what is computed from them (the caps hash) can be kept. */
+  featuresVersion = 0;
   /** Features an account's bare JID has besides disco itself (XEP-0030 §3.1), e.g. its archive. */
   readonly accountFeatures = new Set<string>();
   readonly identities: DiscoIdentity[] = [{ category: 'server', type: 'im', name: 'xmppd' }];

@@ -145,6 +145,8 @@ export class Kernel {
     });
     this.caches.register('accounts/existence', (key) => this.accounts.forgetExistence(key));
     this.accounts.deleted = (key) => this.caches.changed('accounts/existence', key);
+    this.caches.register('accounts/row', (key) => this.accounts.forgetRow(key));
+    this.accounts.rowChanged = (key) => this.caches.changed('accounts/row', key);
     this.router = new Router(this.hosts, this.sessions, this.delivery, this.accounts, this.events, this.log);
   }
 

@@ -103,7 +103,13 @@ export class ModuleContext<Options> {
 
   /** Advertise a feature in the host's service discovery (XEP-0030). */
   feature(namespace: string): void {
-    this.cleanups.push(addToSet(this.host.features, namespace));
+    const host = this.host;
+    const remove = addToSet(host.features, namespace);
+    host.featuresVersion++;
+    this.cleanups.push(() => {
+      remove();
+      host.featuresVersion++;
+    });
   }
 
   /** Advertise a feature on every account's bare JID (e.g. a message archive, XEP-0313 §6). */

@@ -2,13 +2,14 @@
 // own listeners and data directory; users on different nodes chat, see each other's presence,
 // sync devices and get the same errors as on one server. Runs on the PostgreSQL pass (a cluster
 // needs a shared database); Redis is Debian's redis-server, started here and stopped by PID.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
-import { xml, type TestClient } from '../helpers/clients.js';
+import { connect, xml, type TestClient } from '../helpers/clients.js';
 import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, makeFriends, online, ping, isPresence } from '../helpers/conversation.js';
 import { NS_SM, SmClient } from '../helpers/sm-client.js';
 import { startChild, startedPorts } from '../helpers/cli.js';
@@ -499,4 +500,44 @@ clusterTest('resumed on another node while its old connection still looks alive,
   t.is((await phone.streamError()).condition, 'conflict', 'the old connection is told another one took over');
   await desk.send(chat(phone.jid, 'to the new connection', { id: 'new-1' }));
   t.is((await back.next((s) => s.is('message') && s.attrs.id === 'new-1')).getChildText('body'), 'to the new connection');
+});
+
+clusterTest('what a node keeps of accounts and avatars follows changes made on another node: a new password, a disabled account, a new photo', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  /** 'ok' or the SASL failure of a login on `node`, retried while the other node's change travels. */
+  const outcome = async (node: TestServer, password: string, until: string): Promise<string> => {
+    let last = '';
+    for (let attempt = 0; attempt < 40; attempt++) {
+      last = await connect(node, alice, { password, resource: `try${attempt}` }).then(
+        async (c) => (await c.stop(), 'ok'),
+        (err: { condition?: string }) => err.condition ?? String(err),
+      );
+      if (last === until) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return last;
+  };
+  t.is(await outcome(a, PASSWORD, 'ok'), 'ok', 'node A has read (and keeps) her keys');
+  t.true(await b.server.accounts.setPassword('localhost', alice, 'a new one'));
+  t.is(await outcome(a, PASSWORD, 'not-authorized'), 'not-authorized', 'node A no longer takes the old password');
+  t.is(await outcome(a, 'a new one', 'ok'), 'ok');
+  t.true(await b.server.accounts.setDisabled('localhost', alice, true, 'on holiday'));
+  t.is(await outcome(a, 'a new one', 'account-disabled'), 'account-disabled');
+  await b.server.accounts.setDisabled('localhost', alice, false);
+  t.is(await outcome(a, 'a new one', 'ok'), 'ok');
+
+  // Bob, online on A, publishes a photo from B: his next presence on A carries its hash
+  const bobOnA = await user(t, a, bob, 'desk');
+  const bobOnB = await user(t, b, bob, 'phone');
+  const photo = Buffer.from('a tiny photo').toString('base64');
+  await bobOnB.request(xml('iq', { type: 'set' }, xml('vCard', { xmlns: 'vcard-temp' }, xml('PHOTO', {}, xml('TYPE', {}, 'image/png'), xml('BINVAL', {}, photo)))));
+  const expected = createHash('sha1').update(Buffer.from(photo, 'base64')).digest('hex');
+  let stamped: string | undefined;
+  for (let attempt = 0; attempt < 40 && stamped !== expected; attempt++) {
+    await bobOnA.send(xml('presence', {}, xml('status', {}, `try ${attempt}`)));
+    const own = await bobOnA.next((s) => s.is('presence') && s.attrs.from === bobOnA.jid && s.getChildText('status') === `try ${attempt}`);
+    stamped = own.getChild('x', 'vcard-temp:x:update')?.getChildText('photo') ?? undefined;
+    if (stamped !== expected) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(stamped, expected, 'node A stamps the photo hash set through node B');
 });

@@ -106,7 +106,12 @@ export default defineModule({
         return form;
       });
     }
-    const serverVer = () => capsHash(serverInfo(), 'sha-1')!;
+    // computed once per set of features, not per stream (every login offers it two or three times)
+    let cachedVer: { featuresVersion: number; ver: string } | undefined;
+    const serverVer = () => {
+      if (cachedVer?.featuresVersion !== m.host.featuresVersion) cachedVer = { featuresVersion: m.host.featuresVersion, ver: capsHash(serverInfo(), 'sha-1')! };
+      return cachedVer.ver;
+    };
 
     // XEP-0115 §6.3: the server's capabilities, so clients can skip asking it
     m.on('c2s/features', (e: { stage: string; features: string[] }) => {

@@ -61,6 +61,9 @@ export interface VcardUpdatedEvent {
   pending: Array<Promise<unknown>>;
 }
 
+/** Photo hashes kept for accounts seen lately (a few hundred kB at most). */
+const HASH_CACHE_LIMIT = 20_000;
+
 export default defineModule({
   name: 'vcard',
   description: 'User profiles (vCards) and avatar hashes in presence',
@@ -76,30 +79,46 @@ export default defineModule({
   removeAccountData: async ({ db, host, username }) => void (await db('vcard').where({ host, username }).delete()),
   setup(m) {
     const domain = m.host.domain;
-    const sessions = m.sessions;
     const store = new VcardStore(m.db, domain);
-    /** The photo hash of each account with a session here ('' for none). */
+    /**
+     * Photo hashes ('' for none) of accounts seen lately, most recent last: a client that
+     * reconnects finds its hash here instead of a query. Bounded; another node's change evicts.
+     */
     const hashes = new Map<string, string>();
+    /** Bumped by every change, so that a read that raced one does not keep what it read. */
+    let changes = 0;
+    const remember = (username: string, hash: string) => {
+      hashes.delete(username);
+      if (hashes.size >= HASH_CACHE_LIMIT) hashes.delete(hashes.keys().next().value!);
+      hashes.set(username, hash);
+    };
+    const changedHere = m.sharedCache('photo-hash', (username) => {
+      changes++;
+      hashes.delete(username);
+    });
 
     m.feature(NS_VCARD);
 
-    const loadHash = (username: string): Promise<string> =>
-      store.photoHash(username).then((hash) => {
-        // a vCard set meanwhile already put the newer hash there; an account gone offline is not kept
-        if (!hashes.has(username) && sessions.hasAccount(`${username}@${domain}`)) hashes.set(username, hash);
+    const loadHash = (username: string): Promise<string> => {
+      const before = changes;
+      return store.photoHash(username).then((hash) => {
+        // a vCard set meanwhile already put the newer hash there
+        if (!hashes.has(username) && changes === before) remember(username, hash);
         return hashes.get(username) ?? hash;
       });
+    };
 
     m.on('session/bound', ({ session }: { session: SessionRef }) => {
-      // read now, so that the initial presence does not wait for it
-      if (!hashes.has(session.jid.local)) {
-        loadHash(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed'));
+      const known = hashes.get(session.jid.local);
+      if (known !== undefined) {
+        remember(session.jid.local, known);
+        return;
       }
-    });
-    m.on('session/closed', ({ session }: { session: SessionRef }) => {
-      if (!sessions.hasAccount(session.jid.bare)) hashes.delete(session.jid.local);
+      // read now, so that the initial presence does not wait for it
+      loadHash(session.jid.local).catch((err: unknown) => m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed'));
     });
     m.on('account/deleted', ({ username }: { username: string }) => {
+      changes++;
       hashes.delete(username);
     });
 
@@ -137,7 +156,9 @@ export default defineModule({
       const hash = photoHash(payload);
       await store.set(username, { vcard, photoHash: hash });
       // the next presence carries the new hash (clients resend presence after publishing an avatar)
-      if (sessions.hasAccount(`${username}@${domain}`)) hashes.set(username, hash);
+      changes++;
+      remember(username, hash);
+      changedHere(username);
       const pending: Array<Promise<unknown>> = [];
       m.host.events.fire('vcard/updated', { username, vcard: payload, origin, pending });
       await Promise.all(pending);
