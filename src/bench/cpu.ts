@@ -51,6 +51,23 @@ export function serverCpuMs(pid: number): number | null {
   return (ticks * 1000) / ticksPerSecond();
 }
 
+/**
+ * Resolves once the server has stopped working on what came before (its CPU time grew by less
+ * than `quietMs` over `windowMs`), at most after `maxMs`: the closing of one phase's connections
+ * must not be counted in the next phase.
+ */
+export async function serverQuiet(pid: number | null, windowMs = 200, quietMs = 10, maxMs = 5000): Promise<void> {
+  if (pid === null) return;
+  const deadline = Date.now() + maxMs;
+  let before = serverCpuMs(pid);
+  while (before !== null && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const now = serverCpuMs(pid);
+    if (now === null || now - before < quietMs) return;
+    before = now;
+  }
+}
+
 function generatorCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { accountNames, breakerFor, closeAll, registerAccounts, type BenchContext } from '../clients.js';
 import { XmppConnection } from '../connection.js';
 import { startTagAttr } from '../framing.js';
-import { CpuMeter } from '../cpu.js';
+import { CpuMeter, serverQuiet } from '../cpu.js';
 import { runPool, sleep } from '../pool.js';
 import { ErrorTally, LatencyRecorder, ratio, round } from '../stats.js';
 
@@ -74,6 +74,8 @@ export async function runFast(ctx: BenchContext): Promise<Record<string, unknown
       let resumed = 0;
       ctx.log(`fast: round ${pass}, phase ${phase}, ${devices.length} logins, ${o.concurrency} in flight`);
       const breaker = breakerFor(o.concurrency);
+      // the last phase's connections are closed: their teardown is not this phase's cost
+      await serverQuiet(o.pid);
       const meter = new CpuMeter(o.pid);
       await runPool(devices.length, o.concurrency, async (i) => {
         const device = devices[i]!;
