@@ -35,7 +35,7 @@ export default defineModule({
   description: 'Login tokens for SASL2 clients: one round trip instead of a password exchange at each reconnection',
   implements: [{ spec: 'XEP-0484', version: '0.3.0', status: 'complete', note: 'HT-SHA-256-NONE and HT-SHA-256-EXPR; tokens per account and user agent, hashed, rotated; no TLS 0-RTT' }],
   migrations: fastMigrations,
-  removeAccountData: async ({ db, host, username }) => void (await db('fast_tokens').where({ host, username }).delete()),
+  removeAccountData: async ({ db, host, username }) => void (await new FastTokenStore(db).revoke(host, username)),
   options: z.strictObject({
     /** How long a token stays valid after it is issued. */
     token_lifetime: duration().prefault('21d'),
@@ -43,6 +43,8 @@ export default defineModule({
   setup(m) {
     const store = new FastTokenStore(m.db);
     const domain = m.host.domain;
+    // a token used, issued or revoked on another node is read again here
+    m.onStop(store.notifyOthers(domain, m.sharedCache('tokens', (key) => store.forget(key))));
     const lifetime = m.options.token_lifetime * 1000;
     const usedBy = new WeakMap<NegotiatingStream, UsedToken>();
 

@@ -87,11 +87,70 @@ export function credentialTag(salt: string, storedKey: string): string {
   return crypto.createHash('sha256').update(`${salt}\0${storedKey}`).digest('base64');
 }
 
-export class FastTokenStore {
-  constructor(private readonly db: Knex) {}
+/**
+ * Recently read token rows, shared by every store on one database (the module's and the admin
+ * commands'), so that a device reconnecting with its token costs no query. Every write drops
+ * what it touched, here and (through `notify`, set by the module per host) on the other nodes
+ * of a cluster; a row read while a write was under way is not kept.
+ */
+class TokenMemo {
+  readonly rows = new Map<string, FastTokenRow>();
+  writes = 0;
+  readonly notify = new Map<string, (key: string) => void>();
 
-  get(host: string, username: string, userAgent: string): Promise<FastTokenRow | undefined> {
-    return this.db<FastTokenRow>('fast_tokens').where({ host, username, user_agent: userAgent }).first();
+  static readonly LIMIT = 20_000;
+}
+
+const memos = new WeakMap<Knex, TokenMemo>();
+
+function memoKey(host: string, username: string, userAgent: string): string {
+  return `${host}\0${username}\0${userAgent}`;
+}
+
+export class FastTokenStore {
+  private readonly memo: TokenMemo;
+
+  constructor(private readonly db: Knex) {
+    let memo = memos.get(db);
+    if (memo === undefined) memos.set(db, (memo = new TokenMemo()));
+    this.memo = memo;
+  }
+
+  async get(host: string, username: string, userAgent: string): Promise<FastTokenRow | undefined> {
+    const key = memoKey(host, username, userAgent);
+    const cached = this.memo.rows.get(key);
+    if (cached !== undefined) return cached;
+    const writes = this.memo.writes;
+    const row = await this.db<FastTokenRow>('fast_tokens').where({ host, username, user_agent: userAgent }).first();
+    if (row !== undefined && writes === this.memo.writes) {
+      if (this.memo.rows.size >= TokenMemo.LIMIT) this.memo.rows.delete(this.memo.rows.keys().next().value!);
+      this.memo.rows.set(key, row as FastTokenRow);
+    }
+    return row as FastTokenRow | undefined;
+  }
+
+  /** Another node changed `key` (from `changed`): dropped here. */
+  forget(key: string): void {
+    this.memo.writes++;
+    if (key.endsWith('\0')) {
+      // every device of an account
+      for (const cached of this.memo.rows.keys()) if (cached.startsWith(key)) this.memo.rows.delete(cached);
+    } else {
+      this.memo.rows.delete(key);
+    }
+  }
+
+  /** Tells this node's memo and the other nodes' (per host: `notifyOthers`) that rows changed. */
+  private changed(host: string, username: string, userAgent?: string): void {
+    const key = userAgent === undefined ? `${host}\0${username}\0` : memoKey(host, username, userAgent);
+    this.forget(key);
+    this.memo.notify.get(host)?.(key);
+  }
+
+  /** How another node learns of this node's changes to `host`'s tokens; returns its removal. */
+  notifyOthers(host: string, notify: (key: string) => void): () => void {
+    this.memo.notify.set(host, notify);
+    return () => void (this.memo.notify.get(host) === notify && this.memo.notify.delete(host));
   }
 
   /**
@@ -113,6 +172,7 @@ export class FastTokenStore {
       used_at: null,
     };
     await this.db('fast_tokens').insert(values).onConflict(['host', 'username', 'user_agent']).merge();
+    this.changed(row.host, row.username, row.user_agent);
   }
 
   /** The current token was used: the previous one is no longer needed. */
@@ -120,18 +180,22 @@ export class FastTokenStore {
     await this.db('fast_tokens')
       .where({ host: row.host, username: row.username, user_agent: row.user_agent, key: row.key })
       .update({ used_at: now, count, previous_key: null, previous_expires_at: null, previous_count: null });
+    this.changed(row.host, row.username, row.user_agent);
   }
 
   async usedPrevious(row: FastTokenRow, count: number | null, now = Date.now()): Promise<void> {
     await this.db('fast_tokens')
       .where({ host: row.host, username: row.username, user_agent: row.user_agent, previous_key: row.previous_key })
       .update({ used_at: now, previous_count: count });
+    this.changed(row.host, row.username, row.user_agent);
   }
 
   async revoke(host: string, username: string, userAgent?: string): Promise<number> {
     const query = this.db('fast_tokens').where({ host, username });
     if (userAgent !== undefined) query.andWhere({ user_agent: userAgent });
-    return query.delete();
+    const revoked = await query.delete();
+    this.changed(host, username, userAgent);
+    return revoked;
   }
 
   async devices(host: string, username: string, now = Date.now()): Promise<FastDevice[]> {
@@ -151,9 +215,15 @@ export class FastTokenStore {
 
   /** Drops what has expired (both tokens), for the periodic cleanup. */
   async expire(now = Date.now()): Promise<number> {
-    return this.db('fast_tokens')
+    const expired = await this.db('fast_tokens')
       .where('expires_at', '<=', now)
       .andWhere((q) => q.whereNull('previous_expires_at').orWhere('previous_expires_at', '<=', now))
       .delete();
+    // what expired is refused by its expiry anyway; only the memory is given back
+    if (expired > 0) {
+      this.memo.writes++;
+      this.memo.rows.clear();
+    }
+    return expired;
   }
 }
