@@ -23,7 +23,13 @@ const raw = {
   data_dir: env.BENCH_DATA_DIR ?? './data-bench',
   log: { level: 'warn' },
   hosts: [{ domain, registration: 'open', ...(env.BENCH_CERT && env.BENCH_KEY && env.XMPPD_BENCH_HARNESS_CERT === '1' ? { tls: { cert: env.BENCH_CERT, key: env.BENCH_KEY } } : {}) }],
-  c2s: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' }] },
+  // XMPPD_BENCH_DIRECT_PORT: also a direct TLS listener (XEP-0368), for `npm run bench -- --tls direct`
+  c2s: {
+    listen: [
+      { host: '127.0.0.1', port: Number(env.BENCH_PORT ?? 5222), tls: 'starttls' },
+      ...(env.XMPPD_BENCH_DIRECT_PORT ? [{ host: '127.0.0.1', port: Number(env.XMPPD_BENCH_DIRECT_PORT), tls: 'direct' }] : []),
+    ],
+  },
   // plain loopback HTTP only (metrics stay on, as in production); BENCH_HTTP_PORT=0 picks a free port
   http: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_HTTP_PORT ?? 0), tls: 'none' }] },
   ...(env.XMPPD_BENCH_POSTGRES_URL ? { storage: { driver: 'postgres', postgres_url: env.XMPPD_BENCH_POSTGRES_URL } } : {}),

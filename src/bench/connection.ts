@@ -431,9 +431,12 @@ export class XmppConnection implements FrameSink {
       const socket = tls.connect({
         host, port, servername: this.servername(), rejectUnauthorized: false, secureContext: secureContext(),
         ALPNProtocols: ['xmpp-client'],
+        ...(this.resumeTlsSession === null ? {} : { session: this.resumeTlsSession }),
       });
+      socket.on('session', (session: Buffer) => { this.tlsSession = session; });
       this.attach(socket);
       await this.waitFor(socket, 'secureConnect', 'TLS handshake');
+      this.tlsResumed = socket.isSessionReused();
       this.secure = true;
     } else {
       const socket = net.connect({ host, port });
