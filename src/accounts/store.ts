@@ -155,6 +155,10 @@ export class AccountStore {
   /** The account's row, from the memo when it was read lately. */
   private async row(host: string, username: string): Promise<AccountRow | undefined> {
     const key = `${username}@${host}`;
+    // an account being deleted is gone already: its sessions are being closed, and a login
+    // racing the deletion must not find the row in the memo (or, on PostgreSQL's pool, in the
+    // table before the delete commits)
+    if (this.deletions.has(key)) return undefined;
     const cached = this.rows.get(key);
     if (cached !== undefined) {
       // least recently used first out: a hit moves to the end
@@ -341,6 +345,8 @@ export class AccountStore {
   }
 
   async delete(host: string, username: string): Promise<boolean> {
+    // dropped before as well as after: no node logs the account in from its memo meanwhile
+    this.written(host, username);
     const deleted = await this.db('accounts').where({ host, username }).delete();
     this.written(host, username);
     this.remember(host, username, false);
