@@ -10,6 +10,7 @@ import { onPostgres, startServer, testStorageConfig, type TestServer } from '../
 import type { TestClient } from '../helpers/clients.js';
 import { bare, befriend, chat, freshAccounts, getRoster, isPresence, loginForTest, online, ping } from '../helpers/conversation.js';
 import { startChild, startedPorts } from '../helpers/cli.js';
+import { eventually } from '../helpers/federation.js';
 import { createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom } from '../helpers/muc.js';
 import { NS_SM, SmClient } from '../helpers/sm-client.js';
 import { redisRequirement, startRedisCluster, type TestRedisCluster } from '../helpers/redis.js';
@@ -67,9 +68,13 @@ clusterTest('a phone resumes on the other node: the session is handed over throu
   const phone = await SmClient.login(a, bob, 'phone');
   t.teardown(() => phone.cut());
   const enabled = await phone.enable();
+  // node rb learns where the phone is bound from the sessions channel, a moment after the bind:
+  // a message sent before that would rightly go to offline storage, not to the session
+  await eventually(() => b.server.sessions.find(bare(a, bob), 'phone') !== undefined, 10_000, 'node rb knows the phone');
   phone.cut();
   await desk.send(chat(phone.jid, 'waiting for you'));
-  for (let i = 0; i < 200 && ((a.server.sessions.find(bare(a, bob), 'phone')?.local as { sm?: { unackedCount: number } } | undefined)?.sm?.unackedCount ?? 0) < 1; i++) await new Promise((r) => setTimeout(r, 25));
+  const unacked = () => (a.server.sessions.find(bare(a, bob), 'phone')?.local as { sm?: { unackedCount: number } } | undefined)?.sm?.unackedCount ?? 0;
+  await eventually(() => unacked() >= 1, 10_000, 'the message waits on node ra for the phone');
   const { client: back, answer } = await SmClient.resume(b, bob, enabled.attrs.id!, 0, phone.jid);
   t.teardown(() => back.cut());
   t.true(answer.is('resumed', NS_SM), answer.toString());
