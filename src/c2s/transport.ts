@@ -75,6 +75,13 @@ export class ReadHolds {
   }
 }
 
+/**
+ * The most plaintext a TLS record may carry and still fit Node's first 1 KiB output buffer, with
+ * its framing to spare: 22 bytes in TLS 1.3 (header, content type, AEAD tag), 29 with TLS 1.2's
+ * AES-GCM (header, explicit nonce, tag).
+ */
+const SMALL_RECORD = 990;
+
 /** A TCP connection: plain (STARTTLS offered) or TLS from the first byte (XEP-0368). */
 export class TcpTransport implements C2STransport {
   readonly kind = 'tcp';
@@ -82,6 +89,8 @@ export class TcpTransport implements C2STransport {
   readonly remoteAddress: string;
   secure: boolean;
   private events: TransportEvents | undefined;
+  /** No batch too big for two small TLS records has been written yet (see inSmallRecords). */
+  private smallOutput = true;
 
   constructor(
     private socket: net.Socket,
@@ -106,8 +115,40 @@ export class TcpTransport implements C2STransport {
 
   send(data: string | readonly string[], done?: (err?: Error | null) => void): void {
     const out = typeof data === 'string' ? data : data.join('');
+    if (this.smallOutput && out.length > SMALL_RECORD / 3 && this.socket instanceof tls.TLSSocket) {
+      const pieces = this.inSmallRecords(out);
+      if (pieces !== null) {
+        this.socket.write(pieces[0]);
+        if (done === undefined) this.socket.write(pieces[1]);
+        else this.socket.write(pieces[1], done);
+        return;
+      }
+    }
     if (done === undefined) this.socket.write(out);
     else this.socket.write(out, done);
+  }
+
+  /**
+   * Node's TLS output buffer (NodeBIO, src/crypto/crypto_bio.h) starts at 1 KiB; the first time
+   * more than that waits in it at once, it adds a 16 KiB buffer that the connection keeps until
+   * it closes. Logging in writes one such batch, the stream features after TLS (about 1.8 KiB:
+   * SASL2 and SASL mechanisms, Bind2, FAST, limits), and nothing else that large: written as two
+   * records, each flushed before the next is encrypted (the socket writes the second once the
+   * first is done), an idle connection stays a third smaller. Once a batch too big for two
+   * records has gone out the buffer exists, and batches go whole again.
+   */
+  private inSmallRecords(out: string): [Buffer, Buffer] | null {
+    const bytes = Buffer.byteLength(out);
+    if (bytes <= SMALL_RECORD) return null;
+    // only a socket with nothing queued writes the first piece at once and the second alone
+    if (bytes > 2 * SMALL_RECORD || this.socket.writableLength > 0) {
+      this.smallOutput = false;
+      return null;
+    }
+    // a byte stream: a UTF-8 sequence cut between two records is whole again for the reader
+    const buffer = Buffer.from(out);
+    const half = bytes >> 1;
+    return [buffer.subarray(0, half), buffer.subarray(half)];
   }
 
   // the socket changes at STARTTLS: these act on whichever is current

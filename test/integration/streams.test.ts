@@ -144,6 +144,20 @@ test('an entity reference other than the predefined five is restricted-xml', asy
 
 // --- policy-violation: the size limit (XEP-0478) ----------------------------------------------
 
+test('the stream features after TLS come in records small enough for the first 1 KiB of Node\'s TLS output buffer', async (t) => {
+  // one larger flush makes Node add a 16 KiB buffer the connection keeps (src/c2s/transport.ts)
+  const wire = await RawClient.open(server);
+  const records: number[] = [];
+  wire.socket.on('data', (chunk: string) => records.push(Buffer.byteLength(chunk)));
+  const features = await openStream(wire);
+  t.truthy(features.getChild('authentication', 'urn:xmpp:sasl:2'), 'SASL2 and SASL both offered: more than one record holds');
+  const total = records.reduce((sum, n) => sum + n, 0);
+  t.true(total > 990, `${total} bytes`);
+  t.true(records.length >= 2 && records.every((n) => n <= 990), records.join(', '));
+  t.is((await authenticatePlain(wire, 'carol')).outcome, 'success', 'the stream goes on');
+  wire.close();
+});
+
 test('the stanza size limit is advertised in the stream features before and after login (XEP-0478)', async (t) => {
   const wire = await RawClient.open(server);
   const limitOf = (features: Element) => features.getChild('limits', 'urn:xmpp:stream-limits:0')?.getChildText('max-bytes');
