@@ -54,15 +54,13 @@ async function start(file: string): Promise<void> {
   const log = createLogger(config);
   const server = createServer(config, source, log);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
-  try {
-    await server.start();
-  } catch (err) {
-    if (err instanceof ConfigError) process.stderr.write(`${formatProblems(err.problems)}\n`);
-    else if (err instanceof ListenError) process.stderr.write(`${formatProblems([listenProblem(config, source, err)])}\n`);
-    else log.fatal({ err }, `cannot start: ${(err as Error).message}`);
-    await server.stop().catch(() => undefined);
-    process.exit(1);
-  }
+  // The signal handlers come before the start-up: its last line ('xmppd started') may be answered
+  // with a signal at once (a supervisor, a test), and a signal with no handler yet would end the
+  // process by its default action, SIGHUP included. What arrives while starting is carried out
+  // once the server has started (a stop before a reload).
+  let started = false;
+  let stopSignal: string | null = null;
+  let reloadWanted = false;
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
     server.stop().then(
@@ -73,19 +71,39 @@ async function start(file: string): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
   // SIGHUP: reload the configuration, as `xmppd reload` does; a bad file is logged and the
   // running configuration kept (never the end of the process, SIGHUP's default)
-  process.on('SIGHUP', () => {
-    log.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the configuration');
+  const reload = () => {
     const admin = server.admin?.();
     if (admin === undefined) return;
     admin.reload().then(
       (report) => log.info({ applied: report.applied, needsRestart: report.needsRestart }, 'SIGHUP: configuration reloaded'),
       (err: unknown) => log.error({ reason: (err as Error).message }, 'SIGHUP: configuration not reloaded; the running one is kept'),
     );
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      if (started) shutdown(signal);
+      else stopSignal ??= signal;
+    });
+  }
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the configuration');
+    if (started) reload();
+    else reloadWanted = true;
   });
+  try {
+    await server.start();
+  } catch (err) {
+    if (err instanceof ConfigError) process.stderr.write(`${formatProblems(err.problems)}\n`);
+    else if (err instanceof ListenError) process.stderr.write(`${formatProblems([listenProblem(config, source, err)])}\n`);
+    else log.fatal({ err }, `cannot start: ${(err as Error).message}`);
+    await server.stop().catch(() => undefined);
+    process.exit(1);
+  }
+  started = true;
+  if (stopSignal !== null) shutdown(stopSignal);
+  else if (reloadWanted) reload();
 }
 
 /** A listener that could not be opened, at the line of its entry in the configuration. */

@@ -317,6 +317,29 @@ test('SIGHUP reloads the configuration: the server keeps running, and SIGTERM st
   t.regex(server.output(), /"signal":"SIGTERM"/);
 });
 
+test('a SIGHUP or SIGTERM that arrives while the server is starting waits for the start, instead of ending the process', async (t) => {
+  const { config } = startConfig(t);
+  const child = spawn(process.execPath, [main, '--config', config, 'start'], { cwd: root });
+  const server = running(child);
+  t.teardown(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
+  // the first line of the start-up (the storage's migrations), long before 'xmppd started'
+  await server.waitFor('database migrations applied');
+  child.kill('SIGHUP');
+  await server.waitFor('xmppd started');
+  await server.waitFor('SIGHUP: configuration reloaded');
+  t.is(child.exitCode, null, 'still running');
+
+  const second = spawn(process.execPath, [main, '--config', startConfig(t).config, 'start'], { cwd: root });
+  const stopping = running(second);
+  t.teardown(() => void (second.exitCode === null && second.signalCode === null && second.kill('SIGKILL')));
+  await stopping.waitFor('database migrations applied');
+  second.kill('SIGTERM');
+  t.deepEqual(await stopping.exit, { code: 0, signal: null }, stopping.output());
+  t.regex(stopping.output(), /xmppd started[\s\S]*"signal":"SIGTERM"/);
+  child.kill('SIGTERM');
+  t.deepEqual(await server.exit, { code: 0, signal: null });
+});
+
 test('start refuses a missing certificate exactly as check reports it, without a stack trace', async (t) => {
   const { dir, config } = startConfig(t);
   const missing = path.join(dir, 'missing.crt');
