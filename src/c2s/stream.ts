@@ -21,7 +21,7 @@ import type { C2SListeners } from './listener.js';
 import type { C2SSettings } from './settings.js';
 import { clock } from './clock.js';
 import { ClientSession } from './session.js';
-import { NS_SM } from './sm.js';
+import { ACK_REQUEST_DELAY_MS, NS_SM, type StreamManagement } from './sm.js';
 import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState, type TakeOverRefusal } from './features/index.js';
 import { NS_SESSION, NS_BIND } from './features/bind.js';
 import { RateLimiter } from './rate.js';
@@ -49,14 +49,6 @@ const FRAMED_CLOSE = `<close xmlns='${NS_FRAMING}'/>`;
 const MAX_PENDING_OUTPUT = 8 * 1024 * 1024;
 /** Stanzas of one client still being stored before reading from it stops (see storing()). */
 const MAX_STORING = 64;
-/**
- * XEP-0198 §4 leaves it to the server when to ask for an ack (<r/>). Asking after every batch
- * costs a third of a message's CPU at a chat rate (our <r/>, the client's <a/> read and parsed):
- * a batch of this many unacknowledged stanzas asks at once, fewer wait up to the delay, by which
- * time more may have joined them. What is not acknowledged stays queued for resumption either way.
- */
-const ACK_REQUEST_BATCH = 8;
-const ACK_REQUEST_DELAY_MS = 1000;
 
 export type { StreamState, NegotiatingStream } from './features/index.js';
 // the events modules hook into during negotiation (src/c2s/features/modules.ts)
@@ -125,6 +117,8 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   private endsSession = false;
   /** Why reading is paused (rate limit, storage back-pressure), nested. */
   private readonly reading: ReadHolds;
+  /** Asks for an ack when a few stanzas have waited ACK_REQUEST_DELAY_MS (see ackWanted). */
+  private ackTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly server: Kernel,
@@ -256,16 +250,20 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     this.transmit(frames);
   }
 
+  /** The session's stream management when stanzas wait for an ack and none was asked for yet. */
+  private unansweredAcks(): StreamManagement | null {
+    const sm = this.session?.sm;
+    return sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0 ? sm : null;
+  }
+
   /**
-   * Whether an <r/> goes with the batch being flushed: yes for a batch of unacknowledged stanzas,
-   * else a timer asks later for the few (ACK_REQUEST_BATCH). Counted as requested when yes.
+   * Whether an <r/> goes with the batch being flushed: yes for a batch of unacknowledged stanzas
+   * (listeners.ackRequestBatch), else a timer asks later for the few. Counted as requested when yes.
    */
   private ackWanted(): boolean {
-    const sm = this.session?.sm;
-    if (!sm || this.state !== 'bound' || this.closing || sm.ackRequested || sm.unackedCount === 0) return false;
-    // where shedding counts unacknowledged stanzas, a client is asked before it would count as behind
-    const unackedLimit = this.settings.overload.shedding ? (this.settings.overload.unacked ?? Infinity) : Infinity;
-    if (sm.unackedCount < Math.min(ACK_REQUEST_BATCH, unackedLimit)) {
+    const sm = this.unansweredAcks();
+    if (sm === null) return false;
+    if (sm.unackedCount < this.listeners.ackRequestBatch) {
       this.ackTimer ??= setTimeout(this.askForAck, ACK_REQUEST_DELAY_MS).unref();
       return false;
     }
@@ -273,13 +271,11 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     return true;
   }
 
-  private ackTimer: NodeJS.Timeout | null = null;
-
   /** The delay of a few unacknowledged stanzas is over: an <r/> of its own, unless one went meanwhile. */
   private readonly askForAck = (): void => {
     this.ackTimer = null;
-    const sm = this.session?.sm;
-    if (!sm || this.state !== 'bound' || this.closing || sm.ackRequested || sm.unackedCount === 0) return;
+    const sm = this.unansweredAcks();
+    if (sm === null) return;
     sm.requestingAck(); // before the flush, which would otherwise wait again
     this.write(`<r xmlns='${NS_SM}'/>`);
   };

@@ -119,13 +119,11 @@ export class TcpTransport implements C2STransport {
       const pieces = this.inSmallRecords(out);
       if (pieces !== null) {
         this.socket.write(pieces[0]);
-        if (done === undefined) this.socket.write(pieces[1]);
-        else this.socket.write(pieces[1], done);
+        this.socket.write(pieces[1], done);
         return;
       }
     }
-    if (done === undefined) this.socket.write(out);
-    else this.socket.write(out, done);
+    this.socket.write(out, done);
   }
 
   /**

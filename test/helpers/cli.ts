@@ -83,6 +83,13 @@ export function running(child: ChildProcessWithoutNullStreams): Running {
 
 /** `xmppd start` on a configuration, stopped (SIGTERM, then SIGKILL) by the test's teardown. */
 export async function startChild(t: ExecutionContext, config: string): Promise<{ child: ChildProcessWithoutNullStreams; server: Running }> {
+  const started = spawnServer(t, config);
+  await started.server.waitFor('xmppd started');
+  return started;
+}
+
+/** `xmppd start` launched, not waited for (a test that acts during the start-up); stopped as startChild's. */
+export function spawnServer(t: ExecutionContext, config: string): { child: ChildProcessWithoutNullStreams; server: Running } {
   const child = spawn(process.execPath, [main, '--config', config, 'start'], { cwd: root });
   const server = running(child);
   t.teardown(async () => {
@@ -92,7 +99,6 @@ export async function startChild(t: ExecutionContext, config: string): Promise<{
     await server.exit;
     clearTimeout(timer);
   });
-  await server.waitFor('xmppd started');
   return { child, server };
 }
 

@@ -1,42 +1,18 @@
 // The `xmppd` command as an admin uses it: the real CLI in a child process, against a
 // configuration and data directory of the test's own.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { client } from '@xmpp/client';
 import { startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { connect, watchWire } from '../helpers/clients.js';
 import { httpRequest } from '../helpers/http.js';
+import { main, root, running, spawnServer, xmppd, type Run } from '../helpers/cli.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
-
-// dist/test/integration/cli.test.js → the repository root
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const main = path.join(root, 'dist', 'src', 'main.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `xmppd <args>` to completion, with `input` on its standard input. */
-function xmppd(args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
 
 /** A data directory and a configuration file for one test; both removed afterwards. */
 function workspace(t: ExecutionContext, yaml = ''): { dir: string; config: string; cli(...args: string[]): Promise<Run> } {
@@ -257,30 +233,6 @@ test("an admin sets an account's retention period, which the server then applies
   t.is((await cli('user', 'retention', 'alice@localhost', 'default')).stdout, "alice@localhost: messages kept for the server's default period\n");
 });
 
-/** A long-running child whose output the test can wait on, and its end. */
-function running(child: ChildProcessWithoutNullStreams): { output(): string; waitFor(text: string): Promise<void>; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
-  let output = '';
-  const waiters: Array<{ text: string; resolve: () => void }> = [];
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  const onData = (chunk: Buffer) => {
-    output += chunk.toString('utf8');
-    for (const w of [...waiters]) if (output.includes(w.text)) (waiters.splice(waiters.indexOf(w), 1), w.resolve());
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  return {
-    output: () => output,
-    exit,
-    waitFor: (text) =>
-      output.includes(text)
-        ? Promise.resolve()
-        : Promise.race([
-            new Promise<void>((resolve) => waiters.push({ text, resolve })),
-            exit.then((end) => Promise.reject(new Error(`exited (${end.code ?? end.signal}) before printing "${text}"; output:\n${output}`))),
-          ]),
-  };
-}
-
 /** A configuration for `start` on ephemeral loopback ports, logging at info level to stdout. */
 function startConfig(t: ExecutionContext, extra = ''): { dir: string; config: string } {
   const { dir, config } = workspace(t);
@@ -301,10 +253,7 @@ function startConfig(t: ExecutionContext, extra = ''): { dir: string; config: st
 }
 
 test('SIGHUP reloads the configuration: the server keeps running, and SIGTERM still stops it cleanly', async (t) => {
-  const { config } = startConfig(t);
-  const child = spawn(process.execPath, [main, '--config', config, 'start'], { cwd: root });
-  const server = running(child);
-  t.teardown(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
+  const { child, server } = spawnServer(t, startConfig(t).config);
   await server.waitFor('xmppd started');
 
   child.kill('SIGHUP');
@@ -318,10 +267,7 @@ test('SIGHUP reloads the configuration: the server keeps running, and SIGTERM st
 });
 
 test('a SIGHUP or SIGTERM that arrives while the server is starting waits for the start, instead of ending the process', async (t) => {
-  const { config } = startConfig(t);
-  const child = spawn(process.execPath, [main, '--config', config, 'start'], { cwd: root });
-  const server = running(child);
-  t.teardown(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
+  const { child, server } = spawnServer(t, startConfig(t).config);
   // the first line of the start-up (the storage's migrations), long before 'xmppd started'
   await server.waitFor('database migrations applied');
   child.kill('SIGHUP');
@@ -329,9 +275,7 @@ test('a SIGHUP or SIGTERM that arrives while the server is starting waits for th
   await server.waitFor('SIGHUP: configuration reloaded');
   t.is(child.exitCode, null, 'still running');
 
-  const second = spawn(process.execPath, [main, '--config', startConfig(t).config, 'start'], { cwd: root });
-  const stopping = running(second);
-  t.teardown(() => void (second.exitCode === null && second.signalCode === null && second.kill('SIGKILL')));
+  const { child: second, server: stopping } = spawnServer(t, startConfig(t).config);
   await stopping.waitFor('database migrations applied');
   second.kill('SIGTERM');
   t.deepEqual(await stopping.exit, { code: 0, signal: null }, stopping.output());
