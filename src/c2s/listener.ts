@@ -16,7 +16,6 @@ import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from
 import { parseJid } from '../core/jid.js';
 import { runMigrations } from '../storage/db.js';
 import { OverloadShedding } from './overload.js';
-import { ACK_REQUEST_BATCH } from './sm.js';
 import type { C2SListen, C2SSettings } from './settings.js';
 
 export type { C2SListen, C2SSettings } from './settings.js';
@@ -41,11 +40,6 @@ export class C2SListeners implements ResumableSessions {
   private readonly handedOn = new Set<Promise<unknown>>();
   /** Sessions consult it before each send; null when shedding is off. */
   shedding: OverloadShedding | null = null;
-  /**
-   * Unacknowledged stanzas that make a stream ask for an ack at once (ACK_REQUEST_BATCH), fewer
-   * where shedding counts them: a client is asked before it would count as behind.
-   */
-  readonly ackRequestBatch: number;
 
   constructor(
     private readonly server: Kernel,
@@ -54,10 +48,7 @@ export class C2SListeners implements ResumableSessions {
     readonly tls: TlsContexts,
     /** Throttling of password guessers, shared by every stream (sasl/throttle.ts). */
     readonly authThrottle: AuthThrottle,
-  ) {
-    const { shedding, unacked } = settings.overload;
-    this.ackRequestBatch = shedding && unacked !== null ? Math.min(ACK_REQUEST_BATCH, unacked) : ACK_REQUEST_BATCH;
-  }
+  ) {}
 
   async listen(): Promise<void> {
     startClock();

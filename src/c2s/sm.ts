@@ -22,15 +22,6 @@ export interface Unacked {
 const UINT32 = 2 ** 32;
 
 /**
- * XEP-0198 §4 leaves it to the server when to ask for an ack (<r/>). Asking after every batch
- * costs a third of a message's CPU at a chat rate (our <r/>, the client's <a/> read and parsed):
- * this many unacknowledged stanzas ask at once, fewer wait up to the delay, by which time more
- * may have joined them. What is not acknowledged stays queued for resumption either way.
- */
-export const ACK_REQUEST_BATCH = 8;
-export const ACK_REQUEST_DELAY_MS = 1000;
-
-/**
  * In a cluster a resumption id names the node that issued it (`<node>~<random>`), so that a
  * client resuming on another node is handed its session from there (kernel.takeOver).
  */

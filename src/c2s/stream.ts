@@ -21,7 +21,7 @@ import type { C2SListeners } from './listener.js';
 import type { C2SSettings } from './settings.js';
 import { clock } from './clock.js';
 import { ClientSession } from './session.js';
-import { ACK_REQUEST_DELAY_MS, NS_SM, type StreamManagement } from './sm.js';
+import { NS_SM } from './sm.js';
 import { clientStreamFeatures, type NegotiatedSession, type NegotiatingStream, type StreamState, type TakeOverRefusal } from './features/index.js';
 import { NS_SESSION, NS_BIND } from './features/bind.js';
 import { RateLimiter } from './rate.js';
@@ -117,8 +117,6 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   private endsSession = false;
   /** Why reading is paused (rate limit, storage back-pressure), nested. */
   private readonly reading: ReadHolds;
-  /** Asks for an ack when a few stanzas have waited ACK_REQUEST_DELAY_MS (see ackWanted). */
-  private ackTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly server: Kernel,
@@ -237,8 +235,12 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     if (this.output.length === 0) return;
     let out = this.output;
     this.output = '';
-    // XEP-0198 §4: ask for an ack while stanzas are unacknowledged (see ACK_REQUEST_BATCH)
-    if (this.ackWanted()) out += `<r xmlns='${NS_SM}'/>`;
+    const sm = this.session?.sm;
+    // XEP-0198 §4: ask for an ack once per batch while stanzas are unacknowledged
+    if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
+      out += `<r xmlns='${NS_SM}'/>`;
+      sm.requestingAck();
+    }
     this.transmit(out);
   }
 
@@ -246,39 +248,13 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     if (this.frames.length === 0) return;
     const frames = this.frames;
     this.frames = [];
-    if (this.ackWanted()) frames.push(`<r xmlns='${NS_SM}'/>`);
+    const sm = this.session?.sm;
+    if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
+      frames.push(`<r xmlns='${NS_SM}'/>`);
+      sm.requestingAck();
+    }
     this.transmit(frames);
   }
-
-  /** The session's stream management when stanzas wait for an ack and none was asked for yet. */
-  private unansweredAcks(): StreamManagement | null {
-    const sm = this.session?.sm;
-    return sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0 ? sm : null;
-  }
-
-  /**
-   * Whether an <r/> goes with the batch being flushed: yes for a batch of unacknowledged stanzas
-   * (listeners.ackRequestBatch), else a timer asks later for the few. Counted as requested when yes.
-   */
-  private ackWanted(): boolean {
-    const sm = this.unansweredAcks();
-    if (sm === null) return false;
-    if (sm.unackedCount < this.listeners.ackRequestBatch) {
-      this.ackTimer ??= setTimeout(this.askForAck, ACK_REQUEST_DELAY_MS).unref();
-      return false;
-    }
-    sm.requestingAck();
-    return true;
-  }
-
-  /** The delay of a few unacknowledged stanzas is over: an <r/> of its own, unless one went meanwhile. */
-  private readonly askForAck = (): void => {
-    this.ackTimer = null;
-    const sm = this.unansweredAcks();
-    if (sm === null) return;
-    sm.requestingAck(); // before the flush, which would otherwise wait again
-    this.write(`<r xmlns='${NS_SM}'/>`);
-  };
 
   private transmit(out: string | string[]): void {
     this.lastSent = clock.now;
@@ -336,7 +312,6 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
   private closed(reason: string): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
     this.output = '';
     this.frames = [];
     const trackers = this.trackers;
