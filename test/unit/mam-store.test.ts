@@ -9,7 +9,7 @@ import test from 'ava';
 import { onPostgres, testStorageConfig } from '../helpers/postgres.js';
 import type { Knex } from 'knex';
 import { openDatabase, runMigrations } from '../../src/storage/db.js';
-import { ArchiveStore, IDS_PER_MS, archiveMigrations, parsePublicId, publicId } from '../../src/modules/mam/store.js';
+import { ArchiveStore, IDS_PER_MS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId } from '../../src/modules/mam/store.js';
 
 async function freshDb(t: { teardown(fn: () => void): void }): Promise<Knex> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-store-'));
@@ -137,4 +137,30 @@ test('a query sees every row archived before it was asked, written or not yet', 
   t.true((await pageAfterOne).rows.some((r) => r.id === first.id));
   await store.close();
   await db.destroy();
+});
+
+/** A cluster on one PostgreSQL: each node (its own pool) claims a writer slot of its own. */
+const postgresTest = onPostgres ? test : test.skip;
+
+postgresTest('two nodes in one process on one database each write ids in their own writer slot', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-slots-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const url = testStorageConfig(dir)!.postgres_url; // one database, two pools: two nodes
+  const first = await openDatabase({ driver: 'postgres', sqliteFile: '', postgresUrl: url });
+  await runMigrations(first, 'mam', archiveMigrations);
+  const second = await openDatabase({ driver: 'postgres', sqliteFile: '', postgresUrl: url });
+  const a = new ArchiveStore(first, 'localhost', undefined, false);
+  const b = new ArchiveStore(second, 'localhost', undefined, false);
+  t.teardown(async () => {
+    await Promise.all([a.close(), b.close()]);
+    await Promise.all([first.destroy(), second.destroy()]);
+  });
+  await a.init();
+  await b.init(); // claims the next slot, after a's
+  const slotOf = (id: number) => Math.floor((id % IDS_PER_MS) / (IDS_PER_MS / WRITER_SLOTS));
+  const fromA = a.append(row(1));
+  const fromB = b.append(row(2));
+  t.true(await fromA.written);
+  t.true(await fromB.written);
+  t.not(slotOf(fromA.id), slotOf(fromB.id), 'a node that started first keeps its slot');
 });

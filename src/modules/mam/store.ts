@@ -303,7 +303,6 @@ const PER_ROW = 6;
  */
 let lastMs = 0;
 let lastCounter = IDS_PER_SLOT - 1;
-let writerSlot = 0;
 
 /** A process's claim on a writer slot, per database, shared by its hosts' stores. */
 interface SlotClaim {
@@ -427,6 +426,11 @@ export class ArchiveStore {
   private closed = false;
   private readonly jids: JidIds;
   private slotHeld = false;
+  /**
+   * This store's writer slot in its database. Kept per store, not per process: two cluster nodes
+   * run in one process (the tests do) hold different slots of one database.
+   */
+  private writerSlot = 0;
 
   /** `onError` hears of a batch that could not be written (its `written` resolves to false). */
   constructor(
@@ -444,7 +448,7 @@ export class ArchiveStore {
   /** Claims this process's writer slot and reads the highest id, so that ids stay increasing across restarts. */
   async init(): Promise<void> {
     this.slotHeld = true;
-    writerSlot = await acquireSlot(this.db).slot;
+    this.writerSlot = await acquireSlot(this.db).slot;
     const row = await this.db('mam_archive').max<{ id: number | string | null }>({ id: 'id' }).first();
     const ms = Math.floor(Number(row?.id ?? 0) / IDS_PER_MS);
     if (ms >= lastMs) {
@@ -462,7 +466,7 @@ export class ArchiveStore {
       lastMs++;
       lastCounter = 0;
     }
-    return lastMs * IDS_PER_MS + writerSlot * IDS_PER_SLOT + lastCounter;
+    return lastMs * IDS_PER_MS + this.writerSlot * IDS_PER_SLOT + lastCounter;
   }
 
   /**
