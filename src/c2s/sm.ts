@@ -1,11 +1,11 @@
 // XEP-0198 Stream Management state of one client session: the count of stanzas received from
 // the client (the `h` we report, the "sent" tick), and the stanzas sent to it that it has not
 // acknowledged yet (kept so they can be resent after a resume, or re-routed if it never comes).
-import crypto from 'node:crypto';
 import type Element from 'ltx/lib/Element.js';
 import type { DeliveryTracker } from '../core/sessions.js';
 import type { SessionRef } from '../core/ports.js';
 import { clock } from './clock.js';
+import { randomToken } from '../core/random.js';
 
 export const NS_SM = 'urn:xmpp:sm:3';
 
@@ -50,7 +50,7 @@ export class StreamManagement {
 
   /** `node`: this node's id in a cluster, put in the id; `id`: a session taken over keeps its own. */
   constructor(readonly resumable: boolean, node?: string, id?: string) {
-    const random = crypto.randomBytes(18).toString('base64url');
+    const random = randomToken(18);
     this.id = id ?? (node === undefined ? random : `${node}~${random}`);
   }
 

@@ -4,7 +4,6 @@
 // (ClientSession) is what the router delivers to; it can outlive this connection and be resumed
 // on another one (XEP-0198). Writes are batched: everything sent to a connection during one turn
 // of the event loop goes out in a single socket write, or one burst of WebSocket messages (see flushAll).
-import crypto from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import type { Kernel } from '../core/kernel.js';
 import type { DeliveryTracker } from '../core/sessions.js';
@@ -57,6 +56,7 @@ export type { Sasl2InlineEvent, Sasl2TokenEvent, Sasl2SuccessEvent, Bind2InlineE
 import type {
   StreamFeaturesEvent, UnauthenticatedIqEvent, NonzaEvent, Sasl2InlineEvent, Sasl2TokenEvent, Sasl2SuccessEvent, Bind2InlineEvent, Bind2ElementEvent,
 } from './features/index.js';
+import { randomToken } from '../core/random.js';
 
 declare module '../core/event-map.js' {
   interface EventMap {
@@ -403,7 +403,7 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
 
   private header(): string {
     this.headerSent = true;
-    this.streamId = crypto.randomBytes(12).toString('base64url');
+    this.streamId = randomToken(12);
     const from = this.host || this.server.hosts.keys().next().value || 'localhost';
     if (this.framed) return `<open xmlns='${NS_FRAMING}' id='${this.streamId}' from='${from}' version='1.0' xml:lang='en'/>`;
     return `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}' id='${this.streamId}' from='${from}' version='1.0' xml:lang='en'>`;

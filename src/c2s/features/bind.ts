@@ -1,10 +1,10 @@
 // RFC 6120 §7: resource binding, and the legacy session IQ (RFC 3921 §3) some clients still send.
-import crypto from 'node:crypto';
 import Element from 'ltx/lib/Element.js';
 import { Jid, normalizeResource } from '../../core/jid.js';
 import { StanzaError, errorReply, iqResult } from '../../core/stanza.js';
 import { firstElement } from '../../core/router.js';
 import type { NegotiatingStream, StreamFeature } from './feature.js';
+import { randomToken } from '../../core/random.js';
 
 export const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 export const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
@@ -25,7 +25,7 @@ function bindResource(iq: Element, payload: Element, stream: NegotiatingStream):
   const requested = payload.getChildText('resource');
   let resource: string | null;
   if (requested === null || requested.trim() === '') {
-    resource = crypto.randomBytes(9).toString('base64url'); // §7.6.2.1: server-generated
+    resource = randomToken(9); // §7.6.2.1: server-generated
   } else {
     resource = normalizeResource(requested);
     if (resource === null) return stream.send(errorReply(iq, new StanzaError('bad-request', 'Invalid resource')));

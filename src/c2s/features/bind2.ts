@@ -11,6 +11,7 @@ import { NS_SM } from '../sm.js';
 import { bindAs } from './bind.js';
 import type { NegotiatingStream } from './feature.js';
 import { enable } from './sm.js';
+import { randomToken } from '../../core/random.js';
 
 export const NS_BIND2 = 'urn:xmpp:bind:0';
 
@@ -51,7 +52,7 @@ const MAX_TAG = 64;
 export function bind2Resource(tag: string | null, account: string, userAgentId: string | null): string {
   const suffix =
     userAgentId === null
-      ? crypto.randomBytes(6).toString('base64url')
+      ? randomToken(6)
       : crypto.createHash('sha256').update(`${account}\0${userAgentId}`).digest('base64url').slice(0, 8);
   const cleaned = (tag ?? '').replace(/[\s/]+/g, '').slice(0, MAX_TAG);
   return cleaned === '' ? suffix : `${cleaned}.${suffix}`;

@@ -14,6 +14,7 @@ import type { ChannelBinding } from './channel-binding.js';
 export type { SaslFailure } from './common.js';
 export { authzidIsOwnBareJid } from './common.js';
 import { type ScramCredentials, type ScramHash, DEFAULT_SCRAM_ITERATIONS, HASH_LENGTH, SCRAM_MECHANISMS, digest, hmac } from '../../accounts/credentials.js';
+import { randomToken } from '../../core/random.js';
 
 export { SCRAM_MECHANISMS } from '../../accounts/credentials.js';
 
@@ -148,11 +149,20 @@ export interface ScramServerOptions {
  * client compares it with what it saw; the AuthMessage covers it, so it cannot be forged.
  */
 export function downgradeProtectionHash(hash: ScramHash, mechanisms: readonly string[], channelBindings: readonly string[]): string {
-  const byOctets = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
-  let input = [...mechanisms].sort(byOctets).join('\x1e');
-  if (channelBindings.length > 0) input += '\x1f' + [...channelBindings].sort(byOctets).join('\x1e');
-  return digest(hash, Buffer.from(input, 'utf8')).toString('base64');
+  // the same few lists on every login (per TLS version and host): hashed once each
+  const key = `${hash}\x1d${mechanisms.join('\x1e')}\x1f${channelBindings.join('\x1e')}`;
+  let value = downgradeHashes.get(key);
+  if (value === undefined) {
+    const byOctets = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+    let input = [...mechanisms].sort(byOctets).join('\x1e');
+    if (channelBindings.length > 0) input += '\x1f' + [...channelBindings].sort(byOctets).join('\x1e');
+    value = digest(hash, Buffer.from(input, 'utf8')).toString('base64');
+    if (downgradeHashes.size >= 64) downgradeHashes.clear();
+    downgradeHashes.set(key, value);
+  }
+  return value;
 }
+const downgradeHashes = new Map<string, string>();
 
 export type ScramStartResult = { challenge: Buffer } | { failure: SaslFailure };
 export type ScramFinishResult =
@@ -208,7 +218,7 @@ export class ScramServerExchange {
     this.first = first;
 
     // RFC 5802 §5.1 'r': the server appends its own fresh nonce to the client's.
-    this.nonce = first.clientNonce + (this.options.serverNonce ?? crypto.randomBytes(18).toString('base64'));
+    this.nonce = first.clientNonce + (this.options.serverNonce ?? randomToken(18, 'base64'));
     this.serverFirst = `r=${this.nonce},s=${this.credentials.salt},i=${this.credentials.iterations}`;
     const offered = this.options.offered;
     if (offered !== undefined) this.serverFirst += `,d=${downgradeProtectionHash(this.hash, offered.mechanisms, offered.channelBindings)}`;
