@@ -6,6 +6,7 @@ import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { bare, freshAccounts, iqFailure, isPresence, login, makeFriends, online, loginForTest } from '../helpers/conversation.js';
+import { createInstantRoom, enter, freshRoom } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_VCARD = 'vcard-temp';
@@ -88,4 +89,17 @@ test('the photo hash is known again at the next login', async (t) => {
   const again = await loginForTest(t, server, alice, 'laptop');
   const presence = await online(again);
   t.is(photoOf(presence)?.getText(), createHash('sha1').update(PHOTO).digest('hex'));
+});
+
+test("in a group chat, Bob sees the hash of Alice's photo in her join presence, which her client sent without one", async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const a = await loginForTest(t, server, alice, 'gajim');
+  const b = await loginForTest(t, server, bob, 'gajim');
+  await setVcard(a, photoField(PHOTO));
+  const room = freshRoom('avatars');
+  await createInstantRoom(b, room, 'bob');
+  // Gajim leaves the hash out of a join when the server converts avatars (XEP-0398)
+  await enter(a, room, 'alice');
+  const seen = await b.next((s) => s.is('presence') && s.attrs.from === `${room}/alice`);
+  t.is(photoOf(seen)?.getText(), createHash('sha1').update(PHOTO).digest('hex'));
 });

@@ -123,8 +123,10 @@ export default defineModule({
     });
 
     // XEP-0153 §4.1: the server stamps the hash of the photo it has into available presence,
-    // replacing whatever the client put there, before the presence module broadcasts it.
-    m.on('pre-presence/none', (e: StanzaEvent) => {
+    // replacing whatever the client put there, before the presence module broadcasts it; and
+    // into directed presence, a group chat join above all: a client that sees the server
+    // converts avatars (XEP-0398) leaves the hash to it, and the room shows what it was sent.
+    const stampAvailable = (e: StanzaEvent): unknown => {
       const session = e.session;
       if (session === undefined || e.stanza.attrs.type !== undefined) return undefined;
       const hash = hashes.get(session.jid.local);
@@ -135,7 +137,10 @@ export default defineModule({
         (loaded) => void stamp(e.stanza, loaded),
         (err: unknown) => void m.log.error({ err, account: session.jid.bare }, 'reading a photo hash failed; presence goes out unstamped'),
       ));
-    }, 100);
+    };
+    m.on('pre-presence/none', stampAvailable, 100);
+    m.on('pre-presence/bare', stampAvailable, 100);
+    m.on('pre-presence/full', stampAvailable, 100);
 
     function stamp(presence: Element, hash: string): void {
       presence.children = presence.children.filter((child) => typeof child === 'string' || !(child.name === 'x' && child.attrs.xmlns === NS_VCARD_UPDATE));
