@@ -39,7 +39,7 @@ test('the account says it converts bookmarks and avatars', async (t) => {
   const a = await loginForTest(t, server, alice, 'phone');
   const info = await a.request(xml('iq', { type: 'get', to: bare(server, alice) }, xml('query', { xmlns: NS_DISCO_INFO })));
   const features = info.getChild('query')!.getChildren('feature').map((f) => f.attrs.var);
-  for (const f of [`${BOOKMARKS}#compat`, 'urn:xmpp:bookmarks-conversion:0', 'urn:xmpp:pep-vcard-conversion:0']) t.true(features.includes(f), f);
+  for (const f of [`${BOOKMARKS}#compat`, `${BOOKMARKS}#compat-pep`, 'urn:xmpp:bookmarks-conversion:0', 'urn:xmpp:pep-vcard-conversion:0']) t.true(features.includes(f), f);
 });
 
 test('bookmarks a modern client publishes are what an old client reads from private XML', async (t) => {
@@ -86,6 +86,59 @@ test('an old client alone: its private XML bookmarks make a private PEP node', a
   const b = await loginForTest(t, server, bob, 'pc');
   const failure = await b.request(xml('iq', { type: 'get', to: bare(server, alice) }, xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, xml('items', { node: BOOKMARKS })))).catch((err: { condition?: string }) => err.condition);
   t.is(failure, 'not-allowed');
+});
+
+// XEP-0048 on PEP (XEP-0411): the node `storage:bookmarks`, one item 'current' holding everything
+const legacyPep = (...conferences: Element[]) => xml('storage', { xmlns: LEGACY }, ...conferences);
+const legacyJids = (storage: Element | undefined) => (storage?.getChildren('conference') ?? []).map((c) => c.attrs.jid).sort();
+/** Waits until `read` gives what `expected` says (the conversion runs after the publisher's result). */
+async function eventually<T>(read: () => Promise<T>, expected: (value: T) => boolean): Promise<T> {
+  for (let i = 0; ; i++) {
+    const value = await read();
+    if (expected(value) || i === 50) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+const modernIds = async (client: TestClient) => (await items(client, undefined, BOOKMARKS)).map((i) => i.attrs.id).sort();
+const legacyOnPep = async (client: TestClient) =>
+  (await items(client, undefined, LEGACY)).find((i) => i.attrs.id === 'current')?.getChild('storage', LEGACY);
+
+test('a client that keeps XEP-0048 bookmarks on PEP (Gajim) shares them with XEP-0402 and private XML clients', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const gajim = await loginForTest(t, server, alice, 'gajim');
+  // what Gajim 1.7 publishes when the server says bookmarks-conversion but not #compat-pep
+  await publish(gajim, LEGACY, legacyPep(xml('conference', { jid: 'trial@conference.localhost', autojoin: 'true' }, xml('nick', {}, 'alice'))), { id: 'current', publishOptions: OPTIONS });
+  const web = await loginForTest(t, server, alice, 'converse');
+  t.deepEqual(await eventually(() => modernIds(web), (ids) => ids.length === 1), ['trial@conference.localhost']);
+  const conference = (await items(web, undefined, BOOKMARKS))[0]!.getChild('conference', BOOKMARKS)!;
+  t.is(conference.attrs.autojoin, 'true');
+  t.is(conference.getChildText('nick'), 'alice');
+  t.deepEqual(legacyJids(await readPrivate(web)), ['trial@conference.localhost']);
+
+  // the web chat bookmarks another room (XEP-0402): Gajim's node gets it, with a notification
+  await onlineWithInterest(gajim, [LEGACY]);
+  await publish(web, BOOKMARKS, xml('conference', { xmlns: BOOKMARKS, autojoin: 'true' }), { id: 'webroom@conference.localhost', publishOptions: OPTIONS });
+  const told = await gajim.next(isEvent(LEGACY, bare(server, alice)));
+  t.deepEqual(legacyJids(eventItem(told)!.getChild('storage', LEGACY)), ['trial@conference.localhost', 'webroom@conference.localhost']);
+
+  // and forgets the first one (a retraction): Gajim's node follows
+  await web.request(xml('iq', { type: 'set' }, xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, xml('retract', { node: BOOKMARKS, notify: 'true' }, xml('item', { id: 'trial@conference.localhost' })))));
+  t.deepEqual(legacyJids(await eventually(() => legacyOnPep(gajim), (s) => legacyJids(s).length === 1)), ['webroom@conference.localhost']);
+
+  // an old client's private XML write reaches both PEP forms
+  const old = await loginForTest(t, server, alice, 'old');
+  await writePrivate(old, xml('conference', { jid: 'croquet@conference.localhost', autojoin: 'false' }));
+  t.deepEqual(await modernIds(web), ['croquet@conference.localhost']);
+  t.deepEqual(legacyJids(await legacyOnPep(gajim)), ['croquet@conference.localhost']);
+});
+
+test('XEP-0402 bookmarks alone make no storage:bookmarks node: it is kept only for a client that has one', async (t) => {
+  const { alice } = await freshAccounts(server, 'alice');
+  const modern = await loginForTest(t, server, alice, 'conversations');
+  await publish(modern, BOOKMARKS, xml('conference', { xmlns: BOOKMARKS, autojoin: 'true' }), { id: 'tea@conference.localhost', publishOptions: OPTIONS });
+  await publish(modern, BOOKMARKS, xml('conference', { xmlns: BOOKMARKS, autojoin: 'true' }), { id: 'cake@conference.localhost', publishOptions: OPTIONS });
+  const failure = await items(modern, undefined, LEGACY).catch((err: { condition?: string }) => err.condition);
+  t.is(failure, 'item-not-found');
 });
 
 // --- XEP-0398 ---------------------------------------------------------------------------------

@@ -1,16 +1,25 @@
-// XEP-0411 Bookmarks Conversion: one set of bookmarks, whichever way a client keeps them. Modern
-// clients use PEP (XEP-0402, `urn:xmpp:bookmarks:1`, one item per room); older ones private XML
-// storage (XEP-0048 in XEP-0049, `storage:bookmarks`). PEP is the truth: an old client's
-// private XML read is made from the PEP items, and its write becomes PEP publishes and
-// retractions, so the user's modern devices are notified as if one of them had done it.
+// One set of bookmarks, whichever way a client keeps them. Modern clients use PEP (XEP-0402,
+// `urn:xmpp:bookmarks:1`, one item per room); older ones keep XEP-0048's single <storage/>
+// element in private XML storage (XEP-0049) or on the PEP node `storage:bookmarks` (Gajim,
+// unless it sees #compat-pep). XEP-0402 is the truth:
+// - a private XML read is made from its items (XEP-0402 §5.3 #compat), and a private XML write
+//   or a publish to `storage:bookmarks` (XEP-0411, #compat-pep) becomes its publishes and
+//   retractions, so the user's modern devices are notified as if one of them had done it;
+// - when it changes, `storage:bookmarks` on PEP is published again, if an old client keeps it.
+// The server's own publishes are made from the account's bare JID, a client's from its full JID:
+// that is how a change that came from here is told from one to carry over.
 import Element from 'ltx/lib/Element.js';
 import { defineModule } from '../../core/module.js';
 import type { PrivateGetEvent, PrivateSetEvent } from '../private/index.js';
+import type { PepPublishedEvent, PepRetractedEvent } from '../pubsub/index.js';
+import { SerialQueue } from '../../core/serial.js';
 import { parseElement } from '../../xml/parse.js';
 
 const NS_BOOKMARKS = 'urn:xmpp:bookmarks:1';
 const NS_LEGACY = 'storage:bookmarks';
 const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
+/** XEP-0048 on PEP (XEP-0223): the one item holding the whole <storage/>. */
+const LEGACY_ITEM = 'current';
 /** XEP-0402 §3: how a bookmarks node is configured. */
 const NODE_OPTIONS: Record<string, string> = {
   'pubsub#persist_items': 'true', 'pubsub#max_items': 'max', 'pubsub#send_last_published_item': 'never', 'pubsub#access_model': 'whitelist',
@@ -45,14 +54,17 @@ function modernConference(legacy: Element): Element {
 export default defineModule({
   name: 'bookmarks',
   description: 'Bookmarks kept in sync between PEP (XEP-0402) and private XML storage (XEP-0048)',
-  implements: [{ spec: 'XEP-0411', version: '1.0.0', status: 'complete', note: '<url/> bookmarks of private XML are not carried over (XEP-0402 has none)' }],
+  implements: [{ spec: 'XEP-0411', version: '1.1.0', status: 'complete', note: 'through XEP-0402 (#compat and #compat-pep); <url/> bookmarks are not carried over (XEP-0402 has none)' }],
   dependencies: ['pubsub', 'private'],
   setup(m) {
     const { engine, pep } = m.use('pubsub');
     const domain = m.host.domain;
     // XEP-0402 §6 / XEP-0411 §3: tell clients the server converts
     m.accountFeature(`${NS_BOOKMARKS}#compat`);
+    m.accountFeature(`${NS_BOOKMARKS}#compat-pep`);
     m.accountFeature('urn:xmpp:bookmarks-conversion:0');
+    /** Conversions of one account, one at a time, in the order the changes came. */
+    const conversions = new SerialQueue();
 
     async function read(username: string): Promise<Element | undefined> {
       const service = pep(`${username}@${domain}`);
@@ -96,7 +108,43 @@ export default defineModule({
       }
     }
 
+    /** Publishes XEP-0402's bookmarks again as XEP-0048's <storage/> on PEP, if an old client keeps them there. */
+    async function mirrorToLegacyPep(username: string): Promise<void> {
+      const service = pep(`${username}@${domain}`);
+      if ((await engine.node(service, NS_LEGACY)) === undefined) return; // no client keeps them there
+      const storage = (await read(username)) ?? new Element('storage', { xmlns: NS_LEGACY });
+      const current = (await engine.handle(service, 'get', new Element('pubsub', { xmlns: NS_PUBSUB }).c('items', { node: NS_LEGACY }).up(), service.jid))
+        ?.getChild('items')?.getChildren('item').find((item) => item.attrs.id === LEGACY_ITEM)?.getChild('storage', NS_LEGACY);
+      if (current !== undefined && current.toString() === parseElement(storage.toString()).toString()) return; // unchanged: no notification
+      const request = new Element('pubsub', { xmlns: NS_PUBSUB });
+      request.c('publish', { node: NS_LEGACY }).c('item', { id: LEGACY_ITEM }).append(storage);
+      await engine.handle(service, 'set', request, service.jid);
+    }
+
+    const convert = (username: string, job: () => Promise<void>, what: string): void => {
+      void conversions.run(username, job).catch((err: unknown) => m.log.error({ err, account: `${username}@${domain}` }, `converting bookmarks failed: ${what}`));
+    };
+
     m.on('private/get', (e: PrivateGetEvent) => (e.namespace === NS_LEGACY && e.name === 'storage' ? read(e.username) : undefined));
-    m.on('private/set', (e: PrivateSetEvent) => (e.element.is('storage', NS_LEGACY) ? write(e.username, e.element) : undefined));
+    m.on('private/set', (e: PrivateSetEvent) => {
+      if (!e.element.is('storage', NS_LEGACY)) return undefined;
+      return conversions.run(e.username, async () => {
+        await write(e.username, e.element);
+        await mirrorToLegacyPep(e.username);
+      });
+    });
+    m.on('pep/published', (e: PepPublishedEvent) => {
+      if (e.item.publisher === e.owner || (e.node !== NS_LEGACY && e.node !== NS_BOOKMARKS)) return; // ours, or not bookmarks
+      const username = e.owner.slice(0, e.owner.lastIndexOf('@'));
+      if (e.node === NS_BOOKMARKS) return convert(username, () => mirrorToLegacyPep(username), 'XEP-0402 to storage:bookmarks on PEP');
+      if (e.item.id !== LEGACY_ITEM || e.item.payload === '') return;
+      const storage = parseElement(e.item.payload); // stored by the pubsub module: well-formed
+      if (storage.is('storage', NS_LEGACY)) convert(username, () => write(username, storage), 'storage:bookmarks on PEP to XEP-0402');
+    });
+    m.on('pep/retracted', (e: PepRetractedEvent) => {
+      if (e.by === e.owner || e.node !== NS_BOOKMARKS) return;
+      const username = e.owner.slice(0, e.owner.lastIndexOf('@'));
+      convert(username, () => mirrorToLegacyPep(username), 'XEP-0402 retraction to storage:bookmarks on PEP');
+    });
   },
 });

@@ -28,6 +28,7 @@ declare module '../../core/module.js' {
 declare module '../../core/event-map.js' {
   interface EventMap {
     'pep/published': PepPublishedEvent;
+    'pep/retracted': PepRetractedEvent;
   }
 }
 
@@ -37,6 +38,14 @@ export interface PepPublishedEvent {
   item: StoredItem;
   /** Work the publisher's result waits for (e.g. the vCard photo, XEP-0398). */
   pending: Array<Promise<unknown>>;
+}
+
+export interface PepRetractedEvent {
+  owner: string;
+  node: string;
+  id: string;
+  /** Who retracted it: a client's full JID, or the owner's bare JID for the server's own work. */
+  by: string;
 }
 
 /** What the pubsub module offers other modules on the host (bookmark conversion, XEP-0411). */
@@ -113,6 +122,9 @@ export default defineModule({
         const pending: Array<Promise<unknown>> = [];
         m.host.events.fire('pep/published', { owner: service.jid, node, item, pending });
         return Promise.all(pending);
+      },
+      retracted: (service, node, id, by) => {
+        if (service.pep) m.host.events.fire('pep/retracted', { owner: service.jid, node, id, by });
       },
       mayCreate: (_service, requester) => {
         if (options.create_nodes === 'anyone') return true;

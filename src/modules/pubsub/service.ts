@@ -31,6 +31,8 @@ export interface PubsubEnvironment {
   mayCreate(service: PubsubService, requesterBare: string): boolean;
   /** Told of each item published (after it is stored), e.g. for avatar conversion (XEP-0398). */
   published?(service: PubsubService, node: string, item: StoredItem): Promise<unknown> | void;
+  /** Told of each item retracted, and by whom (a bare or full JID), e.g. for bookmarks conversion (XEP-0411). */
+  retracted?(service: PubsubService, node: string, id: string, by: string): void;
   /** PEP: full JIDs that asked for notifications of `node` by +notify (XEP-0163 §4), access not yet checked. */
   interested(service: PubsubService, node: string): string[];
 }
@@ -143,7 +145,7 @@ export class PubsubEngine {
           case 'unsubscribe':
             return this.unsubscribe(service, action, from);
           case 'retract':
-            return this.serially(key(action.attrs.node), () => this.retract(service, action, requester));
+            return this.serially(key(action.attrs.node), () => this.retract(service, action, requester, from));
           case 'options':
             throw unsupported('subscription-options');
         }
@@ -284,7 +286,7 @@ export class PubsubEngine {
   }
 
   // --- §7.2 retract -------------------------------------------------------------------------
-  private async retract(service: PubsubService, action: Element, requesterBare: string): Promise<null> {
+  private async retract(service: PubsubService, action: Element, requesterBare: string, from: string): Promise<null> {
     const node = await this.existing(service, action);
     const item = action.getChild('item');
     if (item?.attrs.id === undefined) throw pubsubError('bad-request', 'item-required');
@@ -294,6 +296,7 @@ export class PubsubEngine {
     // §7.2.2.1: subscribers are told when the node says so, or the publisher asked
     const notify = action.attrs.notify === 'true' || action.attrs.notify === '1' || node.config.notify_retract;
     if (notify) await this.notify(service, node, new Element('items', { node: node.row.node }).c('retract', { id: item.attrs.id }).up());
+    this.env.retracted?.(service, node.row.node, item.attrs.id, from);
     return null;
   }
 
