@@ -16,6 +16,13 @@ import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from
 import { parseJid } from '../core/jid.js';
 import { runMigrations } from '../storage/db.js';
 import { OverloadShedding } from './overload.js';
+import { InputTurn } from './input-turn.js';
+
+/**
+ * Client input handled per event-loop turn, in ms of the main thread: enough for a few thousand
+ * stanzas, short enough that timers and database answers are never long behind.
+ */
+const INPUT_TURN_BUDGET_MS = 25;
 import type { C2SListen, C2SSettings } from './settings.js';
 
 export type { C2SListen, C2SSettings } from './settings.js';
@@ -40,6 +47,8 @@ export class C2SListeners implements ResumableSessions {
   private readonly handedOn = new Set<Promise<unknown>>();
   /** Sessions consult it before each send; null when shedding is off. */
   shedding: OverloadShedding | null = null;
+  /** The client input one event-loop turn handles, shared by every stream. */
+  readonly inputTurn = new InputTurn(INPUT_TURN_BUDGET_MS);
 
   constructor(
     private readonly server: Kernel,
@@ -56,7 +65,7 @@ export class C2SListeners implements ResumableSessions {
     this.hibernations = new HibernationRecords(this.server.db, this.server.log.child({ component: 'c2s' }), this.server.nodeId ?? '');
     await this.recoverLostSessions();
     this.server.resumable = this;
-    if (this.settings.overload.shedding) this.shedding = new OverloadShedding(this.server, this.settings.overload);
+    if (this.settings.overload.shedding) this.shedding = new OverloadShedding(this.server, this.settings.overload, this.inputTurn);
     for (const listen of this.settings.listen) {
       const accept = (socket: net.Socket) => {
         socket.setNoDelay(true); // our writes are already batched per event-loop turn

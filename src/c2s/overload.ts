@@ -93,6 +93,8 @@ export class OverloadShedding {
   constructor(
     private readonly server: Kernel,
     private readonly settings: OverloadSettings,
+    /** Client input deferred to later turns in most turns: the server is at capacity (input-turn.ts). */
+    private readonly input: { saturation(): number } | null = null,
   ) {
     this.delay = settings.eventLoopLag === null ? null : monitorEventLoopDelay({ resolution: RESOLUTION_MS });
     this.delay?.enable();
@@ -208,10 +210,12 @@ export class OverloadShedding {
     if (delay !== null && limit !== null) {
       const lag = Math.max(0, delay.mean / 1e6 - RESOLUTION_MS) / 1000; // ns → s, without the timer's own period
       delay.reset();
-      if (!this.lagging && lag > limit) {
+      // input waiting for later turns in most turns: the lag is bounded, the load is not
+      const saturated = (this.input?.saturation() ?? 0) > 0.5;
+      if (!this.lagging && (lag > limit || saturated)) {
         this.lagging = true;
-        this.server.log.warn({ lagMs: Math.round(lag * 1000) }, 'event loop lagging: holding back receipts, chat states and presence until it catches up');
-      } else if (this.lagging && lag < limit / 2) {
+        this.server.log.warn({ lagMs: Math.round(lag * 1000), inputDeferred: saturated }, 'event loop lagging: holding back receipts, chat states and presence until it catches up');
+      } else if (this.lagging && lag < limit / 2 && !saturated) {
         this.lagging = false;
         this.server.log.info({ lagMs: Math.round(lag * 1000), shed: this.shedCounts() }, 'event loop caught up: delivering what was held back');
       }

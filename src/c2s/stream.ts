@@ -166,11 +166,13 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     } finally {
       metrics.handlingSince = 0;
     }
+    const spent = performance.now() - started;
+    if (this.state !== 'closed') this.listeners.inputTurn.charge(spent, this.reading);
     // Bytes are bounded above; this bounds what they cost. A connection whose input takes more
     // than its share of the CPU (parsing, handlers) is not read from until it is back within it,
     // so it slows itself, not the clients sharing the event loop with it.
     if (this.cpuLimiter !== null) {
-      const pause = this.cpuLimiter.consume(Math.min(performance.now() - started, CPU_CHARGE_CAP_MS));
+      const pause = this.cpuLimiter.consume(Math.min(spent, CPU_CHARGE_CAP_MS));
       if (pause > 0 && this.state !== 'closed') {
         if (pause >= CPU_PAUSE_LOG_MS) this.server.log.warn({ jid: this.jid?.toString(), address: this.remoteAddress, pauseMs: pause }, 'client input is using more than its CPU share; reading paused');
         this.reading.holdFor(pause);
