@@ -8,6 +8,11 @@
 // are receipts and chat states dropped; a presence is never dropped (a contact would look
 // online or offline wrongly until their next change), it goes out instead.
 //
+// While the whole server lags (or its input waits for later turns, input-turn.ts), receipts,
+// markers and chat states a client sends are dropped as they arrive (dropsOnInput): holding them
+// for their recipients would still cost their routing, carbons and queueing, which at twice the
+// sustainable rate is the difference between messages flowing and messages queueing.
+//
 // XEP-0198: everything here happens before a stanza reaches ClientSession.transmit (session.ts), so nothing
 // held or dropped was ever counted in the stream management queue; once counted, it is sent.
 import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
@@ -118,6 +123,24 @@ export class OverloadShedding {
     const out: Record<string, number> = {};
     CLASSES.forEach((cls, c) => ACTIONS.forEach((action, a) => (out[`${cls}/${action}`] = this.counts[c * ACTIONS.length + a]!)));
     return out;
+  }
+
+  /**
+   * While the whole server lags, a chat state or receipt a client sends is given up as it
+   * arrives: routing it, and carbons, and its recipient's queue would cost as much again.
+   */
+  dropsOnInput(stanza: Element): boolean {
+    if (!this.lagging) return false;
+    const worth = classify(stanza);
+    if (worth === 'chat-state') {
+      this.count(CHAT_STATE, DROPPED);
+      return true;
+    }
+    if (worth === 'receipt') {
+      this.count(RECEIPT, DROPPED);
+      return true;
+    }
+    return false;
   }
 
   /** Whether `session` should shed now: the server is lagging or it is a recipient behind. */

@@ -554,6 +554,10 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     }
     attrs.from = jid.toString();
     this.server.metrics.stanzasIn.count(stanza.name);
+    if (stanza.name === 'message' && this.listeners.shedding?.dropsOnInput(stanza)) {
+      session.sm?.inbound(undefined);
+      return;
+    }
     const handling = this.handleClientStanza(stanza, session);
     if (handling instanceof Promise) this.storing(handling);
     // XEP-0198: count it; when it is accepted only once stored, acks wait for that

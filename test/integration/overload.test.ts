@@ -144,3 +144,36 @@ test('with shedding off, a recipient that is behind gets everything as it comes'
   t.is(arrived.filter(isReceipt).length, 2);
   t.is(arrived.filter(isPresence(a.jid)).length, 2);
 });
+
+test('while the server is saturated, typing notifications and receipts a client sends are given up as they arrive, messages never; stream management still counts them', async (t) => {
+  const busy = await startServer({ config: { c2s: { overload: { event_loop_lag: 'never', unacked: UNACKED } } } });
+  t.teardown(() => busy.stop());
+  const shedding = busy.server.c2sShedding()!;
+  const { alice, bob } = await freshAccounts(busy, 'alice', 'bob');
+  await makeFriends(busy, alice, bob);
+  const b = await loginForTest(t, busy, bob, 'desk');
+  await online(b);
+  const a = await SmClient.login(busy, alice, 'phone');
+  t.teardown(() => a.cut());
+  await a.enable(false);
+  await a.online();
+  const before = shedding.shedCounts();
+  shedding.lagging = true; // as when input waits for later turns in most turns (src/c2s/input-turn.ts)
+  try {
+    a.stanza(`<message to='${b.jid}' type='chat'><composing xmlns='${NS_CHATSTATES}'/></message>`);
+    a.chat(b.jid, 'first');
+    a.stanza(`<message to='${b.jid}'><received xmlns='${NS_RECEIPTS}' id='m1'/></message>`);
+    a.stanza(`<message to='${b.jid}' type='chat'><displayed xmlns='${NS_MARKERS}' id='m2'/></message>`);
+    a.chat(b.jid, 'second');
+    t.is(await a.requestAck(), a.sent, 'every stanza acknowledged, the dropped ones too');
+    await b.next(body('second'));
+    await settle(b);
+  } finally {
+    shedding.lagging = false;
+  }
+  const fromAlice = b.received.filter((e) => e.is('message') && e.attrs.from?.startsWith(a.jid.split('/')[0]!));
+  t.deepEqual(fromAlice.map((e) => e.getChildText('body')), ['first', 'second'], 'the messages, and nothing else');
+  const shed = shedding.shedCounts();
+  t.is(shed['chat_state/dropped']! - before['chat_state/dropped']!, 1);
+  t.is(shed['receipt/dropped']! - before['receipt/dropped']!, 2);
+});
