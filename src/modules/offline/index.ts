@@ -16,6 +16,9 @@ import { matches } from '../blocking/index.js';
 import { parseJid } from '../../core/jid.js';
 import type { OfflineExpiry } from '../mam/index.js';
 
+/** How often refusals of a full offline store are logged per account. */
+const REFUSAL_LOG_MS = 60_000;
+
 const NS_HINTS = 'urn:xmpp:hints';
 const NS_DELAY = 'urn:xmpp:delay';
 // Payloads worth keeping for later even without a body: delivery receipts and read markers
@@ -144,6 +147,23 @@ export default defineModule({
       return counts.get(username) ?? (counts.set(username, n), n);
     };
 
+    /**
+     * A full store refuses every message of a burst: the first refusal for an account is logged
+     * at once, the rest as one line per minute with their count, not a line per message.
+     */
+    const refusals = new Map<string, number>();
+    const refusedFor = (account: string): void => {
+      const before = refusals.get(account);
+      refusals.set(account, (before ?? 0) + 1);
+      if (before !== undefined) return;
+      m.log.warn({ account, limit: m.options.max_messages }, 'offline storage full; message refused');
+      setTimeout(() => {
+        const more = refusals.get(account)! - 1;
+        refusals.delete(account);
+        if (more > 0) m.log.warn({ account, refused: more, limit: m.options.max_messages }, 'offline storage still full; more messages refused');
+      }, REFUSAL_LOG_MS).unref();
+    };
+
     m.on('message/offline', (e: OfflineEvent) => {
       if (!storable(e.stanza)) return true; // dropped quietly: nothing a user would miss (XEP-0160 §3)
       const username = e.to.local;
@@ -154,7 +174,7 @@ export default defineModule({
       const queued = writing.run(username, async () => {
         const n = counts.get(username) ?? (await countOf(username));
         if (n >= m.options.max_messages) {
-          m.log.warn({ account: e.to.bare }, 'offline storage full; message refused');
+          refusedFor(e.to.bare);
           m.server.router.bounce(e.stanza, new StanzaError('resource-constraint', 'The recipient\'s offline storage is full', 'wait'));
           return undefined;
         }
