@@ -82,8 +82,11 @@ test("an occupant's presence in the room keeps the occupant's own avatar hash, n
   await setRoomVcard(a, room, vcardWithPhoto(randomBytes(500)));
   await b.next((s) => s.is('message') && s.attrs.from === room && statusCodes(s).includes(104));
 
-  // Bob changes his status in the room with his own avatar's hash
-  const bobsHash = sha1(randomBytes(100));
+  // Bob changes his status in the room with his own avatar's hash (the one his server knows:
+  // it stamps it into presence, XEP-0153 §4.1)
+  const bobsPhoto = randomBytes(100);
+  await b.request(xml('iq', { type: 'set' }, vcardWithPhoto(bobsPhoto, 'Bob')));
+  const bobsHash = sha1(bobsPhoto);
   await b.send(xml('presence', { to: `${room}/Bob` }, xml('show', {}, 'away'), xml('x', { xmlns: NS_VCARD_UPDATE }, xml('photo', {}, bobsHash))));
   const seen = await a.next((s) => s.is('presence') && s.attrs.from === `${room}/Bob` && s.getChildText('show') === 'away');
   t.is(seen.getChild('x', NS_VCARD_UPDATE)?.getChildText('photo'), bobsHash);

@@ -103,3 +103,19 @@ test("in a group chat, Bob sees the hash of Alice's photo in her join presence, 
   const seen = await b.next((s) => s.is('presence') && s.attrs.from === `${room}/alice`);
   t.is(photoOf(seen)?.getText(), createHash('sha1').update(PHOTO).digest('hex'));
 });
+
+test("in a group chat, Bob asks for Alice's vCard at her room address and gets it, though her client does not answer such requests", async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const a = await loginForTest(t, server, alice, 'gajim');
+  const b = await loginForTest(t, server, bob, 'gajim');
+  await setVcard(a, xml('FN', {}, 'Alice'), photoField(PHOTO));
+  const room = freshRoom('vcards');
+  await createInstantRoom(b, room, 'bob');
+  await enter(a, room, 'alice');
+  const reply = await getVcard(b, `${room}/alice`);
+  t.is(reply.attrs.from, `${room}/alice`, 'from her room address: her account stays hidden');
+  const vcard = reply.getChild('vCard', NS_VCARD)!;
+  t.is(vcard.getChildText('FN'), 'Alice');
+  t.is(vcard.getChild('PHOTO')?.getChildText('BINVAL'), PHOTO.toString('base64'));
+  t.false(a.received.some((s) => s.is('iq') && s.getChild('vCard', NS_VCARD) !== undefined), "Alice's client was not asked");
+});

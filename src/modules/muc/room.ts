@@ -726,11 +726,19 @@ export class Room {
     });
   }
 
+  /** An occupant joined from this account (the first, if it joined under several nicks). */
+  private occupantOfAccount(bare: string): Occupant | undefined {
+    for (const occupant of this.occupants.values()) if (occupant.bare === bare) return occupant;
+    return undefined;
+  }
+
   private occupantIq(stanza: Element, from: Jid, sender: Occupant | undefined, nick: string): void {
     const type = stanza.attrs.type;
     const target = this.occupants.get(nick);
     if (type === 'result' || type === 'error') {
-      // an answer to an IQ we passed on: back to the asker (the occupant called `nick`)
+      // an answer to an IQ we passed on: back to the asker (the occupant called `nick`); a
+      // vCard answered by an occupant's account (below) comes from its bare JID
+      if (sender === undefined && from.resource === '') sender = this.occupantOfAccount(from.bare);
       if (sender === undefined || target === undefined) return;
       const copy = passedOn(stanza, sender.roomJid);
       this.sendTo(target.current, copy);
@@ -742,6 +750,12 @@ export class Room {
     }
     if (sender === undefined) return this.bounce(stanza, new StanzaError('not-acceptable', 'You are not in this room'));
     if (target === undefined) return this.bounce(stanza, new StanzaError('item-not-found', `Nobody is called ${nick} here`));
+    // A vCard is the account's (XEP-0054), kept by its server: asked of the account, not of a
+    // client that may not answer it (Gajim does not), so the avatar whose hash the occupant's
+    // presence carries (XEP-0153) can be fetched; the answer comes back from its bare JID.
+    if (type === 'get' && stanza.getChild('vCard', NS_VCARD) !== undefined) {
+      return this.sendToJid(target.bare, passedOn(stanza, sender.roomJid));
+    }
     // §7.5 (IQs between occupants): passed on to one client of the occupant, from the asker's room JID
     this.sendTo(target.current, passedOn(stanza, sender.roomJid));
   }
