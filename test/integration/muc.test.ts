@@ -1,11 +1,12 @@
 // Group chat (XEP-0045 Multi-User Chat), as three real clients live it: finding the service,
 // creating rooms, invitations, chatting with stable ids, history, nicknames, private messages.
 import test from 'ava';
+import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
 import { bare, errorCondition, freshAccounts, login, settle } from '../helpers/conversation.js';
 import {
-  NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC_USER, SERVICE, createInstantRoom, createPrivateGroup, enter, freshRoom,
+  NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_MUC_USER, SERVICE, createInstantRoom, createPrivateGroup, enter, freshRoom,
   groupchat, invite, isGroupchat, isPresenceFrom, isSubject, itemOf, join, stanzaIdOf, statusCodes, occupantClient, trio } from '../helpers/muc.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -244,6 +245,25 @@ test('one user joins under the same nick from two devices: both get the messages
   await b.next(isPresenceFrom(`${room}/Bob`, 'unavailable'));
   await laptop.send(groupchat(room, 'still here'));
   await a.next(isGroupchat(`${room}/Bob`, 'still here'));
+  t.false(a.received.some(isPresenceFrom(`${room}/Bob`, 'unavailable')), 'Alice never saw Bob leave');
+});
+
+test("when the device whose presence the room showed leaves, the others see the presence of Bob's device that stays", async (t) => {
+  const { a, b, names } = await trio(t, server);
+  const room = freshRoom('devices');
+  await createInstantRoom(a, room, 'Alice');
+  await b.send(xml('presence', { to: `${room}/Bob` }, xml('x', { xmlns: NS_MUC }), xml('show', {}, 'away')));
+  await b.next(isSubject(room));
+  const away = (s: Element) => isPresenceFrom(`${room}/Bob`)(s) && s.attrs.type === undefined && s.getChildText('show') === 'away';
+  await a.next(away);
+  const laptop = await occupantClient(t, server, names.bob, 'laptop');
+  await enter(laptop, room, 'Bob');
+  await laptop.send(xml('presence', { to: `${room}/Bob` }, xml('show', {}, 'dnd'))); // the room shows the latest to speak
+  await a.next((s) => isPresenceFrom(`${room}/Bob`)(s) && s.getChildText('show') === 'dnd');
+  // the laptop, whose 'dnd' the room shows, leaves: Bob is still there, away on his phone
+  await laptop.send(xml('presence', { to: `${room}/Bob`, type: 'unavailable' }));
+  const now = await a.next(away);
+  t.is(now.getChild('x', NS_MUC_USER)?.getChild('item')?.attrs.role, 'participant');
   t.false(a.received.some(isPresenceFrom(`${room}/Bob`, 'unavailable')), 'Alice never saw Bob leave');
 });
 

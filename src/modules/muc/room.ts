@@ -459,10 +459,13 @@ export class Room {
     if (index === -1) return;
     if (o.sessions.length > 1) {
       // another device stays under this nick: only the departing client hears it left
+      const shown = index === o.sessions.length - 1;
       const [session] = o.sessions.splice(index, 1);
       this.untrack(from);
       if (stanza) this.sendTo(session!, this.selfPresence(o, session!, [110], 'unavailable'));
-      o.changed();
+      // the room showed the departing client's presence: now it shows the one that stays
+      if (shown) this.announce(o);
+      else o.changed();
       return;
     }
     // §7.14: everyone hears the occupant left, with the status it left with
