@@ -119,3 +119,23 @@ test("in a group chat, Bob asks for Alice's vCard at her room address and gets i
   t.is(vcard.getChild('PHOTO')?.getChildText('BINVAL'), PHOTO.toString('base64'));
   t.false(a.received.some((s) => s.is('iq') && s.getChild('vCard', NS_VCARD) !== undefined), "Alice's client was not asked");
 });
+
+test("in a group chat, the answer to Bob's request goes to the client of Bob's that asked, not to the one the room shows", async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const a = await loginForTest(t, server, alice, 'gajim');
+  const phone = await loginForTest(t, server, bob, 'phone');
+  await setVcard(a, xml('FN', {}, 'Alice'), photoField(PHOTO));
+  const room = freshRoom('devices');
+  await createInstantRoom(phone, room, 'bob');
+  await enter(a, room, 'alice');
+  const laptop = await loginForTest(t, server, bob, 'laptop');
+  await enter(laptop, room, 'bob'); // the room now shows the laptop's presence for bob
+  const reply = await getVcard(phone, `${room}/alice`);
+  t.is(reply.getChild('vCard', NS_VCARD)?.getChildText('FN'), 'Alice');
+  // and an IQ answered by Alice's client, too
+  const asked = phone.request(xml('iq', { type: 'get', to: `${room}/alice` }, xml('time', { xmlns: 'urn:xmpp:time' })));
+  const request = await a.next((s) => s.is('iq') && s.attrs.type === 'get' && s.getChild('time', 'urn:xmpp:time') !== undefined);
+  await a.send(xml('iq', { type: 'result', id: request.attrs.id, to: request.attrs.from }, xml('time', { xmlns: 'urn:xmpp:time' }, xml('utc', {}, '2026-12-06T00:00:00Z'), xml('tzo', {}, '+00:00'))));
+  t.is((await asked).getChild('time', 'urn:xmpp:time')?.getChildText('tzo'), '+00:00');
+  t.false(laptop.received.some((s) => s.is('iq') && s.attrs.from === `${room}/alice`), 'the laptop got none of the answers');
+});

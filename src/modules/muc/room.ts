@@ -729,6 +729,17 @@ export class Room {
     });
   }
 
+  /** Which client of an occupant asked a passed-on IQ, by the asker's nick and the IQ's id. */
+  private readonly askers = new Map<string, string>();
+
+  private rememberAsker(nick: string, id: string | undefined, from: Jid): void {
+    if (id === undefined) return;
+    // answers that never come must not pile up: the oldest are forgotten (their answer goes to
+    // the client the room shows, as before)
+    if (this.askers.size >= MAX_PENDING_IQS) this.askers.delete(this.askers.keys().next().value!);
+    this.askers.set(askedKey(nick, id), from.toString());
+  }
+
   /** An occupant joined from this account (the first, if it joined under several nicks). */
   private occupantOfAccount(bare: string): Occupant | undefined {
     for (const occupant of this.occupants.values()) if (occupant.bare === bare) return occupant;
@@ -743,8 +754,12 @@ export class Room {
       // vCard answered by an occupant's account (below) comes from its bare JID
       if (sender === undefined && from.resource === '') sender = this.occupantOfAccount(from.bare);
       if (sender === undefined || target === undefined) return;
-      const copy = passedOn(stanza, sender.roomJid);
-      this.sendTo(target.current, copy);
+      // to the client that asked, which need not be the one whose presence the room shows
+      const key = askedKey(nick, stanza.attrs.id);
+      const asker = this.askers.get(key);
+      this.askers.delete(key);
+      const session = (asker !== undefined && target.sessions.find((s) => s.jid.toString() === asker)) || target.current;
+      this.sendTo(session, passedOn(stanza, sender.roomJid));
       return;
     }
     // XEP-0410 §3.2: a self-ping is answered by the room: "you are still joined"
@@ -756,6 +771,7 @@ export class Room {
     // A vCard is the account's (XEP-0054), kept by its server: asked of the account, not of a
     // client that may not answer it (Gajim does not), so the avatar whose hash the occupant's
     // presence carries (XEP-0153) can be fetched; the answer comes back from its bare JID.
+    this.rememberAsker(sender.nick, stanza.attrs.id, from);
     if (type === 'get' && stanza.getChild('vCard', NS_VCARD) !== undefined) {
       return this.sendToJid(target.bare, passedOn(stanza, sender.roomJid));
     }
@@ -1066,6 +1082,10 @@ export class Room {
 function parseBare(value: string): string | null {
   return parseJid(value)?.bare ?? null;
 }
+
+/** IQs passed on between occupants whose asking client the room remembers. */
+const MAX_PENDING_IQS = 256;
+const askedKey = (nick: string, id: string | undefined) => `${nick}\u0000${id ?? ''}`;
 
 /**
  * An IQ between occupants as the room passes it on (XEP-0045 §7.5): from the asker's room JID,
