@@ -139,3 +139,25 @@ test("in a group chat, the answer to Bob's request goes to the client of Bob's t
   t.is((await asked).getChild('time', 'urn:xmpp:time')?.getChildText('tzo'), '+00:00');
   t.false(laptop.received.some((s) => s.is('iq') && s.attrs.from === `${room}/alice`), 'the laptop got none of the answers');
 });
+
+test("Alice changes her photo and sends no presence (as Gajim does): her contacts and her room still get her presence with the new hash", async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  await makeFriends(server, alice, bob);
+  const b = await loginForTest(t, server, bob, 'laptop');
+  await online(b);
+  const a = await loginForTest(t, server, alice, 'gajim');
+  await online(a, [xml('status', {}, 'reading')]);
+  await b.next((s) => isPresence(a.jid)(s) && s.getChildText('status') === 'reading');
+  const room = freshRoom('photos');
+  await createInstantRoom(b, room, 'bob');
+  await a.send(xml('presence', { to: `${room}/alice` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' }), xml('status', {}, 'in the room')));
+  await b.next((s) => s.is('presence') && s.attrs.from === `${room}/alice`);
+
+  const hash = createHash('sha1').update(PHOTO).digest('hex');
+  await setVcard(a, photoField(PHOTO));
+  const contact = await b.next((s) => isPresence(a.jid)(s) && photoOf(s)?.getText() === hash);
+  t.is(contact.getChildText('status'), 'reading', 'the same presence, with the new hash');
+  const inRoom = await b.next((s) => s.is('presence') && s.attrs.from === `${room}/alice` && photoOf(s)?.getText() === hash);
+  t.false("type" in inRoom.attrs, "available");
+  t.is(inRoom.getChild('x', 'http://jabber.org/protocol/muc#user')?.getChild('item')?.attrs.role, 'participant', 'still in the room');
+});

@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { byteSize } from '../../config/units.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
-import type { SessionRef } from '../../core/ports.js';
+import { LOCAL_NODE, type SessionRef } from '../../core/ports.js';
+import { parseJid, type Jid } from '../../core/jid.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { serialize } from '../../xml/serialize.js';
@@ -142,6 +143,31 @@ export default defineModule({
     m.on('pre-presence/bare', stampAvailable, 100);
     m.on('pre-presence/full', stampAvailable, 100);
 
+    /**
+     * XEP-0153 §4.3 has the client send presence again after a new photo; Gajim does not, so
+     * its contacts and rooms kept the old hash. As ejabberd does (mod_vcard_xupdate), each
+     * available session of this node sends its presence again, through the same hooks as a
+     * client's: broadcast (stamped with the new hash above), then to each directed target.
+     */
+    function presenceAgain(username: string): void {
+      for (const session of m.sessions.resources(`${username}@${domain}`)?.values() ?? []) {
+        if (session.node !== LOCAL_NODE || !session.available || session.presence === null) continue;
+        const again = (to: Jid | null): Element => {
+          const presence = new Element('presence', to === null ? { from: session.jid.toString() } : { from: session.jid.toString(), to: to.toString() });
+          presence.children = session.presence!.children.filter((child) => typeof child === 'string' || child.name !== 'priority' || to === null);
+          return presence;
+        };
+        m.host.events.fire('pre-presence/none', { stanza: again(null), from: session.jid, to: session.jid.toBare(), host: m.host, session });
+        for (const target of session.directedPresence ?? []) {
+          const to = parseJid(target);
+          if (to === null) continue;
+          const stanza = again(to);
+          const kind = to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
+          if (m.host.events.fire(`pre-presence/${kind}`, { stanza, from: session.jid, to, host: m.host, session }) === undefined) m.route(stanza);
+        }
+      }
+    }
+
     function stamp(presence: Element, hash: string): void {
       presence.children = presence.children.filter((child) => typeof child === 'string' || !(child.name === 'x' && child.attrs.xmlns === NS_VCARD_UPDATE));
       presence.append(updateElement(hash));
@@ -159,11 +185,13 @@ export default defineModule({
 
     async function save(username: string, payload: Element, vcard: string, origin: 'client' | 'server'): Promise<void> {
       const hash = photoHash(payload);
+      const before = hashes.get(username);
       await store.set(username, { vcard, photoHash: hash });
-      // the next presence carries the new hash (clients resend presence after publishing an avatar)
+      // the next presence carries the new hash
       changes++;
       remember(username, hash);
       changedHere(username);
+      if (before !== undefined && before !== hash) presenceAgain(username);
       const pending: Array<Promise<unknown>> = [];
       m.host.events.fire('vcard/updated', { username, vcard: payload, origin, pending });
       await Promise.all(pending);
