@@ -16,6 +16,7 @@ import type { Kernel } from './kernel.js';
 import type { VirtualHost } from './host.js';
 import type { HttpHandler, HttpRouteOptions } from './http-port.js';
 import type { DeliveryTracker, SessionDirectory, SessionRef } from './ports.js';
+import { parseJid } from './jid.js';
 
 /** One entry of a module's claim, as in a DOAP `xmpp:SupportedXep` (or an RFC). */
 export interface ProtocolSupport {
@@ -189,6 +190,19 @@ export class ModuleContext<Options> {
   /** Send a stanza on its way through the router, as the server. */
   route(stanza: Element): void {
     this.server.router.route(stanza);
+  }
+
+  /**
+   * A stanza as if this process's session `ref` had sent it: its `pre-` hooks, then the router
+   * (Kernel.processFromClient), e.g. a client's presence sent again for it. A session of another
+   * node, or one that is gone, is left alone.
+   */
+  sendAs(ref: SessionRef, stanza: Element): void {
+    const session = this.server.sessions.ownSession(ref.jid.toString());
+    const to = stanza.attrs.to === undefined ? null : parseJid(stanza.attrs.to);
+    if (session === undefined || (to === null && stanza.attrs.to !== undefined)) return;
+    stanza.attrs.from = session.jid.toString();
+    this.server.processFromClient(stanza, session, to);
   }
 
   /**

@@ -26,6 +26,8 @@ const NODE_OPTIONS: Record<string, string> = {
 };
 
 const truthy = (value: string | undefined) => value === 'true' || value === '1';
+/** The account part of a PEP owner (a bare JID of this host). */
+const usernameOf = (owner: string) => owner.slice(0, owner.lastIndexOf('@'));
 
 /** A XEP-0048 <conference/> from a XEP-0402 item. */
 function legacyConference(jid: string, conference: Element): Element {
@@ -135,7 +137,7 @@ export default defineModule({
     });
     m.on('pep/published', (e: PepPublishedEvent) => {
       if (e.item.publisher === e.owner || (e.node !== NS_LEGACY && e.node !== NS_BOOKMARKS)) return; // ours, or not bookmarks
-      const username = e.owner.slice(0, e.owner.lastIndexOf('@'));
+      const username = usernameOf(e.owner);
       if (e.node === NS_BOOKMARKS) return convert(username, () => mirrorToLegacyPep(username), 'XEP-0402 to storage:bookmarks on PEP');
       if (e.item.id !== LEGACY_ITEM || e.item.payload === '') return;
       const storage = parseElement(e.item.payload); // stored by the pubsub module: well-formed
@@ -143,7 +145,7 @@ export default defineModule({
     });
     m.on('pep/retracted', (e: PepRetractedEvent) => {
       if (e.by === e.owner || e.node !== NS_BOOKMARKS) return;
-      const username = e.owner.slice(0, e.owner.lastIndexOf('@'));
+      const username = usernameOf(e.owner);
       convert(username, () => mirrorToLegacyPep(username), 'XEP-0402 retraction to storage:bookmarks on PEP');
     });
   },

@@ -6,7 +6,8 @@
 // (test/unit/mam-query-plan.test.ts checks it). Owners and peers are bare JIDs interned as
 // integers (mam_jid): index rows of three integers instead of two or three JID strings, which
 // made each archived row's index inserts the larger part of SQLite's work.
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { randomUint32 } from '../../core/random.js';
 import type { Knex } from 'knex';
 import type Element from 'ltx/lib/Element.js';
 import type { Migration } from '../../storage/db.js';
@@ -237,16 +238,8 @@ export function parsePublicId(text: string): { id: number; nonce: number } | nul
 
 export const idToTime = (id: number): number => Math.floor(id / IDS_PER_MS);
 
-/** Random nonces drawn from a pool refilled 1024 at a time: one system call per 1024 messages, not one each. */
-const noncePool = new Uint32Array(1024);
-let nonceIndex = noncePool.length;
-function nextNonce(): number {
-  if (nonceIndex === noncePool.length) {
-    randomFillSync(noncePool);
-    nonceIndex = 0;
-  }
-  return noncePool[nonceIndex++]! >>> (32 - NONCE_BITS);
-}
+/** A random nonce, from the process's pool of random bytes (one system call per thousand). */
+const nextNonce = (): number => randomUint32() >>> (32 - NONCE_BITS);
 
 /** The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row). */
 function insertSql(rows: number, host: string): string {

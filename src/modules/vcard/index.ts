@@ -9,7 +9,6 @@ import { byteSize } from '../../config/units.js';
 import { defineModule } from '../../core/module.js';
 import type { StanzaEvent } from '../../core/router.js';
 import { LOCAL_NODE, type SessionRef } from '../../core/ports.js';
-import { parseJid, type Jid } from '../../core/jid.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { serialize } from '../../xml/serialize.js';
@@ -146,25 +145,21 @@ export default defineModule({
     /**
      * XEP-0153 §4.3 has the client send presence again after a new photo; Gajim does not, so
      * its contacts and rooms kept the old hash. As ejabberd does (mod_vcard_xupdate), each
-     * available session of this node sends its presence again, through the same hooks as a
-     * client's: broadcast (stamped with the new hash above), then to each directed target.
+     * available session of this node sends its presence again, as if from the client (stamped
+     * with the new hash above): broadcast, then to each directed-presence target.
      */
     function presenceAgain(username: string): void {
       for (const session of m.sessions.resources(`${username}@${domain}`)?.values() ?? []) {
-        if (session.node !== LOCAL_NODE || !session.available || session.presence === null) continue;
-        const again = (to: Jid | null): Element => {
-          const presence = new Element('presence', to === null ? { from: session.jid.toString() } : { from: session.jid.toString(), to: to.toString() });
-          presence.children = session.presence!.children.filter((child) => typeof child === 'string' || child.name !== 'priority' || to === null);
-          return presence;
+        const presence = session.presence;
+        if (session.node !== LOCAL_NODE || !session.available || presence === null) continue;
+        const again = (to?: string): Element => {
+          const copy = new Element('presence', to === undefined ? {} : { to });
+          // priority belongs to the broadcast (RFC 6121 §4.7.2.3)
+          copy.children = presence.children.filter((child) => typeof child === 'string' || child.name !== 'priority' || to === undefined);
+          return copy;
         };
-        m.host.events.fire('pre-presence/none', { stanza: again(null), from: session.jid, to: session.jid.toBare(), host: m.host, session });
-        for (const target of session.directedPresence ?? []) {
-          const to = parseJid(target);
-          if (to === null) continue;
-          const stanza = again(to);
-          const kind = to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
-          if (m.host.events.fire(`pre-presence/${kind}`, { stanza, from: session.jid, to, host: m.host, session }) === undefined) m.route(stanza);
-        }
+        m.sendAs(session, again());
+        for (const target of session.directedPresence ?? []) m.sendAs(session, again(target));
       }
     }
 
