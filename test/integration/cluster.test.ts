@@ -23,6 +23,8 @@ import { serialTestNeeding } from '../helpers/requirements.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 const NS_CARBONS = 'urn:xmpp:carbons:2';
+const NS_PUSH = 'urn:xmpp:push:0';
+const NS_PUBSUB = 'http://jabber.org/protocol/pubsub';
 
 // a cluster shares one database: only the PostgreSQL pass has one. One test at a time: each
 // runs several nodes and clients, and the suite runs other files meanwhile.
@@ -179,6 +181,27 @@ clusterTest('a message to a user on no node waits in offline storage, delivered 
   const later = await loginForTest(t, b, bob, 'laptop');
   await online(later);
   t.is((await later.next((s) => s.is('message') && s.attrs.id === 'o1')).getChildText('body'), 'while you were away');
+});
+
+clusterTest("a phone that enabled push on one node is woken by a message that arrives through the other", async (t) => {
+  const { app, alice, bob } = await freshAccounts(a, 'app', 'alice', 'bob');
+  const relay = await user(t, a, app, 'relay');
+  // the fake app server answers each publish with a result
+  relay.xmpp.on('stanza', (stanza: Element) => {
+    if (stanza.is('iq') && stanza.attrs.type === 'set' && stanza.getChild('pubsub', NS_PUBSUB) !== undefined) {
+      void relay.send(xml('iq', { type: 'result', id: stanza.attrs.id, to: stanza.attrs.from }));
+    }
+  });
+  // bob's phone enables push on node a, then its client is gone: bob has no session anywhere
+  const phone = await loginForTest(t, a, bob, 'phone');
+  const answer = await phone.request(xml('iq', { type: 'set', id: 'enable' }, xml('enable', { xmlns: NS_PUSH, jid: relay.jid, node: 'phone-node' })));
+  t.is(answer.attrs.type, 'result');
+  await phone.stop();
+  // node b had never heard of bob's registration: it learns of the change, and wakes the phone
+  const onB = await user(t, b, alice, 'laptop');
+  await onB.send(chat(bare(b, bob), 'wake up'));
+  const publish = await relay.next((s) => s.is('iq') && s.getChild('pubsub', NS_PUBSUB)?.getChild('publish') !== undefined, 10000);
+  t.is(publish.getChild('pubsub', NS_PUBSUB)!.getChild('publish')!.attrs.node, 'phone-node');
 });
 
 /** A node in a process of its own (`xmppd start`), to be killed; the test's teardown stops it otherwise. */

@@ -115,10 +115,9 @@ export default defineModule({
     /** Errors in a row from an app server after which its registration is disabled. */
     max_errors: z.number().int().min(1).default(5),
   }),
-  setup(m) {
+  async setup(m) {
     const domain = m.host.domain;
     const store = new PushStore(m.db, domain);
-    m.provide('push', { registered: async (username) => (await store.count(username)) > 0 } satisfies PushService);
     const throttleMs = m.options.throttle * 1000;
     /** Registrations by username, as stored (an empty list: none), loaded on first need. */
     const cache = new Map<string, PushRegistration[]>();
@@ -135,10 +134,19 @@ export default defineModule({
     /** Publishes waiting for the app server's answer, by IQ id. */
     const pending = new Map<string, { registration: PushRegistration; timer: NodeJS.Timeout }>();
 
+    /**
+     * Accounts that have a registration, or may have one after a change: a message for anyone
+     * else (most accounts) costs no read and nothing kept while a read waits. Without it the
+     * first message to each account read its registrations, and under load every message that
+     * arrived meanwhile waited on that read with a closure of its own.
+     */
+    const withRegistrations = new Set(await store.accountsWithRegistrations());
     const forget = (username: string) => {
       cache.delete(username);
       loading.delete(username);
+      withRegistrations.add(username); // enabled here or elsewhere, or disabled: the next read tells
     };
+    m.provide('push', { registered: async (username) => withRegistrations.has(username) && (await store.count(username)) > 0 } satisfies PushService);
     const changed = m.sharedCache('registrations', forget);
 
     function registrationsOf(username: string): Promise<PushRegistration[]> {
@@ -149,6 +157,7 @@ export default defineModule({
         running = store.list(username).then((list) => {
           if (loading.get(username) === running) {
             loading.delete(username);
+            if (list.length === 0) withRegistrations.delete(username);
             if (cache.size >= MAX_CACHED_ACCOUNTS) cache.delete(cache.keys().next().value!);
             cache.set(username, list);
           }
@@ -331,13 +340,11 @@ export default defineModule({
     // A device with no session: woken by what arrives for its account (delivered to its other
     // devices, or kept offline). Below carbons (-990), above the delivery rules (-1000).
     const forAccount = (e: StanzaEvent) => {
-      if (e.to.local === '') return undefined;
+      if (!withRegistrations.has(e.to.local)) return undefined;
       // to a resource that is there: between that session and its peer (e.g. a call's signalling)
       if (!e.to.isBare && m.sessions.find(e.to.bare, e.to.resource) !== undefined) return undefined;
       const reason = reasonFor(e.stanza, undefined, e.to.bare);
       if (reason === undefined) return undefined;
-      // most accounts have no registration: nothing more to gather for them
-      if (cache.get(e.to.local)?.length === 0) return undefined;
       // the devices with a session now (theirs is woken by forSession), before a registration read waits
       const live = new Set<string>();
       for (const session of m.sessions.resources(e.to.bare)?.values() ?? []) for (const flag of session.flags) if (flag.startsWith('push:')) live.add(flag);
@@ -352,6 +359,7 @@ export default defineModule({
     // what was queued for it, from the node that holds it.
     const pushFlagsOf = (session: SessionRef) => [...session.flags].filter((flag) => flag.startsWith('push:'));
     const forSession = (session: SessionRef, stanza: Element) => {
+      if (!withRegistrations.has(session.jid.local)) return;
       const flags = pushFlagsOf(session);
       if (flags.length === 0) return;
       const reason = reasonFor(stanza, session, session.jid.bare);

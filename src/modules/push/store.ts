@@ -46,6 +46,12 @@ export class PushStore {
     return rows.map((row) => ({ username, service: row.service, node: row.node, options: row.options }));
   }
 
+  /** The accounts with at least one registration (read once at start). */
+  async accountsWithRegistrations(): Promise<string[]> {
+    const rows: Array<{ username: string }> = await this.db('push_registrations').where({ host: this.host }).distinct('username');
+    return rows.map((row) => row.username);
+  }
+
   /** Adds or replaces (same app server and node: new options) a registration. */
   async enable(registration: PushRegistration): Promise<void> {
     await this.db('push_registrations')
