@@ -30,15 +30,15 @@ const sqliteTest = onPostgres ? test.skip : test;
 
 for (const direct of onPostgres ? [false] : [true, false]) {
   const how = direct ? 'prepared statements' : 'knex';
-  test(`${how}: batches of 1, 100, 101 and 357 rows are written whole, in id order, with their nonces`, async (t) => {
+  test(`${how}: batches of 1, 100, 101, 357, 1000 and 2357 rows are written whole, in id order, with their nonces`, async (t) => {
     const db = await freshDb(t);
     const store = new ArchiveStore(db, "o'host", undefined, direct);
     let n = 0;
-    for (const size of [1, 100, 101, 357]) {
+    for (const size of [1, 100, 101, 357, 1000, 2357]) {
       const appended = Array.from({ length: size }, () => store.append(row(n++)));
       t.true(new Set(appended.map((a) => a.written)).size === 1, 'one promise per event-loop turn');
       t.true(await appended[0]!.written);
-      const page = await store.page({ owner: 'alice@localhost' }, 1000, false);
+      const page = await store.page({ owner: 'alice@localhost' }, 5000, false);
       t.is(page.rows.length, n);
       t.deepEqual(page.rows.slice(-size).map((r) => [r.id, r.nonce]), appended.map((a) => [a.id, a.nonce]));
     }
@@ -86,6 +86,22 @@ test('a failed write resolves false and is reported; the store goes on writing',
   t.deepEqual(errors, [2]);
   t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 1, 'the batch is all or nothing'); // PostgreSQL counts in bigint: a string
   t.true(await store.append(row(4)).written);
+  await store.close();
+  await db.destroy();
+});
+
+test('a batch of several statements that fails in a later one is rolled back whole, and the next batch is written', async (t) => {
+  const db = await freshDb(t);
+  const errors: number[] = [];
+  const store = new ArchiveStore(db, 'localhost', (_err, rows) => errors.push(rows));
+  t.true(await store.append(row(0), 5 * IDS_PER_MS).written);
+  // 1,150 rows: one statement of 1,000 rows, then one of 100 that repeats the id already stored
+  const appended = Array.from({ length: 1150 }, (_, i) => store.append(row(i + 1), i === 1050 ? 5 * IDS_PER_MS : (10 + i) * IDS_PER_MS));
+  t.false(await appended[0]!.written);
+  t.deepEqual(errors, [1150]);
+  t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 1, 'none of the batch is kept');
+  t.true(await store.append(row(2000)).written, 'no transaction is left open');
+  t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 2);
   await store.close();
   await db.destroy();
 });
