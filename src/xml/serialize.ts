@@ -17,9 +17,14 @@ export function escapeText(value: string): string {
   return TEXT_SPECIAL.test(value) ? value.replace(TEXT_SPECIAL_ALL, escapeChar) : value;
 }
 
-export function serialize(element: Element): string {
+/**
+ * `xmlns`: the namespace the top element declares when it has none of its own (a stanza kept to
+ * be forwarded later, XEP-0297, outside the stream that gave it `jabber:client`).
+ */
+export function serialize(element: Element, xmlns?: string): string {
   let out = '<' + element.name;
   const attrs = element.attrs;
+  if (xmlns !== undefined && attrs.xmlns === undefined) out += ' xmlns="' + escapeAttribute(xmlns) + '"';
   for (const key in attrs) {
     const value = attrs[key];
     if (value === undefined || value === null) continue;

@@ -78,8 +78,7 @@ export function stripStanzaIds(message: Element, by: string): void {
 
 /** The message as archived: its own serialisation with the namespace a forwarded copy needs (XEP-0297). */
 export function archivedXml(message: Element): string {
-  const xml = serialize(message);
-  return message.attrs.xmlns === undefined ? `<message xmlns="jabber:client"${xml.slice('<message'.length)}` : xml;
+  return serialize(message, 'jabber:client');
 }
 
 /** What the archive offers the other modules on its host: retention for offline storage, archives for rooms. */
