@@ -1,0 +1,44 @@
+// The parser's elements (ParsedElement) find children as ltx's own Element does: same answers,
+// for names, namespaces declared or inherited, prefixes, and text in between.
+import test from 'ava';
+import Element from 'ltx/lib/Element.js';
+import { ParsedElement, StreamParser } from '../../src/xml/parser.js';
+
+function parseOne(xml: string): Element {
+  let parsed: Element | undefined;
+  const parser = new StreamParser({
+    onStreamStart() {},
+    onStanza(stanza) { parsed = stanza; },
+    onStreamEnd() {},
+    onParseError(condition, text) { throw new Error(`${condition}: ${text}`); },
+  }, 65536);
+  parser.write(`<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>${xml}`);
+  if (parsed === undefined) throw new Error('nothing parsed');
+  return parsed;
+}
+
+const ltxGetChild = Element.prototype.getChild;
+
+test("getChild and getChildText answer as ltx's do", (t) => {
+  const message = parseOne(`<message xmlns='jabber:client' to='a@b'>text
+    <body>first</body><body xml:lang='de'>zweite</body>
+    <request xmlns='urn:xmpp:receipts'/>
+    <x:y xmlns:x='urn:example:x'><inner/></x:y>
+    <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'><body>carried</body></message></forwarded></received>
+  </message>`);
+  t.true(message instanceof ParsedElement);
+  t.true(message instanceof Element);
+  const asks: Array<[string, string | undefined]> = [
+    ['body', undefined], ['body', 'jabber:client'], ['body', 'urn:other'], ['request', 'urn:xmpp:receipts'], ['request', undefined],
+    ['request', 'jabber:client'], ['y', 'urn:example:x'], ['y', undefined], ['x:y', undefined], ['received', 'urn:xmpp:carbons:2'], ['missing', undefined],
+  ];
+  for (const [name, xmlns] of asks) {
+    t.is(message.getChild(name, xmlns), ltxGetChild.call(message, name, xmlns), `${name} ${xmlns ?? ''}`);
+  }
+  t.is(message.getChildText('body'), 'first');
+  t.is(message.getChildText('missing'), null);
+  t.is(message.getChild('received', 'urn:xmpp:carbons:2')?.getChild('forwarded', 'urn:xmpp:forward:0')?.getChild('message')?.getChildText('body'), 'carried');
+  // children added later by the server (ltx's own elements) are found too
+  message.children.push(new Element('stanza-id', { xmlns: 'urn:xmpp:sid:0', id: '1' }));
+  t.is(message.getChild('stanza-id', 'urn:xmpp:sid:0')?.attrs.id, '1');
+});
