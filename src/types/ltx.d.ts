@@ -11,6 +11,7 @@ declare module 'ltx/lib/Element.js' {
     is(name: string, xmlns?: string): boolean;
     getName(): string;
     getNS(): string | undefined;
+    setAttrs(attrs?: Record<string, string> | string): void;
     attr(name: string): string | undefined;
     attr(name: string, value: string | null | undefined): this;
     getAttr(name: string): string | undefined;

@@ -34,13 +34,31 @@ export interface StreamParserHandler {
 }
 
 /**
- * The elements the parser builds: ltx's, with a child lookup that allocates nothing. The routing
- * path asks a stanza for a child (a body, a receipt request, a carbon) a dozen times, and ltx's
- * `getChild` builds the array of every match to return the first (its `getChildText` goes
- * through this one).
+ * The elements the parser builds: ltx's, made without ltx's constructor (which allocates an
+ * attributes object only to copy the parser's into it) and with a child lookup that allocates
+ * nothing. The routing path asks a stanza for a child (a body, a receipt request, a carbon) a
+ * dozen times, and ltx's `getChild` builds the array of every match to return the first (its
+ * `getChildText` goes through this one). An ltx Element in every other way (its prototype).
  */
-export class ParsedElement extends Element {
-  override getChild(name: string, xmlns?: string): Element | undefined {
+// (declaration merging: the class's type has ltx's methods, which it inherits below)
+export interface ParsedElement extends Element {}
+export class ParsedElement {
+  name: string;
+  attrs: Record<string, string>;
+  parent: Element | null = null;
+  children: Array<Element | string> = [];
+
+  /** As ltx's (a copy of `attrs`: ltx's clone() calls it so), unless the parser hands over its own. */
+  constructor(name: string, attrs?: Record<string, string> | string, adopt = false) {
+    this.name = name;
+    if (adopt && typeof attrs === 'object') this.attrs = attrs;
+    else {
+      this.attrs = {};
+      this.setAttrs(attrs);
+    }
+  }
+
+  getChild(name: string, xmlns?: string): Element | undefined {
     const children = this.children;
     for (let i = 0; i < children.length; i++) {
       const child = children[i]!;
@@ -50,6 +68,7 @@ export class ParsedElement extends Element {
     return undefined;
   }
 }
+Object.setPrototypeOf(ParsedElement.prototype, Element.prototype);
 
 class ParseError extends Error {
   constructor(readonly condition: ParseErrorCondition, message: string) {
@@ -561,8 +580,7 @@ export class StreamParser {
       this.base = this.depth;
       return;
     }
-    const element = new ParsedElement(name);
-    element.attrs = attrs;
+    const element: Element = new ParsedElement(name, attrs, true);
     if (this.cursor !== null) {
       element.parent = this.cursor;
       this.cursor.children.push(element);

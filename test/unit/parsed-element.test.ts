@@ -42,3 +42,13 @@ test("getChild and getChildText answer as ltx's do", (t) => {
   message.children.push(new Element('stanza-id', { xmlns: 'urn:xmpp:sid:0', id: '1' }));
   t.is(message.getChild('stanza-id', 'urn:xmpp:sid:0')?.attrs.id, '1');
 });
+
+test("made again from its constructor, as ltx's clone does, an element has attributes of its own", (t) => {
+  const message = parseOne(`<message to='a@b' id='1'/>`);
+  const Made = message.constructor as new (name: string, attrs?: Record<string, string> | string) => Element;
+  const copy = new Made(message.name, message.attrs);
+  copy.attrs.to = 'c@d';
+  t.is(message.attrs.to, 'a@b');
+  t.is(copy.attrs.id, '1');
+  t.is(new Made('x', 'urn:example').attrs.xmlns, 'urn:example');
+});
