@@ -20,7 +20,7 @@ import { ModuleContext, type ModuleDefinition } from './module.js';
 import type { HttpPort } from './http-port.js';
 import type { HandOffAnswer, HandOffRequest, NodeLink, RemoteRoute, ResumableSessions, SessionRef } from './ports.js';
 import type { StreamErrorCondition } from './stanza.js';
-import { Router, type StanzaEvent } from './router.js';
+import { Router, stanzaEvent, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
 /** What a module reload did on a host (Kernel.reloadModules). */
@@ -232,7 +232,7 @@ export class Kernel {
     const host = this.hosts.get(session.host)!;
     const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
     const event: StanzaEvent = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session, durable: undefined };
-    const handled = host.events.fire(`pre-${stanza.name}/${target}`, event);
+    const handled = host.events.fire(stanzaEvent(stanza.name, target, true), event);
     if (handled !== undefined) return handled instanceof Pause ? this.afterPause(handled, event) : handled;
     return this.routeFromClient(event);
   }

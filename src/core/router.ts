@@ -66,6 +66,23 @@ export function targetOf(to: Jid): RouteTarget {
   return to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
 }
 
+type StanzaTarget = RouteTarget | 'none';
+const eventNames = (prefix: string, kind: string): Record<StanzaTarget, string> =>
+  ({ none: `${prefix}${kind}/none`, host: `${prefix}${kind}/host`, bare: `${prefix}${kind}/bare`, full: `${prefix}${kind}/full` });
+const ROUTED = { message: eventNames('', 'message'), presence: eventNames('', 'presence'), iq: eventNames('', 'iq') };
+const BEFORE = { message: eventNames('pre-', 'message'), presence: eventNames('pre-', 'presence'), iq: eventNames('pre-', 'iq') };
+
+/**
+ * The event a stanza of `kind` for `target` fires, e.g. `message/bare`, or `pre-message/bare`
+ * before routing: the same string each time, not one built per stanza and hashed again for the
+ * handlers' map.
+ */
+export function stanzaEvent(kind: string, target: StanzaTarget, before = false): string {
+  const names = before ? BEFORE : ROUTED;
+  const known = kind === 'message' ? names.message : kind === 'presence' ? names.presence : kind === 'iq' ? names.iq : undefined;
+  return known !== undefined ? known[target] : `${before ? 'pre-' : ''}${kind}/${target}`;
+}
+
 const DEFAULT_RULES_PRIORITY = -1000;
 
 export class Router {
@@ -120,7 +137,7 @@ export class Router {
       }
       return;
     }
-    return host.events.fire(`${stanza.name}/${targetOf(to)}`, { stanza, from, to, host, session } satisfies StanzaEvent);
+    return host.events.fire(stanzaEvent(stanza.name, targetOf(to)), { stanza, from, to, host, session } satisfies StanzaEvent);
   }
 
   /** Send the error reply for `stanza` back to its sender, unless it was an error itself (RFC 6120 §8.3.1). */
