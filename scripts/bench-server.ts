@@ -34,8 +34,9 @@ const raw = {
   http: { listen: [{ host: '127.0.0.1', port: Number(env.BENCH_HTTP_PORT ?? 0), tls: 'none' }] },
   ...(env.XMPPD_BENCH_POSTGRES_URL ? { storage: { driver: 'postgres', postgres_url: env.XMPPD_BENCH_POSTGRES_URL } } : {}),
   ...(env.XMPPD_BENCH_REDIS_URL ? { cluster: { redis_url: env.XMPPD_BENCH_REDIS_URL, node_id: env.XMPPD_BENCH_NODE_ID ?? `bench-${process.pid}` } } : {}),
-  // the load generator registers its accounts in-band from loopback, thousands of them
-  modules: Object.fromEntries(modules.map((name) => [name, name === 'register' ? { exempt_loopback: true } : {}])),
+  // the load generator registers its accounts in-band from loopback, thousands of them; the file
+  // transfer proxy on a port of the system's choosing (two cluster nodes on one machine)
+  modules: Object.fromEntries(modules.map((name) => [name, name === 'register' ? { exempt_loopback: true } : name === 'proxy65' ? { port: 0 } : {}])),
 };
 const source = configFromObject(raw, 'bench environment');
 const config = validateCoreConfig(source);
