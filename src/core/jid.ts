@@ -44,10 +44,14 @@ export class Jid {
   }
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 function normalizeLocal(local: string): string | null {
   if (local.length === 0) return null;
-  const folded = local.normalize('NFC').toLowerCase();
-  if (FORBIDDEN_LOCAL.test(folded) || Buffer.byteLength(folded) > MAX_PART_BYTES) return null;
+  // ASCII (nearly every address): NFC changes nothing and a character is a byte
+  const ascii = !NON_ASCII.test(local);
+  const folded = (ascii ? local : local.normalize('NFC')).toLowerCase();
+  if (FORBIDDEN_LOCAL.test(folded) || (ascii ? folded.length : Buffer.byteLength(folded)) > MAX_PART_BYTES) return null;
   return folded;
 }
 
@@ -60,8 +64,9 @@ export function normalizeDomain(domain: string): string | null {
 
 /** Validates a resourcepart (RFC 7622 §3.4, OpaqueString): NFC, no controls, 1..1023 bytes. */
 export function normalizeResource(resource: string): string | null {
-  const r = resource.normalize('NFC');
-  if (r.length === 0 || FORBIDDEN_RESOURCE.test(r) || Buffer.byteLength(r) > MAX_PART_BYTES) return null;
+  const ascii = !NON_ASCII.test(resource);
+  const r = ascii ? resource : resource.normalize('NFC');
+  if (r.length === 0 || FORBIDDEN_RESOURCE.test(r) || (ascii ? r.length : Buffer.byteLength(r)) > MAX_PART_BYTES) return null;
   return r;
 }
 
