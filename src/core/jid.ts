@@ -45,13 +45,15 @@ export class Jid {
 }
 
 const NON_ASCII = /[^\x00-\x7f]/;
+/** Over the 1023-byte limit; an ASCII part (nearly every one) counts a byte per character. */
+const tooLong = (part: string, ascii: boolean): boolean => (ascii ? part.length : Buffer.byteLength(part)) > MAX_PART_BYTES;
 
 function normalizeLocal(local: string): string | null {
   if (local.length === 0) return null;
   // ASCII (nearly every address): NFC changes nothing and a character is a byte
   const ascii = !NON_ASCII.test(local);
   const folded = (ascii ? local : local.normalize('NFC')).toLowerCase();
-  if (FORBIDDEN_LOCAL.test(folded) || (ascii ? folded.length : Buffer.byteLength(folded)) > MAX_PART_BYTES) return null;
+  if (FORBIDDEN_LOCAL.test(folded) || tooLong(folded, ascii)) return null;
   return folded;
 }
 
@@ -66,7 +68,7 @@ export function normalizeDomain(domain: string): string | null {
 export function normalizeResource(resource: string): string | null {
   const ascii = !NON_ASCII.test(resource);
   const r = ascii ? resource : resource.normalize('NFC');
-  if (r.length === 0 || FORBIDDEN_RESOURCE.test(r) || (ascii ? r.length : Buffer.byteLength(r)) > MAX_PART_BYTES) return null;
+  if (r.length === 0 || FORBIDDEN_RESOURCE.test(r) || tooLong(r, ascii)) return null;
   return r;
 }
 

@@ -20,7 +20,7 @@ import { ModuleContext, type ModuleDefinition } from './module.js';
 import type { HttpPort } from './http-port.js';
 import type { HandOffAnswer, HandOffRequest, NodeLink, RemoteRoute, ResumableSessions, SessionRef } from './ports.js';
 import type { StreamErrorCondition } from './stanza.js';
-import { Router, stanzaEvent, type StanzaEvent } from './router.js';
+import { Router, stanzaEvent, targetOf, type StanzaEvent } from './router.js';
 import { LocalDelivery, SessionRegistry, type Session } from './sessions.js';
 
 /** What a module reload did on a host (Kernel.reloadModules). */
@@ -230,7 +230,7 @@ export class Kernel {
    */
   processFromClient(stanza: Element, session: Session, to: Jid | null): unknown {
     const host = this.hosts.get(session.host)!;
-    const target = to === null ? 'none' : to.local === '' ? 'host' : to.resource === '' ? 'bare' : 'full';
+    const target = to === null ? 'none' : targetOf(to);
     const event: StanzaEvent = { stanza, from: session.jid, to: to ?? session.jid.toBare(), host, session, durable: undefined };
     const handled = host.events.fire(stanzaEvent(stanza.name, target, true), event);
     if (handled !== undefined) return handled instanceof Pause ? this.afterPause(handled, event) : handled;

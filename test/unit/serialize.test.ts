@@ -2,28 +2,14 @@
 import test from 'ava';
 import Element from 'ltx/lib/Element.js';
 import { serialize } from '../../src/xml/serialize.js';
-import { StreamParser } from '../../src/xml/parser.js';
-
-/** Parses one element with the server's own parser (as a stanza of a stream). */
-function parseOne(xml: string): Element {
-  let parsed: Element | undefined;
-  const parser = new StreamParser({
-    onStreamStart() {},
-    onStanza(stanza) { parsed = stanza; },
-    onStreamEnd() {},
-    onParseError(condition, text) { throw new Error(`${condition}: ${text}`); },
-  }, 65536);
-  parser.write(`<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>${xml}`);
-  if (parsed === undefined) throw new Error('nothing parsed');
-  return parsed;
-}
+import { parseElement } from '../../src/xml/parse.js';
 
 test('text and attribute values are escaped, and parse back to themselves', (t) => {
   const message = new Element('message', { to: 'a@b', id: `"it's" <1> & 2` });
   message.c('body').t(`5 > 3 & 2 < 4 "quoted" 'too'`);
   const xml = serialize(message);
   t.is(xml, `<message to="a@b" id="&quot;it&apos;s&quot; &lt;1&gt; &amp; 2"><body>5 &gt; 3 &amp; 2 &lt; 4 "quoted" 'too'</body></message>`);
-  const back = parseOne(xml);
+  const back = parseElement(xml);
   t.is(back.attrs.id, message.attrs.id);
   t.is(back.getChildText('body'), message.getChildText('body'));
 });
