@@ -3,6 +3,7 @@
 // SCRAM needs and what PLAIN is checked against.
 import type { Knex } from 'knex';
 import type { Migration } from '../storage/db.js';
+import { PreparedRead } from '../storage/prepared.js';
 import { SCRAM_HASHES, deriveScramCredentials, type ScramCredentials, type ScramHash } from './credentials.js';
 
 export const accountMigrations: Migration[] = [
@@ -147,10 +148,15 @@ export class AccountStore {
   /** Told when an account's row changed here (`user@host`), for other nodes' memos. */
   rowChanged: ((key: string) => void) | undefined;
 
+  /** A login's read (prepared: src/storage/prepared.ts). */
+  private readonly rowRead: PreparedRead<AccountRow>;
+
   constructor(
     private readonly db: Knex,
     readonly iterations = 4096,
-  ) {}
+  ) {
+    this.rowRead = new PreparedRead(db, 'select * from accounts where host = ? and username = ? limit 1');
+  }
 
   /** The account's row, from the memo when it was read lately. */
   private async row(host: string, username: string): Promise<AccountRow | undefined> {
@@ -167,7 +173,7 @@ export class AccountStore {
       return cached;
     }
     const writes = this.rowWrites;
-    const row: AccountRow | undefined = await this.db('accounts').where({ host, username }).first();
+    const row = await this.rowRead.first([host, username]);
     if (row !== undefined && writes === this.rowWrites) {
       if (this.rows.size >= ROW_CACHE_LIMIT) this.rows.delete(this.rows.keys().next().value!);
       this.rows.set(key, row);

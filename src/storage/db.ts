@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
+import { finalizeBeforeClose } from './prepared.js';
 
 export type Database = Knex;
 
@@ -51,6 +52,7 @@ export async function openDatabase(options: StorageOptions): Promise<Knex> {
       },
     },
   });
+  finalizeBeforeClose(db);
   return db;
 }
 

@@ -2,6 +2,7 @@
 // (XEP-0153) computed once when it is set, so that stamping presence never parses a vCard.
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
+import { PreparedRead } from '../../storage/prepared.js';
 
 export const vcardMigrations: Migration[] = [
   {
@@ -24,10 +25,15 @@ export interface StoredVcard {
 }
 
 export class VcardStore {
+  /** Read at every login (prepared: src/storage/prepared.ts). */
+  private readonly photoHashRead: PreparedRead<{ photo_hash: string }>;
+
   constructor(
     private readonly db: Knex,
     private readonly host: string,
-  ) {}
+  ) {
+    this.photoHashRead = new PreparedRead(db, 'select photo_hash from vcard where host = ? and username = ? limit 1');
+  }
 
   async get(username: string): Promise<StoredVcard | undefined> {
     const row: { vcard: string; photo_hash: string } | undefined = await this.db('vcard')
@@ -38,7 +44,7 @@ export class VcardStore {
 
   /** The photo hash alone ('' when the account has no vCard or no photo). */
   async photoHash(username: string): Promise<string> {
-    const row: { photo_hash: string } | undefined = await this.db('vcard').where({ host: this.host, username }).first('photo_hash');
+    const row = await this.photoHashRead.first([this.host, username]);
     return row?.photo_hash ?? '';
   }
 
