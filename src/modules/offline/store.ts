@@ -2,6 +2,7 @@
 // available resource. A message leaves the store only once delivery is confirmed (see index.ts).
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
+import { PreparedRead } from '../../storage/prepared.js';
 
 export const offlineMigrations: Migration[] = [
   {
@@ -42,10 +43,15 @@ export class OfflineStore {
   /** The write under way: one at a time, so batches commit in arrival order (ids too, on PostgreSQL). */
   private writing: Promise<void> | null = null;
 
+  /** Read at every login's initial presence (prepared: src/storage/prepared.ts). */
+  private readonly listRead: PreparedRead<{ id: number | string; stored_at: number | string; stanza: string }>;
+
   constructor(
     private readonly db: Knex,
     private readonly host: string,
-  ) {}
+  ) {
+    this.listRead = new PreparedRead(db, 'select id, stored_at, stanza from offline_messages where host = ? and username = ? and id > ? order by id limit ?');
+  }
 
   count(username: string): Promise<number> {
     return this.db('offline_messages')
@@ -110,12 +116,7 @@ export class OfflineStore {
 
   /** The account's messages in arrival order (those after `afterId`: an export reads them page by page). */
   async list(username: string, limit = 10_000, afterId = 0): Promise<StoredMessage[]> {
-    const rows: Array<{ id: number | string; stored_at: number | string; stanza: string }> = await this.db('offline_messages')
-      .where({ host: this.host, username })
-      .andWhere('id', '>', afterId)
-      .orderBy('id')
-      .limit(limit)
-      .select('id', 'stored_at', 'stanza');
+    const rows = await this.listRead.all([this.host, username, afterId, limit]);
     return rows.map((r) => ({ id: Number(r.id), storedAt: Number(r.stored_at), stanza: r.stanza }));
   }
 

@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
 import { SerialQueue } from '../../core/serial.js';
+import { PreparedRead } from '../../storage/prepared.js';
 
 export type Subscription = 'none' | 'to' | 'from' | 'both';
 
@@ -67,13 +68,25 @@ export class RosterStore {
   private readonly cache = new Map<string, Roster>();
   private readonly loading = new Map<string, Promise<Roster>>();
   private readonly queue = new SerialQueue();
+  /** Read at every login's initial presence (prepared: src/storage/prepared.ts). */
+  private readonly reads: {
+    items: PreparedRead<ItemRow>;
+    pendingIn: PreparedRead<{ contact: string; status: string | null }>;
+    version: PreparedRead<{ version: number | string }>;
+  };
 
   constructor(
     private readonly db: Knex,
     private readonly host: string,
     /** Told once a change to an account's roster is stored (other nodes then drop their copy). */
     private readonly changed: (username: string) => void = () => {},
-  ) {}
+  ) {
+    this.reads = {
+      items: new PreparedRead(db, 'select contact, name, subscription, ask, groups from roster_items where host = ? and username = ?'),
+      pendingIn: new PreparedRead(db, 'select contact, status from roster_pending_in where host = ? and username = ?'),
+      version: new PreparedRead(db, 'select version from roster_versions where host = ? and username = ? limit 1'),
+    };
+  }
 
   /** The roster if it is in memory (for the synchronous hot path), else undefined. */
   cached(username: string): Roster | undefined {
@@ -109,11 +122,8 @@ export class RosterStore {
   }
 
   private async read(username: string): Promise<Roster> {
-    const [rows, pending, versionRow] = await Promise.all([
-      this.db('roster_items').where({ host: this.host, username }).select('contact', 'name', 'subscription', 'ask', 'groups') as Promise<ItemRow[]>,
-      this.db('roster_pending_in').where({ host: this.host, username }).select('contact', 'status') as Promise<Array<{ contact: string; status: string | null }>>,
-      this.db('roster_versions').where({ host: this.host, username }).first('version') as Promise<{ version: number | string } | undefined>,
-    ]);
+    const account = [this.host, username];
+    const [rows, pending, versionRow] = await Promise.all([this.reads.items.all(account), this.reads.pendingIn.all(account), this.reads.version.first(account)]);
     const items = new Map<string, RosterItem>();
     for (const row of rows) {
       items.set(row.contact, { jid: row.contact, name: row.name, subscription: row.subscription, ask: Boolean(row.ask), groups: JSON.parse(row.groups) as string[] });
