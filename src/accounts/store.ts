@@ -155,7 +155,10 @@ export class AccountStore {
     private readonly db: Knex,
     readonly iterations = 4096,
   ) {
-    this.rowRead = new PreparedRead(db, 'select * from accounts where host = ? and username = ? limit 1');
+    // the columns named, not *: a statement prepared on PostgreSQL fails once a column is added
+    // to its table by a newer node's migration if its result's shape would change
+    const keys = SCRAM_HASHES.flatMap((hash) => [`${hash}_salt`, `${hash}_stored_key`, `${hash}_server_key`]).join(', ');
+    this.rowRead = new PreparedRead(db, `select host, username, iterations, created_at, disabled_at, disabled_reason, ${keys} from accounts where host = ? and username = ? limit 1`);
   }
 
   /** The account's row, from the memo when it was read lately. */

@@ -62,7 +62,7 @@ let pgNames = 0;
 export class PreparedRead<Row> {
   private readonly sqlite: boolean;
   /** PostgreSQL: the statement's name on each connection, and its text with $n placeholders. */
-  private readonly pgName: string;
+  private pgName: string;
   private readonly pgText: string;
 
   constructor(
@@ -84,7 +84,7 @@ export class PreparedRead<Row> {
     const client = this.db.client as PoolClient;
     const connection = await client.acquireConnection();
     try {
-      if (!this.sqlite) return (await (connection as PgConnection).query({ name: this.pgName, text: this.pgText, values: params })).rows as Row[];
+      if (!this.sqlite) return await this.pgQuery(connection as PgConnection, params);
       const statement = await this.sqliteStatement(connection as SqliteConnection);
       return await new Promise<Row[]>((resolve, reject) => statement.all(params, (err, rows) => (err ? reject(err) : resolve(rows as Row[]))));
     } catch (err) {
@@ -93,6 +93,20 @@ export class PreparedRead<Row> {
       throw err;
     } finally {
       client.releaseConnection(connection);
+    }
+  }
+
+  private async pgQuery(connection: PgConnection, params: readonly Param[]): Promise<Row[]> {
+    try {
+      return (await connection.query({ name: this.pgName, text: this.pgText, values: params })).rows as Row[];
+    } catch (err) {
+      // 0A000 "cached plan must not change result type": a table this statement reads was changed
+      // (another node's migration) since the connection prepared it, and node-postgres would keep
+      // sending the stale name: the read is prepared again under a new name on every connection
+      // (SQLite prepares again by itself)
+      if ((err as { code?: unknown }).code !== '0A000') throw err;
+      this.pgName = `xmppd_read_${++pgNames}`;
+      return (await connection.query({ name: this.pgName, text: this.pgText, values: params })).rows as Row[];
     }
   }
 

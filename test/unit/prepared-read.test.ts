@@ -90,3 +90,15 @@ test('the database closes with prepared statements on its connection, and its fi
     await again.destroy();
   }
 });
+
+test('a prepared read goes on after its table changed under it (a newer node migrating a shared database)', async (t) => {
+  const { db } = await freshDatabase(t);
+  await createNotes(db);
+  await db('notes').insert({ owner: 'frank', text: 'before' });
+  // `*` on purpose: its result changes shape with the table (PostgreSQL: "cached plan must not change result type")
+  const read = new PreparedRead<{ text: string; mood?: string }>(db, 'select * from notes where owner = ? limit 1');
+  t.is((await read.first(['frank']))?.text, 'before');
+  await db.schema.alterTable('notes', (table) => table.string('mood').notNullable().defaultTo('calm'));
+  const again = await Promise.all(Array.from({ length: 12 }, () => read.first(['frank']))); // on several of the pool's connections
+  for (const row of again) t.like(row, { text: 'before', mood: 'calm' });
+});
