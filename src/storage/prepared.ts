@@ -1,8 +1,8 @@
-// Reads on the hot paths (a login's account row, its photo hash) as statements prepared once per
-// connection instead of a knex query each time. knex builds the SQL string again for every
-// query, and node-sqlite3 prepares and finalizes a statement for each (the finalize on the event
-// loop): about 0.1 ms of CPU per read, a few percent of a login. A prepared statement is bound
-// and stepped only. On PostgreSQL the same read is a named statement (parsed and planned once
+// Reads on the hot paths (a login's account row and photo hash, an initial presence's roster and
+// stored offline messages) as statements prepared once per connection instead of a knex query
+// each time. knex builds the SQL string again for every query, and node-sqlite3 prepares and
+// finalizes a statement for each (the finalize on the event loop): about 0.1 ms of CPU per read,
+// a few percent of a login. A prepared statement is bound and stepped only. On PostgreSQL the same read is a named statement (parsed and planned once
 // per connection by the server).
 //
 // Statements run on a connection taken from knex's pool, so that they never run inside another

@@ -108,6 +108,9 @@ clusterTest('a room with occupants on both nodes, and a node killed with kill -9
   const { child, server } = await startChild(t, config);
   const c = { domain: 'localhost', port: startedPorts(server.output()).starttls, dataDir: dir } as TestServer;
   const onC = await user(t, c, carol, 'tablet');
+  // the directory copies are updated asynchronously: a subscription sent before node ra knows the
+  // tablet is stored for later instead of reaching it (the CI-like load of a full run once took longer than 5 s)
+  await eventually(() => a.server.sessions.find(bare(a, carol), 'tablet') !== undefined, 10_000, 'node ra knows the tablet');
   await befriend(onA, onC);
   onC.xmpp.reconnect.stop();
   child.kill('SIGKILL');
