@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { PASSWORD, onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import { connect, xml, type TestClient } from '../helpers/clients.js';
-import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, makeFriends, online, ping, isPresence } from '../helpers/conversation.js';
+import { bare, befriend, chat, freshAccounts, iqFailure, getRoster, loginForTest, makeFriends, online, ping, isPresence, settle } from '../helpers/conversation.js';
 import { NS_SM, SmClient } from '../helpers/sm-client.js';
 import { startChild, startedPorts } from '../helpers/cli.js';
 import { NS_DELAY, createPrivateGroup, enter, freshRoom, groupchat, isGroupchat, isPresenceFrom, isSubject, join, joinPresence } from '../helpers/muc.js';
@@ -181,6 +181,42 @@ clusterTest('a message to a user on no node waits in offline storage, delivered 
   const later = await loginForTest(t, b, bob, 'laptop');
   await online(later);
   t.is((await later.next((s) => s.is('message') && s.attrs.id === 'o1')).getChildText('body'), 'while you were away');
+});
+
+clusterTest('a user who just came online on one node gets what another node, not yet aware of the session, stored for later', async (t) => {
+  const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
+  const onB = await user(t, b, alice, 'laptop');
+  // node b hears of no session change for a while (its copy of the directory lags, as it may for
+  // a few milliseconds after any bind): bob's phone comes online on node a meanwhile
+  const directory = b.server.cluster!.directory;
+  const held: string[] = [];
+  directory.receive = (message: string) => void held.push(message);
+  const release = () => {
+    delete (directory as { receive?: unknown }).receive; // the class's own method again
+    for (const message of held.splice(0)) directory.receive(message);
+  };
+  t.teardown(release);
+  const phone = await user(t, a, bob, 'phone');
+  t.is(b.server.sessions.find(bare(a, bob), 'phone'), undefined, 'node b does not know the phone yet');
+
+  // to node b bob is offline: the message goes to offline storage, the request to pending-in
+  await onB.send(chat(bare(b, bob), 'stored while you came online', { id: 'race-1' }));
+  await onB.send(xml('presence', { type: 'subscribe', to: bare(b, bob) }, xml('status', {}, 'add me?')));
+  // the phone had its offline messages and pending requests already; it gets these without
+  // logging in again
+  const message = await phone.next((s) => s.is('message') && s.attrs.id === 'race-1', 5000);
+  t.is(message.getChildText('body'), 'stored while you came online');
+  t.truthy(message.getChild('delay', NS_DELAY), 'from offline storage, stamped');
+  const request = await phone.next(isPresence(bare(a, alice), 'subscribe'), 5000);
+  t.is(request.getChildText('status'), 'add me?');
+  release();
+  // delivered once: a login now finds nothing waiting
+  await phone.stop();
+  const again = await loginForTest(t, a, bob, 'tablet');
+  await getRoster(again);
+  await online(again);
+  await settle(again);
+  t.false(again.received.some((s) => s.is('message') && s.attrs.id === 'race-1'), 'not stored twice');
 });
 
 clusterTest("a phone that enabled push on one node is woken by a message that arrives through the other", async (t) => {

@@ -104,6 +104,28 @@ export default defineModule({
     const inFlight = new Set<number>();
     let toDelete: number[] = [];
 
+    // In a cluster, a message stored here may be for a user who just came online on another
+    // node that this one did not know of yet: after the commit the other nodes are told, and one
+    // with an available session of that user that already had its offline messages delivers it
+    // (it read the store before this commit, or the notice finds it). The other nodes also drop
+    // their count of the account's stored messages.
+    const storedHere = m.sharedCache('stored', (username) => {
+      counts.delete(username);
+      const local = availableLocalSession(`${username}@${domain}`);
+      if (local !== undefined) deliver(local).catch((err: unknown) => m.log.error({ err, jid: local.jid.toString() }, 'offline delivery failed'));
+    });
+    /** Accounts with messages committed this turn: one notice each, not one per message of a burst. */
+    const committedThisTurn = new Set<string>();
+    const tellOtherNodes = (username: string): void => {
+      if (committedThisTurn.size === 0) {
+        setImmediate(() => {
+          for (const name of committedThisTurn) storedHere(name);
+          committedThisTurn.clear();
+        });
+      }
+      committedThisTurn.add(username);
+    };
+
     m.feature('msgoffline'); // XEP-0160 §2.1
     m.gauge('xmppd_offline_messages', 'Messages waiting in offline storage', () => store.total());
 
@@ -179,11 +201,14 @@ export default defineModule({
           return undefined;
         }
         counts.set(username, n + 1);
-        const stored = store.add(username, xml, storedAt).catch((err: unknown) => {
-          counts.set(username, (counts.get(username) ?? 1) - 1);
-          m.log.error({ err, account: e.to.bare }, 'storing an offline message failed');
-          m.server.router.bounce(e.stanza, new StanzaError('internal-server-error', 'The message could not be stored'));
-        });
+        const stored = store.add(username, xml, storedAt).then(
+          () => tellOtherNodes(username),
+          (err: unknown) => {
+            counts.set(username, (counts.get(username) ?? 1) - 1);
+            m.log.error({ err, account: e.to.bare }, 'storing an offline message failed');
+            m.server.router.bounce(e.stanza, new StanzaError('internal-server-error', 'The message could not be stored'));
+          },
+        );
         committing.set(username, stored);
         void stored.then(() => {
           if (committing.get(username) === stored) committing.delete(username);
@@ -222,6 +247,7 @@ export default defineModule({
       const blocking = m.optional('blocking');
       const blocked = messages.length > 0 && blocking ? await blocking.load(username) : undefined;
       for (const message of messages) {
+        if (inFlight.has(message.id)) continue; // handed out by a delivery that ran meanwhile
         let stanza: Element;
         try {
           stanza = parseElement(message.stanza);
@@ -255,6 +281,13 @@ export default defineModule({
         };
         m.deliver(session, stanza, undefined, tracker);
       }
+    }
+
+    function availableLocalSession(bare: string): SessionRef | undefined {
+      for (const session of m.sessions.resources(bare)?.values() ?? []) {
+        if (session.local !== undefined && session.available && session.priority >= 0) return session;
+      }
+      return undefined;
     }
 
     /** After a session died with offline messages unconfirmed: hand them to another available client, if any. */

@@ -77,6 +77,25 @@ export default defineModule({
     // a cluster's other nodes drop their copy of a roster changed here (and this node theirs)
     const rosterChanged = m.sharedCache('rosters', (username) => store.evict(username));
     const has = (s: Subscription, bit: 'to' | 'from') => s === 'both' || s === bit;
+    // §3.1.3 in a cluster: a request stored on one node while its user's session on another was
+    // not yet known there. That node reads the roster again (the notice follows the roster's own)
+    // and hands the request to the user's available sessions, which may have read the pending
+    // requests before it was stored. Key: "username contact" (a bare JID has no space).
+    const requestWaiting = m.sharedCache('waiting-requests', (key) => {
+      const [username, contact] = key.split(' ') as [string, string];
+      const userJid = `${username}@${domain}`;
+      const sessions = [...(m.sessions.resources(userJid)?.values() ?? [])].filter((s) => s.local !== undefined && s.available);
+      if (sessions.length === 0 || contact === undefined) return;
+      store
+        .withRoster(username, (roster) => {
+          if (!roster.pendingIn.has(contact)) return;
+          const request = new Element('presence', { type: 'subscribe', from: contact, to: userJid });
+          const status = roster.pendingIn.get(contact);
+          if (status) request.c('status').t(status);
+          for (const session of sessions) m.deliver(session, request);
+        })
+        .catch((err: unknown) => m.log.error({ err, user: userJid, contact }, 'reading a roster for a waiting subscription request failed'));
+    });
 
     m.provide('roster', {
       store,
@@ -279,13 +298,15 @@ export default defineModule({
           const deliver = () => {
             const presence = new Element('presence', { ...e.stanza.attrs, from: contact, to: userJid });
             presence.children = e.stanza.children;
-            m.server.router.deliverToAvailable(userJid, presence, false);
+            return m.server.router.deliverToAvailable(userJid, presence, false);
           };
           switch (type) {
             case 'subscribe':
               if (item && has(sub, 'from')) return routeSubscription('subscribed', userJid, contact); // already approved
               await store.setPendingIn(username, roster, contact, e.stanza.getChildText('status'));
-              deliver(); // if nobody is online it waits in pending-in for the next login
+              // if nobody is online it waits in pending-in for the next login, or for a session
+              // that another node of a cluster bound before this one heard of it
+              if (deliver() === 0) requestWaiting(`${username} ${contact}`);
               break;
             case 'subscribed':
               if (!item || (!item.ask && !has(sub, 'to'))) return; // §3.1.6: unrequested approvals are ignored
