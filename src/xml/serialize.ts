@@ -42,3 +42,16 @@ export function serialize(element: Element, xmlns?: string): string {
   }
   return out + '</' + element.name + '>';
 }
+
+/**
+ * `serialize` for a copy kept until a write commits (the archive, offline storage): V8 builds
+ * the string as a rope of every piece concatenated, and a rope that outlives a few young-
+ * generation collections has all its pieces copied and promoted with it. Reading a character
+ * flattens it in place into one sequential string, and the pieces die young. (Measured: 2 M
+ * ropes kept in batches of 20,000, 4.9 s of garbage collection; flattened, 1.1 s.)
+ */
+export function serializeToKeep(element: Element, xmlns?: string): string {
+  const xml = serialize(element, xmlns);
+  xml.charCodeAt(0);
+  return xml;
+}

@@ -51,6 +51,21 @@ for (const direct of onPostgres ? [false] : [true, false]) {
   });
 }
 
+test('in a large batch, quotes and what would be SQL in a resource or a stanza are stored as given', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const hostile = "x'); DELETE FROM mam_archive; --";
+  const appended = Array.from({ length: 250 }, (_, i) => store.append({ ...row(i), withResource: i === 7 ? hostile : "o'clock", stanza: `<message xmlns="jabber:client" id="q${i}"><body>${hostile} ''</body></message>` }));
+  t.true(await appended[0]!.written);
+  const stored: Array<{ stanza: string; with_resource: string }> = await db('mam_archive').orderBy('id').select('stanza', 'with_resource');
+  t.is(stored.length, 250);
+  t.is(stored[7]!.with_resource, hostile);
+  t.is(stored[8]!.with_resource, "o'clock");
+  t.is(stored[249]!.stanza, `<message xmlns="jabber:client" id="q249"><body>${hostile} ''</body></message>`);
+  await store.close();
+  await db.destroy();
+});
+
 sqliteTest('an archive write waits for another transaction on the connection: it is not rolled back with it', async (t) => {
   const db = await freshDb(t);
   await db.schema.createTable('other', (table) => table.integer('n'));

@@ -10,7 +10,7 @@ import { defineModule } from '../../core/module.js';
 import type { Durable, OfflineEvent, StanzaEvent } from '../../core/router.js';
 import type { DeliveryTracker } from '../../core/ports.js';
 import { StanzaError, messageType } from '../../core/stanza.js';
-import { serialize } from '../../xml/serialize.js';
+import { serializeToKeep } from '../../xml/serialize.js';
 import { parseElement } from '../../xml/parse.js';
 import type { SessionLostEvent } from '../../c2s/hibernation.js';
 import { NS_MAM, NS_MAM_EXTENDED, NS_SID, metadata, parseQuery, queryForm, runQuery } from './query.js';
@@ -78,7 +78,7 @@ export function stripStanzaIds(message: Element, by: string): void {
 
 /** The message as archived: its own serialisation with the namespace a forwarded copy needs (XEP-0297). */
 export function archivedXml(message: Element): string {
-  return serialize(message, 'jabber:client');
+  return serializeToKeep(message, 'jabber:client');
 }
 
 /** What the archive offers the other modules on its host: retention for offline storage, archives for rooms. */
@@ -227,14 +227,17 @@ export default defineModule({
   async setup(m) {
     const domain = m.host.domain;
     const sessions = m.sessions;
-    const store = new ArchiveStore(m.db, domain, (err, rows, messages) => {
+    const store = new ArchiveStore(m.db, domain, (err, rows, stanzas) => {
       m.server.storage.failed(err); // readiness 503, and new messages refused (below) until it works again
       m.log.error({ err, rows }, 'archiving messages failed');
       // acknowledged only once archived: the senders are told it was not kept, not left believing it was
-      const told = new Set<Element>();
-      for (const message of messages) {
-        if (told.has(message)) continue;
-        told.add(message);
+      for (const xml of stanzas) {
+        let message: Element;
+        try {
+          message = parseElement(xml);
+        } catch {
+          continue; // (it was serialised here: cannot happen)
+        }
         m.server.router.bounce(message, new StanzaError('internal-server-error', 'The message could not be stored (the server\'s storage failed); it may not have been delivered'));
       }
     });
@@ -280,7 +283,7 @@ export default defineModule({
     function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid, stanzaIdWanted = true): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
-      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state), message: stanza };
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state), tellSender: true };
       if (decision === undefined) {
         const later = roster.store.load(owner.local).then(() => {
           if (wanted(owner.local, peer.bare) === true) return store.append(row).written;

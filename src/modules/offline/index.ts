@@ -10,7 +10,7 @@ import type { DeliveryTracker, SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import { parseElement } from '../../xml/parse.js';
 import { SerialQueue } from '../../core/serial.js';
-import { serialize } from '../../xml/serialize.js';
+import { serializeToKeep } from '../../xml/serialize.js';
 import { OfflineStore, offlineMigrations } from './store.js';
 import { matches } from '../blocking/index.js';
 import { parseJid } from '../../core/jid.js';
@@ -189,7 +189,7 @@ export default defineModule({
     m.on('message/offline', (e: OfflineEvent) => {
       if (!storable(e.stanza)) return true; // dropped quietly: nothing a user would miss (XEP-0160 §3)
       const username = e.to.local;
-      const xml = serialize(e.stanza);
+      const xml = serializeToKeep(e.stanza);
       const storedAt = Date.now();
       // The queue orders the quota checks (and the first count read) per account; it does not
       // wait for the commit, so one account's burst shares the store's group commits.
