@@ -48,24 +48,26 @@ process.once('SIGINT', stop);
 
 // XMPPD_BENCH_PROFILE=<dir>: SIGUSR2 starts a CPU profile of this process, the next SIGUSR2 writes
 // it there (open it in Chrome's DevTools), so that one phase of a benchmark is profiled alone.
+// With XMPPD_BENCH_PROFILE_HEAP=1 it is a sampling profile of allocations instead (.heapprofile).
 const profileDir = env.XMPPD_BENCH_PROFILE;
+const heap = env.XMPPD_BENCH_PROFILE_HEAP === '1';
 if (profileDir !== undefined && profileDir !== '') {
   const { Session } = await import('node:inspector/promises');
   const fs = await import('node:fs');
   const session = new Session();
   session.connect();
-  await session.post('Profiler.enable');
+  await session.post(heap ? 'HeapProfiler.enable' : 'Profiler.enable');
   let profiling = false;
   process.on('SIGUSR2', () => {
     void (async () => {
       if (!profiling) {
         profiling = true;
-        await session.post('Profiler.start');
+        await (heap ? session.post('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }) : session.post('Profiler.start'));
         return;
       }
       profiling = false;
-      const { profile } = await session.post('Profiler.stop');
-      const file = `${profileDir}/xmppd-${Date.now()}.cpuprofile`;
+      const { profile } = heap ? await session.post('HeapProfiler.stopSampling') : await session.post('Profiler.stop');
+      const file = `${profileDir}/xmppd-${Date.now()}.${heap ? 'heapprofile' : 'cpuprofile'}`;
       fs.mkdirSync(profileDir, { recursive: true });
       fs.writeFileSync(file, JSON.stringify(profile));
       process.stderr.write(`profile written to ${file}\n`);

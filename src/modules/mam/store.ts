@@ -47,8 +47,10 @@ const LARGE_INSERT = 1000;
  * previous one is written and nothing waits for this timer.
  */
 const COMMIT_DELAY_MS = 2;
-/** On PostgreSQL: 7 bound values a row, under its limit of 65,535 per statement. */
-const PG_INSERT_CHUNK = 1000;
+/** PostgreSQL: a batch's rows as one array per column (ArchiveStore.writePostgres). */
+const PG_UNNEST_INSERT = `INSERT INTO mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza)
+  SELECT id, ?, owner_id, with_id, with_resource, nonce, stanza
+  FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::integer[], ?::text[]) AS batch (id, owner_id, with_id, with_resource, nonce, stanza)`;
 
 /** The interned id of a bare JID, as SQL: NULL (so no row matches) when the JID was never archived. */
 const jidId = (db: Knex, jid: string): Knex.Raw => db.raw('(SELECT id FROM mam_jid WHERE jid = ?)', [jid]);
@@ -527,7 +529,7 @@ export class ArchiveStore {
   private async write(batch: Batch): Promise<void> {
     try {
       await this.internRows(batch);
-      await (this.direct ? this.writeSqlite(batch) : this.writeKnex(batch));
+      await (this.direct ? this.writeSqlite(batch) : this.sqlite ? this.writeKnex(batch) : this.writePostgres(batch));
       batch.settle(true);
     } catch (err) {
       this.onError(err, batch.rows, [...new Set(batch.tellSenders.map((row) => batch.values[row * PER_ROW + STANZA_COLUMN]!))]);
@@ -551,11 +553,21 @@ export class ArchiveStore {
   }
 
   /**
-   * Any database (PostgreSQL): multi-row INSERTs of up to PG_INSERT_CHUNK rows; one statement
-   * commits by itself, several are one transaction.
+   * PostgreSQL: the whole batch in one INSERT over unnest() of an array per column, whatever its
+   * size: one statement and one round trip. (Multi-row VALUES lists are limited to 65,535 bound
+   * values, and each further statement of a batch waited for a round trip and an event-loop turn,
+   * long under load, before the next could start.)
    */
+  private async writePostgres(batch: Batch): Promise<void> {
+    const columns: string[][] = Array.from({ length: PER_ROW }, () => []);
+    const values = batch.values;
+    for (let i = 0; i < values.length; i += PER_ROW) for (let c = 0; c < PER_ROW; c++) columns[c]!.push(values[i + c]!);
+    await this.db.raw(PG_UNNEST_INSERT, [this.host, ...columns]);
+  }
+
+  /** SQLite through knex (imports, tests of that path): multi-row INSERTs, one transaction when several. */
   private async writeKnex(batch: Batch): Promise<void> {
-    const chunk = this.sqlite ? INSERT_CHUNK : PG_INSERT_CHUNK;
+    const chunk = INSERT_CHUNK;
     const insert = async (runner: Knex | Knex.Transaction, first: number) => {
       const rows = Math.min(chunk, batch.rows - first);
       const values: string[] = [];
