@@ -47,8 +47,10 @@ const LARGE_INSERT = 1000;
  * previous one is written and nothing waits for this timer.
  */
 const COMMIT_DELAY_MS = 2;
+/** The archive's table with its columns in the order every INSERT gives them. */
+const ARCHIVE_COLUMNS = 'mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza)';
 /** PostgreSQL: a batch's rows as one array per column (ArchiveStore.writePostgres). */
-const PG_UNNEST_INSERT = `INSERT INTO mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza)
+const PG_UNNEST_INSERT = `INSERT INTO ${ARCHIVE_COLUMNS}
   SELECT id, ?, owner_id, with_id, with_resource, nonce, stanza
   FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::integer[], ?::text[]) AS batch (id, owner_id, with_id, with_resource, nonce, stanza)`;
 
@@ -247,7 +249,7 @@ export const idToTime = (id: number): number => Math.floor(id / IDS_PER_MS);
 /** A random nonce, from the process's pool of random bytes (one system call per thousand). */
 const nextNonce = (): number => randomUint32() >>> (32 - NONCE_BITS);
 
-const INSERT_INTO = 'INTO mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza) VALUES ';
+const INSERT_INTO = `INTO ${ARCHIVE_COLUMNS} VALUES `;
 
 /**
  * The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row).
