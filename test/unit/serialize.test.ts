@@ -1,7 +1,7 @@
 // src/xml/serialize.ts: what the hot path writes is well-formed and says what the element says.
 import test from 'ava';
 import Element from 'ltx/lib/Element.js';
-import { serialize } from '../../src/xml/serialize.js';
+import { serialize, serializeToKeep } from '../../src/xml/serialize.js';
 import { parseElement } from '../../src/xml/parse.js';
 
 test('text and attribute values are escaped, and parse back to themselves', (t) => {
@@ -21,4 +21,12 @@ test('a default namespace is declared on the top element only when it has none o
   const own = new Element('message', { xmlns: 'jabber:server', to: 'a@b' });
   t.is(serialize(own, 'jabber:client'), '<message xmlns="jabber:server" to="a@b"/>');
   t.is(serialize(plain), '<message to="a@b"><body>hi</body></message>');
+});
+
+test('the copy kept for storage is the same serialisation', (t) => {
+  const message = new Element('message', { to: 'a@b', id: `it's` });
+  message.c('body').t('x & y');
+  message.c('active', { xmlns: 'http://jabber.org/protocol/chatstates' });
+  t.is(serializeToKeep(message, 'jabber:client'), serialize(message, 'jabber:client'));
+  t.is(serializeToKeep(message), serialize(message));
 });
