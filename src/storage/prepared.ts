@@ -2,8 +2,9 @@
 // stored offline messages) as statements prepared once per connection instead of a knex query
 // each time. knex builds the SQL string again for every query, and node-sqlite3 prepares and
 // finalizes a statement for each (the finalize on the event loop): about 0.1 ms of CPU per read,
-// a few percent of a login. A prepared statement is bound and stepped only. On PostgreSQL the same read is a named statement (parsed and planned once
-// per connection by the server).
+// a few percent of a login. A prepared statement is bound and stepped only. On PostgreSQL the
+// same read is a named statement (parsed and planned once per connection by the server). The
+// archive's small batches of rows are SQLite statements prepared the same way (preparedOn).
 //
 // Statements run on a connection taken from knex's pool, so that they never run inside another
 // caller's transaction (SQLite has one connection; a read there would see uncommitted rows).
@@ -12,9 +13,10 @@ import type { Knex } from 'knex';
 /** A value bound to a placeholder: strings and numbers are all the hot reads need. */
 export type Param = string | number;
 
-/** node-sqlite3's connection and statement, as far as prepared reads use them. */
-interface SqliteStatement {
+/** node-sqlite3's connection and statement, as far as prepared statements use them. */
+export interface SqliteStatement {
   all(params: readonly Param[], done: (err: Error | null, rows: unknown[]) => void): void;
+  run(params: readonly Param[], done: (err: Error | null) => void): void;
   finalize(done: () => void): void;
 }
 interface SqliteConnection {
@@ -85,7 +87,7 @@ export class PreparedRead<Row> {
     const connection = await client.acquireConnection();
     try {
       if (!this.sqlite) return await this.pgQuery(connection as PgConnection, params);
-      const statement = await this.sqliteStatement(connection as SqliteConnection);
+      const statement = await preparedOn(connection, this.sql);
       return await new Promise<Row[]>((resolve, reject) => statement.all(params, (err, rows) => (err ? reject(err) : resolve(rows as Row[]))));
     } catch (err) {
       // as a knex query's failure would be: storage health watches for these (src/storage/health.ts)
@@ -109,23 +111,28 @@ export class PreparedRead<Row> {
       return (await connection.query({ name: this.pgName, text: this.pgText, values: params })).rows as Row[];
     }
   }
+}
 
-  private sqliteStatement(connection: SqliteConnection): Promise<SqliteStatement> {
-    let statements = sqliteStatements.get(connection);
-    if (statements === undefined) sqliteStatements.set(connection, (statements = new Map()));
-    let prepared = statements.get(this.sql);
-    if (prepared === undefined) {
-      const preparing = new Promise<SqliteStatement>((resolve, reject) => {
-        const statement = connection.prepare(this.sql, (err) => {
-          if (err === null) return resolve(statement);
-          // prepared again next time, e.g. once the table exists
-          if (statements.get(this.sql) === preparing) statements.delete(this.sql);
-          reject(err);
-        });
+/**
+ * The statement for `sql` prepared on a pooled SQLite connection (taken from knex's pool by the
+ * caller), prepared at its first use there and kept until knex closes the connection
+ * (finalizeBeforeClose). Also the archive's writer's (src/modules/mam/store.ts).
+ */
+export function preparedOn(connection: unknown, sql: string): Promise<SqliteStatement> {
+  let statements = sqliteStatements.get(connection as object);
+  if (statements === undefined) sqliteStatements.set(connection as object, (statements = new Map()));
+  let prepared = statements.get(sql);
+  if (prepared === undefined) {
+    const preparing = new Promise<SqliteStatement>((resolve, reject) => {
+      const statement = (connection as SqliteConnection).prepare(sql, (err) => {
+        if (err === null) return resolve(statement);
+        // prepared again next time, e.g. once the table exists
+        if (statements.get(sql) === preparing) statements.delete(sql);
+        reject(err);
       });
-      prepared = preparing;
-      statements.set(this.sql, prepared);
-    }
-    return prepared;
+    });
+    prepared = preparing;
+    statements.set(sql, prepared);
   }
+  return prepared;
 }

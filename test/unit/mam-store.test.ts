@@ -122,22 +122,20 @@ test('a batch of several statements that fails in a later one is rolled back who
 });
 
 sqliteTest('closed, even with a write still to come, the store lets the database close', async (t) => {
-  const db = await freshDb(t);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-close-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const db = await openDatabase({ driver: 'sqlite', sqliteFile: path.join(dir, 'x.sqlite') });
+  await runMigrations(db, 'mam', archiveMigrations);
   const store = new ArchiveStore(db, 'localhost');
   t.true(await store.append(row(1)).written);
-  const late = store.append(row(2)); // flushed after close(): prepares, writes, and lets go again
+  const late = store.append(row(2)); // written by close(), on a statement prepared for it
   await store.close();
   t.true(await late.written);
-  // node-sqlite3 refuses to close a connection with statements still prepared (SQLITE_BUSY)
-  const client = db.client as { acquireConnection(): Promise<RawConnection>; releaseConnection(c: RawConnection): void };
-  const connection = await client.acquireConnection();
-  await t.notThrowsAsync(new Promise<void>((resolve, reject) => connection.close((err) => (err ? reject(err) : resolve()))));
-  client.releaseConnection(connection);
-  await db.destroy().catch(() => {}); // closed already
+  // SQLite refuses to close a connection with statements still prepared (SQLITE_BUSY), and then
+  // leaves the WAL file behind: knex's close finalizes them first (src/storage/prepared.ts)
+  await db.destroy();
+  t.false(fs.existsSync(path.join(dir, 'x.sqlite-wal')), 'closed for real: the WAL checkpointed and removed');
 });
-interface RawConnection {
-  close(cb: (err: Error | null) => void): void;
-}
 
 test('a stored row is found by its public id', async (t) => {
   const db = await freshDb(t);

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { randomUint32 } from '../../core/random.js';
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
+import { preparedOn, type SqliteStatement } from '../../storage/prepared.js';
 
 /** Ids per millisecond: the low 10 bits are the writer's slot and a counter, so 2^53 lasts until the year 2248. */
 export const IDS_PER_MS = 1024;
@@ -268,13 +269,8 @@ const knexInserts: string[] = [];
 /** `text` as an SQL string literal. */
 const sqlText = (text: string): string => "'" + (text.includes("'") ? text.replaceAll("'", "''") : text) + "'";
 
-/** node-sqlite3's connection and prepared statement, as far as the archive uses them. */
-interface SqliteStatement {
-  run(params: readonly string[], done: (err: Error | null) => void): void;
-  finalize(done: () => void): void;
-}
+/** node-sqlite3's connection, as far as the archive uses it besides its prepared statements. */
 interface SqliteConnection {
-  prepare(sql: string): SqliteStatement;
   exec(sql: string, done: (err: Error | null) => void): void;
 }
 /** knex's client: its pool hands out the one SQLite connection. */
@@ -433,15 +429,14 @@ export class ArchiveStore {
   /** Whether rows are written with node-sqlite3's own prepared statements (SQLite). */
   private readonly direct: boolean;
   /**
-   * SQLite: the prepared INSERT of each batch size (up to INSERT_CHUNK rows), on the connection
-   * they were prepared on. The archive writes past knex (no query builder, formatter or
-   * transaction object, no SQL parsed per batch): the hot path's one write, on the same pooled
-   * connection as every other query.
+   * SQLite: the INSERT of each small batch size (up to INSERT_CHUNK rows), the host written in.
+   * The archive writes past knex (no query builder, formatter or transaction object, no SQL
+   * parsed per batch): the hot path's one write, on the same pooled connection as every other
+   * query, with the statements prepared there (src/storage/prepared.ts).
    */
-  private prepared: { connection: SqliteConnection; bySize: Map<number, SqliteStatement> } | null = null;
+  private readonly insertSqls: string[] = [];
   /** The write under way: one at a time per store. */
   private writing: Promise<void> | null = null;
-  private closed = false;
   private readonly jids: JidIds;
   /** SQLite: the host is the same in every row of this store, written into the SQL rather than bound each time. */
   private readonly hostLiteral: string;
@@ -594,7 +589,8 @@ export class ArchiveStore {
     const connection = (await client.acquireConnection()) as SqliteConnection;
     try {
       if (batch.rows <= INSERT_CHUNK) {
-        await runStatement(this.insertStatement(connection, batch.rows), batch.values);
+        const sql = (this.insertSqls[batch.rows] ??= insertSql(batch.rows, this.hostLiteral, 'INSERT OR ROLLBACK'));
+        await runStatement(await preparedOn(connection, sql), batch.values);
       } else {
         try {
           await exec(connection, this.batchSql(batch));
@@ -605,8 +601,6 @@ export class ArchiveStore {
         }
       }
     } finally {
-      // a write after close() (a room's last message) keeps no statement open: the database closes next
-      if (this.closed) await this.finalizeStatements();
       client.releaseConnection(connection);
     }
   }
@@ -636,33 +630,10 @@ export class ArchiveStore {
     return sql + 'COMMIT;';
   }
 
-  private insertStatement(connection: SqliteConnection, rows: number): SqliteStatement {
-    if (this.prepared?.connection !== connection) {
-      void this.finalizeStatements(); // the pool replaced the connection
-      this.prepared = { connection, bySize: new Map() };
-    }
-    let statement = this.prepared.bySize.get(rows);
-    if (statement === undefined) {
-      // the host is the same in every row of this store: written into the SQL, not bound each time
-      statement = connection.prepare(insertSql(rows, this.hostLiteral, 'INSERT OR ROLLBACK'));
-      this.prepared.bySize.set(rows, statement);
-    }
-    return statement;
-  }
-
-  private async finalizeStatements(): Promise<void> {
-    const prepared = this.prepared;
-    this.prepared = null;
-    if (prepared === null) return;
-    await Promise.all([...prepared.bySize.values()].map((statement) => new Promise<void>((resolve) => statement.finalize(resolve))));
-  }
-
-  /** Lets go of the prepared statements (SQLite cannot close a connection that has some). */
+  /** Writes what is left and lets go of the writer slot (the statements go with the connection). */
   async close(): Promise<void> {
-    this.closed = true;
     // what was archived before the streams closed is written first
     while (this.writing !== null || this.batch !== null) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
-    await this.finalizeStatements();
     if (this.slotHeld) {
       this.slotHeld = false;
       await releaseSlot(this.db);
