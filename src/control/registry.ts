@@ -5,6 +5,7 @@
 // admin API. A command never knows which of them called it.
 import type { Knex } from 'knex';
 import { z } from 'zod';
+import { ILLEGAL_CHARS } from '../xml/parser.js';
 import type { AccountStore } from '../accounts/store.js';
 import type { AccountDeletion } from '../accounts/lifecycle.js';
 import type { Invite, InviteStore } from '../modules/invites/store.js';
@@ -224,8 +225,12 @@ function argSchema(spec: ArgSpec): z.ZodType {
       break;
     case 'text':
     case 'string':
-    case 'password':
     case 'jid':
+      // what ends up in a stanza (an announcement, a room's name) must be writable as XML: a
+      // control character would go onto every recipient's stream as malformed XML
+      schema = z.string().min(1).refine((v) => !ILLEGAL_CHARS.test(v), 'contains a control character that XML cannot carry');
+      break;
+    case 'password':
       schema = z.string().min(1);
       break;
   }

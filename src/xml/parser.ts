@@ -90,7 +90,8 @@ export const MAX_ELEMENT_DEPTH = 64;
 
 const NON_ASCII = /[^\x00-\x7f]/;
 // XML 1.0 §2.2: characters that may never appear in a document, even escaped.
-const ILLEGAL_CHARS = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
+/** Characters XML 1.0 cannot carry, even escaped (§2.2). */
+export const ILLEGAL_CHARS = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
 const WHITESPACE_ONLY = /^[ \t\r\n]*$/;
 const NAME = /^[A-Za-z_:\u00c0-\uffff][A-Za-z0-9_:.\-\u00b7\u00c0-\uffff]*$/;
 

@@ -1,7 +1,7 @@
 // The admin command registry: one declaration per command, from which the CLI usage, the
 // argument validation and the OpenAPI description are generated.
 import test from 'ava';
-import { commandList, userAdd, sessionsKick } from '../../src/control/commands.js';
+import { announce, commandList, userAdd, sessionsKick } from '../../src/control/commands.js';
 import { CommandError, parseArgs } from '../../src/control/registry.js';
 import { usage } from '../../src/cli/registry.js';
 import { openApiDocument } from '../../src/http/admin-api.js';
@@ -26,6 +26,16 @@ test('arguments are validated and coerced from the strings a CLI or a form sends
   const missing = t.throws(() => parseArgs(userAdd, { jid: 'alice@localhost' }), { instanceOf: CommandError });
   t.regex(missing.message, /^user\.add: password: /);
   t.throws(() => parseArgs(userAdd, { jid: 'a@b', password: 'x', colour: 'red' }), { instanceOf: CommandError });
+});
+
+test('text that would go into a stanza may not hold a character XML cannot carry', (t) => {
+  t.deepEqual(parseArgs(announce, { text: 'line one\nline two\ttabbed' }), { text: 'line one\nline two\ttabbed' });
+  for (const bad of ['bell\u0007', 'nul\u0000', '\uffff']) {
+    const refused = t.throws(() => parseArgs(announce, { text: bad }), { instanceOf: CommandError });
+    t.regex(refused.message, /^announce: text: contains a control character that XML cannot carry/);
+  }
+  // a password never goes into XML: what it may contain is SASL's business
+  t.notThrows(() => parseArgs(userAdd, { jid: 'a@b', password: 'p\u0007ss' }));
 });
 
 test('the OpenAPI description has a POST per command with its arguments', (t) => {
