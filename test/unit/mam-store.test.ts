@@ -55,12 +55,13 @@ test('in a large batch, quotes and what would be SQL in a resource or a stanza a
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');
   const hostile = "x'); DELETE FROM mam_archive; --";
-  const appended = Array.from({ length: 250 }, (_, i) => store.append({ ...row(i), withResource: i === 7 ? hostile : "o'clock", stanza: `<message xmlns="jabber:client" id="q${i}"><body>${hostile} ''</body></message>` }));
+  const appended = Array.from({ length: 250 }, (_, i) => store.append({ ...row(i), withResource: i === 7 ? hostile : "o'clock", stanza: `<message xmlns="jabber:client" id="q${i}"><body>${hostile} ''${i === 9 ? '\0' : ''}</body></message>` }));
   t.true(await appended[0]!.written);
   const stored: Array<{ stanza: string; with_resource: string }> = await db('mam_archive').orderBy('id').select('stanza', 'with_resource');
   t.is(stored.length, 250);
   t.is(stored[7]!.with_resource, hostile);
   t.is(stored[8]!.with_resource, "o'clock");
+  t.true(stored[9]!.stanza.includes(`${hostile} ''\ufffd</body>`), 'a NUL (which no parsed stanza has) fails nothing: stored as U+FFFD');
   t.is(stored[249]!.stanza, `<message xmlns="jabber:client" id="q249"><body>${hostile} ''</body></message>`);
   await store.close();
   await db.destroy();

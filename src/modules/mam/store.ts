@@ -266,8 +266,15 @@ function insertSql(rows: number, host: string, insert = 'INSERT'): string {
 }
 const knexInserts: string[] = [];
 
-/** `text` as an SQL string literal. */
+/** `text` as an SQL string literal (ArchiveStore.append has replaced any NUL). */
 const sqlText = (text: string): string => "'" + (text.includes("'") ? text.replaceAll("'", "''") : text) + "'";
+
+/**
+ * NUL as U+FFFD. XML cannot carry a NUL and the parser refuses one, but a stanza built from other
+ * input must not fail a whole batch, everyone's messages with it: PostgreSQL refuses NUL in text,
+ * and in SQLite's SQL text it would end the statement.
+ */
+const withoutNul = (text: string): string => (text.includes('\0') ? text.replaceAll('\0', '\ufffd') : text);
 
 /** node-sqlite3's connection, as far as the archive uses it besides its prepared statements. */
 interface SqliteConnection {
@@ -495,7 +502,7 @@ export class ArchiveStore {
   append(row: NewArchiveRow, id = this.nextId()): { id: number; nonce: number; written: Promise<boolean> } {
     const nonce = nextNonce();
     const batch = this.batch ?? this.newBatch();
-    batch.values.push(String(id), row.owner, row.withBare, row.withResource, String(nonce), row.stanza);
+    batch.values.push(String(id), row.owner, row.withBare, withoutNul(row.withResource), String(nonce), withoutNul(row.stanza));
     batch.rows++;
     if (row.tellSender === true) batch.tellSenders.push(batch.rows - 1);
     return { id, nonce, written: batch.written };
