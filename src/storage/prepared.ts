@@ -114,6 +114,18 @@ export class PreparedRead<Row> {
 }
 
 /**
+ * A write with `?` placeholders (an INSERT), prepared once per connection as a read is: knex
+ * builds and compiles an INSERT at each call, 0.3 ms of CPU besides what SQLite does (a one-row
+ * INSERT: 403 µs through knex, 124 µs prepared). Runs outside any transaction: on SQLite's one
+ * connection it waits for one that is under way (so never inside a knex transaction's callback).
+ */
+export class PreparedWrite extends PreparedRead<never> {
+  async run(params: readonly Param[]): Promise<void> {
+    await this.all(params);
+  }
+}
+
+/**
  * The statement for `sql` prepared on a pooled SQLite connection (taken from knex's pool by the
  * caller), prepared at its first use there and kept until knex closes the connection
  * (finalizeBeforeClose). Also the archive's writer's (src/modules/mam/store.ts).

@@ -8,7 +8,7 @@ import test from 'ava';
 import type { Knex } from 'knex';
 import { testStorageConfig } from '../helpers/postgres.js';
 import { openDatabase } from '../../src/storage/db.js';
-import { PreparedRead } from '../../src/storage/prepared.js';
+import { PreparedRead, PreparedWrite } from '../../src/storage/prepared.js';
 
 async function freshDatabase(t: { teardown(fn: () => Promise<void> | void): void }, destroy = true): Promise<{ db: Knex; dir: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-prepared-'));
@@ -40,6 +40,20 @@ test('a prepared read sees each committed write, also after it was read once', a
   await db('notes').insert({ owner: 'bob', text: 'three' });
   const texts = await Promise.all(Array.from({ length: 50 }, (_, i) => read.first([i % 2 === 0 ? 'alice' : 'bob'])));
   t.deepEqual(new Set(texts.map((row) => row?.text)), new Set(['two', 'three']));
+});
+
+test('a prepared write commits its rows, which every read then sees; a failing one is refused and reported', async (t) => {
+  const { db } = await freshDatabase(t);
+  await createNotes(db);
+  const failures: unknown[] = [];
+  db.on('query-error', (err: unknown) => failures.push(err));
+  const insert = new PreparedWrite(db, 'insert into notes (owner, text) values (?, ?), (?, ?)');
+  await insert.run(['carol', "it's", 'dave', 'two']);
+  await insert.run(['erin', 'three', 'frank', 'four']);
+  t.deepEqual((await db('notes').orderBy('owner').select('owner', 'text')).map((r: { owner: string; text: string }) => `${r.owner}:${r.text}`), ["carol:it's", 'dave:two', 'erin:three', 'frank:four']);
+  await t.throwsAsync(insert.run(['carol', 'again', 'gina', 'five'])); // the primary key refuses it, whole
+  t.is(failures.length, 1);
+  t.is(Number((await db('notes').count({ n: '*' }))[0]!.n), 4);
 });
 
 test("a prepared read never sees another caller's uncommitted rows", async (t) => {

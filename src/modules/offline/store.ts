@@ -2,7 +2,7 @@
 // available resource. A message leaves the store only once delivery is confirmed (see index.ts).
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
-import { PreparedRead } from '../../storage/prepared.js';
+import { PreparedRead, PreparedWrite } from '../../storage/prepared.js';
 
 export const offlineMigrations: Migration[] = [
   {
@@ -42,6 +42,9 @@ export class OfflineStore {
   private pending: PendingRow[] = [];
   /** The write under way: one at a time, so batches commit in arrival order (ids too, on PostgreSQL). */
   private writing: Promise<void> | null = null;
+
+  /** The INSERT of each batch size up to INSERT_CHUNK, prepared (a message to an offline user is often a batch of one). */
+  private readonly inserts: PreparedWrite[] = [];
 
   /** Read at every login's initial presence (prepared: src/storage/prepared.ts). */
   private readonly listRead: PreparedRead<{ id: number | string; stored_at: number | string; stanza: string }>;
@@ -101,7 +104,10 @@ export class OfflineStore {
     try {
       if (batch.length <= INSERT_CHUNK) {
         // one statement commits by itself: no BEGIN/COMMIT round trips
-        await this.db('offline_messages').insert(batch.map((p) => p.row));
+        const insert = (this.inserts[batch.length] ??= new PreparedWrite(this.db, `insert into offline_messages (host, username, stored_at, stanza) values ${Array(batch.length).fill('(?, ?, ?, ?)').join(', ')}`));
+        const values: Array<string | number> = [];
+        for (const { row } of batch) values.push(row.host, row.username, row.stored_at, row.stanza);
+        await insert.run(values);
       } else {
         await this.db.transaction(async (trx) => {
           // chunks keep each statement under SQLite's bound-parameter limit
