@@ -571,16 +571,15 @@ export class ArchiveStore {
 
   /** SQLite through knex (imports, tests of that path): multi-row INSERTs, one transaction when several. */
   private async writeKnex(batch: Batch): Promise<void> {
-    const chunk = INSERT_CHUNK;
     const insert = async (runner: Knex | Knex.Transaction, first: number) => {
-      const rows = Math.min(chunk, batch.rows - first);
+      const rows = Math.min(INSERT_CHUNK, batch.rows - first);
       const values: string[] = [];
       for (let i = first * PER_ROW; i < (first + rows) * PER_ROW; i += PER_ROW) values.push(batch.values[i]!, this.host, ...batch.values.slice(i + 1, i + PER_ROW));
       await runner.raw((knexInserts[rows] ??= insertSql(rows, '?')), values);
     };
-    if (batch.rows <= chunk) return insert(this.db, 0);
+    if (batch.rows <= INSERT_CHUNK) return insert(this.db, 0);
     await this.db.transaction(async (trx) => {
-      for (let first = 0; first < batch.rows; first += chunk) await insert(trx, first);
+      for (let first = 0; first < batch.rows; first += INSERT_CHUNK) await insert(trx, first);
     });
   }
 

@@ -111,10 +111,13 @@ export default defineModule({
     // their count of the account's stored messages.
     const storedHere = m.sharedCache('stored', (username) => {
       counts.delete(username);
-      const local = availableLocalSession(`${username}@${domain}`);
+      const local = availableSession(`${username}@${domain}`, true);
       if (local !== undefined) deliver(local).catch((err: unknown) => m.log.error({ err, jid: local.jid.toString() }, 'offline delivery failed'));
     });
-    /** Accounts with messages committed this turn: one notice each, not one per message of a burst. */
+    /**
+     * Accounts with messages committed this turn: one notice each, not one per message of a burst
+     * (here, not in the shared caches: other notices on that bus are events, each one counted).
+     */
     const committedThisTurn = new Set<string>();
     const tellOtherNodes = (username: string): void => {
       if (committedThisTurn.size === 0) {
@@ -283,9 +286,10 @@ export default defineModule({
       }
     }
 
-    function availableLocalSession(bare: string): SessionRef | undefined {
+    /** An available session of the account with a non-negative priority (XEP-0160 §5), on this node if `localOnly`. */
+    function availableSession(bare: string, localOnly: boolean): SessionRef | undefined {
       for (const session of m.sessions.resources(bare)?.values() ?? []) {
-        if (session.local !== undefined && session.available && session.priority >= 0) return session;
+        if (session.available && session.priority >= 0 && (!localOnly || session.local !== undefined)) return session;
       }
       return undefined;
     }
@@ -297,11 +301,8 @@ export default defineModule({
       redeliver.add(bare);
       setImmediate(() => {
         redeliver.delete(bare);
-        for (const other of m.sessions.resources(bare)?.values() ?? []) {
-          if (!other.available || other.priority < 0) continue;
-          deliver(other).catch((err: unknown) => m.log.error({ err, jid: other.jid.toString() }, 'offline delivery failed'));
-          return;
-        }
+        const other = availableSession(bare, false);
+        if (other !== undefined) deliver(other).catch((err: unknown) => m.log.error({ err, jid: other.jid.toString() }, 'offline delivery failed'));
       });
     }
 

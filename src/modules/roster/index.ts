@@ -82,10 +82,11 @@ export default defineModule({
     // and hands the request to the user's available sessions, which may have read the pending
     // requests before it was stored. Key: "username contact" (a bare JID has no space).
     const requestWaiting = m.sharedCache('waiting-requests', (key) => {
-      const [username, contact] = key.split(' ') as [string, string];
+      const [username, contact] = key.split(' ');
+      if (username === undefined || contact === undefined) return;
       const userJid = `${username}@${domain}`;
       const sessions = [...(m.sessions.resources(userJid)?.values() ?? [])].filter((s) => s.local !== undefined && s.available);
-      if (sessions.length === 0 || contact === undefined) return;
+      if (sessions.length === 0) return;
       store
         .withRoster(username, (roster) => {
           if (!roster.pendingIn.has(contact)) return;
