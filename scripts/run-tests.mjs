@@ -6,6 +6,9 @@
 // the `postgres` user when we are root (PostgreSQL refuses to run as root), stopped by PID.
 // Missing binaries skip that pass with a line saying so, unless CI is set: then it fails.
 // XMPPD_TEST_DATABASES=sqlite (or postgres) runs one pass only.
+// The PostgreSQL pass runs the test files whose outcome can depend on the database: those that
+// import, directly or through helpers, test/helpers/postgres (the one place that reads the pass's
+// database). The rest (parser, SCRAM, config... unit tests) would run the same code twice.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -15,12 +18,12 @@ import path from 'node:path';
 const avaArgs = ['ava', '--verbose', ...process.argv.slice(2)];
 const wanted = (process.env.XMPPD_TEST_DATABASES ?? 'sqlite,postgres').split(',').map((s) => s.trim());
 
-/** Runs ava once; resolves with its counts. */
-function runAva(label, env) {
+/** Runs ava once (on `files` if given, else ava's configured set); resolves with its counts. */
+function runAva(label, env, files = []) {
   return new Promise((resolve) => {
     const started = Date.now();
     console.log(`\n=== ${label} ===\n`);
-    const child = spawn('npx', avaArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0', ...env } });
+    const child = spawn('npx', [...avaArgs, ...files], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0', ...env } });
     let output = '';
     for (const stream of [child.stdout, child.stderr]) {
       stream.on('data', (chunk) => {
@@ -102,6 +105,40 @@ async function startPostgres(bin) {
   return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, pid: child.pid };
 }
 
+/**
+ * The compiled test files that reach dist/test/helpers/postgres.js through relative imports
+ * (src/ never imports test/, so the graph of dist/test is enough): a walk back from that file.
+ */
+function databaseDependentTests() {
+  const target = path.resolve('dist/test/helpers/postgres.js');
+  const importers = new Map(); // file -> the files that import it
+  const all = [];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.resolve(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else if (p.endsWith('.js')) all.push(p);
+    }
+  };
+  walk('dist/test');
+  for (const file of all) {
+    const source = fs.readFileSync(file, 'utf8');
+    for (const m of source.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      const imported = path.resolve(path.dirname(file), m[1]);
+      if (!importers.has(imported)) importers.set(imported, []);
+      importers.get(imported).push(file);
+    }
+  }
+  const reached = new Set([target]);
+  const queue = [target];
+  while (queue.length > 0) {
+    for (const importer of importers.get(queue.pop()) ?? []) {
+      if (!reached.has(importer)) { reached.add(importer); queue.push(importer); }
+    }
+  }
+  return all.filter((f) => f.endsWith('.test.js') && reached.has(f)).map((f) => path.relative('.', f)).sort();
+}
+
 const totals = { passed: 0, failed: 0, failures: [] };
 let exitCode = 0;
 const add = (result) => {
@@ -125,7 +162,10 @@ if (wanted.includes('postgres')) {
     const postgres = await startPostgres(bin);
     console.log(`\nPostgreSQL ${path.basename(path.dirname(bin))} started on ${postgres.url} (pid ${postgres.pid})`);
     try {
-      add(await runAva('PostgreSQL pass', { XMPPD_TEST_POSTGRES_URL: postgres.url, XMPPD_TEST_POSTGRES_BIN: bin }));
+      // file arguments given on the command line choose the files themselves
+      const chosen = process.argv.slice(2).some((arg) => !arg.startsWith('-')) ? [] : databaseDependentTests();
+      if (chosen.length > 0) console.log(`PostgreSQL pass: the ${chosen.length} test files that use the database`);
+      add(await runAva('PostgreSQL pass', { XMPPD_TEST_POSTGRES_URL: postgres.url, XMPPD_TEST_POSTGRES_BIN: bin }, chosen));
     } finally {
       await postgres.stop();
     }
