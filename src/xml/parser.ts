@@ -177,6 +177,10 @@ export class StreamParser {
   private bytes = 0;
   private counted = 0;
   private ascii = true;
+  /** Whether the data being parsed has no character XML cannot carry (§2.2): nothing to check in its pieces. */
+  private clean = true;
+  /** Whether the last `decode` gave one character per byte. */
+  private decodedAscii = true;
   /** `bytes` where the top-level element being read began; -1 between elements. */
   private stanzaStart = -1;
   private failed = false;
@@ -238,27 +242,37 @@ export class StreamParser {
   write(chunk: Buffer | string): void {
     if (this.failed) return;
     let text: string;
-    if (typeof chunk === 'string') text = chunk;
-    else {
+    // all ASCII (one byte per character, counted without encoding): from the decode, for bytes
+    let ascii: boolean;
+    if (typeof chunk === 'string') {
+      text = chunk;
+      ascii = !NON_ASCII.test(text);
+    } else {
       const decoded = this.decode(chunk);
       if (decoded === null) return this.fail('not-well-formed', 'invalid UTF-8');
       text = decoded;
+      ascii = this.decodedAscii;
     }
     try {
       if (this.pendingKind !== Pending.None) {
         const end = this.continuePending(text);
         if (end === -1) return;
         const token = this.pending.join('');
+        const tokenAscii = this.pendingBytes === token.length;
         this.pending = [];
         this.pendingKind = Pending.None;
         this.pendingBytes = 0;
-        this.parse(token);
+        this.parse(token, tokenAscii);
         if (this.failed || this.consumeDiscard()) return;
         text = end === text.length ? '' : text.slice(end);
       }
-      const data = this.rest.length === 0 ? text : this.rest + text;
+      const rest = this.rest;
       this.rest = '';
-      if (data.length > 0) this.parse(data);
+      if (rest.length === 0) {
+        if (text.length > 0) this.parse(text, ascii);
+      } else {
+        this.parse(rest + text, ascii && !NON_ASCII.test(rest));
+      }
       this.consumeDiscard();
     } catch (err) {
       if (!(err instanceof ParseError)) throw err;
@@ -278,10 +292,15 @@ export class StreamParser {
       bytes = Buffer.concat([this.carry, chunk]);
       this.carry = null;
     }
-    if (isUtf8(bytes)) return bytes.toString('utf8');
+    if (isUtf8(bytes)) {
+      const text = bytes.toString('utf8');
+      this.decodedAscii = text.length === bytes.length;
+      return text;
+    }
     const cut = splitCharacterStart(bytes);
     if (cut === bytes.length || !isUtf8(bytes.subarray(0, cut))) return null;
     this.carry = Buffer.from(bytes.subarray(cut));
+    this.decodedAscii = false;
     return bytes.toString('utf8', 0, cut);
   }
 
@@ -398,10 +417,13 @@ export class StreamParser {
     this.handler.onStanza(stanza);
   }
 
-  private parse(data: string): void {
+  /** `ascii`: whether `data` is known to be all ASCII (else it is looked at). */
+  private parse(data: string, ascii: boolean): void {
     const len = data.length;
     this.counted = 0;
-    this.ascii = !NON_ASCII.test(data);
+    this.ascii = ascii || !NON_ASCII.test(data);
+    // one look at the whole input for characters XML cannot carry, rather than one per text and value
+    this.clean = !ILLEGAL_CHARS.test(data);
     this.examined += len;
     let pos = 0;
     while (pos < len) {
@@ -454,9 +476,13 @@ export class StreamParser {
         continue;
       }
       if (this.depth === this.base && this.stanzaStart === -1) this.stanzaStart = this.count(data, pos);
-      const gt = findTagEnd(data, pos + 1);
-      if (gt < 0) return this.suspend(data, pos, Pending.StartTag, -gt - 1);
-      this.startTag(data, pos + 1, gt);
+      const gt = this.startTag(data, pos + 1);
+      // unfinished: kept whole for the next writes (the quote a value is open with, if any)
+      if (gt === -1) {
+        const end = findTagEnd(data, pos + 1);
+        if (end >= 0) throw new ParseError('not-well-formed', 'malformed start tag');
+        return this.suspend(data, pos, Pending.StartTag, -end - 1);
+      }
       pos = gt + 1;
       // a self-closed stanza (`<presence/>`) is complete right away
       if (this.depth === this.base && this.cursor !== null) this.stanzaDone(data, pos);
@@ -478,7 +504,7 @@ export class StreamParser {
       return;
     }
     const raw = data.slice(start, end);
-    if (ILLEGAL_CHARS.test(raw)) throw new ParseError('not-well-formed', 'illegal character in text');
+    if (!this.clean && ILLEGAL_CHARS.test(raw)) throw new ParseError('not-well-formed', 'illegal character in text');
     this.appendText(unescapeXml(raw));
   }
 
@@ -500,7 +526,7 @@ export class StreamParser {
       const end = data.indexOf(']]>', pos + 9);
       if (end === -1) return -2;
       const raw = data.slice(pos + 9, end);
-      if (ILLEGAL_CHARS.test(raw)) throw new ParseError('not-well-formed', 'illegal character in CDATA');
+      if (!this.clean && ILLEGAL_CHARS.test(raw)) throw new ParseError('not-well-formed', 'illegal character in CDATA');
       this.appendText(raw);
       return end + 3;
     }
@@ -522,50 +548,83 @@ export class StreamParser {
     throw new ParseError('restricted-xml', 'processing instructions are not allowed');
   }
 
-  /** Parses `name attr='v' ...` between `<` (exclusive, at `start`) and `>` (at `gt`). */
-  private startTag(data: string, start: number, gt: number): void {
-    let end = gt;
-    const selfClosing = data.charCodeAt(gt - 1) === SLASH;
-    if (selfClosing) end--;
+  /**
+   * Reads a start tag from after its `<` (at `start`) to its `>`, in one pass: its name and
+   * attributes, then the element. Returns the index of the `>`, or -1 when the tag has not
+   * fully arrived (nothing is built then; the whole tag is read again once it has). Names the
+   * client streams are made of (`message`, `to`, `xmlns`...) are recognised in place and used
+   * as constants: no slice, no name pattern, and a property key V8 already has interned (a
+   * sliced name had to be hashed and looked up for every attribute set).
+   */
+  private startTag(data: string, start: number): number {
+    const len = data.length;
     let i = start;
-    while (i < end && !isWhitespace(data.charCodeAt(i))) i++;
-    const name = data.slice(start, i);
-    if (!NAME.test(name)) throw new ParseError('not-well-formed', `invalid element name "${name}"`);
+    let c = 0;
+    while (i < len) {
+      c = data.charCodeAt(i);
+      if (c === GT || c === SLASH || isWhitespace(c)) break;
+      i++;
+    }
+    if (i >= len) return -1;
+    const knownElement = knownName(data, start, i);
+    const name = knownElement ?? data.slice(start, i);
+    if (knownElement === undefined && !NAME.test(name)) throw new ParseError('not-well-formed', `invalid element name "${name}"`);
     // A plain object, not a null-prototype one: V8 keeps those in dictionary mode, a third of the
     // speed for every attribute read on the way. So `hasOwn` tells duplicates (an attribute called
     // `constructor` is an attribute like any other), and `__proto__` is defined, not assigned.
     const attrs: Record<string, string> = {};
+    let selfClosing = false;
     for (;;) {
-      while (i < end && isWhitespace(data.charCodeAt(i))) i++;
-      if (i >= end) break;
+      while (i < len && isWhitespace(data.charCodeAt(i))) i++;
+      if (i >= len) return -1;
+      c = data.charCodeAt(i);
+      if (c === GT) break;
+      if (c === SLASH) {
+        if (i + 1 >= len) return -1;
+        if (data.charCodeAt(i + 1) !== GT) throw new ParseError('not-well-formed', `malformed tag <${name}>`);
+        selfClosing = true;
+        i++;
+        break;
+      }
       const nameStart = i;
-      while (i < end) {
-        const c = data.charCodeAt(i);
-        if (c === EQUALS || isWhitespace(c)) break;
+      while (i < len) {
+        c = data.charCodeAt(i);
+        if (c === EQUALS || isWhitespace(c) || c === GT || c === SLASH) break;
         i++;
       }
-      const attrName = data.slice(nameStart, i);
-      while (i < end && isWhitespace(data.charCodeAt(i))) i++;
-      if (data.charCodeAt(i) !== EQUALS || !NAME.test(attrName)) {
+      if (i >= len) return -1;
+      const known = knownName(data, nameStart, i);
+      const attrName = known ?? data.slice(nameStart, i);
+      while (i < len && isWhitespace(data.charCodeAt(i))) i++;
+      if (i >= len) return -1;
+      if (data.charCodeAt(i) !== EQUALS || (known === undefined && !NAME.test(attrName))) {
         throw new ParseError('not-well-formed', `malformed attribute in <${name}>`);
       }
       i++;
-      while (i < end && isWhitespace(data.charCodeAt(i))) i++;
+      while (i < len && isWhitespace(data.charCodeAt(i))) i++;
+      if (i >= len) return -1;
       const quote = data.charCodeAt(i);
       if (quote !== DQUOTE && quote !== SQUOTE) throw new ParseError('not-well-formed', `unquoted attribute ${attrName}`);
       const close = data.indexOf(quote === DQUOTE ? '"' : "'", i + 1);
-      if (close === -1 || close >= gt) throw new ParseError('not-well-formed', `unterminated attribute ${attrName}`);
+      if (close === -1) return -1;
       const raw = data.slice(i + 1, close);
-      if (raw.indexOf('<') !== -1 || ILLEGAL_CHARS.test(raw)) {
+      if (raw.indexOf('<') !== -1 || (!this.clean && ILLEGAL_CHARS.test(raw))) {
         throw new ParseError('not-well-formed', `illegal character in attribute ${attrName}`);
       }
       if (Object.hasOwn(attrs, attrName)) throw new ParseError('not-well-formed', `duplicate attribute ${attrName}`);
       if (attrName === '__proto__') Object.defineProperty(attrs, attrName, { value: unescapeXml(raw), enumerable: true, writable: true, configurable: true });
       else attrs[attrName] = unescapeXml(raw);
       i = close + 1;
-      if (i < end && !isWhitespace(data.charCodeAt(i))) throw new ParseError('not-well-formed', `missing space after attribute ${attrName}`);
+      if (i >= len) return -1;
+      c = data.charCodeAt(i);
+      if (c !== GT && c !== SLASH && !isWhitespace(c)) throw new ParseError('not-well-formed', `missing space after attribute ${attrName}`);
     }
+    this.element(name, attrs, selfClosing);
+    return i;
+  }
 
+  /** A start tag has been read: the stream root, a container, or an element of a stanza. */
+  private element(name: string, attrs: Record<string, string>, selfClosing: boolean): void {
     if (this.depth === 0) {
       if (selfClosing) throw new ParseError('not-well-formed', 'self-closed stream root');
       this.depth = 1;
@@ -618,6 +677,45 @@ export class StreamParser {
     this.depth--;
     return this.depth === this.base;
   }
+}
+
+/**
+ * Element and attribute names that make up most of what clients send (RFC 6120, the XEPs every
+ * chat client uses). Recognised in place by `knownName`; which names are listed changes speed,
+ * never what is accepted (a name not listed is sliced and checked against NAME).
+ */
+const KNOWN_NAMES = [
+  // elements
+  'message', 'presence', 'iq', 'body', 'subject', 'thread', 'error', 'text', 'show', 'status', 'priority',
+  'request', 'received', 'active', 'composing', 'paused', 'inactive', 'gone', 'markable', 'displayed',
+  'acknowledged', 'delay', 'x', 'c', 'query', 'item', 'r', 'a', 'enable', 'resume', 'bind', 'resource',
+  'session', 'ping', 'stanza-id', 'origin-id', 'store', 'no-store', 'no-permanent-store', 'encrypted',
+  'header', 'key', 'payload', 'replace', 'reference', 'stream:stream', 'starttls', 'auth', 'response',
+  'authenticate', 'set', 'max', 'before', 'after', 'pubsub', 'publish', 'items', 'retract', 'nick',
+  // attributes
+  'to', 'from', 'id', 'type', 'xmlns', 'xml:lang', 'h', 'by', 'stamp', 'jid', 'node', 'name', 'var',
+  'ver', 'hash', 'code', 'subscription', 'ask', 'role', 'affiliation', 'queryid', 'version',
+  'xmlns:stream', 'mechanism', 'sid', 'rid', 'previd', 'with', 'start', 'end',
+];
+const MAX_KNOWN_LENGTH = 24;
+/** KNOWN_NAMES by length and first character (ASCII): `length * 128 + code`. */
+const knownNames: Array<string[] | undefined> = [];
+for (const known of KNOWN_NAMES) (knownNames[known.length * 128 + known.charCodeAt(0)] ??= []).push(known);
+
+/** The constant from KNOWN_NAMES that `data` holds from `start` to `end`, if any. */
+function knownName(data: string, start: number, end: number): string | undefined {
+  const length = end - start;
+  const first = data.charCodeAt(start);
+  if (length > MAX_KNOWN_LENGTH || first >= 128) return undefined;
+  const candidates = knownNames[length * 128 + first];
+  if (candidates === undefined) return undefined;
+  for (let k = 0; k < candidates.length; k++) {
+    const candidate = candidates[k]!;
+    let j = 1;
+    while (j < length && candidate.charCodeAt(j) === data.charCodeAt(start + j)) j++;
+    if (j === length) return candidate;
+  }
+  return undefined;
 }
 
 /** Where a UTF-8 character cut off by the end of `bytes` begins (bytes.length when none is). */

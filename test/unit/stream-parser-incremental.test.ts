@@ -73,6 +73,32 @@ test('errors are found in any split too', (t) => {
   }
 });
 
+test('names the parser recognises in place and names it slices read the same, near misses included', (t) => {
+  // message/to/xmlns/id are in its table of common names; the others differ by a character, a
+  // length or a non-ASCII letter and take the general path
+  const stanza = `<message to='a@b' tox='1' xmlns:x='urn:x' id='i' idx="2"><messages xmlns='urn:y'/><bodyx>t</bodyx>`
+    + `<body xml:lang='en'>b</body><ünï ö='1'/><x:to x:to='3'/></message>`;
+  const whole = feed([HEADER + stanza]);
+  t.deepEqual(whole.errors, []);
+  t.is(whole.stanzas[0], stanza.replace(/'/g, '"'));
+  t.deepEqual(feed(splits(HEADER + stanza, [1])).stanzas, whole.stanzas);
+  t.deepEqual(feed([HEADER + `<message to='a' to='b'/>`]).errors, ['not-well-formed: duplicate attribute to']);
+  t.deepEqual(feed([HEADER + `<message to='a\u0001'/>`]).errors, ['not-well-formed: illegal character in attribute to']);
+  t.deepEqual(feed([HEADER + `<message><body>a\u0001</body></message>`]).errors, ['not-well-formed: illegal character in text']);
+});
+
+test('a start tag that cannot become well-formed is refused before its end arrives', (t) => {
+  for (const bad of [`<message to='1'from='2'`, `<message/x`, `<message <`, `<9message to='a'`]) {
+    const result = feed([HEADER, bad]);
+    t.is(result.errors.length, 1, bad);
+    t.regex(result.errors[0]!, /^not-well-formed: /, bad);
+  }
+  // an unfinished one that may still become well-formed waits, however it is split
+  for (const pieces of [[`<message to='1`], [`<message`], [`<message to`], [`<message to=`], [`<message/`], [`<message to='a>b' `]]) {
+    t.deepEqual(feed([HEADER, ...pieces]).errors, [], pieces.join(''));
+  }
+});
+
 test('a stanza just under the limit in 10-byte segments costs work linear in its size', (t) => {
   // the worst shapes: one huge attribute value, one huge text node, one huge CDATA section
   const size = 200 * 1024;
