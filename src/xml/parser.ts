@@ -455,9 +455,12 @@ export class StreamParser {
       if (next === SLASH) {
         const gt = data.indexOf('>', pos + 2);
         if (gt === -1) return this.suspend(data, pos, Pending.EndTag);
-        const name = data.slice(pos + 2, gt).trimEnd();
+        const open = this.cursor;
+        // the usual case, the end tag of the open element: compared in place, nothing sliced
+        const matches = open !== null && data.startsWith(open.name, pos + 2) && isSpaceOnly(data, pos + 2 + open.name.length, gt);
+        const closesStanza = matches ? --this.depth === this.base : this.endTag(data.slice(pos + 2, gt).trimEnd());
         pos = gt + 1;
-        if (this.endTag(name)) this.stanzaDone(data, pos);
+        if (closesStanza) this.stanzaDone(data, pos);
         else if (this.cursor !== null) this.cursor = this.cursor.parent;
         continue;
       }
@@ -716,6 +719,12 @@ function knownName(data: string, start: number, end: number): string | undefined
     if (j === length) return candidate;
   }
   return undefined;
+}
+
+/** Whether `data` has only whitespace from `start` to `end`. */
+function isSpaceOnly(data: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (!isWhitespace(data.charCodeAt(i))) return false;
+  return true;
 }
 
 /** Where a UTF-8 character cut off by the end of `bytes` begins (bytes.length when none is). */
