@@ -700,7 +700,7 @@ const KNOWN_NAMES = [
   'ver', 'hash', 'code', 'subscription', 'ask', 'role', 'affiliation', 'queryid', 'version',
   'xmlns:stream', 'mechanism', 'sid', 'rid', 'previd', 'with', 'start', 'end',
 ];
-const MAX_KNOWN_LENGTH = 24;
+const MAX_KNOWN_LENGTH = Math.max(...KNOWN_NAMES.map((known) => known.length));
 /** KNOWN_NAMES by length and first character (ASCII): `length * 128 + code`. */
 const knownNames: Array<string[] | undefined> = [];
 for (const known of KNOWN_NAMES) (knownNames[known.length * 128 + known.charCodeAt(0)] ??= []).push(known);
