@@ -8,7 +8,7 @@ import pino, { type Logger } from 'pino';
 import type { z } from 'zod';
 import type { CoreConfig } from './config/schema.js';
 import { modulesForHost, validateModuleOptions, type ConfigSource } from './config/load.js';
-import { defaultNodeId } from './cluster/index.js';
+import { defaultNodeId } from './cluster/node-id.js';
 import { Server, type ServerSettings } from './app/server.js';
 import { moduleRegistry } from './modules/index.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';

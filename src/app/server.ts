@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { ServerMetrics } from '../core/metrics.js';
 import type { HostSettings } from '../core/host.js';
-import { Cluster, type ClusterSettings } from '../cluster/index.js';
+import type { Cluster, ClusterSettings } from '../cluster/index.js';
 import { Kernel, type KernelSettings } from '../core/kernel.js';
 import type { ModuleDefinition } from '../core/module.js';
 import type { AccountDeletion } from '../accounts/lifecycle.js';
@@ -130,7 +130,9 @@ export class Server {
     await kernel.setUpModules();
     // → the cluster (before the listeners: a client's session is shared from its first stanza)
     if (this.settings.cluster !== undefined) {
-      this.cluster = new Cluster(kernel, this.settings.cluster, this.log.child({ component: 'cluster', node: this.settings.cluster.nodeId }));
+      // loaded only here: a server that runs alone never loads node-redis
+      const { Cluster: ClusterNode } = await import('../cluster/index.js');
+      this.cluster = new ClusterNode(kernel, this.settings.cluster, this.log.child({ component: 'cluster', node: this.settings.cluster.nodeId }));
       await this.cluster.start();
     }
     // → the edges

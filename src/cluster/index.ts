@@ -7,7 +7,6 @@
 //   go to Redis; the other nodes' come back as RemoteSession refs in the same directory),
 // - a RedisNodeLink as Delivery's NodeLink (stanzas for those refs, batched per node),
 // - Liveness (heartbeat; a survivor cleans up after a dead node).
-import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Kernel } from '../core/kernel.js';
 import { RedisCacheBus } from './caches.js';
@@ -29,10 +28,6 @@ export interface ClusterSettings extends LivenessSettings {
   redisCluster: boolean;
   /** Unique among the nodes; default hostname-pid. */
   nodeId: string;
-}
-
-export function defaultNodeId(): string {
-  return `${os.hostname()}-${process.pid}`;
 }
 
 export class Cluster {

@@ -5,10 +5,20 @@ import crypto from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import 'reflect-metadata'; // before @peculiar/x509, whose dependency tsyringe needs it at load time
-import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(crypto.webcrypto);
+/**
+ * @peculiar/x509, loaded the first time a certificate is made: a tenth of a second of start-up
+ * that every CLI command and every start with its certificates already in place would pay.
+ */
+let x509Library: Promise<typeof import('@peculiar/x509')> | undefined;
+function loadX509(): Promise<typeof import('@peculiar/x509')> {
+  return (x509Library ??= (async () => {
+    await import('reflect-metadata'); // before @peculiar/x509, whose dependency tsyringe needs it at load time
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(crypto.webcrypto);
+    return x509;
+  })());
+}
 
 const TEN_YEARS_MS = 10 * 365.25 * 24 * 60 * 60 * 1000;
 /** A DNS host name (letters, digits, hyphens, dots): also keeps the file name inside `dir`. */
@@ -33,6 +43,7 @@ export async function ensureSelfSignedCertificate(dir: string, host: string): Pr
   const certFile = path.join(dir, `${hostname}.crt`);
   const keyFile = path.join(dir, `${hostname}.key`);
   if (existsSync(certFile) && existsSync(keyFile)) return { certFile, keyFile, generated: false };
+  const x509 = await loadX509();
 
   const keys = (await crypto.webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
     'sign',
