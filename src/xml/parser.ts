@@ -168,6 +168,8 @@ export class StreamParser {
   private pendingTail = '';
   private pendingBytes = 0;
   private depth = 0;
+  /** The stream root's name, for its end tag (none in framed mode: there is no root to close). */
+  private rootName = '';
   /** The depth at which stanzas begin: 1 under the root, deeper inside open containers. */
   private base = 1;
   /** Names of the containers open (see StreamParserHandler.openContainer), innermost last. */
@@ -204,6 +206,7 @@ export class StreamParser {
     this.pendingTail = '';
     this.pendingBytes = 0;
     this.depth = 0;
+    this.rootName = '';
     this.base = 1;
     this.containers = [];
     this.cursor = null;
@@ -631,6 +634,7 @@ export class StreamParser {
     if (this.depth === 0) {
       if (selfClosing) throw new ParseError('not-well-formed', 'self-closed stream root');
       this.depth = 1;
+      this.rootName = name;
       this.stanzaStart = -1; // the stream header is not a stanza
       this.handler.onStreamStart(name, attrs);
       return;
@@ -667,7 +671,8 @@ export class StreamParser {
       return false;
     }
     if (this.depth === 1 && this.cursor === null) {
-      // the stream root itself: `</stream:stream>` (RFC 6120 §4.4)
+      // the stream root itself: `</stream:stream>` (RFC 6120 §4.4), and nothing else
+      if (name !== this.rootName) throw new ParseError('not-well-formed', `</${name}> does not close <${this.rootName || 'nothing'}>`);
       this.depth = 0;
       this.stanzaStart = -1;
       this.handler.onStreamEnd();

@@ -99,6 +99,15 @@ test('a start tag that cannot become well-formed is refused before its end arriv
   }
 });
 
+test("only the root's own end tag ends the stream", (t) => {
+  const ended = feed([HEADER, `<presence/></stream:stream>`]);
+  t.true(ended.ended);
+  t.deepEqual(ended.errors, []);
+  const stray = feed([HEADER, `<presence/></foo>`]);
+  t.false(stray.ended);
+  t.deepEqual(stray.errors, ['not-well-formed: </foo> does not close <stream:stream>']);
+});
+
 test('a stanza just under the limit in 10-byte segments costs work linear in its size', (t) => {
   // the worst shapes: one huge attribute value, one huge text node, one huge CDATA section
   const size = 200 * 1024;
