@@ -162,7 +162,7 @@ if (wanted.includes('postgres')) {
     const postgres = await startPostgres(bin);
     console.log(`\nPostgreSQL ${path.basename(path.dirname(bin))} started on ${postgres.url} (pid ${postgres.pid})`);
     try {
-      // file arguments given on the command line choose the files themselves
+      // with arguments other than flags (files, or a value such as --match's) ava's own choice stands
       const chosen = process.argv.slice(2).some((arg) => !arg.startsWith('-')) ? [] : databaseDependentTests();
       if (chosen.length > 0) console.log(`PostgreSQL pass: the ${chosen.length} test files that use the database`);
       add(await runAva('PostgreSQL pass', { XMPPD_TEST_POSTGRES_URL: postgres.url, XMPPD_TEST_POSTGRES_BIN: bin }, chosen));

@@ -483,12 +483,8 @@ export class StreamParser {
       }
       if (this.depth === this.base && this.stanzaStart === -1) this.stanzaStart = this.count(data, pos);
       const gt = this.startTag(data, pos + 1);
-      // unfinished: kept whole for the next writes (the quote a value is open with, if any)
-      if (gt === -1) {
-        const end = findTagEnd(data, pos + 1);
-        if (end >= 0) throw new ParseError('not-well-formed', 'malformed start tag');
-        return this.suspend(data, pos, Pending.StartTag, -end - 1);
-      }
+      // unfinished: kept whole for the next writes (with the quote a value is open with, if any)
+      if (gt < 0) return this.suspend(data, pos, Pending.StartTag, -gt - 1);
       pos = gt + 1;
       // a self-closed stanza (`<presence/>`) is complete right away
       if (this.depth === this.base && this.cursor !== null) this.stanzaDone(data, pos);
@@ -556,8 +552,9 @@ export class StreamParser {
 
   /**
    * Reads a start tag from after its `<` (at `start`) to its `>`, in one pass: its name and
-   * attributes, then the element. Returns the index of the `>`, or -1 when the tag has not
-   * fully arrived (nothing is built then; the whole tag is read again once it has). Names the
+   * attributes, then the element. Returns the index of the `>`, or, when the tag has not fully
+   * arrived, -1 - (the quote a value is still open with, or 0): nothing is built then, and the
+   * whole tag is read again once it has. Names the
    * client streams are made of (`message`, `to`, `xmlns`...) are recognised in place and used
    * as constants: no slice, no name pattern, and a property key V8 already has interned (a
    * sliced name had to be hashed and looked up for every attribute set).
@@ -569,6 +566,7 @@ export class StreamParser {
     while (i < len) {
       c = data.charCodeAt(i);
       if (c === GT || c === SLASH || isWhitespace(c)) break;
+      if (c === LT) throw new ParseError('not-well-formed', 'unexpected < inside a tag');
       i++;
     }
     if (i >= len) return -1;
@@ -596,6 +594,7 @@ export class StreamParser {
       while (i < len) {
         c = data.charCodeAt(i);
         if (c === EQUALS || isWhitespace(c) || c === GT || c === SLASH) break;
+        if (c === LT) throw new ParseError('not-well-formed', 'unexpected < inside a tag');
         i++;
       }
       if (i >= len) return -1;
@@ -612,7 +611,7 @@ export class StreamParser {
       const quote = data.charCodeAt(i);
       if (quote !== DQUOTE && quote !== SQUOTE) throw new ParseError('not-well-formed', `unquoted attribute ${attrName}`);
       const close = data.indexOf(quote === DQUOTE ? '"' : "'", i + 1);
-      if (close === -1) return -1;
+      if (close === -1) return -1 - quote;
       const raw = data.slice(i + 1, close);
       if (raw.indexOf('<') !== -1 || (!this.clean && ILLEGAL_CHARS.test(raw))) {
         throw new ParseError('not-well-formed', `illegal character in attribute ${attrName}`);
@@ -743,24 +742,4 @@ function splitCharacterStart(bytes: Buffer): number {
     return len - i < needed ? i : len;
   }
   return len;
-}
-
-/**
- * Index of the `>` that ends a start tag beginning at `from`, skipping quoted attribute values.
- * When the tag is incomplete: -1 - (the quote a value is still open with, or 0).
- */
-function findTagEnd(data: string, from: number): number {
-  const len = data.length;
-  for (let i = from; i < len; i++) {
-    const c = data.charCodeAt(i);
-    if (c === GT) return i;
-    if (c === DQUOTE || c === SQUOTE) {
-      const close = data.indexOf(c === DQUOTE ? '"' : "'", i + 1);
-      if (close === -1) return -1 - c;
-      i = close;
-    } else if (c === LT) {
-      throw new ParseError('not-well-formed', 'unexpected < inside a tag');
-    }
-  }
-  return -1;
 }
