@@ -14,7 +14,6 @@ import type { TlsContexts } from '../tls/contexts.js';
 import { TcpTransport, type C2STransport } from './transport.js';
 import { HibernationRecords, hibernationMigrations, type SessionLostEvent } from './hibernation.js';
 import { parseJid } from '../core/jid.js';
-import { runMigrations } from '../storage/db.js';
 import { OverloadShedding } from './overload.js';
 import { InputTurn } from './input-turn.js';
 
@@ -61,7 +60,7 @@ export class C2SListeners implements ResumableSessions {
 
   async listen(): Promise<void> {
     startClock();
-    await runMigrations(this.server.db, 'c2s', hibernationMigrations);
+    await this.server.migrate('c2s', hibernationMigrations);
     this.hibernations = new HibernationRecords(this.server.db, this.server.log.child({ component: 'c2s' }), this.server.nodeId ?? '');
     await this.recoverLostSessions();
     this.server.resumable = this;
