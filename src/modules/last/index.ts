@@ -9,6 +9,7 @@ import type { StanzaEvent } from '../../core/router.js';
 import type { SessionRef } from '../../core/ports.js';
 import { StanzaError } from '../../core/stanza.js';
 import type { Migration } from '../../storage/db.js';
+import { PreparedWrite } from '../../storage/prepared.js';
 
 const NS_LAST = 'jabber:iq:last';
 
@@ -47,6 +48,10 @@ export default defineModule({
     const leavingStatus = new WeakMap<SessionRef, string>();
     /** Per account still online somewhere: the latest activity of its sessions that already ended. */
     const endedActivity = new Map<string, number>();
+    // every session's end writes this row: a statement prepared once (a knex upsert is built and
+    // prepared at each call, about three times the CPU of the write itself)
+    const saveLastActivity = new PreparedWrite(m.db, `insert into last_activity (host, username, seen_at, status) values (?, ?, ?, ?)
+      on conflict (host, username) do update set seen_at = excluded.seen_at, status = excluded.status`);
 
     m.feature(NS_LAST);
 
@@ -60,8 +65,7 @@ export default defineModule({
       const seenAt = Math.max(session.lastActivity, endedActivity.get(bare) ?? 0);
       if (m.sessions.hasAccount(bare)) return void endedActivity.set(bare, seenAt);
       endedActivity.delete(bare);
-      const row = { host: domain, username: session.jid.local, seen_at: seenAt, status: leavingStatus.get(session) ?? '' };
-      m.db('last_activity').insert(row).onConflict(['host', 'username']).merge()
+      saveLastActivity.run([domain, session.jid.local, seenAt, leavingStatus.get(session) ?? ''])
         .catch((err: unknown) => m.log.error({ err, account: bare }, 'saving last activity failed'));
     });
 
