@@ -11,6 +11,7 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
+import { PreparedRead } from '../../storage/prepared.js';
 
 export const fastMigrations: Migration[] = [
   {
@@ -109,11 +110,16 @@ function memoKey(host: string, username: string, userAgent: string): string {
 
 export class FastTokenStore {
   private readonly memo: TokenMemo;
+  /** A FAST login whose row is not in the memo reads it: prepared once (src/storage/prepared.ts). */
+  private readonly rowRead: PreparedRead<FastTokenRow>;
 
   constructor(private readonly db: Knex) {
     let memo = memos.get(db);
     if (memo === undefined) memos.set(db, (memo = new TokenMemo()));
     this.memo = memo;
+    this.rowRead = new PreparedRead(db, `select host, username, user_agent, software, device, mechanism, "key", expires_at, count,
+      previous_key, previous_expires_at, previous_count, credential_tag, created_at, used_at
+      from fast_tokens where host = ? and username = ? and user_agent = ? limit 1`);
   }
 
   async get(host: string, username: string, userAgent: string): Promise<FastTokenRow | undefined> {
@@ -121,12 +127,12 @@ export class FastTokenStore {
     const cached = this.memo.rows.get(key);
     if (cached !== undefined) return cached;
     const writes = this.memo.writes;
-    const row = await this.db<FastTokenRow>('fast_tokens').where({ host, username, user_agent: userAgent }).first();
+    const row = await this.rowRead.first([host, username, userAgent]);
     if (row !== undefined && writes === this.memo.writes) {
       if (this.memo.rows.size >= TokenMemo.LIMIT) this.memo.rows.delete(this.memo.rows.keys().next().value!);
-      this.memo.rows.set(key, row as FastTokenRow);
+      this.memo.rows.set(key, row);
     }
-    return row as FastTokenRow | undefined;
+    return row;
   }
 
   /** Another node changed `key` (from `changed`): dropped here. */
