@@ -6,6 +6,7 @@
 //   fast_resumed  the same, over a resumed TLS session (a TLS 1.3 ticket from the token login)
 // Each phase is timed (server CPU per login, latency) with all its connections open until it
 // ends; the tokens are fetched in an untimed setup, as a client that logged in once has them.
+// The closing of each phase's connections is measured apart (server CPU per logout).
 import { randomUUID } from 'node:crypto';
 import { accountNames, breakerFor, closeAll, registerAccounts, type BenchContext } from '../clients.js';
 import { XmppConnection } from '../connection.js';
@@ -105,7 +106,11 @@ export async function runFast(ctx: BenchContext): Promise<Record<string, unknown
       const cpu = meter.stop();
       // a TLS 1.3 ticket arrives after the handshake: keep the last one for the resumed phase
       for (let i = 0; i < connections.length; i++) if (phase === 'fast') devices[i]!.tls = connections[i]!.tlsSession;
+      // what the server does when a device goes away: the session ended, presence, last activity
+      const closing = new CpuMeter(o.pid);
       await closeAll(connections);
+      await serverQuiet(o.pid);
+      const closeCpu = closing.stop();
       const ok = latency.count;
       const lat = latency.summary();
       perLogin[phase] = ratio(cpu.server_cpu_ms, ok, 3);
@@ -117,6 +122,7 @@ export async function runFast(ctx: BenchContext): Promise<Record<string, unknown
         p99_ms: lat.p99_ms,
         logins_per_s: round(ok / (cpu.wall_ms / 1000), 1),
         server_cpu_ms_per_login: perLogin[phase],
+        server_cpu_ms_per_logout: ratio(closeCpu.server_cpu_ms, ok, 3),
         gen_cpu_ms_per_login: ratio(cpu.gen_cpu_ms, ok, 3),
         ...(Object.keys(errors.toJSON()).length > 0 ? { errors: errors.toJSON() } : {}),
       };
