@@ -9,6 +9,16 @@
 //   node dist/src/bench/floor.js [--connections 10000] [--settle 3] [--direct] [--greeting 900]
 //
 // Prints one JSON line: {"scenario":"tls-floor","connections":...,"kib_per_conn":...}.
+//
+// With `--logins N` it measures CPU instead (issue 14: what a login costs the server below
+// XMPP): N connections at 50 at a time, each making the round trips of a login with nothing
+// behind them (the server answers each client write with bytes of the size xmppd sends), in the
+// shapes of the fast scenario (src/bench/scenarios/fast.ts): `scram` (two plain round trips for
+// the stream header and STARTTLS, a full TLS handshake, five round trips: stream, SCRAM's two
+// steps, the restart, bind), `fast` (the same TLS, two round trips: stream, SASL2 with Bind2),
+// `fast_resumed` (that over a resumed TLS 1.3 session), and `plain_tcp` (scram's seven round trips
+// without TLS). Two rounds, the second reported; server CPU per connection as the fast scenario
+// reads it.
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -17,16 +27,20 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { ensureSelfSignedCertificate } from '../tls/certs.js';
+import { CpuMeter, serverQuiet } from './cpu.js';
+import { runPool } from './pool.js';
 
 interface FloorOptions {
   connections: number;
   settleSeconds: number;
   direct: boolean;
   greetingBytes: number;
+  /** `--logins`: measure CPU per login-shaped connection instead of memory (0: memory). */
+  logins: number;
 }
 
 function parse(argv: string[]): FloorOptions {
-  const options: FloorOptions = { connections: 10_000, settleSeconds: 3, direct: false, greetingBytes: 900 };
+  const options: FloorOptions = { connections: 10_000, settleSeconds: 3, direct: false, greetingBytes: 900, logins: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = Number(argv[i + 1]);
@@ -34,6 +48,7 @@ function parse(argv: string[]): FloorOptions {
     else if (arg === '--connections' && value > 0) (options.connections = value), i++;
     else if (arg === '--settle' && value >= 0) (options.settleSeconds = value), i++;
     else if (arg === '--greeting' && value >= 0) (options.greetingBytes = value), i++;
+    else if (arg === '--logins' && value > 0) (options.logins = value), i++;
     else throw new Error(`unknown or invalid option ${arg ?? ''}`);
   }
   return options;
@@ -42,11 +57,7 @@ function parse(argv: string[]): FloorOptions {
 // --- the server process ----------------------------------------------------------------------
 
 async function serve(direct: boolean, greetingBytes: number): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-floor-'));
-  const files = await ensureSelfSignedCertificate(dir, 'localhost');
-  const cert = fs.readFileSync(files.certFile);
-  const key = fs.readFileSync(files.keyFile);
-  fs.rmSync(dir, { recursive: true, force: true });
+  const { cert, key } = await floorCertificate();
   const context = tls.createSecureContext({ cert, key });
   const greeting = 'x'.repeat(greetingBytes);
   // answered once the client has spoken, in the next turn as a stream writes its output (the
@@ -64,6 +75,47 @@ async function serve(direct: boolean, greetingBytes: number): Promise<void> {
       });
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as net.AddressInfo).port }));
   process.on('disconnect', () => process.exit(0));
+}
+
+/**
+ * `--logins`: answers every client write, as xmppd answers a login's steps: two plain answers
+ * (stream header and features, STARTTLS's proceed) before the upgrade, unless the client's first
+ * byte is `P` (plain TCP throughout); after it, the features first, then small answers.
+ */
+async function serveLogins(): Promise<void> {
+  const { cert, key } = await floorCertificate();
+  const context = tls.createSecureContext({ cert, key });
+  const [beforeTls, featuresAfterTls, answer] = ['a'.repeat(400), 'f'.repeat(1800), 'x'.repeat(300)];
+  const server = net.createServer((raw) => {
+    raw.setNoDelay(true);
+    raw.on('error', () => {});
+    let plainWrites = 0;
+    let plainOnly = false;
+    const onPlain = (chunk: Buffer) => {
+      if (plainWrites++ === 0) plainOnly = chunk[0] === 0x50; // 'P'
+      if (plainOnly || plainWrites === 1) return void setImmediate(() => raw.write(plainWrites === 1 ? beforeTls : answer));
+      raw.off('data', onPlain);
+      raw.write('p', () => {
+        const socket = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+        let writes = 0;
+        socket.on('data', () => setImmediate(() => socket.write(writes++ === 0 ? featuresAfterTls : answer)));
+        socket.on('error', () => {});
+      });
+    };
+    raw.on('data', onPlain);
+  });
+  server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as net.AddressInfo).port }));
+  process.on('disconnect', () => process.exit(0));
+}
+
+async function floorCertificate(): Promise<{ cert: Buffer; key: Buffer }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-floor-'));
+  try {
+    const files = await ensureSelfSignedCertificate(dir, 'localhost');
+    return { cert: fs.readFileSync(files.certFile), key: fs.readFileSync(files.keyFile) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // --- this process: the clients and the measurement -------------------------------------------
@@ -135,10 +187,89 @@ async function measure(options: FloorOptions): Promise<void> {
   }
 }
 
+type Shape = 'scram' | 'fast' | 'fast_resumed' | 'plain_tcp';
+/** Round trips after TLS (plain_tcp: after its two plain ones). */
+const ROUND_TRIPS: Record<Shape, number> = { scram: 5, fast: 2, fast_resumed: 2, plain_tcp: 5 };
+
+/** Resolves with the next chunk the socket reads. */
+function nextChunk(socket: net.Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => (socket.off('error', reject), resolve(chunk));
+    socket.once('data', onData);
+    socket.once('error', reject);
+  });
+}
+
+/** One login-shaped connection; `session`: a TLS session to resume. Kept open. */
+async function loginShaped(port: number, shape: Shape, session: Buffer | undefined): Promise<{ socket: net.Socket; session: Buffer | null }> {
+  const raw = net.connect(port, '127.0.0.1');
+  raw.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => raw.once('connect', resolve).once('error', reject));
+  raw.write(shape === 'plain_tcp' ? 'P' : 'S');
+  await nextChunk(raw);
+  raw.write('starttls');
+  await nextChunk(raw);
+  let socket: net.Socket = raw;
+  let ticket: Buffer | null = null;
+  if (shape !== 'plain_tcp') {
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost', ...(session ? { session } : {}) });
+    secure.on('session', (s: Buffer) => (ticket = s));
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    if (shape === 'fast_resumed' && !secure.isSessionReused()) throw new Error('the TLS session was not resumed');
+    socket = secure;
+  }
+  for (let i = 0; i < ROUND_TRIPS[shape]; i++) {
+    socket.write('<step/>');
+    await nextChunk(socket);
+  }
+  return { socket, session: ticket };
+}
+
+async function measureLogins(options: FloorOptions): Promise<void> {
+  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve-logins']);
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (message) => resolve((message as { port: number }).port));
+      child.once('exit', (code) => reject(new Error(`the TLS server exited (${code})`)));
+    });
+    const n = options.logins;
+    const sessions: Array<Buffer | undefined> = new Array(n);
+    const result: Record<string, unknown> = { scenario: 'tls-floor-logins', logins: n, concurrency: 50, node: process.version };
+    for (let round = 1; round <= 2; round++) {
+      for (const shape of ['scram', 'fast', 'fast_resumed', 'plain_tcp'] as const) {
+        await serverQuiet(child.pid!);
+        const open: net.Socket[] = [];
+        const meter = new CpuMeter(child.pid!);
+        await runPool(n, 50, async (i) => {
+          const { socket, session } = await loginShaped(port, shape, sessions[i]);
+          open.push(socket);
+          // the tickets of the full handshakes are what the resumed phase offers
+          if (shape === 'fast' && session !== null) sessions[i] = session;
+        });
+        const cpu = meter.stop();
+        if (open.length < n) throw new Error(`${shape}: ${n - open.length} of ${n} connections failed`);
+        for (const socket of open) socket.destroy();
+        if (round === 2) result[shape] = { server_cpu_ms_per_login: cpu.server_cpu_ms === null ? null : Math.round((cpu.server_cpu_ms / n) * 1000) / 1000 };
+      }
+    }
+    const perLogin = (shape: Shape) => (result[shape] as { server_cpu_ms_per_login: number | null }).server_cpu_ms_per_login;
+    const scram = perLogin('scram');
+    if (scram !== null) {
+      for (const shape of ['fast', 'fast_resumed', 'plain_tcp'] as const) result[`${shape}_vs_scram`] = Math.round((perLogin(shape)! / scram) * 1000) / 1000;
+    }
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } finally {
+    child.kill();
+  }
+}
+
 if (process.argv[2] === '--serve') {
   void serve(process.argv[3] === 'direct', Number(process.argv[4]));
+} else if (process.argv[2] === '--serve-logins') {
+  void serveLogins();
 } else {
-  measure(parse(process.argv.slice(2))).catch((err: unknown) => {
+  const options = parse(process.argv.slice(2));
+  (options.logins > 0 ? measureLogins(options) : measure(options)).catch((err: unknown) => {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
