@@ -8,7 +8,7 @@ import { createLogger, createServer, packageVersion } from './app.js';
 import { AccountExistsError, AccountStore, accountMigrations } from './accounts/store.js';
 import { parseJid } from './core/jid.js';
 import { moduleRegistry } from './modules/index.js';
-import { openDatabase, runMigrations, type Database } from './storage/db.js';
+import { migrateLocked, openDatabase, type Database } from './storage/db.js';
 import { DEFAULT_SCRAM_ITERATIONS } from './accounts/credentials.js';
 import { parseDuration } from './config/units.js';
 import { archiveMigrations } from './modules/mam/store.js';
@@ -139,7 +139,7 @@ async function withAccounts<T>(file: string, work: (accounts: AccountStore, conf
   const { config } = load(file);
   const db = await openDatabase({ driver: config.storage.driver, sqliteFile: config.storage.sqlite_file, postgresUrl: config.storage.postgres_url });
   try {
-    await runMigrations(db, 'accounts', accountMigrations);
+    await migrateLocked(db, [['accounts', accountMigrations]]);
     return await work(new AccountStore(db, DEFAULT_SCRAM_ITERATIONS), config, db);
   } finally {
     await db.destroy();
@@ -254,7 +254,7 @@ user
     await withAccounts(configFile(), async (accounts, config, db) => {
       const { username, host } = accountJid(jid, config);
       if (!(await accounts.exists(host, username))) fail(`no account ${username}@${host}`);
-      await runMigrations(db, 'mam', archiveMigrations);
+      await migrateLocked(db, [['mam', archiveMigrations]]);
       const retention = new RetentionStore(db, host);
       await retention.load();
       const describe = (seconds: number | null | undefined) =>

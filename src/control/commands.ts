@@ -1,6 +1,6 @@
 // The admin commands, each declared once (registry.ts). The CLI, the control socket, XEP-0050
 // ad-hoc commands and the HTTP admin API are generated from this list.
-import { runMigrations } from '../storage/db.js';
+import { migrateLocked } from '../storage/db.js';
 import { MailStore, isEmailAddress, mailMigrations } from '../modules/mail/store.js';
 import { FastTokenStore, fastMigrations } from '../modules/fast/store.js';
 import { normalizeUsername, parseJid } from '../core/jid.js';
@@ -216,7 +216,7 @@ export const userEmail = defineCommand({
     const { host, username, bare } = account(context, args.jid);
     if (!(await context.accounts.exists(host, username))) throw new CommandError(`no account ${bare}`);
     // the mail module's table (created here too when the server has not run with it yet)
-    await runMigrations(context.db, 'mail', mailMigrations);
+    await migrateLocked(context.db, [['mail', mailMigrations]]);
     const store = new MailStore(context.db, host);
     if (args.address === undefined) return { jid: bare, email: await store.emailOf(username) };
     const email = args.address.trim().toLowerCase() === 'none' ? null : args.address.trim();
@@ -236,7 +236,7 @@ export const userTokens = defineCommand({
   async run(context, args) {
     const { host, username, bare } = account(context, args.jid);
     // the fast module's table (created here too when the server has not run with it yet)
-    await runMigrations(context.db, 'fast', fastMigrations);
+    await migrateLocked(context.db, [['fast', fastMigrations]]);
     return { jid: bare, devices: await new FastTokenStore(context.db).devices(host, username) };
   },
   format: (r) =>
@@ -258,7 +258,7 @@ export const userRevokeTokens = defineCommand({
   needs: 'either',
   async run(context, args) {
     const { host, username, bare } = account(context, args.jid);
-    await runMigrations(context.db, 'fast', fastMigrations);
+    await migrateLocked(context.db, [['fast', fastMigrations]]);
     return { jid: bare, revoked: await new FastTokenStore(context.db).revoke(host, username, args.agent) };
   },
   format: (r) => `${r.jid}: ${r.revoked} device(s) will need the password at their next login`,

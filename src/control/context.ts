@@ -21,7 +21,7 @@ import { CommandError, type AdminContext, type CertificateStatus, type Invitatio
 import { reloadConfiguration, type SettingsFor } from './reload.js';
 import type { CoreConfig } from '../config/schema.js';
 import { modulesForHost } from '../config/load.js';
-import { runMigrations } from '../storage/db.js';
+import { migrateLocked } from '../storage/db.js';
 import { InviteStore, invitationRegisters, inviteMigrations, inviteUri } from '../modules/invites/store.js';
 import type { InviteService } from '../modules/invites/index.js';
 import { mailOptions, mailTransport, type MailService } from '../modules/mail/index.js';
@@ -60,7 +60,7 @@ async function configuredInvitations(config: CoreConfig, db: Knex, host: string,
   // the module's own schema gives its defaults (ttl 7d, users_invite_accounts)
   const parsed = [...modules].find((d) => d.name === 'invites')?.options?.safeParse(invitesOptions).data as { ttl: number; users_invite_accounts: boolean } | undefined;
   const { ttl, users_invite_accounts: usersInviteAccounts } = parsed ?? { ttl: 7 * 86_400, users_invite_accounts: true };
-  await runMigrations(db, 'invites', inviteMigrations);
+  await migrateLocked(db, [['invites', inviteMigrations]]);
   const listener = config.http.listen.find((l) => l.tls === 'direct') ?? config.http.listen[0];
   const base = config.http.public_url !== undefined
     ? config.http.public_url.replaceAll('{host}', host)

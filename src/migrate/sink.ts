@@ -8,7 +8,7 @@ import type Element from 'ltx/lib/Element.js';
 import { AccountStore, accountMigrations, type ImportedCredentials } from '../accounts/store.js';
 import { computeScramCredentials, DEFAULT_SCRAM_ITERATIONS } from '../accounts/credentials.js';
 import { normalizeUsername, parseJid } from '../core/jid.js';
-import { runMigrations } from '../storage/db.js';
+import { migrateLocked } from '../storage/db.js';
 import { serialize } from '../xml/serialize.js';
 import { RosterStore, rosterMigrations, type RosterItem, type Subscription } from '../modules/roster/store.js';
 import { VcardStore, vcardMigrations } from '../modules/vcard/store.js';
@@ -66,13 +66,15 @@ export function emptyReport(): ImportReport {
 
 /** The migrations of every store an import or export touches, run before its transaction. */
 export async function migrateStores(db: Knex): Promise<void> {
-  await runMigrations(db, 'accounts', accountMigrations);
-  await runMigrations(db, 'roster', rosterMigrations);
-  await runMigrations(db, 'vcard', vcardMigrations);
-  await runMigrations(db, 'private', privateMigrations);
-  await runMigrations(db, 'offline', offlineMigrations);
-  await runMigrations(db, 'mam', archiveMigrations);
-  await runMigrations(db, 'pubsub', pubsubMigrations);
+  await migrateLocked(db, [
+    ['accounts', accountMigrations],
+    ['roster', rosterMigrations],
+    ['vcard', vcardMigrations],
+    ['private', privateMigrations],
+    ['offline', offlineMigrations],
+    ['mam', archiveMigrations],
+    ['pubsub', pubsubMigrations],
+  ]);
 }
 
 const SUBSCRIPTIONS = new Set<Subscription>(['none', 'to', 'from', 'both']);

@@ -95,6 +95,18 @@ export async function withMigrationLock<T>(db: Knex, driver: StorageOptions['dri
   });
 }
 
+/**
+ * Each part's migrations, under the migration lock: for what migrates outside the kernel (a CLI
+ * command or an import while the server is stopped, which may be a cluster node's first start on
+ * the same database at that moment).
+ */
+export async function migrateLocked(db: Knex, parts: ReadonlyArray<readonly [module: string, migrations: readonly Migration[]]>): Promise<void> {
+  const driver = (db.client as { config: { client: string } }).config.client === 'pg' ? 'postgres' : 'sqlite';
+  await withMigrationLock(db, driver, async () => {
+    for (const [module, migrations] of parts) await runMigrations(db, module, migrations);
+  });
+}
+
 export async function runMigrations(db: Knex, module: string, migrations: readonly Migration[]): Promise<string[]> {
   if (!(await db.schema.hasTable('xmppd_migrations'))) {
     await db.schema.createTable('xmppd_migrations', (t) => {

@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { client } from '@xmpp/client';
-import { startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
+import { onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
+import knex from 'knex';
 import { connect, watchWire } from '../helpers/clients.js';
 import { httpRequest } from '../helpers/http.js';
 import { main, root, running, spawnServer, xmppd, type Run } from '../helpers/cli.js';
@@ -427,4 +428,25 @@ test('check validates the cluster section and refuses a cluster on SQLite, with 
   const onSqlite = await xmppd(['--config', config, 'check']);
   t.not(onSqlite.code, 0);
   t.regex(onSqlite.stderr, /cluster: cluster mode needs storage\.driver: postgres/);
+});
+
+// A cluster node's first start and an admin's command on the same fresh PostgreSQL database both
+// create tables: the CLI takes the same migration lock as the server (src/storage/db.ts).
+const postgresTest = onPostgres ? test : (title: string) => test.skip(`${title} (PostgreSQL pass only)`, () => {});
+postgresTest('a CLI command waits for the migration lock another process holds before creating tables', async (t) => {
+  const w = workspace(t);
+  // one connection: a session's advisory lock is released by the session that took it
+  const holder = knex({ client: 'pg', connection: testStorageConfig(w.dir)!.postgres_url, pool: { min: 1, max: 1 } });
+  t.teardown(() => holder.destroy());
+  // the lock a migrating node holds (MIGRATION_LOCK in src/storage/db.ts)
+  await holder.raw('select pg_advisory_lock(?)', [0x786d7070]);
+  let finished = false;
+  const adding = w.cli('user', 'add', 'waiter@localhost', '-p', 'patience123').then((run) => ((finished = true), run));
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  t.false(finished, 'the command went on while another process was migrating');
+  t.false(await holder.schema.hasTable('accounts'));
+  await holder.raw('select pg_advisory_unlock(?)', [0x786d7070]);
+  const run = await adding;
+  t.is(run.code, 0, run.stderr);
+  t.regex((await w.cli('user', 'list')).stdout, /waiter@localhost/);
 });
