@@ -93,12 +93,16 @@ async function serveLogins(): Promise<void> {
     let plainOnly = false;
     const onPlain = (chunk: Buffer) => {
       if (plainWrites++ === 0) plainOnly = chunk[0] === 0x50; // 'P'
-      if (plainOnly || plainWrites === 1) return void setImmediate(() => raw.write(plainWrites === 1 ? beforeTls : answer));
+      const reply = plainWrites === 1 ? beforeTls : answer;
+      if (plainOnly || plainWrites === 1) return void setImmediate(() => raw.write(reply));
       raw.off('data', onPlain);
       raw.write('p', () => {
         const socket = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
         let writes = 0;
-        socket.on('data', () => setImmediate(() => socket.write(writes++ === 0 ? featuresAfterTls : answer)));
+        socket.on('data', () => {
+          const reply = writes++ === 0 ? featuresAfterTls : answer;
+          setImmediate(() => socket.write(reply));
+        });
         socket.on('error', () => {});
       });
     };
