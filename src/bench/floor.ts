@@ -28,7 +28,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { ensureSelfSignedCertificate } from '../tls/certs.js';
 import { CpuMeter, serverQuiet } from './cpu.js';
-import { runPool } from './pool.js';
+import { runPool, sleep } from './pool.js';
 
 interface FloorOptions {
   connections: number;
@@ -130,8 +130,6 @@ function residentKiB(pid: number): number {
   return Number(match[1]);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function connect(port: number, direct: boolean, greetingBytes: number): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const options = { rejectUnauthorized: false, servername: 'localhost' };
@@ -151,13 +149,22 @@ function connect(port: number, direct: boolean, greetingBytes: number): Promise<
   });
 }
 
-async function measure(options: FloorOptions): Promise<void> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve', options.direct ? 'direct' : 'starttls', String(options.greetingBytes)]);
+/** Runs `work` against this file's server started in a child process with `args`, then stops it. */
+async function withServer<T>(args: string[], work: (child: ChildProcess, port: number) => Promise<T>): Promise<T> {
+  const child = fork(fileURLToPath(import.meta.url), args);
   try {
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (message) => resolve((message as { port: number }).port));
       child.once('exit', (code) => reject(new Error(`the TLS server exited (${code})`)));
     });
+    return await work(child, port);
+  } finally {
+    child.kill();
+  }
+}
+
+async function measure(options: FloorOptions): Promise<void> {
+  await withServer(['--serve', options.direct ? 'direct' : 'starttls', String(options.greetingBytes)], async (child, port) => {
     await sleep(options.settleSeconds * 1000);
     const before = residentKiB(child.pid!);
     const sockets: tls.TLSSocket[] = [];
@@ -186,9 +193,7 @@ async function measure(options: FloorOptions): Promise<void> {
         node: process.version,
       }) + '\n',
     );
-  } finally {
-    child.kill();
-  }
+  });
 }
 
 type Shape = 'scram' | 'fast' | 'fast_resumed' | 'plain_tcp';
@@ -230,12 +235,7 @@ async function loginShaped(port: number, shape: Shape, session: Buffer | undefin
 }
 
 async function measureLogins(options: FloorOptions): Promise<void> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve-logins']);
-  try {
-    const port = await new Promise<number>((resolve, reject) => {
-      child.once('message', (message) => resolve((message as { port: number }).port));
-      child.once('exit', (code) => reject(new Error(`the TLS server exited (${code})`)));
-    });
+  await withServer(['--serve-logins'], async (child, port) => {
     const n = options.logins;
     const sessions: Array<Buffer | undefined> = new Array(n);
     const result: Record<string, unknown> = { scenario: 'tls-floor-logins', logins: n, concurrency: 50, node: process.version };
@@ -262,9 +262,7 @@ async function measureLogins(options: FloorOptions): Promise<void> {
       for (const shape of ['fast', 'fast_resumed', 'plain_tcp'] as const) result[`${shape}_vs_scram`] = Math.round((perLogin(shape)! / scram) * 1000) / 1000;
     }
     process.stdout.write(JSON.stringify(result) + '\n');
-  } finally {
-    child.kill();
-  }
+  });
 }
 
 if (process.argv[2] === '--serve') {

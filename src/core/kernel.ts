@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { AccountStore, accountMigrations } from '../accounts/store.js';
 import { SCRAM_HASHES, SCRAM_MECHANISMS } from '../accounts/credentials.js';
 import { deleteAccountLive, type AccountDeletion } from '../accounts/lifecycle.js';
-import { openDatabase, runMigrations, withMigrationLock, type Migration, type StorageOptions } from '../storage/db.js';
+import { migrateLocked, openDatabase, runMigrations, withMigrationLock, type Migration, type StorageOptions } from '../storage/db.js';
 import { StorageHealth, storageMigrations } from '../storage/health.js';
 import { SharedCaches } from './caches.js';
 import { EventBus, Pause, Waiting } from './events.js';
@@ -103,19 +103,19 @@ export class Kernel {
   }
 
   /**
-   * Opens the database (a corrupted or read-only one stops the start, naming the file), applies
-   * the migrations of storage, accounts and every enabled module, and makes the accounts and the
-   * router.
-   */
-  /**
    * Migrations of a part that opens its tables after the storage (the c2s listener's hibernated
    * sessions), under the same lock as openStorage's: a cluster's nodes start together on one
    * PostgreSQL database, and two creating one table at once fail.
    */
-  migrate(part: string, migrations: readonly Migration[]): Promise<string[]> {
-    return withMigrationLock(this.db, this.settings.storage.driver, () => runMigrations(this.db, part, migrations));
+  migrate(part: string, migrations: readonly Migration[]): Promise<void> {
+    return migrateLocked(this.db, [[part, migrations]]);
   }
 
+  /**
+   * Opens the database (a corrupted or read-only one stops the start, naming the file), applies
+   * the migrations of storage, accounts and every enabled module, and makes the accounts and the
+   * router.
+   */
   async openStorage(): Promise<void> {
     const enabled = [...new Set(this.settings.hosts.flatMap((host) => host.modules))].map((name) => this.definitionOf(name));
     this.db = await openDatabase(this.settings.storage);

@@ -79,7 +79,7 @@ function redactedUrl(url: string | undefined): string {
 }
 
 /** An arbitrary constant: the PostgreSQL advisory lock that serialises migrations between processes. */
-const MIGRATION_LOCK = 0x786d7070; // "xmpp"
+export const MIGRATION_LOCK = 0x786d7070; // "xmpp"
 
 /**
  * Runs `work` (the migrations) while no other process migrates the same database: the nodes of

@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { client } from '@xmpp/client';
 import { onPostgres, startServer, testStorageConfig, type TestServer } from '../helpers/server.js';
 import knex from 'knex';
+import { MIGRATION_LOCK } from '../../src/storage/db.js';
 import { connect, watchWire } from '../helpers/clients.js';
 import { httpRequest } from '../helpers/http.js';
 import { main, root, running, spawnServer, xmppd, type Run } from '../helpers/cli.js';
@@ -438,14 +439,14 @@ postgresTest('a CLI command waits for the migration lock another process holds b
   // one connection: a session's advisory lock is released by the session that took it
   const holder = knex({ client: 'pg', connection: testStorageConfig(w.dir)!.postgres_url, pool: { min: 1, max: 1 } });
   t.teardown(() => holder.destroy());
-  // the lock a migrating node holds (MIGRATION_LOCK in src/storage/db.ts)
-  await holder.raw('select pg_advisory_lock(?)', [0x786d7070]);
+  // the lock a migrating node holds
+  await holder.raw('select pg_advisory_lock(?)', [MIGRATION_LOCK]);
   let finished = false;
   const adding = w.cli('user', 'add', 'waiter@localhost', '-p', 'patience123').then((run) => ((finished = true), run));
   await new Promise((resolve) => setTimeout(resolve, 1500));
   t.false(finished, 'the command went on while another process was migrating');
   t.false(await holder.schema.hasTable('accounts'));
-  await holder.raw('select pg_advisory_unlock(?)', [0x786d7070]);
+  await holder.raw('select pg_advisory_unlock(?)', [MIGRATION_LOCK]);
   const run = await adding;
   t.is(run.code, 0, run.stderr);
   t.regex((await w.cli('user', 'list')).stdout, /waiter@localhost/);
