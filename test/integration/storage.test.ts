@@ -11,6 +11,7 @@ import { onPostgres, startServer, type TestServer } from '../helpers/server.js';
 import { httpRequest } from '../helpers/http.js';
 import { freshAccounts, loginForTest, NS_STANZAS, online } from '../helpers/conversation.js';
 import { xml } from '../helpers/clients.js';
+import { NS_FAST, issuedToken, sasl2Scram, secured, tlsExporter, userAgent } from '../helpers/sasl2.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test server's certificate is self-signed
 
@@ -114,4 +115,23 @@ sqliteTest('a write failing while the server runs: readiness 503 naming the file
   t.is(received.getChildText('body'), 'first', 'the first was delivered before its write failed');
   const third = await b.next((s) => s.is('message') && s.getChildText('body') === 'third');
   t.truthy(third);
+});
+
+sqliteTest('with writes refused (a full disk), a SASL2 login asking for a FAST token still logs in, without a token', async (t) => {
+  const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-storage-log-')), 'xmppd.log');
+  const server: TestServer = await startServer({ logFile });
+  t.teardown(() => server.stop());
+  const { alice } = await freshAccounts(server, 'alice');
+  // the database refuses writes from now on, as a full disk would
+  await server.server.db.raw('PRAGMA query_only = ON');
+  const { wire, socket } = await secured(server);
+  t.teardown(() => wire.close());
+  const result = await sasl2Scram(wire, 'sha256', alice, {
+    binding: { type: 'tls-exporter', data: tlsExporter(socket) },
+    inline: userAgent('a-phone') + `<request-token xmlns='${NS_FAST}' mechanism='HT-SHA-256-NONE'/>`,
+  });
+  t.is(result.outcome, 'success', result.outcome === 'success' ? '' : `refused: ${result.condition}`);
+  if (result.outcome !== 'success') return;
+  t.is(issuedToken(result.success), undefined, 'no token the server could not keep');
+  t.regex(fs.readFileSync(logFile, 'utf8'), /FAST token could not be stored/);
 });

@@ -117,7 +117,13 @@ export default defineModule({
         m.log.debug({ jid: `${username}@${domain}`, mechanism }, 'FAST token requested for a mechanism not offered here; none issued');
         return undefined;
       }
-      children.push(issue(username, { id: userAgent.id, software: userAgent.software, device: userAgent.device }, mechanism, used));
+      // a token is an extra (XEP-0484 leaves issuing one to the server): one that cannot be stored
+      // (a full disk) leaves the login as it is, and the client keeps the token it holds, if any
+      const agent = { id: userAgent.id, software: userAgent.software, device: userAgent.device };
+      children.push(issue(username, agent, mechanism, used).catch((err: unknown) => {
+        m.log.warn({ err, jid: `${username}@${domain}`, userAgent: agent.id }, 'FAST token could not be stored; the login goes on without one');
+        return '';
+      }));
       return undefined;
     });
 
