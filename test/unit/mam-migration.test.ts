@@ -45,7 +45,7 @@ test('an archive written by the first schema is carried over whole and answers a
   const rows = oldRows();
   for (let i = 0; i < rows.length; i += 50) await db('mam_archive').insert(rows.slice(i, i + 50));
 
-  t.deepEqual(await runMigrations(db, 'mam', archiveMigrations), ['002-intern-jids']);
+  t.deepEqual(await runMigrations(db, 'mam', archiveMigrations), ['002-intern-jids', '003-archive-stage']);
   const store = new ArchiveStore(db, 'localhost');
   await store.init();
   t.teardown(() => store.close());

@@ -9,7 +9,7 @@ import test from 'ava';
 import { onPostgres, testStorageConfig } from '../helpers/postgres.js';
 import type { Knex } from 'knex';
 import { openDatabase, runMigrations } from '../../src/storage/db.js';
-import { ArchiveStore, IDS_PER_MS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId } from '../../src/modules/mam/store.js';
+import { ArchiveStore, IDS_PER_MS, STAGE_ROWS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId, removeArchive } from '../../src/modules/mam/store.js';
 
 async function freshDb(t: { teardown(fn: () => void): void }): Promise<Knex> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-store-'));
@@ -57,6 +57,7 @@ test('in a large batch, quotes and what would be SQL in a resource or a stanza a
   const hostile = "x'); DELETE FROM mam_archive; --";
   const appended = Array.from({ length: 250 }, (_, i) => store.append({ ...row(i), withResource: i === 7 ? hostile : "o'clock", stanza: `<message xmlns="jabber:client" id="q${i}"><body>${hostile} ''${i === 9 ? '\0' : ''}</body></message>` }));
   t.true(await appended[0]!.written);
+  await store.written();
   const stored: Array<{ stanza: string; with_resource: string }> = await db('mam_archive').orderBy('id').select('stanza', 'with_resource');
   t.is(stored.length, 250);
   t.is(stored[7]!.with_resource, hostile);
@@ -83,6 +84,7 @@ sqliteTest('an archive write waits for another transaction on the connection: it
   const { written } = store.append(row(1));
   await t.throwsAsync(failing, { message: 'rolled back' });
   t.true(await written);
+  await store.written();
   t.is((await db('mam_archive').count({ n: '*' }))[0]!.n, 1);
   t.is((await db('other').count({ n: '*' }))[0]!.n, 0);
   await store.close();
@@ -100,6 +102,7 @@ test('a failed write resolves false and is reported; the store goes on writing',
   t.false(await duplicate.written);
   t.is(sameBatch.written, duplicate.written);
   t.deepEqual(errors, [2]);
+  await store.written();
   t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 1, 'the batch is all or nothing'); // PostgreSQL counts in bigint: a string
   t.true(await store.append(row(4)).written);
   await store.close();
@@ -115,8 +118,10 @@ test('a batch of several statements that fails in a later one is rolled back who
   const appended = Array.from({ length: 1150 }, (_, i) => store.append(row(i + 1), i === 1050 ? 5 * IDS_PER_MS : (10 + i) * IDS_PER_MS));
   t.false(await appended[0]!.written);
   t.deepEqual(errors, [1150]);
+  await store.written();
   t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 1, 'none of the batch is kept');
   t.true(await store.append(row(2000)).written, 'no transaction is left open');
+  await store.written();
   t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 2);
   await store.close();
   await db.destroy();
@@ -136,6 +141,63 @@ sqliteTest('closed, even with a write still to come, the store lets the database
   // leaves the WAL file behind: knex's close finalizes them first (src/storage/prepared.ts)
   await db.destroy();
   t.false(fs.existsSync(path.join(dir, 'x.sqlite-wal')), 'closed for real: the WAL checkpointed and removed');
+});
+
+/** Rows in each table, as numbers (PostgreSQL counts in bigint: a string). */
+const rowsIn = async (db: Knex, table: string) => Number((await db(table).count({ n: '*' }))[0]!.n);
+
+sqliteTest('SQLite: rows are committed into the stage, and moved into the archive in one go once STAGE_ROWS have gathered, before the next batch', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const many = Array.from({ length: STAGE_ROWS - 1 }, (_, i) => store.append(row(i)));
+  t.true(await many[0]!.written);
+  t.is(await rowsIn(db, 'mam_stage'), STAGE_ROWS - 1, 'acknowledged once committed into the stage');
+  t.is(await rowsIn(db, 'mam_archive'), 0);
+  t.true(await store.append(row(STAGE_ROWS)).written); // the stage is full: its move is asked for
+  const next = store.append(row(STAGE_ROWS + 1));
+  t.true(await next.written);
+  t.is(await rowsIn(db, 'mam_archive'), STAGE_ROWS);
+  t.is(await rowsIn(db, 'mam_stage'), 1, 'the next batch waited for the move, and is staged in turn');
+  await store.close();
+  t.is(await rowsIn(db, 'mam_stage'), 0, 'close moves what is left');
+  t.is(await rowsIn(db, 'mam_archive'), STAGE_ROWS + 1);
+  await db.destroy();
+});
+
+sqliteTest('SQLite: staged rows of a process killed before moving them are in the archive after the next start, and new ids come after theirs', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-stage-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'x.sqlite');
+  const before = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+  await runMigrations(before, 'mam', archiveMigrations);
+  const killed = new ArchiveStore(before, 'localhost');
+  await killed.init();
+  const appended = [killed.append(row(1)), killed.append(row(2)), killed.append(row(3))];
+  t.true(await appended[0]!.written);
+  await before.destroy(); // no close(): nothing moved
+  const after = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+  t.is(await rowsIn(after, 'mam_stage'), 3);
+  const restarted = new ArchiveStore(after, 'localhost');
+  await restarted.init();
+  t.is(await rowsIn(after, 'mam_stage'), 0);
+  t.deepEqual((await restarted.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.id), appended.map((a) => a.id));
+  const later = restarted.append(row(4));
+  t.true(later.id > appended[2]!.id);
+  t.true(await later.written);
+  await restarted.close();
+  await after.destroy();
+});
+
+test('an account removed with rows still staged has none left in its archive', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  t.true(await store.append(row(1)).written);
+  t.true(await store.append(row(2, 'bob@localhost')).written);
+  await removeArchive(db, 'alice@localhost');
+  t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows, []);
+  t.is((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.length, 1);
+  await store.close();
+  await db.destroy();
 });
 
 test('a stored row is found by its public id', async (t) => {

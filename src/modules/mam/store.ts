@@ -48,8 +48,21 @@ const LARGE_INSERT = 1000;
  * previous one is written and nothing waits for this timer.
  */
 const COMMIT_DELAY_MS = 2;
-/** The archive's table with its columns in the order every INSERT gives them. */
-const ARCHIVE_COLUMNS = 'mam_archive (id, host, owner_id, with_id, with_resource, nonce, stanza)';
+/**
+ * SQLite: rows are committed into mam_stage, a table without indexes, and moved into mam_archive
+ * in one transaction once this many have gathered, STAGE_MAX_AGE_MS after the first, before any
+ * query, and at close and start. Each archived row lands in its owner's pages of both indexes,
+ * and a commit writes every page it touched to the WAL whole (and a checkpoint writes it again):
+ * commits of a few rows each wrote ~2 index pages per row, while a move of thousands of rows
+ * writes each owner's pages once. Rows into mam_stage append to its last page only. Measured
+ * (SQLite alone, 400 owners, 200,000 messages archived before): 108 -> 54 µs of CPU per message
+ * in commits of 4 messages, 62 -> 27 in commits of 500; moves of 4,000 rows saved less (35).
+ */
+export const STAGE_ROWS = 8_000;
+const STAGE_MAX_AGE_MS = 5_000;
+/** The columns of mam_archive and mam_stage, in the order every INSERT gives them. */
+const COLUMNS = '(id, host, owner_id, with_id, with_resource, nonce, stanza)';
+const ARCHIVE_COLUMNS = `mam_archive ${COLUMNS}`;
 /** PostgreSQL: a batch's rows as one array per column (ArchiveStore.writePostgres). */
 const PG_UNNEST_INSERT = `INSERT INTO ${ARCHIVE_COLUMNS}
   SELECT id, ?, owner_id, with_id, with_resource, nonce, stanza
@@ -62,6 +75,7 @@ const jidId = (db: Knex, jid: string): Knex.Raw => db.raw('(SELECT id FROM mam_j
 export async function removeArchive(db: Knex, owner: string): Promise<void> {
   const row = (await db('mam_jid').where('jid', owner).first('id')) as { id: number | string } | undefined;
   if (row === undefined) return;
+  await db('mam_stage').where('owner_id', row.id).delete();
   for (;;) {
     const deleted = await db('mam_archive').whereIn('id', db('mam_archive').where('owner_id', row.id).limit(1000).select('id')).delete();
     if (deleted < 1000) return;
@@ -159,6 +173,23 @@ export const archiveMigrations: Migration[] = [
     },
   },
   { name: '002-intern-jids', up: internJids },
+  {
+    // SQLite's archive writer commits rows here first (STAGE_ROWS); PostgreSQL's writes straight
+    // into mam_archive, and this table stays empty there
+    name: '003-archive-stage',
+    async up(db) {
+      const postgres = (db.client as { config: { client: string } }).config.client === 'pg';
+      await db.schema.createTable('mam_stage', (t) => {
+        t.specificType('id', postgres ? 'bigint' : 'integer').primary();
+        t.string('host', 255).notNullable();
+        t.bigInteger('owner_id').notNullable();
+        t.bigInteger('with_id').notNullable();
+        t.string('with_resource', 1023).notNullable().defaultTo('');
+        t.integer('nonce').notNullable();
+        t.text('stanza').notNullable();
+      });
+    },
+  },
 ];
 
 export interface ArchiveRow {
@@ -250,7 +281,8 @@ export const idToTime = (id: number): number => Math.floor(id / IDS_PER_MS);
 /** A random nonce, from the process's pool of random bytes (one system call per thousand). */
 const nextNonce = (): number => randomUint32() >>> (32 - NONCE_BITS);
 
-const INSERT_INTO = `INTO ${ARCHIVE_COLUMNS} VALUES `;
+/** SQLite's own path writes into the stage (STAGE_ROWS). */
+const INSERT_INTO = `INTO mam_stage ${COLUMNS} VALUES `;
 
 /**
  * The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row).
@@ -260,9 +292,9 @@ const INSERT_INTO = `INTO ${ARCHIVE_COLUMNS} VALUES `;
  * SQLite's work per archived message (sqlite.org/tempfiles.html §2.5). A batch fails as a whole
  * anyway, so the whole transaction rolling back is what the writer wants.
  */
-function insertSql(rows: number, host: string, insert = 'INSERT'): string {
+function insertSql(rows: number, host: string, insert = 'INSERT', into = `INTO ${ARCHIVE_COLUMNS} VALUES `): string {
   const row = `(?, ${host}, ?, ?, ?, ?, ?)`;
-  return `${insert} ${INSERT_INTO}` + Array.from({ length: rows }, () => row).join(', ');
+  return `${insert} ${into}` + Array.from({ length: rows }, () => row).join(', ');
 }
 const knexInserts: string[] = [];
 
@@ -442,8 +474,13 @@ export class ArchiveStore {
    * query, with the statements prepared there (src/storage/prepared.ts).
    */
   private readonly insertSqls: string[] = [];
-  /** The write under way: one at a time per store. */
+  /** The write under way, or the move of the stage: one at a time per store. */
   private writing: Promise<void> | null = null;
+  /** SQLite: this host's rows committed into mam_stage and not yet moved into mam_archive. */
+  private staged = 0;
+  /** A move of the stage asked for and not yet begun: it runs before the next batch is written. */
+  private stageMove: { done: Promise<void>; resolve: () => void } | null = null;
+  private stageTimer: NodeJS.Timeout | null = null;
   private readonly jids: JidIds;
   /** SQLite: the host is the same in every row of this store, written into the SQL rather than bound each time. */
   private readonly hostLiteral: string;
@@ -473,11 +510,16 @@ export class ArchiveStore {
   async init(): Promise<void> {
     this.slotHeld = true;
     this.writerSlot = await acquireSlot(this.db).slot;
-    const row = await this.db('mam_archive').max<{ id: number | string | null }>({ id: 'id' }).first();
-    const ms = Math.floor(Number(row?.id ?? 0) / IDS_PER_MS);
+    const highest = async (table: string) => Number((await this.db(table).max<{ id: number | string | null }>({ id: 'id' }).first())?.id ?? 0);
+    const ms = Math.floor(Math.max(await highest('mam_archive'), await highest('mam_stage')) / IDS_PER_MS);
     if (ms >= lastMs) {
       lastMs = ms;
       lastCounter = IDS_PER_SLOT - 1; // the next id is in the next millisecond: above every id written
+    }
+    // rows a stopped process had committed and not moved yet
+    if (this.direct && (await this.db('mam_stage').where('host', this.host).first('id')) !== undefined) {
+      this.staged = 1;
+      await this.moveStage();
     }
   }
 
@@ -519,21 +561,79 @@ export class ArchiveStore {
     return batch;
   }
 
-  /** Writes the batch that has grown, if any, and then the next one. */
+  /** Moves the stage if asked, or writes the batch that has grown, if any; and then the next. */
   private readonly writeNext = (): void => {
+    if (this.writing !== null) return;
+    const move = this.stageMove;
     const batch = this.batch;
-    if (batch === null || this.writing !== null) return;
-    this.batch = null;
-    this.writing = this.write(batch).then(() => {
+    if (move !== null) {
+      this.stageMove = null;
+      this.writing = this.writeStage().then(move.resolve);
+    } else if (batch !== null) {
+      this.batch = null;
+      this.writing = this.write(batch);
+    } else {
+      return;
+    }
+    this.writing = this.writing.then(() => {
       this.writing = null;
       this.writeNext();
     });
   };
 
+  /**
+   * Settles once the rows staged so far are in mam_archive (or their move failed and was
+   * reported): after the write under way, before the next batch.
+   */
+  private moveStage(): Promise<void> {
+    if (this.stageMove !== null) return this.stageMove.done;
+    let resolve!: () => void;
+    const done = new Promise<void>((settle) => (resolve = settle));
+    this.stageMove = { done, resolve };
+    this.writeNext(); // (begins it at once when the writer is idle)
+    return done;
+  }
+
+  /** Counts rows just committed into the stage, and asks for its move when it is due. */
+  private stagedRows(rows: number): void {
+    this.staged += rows;
+    if (this.staged >= STAGE_ROWS) void this.moveStage();
+    else if (this.stageTimer === null) {
+      this.stageTimer = setTimeout(() => void this.moveStage(), STAGE_MAX_AGE_MS);
+      this.stageTimer.unref();
+    }
+  }
+
+  /** This host's staged rows into mam_archive, in one transaction (STAGE_ROWS). */
+  private async writeStage(): Promise<void> {
+    if (this.stageTimer !== null) clearTimeout(this.stageTimer);
+    this.stageTimer = null;
+    if (this.staged === 0) return;
+    const client = this.db.client as PoolClient;
+    const host = this.hostLiteral;
+    try {
+      const connection = (await client.acquireConnection()) as SqliteConnection;
+      try {
+        await exec(connection, `BEGIN IMMEDIATE;INSERT INTO ${ARCHIVE_COLUMNS} SELECT ${COLUMNS.slice(1, -1)} FROM mam_stage WHERE host = ${host};` +
+          `DELETE FROM mam_stage WHERE host = ${host};COMMIT;`);
+        this.staged = 0;
+      } catch (err) {
+        await exec(connection, 'ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.releaseConnection(connection);
+      }
+    } catch (err) {
+      // the rows are committed in mam_stage: kept, and moved at the next attempt; until then queries miss them
+      this.onError(new Error(`moving ${this.staged} archived messages from mam_stage into mam_archive failed: ${(err as Error).message}`, { cause: err }), 0, []);
+    }
+  }
+
   private async write(batch: Batch): Promise<void> {
     try {
       await this.internRows(batch);
       await (this.direct ? this.writeSqlite(batch) : this.sqlite ? this.writeKnex(batch) : this.writePostgres(batch));
+      if (this.direct) this.stagedRows(batch.rows);
       batch.settle(true);
     } catch (err) {
       this.onError(err, batch.rows, [...new Set(batch.tellSenders.map((row) => batch.values[row * PER_ROW + STANZA_COLUMN]!))]);
@@ -595,7 +695,7 @@ export class ArchiveStore {
     const connection = (await client.acquireConnection()) as SqliteConnection;
     try {
       if (batch.rows <= INSERT_CHUNK) {
-        const sql = (this.insertSqls[batch.rows] ??= insertSql(batch.rows, this.hostLiteral, 'INSERT OR ROLLBACK'));
+        const sql = (this.insertSqls[batch.rows] ??= insertSql(batch.rows, this.hostLiteral, 'INSERT OR ROLLBACK', INSERT_INTO));
         await runStatement(await preparedOn(connection, sql), batch.values);
       } else {
         try {
@@ -640,6 +740,8 @@ export class ArchiveStore {
   async close(): Promise<void> {
     // what was archived before the streams closed is written first
     while (this.writing !== null || this.batch !== null) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
+    if (this.staged > 0) await this.moveStage();
+    if (this.stageTimer !== null) clearTimeout(this.stageTimer);
     if (this.slotHeld) {
       this.slotHeld = false;
       await releaseSlot(this.db);
@@ -650,9 +752,10 @@ export class ArchiveStore {
    * Settles once what was archived so far is written: a query waits for it, so that it sees every
    * message archived before it was asked (a client that received a message finds it there).
    */
-  private async written(): Promise<void> {
+  async written(): Promise<void> {
     if (this.batch !== null) await this.batch.written;
     else if (this.writing !== null) await this.writing;
+    if (this.staged > 0) await this.moveStage();
   }
 
   /**
