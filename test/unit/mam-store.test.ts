@@ -164,6 +164,20 @@ sqliteTest('SQLite: rows are committed into the stage, and moved into the archiv
   await db.destroy();
 });
 
+sqliteTest('SQLite: a batch of STAGE_ROWS rows or more (the max rate\'s) is written straight into the archive', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  t.true(await store.append(row(0)).written);
+  const large = Array.from({ length: STAGE_ROWS }, (_, i) => store.append(row(i + 1)));
+  t.true(await large[0]!.written);
+  t.is(await rowsIn(db, 'mam_archive'), STAGE_ROWS);
+  t.is(await rowsIn(db, 'mam_stage'), 1, 'what was staged before stays staged');
+  const page = await store.page({ owner: 'alice@localhost' }, 3, false);
+  t.deepEqual(page.rows.map((r) => r.stanza), [row(0).stanza, row(1).stanza, row(2).stanza], 'in id order across both');
+  await store.close();
+  await db.destroy();
+});
+
 sqliteTest('SQLite: staged rows of a process killed before moving them are in the archive after the next start, and new ids come after theirs', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-stage-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

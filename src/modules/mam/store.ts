@@ -57,6 +57,8 @@ const COMMIT_DELAY_MS = 2;
  * writes each owner's pages once. Rows into mam_stage append to its last page only. Measured
  * (SQLite alone, 400 owners, 200,000 messages archived before): 108 -> 54 µs of CPU per message
  * in commits of 4 messages, 62 -> 27 in commits of 500; moves of 4,000 rows saved less (35).
+ * A batch of STAGE_ROWS or more (a high rate: the rows that came while the last one was written,
+ * tens of thousands at the max rate) is written straight into mam_archive: it is such a move.
  */
 export const STAGE_ROWS = 8_000;
 const STAGE_MAX_AGE_MS = 5_000;
@@ -281,8 +283,9 @@ export const idToTime = (id: number): number => Math.floor(id / IDS_PER_MS);
 /** A random nonce, from the process's pool of random bytes (one system call per thousand). */
 const nextNonce = (): number => randomUint32() >>> (32 - NONCE_BITS);
 
-/** SQLite's own path writes into the stage (STAGE_ROWS). */
+/** SQLite's own path writes into the stage (STAGE_ROWS), or a batch as large as a move straight into the archive. */
 const INSERT_INTO = `INTO mam_stage ${COLUMNS} VALUES `;
+const INSERT_INTO_ARCHIVE = `INTO ${ARCHIVE_COLUMNS} VALUES `;
 
 /**
  * The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row).
@@ -633,7 +636,7 @@ export class ArchiveStore {
     try {
       await this.internRows(batch);
       await (this.direct ? this.writeSqlite(batch) : this.sqlite ? this.writeKnex(batch) : this.writePostgres(batch));
-      if (this.direct) this.stagedRows(batch.rows);
+      if (this.direct && batch.rows < STAGE_ROWS) this.stagedRows(batch.rows);
       batch.settle(true);
     } catch (err) {
       this.onError(err, batch.rows, [...new Set(batch.tellSenders.map((row) => batch.values[row * PER_ROW + STANZA_COLUMN]!))]);
@@ -724,7 +727,7 @@ export class ArchiveStore {
     const values = batch.values;
     let sql = 'BEGIN IMMEDIATE;';
     for (let first = 0; first < batch.rows; first += LARGE_INSERT) {
-      sql += 'INSERT OR ROLLBACK ' + INSERT_INTO;
+      sql += 'INSERT OR ROLLBACK ' + (batch.rows < STAGE_ROWS ? INSERT_INTO : INSERT_INTO_ARCHIVE);
       const last = Math.min(batch.rows, first + LARGE_INSERT);
       for (let row = first; row < last; row++) {
         const i = row * PER_ROW;
