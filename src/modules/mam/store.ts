@@ -5,7 +5,9 @@
 // (owner_id, with_id, id) — never a table scan, however large the archive
 // (test/unit/mam-query-plan.test.ts checks it). Owners and peers are bare JIDs interned as
 // integers (mam_jid): index rows of three integers instead of two or three JID strings, which
-// made each archived row's index inserts the larger part of SQLite's work.
+// made each archived row's index inserts the larger part of SQLite's work. On SQLite, rows are
+// first committed into mam_stage and moved into mam_archive in bulk (STAGE_ROWS): a query moves
+// them first, so it reads mam_archive alone.
 import { randomUUID } from 'node:crypto';
 import { randomUint32 } from '../../core/random.js';
 import type { Knex } from 'knex';
