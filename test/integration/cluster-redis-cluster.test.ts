@@ -54,6 +54,9 @@ clusterTest('users on two nodes befriend, chat by bare and full JID and ping eac
   const { alice, bob } = await freshAccounts(a, 'alice', 'bob');
   const onA = await user(t, a, alice, 'phone');
   const onB = await user(t, b, bob, 'laptop');
+  // the nodes' directory copies update asynchronously: under a full run's load a presence
+  // subscription sent before node rb knew the phone once reached the roster but not the phone
+  await eventually(() => a.server.sessions.find(bare(a, bob), 'laptop') !== undefined && b.server.sessions.find(bare(b, alice), 'phone') !== undefined, 10_000, 'each node knows the other\'s session');
   await befriend(onA, onB);
   await onA.send(chat(bare(a, bob), 'over three shards', { id: 'rc1' }));
   t.is((await onB.next((s) => s.is('message') && s.attrs.id === 'rc1')).attrs.from, onA.jid);
