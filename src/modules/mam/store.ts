@@ -181,7 +181,8 @@ export const archiveMigrations: Migration[] = [
   { name: '002-intern-jids', up: internJids },
   {
     // SQLite's archive writer commits rows here first (STAGE_ROWS); PostgreSQL's writes straight
-    // into mam_archive, and this table stays empty there
+    // into mam_archive, and this table stays empty there. mam_archive's columns as 002 made them,
+    // written out again rather than shared: a migration is not changed once released
     name: '003-archive-stage',
     async up(db) {
       const postgres = (db.client as { config: { client: string } }).config.client === 'pg';
