@@ -1,9 +1,10 @@
 // SQLite alone under the archive's writes (src/modules/mam/store.ts): the CPU per message of
 // committing both parties' rows into mam_archive, straight or through mam_stage, on a table that
-// already holds an archive, with the server's pragmas. What found the stage (docs/benchmarks.md).
+// already holds an archive; the server's database opened as it opens it (its pragmas) with the
+// archive's own migrations. What found the stage (docs/benchmarks.md).
 //
 //   npm run bench:archive-sqlite -- --batch 4 [--stage 8000] [--prefill 200000] [--timed 20000]
-//                                   [--page-size 4096] [--pragma 'locking_mode=EXCLUSIVE']
+//                                   [--pragma 'locking_mode=EXCLUSIVE']
 //
 // --batch: messages per commit (2,000 msgs/s with a 2 ms commit delay: 4); --stage: rows per
 // move from mam_stage into mam_archive (0: rows straight into mam_archive).
@@ -11,7 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import sqlite3 from 'sqlite3';
+import { openDatabase, runMigrations } from '../src/storage/db.js';
+import { archiveMigrations } from '../src/modules/mam/store.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -19,7 +21,6 @@ const { values: args } = parseArgs({
     stage: { type: 'string', default: '0' },
     prefill: { type: 'string', default: '200000' },
     timed: { type: 'string', default: '20000' },
-    'page-size': { type: 'string', default: '4096' },
     pragma: { type: 'string', multiple: true, default: [] },
   },
 });
@@ -29,15 +30,17 @@ const prefill = Number(args.prefill);
 const timed = Number(args.timed);
 /** Accounts chatting in pairs, as the msg scenario's 200 pairs. */
 const OWNERS = 400;
-const COLUMNS = '(id, host, owner_id, with_id, with_resource, nonce, stanza)';
-const TABLE = `(id integer primary key, host varchar(255) not null, owner_id bigint not null, with_id bigint not null,
-  with_resource varchar(1023) not null default '', nonce integer not null, stanza text not null)`;
+const COLUMNS = 'id, host, owner_id, with_id, with_resource, nonce, stanza';
 const STANZA = '<message xmlns="jabber:client" from="user123@localhost/res" to="user456@localhost" type="chat" id="abcdef-123456"><body>' +
   'x'.repeat(100) + '</body><request xmlns="urn:xmpp:receipts"/></message>';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-bench-archive-'));
-const db = new sqlite3.Database(path.join(dir, 'archive.sqlite'));
-const exec = (sql: string) => new Promise<void>((resolve, reject) => db.exec(sql, (err) => (err ? reject(err) : resolve())));
+const db = await openDatabase({ driver: 'sqlite', sqliteFile: path.join(dir, 'archive.sqlite') });
+await runMigrations(db, 'mam', archiveMigrations);
+/** The pooled node-sqlite3 connection itself, as the archive's writer uses it. */
+const pool = db.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): unknown };
+const connection = (await pool.acquireConnection()) as { exec(sql: string, done: (err: Error | null) => void): void };
+const exec = (sql: string) => new Promise<void>((resolve, reject) => connection.exec(sql, (err) => (err ? reject(err) : resolve())));
 
 let nextId = 1;
 /** One commit of `messages` messages, both parties' rows, as the server's large batches are written (literals). */
@@ -48,14 +51,11 @@ function commit(messages: number, table: string): string {
     const b = 1 + ((a + OWNERS / 2 - 1) % OWNERS);
     for (const [owner, peer] of [[a, b], [b, a]]) rows.push(`(${nextId++},'localhost',${owner},${peer},'res',${nextId & 0xffff},'${STANZA}')`);
   }
-  return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO ${table} ${COLUMNS} VALUES ${rows.join(',')};COMMIT;`;
+  return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO ${table} (${COLUMNS}) VALUES ${rows.join(',')};COMMIT;`;
 }
 
 try {
-  await exec(`PRAGMA page_size = ${Number(args['page-size'])}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;`);
   for (const pragma of args.pragma) await exec(`PRAGMA ${pragma};`);
-  await exec(`CREATE TABLE mam_archive ${TABLE}; CREATE TABLE mam_stage ${TABLE};
-    CREATE INDEX mam_archive_by_owner ON mam_archive (owner_id, id); CREATE INDEX mam_archive_by_owner_with ON mam_archive (owner_id, with_id, id);`);
   for (let done = 0; done < prefill; done += 1000) await exec(commit(1000, 'mam_archive'));
   // the SQL is built before the clock starts: SQLite's work is measured, not this script's
   const statements: string[] = [];
@@ -64,7 +64,7 @@ try {
     statements.push(commit(batch, stageRows > 0 ? 'mam_stage' : 'mam_archive'));
     staged += 2 * batch;
     if (stageRows > 0 && staged >= stageRows) {
-      statements.push(`BEGIN IMMEDIATE;INSERT INTO mam_archive ${COLUMNS} SELECT ${COLUMNS.slice(1, -1)} FROM mam_stage;DELETE FROM mam_stage;COMMIT;`);
+      statements.push(`BEGIN IMMEDIATE;INSERT INTO mam_archive (${COLUMNS}) SELECT ${COLUMNS} FROM mam_stage;DELETE FROM mam_stage;COMMIT;`);
       staged = 0;
     }
   }
@@ -73,10 +73,11 @@ try {
   for (const sql of statements) await exec(sql);
   const used = process.cpuUsage(cpu);
   const perMessage = (micros: number) => (micros / timed).toFixed(1);
-  console.log(`batch ${batch} msgs, stage ${stageRows} rows, page ${args['page-size']}${args.pragma.length ? `, ${args.pragma.join(', ')}` : ''}: ` +
+  console.log(`batch ${batch} msgs, stage ${stageRows} rows${args.pragma.length ? `, ${args.pragma.join(', ')}` : ''}: ` +
     `${perMessage(used.user + used.system)} µs CPU per message (user ${perMessage(used.user)}, system ${perMessage(used.system)}), ` +
     `${perMessage((performance.now() - start) * 1000)} µs wall`);
 } finally {
-  await new Promise<void>((resolve) => db.close(() => resolve()));
+  pool.releaseConnection(connection);
+  await db.destroy();
   fs.rmSync(dir, { recursive: true, force: true });
 }

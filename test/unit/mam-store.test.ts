@@ -25,6 +25,9 @@ const row = (i: number, owner = 'alice@localhost') => ({
   owner, withBare: `peer${i % 3}@localhost`, withResource: i % 2 === 0 ? 'phone' : '', stanza: `<message xmlns="jabber:client" id="m${i}"><body>it's ${i} &amp; "so"</body></message>`,
 });
 
+/** Rows in each table, as numbers (PostgreSQL counts in bigint: a string). */
+const rowsIn = async (db: Knex, table: string) => Number((await db(table).count({ n: '*' }))[0]!.n);
+
 /** About SQLite itself (its prepared statements, its one pooled connection): not on the PostgreSQL pass. */
 const sqliteTest = onPostgres ? test.skip : test;
 
@@ -85,8 +88,8 @@ sqliteTest('an archive write waits for another transaction on the connection: it
   await t.throwsAsync(failing, { message: 'rolled back' });
   t.true(await written);
   await store.written();
-  t.is((await db('mam_archive').count({ n: '*' }))[0]!.n, 1);
-  t.is((await db('other').count({ n: '*' }))[0]!.n, 0);
+  t.is(await rowsIn(db, 'mam_archive'), 1);
+  t.is(await rowsIn(db, 'other'), 0);
   await store.close();
   await db.destroy();
 });
@@ -103,7 +106,7 @@ test('a failed write resolves false and is reported; the store goes on writing',
   t.is(sameBatch.written, duplicate.written);
   t.deepEqual(errors, [2]);
   await store.written();
-  t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 1, 'the batch is all or nothing'); // PostgreSQL counts in bigint: a string
+  t.is(await rowsIn(db, 'mam_archive'), 1, 'the batch is all or nothing');
   t.true(await store.append(row(4)).written);
   await store.close();
   await db.destroy();
@@ -119,10 +122,10 @@ test('a batch of several statements that fails in a later one is rolled back who
   t.false(await appended[0]!.written);
   t.deepEqual(errors, [1150]);
   await store.written();
-  t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 1, 'none of the batch is kept');
+  t.is(await rowsIn(db, 'mam_archive'), 1, 'none of the batch is kept');
   t.true(await store.append(row(2000)).written, 'no transaction is left open');
   await store.written();
-  t.is(Number((await db('mam_archive').count({ n: '*' }))[0]!.n), 2);
+  t.is(await rowsIn(db, 'mam_archive'), 2);
   await store.close();
   await db.destroy();
 });
@@ -142,9 +145,6 @@ sqliteTest('closed, even with a write still to come, the store lets the database
   await db.destroy();
   t.false(fs.existsSync(path.join(dir, 'x.sqlite-wal')), 'closed for real: the WAL checkpointed and removed');
 });
-
-/** Rows in each table, as numbers (PostgreSQL counts in bigint: a string). */
-const rowsIn = async (db: Knex, table: string) => Number((await db(table).count({ n: '*' }))[0]!.n);
 
 sqliteTest('SQLite: rows are committed into the stage, and moved into the archive in one go once STAGE_ROWS have gathered, before the next batch', async (t) => {
   const db = await freshDb(t);

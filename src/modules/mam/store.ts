@@ -67,8 +67,8 @@ const COMMIT_DELAY_MS = 6;
 export const STAGE_ROWS = 8_000;
 const STAGE_MAX_AGE_MS = 5_000;
 /** The columns of mam_archive and mam_stage, in the order every INSERT gives them. */
-const COLUMNS = '(id, host, owner_id, with_id, with_resource, nonce, stanza)';
-const ARCHIVE_COLUMNS = `mam_archive ${COLUMNS}`;
+const COLUMN_LIST = 'id, host, owner_id, with_id, with_resource, nonce, stanza';
+const ARCHIVE_COLUMNS = `mam_archive (${COLUMN_LIST})`;
 /** PostgreSQL: a batch's rows as one array per column (ArchiveStore.writePostgres). */
 const PG_UNNEST_INSERT = `INSERT INTO ${ARCHIVE_COLUMNS}
   SELECT id, ?, owner_id, with_id, with_resource, nonce, stanza
@@ -288,9 +288,11 @@ export const idToTime = (id: number): number => Math.floor(id / IDS_PER_MS);
 /** A random nonce, from the process's pool of random bytes (one system call per thousand). */
 const nextNonce = (): number => randomUint32() >>> (32 - NONCE_BITS);
 
+const INTO_ARCHIVE = `INTO ${ARCHIVE_COLUMNS} VALUES `;
 /** SQLite's own path writes into the stage (STAGE_ROWS), or a batch as large as a move straight into the archive. */
-const INSERT_INTO = `INTO mam_stage ${COLUMNS} VALUES `;
-const INSERT_INTO_ARCHIVE = `INTO ${ARCHIVE_COLUMNS} VALUES `;
+const INTO_STAGE = `INTO mam_stage (${COLUMN_LIST}) VALUES `;
+/** Whether SQLite's own path writes a batch of `rows` rows into the stage rather than the archive. */
+const throughStage = (rows: number): boolean => rows < STAGE_ROWS;
 
 /**
  * The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row).
@@ -300,7 +302,7 @@ const INSERT_INTO_ARCHIVE = `INTO ${ARCHIVE_COLUMNS} VALUES `;
  * SQLite's work per archived message (sqlite.org/tempfiles.html §2.5). A batch fails as a whole
  * anyway, so the whole transaction rolling back is what the writer wants.
  */
-function insertSql(rows: number, host: string, insert = 'INSERT', into = `INTO ${ARCHIVE_COLUMNS} VALUES `): string {
+function insertSql(rows: number, host: string, insert = 'INSERT', into = INTO_ARCHIVE): string {
   const row = `(?, ${host}, ?, ?, ?, ?, ?)`;
   return `${insert} ${into}` + Array.from({ length: rows }, () => row).join(', ');
 }
@@ -332,6 +334,17 @@ const runStatement = (statement: SqliteStatement, values: readonly string[]) =>
 
 const exec = (connection: SqliteConnection, sql: string) =>
   new Promise<void>((resolve, reject) => connection.exec(sql, (err) => (err ? reject(err) : resolve())));
+
+/** A `BEGIN ... COMMIT` text in one sqlite3_exec call, rolled back when any of it fails. */
+async function execTransaction(connection: SqliteConnection, sql: string): Promise<void> {
+  try {
+    await exec(connection, sql);
+  } catch (err) {
+    // (a constraint error under INSERT OR ROLLBACK has rolled it back already: nothing to end then)
+    await exec(connection, 'ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
 
 /** The rows of one event-loop turn (or more, while the last batch was written), written in one statement or transaction; `written` settles for all of them. */
 interface Batch {
@@ -492,6 +505,8 @@ export class ArchiveStore {
   private readonly jids: JidIds;
   /** SQLite: the host is the same in every row of this store, written into the SQL rather than bound each time. */
   private readonly hostLiteral: string;
+  /** SQLite: this host's staged rows into mam_archive, in one transaction (writeStage). */
+  private readonly moveSql: string;
   private slotHeld = false;
   /**
    * This store's writer slot in its database. Kept per store, not per process: two cluster nodes
@@ -511,6 +526,8 @@ export class ArchiveStore {
     this.sqlite = (db.client as PoolClient).config.client === 'sqlite3';
     this.direct = this.sqlite && sqliteDirect;
     this.hostLiteral = sqlText(host);
+    this.moveSql = `BEGIN IMMEDIATE;INSERT INTO ${ARCHIVE_COLUMNS} SELECT ${COLUMN_LIST} FROM mam_stage WHERE host = ${this.hostLiteral};` +
+      `DELETE FROM mam_stage WHERE host = ${this.hostLiteral};COMMIT;`;
     this.jids = new JidIds(db);
   }
 
@@ -524,10 +541,10 @@ export class ArchiveStore {
       lastMs = ms;
       lastCounter = IDS_PER_SLOT - 1; // the next id is in the next millisecond: above every id written
     }
-    // rows a stopped process had committed and not moved yet
-    if (this.direct && (await this.db('mam_stage').where('host', this.host).first('id')) !== undefined) {
-      this.staged = 1;
-      await this.moveStage();
+    if (this.direct) {
+      // rows a stopped process had committed and not moved yet
+      this.staged = Number((await this.db('mam_stage').where('host', this.host).count({ n: '*' }))[0]!.n);
+      if (this.staged > 0) await this.moveStage();
     }
   }
 
@@ -574,16 +591,17 @@ export class ArchiveStore {
     if (this.writing !== null) return;
     const move = this.stageMove;
     const batch = this.batch;
+    let work: Promise<void>;
     if (move !== null) {
       this.stageMove = null;
-      this.writing = this.writeStage().then(move.resolve);
+      work = this.writeStage().then(move.resolve);
     } else if (batch !== null) {
       this.batch = null;
-      this.writing = this.write(batch);
+      work = this.write(batch);
     } else {
       return;
     }
-    this.writing = this.writing.then(() => {
+    this.writing = work.then(() => {
       this.writing = null;
       this.writeNext();
     });
@@ -617,20 +635,9 @@ export class ArchiveStore {
     if (this.stageTimer !== null) clearTimeout(this.stageTimer);
     this.stageTimer = null;
     if (this.staged === 0) return;
-    const client = this.db.client as PoolClient;
-    const host = this.hostLiteral;
     try {
-      const connection = (await client.acquireConnection()) as SqliteConnection;
-      try {
-        await exec(connection, `BEGIN IMMEDIATE;INSERT INTO ${ARCHIVE_COLUMNS} SELECT ${COLUMNS.slice(1, -1)} FROM mam_stage WHERE host = ${host};` +
-          `DELETE FROM mam_stage WHERE host = ${host};COMMIT;`);
-        this.staged = 0;
-      } catch (err) {
-        await exec(connection, 'ROLLBACK').catch(() => {});
-        throw err;
-      } finally {
-        client.releaseConnection(connection);
-      }
+      await this.onConnection((connection) => execTransaction(connection, this.moveSql));
+      this.staged = 0;
     } catch (err) {
       // the rows are committed in mam_stage: kept, and moved at the next attempt; until then queries miss them
       this.onError(new Error(`moving ${this.staged} archived messages from mam_stage into mam_archive failed: ${(err as Error).message}`, { cause: err }), 0, []);
@@ -641,7 +648,7 @@ export class ArchiveStore {
     try {
       await this.internRows(batch);
       await (this.direct ? this.writeSqlite(batch) : this.sqlite ? this.writeKnex(batch) : this.writePostgres(batch));
-      if (this.direct && batch.rows < STAGE_ROWS) this.stagedRows(batch.rows);
+      if (this.direct && throughStage(batch.rows)) this.stagedRows(batch.rows);
       batch.settle(true);
     } catch (err) {
       this.onError(err, batch.rows, [...new Set(batch.tellSenders.map((row) => batch.values[row * PER_ROW + STANZA_COLUMN]!))]);
@@ -692,28 +699,32 @@ export class ArchiveStore {
   }
 
   /**
-   * SQLite: the prepared INSERT on the pooled connection, taken from knex's pool for the time of
-   * the write (so that it never runs inside another caller's transaction). One statement commits
-   * by itself; a batch of several is one transaction. The commit is in the WAL, as a knex
+   * SQLite: a small batch is the prepared INSERT into the stage, a large one batchSql's text
+   * (into the archive when it is as large as a move). One statement commits by itself; a batch of
+   * several is one transaction. The commit is in the WAL, as a knex
    * transaction's would be, before `written` resolves. (Binding the rows as one JSON array for
    * json_each costs the event loop less but SQLite's thread far more: 60% more CPU in all.)
    */
-  private async writeSqlite(batch: Batch): Promise<void> {
+  private writeSqlite(batch: Batch): Promise<void> {
+    return this.onConnection(async (connection) => {
+      if (batch.rows <= INSERT_CHUNK) {
+        const sql = (this.insertSqls[batch.rows] ??= insertSql(batch.rows, this.hostLiteral, 'INSERT OR ROLLBACK', INTO_STAGE));
+        await runStatement(await preparedOn(connection, sql), batch.values);
+      } else {
+        await execTransaction(connection, this.batchSql(batch));
+      }
+    });
+  }
+
+  /**
+   * `work` on the pooled SQLite connection, taken from knex's pool for its time (so that it never
+   * runs inside another caller's transaction).
+   */
+  private async onConnection(work: (connection: SqliteConnection) => Promise<void>): Promise<void> {
     const client = this.db.client as PoolClient;
     const connection = (await client.acquireConnection()) as SqliteConnection;
     try {
-      if (batch.rows <= INSERT_CHUNK) {
-        const sql = (this.insertSqls[batch.rows] ??= insertSql(batch.rows, this.hostLiteral, 'INSERT OR ROLLBACK', INSERT_INTO));
-        await runStatement(await preparedOn(connection, sql), batch.values);
-      } else {
-        try {
-          await exec(connection, this.batchSql(batch));
-        } catch (err) {
-          // (a constraint error has rolled it back already, INSERT OR ROLLBACK: nothing to end then)
-          await exec(connection, 'ROLLBACK').catch(() => {});
-          throw err;
-        }
-      }
+      await work(connection);
     } finally {
       client.releaseConnection(connection);
     }
@@ -732,7 +743,7 @@ export class ArchiveStore {
     const values = batch.values;
     let sql = 'BEGIN IMMEDIATE;';
     for (let first = 0; first < batch.rows; first += LARGE_INSERT) {
-      sql += 'INSERT OR ROLLBACK ' + (batch.rows < STAGE_ROWS ? INSERT_INTO : INSERT_INTO_ARCHIVE);
+      sql += 'INSERT OR ROLLBACK ' + (throughStage(batch.rows) ? INTO_STAGE : INTO_ARCHIVE);
       const last = Math.min(batch.rows, first + LARGE_INSERT);
       for (let row = first; row < last; row++) {
         const i = row * PER_ROW;
@@ -749,7 +760,6 @@ export class ArchiveStore {
     // what was archived before the streams closed is written first
     while (this.writing !== null || this.batch !== null) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
     if (this.staged > 0) await this.moveStage();
-    if (this.stageTimer !== null) clearTimeout(this.stageTimer);
     if (this.slotHeld) {
       this.slotHeld = false;
       await releaseSlot(this.db);
