@@ -202,6 +202,23 @@ sqliteTest('SQLite: staged rows of a process killed before moving them are in th
   await after.destroy();
 });
 
+sqliteTest('SQLite: a query whose staged rows cannot be moved fails, is reported, and sees them once the move works', async (t) => {
+  const db = await freshDb(t);
+  const errors: string[] = [];
+  const store = new ArchiveStore(db, 'localhost', (err) => errors.push((err as Error).message));
+  const staged = store.append(row(1));
+  t.true(await staged.written);
+  // a row of the same id in the archive: the move's INSERT fails (as a full disk would fail it)
+  await db('mam_archive').insert({ id: staged.id, host: 'localhost', owner_id: 999, with_id: 999, with_resource: '', nonce: 0, stanza: '<message/>' });
+  await t.throwsAsync(store.page({ owner: 'alice@localhost' }, 10, false), { message: /could not be moved/ });
+  t.true(errors.some((e) => e.includes('from mam_stage into mam_archive failed')));
+  t.is(await rowsIn(db, 'mam_stage'), 1, 'the staged row is kept');
+  await db('mam_archive').where('id', staged.id).delete();
+  t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.id), [staged.id]);
+  await store.close();
+  await db.destroy();
+});
+
 test('an account removed with rows still staged has none left in its archive', async (t) => {
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');

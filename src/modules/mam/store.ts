@@ -500,7 +500,7 @@ export class ArchiveStore {
   /** SQLite: this host's rows committed into mam_stage and not yet moved into mam_archive. */
   private staged = 0;
   /** A move of the stage asked for and not yet begun: it runs before the next batch is written. */
-  private stageMove: { done: Promise<void>; resolve: () => void } | null = null;
+  private stageMove: { done: Promise<boolean>; resolve: (moved: boolean) => void } | null = null;
   private stageTimer: NodeJS.Timeout | null = null;
   private readonly jids: JidIds;
   /** SQLite: the host is the same in every row of this store, written into the SQL rather than bound each time. */
@@ -608,13 +608,13 @@ export class ArchiveStore {
   };
 
   /**
-   * Settles once the rows staged so far are in mam_archive (or their move failed and was
-   * reported): after the write under way, before the next batch.
+   * Resolves once the rows staged so far are in mam_archive (true), or their move failed and was
+   * reported (false): after the write under way, before the next batch.
    */
-  private moveStage(): Promise<void> {
+  private moveStage(): Promise<boolean> {
     if (this.stageMove !== null) return this.stageMove.done;
-    let resolve!: () => void;
-    const done = new Promise<void>((settle) => (resolve = settle));
+    let resolve!: (moved: boolean) => void;
+    const done = new Promise<boolean>((settle) => (resolve = settle));
     this.stageMove = { done, resolve };
     this.writeNext(); // (begins it at once when the writer is idle)
     return done;
@@ -630,17 +630,19 @@ export class ArchiveStore {
     }
   }
 
-  /** This host's staged rows into mam_archive, in one transaction (STAGE_ROWS). */
-  private async writeStage(): Promise<void> {
+  /** This host's staged rows into mam_archive, in one transaction (STAGE_ROWS); whether they are there. */
+  private async writeStage(): Promise<boolean> {
     if (this.stageTimer !== null) clearTimeout(this.stageTimer);
     this.stageTimer = null;
-    if (this.staged === 0) return;
+    if (this.staged === 0) return true;
     try {
       await this.onConnection((connection) => execTransaction(connection, this.moveSql));
       this.staged = 0;
+      return true;
     } catch (err) {
-      // the rows are committed in mam_stage: kept, and moved at the next attempt; until then queries miss them
+      // the rows are committed in mam_stage: kept, and moved at the next attempt
       this.onError(new Error(`moving ${this.staged} archived messages from mam_stage into mam_archive failed: ${(err as Error).message}`, { cause: err }), 0, []);
+      return false;
     }
   }
 
@@ -769,11 +771,13 @@ export class ArchiveStore {
   /**
    * Settles once what was archived so far is written: a query waits for it, so that it sees every
    * message archived before it was asked (a client that received a message finds it there).
+   * Rejects when staged rows could not be moved: a query would miss the newest messages, and
+   * answers an error rather than an archive that looks complete.
    */
   async written(): Promise<void> {
     if (this.batch !== null) await this.batch.written;
     else if (this.writing !== null) await this.writing;
-    if (this.staged > 0) await this.moveStage();
+    if (this.staged > 0 && !(await this.moveStage())) throw new Error('the archive\'s newest messages could not be moved into it (the log says why)');
   }
 
   /**
