@@ -202,6 +202,36 @@ sqliteTest('SQLite: staged rows of a process killed before moving them are in th
   await after.destroy();
 });
 
+sqliteTest('SQLite: two hosts on one database: one host\'s move takes the other\'s staged rows along, and each finds its own; a start moves the rows of a host no longer served', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-hosts-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'x.sqlite');
+  const db = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+  await runMigrations(db, 'mam', archiveMigrations);
+  const one = new ArchiveStore(db, 'one.example');
+  const two = new ArchiveStore(db, 'two.example');
+  const ofTwo = two.append(row(1, 'bob@two.example'));
+  t.true(await ofTwo.written);
+  const ofOne = one.append(row(2, 'alice@one.example'));
+  t.true(await ofOne.written);
+  t.is(await rowsIn(db, 'mam_stage'), 2);
+  // one's query moves the stage: two's row goes with it
+  t.deepEqual((await one.page({ owner: 'alice@one.example' }, 10, false)).rows.map((r) => r.id), [ofOne.id]);
+  t.is(await rowsIn(db, 'mam_stage'), 0);
+  t.deepEqual((await two.page({ owner: 'bob@two.example' }, 10, false)).rows.map((r) => r.id), [ofTwo.id], 'two moves an empty stage and finds its row');
+  // a row of two's left staged, and the next start serves only one.example: moved all the same
+  const left = two.append(row(3, 'bob@two.example'));
+  t.true(await left.written);
+  await db.destroy(); // no close(): nothing moved
+  const after = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+  const onlyOne = new ArchiveStore(after, 'one.example');
+  await onlyOne.init();
+  t.is(await rowsIn(after, 'mam_stage'), 0);
+  t.deepEqual((await after('mam_archive').where('host', 'two.example').select('id')).map((r: { id: number }) => r.id), [ofTwo.id, left.id]);
+  await onlyOne.close();
+  await after.destroy();
+});
+
 sqliteTest('SQLite: a query whose staged rows cannot be moved fails, is reported, and sees them once the move works', async (t) => {
   const db = await freshDb(t);
   const errors: string[] = [];
