@@ -21,6 +21,21 @@ async function freshDb(t: { teardown(fn: () => void): void }): Promise<Knex> {
   return db;
 }
 
+/**
+ * A SQLite file of the test's own, and how to open it with the archive's tables: more than once
+ * for a test of what a restart finds.
+ */
+function sqliteFile(t: { teardown(fn: () => void): void }, name: string): () => Promise<Knex> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `xmppd-mam-${name}-`));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'x.sqlite');
+  return async () => {
+    const db = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+    await runMigrations(db, 'mam', archiveMigrations);
+    return db;
+  };
+}
+
 const row = (i: number, owner = 'alice@localhost') => ({
   owner, withBare: `peer${i % 3}@localhost`, withResource: i % 2 === 0 ? 'phone' : '', stanza: `<message xmlns="jabber:client" id="m${i}"><body>it's ${i} &amp; "so"</body></message>`,
 });
@@ -179,17 +194,14 @@ sqliteTest('SQLite: a batch of STAGE_ROWS rows or more (the max rate\'s) is writ
 });
 
 sqliteTest('SQLite: staged rows of a process killed before moving them are in the archive after the next start, and new ids come after theirs', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-stage-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'x.sqlite');
-  const before = await openDatabase({ driver: 'sqlite', sqliteFile: file });
-  await runMigrations(before, 'mam', archiveMigrations);
+  const open = sqliteFile(t, 'stage');
+  const before = await open();
   const killed = new ArchiveStore(before, 'localhost');
   await killed.init();
   const appended = [killed.append(row(1)), killed.append(row(2)), killed.append(row(3))];
   t.true(await appended[0]!.written);
   await before.destroy(); // no close(): nothing moved
-  const after = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+  const after = await open();
   t.is(await rowsIn(after, 'mam_stage'), 3);
   const restarted = new ArchiveStore(after, 'localhost');
   await restarted.init();
@@ -203,11 +215,8 @@ sqliteTest('SQLite: staged rows of a process killed before moving them are in th
 });
 
 sqliteTest('SQLite: two hosts on one database: one host\'s move takes the other\'s staged rows along, and each finds its own; a start moves the rows of a host no longer served', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-hosts-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'x.sqlite');
-  const db = await openDatabase({ driver: 'sqlite', sqliteFile: file });
-  await runMigrations(db, 'mam', archiveMigrations);
+  const open = sqliteFile(t, 'hosts');
+  const db = await open();
   const one = new ArchiveStore(db, 'one.example');
   const two = new ArchiveStore(db, 'two.example');
   const ofTwo = two.append(row(1, 'bob@two.example'));
@@ -223,7 +232,7 @@ sqliteTest('SQLite: two hosts on one database: one host\'s move takes the other\
   const left = two.append(row(3, 'bob@two.example'));
   t.true(await left.written);
   await db.destroy(); // no close(): nothing moved
-  const after = await openDatabase({ driver: 'sqlite', sqliteFile: file });
+  const after = await open();
   const onlyOne = new ArchiveStore(after, 'one.example');
   await onlyOne.init();
   t.is(await rowsIn(after, 'mam_stage'), 0);
