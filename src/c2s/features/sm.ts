@@ -31,13 +31,6 @@ export const streamManagement: StreamFeature = {
         const h = handledCount(element);
         if (h === null) return notACount(element, stream);
         if (!sm.acknowledge(h)) return handledCountTooHigh(h, sm.sentCount, stream);
-        // XEP-0198 §4: what went out while the answered <r/> was on its way is still unacknowledged,
-        // and no <r/> would ask about it until more output goes: asked now, or a client that closes
-        // its stream next leaves it to be handled as undelivered (an offline message stored again)
-        if (sm.unackedCount > 0 && !sm.ackRequested) {
-          sm.requestingAck();
-          stream.write(`<r xmlns='${NS_SM}'/>`);
-        }
         return;
       }
       default:
