@@ -150,6 +150,28 @@ test('the server asks for acks after sending stanzas and forgets the ones acknow
   t.deepEqual(back.bodies(), ['third']);
 });
 
+test('what went out while an ack request was unanswered is asked about once the answer comes', async (t) => {
+  const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
+  const a = await loginForTest(t, server, alice, 'desk');
+  const b = await phone(t, server, bob);
+  await b.enable();
+
+  await a.send(chat(b.jid, 'first'));
+  const first = await b.next(body('first'));
+  await b.next((e) => e.is('r', NS_SM));
+  // unanswered: the next message goes out without an <r/> of its own
+  await a.send(chat(b.jid, 'second'));
+  await b.next(body('second'));
+  await b.settle();
+  t.is(b.received.filter((e) => e.is('r', NS_SM)).length, 1);
+  // the answer covers 'first' only: 'second' (and the ping's result) are asked about now, so that
+  // a client closing its stream next has acknowledged them (not stored again as undelivered)
+  b.ack(b.handledThrough(first));
+  await b.next((e) => e.is('r', NS_SM));
+  b.ack();
+  t.is(await b.requestAck(), 1);
+});
+
 test('acknowledging more stanzas than the server sent is an undefined-condition stream error', async (t) => {
   const { alice, bob } = await freshAccounts(server, 'alice', 'bob');
   const a = await loginForTest(t, server, alice, 'desk');

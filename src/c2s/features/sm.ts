@@ -30,7 +30,18 @@ export const streamManagement: StreamFeature = {
         if (sm === null) return;
         const h = handledCount(element);
         if (h === null) return notACount(element, stream);
+        const unackedBefore = sm.unackedCount;
         if (!sm.acknowledge(h)) return handledCountTooHigh(h, sm.sentCount, stream);
+        // XEP-0198 §4: what went out while the answered <r/> was on its way is still unacknowledged,
+        // and no <r/> would ask about it until more output goes: asked now, or a client that closes
+        // its stream next leaves it to be handled as undelivered (an offline message stored again).
+        // Only after an answer that acknowledged something: a client whose count stays behind ours
+        // (@xmpp/client does not count the IQ results its own requests take) would be asked again
+        // at once, forever.
+        if (sm.unackedCount > 0 && sm.unackedCount < unackedBefore && !sm.ackRequested) {
+          sm.requestingAck();
+          stream.write(`<r xmlns='${NS_SM}'/>`);
+        }
         return;
       }
       default:
