@@ -1,7 +1,8 @@
 // SQLite alone under the archive's writes (src/modules/mam/store.ts): the CPU per message of
 // committing both parties' rows into mam_archive, straight or through mam_stage, on a table that
 // already holds an archive; the server's database opened as it opens it (its pragmas) with the
-// archive's own migrations. What found the stage (docs/benchmarks.md).
+// archive's own migrations, and the stage moved with the server's own SQL (MOVE_STAGE). What
+// found the stage (docs/benchmarks.md).
 //
 //   npm run bench:archive-sqlite -- --batch 4 [--stage 8000] [--prefill 200000] [--timed 20000]
 //                                   [--pragma 'locking_mode=EXCLUSIVE']
@@ -13,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDatabase, runMigrations } from '../src/storage/db.js';
-import { archiveMigrations } from '../src/modules/mam/store.js';
+import { COLUMN_LIST, MOVE_STAGE, archiveMigrations } from '../src/modules/mam/store.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,7 +31,6 @@ const prefill = Number(args.prefill);
 const timed = Number(args.timed);
 /** Accounts chatting in pairs, as the msg scenario's 200 pairs. */
 const OWNERS = 400;
-const COLUMNS = 'id, host, owner_id, with_id, with_resource, nonce, stanza';
 const STANZA = '<message xmlns="jabber:client" from="user123@localhost/res" to="user456@localhost" type="chat" id="abcdef-123456"><body>' +
   'x'.repeat(100) + '</body><request xmlns="urn:xmpp:receipts"/></message>';
 
@@ -51,7 +51,7 @@ function commit(messages: number, table: string): string {
     const b = 1 + ((a + OWNERS / 2 - 1) % OWNERS);
     for (const [owner, peer] of [[a, b], [b, a]]) rows.push(`(${nextId++},'localhost',${owner},${peer},'res',${nextId & 0xffff},'${STANZA}')`);
   }
-  return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO ${table} (${COLUMNS}) VALUES ${rows.join(',')};COMMIT;`;
+  return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO ${table} (${COLUMN_LIST}) VALUES ${rows.join(',')};COMMIT;`;
 }
 
 try {
@@ -64,7 +64,7 @@ try {
     statements.push(commit(batch, stageRows > 0 ? 'mam_stage' : 'mam_archive'));
     staged += 2 * batch;
     if (stageRows > 0 && staged >= stageRows) {
-      statements.push(`BEGIN IMMEDIATE;INSERT INTO mam_archive (${COLUMNS}) SELECT ${COLUMNS} FROM mam_stage;DELETE FROM mam_stage;COMMIT;`);
+      statements.push(MOVE_STAGE); // the server's own move
       staged = 0;
     }
   }

@@ -232,29 +232,37 @@ export class C2SStream implements TransportEvents, NegotiatingStream {
     this.write(serialize(stanza));
   }
 
+  requestAck(): void {
+    const request = this.ackRequest();
+    if (request !== null) this.write(request);
+  }
+
+  /**
+   * XEP-0198 §4: the <r/> that goes with this output, asked once while stanzas are
+   * unacknowledged and none is on its way; null when none is due.
+   */
+  private ackRequest(): string | null {
+    const sm = this.session?.sm;
+    if (!sm || this.state !== 'bound' || this.closing || sm.ackRequested || sm.unackedCount === 0) return null;
+    sm.requestingAck();
+    return `<r xmlns='${NS_SM}'/>`;
+  }
+
   flush(): void {
     if (this.framed) return this.flushFrames();
     if (this.output.length === 0) return;
-    let out = this.output;
+    const out = this.output;
     this.output = '';
-    const sm = this.session?.sm;
-    // XEP-0198 §4: ask for an ack once per batch while stanzas are unacknowledged
-    if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
-      out += `<r xmlns='${NS_SM}'/>`;
-      sm.requestingAck();
-    }
-    this.transmit(out);
+    const request = this.ackRequest();
+    this.transmit(request === null ? out : out + request);
   }
 
   private flushFrames(): void {
     if (this.frames.length === 0) return;
     const frames = this.frames;
     this.frames = [];
-    const sm = this.session?.sm;
-    if (sm && this.state === 'bound' && !this.closing && !sm.ackRequested && sm.unackedCount > 0) {
-      frames.push(`<r xmlns='${NS_SM}'/>`);
-      sm.requestingAck();
-    }
+    const request = this.ackRequest();
+    if (request !== null) frames.push(request);
     this.transmit(frames);
   }
 

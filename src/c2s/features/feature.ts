@@ -49,6 +49,8 @@ export interface NegotiatingStream {
   write(xml: string): void;
   /** Queue a stanza for the client. */
   send(stanza: Element): void;
+  /** XEP-0198 §4: an <r/> now, when stanzas are unacknowledged and none is on its way. */
+  requestAck(): void;
   close(condition?: StreamErrorCondition, text?: string, resumable?: boolean, detail?: string): void;
   /** The TLS channel bindings of this connection (null before TLS, or where the TLS is not ours). */
   channelBinding(): ChannelBinding | null;

@@ -38,10 +38,7 @@ export const streamManagement: StreamFeature = {
         // Only after an answer that acknowledged something: a client whose count stays behind ours
         // (@xmpp/client does not count the IQ results its own requests take) would be asked again
         // at once, forever.
-        if (sm.unackedCount > 0 && sm.unackedCount < unackedBefore && !sm.ackRequested) {
-          sm.requestingAck();
-          stream.write(`<r xmlns='${NS_SM}'/>`);
-        }
+        if (sm.unackedCount < unackedBefore) stream.requestAck();
         return;
       }
       default:

@@ -67,7 +67,7 @@ const COMMIT_DELAY_MS = 6;
 export const STAGE_ROWS = 8_000;
 const STAGE_MAX_AGE_MS = 5_000;
 /** The columns of mam_archive and mam_stage, in the order every INSERT gives them. */
-const COLUMN_LIST = 'id, host, owner_id, with_id, with_resource, nonce, stanza';
+export const COLUMN_LIST = 'id, host, owner_id, with_id, with_resource, nonce, stanza';
 const ARCHIVE_COLUMNS = `mam_archive (${COLUMN_LIST})`;
 /** PostgreSQL: a batch's rows as one array per column (ArchiveStore.writePostgres). */
 const PG_UNNEST_INSERT = `INSERT INTO ${ARCHIVE_COLUMNS}
@@ -302,7 +302,7 @@ const throughStage = (rows: number): boolean => rows < STAGE_ROWS;
  * median 33.3 against 38.2 µs of CPU per message; sqlite.org/lang_delete.html, "The Truncate
  * Optimization").
  */
-const MOVE_STAGE = `BEGIN IMMEDIATE;INSERT INTO ${ARCHIVE_COLUMNS} SELECT ${COLUMN_LIST} FROM mam_stage;DELETE FROM mam_stage;COMMIT;`;
+export const MOVE_STAGE = `BEGIN IMMEDIATE;INSERT INTO ${ARCHIVE_COLUMNS} SELECT ${COLUMN_LIST} FROM mam_stage;DELETE FROM mam_stage;COMMIT;`;
 const rowsStaged = async (db: Knex): Promise<number> => Number((await db('mam_stage').count({ n: '*' }))[0]!.n);
 
 /**
