@@ -1,24 +1,25 @@
 // SQLite alone under the archive's writes (src/modules/mam/store.ts): the CPU per message of
-// committing both parties' rows into mam_archive, straight or through mam_stage, on a table that
-// already holds an archive; the server's database opened as it opens it (its pragmas) with the
+// committing a message and both parties' entries, straight or through the stage, on tables that
+// already hold an archive; the server's database opened as it opens it (its pragmas) with the
 // archive's own migrations, and the stage moved with the server's own SQL (MOVE_STAGE). What
-// found the stage (docs/benchmarks.md).
+// found the stage and the layout (docs/benchmarks.md).
 //
 //   npm run bench:archive-sqlite -- --batch 4 [--stage 8000] [--prefill 200000] [--timed 20000]
-//                                   [--pragma 'locking_mode=EXCLUSIVE'] [--layout shared]
+//                                   [--pragma 'locking_mode=EXCLUSIVE'] [--layout rows]
 //
 // --batch: messages per commit (2,000 msgs/s with a 6 ms commit delay: ~12); --stage: rows per
-// move from mam_stage into mam_archive (0: rows straight into mam_archive). --layout: the
-// server's (`current`: both parties' rows, each with the stanza), or a candidate written here,
-// where a message's stanza is stored once and each party's archive has a narrow entry:
-// `shared` (entries with their own ids, indexed as mam_archive is) or `clustered` (entries in a
-// table ordered by owner, WITHOUT ROWID, sharing their message's id).
+// move from the stage into the archive (0: straight into the archive). --layout: the server's
+// (`server`: the stanza stored once in mam_message, both parties' entries in mam_entry, a table
+// ordered by owner, WITHOUT ROWID, sharing their message's id), or one written here: `rows`, the
+// server's before migration 004 (both parties' rows, each with the whole stanza, in a table with
+// two indexes), or `shared` (the stanza stored once, entries with ids of their own in a rowid
+// table with both indexes).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDatabase, runMigrations } from '../src/storage/db.js';
-import { COLUMN_LIST, MOVE_STAGE, archiveMigrations } from '../src/modules/mam/store.js';
+import { ENTRY_COLUMNS, MESSAGE_COLUMNS, MOVE_STAGE, archiveMigrations } from '../src/modules/mam/store.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,12 +28,12 @@ const { values: args } = parseArgs({
     prefill: { type: 'string', default: '200000' },
     timed: { type: 'string', default: '20000' },
     pragma: { type: 'string', multiple: true, default: [] },
-    layout: { type: 'string', default: 'current' },
+    layout: { type: 'string', default: 'server' },
   },
 });
-type Layout = 'current' | 'shared' | 'clustered';
+type Layout = 'server' | 'rows' | 'shared';
 const layout = args.layout as Layout;
-if (!['current', 'shared', 'clustered'].includes(layout)) throw new Error(`--layout: current, shared or clustered, not ${layout}`);
+if (!['server', 'rows', 'shared'].includes(layout)) throw new Error(`--layout: server, rows or shared, not ${layout}`);
 const batch = Number(args.batch);
 const stageRows = Number(args.stage);
 const prefill = Number(args.prefill);
@@ -50,25 +51,24 @@ const pool = db.client as { acquireConnection(): Promise<unknown>; releaseConnec
 const connection = (await pool.acquireConnection()) as { exec(sql: string, done: (err: Error | null) => void): void };
 const exec = (sql: string) => new Promise<void>((resolve, reject) => connection.exec(sql, (err) => (err ? reject(err) : resolve())));
 
-/** The candidates' tables; `entry` columns in the order `commit` gives them. */
-const ENTRY = 'id INTEGER NOT NULL, owner_id INTEGER NOT NULL, with_id INTEGER NOT NULL, with_resource TEXT NOT NULL, nonce INTEGER NOT NULL';
-const CANDIDATE_TABLES: Record<Exclude<Layout, 'current'>, string> = {
-  shared: `CREATE TABLE mam_message (id INTEGER PRIMARY KEY, host TEXT NOT NULL, stanza TEXT NOT NULL);
-    CREATE TABLE mam_entry (${ENTRY}, message_id INTEGER NOT NULL, PRIMARY KEY (id));
-    CREATE INDEX mam_entry_by_owner ON mam_entry (owner_id, id);
-    CREATE INDEX mam_entry_by_owner_with ON mam_entry (owner_id, with_id, id);
-    CREATE TABLE mam_entry_stage (${ENTRY}, message_id INTEGER NOT NULL, PRIMARY KEY (id));`,
-  // the message knows its entries' owners, for deleting it with the last of them
-  clustered: `CREATE TABLE mam_message (id INTEGER PRIMARY KEY, host TEXT NOT NULL, owner_a INTEGER NOT NULL, owner_b INTEGER, stanza TEXT NOT NULL);
-    CREATE TABLE mam_entry (${ENTRY}, PRIMARY KEY (owner_id, id)) WITHOUT ROWID;
-    CREATE INDEX mam_entry_by_owner_with ON mam_entry (owner_id, with_id, id);
-    CREATE TABLE mam_entry_stage (${ENTRY});`,
+/** The other layouts' tables, beside the server's. */
+const ROWS = 'id INTEGER PRIMARY KEY, host TEXT NOT NULL, owner_id INTEGER NOT NULL, with_id INTEGER NOT NULL, with_resource TEXT NOT NULL, nonce INTEGER NOT NULL, stanza TEXT NOT NULL';
+const ENTRY = 'id INTEGER PRIMARY KEY, owner_id INTEGER NOT NULL, with_id INTEGER NOT NULL, with_resource TEXT NOT NULL, nonce INTEGER NOT NULL, message_id INTEGER NOT NULL';
+const OTHER_TABLES: Record<Exclude<Layout, 'server'>, string> = {
+  rows: `CREATE TABLE rows_archive (${ROWS});
+    CREATE INDEX rows_by_owner ON rows_archive (owner_id, id);
+    CREATE INDEX rows_by_owner_with ON rows_archive (owner_id, with_id, id);
+    CREATE TABLE rows_stage (${ROWS});`,
+  shared: `CREATE TABLE shared_entry (${ENTRY});
+    CREATE INDEX shared_by_owner ON shared_entry (owner_id, id);
+    CREATE INDEX shared_by_owner_with ON shared_entry (owner_id, with_id, id);
+    CREATE TABLE shared_stage (${ENTRY});`,
 };
-const MOVE = layout === 'current' ? MOVE_STAGE
-  : `BEGIN IMMEDIATE;INSERT INTO mam_entry SELECT * FROM mam_entry_stage${layout === 'clustered' ? ' ORDER BY owner_id, id' : ''};DELETE FROM mam_entry_stage;COMMIT;`;
+const MOVE = layout === 'server' ? MOVE_STAGE
+  : `BEGIN IMMEDIATE;INSERT INTO ${layout}_${layout === 'rows' ? 'archive' : 'entry'} SELECT * FROM ${layout}_stage;DELETE FROM ${layout}_stage;COMMIT;`;
 
 let nextId = 1;
-/** One commit of `messages` messages, both parties' rows, as the server's large batches are written (literals). */
+/** One commit of `messages` messages, both parties' entries, as the server's batches are written (literals). */
 function commit(messages: number, staged: boolean): string {
   const rows: string[] = [];
   const stanzas: string[] = [];
@@ -76,23 +76,24 @@ function commit(messages: number, staged: boolean): string {
     const a = 1 + Math.floor(Math.random() * OWNERS);
     const b = 1 + ((a + OWNERS / 2 - 1) % OWNERS);
     const message = nextId++;
-    if (layout === 'shared') stanzas.push(`(${message},'localhost','${STANZA}')`);
-    if (layout === 'clustered') stanzas.push(`(${message},'localhost',${a},${b},'${STANZA}')`);
+    if (layout === 'shared') stanzas.push(`(${message},'localhost',${a},${b},'${STANZA}')`);
+    if (layout === 'server') stanzas.push(`(${message},'localhost',${a},${b},'${STANZA}')`);
     for (const [owner, peer] of [[a, b], [b, a]]) {
-      const nonce = (message * 7 + owner) & 0xffff;
-      if (layout === 'current') rows.push(`(${nextId++},'localhost',${owner},${peer},'res',${nonce},'${STANZA}')`);
+      const nonce = (message * 7 + owner!) & 0xffff;
+      if (layout === 'rows') rows.push(`(${nextId++},'localhost',${owner},${peer},'res',${nonce},'${STANZA}')`);
       if (layout === 'shared') rows.push(`(${nextId++},${owner},${peer},'res',${nonce},${message})`);
-      if (layout === 'clustered') rows.push(`(${message},${owner},${peer},'res',${nonce})`);
+      if (layout === 'server') rows.push(`(${owner},${message},${peer},'res',${nonce})`);
     }
   }
-  if (layout === 'current') return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO ${staged ? 'mam_stage' : 'mam_archive'} (${COLUMN_LIST}) VALUES ${rows.join(',')};COMMIT;`;
-  return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO mam_message VALUES ${stanzas.join(',')};` +
-    `INSERT OR ROLLBACK INTO ${staged ? 'mam_entry_stage' : 'mam_entry'} VALUES ${rows.join(',')};COMMIT;`;
+  if (layout === 'rows') return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO rows_${staged ? 'stage' : 'archive'} VALUES ${rows.join(',')};COMMIT;`;
+  const entries = layout === 'server' ? `${staged ? 'mam_entry_stage' : 'mam_entry'} (${ENTRY_COLUMNS})` : `shared_${staged ? 'stage' : 'entry'}`;
+  return `BEGIN IMMEDIATE;INSERT OR ROLLBACK INTO mam_message (${MESSAGE_COLUMNS}) VALUES ${stanzas.join(',')};` +
+    `INSERT OR ROLLBACK INTO ${entries} VALUES ${rows.join(',')};COMMIT;`;
 }
 
 try {
   for (const pragma of args.pragma) await exec(`PRAGMA ${pragma};`);
-  if (layout !== 'current') await exec(CANDIDATE_TABLES[layout]);
+  if (layout !== 'server') await exec(OTHER_TABLES[layout]);
   for (let done = 0; done < prefill; done += 1000) await exec(commit(1000, false));
   // the SQL is built before the clock starts: SQLite's work is measured, not this script's
   const statements: string[] = [];
@@ -101,7 +102,7 @@ try {
     statements.push(commit(batch, stageRows > 0));
     staged += 2 * batch;
     if (stageRows > 0 && staged >= stageRows) {
-      statements.push(MOVE); // the server's own move, or the candidate's
+      statements.push(MOVE); // the server's own move, or the other layout's
       staged = 0;
     }
   }

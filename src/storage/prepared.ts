@@ -3,8 +3,7 @@
 // each time. knex builds the SQL string again for every query, and node-sqlite3 prepares and
 // finalizes a statement for each (the finalize on the event loop): about 0.1 ms of CPU per read,
 // a few percent of a login. A prepared statement is bound and stepped only. On PostgreSQL the
-// same read is a named statement (parsed and planned once per connection by the server). The
-// archive's small batches of rows are SQLite statements prepared the same way (preparedOn).
+// same read is a named statement (parsed and planned once per connection by the server).
 //
 // Statements run on a connection taken from knex's pool, so that they never run inside another
 // caller's transaction (SQLite has one connection; a read there would see uncommitted rows).
@@ -128,7 +127,7 @@ export class PreparedWrite extends PreparedRead<never> {
 /**
  * The statement for `sql` prepared on a pooled SQLite connection (taken from knex's pool by the
  * caller), prepared at its first use there and kept until knex closes the connection
- * (finalizeBeforeClose). Also the archive's writer's (src/modules/mam/store.ts).
+ * (finalizeBeforeClose).
  */
 export function preparedOn(connection: unknown, sql: string): Promise<SqliteStatement> {
   let statements = sqliteStatements.get(connection as object);

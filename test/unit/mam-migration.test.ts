@@ -1,8 +1,9 @@
-// The archive's migration 002 (src/modules/mam/store.ts): an archive written by the first schema
-// (owner and with_bare as JID strings in every row and index) is carried over whole — same ids,
-// nonces and stanzas, the same answers to every query shape — with owners and peers interned in
-// mam_jid; and new messages archived afterwards take ids above the old ones. On SQLite and, on
-// the PostgreSQL pass, on a database of its own.
+// The archive's migrations 002 and 004 (src/modules/mam/store.ts): an archive written by the
+// first schema (owner and with_bare as JID strings in every row and index) is carried over whole —
+// same ids, nonces and stanzas, the same answers to every query shape — with owners and peers
+// interned in mam_jid (002), and each row a stored message with its archive's entry (004), rows a
+// stopped process left staged included; and new messages archived afterwards take ids above the
+// old ones. On SQLite and, on the PostgreSQL pass, on a database of its own.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,7 +46,7 @@ test('an archive written by the first schema is carried over whole and answers a
   const rows = oldRows();
   for (let i = 0; i < rows.length; i += 50) await db('mam_archive').insert(rows.slice(i, i + 50));
 
-  t.deepEqual(await runMigrations(db, 'mam', archiveMigrations), ['002-intern-jids', '003-archive-stage']);
+  t.deepEqual(await runMigrations(db, 'mam', archiveMigrations), ['002-intern-jids', '003-archive-stage', '004-stored-once']);
   const store = new ArchiveStore(db, 'localhost');
   await store.init();
   t.teardown(() => store.close());
@@ -93,4 +94,21 @@ test('ids stay unique between two stores of one database, in the same millisecon
   t.is(ids.size, 400);
   await a.close();
   await b.close();
+});
+
+test('rows that 003 left staged are carried over with the archived ones', async (t) => {
+  const db = await freshDb(t);
+  t.teardown(() => db.destroy());
+  await runMigrations(db, 'mam', archiveMigrations.slice(0, 3));
+  await db('mam_jid').insert([{ jid: 'user0@localhost' }, { jid: 'peer0@localhost' }]);
+  const [owner, peer] = (await db('mam_jid').orderBy('jid', 'desc').select('id')).map((r: { id: number | string }) => Number(r.id));
+  const row = (i: number) => ({ id: (T0 + i) * IDS_PER_MS, host: 'localhost', owner_id: owner, with_id: peer, with_resource: 'phone', nonce: i, stanza: `<message xmlns="jabber:client"><body>${i}</body></message>` });
+  await db('mam_archive').insert([row(1), row(2)]);
+  await db('mam_stage').insert([row(3)]);
+  t.deepEqual(await runMigrations(db, 'mam', archiveMigrations), ['004-stored-once']);
+  const store = new ArchiveStore(db, 'localhost');
+  await store.init();
+  t.teardown(() => store.close());
+  const page = await store.page({ owner: 'user0@localhost', withBare: 'peer0@localhost', withResource: 'phone' }, 10, false);
+  t.deepEqual(page.rows, [1, 2, 3].map((i) => ({ id: row(i).id, nonce: i, stanza: row(i).stanza })));
 });

@@ -55,7 +55,9 @@ for (const [name, filter] of shapes) {
       t.false(details.some((d) => /^SCAN/.test(d)), details.join('; '));
       t.false(details.some((d) => /TEMP B-TREE/.test(d)), `no sort: ${details.join('; ')}`);
       // one conversation is read from its own index, not picked out of the whole archive's rows
-      if (filter.withBare !== undefined) t.true(details.some((d) => d.includes('mam_archive_by_owner_with (owner_id=? AND with_id=?')), details.join('; '));
+      if (filter.withBare !== undefined) t.true(details.some((d) => d.includes('mam_entry_by_owner_with (owner_id=? AND with_id=?')), details.join('; '));
+      // and each entry's stored message by its id
+      t.true(details.some((d) => d.startsWith('SEARCH m USING INTEGER PRIMARY KEY')), details.join('; '));
     });
   }
   test(`counting ${name} is an index search`, async (t) => {
@@ -72,6 +74,6 @@ test("the retention sweep reads the host's oldest rows and one owner's from inde
 });
 
 test('a full table scan would be caught', async (t) => {
-  const details = await plan(db('mam_archive').where('stanza', 'like', '%1%').select('id'));
+  const details = await plan(db('mam_message').where('stanza', 'like', '%1%').select('id'));
   t.true(details.some((d) => /^SCAN/.test(d)), details.join('; '));
 });

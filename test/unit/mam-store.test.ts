@@ -1,7 +1,8 @@
 // The archive's write path (src/modules/mam/store.ts) on a real SQLite file: batches of every size
-// land whole and in order, on node-sqlite3's prepared statements as through knex (the path
-// PostgreSQL takes); a write never joins another caller's transaction on the one pooled
-// connection; and once closed the store leaves SQLite nothing that keeps the file from closing.
+// land whole and in order, on SQLite's own writer as through knex (the path imports take) and on
+// PostgreSQL; both parties' entries of a message share one stored stanza, which goes with the last
+// of them; a write never joins another caller's transaction on the one pooled connection; and
+// once closed the store leaves SQLite nothing that keeps the file from closing.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,11 +44,15 @@ const row = (i: number, owner = 'alice@localhost') => ({
 /** Rows in each table, as numbers (PostgreSQL counts in bigint: a string). */
 const rowsIn = async (db: Knex, table: string) => Number((await db(table).count({ n: '*' }))[0]!.n);
 
-/** About SQLite itself (its prepared statements, its one pooled connection): not on the PostgreSQL pass. */
+/** Every entry with its stored message, in archive order. */
+const storedEntries = (db: Knex): Promise<Array<{ host: string; stanza: string; with_resource: string }>> =>
+  db({ e: 'mam_entry' }).join({ m: 'mam_message' }, 'm.id', 'e.id').orderBy('e.id').select('m.host', 'm.stanza', 'e.with_resource');
+
+/** About SQLite itself (its own writer, its one pooled connection): not on the PostgreSQL pass. */
 const sqliteTest = onPostgres ? test.skip : test;
 
 for (const direct of onPostgres ? [false] : [true, false]) {
-  const how = direct ? 'prepared statements' : 'knex';
+  const how = direct ? 'SQLite\'s own writer' : 'knex';
   test(`${how}: batches of 1, 100, 101, 357, 1000 and 2357 rows are written whole, in id order, with their nonces`, async (t) => {
     const db = await freshDb(t);
     const store = new ArchiveStore(db, "o'host", undefined, direct);
@@ -60,7 +65,7 @@ for (const direct of onPostgres ? [false] : [true, false]) {
       t.is(page.rows.length, n);
       t.deepEqual(page.rows.slice(-size).map((r) => [r.id, r.nonce]), appended.map((a) => [a.id, a.nonce]));
     }
-    const stored: Array<{ host: string; stanza: string; with_resource: string }> = await db('mam_archive').orderBy('id').select('host', 'stanza', 'with_resource');
+    const stored = await storedEntries(db);
     t.true(stored.every((r) => r.host === "o'host"), 'the host, written into the SQL, is quoted');
     t.is(stored[5]!.stanza, row(5).stanza);
     t.is(stored[5]!.with_resource, '');
@@ -72,11 +77,11 @@ for (const direct of onPostgres ? [false] : [true, false]) {
 test('in a large batch, quotes and what would be SQL in a resource or a stanza are stored as given', async (t) => {
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');
-  const hostile = "x'); DELETE FROM mam_archive; --";
+  const hostile = "x'); DELETE FROM mam_message; --";
   const appended = Array.from({ length: 250 }, (_, i) => store.append({ ...row(i), withResource: i === 7 ? hostile : "o'clock", stanza: `<message xmlns="jabber:client" id="q${i}"><body>${hostile} ''${i === 9 ? '\0' : ''}</body></message>` }));
   t.true(await appended[0]!.written);
   await store.written();
-  const stored: Array<{ stanza: string; with_resource: string }> = await db('mam_archive').orderBy('id').select('stanza', 'with_resource');
+  const stored = await storedEntries(db);
   t.is(stored.length, 250);
   t.is(stored[7]!.with_resource, hostile);
   t.is(stored[8]!.with_resource, "o'clock");
@@ -103,7 +108,7 @@ sqliteTest('an archive write waits for another transaction on the connection: it
   await t.throwsAsync(failing, { message: 'rolled back' });
   t.true(await written);
   await store.written();
-  t.is(await rowsIn(db, 'mam_archive'), 1);
+  t.is(await rowsIn(db, 'mam_entry'), 1);
   t.is(await rowsIn(db, 'other'), 0);
   await store.close();
   await db.destroy();
@@ -121,7 +126,7 @@ test('a failed write resolves false and is reported; the store goes on writing',
   t.is(sameBatch.written, duplicate.written);
   t.deepEqual(errors, [2]);
   await store.written();
-  t.is(await rowsIn(db, 'mam_archive'), 1, 'the batch is all or nothing');
+  t.is(await rowsIn(db, 'mam_entry'), 1, 'the batch is all or nothing');
   t.true(await store.append(row(4)).written);
   await store.close();
   await db.destroy();
@@ -137,10 +142,10 @@ test('a batch of several statements that fails in a later one is rolled back who
   t.false(await appended[0]!.written);
   t.deepEqual(errors, [1150]);
   await store.written();
-  t.is(await rowsIn(db, 'mam_archive'), 1, 'none of the batch is kept');
+  t.is(await rowsIn(db, 'mam_entry'), 1, 'none of the batch is kept');
   t.true(await store.append(row(2000)).written, 'no transaction is left open');
   await store.written();
-  t.is(await rowsIn(db, 'mam_archive'), 2);
+  t.is(await rowsIn(db, 'mam_entry'), 2);
   await store.close();
   await db.destroy();
 });
@@ -152,7 +157,7 @@ sqliteTest('closed, even with a write still to come, the store lets the database
   await runMigrations(db, 'mam', archiveMigrations);
   const store = new ArchiveStore(db, 'localhost');
   t.true(await store.append(row(1)).written);
-  const late = store.append(row(2)); // written by close(), on a statement prepared for it
+  const late = store.append(row(2)); // written by close()
   await store.close();
   t.true(await late.written);
   // SQLite refuses to close a connection with statements still prepared (SQLITE_BUSY), and then
@@ -166,16 +171,16 @@ sqliteTest('SQLite: rows are committed into the stage, and moved into the archiv
   const store = new ArchiveStore(db, 'localhost');
   const many = Array.from({ length: STAGE_ROWS - 1 }, (_, i) => store.append(row(i)));
   t.true(await many[0]!.written);
-  t.is(await rowsIn(db, 'mam_stage'), STAGE_ROWS - 1, 'acknowledged once committed into the stage');
-  t.is(await rowsIn(db, 'mam_archive'), 0);
+  t.is(await rowsIn(db, 'mam_entry_stage'), STAGE_ROWS - 1, 'acknowledged once committed into the stage');
+  t.is(await rowsIn(db, 'mam_entry'), 0);
   t.true(await store.append(row(STAGE_ROWS)).written); // the stage is full: its move is asked for
   const next = store.append(row(STAGE_ROWS + 1));
   t.true(await next.written);
-  t.is(await rowsIn(db, 'mam_archive'), STAGE_ROWS);
-  t.is(await rowsIn(db, 'mam_stage'), 1, 'the next batch waited for the move, and is staged in turn');
+  t.is(await rowsIn(db, 'mam_entry'), STAGE_ROWS);
+  t.is(await rowsIn(db, 'mam_entry_stage'), 1, 'the next batch waited for the move, and is staged in turn');
   await store.close();
-  t.is(await rowsIn(db, 'mam_stage'), 0, 'close moves what is left');
-  t.is(await rowsIn(db, 'mam_archive'), STAGE_ROWS + 1);
+  t.is(await rowsIn(db, 'mam_entry_stage'), 0, 'close moves what is left');
+  t.is(await rowsIn(db, 'mam_entry'), STAGE_ROWS + 1);
   await db.destroy();
 });
 
@@ -185,8 +190,8 @@ sqliteTest('SQLite: a batch of STAGE_ROWS rows or more (the max rate\'s) is writ
   t.true(await store.append(row(0)).written);
   const large = Array.from({ length: STAGE_ROWS }, (_, i) => store.append(row(i + 1)));
   t.true(await large[0]!.written);
-  t.is(await rowsIn(db, 'mam_archive'), STAGE_ROWS);
-  t.is(await rowsIn(db, 'mam_stage'), 1, 'what was staged before stays staged');
+  t.is(await rowsIn(db, 'mam_entry'), STAGE_ROWS);
+  t.is(await rowsIn(db, 'mam_entry_stage'), 1, 'what was staged before stays staged');
   const page = await store.page({ owner: 'alice@localhost' }, 3, false);
   t.deepEqual(page.rows.map((r) => r.stanza), [row(0).stanza, row(1).stanza, row(2).stanza], 'in id order across both');
   await store.close();
@@ -202,10 +207,10 @@ sqliteTest('SQLite: staged rows of a process killed before moving them are in th
   t.true(await appended[0]!.written);
   await before.destroy(); // no close(): nothing moved
   const after = await open();
-  t.is(await rowsIn(after, 'mam_stage'), 3);
+  t.is(await rowsIn(after, 'mam_entry_stage'), 3);
   const restarted = new ArchiveStore(after, 'localhost');
   await restarted.init();
-  t.is(await rowsIn(after, 'mam_stage'), 0);
+  t.is(await rowsIn(after, 'mam_entry_stage'), 0);
   t.deepEqual((await restarted.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.id), appended.map((a) => a.id));
   const later = restarted.append(row(4));
   t.true(later.id > appended[2]!.id);
@@ -223,10 +228,10 @@ sqliteTest('SQLite: two hosts on one database: one host\'s move takes the other\
   t.true(await ofTwo.written);
   const ofOne = one.append(row(2, 'alice@one.example'));
   t.true(await ofOne.written);
-  t.is(await rowsIn(db, 'mam_stage'), 2);
+  t.is(await rowsIn(db, 'mam_entry_stage'), 2);
   // one's query moves the stage: two's row goes with it
   t.deepEqual((await one.page({ owner: 'alice@one.example' }, 10, false)).rows.map((r) => r.id), [ofOne.id]);
-  t.is(await rowsIn(db, 'mam_stage'), 0);
+  t.is(await rowsIn(db, 'mam_entry_stage'), 0);
   t.deepEqual((await two.page({ owner: 'bob@two.example' }, 10, false)).rows.map((r) => r.id), [ofTwo.id], 'two moves an empty stage and finds its row');
   // a row of two's left staged, and the next start serves only one.example: moved all the same
   const left = two.append(row(3, 'bob@two.example'));
@@ -235,8 +240,9 @@ sqliteTest('SQLite: two hosts on one database: one host\'s move takes the other\
   const after = await open();
   const onlyOne = new ArchiveStore(after, 'one.example');
   await onlyOne.init();
-  t.is(await rowsIn(after, 'mam_stage'), 0);
-  t.deepEqual((await after('mam_archive').where('host', 'two.example').select('id')).map((r: { id: number }) => r.id), [ofTwo.id, left.id]);
+  t.is(await rowsIn(after, 'mam_entry_stage'), 0);
+  t.deepEqual((await after('mam_message').where('host', 'two.example').orderBy('id').select('id')).map((r: { id: number }) => r.id), [ofTwo.id, left.id]);
+  t.is(await rowsIn(after, 'mam_entry'), 3);
   await onlyOne.close();
   await after.destroy();
 });
@@ -247,12 +253,13 @@ sqliteTest('SQLite: a query whose staged rows cannot be moved fails, is reported
   const store = new ArchiveStore(db, 'localhost', (err) => errors.push((err as Error).message));
   const staged = store.append(row(1));
   t.true(await staged.written);
-  // a row of the same id in the archive: the move's INSERT fails (as a full disk would fail it)
-  await db('mam_archive').insert({ id: staged.id, host: 'localhost', owner_id: 999, with_id: 999, with_resource: '', nonce: 0, stanza: '<message/>' });
+  // an entry of the same owner and id in the archive: the move's INSERT fails (as a full disk would fail it)
+  const alice = db('mam_jid').where('jid', 'alice@localhost').select('id');
+  await db('mam_entry').insert({ owner_id: alice, id: staged.id, with_id: 999, with_resource: '', nonce: 0 });
   await t.throwsAsync(store.page({ owner: 'alice@localhost' }, 10, false), { message: /could not be moved/ });
-  t.true(errors.some((e) => e.includes('from mam_stage into mam_archive failed')));
-  t.is(await rowsIn(db, 'mam_stage'), 1, 'the staged row is kept');
-  await db('mam_archive').where('id', staged.id).delete();
+  t.true(errors.some((e) => e.includes('from mam_entry_stage into mam_entry failed')));
+  t.is(await rowsIn(db, 'mam_entry_stage'), 1, 'the staged row is kept');
+  await db('mam_entry').where('id', staged.id).andWhere('with_id', 999).delete();
   t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.id), [staged.id]);
   await store.close();
   await db.destroy();
@@ -325,4 +332,78 @@ postgresTest('two nodes in one process on one database each write ids in their o
   t.true(await fromA.written);
   t.true(await fromB.written);
   t.not(slotOf(fromA.id), slotOf(fromB.id), 'a node that started first keeps its slot');
+});
+
+/** One chat message archived for both parties, as the module does: the sender's entry, then the recipient's naming it. */
+function appendBoth(store: ArchiveStore, i: number) {
+  const stanza = `<message xmlns="jabber:client" id="c${i}"><body>both ${i}</body></message>`;
+  const sent = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: 'phone', stanza });
+  const received = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: 'laptop', stanza, sameMessage: sent.id });
+  return { sent, received, stanza };
+}
+
+for (const direct of onPostgres ? [false] : [true, false]) {
+  test(`${direct ? 'SQLite\'s own writer' : 'knex'}: both parties' entries of a message share its id and one stored stanza, each with its own nonce`, async (t) => {
+    const db = await freshDb(t);
+    const store = new ArchiveStore(db, 'localhost', undefined, direct);
+    const { sent, received, stanza } = appendBoth(store, 1);
+    t.is(sent.id, received.id);
+    t.true(await received.written);
+    await store.written();
+    t.is(await rowsIn(db, 'mam_message'), 1, 'the stanza is stored once');
+    t.is(await rowsIn(db, 'mam_entry'), 2);
+    t.deepEqual((await store.page({ owner: 'alice@localhost', withBare: 'bob@localhost' }, 10, false)).rows, [{ id: sent.id, nonce: sent.nonce, stanza }]);
+    t.deepEqual((await store.page({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: 'laptop' }, 10, false)).rows, [{ id: sent.id, nonce: received.nonce, stanza }]);
+    t.true(await store.exists('bob@localhost', received.id, received.nonce));
+    t.false(await store.exists('bob@localhost', sent.id, sent.nonce) && sent.nonce !== received.nonce, "a public id of one archive is not the other's");
+    await store.close();
+    await db.destroy();
+  });
+}
+
+test('the stanza is stored again when the message it names is not the last of the batch, or is written already', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const stanza = '<message xmlns="jabber:client"><body>x</body></message>';
+  const sent = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza });
+  const between = store.append(row(2));
+  const received = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza, sameMessage: sent.id });
+  t.true(received.id > between.id, 'another message came between: an id of its own');
+  t.true(await received.written);
+  const late = store.append({ owner: 'carol@localhost', withBare: 'alice@localhost', withResource: '', stanza, sameMessage: received.id });
+  t.true(late.id > received.id, 'its batch is written: an id of its own');
+  t.true(await late.written);
+  await store.written();
+  t.is(await rowsIn(db, 'mam_message'), 4);
+  t.deepEqual((await store.page({ owner: 'carol@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza]);
+  await store.close();
+  await db.destroy();
+});
+
+test('a shared message outlives the first party\'s deletion and expiry, and goes with the last', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const chats = [appendBoth(store, 1), appendBoth(store, 2), appendBoth(store, 3)];
+  const staged = appendBoth(store, 4); // bob's entry of it still staged on SQLite when alice goes
+  t.true(await staged.received.written);
+  await removeArchive(db, 'alice@localhost');
+  t.is(await store.count({ owner: 'alice@localhost' }), 0);
+  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [...chats, staged].map((c) => c.stanza));
+  t.is(await rowsIn(db, 'mam_message'), 4, 'bob still holds them all');
+
+  // carol and dave chat; the sweep expires carol's old entries only (dave's retention keeps his)
+  await store.written();
+  const old = [appendBoth(store, 5)];
+  t.true(await old[0]!.received.written);
+  const cutoff = store.nextId() + 1;
+  t.is(await store.expireOwnerBatch('bob@localhost', cutoff, 2), 2, 'bob\'s two oldest');
+  t.is(await rowsIn(db, 'mam_message'), 3, 'no archive holds the first two any more');
+  let expired = 0;
+  for (let after = 0, next; (next = await store.expireBatch(after, cutoff, (owner) => owner === 'alice@localhost', 100)) !== null; after = next.lastId) expired += next.deleted;
+  t.is(expired, 3, 'bob\'s last two and message 5\'s bob entry');
+  t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.stanza), [old[0]!.stanza], 'kept: alice\'s entry and its message');
+  t.is(await rowsIn(db, 'mam_message'), 1);
+  t.is(await rowsIn(db, 'mam_entry') + await rowsIn(db, 'mam_entry_stage'), 1);
+  await store.close();
+  await db.destroy();
 });

@@ -40,7 +40,7 @@ async function generate(ctx: BenchContext, owner: string, peers: string[]): Prom
     const numbers = new Map<string, number>();
     for (const row of (await db('mam_jid').whereIn('jid', [owner, ...peers]).select('id', 'jid')) as Array<{ id: number; jid: string }>) numbers.set(row.jid, Number(row.id));
     const ownerId = numbers.get(owner)!;
-    const existing = Number(((await db('mam_archive').where('owner_id', ownerId).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
+    const existing = Number(((await db('mam_entry').where('owner_id', ownerId).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
     if (existing >= o.mamMessages) return { written: 0, seconds: 0 };
     const end = Date.now() - 60_000;
     const span = o.mamDays * DAY;
@@ -51,25 +51,24 @@ async function generate(ctx: BenchContext, owner: string, peers: string[]): Prom
       await db.transaction(async (trx) => {
         const stop = Math.min(o.mamMessages, done + ROWS_PER_TRANSACTION);
         for (; done < stop;) {
-          const rows = [];
+          const messages = [];
+          const entries = [];
           for (const last = Math.min(stop, done + ROWS_PER_STATEMENT); done < last; done++) {
             const peer = peers[done % peers.length]!;
             const time = Math.floor(end - span + done * step);
             const outgoing = done % 2 === 0;
             const from = outgoing ? `${owner}/bench` : `${peer}/phone`;
             const to = outgoing ? peer : owner;
-            rows.push({
-              // ids are time * 1024 + a counter, as the server makes them (src/modules/mam/store.ts)
-              id: time * IDS_PER_MS + (done % IDS_PER_MS),
-              host,
-              owner_id: ownerId,
-              with_id: numbers.get(peer)!,
-              with_resource: outgoing ? '' : 'phone',
-              nonce: randomInt(2 ** 25),
+            // ids are time * 1024 + a counter, as the server makes them (src/modules/mam/store.ts)
+            const id = time * IDS_PER_MS + (done % IDS_PER_MS);
+            messages.push({
+              id, host, owner_a: ownerId, owner_b: 0,
               stanza: `<message xmlns="jabber:client" from="${from}" to="${to}" type="chat" id="g${done}"><body>Archived message number ${done}, with a body of ordinary length for a chat.</body></message>`,
             });
+            entries.push({ owner_id: ownerId, id, with_id: numbers.get(peer)!, with_resource: outgoing ? '' : 'phone', nonce: randomInt(2 ** 25) });
           }
-          await trx('mam_archive').insert(rows);
+          await trx('mam_message').insert(messages);
+          await trx('mam_entry').insert(entries);
         }
       });
       ctx.log(`mam: ${done} written`);

@@ -154,6 +154,8 @@ class Archiving implements Durable {
   /** The archived serialisation, valid while the children are `xmlChildren`. */
   xml: string | null = null;
   xmlChildren: Element['children'] | null = null;
+  /** Its id in the archive it went into last: the other party's entry shares that stored copy (NewArchiveRow.sameMessage). */
+  archivedId: number | undefined = undefined;
 
   /** What the sender's acknowledgement waits for (the event's `durable`, asked once the message is routed). */
   written(): Promise<unknown> | undefined {
@@ -283,7 +285,7 @@ export default defineModule({
     function archive(stanza: Element, state: Archiving, owner: Jid, peer: Jid, stanzaIdWanted = true): Element | null {
       const decision = wanted(owner.local, peer.bare);
       if (decision === false) return null;
-      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state), tellSender: true };
+      const row = { owner: owner.bare, withBare: peer.bare, withResource: peer.resource, stanza: archivedXmlOf(stanza, state), tellSender: true, sameMessage: state.archivedId };
       if (decision === undefined) {
         const later = roster.store.load(owner.local).then(() => {
           if (wanted(owner.local, peer.bare) === true) return store.append(row).written;
@@ -293,6 +295,7 @@ export default defineModule({
         return null;
       }
       const { id, nonce, written } = store.append(row);
+      state.archivedId = id;
       noteWrite(state, written);
       return stanzaIdWanted ? new Element('stanza-id', { xmlns: NS_SID, by: owner.bare, id: publicId(id, nonce) }) : null;
     }

@@ -1,18 +1,20 @@
-// The message archive (XEP-0313): one row per message per archive (a user's, or a room's), in
-// archive order. The row id is the order: milliseconds since the epoch times 1024 plus the
-// writer's slot and a counter, so ids sort by time, a `start`/`end` window is an id range, and
-// every query is a range scan on an index that starts with the archive's owner — (owner_id, id) or
-// (owner_id, with_id, id) — never a table scan, however large the archive
-// (test/unit/mam-query-plan.test.ts checks it). Owners and peers are bare JIDs interned as
-// integers (mam_jid): index rows of three integers instead of two or three JID strings, which
-// made each archived row's index inserts the larger part of SQLite's work. On SQLite, rows are
-// first committed into mam_stage and moved into mam_archive in bulk (STAGE_ROWS): a query moves
-// them first, so it reads mam_archive alone.
+// The message archive (XEP-0313). A message is stored once (mam_message: its stanza, its host,
+// and the one or two archives that hold it), and each archive that holds it (a user's, or a
+// room's) has an entry in mam_entry, in archive order. The id is the order: milliseconds since
+// the epoch times 1024 plus the writer's slot and a counter, so ids sort by time, a `start`/`end`
+// window is an id range, and every query is a range scan on mam_entry's primary key (owner_id, id)
+// or its index (owner_id, with_id, id), never a table scan, however large the archive
+// (test/unit/mam-query-plan.test.ts checks it). Both parties' entries of a message archived in
+// the same batch share its id and its stored stanza (NewArchiveRow.sameMessage): before, each
+// party's row carried the whole stanza. Owners and peers are bare JIDs interned as integers
+// (mam_jid): index rows of three integers instead of two or three JID strings. On SQLite,
+// mam_entry is a WITHOUT ROWID table, ordered by its primary key: one B-tree holds both the
+// entries and the (owner_id, id) index; entries are first committed into mam_entry_stage and moved
+// into mam_entry in bulk (STAGE_ROWS): a query moves them first, so it reads mam_entry alone.
 import { randomUUID } from 'node:crypto';
 import { randomUint32 } from '../../core/random.js';
 import type { Knex } from 'knex';
 import type { Migration } from '../../storage/db.js';
-import { preparedOn, type SqliteStatement } from '../../storage/prepared.js';
 
 /** Ids per millisecond: the low 10 bits are the writer's slot and a counter, so 2^53 lasts until the year 2248. */
 export const IDS_PER_MS = 1024;
@@ -35,12 +37,9 @@ const NONCE_DIGITS = 5;
 const NONCE_BITS = 25;
 /** Ids handed out before the base-32 format: base 36, then a nonce in 4 base-36 digits (still accepted). */
 const LEGACY_NONCE_LENGTH = 4;
-/**
- * SQLite: a batch of up to this many rows is one prepared INSERT of its exact size (a statement
- * per size is kept); a larger one is one transaction of INSERTs of LARGE_INSERT rows, written
- * in one SQL text (ArchiveStore.batchSql).
- */
+/** SQLite through knex (imports, tests): rows per INSERT. */
 const INSERT_CHUNK = 100;
+/** SQLite's own path: a batch is one transaction of INSERTs of up to this many rows each, in one SQL text (ArchiveStore.batchSql). */
 const LARGE_INSERT = 1000;
 /**
  * How long a batch started on an idle writer waits for more rows (ms). A statement costs ~70 µs
@@ -53,38 +52,65 @@ const LARGE_INSERT = 1000;
  */
 const COMMIT_DELAY_MS = 6;
 /**
- * SQLite: rows are committed into mam_stage, a table without indexes, and moved into mam_archive
- * in one transaction once this many have gathered, STAGE_MAX_AGE_MS after the first, before any
- * query, and at close and start. Each archived row lands in its owner's pages of both indexes,
- * and a commit writes every page it touched to the WAL whole (and a checkpoint writes it again):
- * commits of a few rows each wrote ~2 index pages per row, while a move of thousands of rows
- * writes each owner's pages once. Rows into mam_stage append to its last page only. Measured
- * (SQLite alone, 400 owners, 200,000 messages archived before): 108 -> 54 µs of CPU per message
- * in commits of 4 messages, 62 -> 27 in commits of 500; moves of 4,000 rows saved less (35).
- * A batch of STAGE_ROWS or more (a high rate: the rows that came while the last one was written,
- * tens of thousands at the max rate) is written straight into mam_archive: it is such a move.
+ * SQLite: entries are committed into mam_entry_stage, ordered by id (so rows append to its last
+ * page), and moved into mam_entry in one transaction once this many have gathered,
+ * STAGE_MAX_AGE_MS after the first, before any query, and at close and start. Each entry lands in
+ * its owner's pages of mam_entry and of its index, and a commit writes every page it touched to
+ * the WAL whole (and a checkpoint writes it again): commits of a few rows each wrote ~2 index
+ * pages per row, while a move of thousands of rows writes each owner's pages once. Measured
+ * (SQLite alone, 400 owners, 200,000 messages archived before, rows as they were before
+ * mam_entry): 108 -> 54 µs of CPU per message in commits of 4 messages, 62 -> 27 in commits of
+ * 500; moves of 4,000 rows saved less (35). A batch of STAGE_ROWS entries or more (a high rate:
+ * the messages that came while the last batch was written, tens of thousands at the max rate) is
+ * written straight into mam_entry: it is such a move. Stored stanzas go straight into
+ * mam_message, whose rows append in id order.
  */
 export const STAGE_ROWS = 8_000;
 const STAGE_MAX_AGE_MS = 5_000;
-/** The columns of mam_archive and mam_stage, in the order every INSERT gives them. */
-export const COLUMN_LIST = 'id, host, owner_id, with_id, with_resource, nonce, stanza';
-const ARCHIVE_COLUMNS = `mam_archive (${COLUMN_LIST})`;
-/** PostgreSQL: a batch's rows as one array per column (ArchiveStore.writePostgres). */
-const PG_UNNEST_INSERT = `INSERT INTO ${ARCHIVE_COLUMNS}
-  SELECT id, ?, owner_id, with_id, with_resource, nonce, stanza
-  FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::integer[], ?::text[]) AS batch (id, owner_id, with_id, with_resource, nonce, stanza)`;
+/** The columns of mam_message, in the order every INSERT gives them (owner_b 0: held by one archive). */
+export const MESSAGE_COLUMNS = 'id, host, owner_a, owner_b, stanza';
+/** The columns of mam_entry and mam_entry_stage, in the order every INSERT gives them. */
+export const ENTRY_COLUMNS = 'owner_id, id, with_id, with_resource, nonce';
+/**
+ * PostgreSQL: a batch's messages and entries as one array per column (ArchiveStore.writePostgres),
+ * in one statement: a data-modifying WITH runs to completion whether or not it is referenced.
+ */
+const PG_UNNEST_INSERT = `WITH messages AS (INSERT INTO mam_message (${MESSAGE_COLUMNS})
+    SELECT id, ?, owner_a, owner_b, stanza FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::text[]) AS m (id, owner_a, owner_b, stanza))
+  INSERT INTO mam_entry (${ENTRY_COLUMNS})
+  SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], ?::text[], ?::integer[])`;
 
 /** The interned id of a bare JID, as SQL: NULL (so no row matches) when the JID was never archived. */
 const jidId = (db: Knex, jid: string): Knex.Raw => db.raw('(SELECT id FROM mam_jid WHERE jid = ?)', [jid]);
+
+/**
+ * Deletes the entries (owner_id, id) of `entries`, and the stored messages among them that no
+ * archive holds any longer (the other party's entry gone too, from mam_entry and from the stage);
+ * returns how many entries were deleted.
+ */
+async function deleteEntries(db: Knex, entries: ReadonlyArray<readonly [number, number]>): Promise<number> {
+  let deleted = 0;
+  for (let i = 0; i < entries.length; i += 400) {
+    const chunk = entries.slice(i, i + 400);
+    deleted += await db('mam_entry').whereIn(['owner_id', 'id'], chunk as Array<[number, number]>).delete();
+    await db('mam_message').whereIn('id', [...new Set(chunk.map(([, id]) => id))])
+      .whereNotExists(db('mam_entry').whereRaw('mam_entry.owner_id IN (mam_message.owner_a, mam_message.owner_b)').andWhereRaw('mam_entry.id = mam_message.id').select(db.raw('1')))
+      .whereNotExists(db('mam_entry_stage').whereRaw('mam_entry_stage.id = mam_message.id').select(db.raw('1')))
+      .delete();
+  }
+  return deleted;
+}
 
 /** Deletes an account's whole archive, in batches so that a large one does not hold the database. */
 export async function removeArchive(db: Knex, owner: string): Promise<void> {
   const row = (await db('mam_jid').where('jid', owner).first('id')) as { id: number | string } | undefined;
   if (row === undefined) return;
-  await db('mam_stage').where('owner_id', row.id).delete();
+  const ownerId = Number(row.id);
+  await db('mam_entry_stage').where('owner_id', ownerId).delete();
   for (;;) {
-    const deleted = await db('mam_archive').whereIn('id', db('mam_archive').where('owner_id', row.id).limit(1000).select('id')).delete();
-    if (deleted < 1000) return;
+    const ids: Array<{ id: number | string }> = await db('mam_entry').where('owner_id', ownerId).orderBy('id').limit(1000).select('id');
+    await deleteEntries(db, ids.map((r) => [ownerId, Number(r.id)] as const));
+    if (ids.length < 1000) return;
   }
 }
 
@@ -135,6 +161,46 @@ async function internJids(db: Knex): Promise<void> {
     t.index(['owner_id', 'id'], 'mam_archive_by_owner');
     t.index(['owner_id', 'with_id', 'id'], 'mam_archive_by_owner_with');
   });
+}
+
+/**
+ * 004: a message stored once (mam_message) and an entry per archive that holds it (mam_entry):
+ * both parties' entries of a message share its stanza, where mam_archive kept it in each party's
+ * row. Measured with SQLite alone (`npm run bench:archive-sqlite -- --layout`, 400 owners): 38 ->
+ * 28 µs of CPU per message in commits of 12 messages through the stage, 21 -> 15 in batches of
+ * 17,000, and 706 -> 392 bytes of database per message. Rows already archived become a message
+ * each, held by their one archive, with their ids and nonces: every public id stays valid.
+ */
+async function storeStanzasOnce(db: Knex): Promise<void> {
+  const postgres = (db.client as { config: { client: string } }).config.client === 'pg';
+  const idType = postgres ? 'bigint' : 'integer';
+  // what a stopped process left staged, into the archive first
+  await db.raw('INSERT INTO mam_archive SELECT * FROM mam_stage');
+  await db.schema.dropTable('mam_stage');
+  await db.schema.createTable('mam_message', (t) => {
+    // SQLite: an INTEGER primary key is the rowid itself, so the table is ordered by it
+    t.specificType('id', idType).primary();
+    t.string('host', 255).notNullable();
+    /** The archives (mam_jid) holding it: one, or both parties of a chat (owner_b 0: one). */
+    t.bigInteger('owner_a').notNullable();
+    t.bigInteger('owner_b').notNullable().defaultTo(0);
+    /** The message as it was sent, serialised once, with xmlns='jabber:client'. */
+    t.text('stanza').notNullable();
+  });
+  // SQLite: WITHOUT ROWID, so that the table is its primary key's B-tree (knex cannot say so)
+  const entryTable = (name: string, key: string) => db.raw(`CREATE TABLE ${name} (
+    owner_id ${idType} NOT NULL, id ${idType} NOT NULL, with_id ${idType} NOT NULL,
+    with_resource varchar(1023) NOT NULL DEFAULT '', nonce integer NOT NULL,
+    CONSTRAINT ${name}_pkey PRIMARY KEY (${key}))${postgres ? '' : ' WITHOUT ROWID'}`);
+  /** The archive (owner_id, an account or a room) holding message id; with_id: the other party (for a room: the room, and the nick in with_resource). */
+  await entryTable('mam_entry', 'owner_id, id');
+  /** SQLite's writer commits entries here first (STAGE_ROWS), in id order; PostgreSQL's never. */
+  await entryTable('mam_entry_stage', 'id, owner_id');
+  await db.raw('INSERT INTO mam_message (id, host, owner_a, owner_b, stanza) SELECT id, host, owner_id, 0, stanza FROM mam_archive');
+  await db.raw('INSERT INTO mam_entry (owner_id, id, with_id, with_resource, nonce) SELECT owner_id, id, with_id, with_resource, nonce FROM mam_archive ORDER BY owner_id, id');
+  await db.schema.dropTable('mam_archive');
+  // built after the copy: one sort instead of an insert per row
+  await db.raw('CREATE INDEX mam_entry_by_owner_with ON mam_entry (owner_id, with_id, id)');
 }
 
 export const archiveMigrations: Migration[] = [
@@ -197,6 +263,7 @@ export const archiveMigrations: Migration[] = [
       });
     },
   },
+  { name: '004-stored-once', up: storeStanzasOnce },
 ];
 
 export interface ArchiveRow {
@@ -212,6 +279,13 @@ export interface NewArchiveRow {
   stanza: string;
   /** When its row cannot be written, `stanza` is handed back to `onError` (its sender is told). */
   tellSender?: boolean;
+  /**
+   * The id of the same stanza archived just before for the other party of the chat: when that
+   * message is still the last of the batch being gathered, this entry shares its id and its
+   * stored stanza; otherwise (written already, or another message came between) the stanza is
+   * stored again under an id of its own.
+   */
+  sameMessage?: number | undefined;
 }
 
 /** What a query selects (XEP-0313 §4.1), already resolved to id bounds. */
@@ -288,36 +362,19 @@ export const idToTime = (id: number): number => Math.floor(id / IDS_PER_MS);
 /** A random nonce, from the process's pool of random bytes (one system call per thousand). */
 const nextNonce = (): number => randomUint32() >>> (32 - NONCE_BITS);
 
-const INTO_ARCHIVE = `INTO ${ARCHIVE_COLUMNS} VALUES `;
-/** SQLite's own path writes into the stage (STAGE_ROWS), or a batch as large as a move straight into the archive. */
-const INTO_STAGE = `INTO mam_stage (${COLUMN_LIST}) VALUES `;
-/** Whether SQLite's own path writes a batch of `rows` rows into the stage rather than the archive. */
-const throughStage = (rows: number): boolean => rows < STAGE_ROWS;
+/** Whether SQLite's own path writes a batch of `entries` entries into the stage rather than into mam_entry. */
+const throughStage = (entries: number): boolean => entries < STAGE_ROWS;
 /**
- * The move of the stage into the archive: every host's staged rows, whichever host's store runs
- * it (a row is the same row whoever moves it, and a store whose rows another has moved moves an
- * empty stage next). A DELETE without a WHERE clause is SQLite's truncate optimisation: the
- * stage's pages are freed whole, where `WHERE host = ?` rewrote each one into the WAL as it took
- * its rows out (measured alone, commits of 12 messages, moves of 8,000 rows, six alternated runs:
- * median 33.3 against 38.2 µs of CPU per message; sqlite.org/lang_delete.html, "The Truncate
- * Optimization").
+ * The move of the stage into mam_entry: every host's staged entries, whichever host's store runs
+ * it (an entry is the same entry whoever moves it, and a store whose entries another has moved
+ * moves an empty stage next), in mam_entry's order. A DELETE without a WHERE clause is SQLite's
+ * truncate optimisation: the stage's pages are freed whole, where `WHERE host = ?` rewrote each
+ * one into the WAL as it took its rows out (measured alone, commits of 12 messages, moves of
+ * 8,000 rows, six alternated runs: median 33.3 against 38.2 µs of CPU per message;
+ * sqlite.org/lang_delete.html, "The Truncate Optimization").
  */
-export const MOVE_STAGE = `BEGIN IMMEDIATE;INSERT INTO ${ARCHIVE_COLUMNS} SELECT ${COLUMN_LIST} FROM mam_stage;DELETE FROM mam_stage;COMMIT;`;
-const rowsStaged = async (db: Knex): Promise<number> => Number((await db('mam_stage').count({ n: '*' }))[0]!.n);
-
-/**
- * The INSERT of `rows` rows, `host` given as SQL (a literal, or a `?` bound with each row).
- * `insert` is SQLite's `INSERT OR ROLLBACK` for the prepared statements: a multi-row INSERT
- * inside a transaction otherwise keeps a statement journal (a temporary file) to undo its own
- * rows alone on a constraint error, a write for each page it touches, which was half of
- * SQLite's work per archived message (sqlite.org/tempfiles.html §2.5). A batch fails as a whole
- * anyway, so the whole transaction rolling back is what the writer wants.
- */
-function insertSql(rows: number, host: string, insert = 'INSERT', into = INTO_ARCHIVE): string {
-  const row = `(?, ${host}, ?, ?, ?, ?, ?)`;
-  return `${insert} ${into}` + Array.from({ length: rows }, () => row).join(', ');
-}
-const knexInserts: string[] = [];
+export const MOVE_STAGE = `BEGIN IMMEDIATE;INSERT INTO mam_entry (${ENTRY_COLUMNS}) SELECT ${ENTRY_COLUMNS} FROM mam_entry_stage ORDER BY owner_id, id;DELETE FROM mam_entry_stage;COMMIT;`;
+const rowsStaged = async (db: Knex): Promise<number> => Number((await db('mam_entry_stage').count({ n: '*' }))[0]!.n);
 
 /** `text` as an SQL string literal (ArchiveStore.append has replaced any NUL). */
 const sqlText = (text: string): string => "'" + (text.includes("'") ? text.replaceAll("'", "''") : text) + "'";
@@ -329,7 +386,7 @@ const sqlText = (text: string): string => "'" + (text.includes("'") ? text.repla
  */
 const withoutNul = (text: string): string => (text.includes('\0') ? text.replaceAll('\0', '\ufffd') : text);
 
-/** node-sqlite3's connection, as far as the archive uses it besides its prepared statements. */
+/** node-sqlite3's connection, as far as the archive uses it. */
 interface SqliteConnection {
   exec(sql: string, done: (err: Error | null) => void): void;
 }
@@ -339,9 +396,6 @@ interface PoolClient {
   acquireConnection(): Promise<unknown>;
   releaseConnection(connection: unknown): unknown;
 }
-
-const runStatement = (statement: SqliteStatement, values: readonly string[]) =>
-  new Promise<void>((resolve, reject) => statement.run(values, (err) => (err ? reject(err) : resolve())));
 
 const exec = (connection: SqliteConnection, sql: string) =>
   new Promise<void>((resolve, reject) => connection.exec(sql, (err) => (err ? reject(err) : resolve())));
@@ -357,20 +411,23 @@ async function execTransaction(connection: SqliteConnection, sql: string): Promi
   }
 }
 
-/** The rows of one event-loop turn (or more, while the last batch was written), written in one statement or transaction; `written` settles for all of them. */
+/**
+ * The messages and entries of one event-loop turn (or more, while the last batch was written),
+ * written in one transaction; `written` settles for all of them. Values are all strings, flat:
+ * node-sqlite3 bound a number only after looking up the global RegExp constructor (~0.3 µs each),
+ * and PostgreSQL casts integer text; the JIDs are replaced by their interned ids at write time.
+ */
 interface Batch {
+  /** id, owner_a, owner_b ('' until a second archive holds it), stanza of each message. */
+  messages: string[];
+  /** owner, id, with_bare, with_resource, nonce of each entry. */
+  entries: string[];
+  entryCount: number;
+  /** The id of the batch's last message (NewArchiveRow.sameMessage), or -1. */
+  lastId: number;
   /**
-   * id, owner, with_bare, with_resource, nonce, stanza of each row, flat: the INSERT's bindings
-   * once the owner and with_bare JIDs are replaced by their interned ids (at write time).
-   * All strings: node-sqlite3 binds a number only after looking up the global RegExp constructor
-   * to rule it out (per value, ~0.3 µs of the event loop), a string at once; the integer columns
-   * store integer-looking text as integers (SQLite's type affinity), as PostgreSQL casts it.
-   */
-  values: string[];
-  rows: number;
-  /**
-   * The rows whose senders are told of a failed write (NewArchiveRow.tellSender), by index. Not
-   * the messages themselves: kept until the commit, they would outlive the young generation
+   * The messages whose senders are told of a failed write (NewArchiveRow.tellSender), by index.
+   * Not the messages themselves: kept until the commit, they would outlive the young generation
    * (tens of thousands at a high rate) and be copied and promoted; their XML is kept anyway.
    */
   tellSenders: number[];
@@ -378,8 +435,10 @@ interface Batch {
   settle(stored: boolean): void;
 }
 
-const PER_ROW = 6;
-const STANZA_COLUMN = 5;
+const PER_MESSAGE = 4;
+const PER_ENTRY = 5;
+const OWNER_B = 2;
+const STANZA = 3;
 
 /**
  * The last id handed out in this process, shared by every host's store: the hosts write into one
@@ -497,18 +556,11 @@ class JidIds {
 export class ArchiveStore {
   private batch: Batch | null = null;
   private readonly sqlite: boolean;
-  /** Whether rows are written with node-sqlite3's own prepared statements (SQLite). */
+  /** Whether batches are written by the store itself on node-sqlite3's connection (SQLite: batchSql), not through knex. */
   private readonly direct: boolean;
-  /**
-   * SQLite: the INSERT of each small batch size (up to INSERT_CHUNK rows), the host written in.
-   * The archive writes past knex (no query builder, formatter or transaction object, no SQL
-   * parsed per batch): the hot path's one write, on the same pooled connection as every other
-   * query, with the statements prepared there (src/storage/prepared.ts).
-   */
-  private readonly insertSqls: string[] = [];
   /** The write under way, or the move of the stage: one at a time per store. */
   private writing: Promise<void> | null = null;
-  /** SQLite: rows this store committed into mam_stage since its last move (another host's store may have moved them: MOVE_STAGE). */
+  /** SQLite: entries this store committed into mam_entry_stage since its last move (another host's store may have moved them: MOVE_STAGE). */
   private staged = 0;
   /** A move of the stage asked for and not yet begun: it runs before the next batch is written. */
   private stageMove: { done: Promise<boolean>; resolve: (moved: boolean) => void } | null = null;
@@ -542,15 +594,16 @@ export class ArchiveStore {
   async init(): Promise<void> {
     this.slotHeld = true;
     this.writerSlot = await acquireSlot(this.db).slot;
-    const highest = async (table: string) => Number((await this.db(table).max<{ id: number | string | null }>({ id: 'id' }).first())?.id ?? 0);
-    const ms = Math.floor(Math.max(await highest('mam_archive'), await highest('mam_stage')) / IDS_PER_MS);
+    // every entry's id is its message's: mam_message holds the highest
+    const highest = Number((await this.db('mam_message').max<{ id: number | string | null }>({ id: 'id' }).first())?.id ?? 0);
+    const ms = Math.floor(highest / IDS_PER_MS);
     if (ms >= lastMs) {
       lastMs = ms;
       lastCounter = IDS_PER_SLOT - 1; // the next id is in the next millisecond: above every id written
     }
     if (this.direct) {
-      // rows a stopped process had committed and not moved yet
-      // (any host's: a host since removed from the configuration would leave its rows there for good)
+      // entries a stopped process had committed and not moved yet
+      // (any host's: a host since removed from the configuration would leave its entries there for good)
       this.staged = await rowsStaged(this.db);
       if (this.staged > 0) await this.moveStage();
     }
@@ -569,24 +622,34 @@ export class ArchiveStore {
   }
 
   /**
-   * Archives a message under an id taken now. `written` resolves once it is on disk (true) or
-   * could not be written (false). Rows added in the same event-loop turn share one statement and
-   * one promise; while a batch is being written the next one grows (group commit), so a burst of
-   * messages costs a few large writes, never a queue of small ones waiting for the connection.
+   * Archives a message for `row.owner` under an id taken now (or its other party's, when it
+   * shares their stored stanza: NewArchiveRow.sameMessage). `written` resolves once it is on disk
+   * (true) or could not be written (false). Messages archived in the same event-loop turn share
+   * one transaction and one promise; while a batch is being written the next one grows (group
+   * commit), so a burst of messages costs a few large writes, never a queue of small ones waiting
+   * for the connection.
    */
-  append(row: NewArchiveRow, id = this.nextId()): { id: number; nonce: number; written: Promise<boolean> } {
+  append(row: NewArchiveRow, id?: number): { id: number; nonce: number; written: Promise<boolean> } {
     const nonce = nextNonce();
     const batch = this.batch ?? this.newBatch();
-    batch.values.push(String(id), row.owner, row.withBare, withoutNul(row.withResource), String(nonce), withoutNul(row.stanza));
-    batch.rows++;
-    if (row.tellSender === true) batch.tellSenders.push(batch.rows - 1);
-    return { id, nonce, written: batch.written };
+    const messages = batch.messages;
+    const last = messages.length - PER_MESSAGE;
+    if (row.sameMessage !== batch.lastId || messages[last + OWNER_B] !== '' || messages[last + 1] === row.owner || messages[last + STANZA] !== row.stanza) {
+      batch.lastId = id ?? this.nextId();
+      messages.push(String(batch.lastId), row.owner, '', withoutNul(row.stanza));
+    } else {
+      messages[last + OWNER_B] = row.owner; // the other party's entry: the stanza stored once
+    }
+    batch.entries.push(row.owner, messages[messages.length - PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
+    batch.entryCount++;
+    if (row.tellSender === true) batch.tellSenders.push(messages.length / PER_MESSAGE - 1);
+    return { id: batch.lastId, nonce, written: batch.written };
   }
 
   private newBatch(): Batch {
     let settle!: (stored: boolean) => void;
     const written = new Promise<boolean>((resolve) => (settle = resolve));
-    const batch: Batch = { values: [], rows: 0, tellSenders: [], written, settle };
+    const batch: Batch = { messages: [], entries: [], entryCount: 0, lastId: -1, tellSenders: [], written, settle };
     this.batch = batch;
     // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
     // few messages join this batch), or when the write under way is done (a high rate)
@@ -616,7 +679,7 @@ export class ArchiveStore {
   };
 
   /**
-   * Resolves once the rows staged so far are in mam_archive (true), or their move failed and was
+   * Resolves once the entries staged so far are in mam_entry (true), or their move failed and was
    * reported (false): after the write under way, before the next batch.
    */
   private moveStage(): Promise<boolean> {
@@ -628,9 +691,9 @@ export class ArchiveStore {
     return done;
   }
 
-  /** Counts rows just committed into the stage, and asks for its move when it is due. */
-  private stagedRows(rows: number): void {
-    this.staged += rows;
+  /** Counts entries just committed into the stage, and asks for its move when it is due. */
+  private stagedRows(entries: number): void {
+    this.staged += entries;
     if (this.staged >= STAGE_ROWS) void this.moveStage();
     else if (this.stageTimer === null) {
       this.stageTimer = setTimeout(() => void this.moveStage(), STAGE_MAX_AGE_MS);
@@ -638,7 +701,7 @@ export class ArchiveStore {
     }
   }
 
-  /** The staged rows into mam_archive, in one transaction (STAGE_ROWS, MOVE_STAGE); whether they are there. */
+  /** The staged entries into mam_entry, in one transaction (STAGE_ROWS, MOVE_STAGE); whether they are there. */
   private async writeStage(): Promise<boolean> {
     if (this.stageTimer !== null) clearTimeout(this.stageTimer);
     this.stageTimer = null;
@@ -648,82 +711,88 @@ export class ArchiveStore {
       this.staged = 0;
       return true;
     } catch (err) {
-      // the rows are committed in mam_stage: kept, and moved at the next attempt
-      this.onError(new Error(`moving ${this.staged} archived messages from mam_stage into mam_archive failed: ${(err as Error).message}`, { cause: err }), 0, []);
+      // the entries are committed in mam_entry_stage: kept, and moved at the next attempt
+      this.onError(new Error(`moving ${this.staged} archive entries from mam_entry_stage into mam_entry failed: ${(err as Error).message}`, { cause: err }), 0, []);
       return false;
     }
   }
 
   private async write(batch: Batch): Promise<void> {
     try {
-      await this.internRows(batch);
+      await this.internJids(batch);
       await (this.direct ? this.writeSqlite(batch) : this.sqlite ? this.writeKnex(batch) : this.writePostgres(batch));
-      if (this.direct && throughStage(batch.rows)) this.stagedRows(batch.rows);
+      if (this.direct && throughStage(batch.entryCount)) this.stagedRows(batch.entryCount);
       batch.settle(true);
     } catch (err) {
-      this.onError(err, batch.rows, [...new Set(batch.tellSenders.map((row) => batch.values[row * PER_ROW + STANZA_COLUMN]!))]);
+      this.onError(err, batch.entryCount, [...new Set(batch.tellSenders.map((message) => batch.messages[message * PER_MESSAGE + STANZA]!))]);
       batch.settle(false);
     }
   }
 
-  /** The owner and with_bare JIDs of the batch's rows replaced, in place, by their interned ids. */
-  private async internRows(batch: Batch): Promise<void> {
-    const values = batch.values;
+  /** The JIDs of the batch's messages and entries replaced, in place, by their interned ids (owner_b '' by 0). */
+  private async internJids(batch: Batch): Promise<void> {
+    const { messages, entries } = batch;
     const jids = new Set<string>();
-    for (let i = 0; i < values.length; i += PER_ROW) jids.add(values[i + 1]!).add(values[i + 2]!);
+    for (let i = 0; i < entries.length; i += PER_ENTRY) jids.add(entries[i]!).add(entries[i + 2]!);
     await this.jids.intern(jids);
-    for (let i = 0; i < values.length; i += PER_ROW) {
-      const owner = this.jids.get(values[i + 1]!);
-      const peer = this.jids.get(values[i + 2]!);
-      if (owner === undefined || peer === undefined) throw new Error('a JID of the archive has no number');
-      values[i + 1] = String(owner);
-      values[i + 2] = String(peer);
+    const number = (jid: string): string => {
+      const interned = this.jids.get(jid);
+      if (interned === undefined) throw new Error('a JID of the archive has no number');
+      return String(interned);
+    };
+    for (let i = 0; i < entries.length; i += PER_ENTRY) {
+      entries[i] = number(entries[i]!);
+      entries[i + 2] = number(entries[i + 2]!);
+    }
+    for (let i = 0; i < messages.length; i += PER_MESSAGE) {
+      messages[i + 1] = number(messages[i + 1]!);
+      messages[i + OWNER_B] = messages[i + OWNER_B] === '' ? '0' : number(messages[i + OWNER_B]!);
     }
   }
 
   /**
-   * PostgreSQL: the whole batch in one INSERT over unnest() of an array per column, whatever its
-   * size: one statement and one round trip. (Multi-row VALUES lists are limited to 65,535 bound
-   * values, and each further statement of a batch waited for a round trip and an event-loop turn,
-   * long under load, before the next could start.)
+   * PostgreSQL: the whole batch in one statement over unnest() of an array per column, whatever
+   * its size: one round trip. (Multi-row VALUES lists are limited to 65,535 bound values, and each
+   * further statement of a batch waited for a round trip and an event-loop turn, long under load,
+   * before the next could start.)
    */
   private async writePostgres(batch: Batch): Promise<void> {
-    const columns: string[][] = Array.from({ length: PER_ROW }, () => []);
-    const values = batch.values;
-    for (let i = 0; i < values.length; i += PER_ROW) for (let c = 0; c < PER_ROW; c++) columns[c]!.push(values[i + c]!);
-    await this.db.raw(PG_UNNEST_INSERT, [this.host, ...columns]);
+    const columns = (values: readonly string[], width: number): string[][] => {
+      const lists: string[][] = Array.from({ length: width }, () => []);
+      for (let i = 0; i < values.length; i += width) for (let c = 0; c < width; c++) lists[c]!.push(values[i + c]!);
+      return lists;
+    };
+    await this.db.raw(PG_UNNEST_INSERT, [this.host, ...columns(batch.messages, PER_MESSAGE), ...columns(batch.entries, PER_ENTRY)]);
   }
 
-  /** SQLite through knex (imports, tests of that path): multi-row INSERTs, one transaction when several. */
+  /** SQLite through knex (imports, tests of that path): multi-row INSERTs in one transaction, entries straight into mam_entry. */
   private async writeKnex(batch: Batch): Promise<void> {
-    const insert = async (runner: Knex | Knex.Transaction, first: number) => {
-      const rows = Math.min(INSERT_CHUNK, batch.rows - first);
-      const values: string[] = [];
-      for (let i = first * PER_ROW; i < (first + rows) * PER_ROW; i += PER_ROW) values.push(batch.values[i]!, this.host, ...batch.values.slice(i + 1, i + PER_ROW));
-      await runner.raw((knexInserts[rows] ??= insertSql(rows, '?')), values);
-    };
-    if (batch.rows <= INSERT_CHUNK) return insert(this.db, 0);
+    const { messages, entries } = batch;
     await this.db.transaction(async (trx) => {
-      for (let first = 0; first < batch.rows; first += INSERT_CHUNK) await insert(trx, first);
+      for (let i = 0; i < messages.length; i += INSERT_CHUNK * PER_MESSAGE) {
+        const rows = [];
+        for (let m = i; m < Math.min(messages.length, i + INSERT_CHUNK * PER_MESSAGE); m += PER_MESSAGE) {
+          rows.push({ id: messages[m], host: this.host, owner_a: messages[m + 1], owner_b: messages[m + OWNER_B], stanza: messages[m + STANZA] });
+        }
+        await trx('mam_message').insert(rows);
+      }
+      for (let i = 0; i < entries.length; i += INSERT_CHUNK * PER_ENTRY) {
+        const rows = [];
+        for (let e = i; e < Math.min(entries.length, i + INSERT_CHUNK * PER_ENTRY); e += PER_ENTRY) {
+          rows.push({ owner_id: entries[e], id: entries[e + 1], with_id: entries[e + 2], with_resource: entries[e + 3], nonce: entries[e + 4] });
+        }
+        await trx('mam_entry').insert(rows);
+      }
     });
   }
 
   /**
-   * SQLite: a small batch is the prepared INSERT into the stage, a large one batchSql's text
-   * (into the archive when it is as large as a move). One statement commits by itself; a batch of
-   * several is one transaction. The commit is in the WAL, as a knex
-   * transaction's would be, before `written` resolves. (Binding the rows as one JSON array for
-   * json_each costs the event loop less but SQLite's thread far more: 60% more CPU in all.)
+   * SQLite: the batch as one transaction in one SQL text (batchSql), for one call of
+   * sqlite3_exec; its entries into the stage, or into mam_entry when they are as many as a move.
+   * The commit is in the WAL, as a knex transaction's would be, before `written` resolves.
    */
   private writeSqlite(batch: Batch): Promise<void> {
-    return this.onConnection(async (connection) => {
-      if (batch.rows <= INSERT_CHUNK) {
-        const sql = (this.insertSqls[batch.rows] ??= insertSql(batch.rows, this.hostLiteral, 'INSERT OR ROLLBACK', INTO_STAGE));
-        await runStatement(await preparedOn(connection, sql), batch.values);
-      } else {
-        await execTransaction(connection, this.batchSql(batch));
-      }
-    });
+    return this.onConnection((connection) => execTransaction(connection, this.batchSql(batch)));
   }
 
   /**
@@ -741,27 +810,32 @@ export class ArchiveStore {
   }
 
   /**
-   * A large batch as one transaction in one SQL text, its values written in as literals, for one
-   * call of sqlite3_exec: node-sqlite3 starts each statement only from the event loop once the
-   * last is done, and under load a loop turn takes tens of milliseconds; a 36,000-row batch in
-   * 1,000-row statements took 880 ms, of which SQLite needed a fifth, and every sender's
-   * acknowledgement waited. Parsing the literals costs SQLite what binding them does (measured:
-   * 21.7–23.1 µs per row in all, either way). The integer columns are our own digits; the two
-   * texts are quoted, a quote doubled (SQL's only escape; XML has no NUL to cut a literal short).
+   * A batch as one transaction in one SQL text, its values written in as literals, for one call
+   * of sqlite3_exec: node-sqlite3 starts each statement only from the event loop once the last is
+   * done, and under load a loop turn takes tens of milliseconds; a 36,000-row batch in 1,000-row
+   * statements took 880 ms, of which SQLite needed a fifth, and every sender's acknowledgement
+   * waited. Parsing the literals costs SQLite what binding them does (measured: 21.7–23.1 µs per
+   * row in all, either way), and the event loop less: binding copied each value on it (at 12
+   * messages per commit, 5.0 against 7.3-7.9 µs per message; a batch of one message costs ~8 µs
+   * more in all, SQLite compiling each text). The integer columns are our own digits; the texts
+   * are quoted, a quote doubled (SQL's only escape; NUL is replaced by append).
    */
   private batchSql(batch: Batch): string {
-    const values = batch.values;
+    const { messages, entries } = batch;
     let sql = 'BEGIN IMMEDIATE;';
-    for (let first = 0; first < batch.rows; first += LARGE_INSERT) {
-      sql += 'INSERT OR ROLLBACK ' + (throughStage(batch.rows) ? INTO_STAGE : INTO_ARCHIVE);
-      const last = Math.min(batch.rows, first + LARGE_INSERT);
-      for (let row = first; row < last; row++) {
-        const i = row * PER_ROW;
-        sql += (row === first ? '(' : ',(') + values[i] + ',' + this.hostLiteral + ',' + values[i + 1] + ',' + values[i + 2] + ',' +
-          sqlText(values[i + 3]!) + ',' + values[i + 4] + ',' + sqlText(values[i + 5]!) + ')';
+    const rows = (values: readonly string[], width: number, into: string, row: (i: number) => string) => {
+      const perInsert = LARGE_INSERT * width;
+      for (let first = 0; first < values.length; first += perInsert) {
+        sql += 'INSERT OR ROLLBACK INTO ' + into + ' VALUES ';
+        const end = Math.min(values.length, first + perInsert);
+        for (let i = first; i < end; i += width) sql += (i === first ? '(' : ',(') + row(i) + ')';
+        sql += ';';
       }
-      sql += ';';
-    }
+    };
+    rows(messages, PER_MESSAGE, `mam_message (${MESSAGE_COLUMNS})`, (i) =>
+      messages[i] + ',' + this.hostLiteral + ',' + messages[i + 1] + ',' + messages[i + OWNER_B] + ',' + sqlText(messages[i + STANZA]!));
+    rows(entries, PER_ENTRY, `${throughStage(batch.entryCount) ? 'mam_entry_stage' : 'mam_entry'} (${ENTRY_COLUMNS})`, (i) =>
+      entries[i] + ',' + entries[i + 1] + ',' + entries[i + 2] + ',' + sqlText(entries[i + 3]!) + ',' + entries[i + 4]);
     return sql + 'COMMIT;';
   }
 
@@ -797,46 +871,47 @@ export class ArchiveStore {
   async importRow(row: Omit<NewArchiveRow, 'message'>, time: number): Promise<void> {
     await this.jids.intern([row.owner, row.withBare]);
     const base = Math.max(0, Math.floor(time)) * IDS_PER_MS;
-    const taken: Array<{ id: number | string }> = await this.db('mam_archive').where('id', '>=', base).andWhere('id', '<', base + IDS_PER_MS).select('id');
+    const taken: Array<{ id: number | string }> = await this.db('mam_message').where('id', '>=', base).andWhere('id', '<', base + IDS_PER_MS).select('id');
     const used = new Set(taken.map((r) => Number(r.id)));
     let id = base;
     while (used.has(id)) id++;
     if (id >= base + IDS_PER_MS) throw new Error(`more than ${IDS_PER_MS} archived messages in one millisecond (${new Date(time).toISOString()})`);
-    await this.db('mam_archive').insert({
-      id, host: this.host, owner_id: this.jids.get(row.owner), with_id: this.jids.get(row.withBare),
-      with_resource: row.withResource, nonce: nextNonce(), stanza: row.stanza,
-    });
+    const owner = this.jids.get(row.owner)!;
+    await this.db('mam_message').insert({ id, host: this.host, owner_a: owner, owner_b: 0, stanza: withoutNul(row.stanza) });
+    await this.db('mam_entry').insert({ owner_id: owner, id, with_id: this.jids.get(row.withBare), with_resource: withoutNul(row.withResource), nonce: nextNonce() });
   }
 
-  /** Whether the archive holds this row (for after-id, before-id and RSM cursors). */
+  /** Whether the archive holds this entry (for after-id, before-id and RSM cursors). */
   async exists(owner: string, id: number, nonce: number): Promise<boolean> {
     await this.written();
-    const row = await this.db('mam_archive').where('id', id).andWhere('owner_id', jidId(this.db, owner)).first('nonce');
+    const row = await this.db('mam_entry').where('owner_id', jidId(this.db, owner)).andWhere('id', id).first('nonce');
     return row !== undefined && Number((row as { nonce: number }).nonce) === nonce;
   }
 
+  /** The entries a filter selects, as `e`. */
   private filtered(filter: ArchiveFilter): Knex.QueryBuilder {
     // With both ends of an id range SQLite's planner (without ANALYZE statistics) prefers
-    // (owner, id) even for one conversation, and then reads the whole archive's rows in the range
-    // to find that conversation's: 7 ms instead of 1 on a million messages. Name the index.
-    const table = filter.withBare !== undefined && this.sqlite ? this.db.raw('mam_archive INDEXED BY mam_archive_by_owner_with') : 'mam_archive';
-    const query = this.db.from(table).where('owner_id', jidId(this.db, filter.owner));
-    if (filter.withBare !== undefined) query.andWhere('with_id', jidId(this.db, filter.withBare));
-    if (filter.withResource !== undefined) query.andWhere('with_resource', filter.withResource);
-    if (filter.minId !== undefined) query.andWhere('id', '>=', filter.minId);
-    if (filter.maxId !== undefined) query.andWhere('id', '<=', filter.maxId);
-    if (filter.ids !== undefined) query.whereIn('id', filter.ids);
+    // (owner, id) even for one conversation, and then reads the whole archive's entries in the
+    // range to find that conversation's: 7 ms instead of 1 on a million messages. Name the index.
+    const table = this.db.raw(filter.withBare !== undefined && this.sqlite ? 'mam_entry AS e INDEXED BY mam_entry_by_owner_with' : 'mam_entry AS e');
+    const query = this.db.from(table).where('e.owner_id', jidId(this.db, filter.owner));
+    if (filter.withBare !== undefined) query.andWhere('e.with_id', jidId(this.db, filter.withBare));
+    if (filter.withResource !== undefined) query.andWhere('e.with_resource', filter.withResource);
+    if (filter.minId !== undefined) query.andWhere('e.id', '>=', filter.minId);
+    if (filter.maxId !== undefined) query.andWhere('e.id', '<=', filter.maxId);
+    if (filter.ids !== undefined) query.whereIn('e.id', filter.ids);
     return query;
   }
 
-  /** The SQL of a page query, for tests that check its plan. */
+  /** The SQL of a page query, for tests that check its plan: the entries, each with its stored message. */
   pageQuery(filter: ArchiveFilter, max: number, backwards: boolean): Knex.QueryBuilder {
-    return this.filtered(filter).orderBy('id', backwards ? 'desc' : 'asc').limit(max + 1).select('id', 'nonce', 'stanza');
+    return this.filtered(filter).join({ m: 'mam_message' }, 'm.id', 'e.id').orderBy('e.id', backwards ? 'desc' : 'asc').limit(max + 1)
+      .select('e.id', 'e.nonce', 'm.stanza');
   }
 
   /**
-   * Up to `max` rows in archive order: the first ones, or with `backwards` the last ones. One
-   * row more is read to tell whether the page is the last in that direction.
+   * Up to `max` entries in archive order: the first ones, or with `backwards` the last ones. One
+   * more is read to tell whether the page is the last in that direction.
    */
   async page(filter: ArchiveFilter, max: number, backwards: boolean): Promise<Page> {
     await this.written();
@@ -847,24 +922,22 @@ export class ArchiveStore {
     return { rows: page, complete };
   }
 
-  /** How many rows match (RSM <max>0</max>): counted on the index. */
+  /** How many entries match (RSM <max>0</max>): counted on the index. */
   async count(filter: ArchiveFilter): Promise<number> {
     await this.written();
     const rows: Array<{ n: number | string }> = await this.countQuery(filter);
     return Number(rows[0]?.n ?? 0);
   }
 
-  /** The archive's first and last rows (XEP-0441), or null when it is empty. */
+  /** The archive's first and last entries (XEP-0441), or null when it is empty. */
   async ends(owner: string): Promise<{ first: { id: number; nonce: number }; last: { id: number; nonce: number } } | null> {
     await this.written();
-    const first = await this.db('mam_archive').where('owner_id', jidId(this.db, owner)).orderBy('id', 'asc').first('id', 'nonce');
-    const last = await this.db('mam_archive').where('owner_id', jidId(this.db, owner)).orderBy('id', 'desc').first('id', 'nonce');
+    const first = await this.db('mam_entry').where('owner_id', jidId(this.db, owner)).orderBy('id', 'asc').first('id', 'nonce');
+    const last = await this.db('mam_entry').where('owner_id', jidId(this.db, owner)).orderBy('id', 'desc').first('id', 'nonce');
     if (first === undefined || last === undefined) return null;
     const row = (r: { id: number | string; nonce: number | string }) => ({ id: Number(r.id), nonce: Number(r.nonce) });
     return { first: row(first as { id: number; nonce: number }), last: row(last as { id: number; nonce: number }) };
   }
-
-  /** Deletes an archive, in batches. */
 
   /** Deletes one owner's whole archive (a removed room's). */
   removeOwner(owner: string): Promise<void> {
@@ -872,35 +945,46 @@ export class ArchiveStore {
   }
 
   /**
-   * Deletes up to `batch` rows of this host older than `beforeId`, oldest first, from `afterId`
-   * on, except those of `keep`'s owners; returns the last id looked at (the next call's `afterId`)
-   * and how many were deleted, or null when there is nothing older left.
+   * Deletes the entries of this host's messages older than `beforeId`, oldest first, from
+   * `afterId` on, up to `batch` messages, except those of `keep`'s owners (and a message once no
+   * archive holds it); returns the last message id looked at (the next call's `afterId`) and how
+   * many entries were deleted, or null when there is nothing older left.
    */
   async expireBatch(afterId: number, beforeId: number, keep: (owner: string) => boolean, batch: number): Promise<{ lastId: number; deleted: number } | null> {
-    const rows: Array<{ id: number | string; host: string; owner: string }> = await this.expiryScanQuery(afterId, beforeId, batch);
+    await this.written();
+    const rows: Array<{ id: number | string; host: string; owner_a: number | string; owner_b: number | string; jid_a: string; jid_b: string | null }> =
+      await this.expiryScanQuery(afterId, beforeId, batch);
     if (rows.length === 0) return null;
-    const doomed = rows.filter((r) => r.host === this.host && !keep(r.owner)).map((r) => Number(r.id));
-    for (let i = 0; i < doomed.length; i += 500) await this.db('mam_archive').whereIn('id', doomed.slice(i, i + 500)).delete();
-    return { lastId: Number(rows[rows.length - 1]!.id), deleted: doomed.length };
+    const doomed: Array<readonly [number, number]> = [];
+    for (const r of rows) {
+      if (r.host !== this.host) continue;
+      if (!keep(r.jid_a)) doomed.push([Number(r.owner_a), Number(r.id)]);
+      if (r.jid_b !== null && !keep(r.jid_b)) doomed.push([Number(r.owner_b), Number(r.id)]);
+    }
+    return { lastId: Number(rows[rows.length - 1]!.id), deleted: await deleteEntries(this.db, doomed) };
   }
 
-  /** Deletes up to `batch` of one archive's rows older than `beforeId`; returns how many. */
-  expireOwnerBatch(owner: string, beforeId: number, batch: number): Promise<number> {
-    return this.db('mam_archive').whereIn('id', this.ownerExpiryQuery(owner, beforeId, batch)).delete();
+  /** Deletes up to `batch` of one archive's entries older than `beforeId` (and the messages no archive holds then); returns how many. */
+  async expireOwnerBatch(owner: string, beforeId: number, batch: number): Promise<number> {
+    await this.written();
+    const rows: Array<{ owner_id: number | string; id: number | string }> = await this.ownerExpiryQuery(owner, beforeId, batch);
+    return deleteEntries(this.db, rows.map((r) => [Number(r.owner_id), Number(r.id)] as const));
   }
 
   /**
-   * The sweep's scan of the oldest rows, on the primary key (public for the query-plan test).
-   * Rows of other hosts are passed over by the cursor: one index fewer on every insert.
+   * The sweep's scan of the oldest messages, on mam_message's primary key, with the archives that
+   * hold them (public for the query-plan test). Other hosts' messages are passed over by the
+   * cursor: one index fewer on every insert.
    */
   expiryScanQuery(afterId: number, beforeId: number, batch: number): Knex.QueryBuilder {
-    return this.db({ a: 'mam_archive' }).join({ j: 'mam_jid' }, 'j.id', 'a.owner_id')
-      .where('a.id', '>', afterId).andWhere('a.id', '<', beforeId).orderBy('a.id').limit(batch).select('a.id', 'a.host', { owner: 'j.jid' });
+    return this.db({ m: 'mam_message' }).join({ a: 'mam_jid' }, 'a.id', 'm.owner_a').leftJoin({ b: 'mam_jid' }, 'b.id', 'm.owner_b')
+      .where('m.id', '>', afterId).andWhere('m.id', '<', beforeId).orderBy('m.id').limit(batch)
+      .select('m.id', 'm.host', 'm.owner_a', 'm.owner_b', { jid_a: 'a.jid', jid_b: 'b.jid' });
   }
 
-  /** One archive's oldest rows before `beforeId` (public for the query-plan test). */
+  /** One archive's oldest entries before `beforeId` (public for the query-plan test). */
   ownerExpiryQuery(owner: string, beforeId: number, batch: number): Knex.QueryBuilder {
-    return this.db('mam_archive').where('owner_id', jidId(this.db, owner)).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('id');
+    return this.db('mam_entry').where('owner_id', jidId(this.db, owner)).andWhere('id', '<', beforeId).orderBy('id').limit(batch).select('owner_id', 'id');
   }
 
   /** The count of a filter (public for the query-plan test). */
