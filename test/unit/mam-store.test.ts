@@ -361,21 +361,25 @@ for (const direct of onPostgres ? [false] : [true, false]) {
   });
 }
 
-test('the stanza is stored again when the message it names is not the last of the batch, or is written already', async (t) => {
+test('a burst of messages shares each stored stanza with its other party\'s entry; once its batch is written the stanza is stored again', async (t) => {
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');
-  const stanza = '<message xmlns="jabber:client"><body>x</body></message>';
-  const sent = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza });
-  const between = store.append(row(2));
-  const received = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza, sameMessage: sent.id });
-  t.true(received.id > between.id, 'another message came between: an id of its own');
-  t.true(await received.written);
-  const late = store.append({ owner: 'carol@localhost', withBare: 'alice@localhost', withResource: '', stanza, sameMessage: received.id });
-  t.true(late.id > received.id, 'its batch is written: an id of its own');
+  const stanza = (i: number) => `<message xmlns="jabber:client"><body>${i}</body></message>`;
+  // a client's burst: the sender's entries first, the recipients' after (offline storage decides later)
+  const sent = [1, 2, 3].map((i) => store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: stanza(i) }));
+  const received = [1, 2, 3].map((i) => store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(i), sameMessage: sent[i - 1]!.id }));
+  t.deepEqual(received.map((r) => r.id), sent.map((s) => s.id));
+  const other = store.append({ owner: 'carol@localhost', withBare: 'alice@localhost', withResource: '', stanza: '<message xmlns="jabber:client"><body>other</body></message>', sameMessage: sent[0]!.id });
+  t.false(sent.some((s) => s.id === other.id), 'another stanza is not shared');
+  t.true(await received[0]!.written);
+  const late = store.append({ owner: 'dave@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(3), sameMessage: sent[2]!.id });
+  t.true(late.id > other.id, 'its batch is written: an id of its own');
   t.true(await late.written);
   await store.written();
-  t.is(await rowsIn(db, 'mam_message'), 4);
-  t.deepEqual((await store.page({ owner: 'carol@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza]);
+  t.is(await rowsIn(db, 'mam_message'), 5);
+  t.is(await rowsIn(db, 'mam_entry'), 8);
+  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [1, 2, 3].map(stanza));
+  t.deepEqual((await store.page({ owner: 'dave@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza(3)]);
   await store.close();
   await db.destroy();
 });

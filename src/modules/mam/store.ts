@@ -280,10 +280,9 @@ export interface NewArchiveRow {
   /** When its row cannot be written, `stanza` is handed back to `onError` (its sender is told). */
   tellSender?: boolean;
   /**
-   * The id of the same stanza archived just before for the other party of the chat: when that
-   * message is still the last of the batch being gathered, this entry shares its id and its
-   * stored stanza; otherwise (written already, or another message came between) the stanza is
-   * stored again under an id of its own.
+   * The id of the same stanza archived before for the other party of the chat: when that message
+   * is in the batch still being gathered, this entry shares its id and its stored stanza;
+   * otherwise (written already) the stanza is stored again under an id of its own.
    */
   sameMessage?: number | undefined;
 }
@@ -423,8 +422,8 @@ interface Batch {
   /** owner, id, with_bare, with_resource, nonce of each entry. */
   entries: string[];
   entryCount: number;
-  /** The id of the batch's last message (NewArchiveRow.sameMessage), or -1. */
-  lastId: number;
+  /** The id of each message, in the order appended (increasing: NewArchiveRow.sameMessage finds it by binary search). */
+  ids: number[];
   /**
    * The messages whose senders are told of a failed write (NewArchiveRow.tellSender), by index.
    * Not the messages themselves: kept until the commit, they would outlive the young generation
@@ -433,6 +432,20 @@ interface Batch {
   tellSenders: number[];
   written: Promise<boolean>;
   settle(stored: boolean): void;
+}
+
+/** The index of message `id` among a batch's `ids` (increasing), or -1. */
+function messageIndex(ids: readonly number[], id: number): number {
+  let low = 0;
+  let high = ids.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >>> 1;
+    const found = ids[middle]!;
+    if (found === id) return middle;
+    if (found < id) low = middle + 1;
+    else high = middle - 1;
+  }
+  return -1;
 }
 
 const PER_MESSAGE = 4;
@@ -633,23 +646,24 @@ export class ArchiveStore {
     const nonce = nextNonce();
     const batch = this.batch ?? this.newBatch();
     const messages = batch.messages;
-    const last = messages.length - PER_MESSAGE;
-    if (row.sameMessage !== batch.lastId || messages[last + OWNER_B] !== '' || messages[last + 1] === row.owner || messages[last + STANZA] !== row.stanza) {
-      batch.lastId = id ?? this.nextId();
-      messages.push(String(batch.lastId), row.owner, '', withoutNul(row.stanza));
+    let index = row.sameMessage === undefined ? -1 : messageIndex(batch.ids, row.sameMessage);
+    const at = index * PER_MESSAGE;
+    if (index >= 0 && messages[at + OWNER_B] === '' && messages[at + 1] !== row.owner && messages[at + STANZA] === row.stanza) {
+      messages[at + OWNER_B] = row.owner; // the other party's entry: the stanza stored once
     } else {
-      messages[last + OWNER_B] = row.owner; // the other party's entry: the stanza stored once
+      index = batch.ids.push(id ?? this.nextId()) - 1;
+      messages.push(String(batch.ids[index]), row.owner, '', withoutNul(row.stanza));
     }
-    batch.entries.push(row.owner, messages[messages.length - PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
+    batch.entries.push(row.owner, messages[index * PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
     batch.entryCount++;
-    if (row.tellSender === true) batch.tellSenders.push(messages.length / PER_MESSAGE - 1);
-    return { id: batch.lastId, nonce, written: batch.written };
+    if (row.tellSender === true) batch.tellSenders.push(index);
+    return { id: batch.ids[index]!, nonce, written: batch.written };
   }
 
   private newBatch(): Batch {
     let settle!: (stored: boolean) => void;
     const written = new Promise<boolean>((resolve) => (settle = resolve));
-    const batch: Batch = { messages: [], entries: [], entryCount: 0, lastId: -1, tellSenders: [], written, settle };
+    const batch: Batch = { messages: [], entries: [], entryCount: 0, ids: [], tellSenders: [], written, settle };
     this.batch = batch;
     // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
     // few messages join this batch), or when the write under way is done (a high rate)
