@@ -832,7 +832,11 @@ export class ArchiveStore {
    * row in all, either way), and the event loop less: binding copied each value on it (at 12
    * messages per commit, 5.0 against 7.3-7.9 µs per message; a batch of one message costs ~8 µs
    * more in all, SQLite compiling each text). The integer columns are our own digits; the texts
-   * are quoted, a quote doubled (SQL's only escape; NUL is replaced by append).
+   * are quoted, a quote doubled (SQL's only escape; NUL is replaced by append). `INSERT OR
+   * ROLLBACK`: a multi-row INSERT inside a transaction otherwise keeps a statement journal (a
+   * temporary file) to undo its own rows alone on a constraint error, a write for each page it
+   * touches, which was half of SQLite's work per archived message (sqlite.org/tempfiles.html
+   * §2.5); a batch fails as a whole anyway.
    */
   private batchSql(batch: Batch): string {
     const { messages, entries } = batch;
