@@ -10,7 +10,7 @@ import test from 'ava';
 import { onPostgres, testStorageConfig } from '../helpers/postgres.js';
 import type { Knex } from 'knex';
 import { openDatabase, runMigrations } from '../../src/storage/db.js';
-import { ArchiveStore, IDS_PER_MS, STAGE_ROWS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId, removeArchive } from '../../src/modules/mam/store.js';
+import { ArchiveStore, BATCH_MAX_CHARS, IDS_PER_MS, STAGE_ROWS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId, removeArchive } from '../../src/modules/mam/store.js';
 
 async function freshDb(t: { teardown(fn: () => void): void }): Promise<Knex> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-store-'));
@@ -408,6 +408,24 @@ test('a shared message outlives the first party\'s deletion and expiry, and goes
   t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.stanza), [old[0]!.stanza], 'kept: alice\'s entry and its message');
   t.is(await rowsIn(db, 'mam_message'), 1);
   t.is(await rowsIn(db, 'mam_entry') + await rowsIn(db, 'mam_entry_stage'), 1);
+  await store.close();
+  await db.destroy();
+});
+
+test('a batch is closed at BATCH_MAX_CHARS of stanzas: the next messages go into another, written after it, all of them kept in order', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const size = 1024 * 1024;
+  const large = (i: number) => `<message xmlns="jabber:client" id="big${i}"><body>${String(i).padEnd(size, "'")}</body></message>`;
+  const perBatch = Math.ceil(BATCH_MAX_CHARS / large(0).length);
+  const appended = Array.from({ length: perBatch + 3 }, (_, i) => store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: large(i) }));
+  t.is(appended[perBatch - 1]!.written, appended[0]!.written, 'the first batch, up to the limit');
+  t.not(appended[perBatch]!.written, appended[0]!.written, 'then another');
+  t.true(await appended[perBatch + 2]!.written);
+  t.true(await appended[0]!.written);
+  const page = await store.page({ owner: 'alice@localhost' }, 100, false);
+  t.deepEqual(page.rows.map((r) => r.id), appended.map((a) => a.id));
+  t.is(page.rows[perBatch]!.stanza, large(perBatch));
   await store.close();
   await db.destroy();
 });

@@ -66,6 +66,14 @@ const COMMIT_DELAY_MS = 6;
  * mam_message, whose rows append in id order.
  */
 export const STAGE_ROWS = 8_000;
+/**
+ * A batch whose stanzas reach this many characters is closed, and the next message starts
+ * another (written after it): SQLite's writer builds one SQL text per batch, and a text beyond
+ * V8's longest string (2^29 - 24 characters; quotes doubled, a stanza's text can double) would
+ * fail the whole batch, everyone's messages in it. Thousands of connections sending stanzas of
+ * the largest size while a long write is under way could gather that much.
+ */
+export const BATCH_MAX_CHARS = 32 * 1024 * 1024;
 const STAGE_MAX_AGE_MS = 5_000;
 /** The columns of mam_message, in the order every INSERT gives them (owner_b 0: held by one archive). */
 export const MESSAGE_COLUMNS = 'id, host, owner_a, owner_b, stanza';
@@ -422,6 +430,8 @@ interface Batch {
   /** owner, id, with_bare, with_resource, nonce of each entry. */
   entries: string[];
   entryCount: number;
+  /** The characters of its stanzas and resources (BATCH_MAX_CHARS). */
+  chars: number;
   /** The id of each message, in the order appended (increasing: NewArchiveRow.sameMessage finds it by binary search). */
   ids: number[];
   /**
@@ -567,7 +577,9 @@ class JidIds {
 }
 
 export class ArchiveStore {
+  /** The batch being gathered, and those closed at BATCH_MAX_CHARS and waiting to be written, oldest first. */
   private batch: Batch | null = null;
+  private readonly closedBatches: Batch[] = [];
   private readonly sqlite: boolean;
   /** Whether batches are written by the store itself on node-sqlite3's connection (SQLite: batchSql), not through knex. */
   private readonly direct: boolean;
@@ -657,13 +669,18 @@ export class ArchiveStore {
     batch.entries.push(row.owner, messages[index * PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
     batch.entryCount++;
     if (row.tellSender === true) batch.tellSenders.push(index);
+    batch.chars += row.stanza.length + row.withResource.length;
+    if (batch.chars >= BATCH_MAX_CHARS) {
+      this.closedBatches.push(batch);
+      this.batch = null;
+    }
     return { id: batch.ids[index]!, nonce, written: batch.written };
   }
 
   private newBatch(): Batch {
     let settle!: (stored: boolean) => void;
     const written = new Promise<boolean>((resolve) => (settle = resolve));
-    const batch: Batch = { messages: [], entries: [], entryCount: 0, ids: [], tellSenders: [], written, settle };
+    const batch: Batch = { messages: [], entries: [], entryCount: 0, chars: 0, ids: [], tellSenders: [], written, settle };
     this.batch = batch;
     // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
     // few messages join this batch), or when the write under way is done (a high rate)
@@ -680,6 +697,8 @@ export class ArchiveStore {
     if (move !== null) {
       this.stageMove = null;
       work = this.writeStage().then(move.resolve);
+    } else if (this.closedBatches.length > 0) {
+      work = this.write(this.closedBatches.shift()!);
     } else if (batch !== null) {
       this.batch = null;
       work = this.write(batch);
@@ -860,7 +879,7 @@ export class ArchiveStore {
   /** Writes what is left and lets go of the writer slot (the statements go with the connection). */
   async close(): Promise<void> {
     // what was archived before the streams closed is written first
-    while (this.writing !== null || this.batch !== null) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
+    while (this.writing !== null || this.batch !== null || this.closedBatches.length > 0) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
     if (this.staged > 0) await this.moveStage();
     if (this.slotHeld) {
       this.slotHeld = false;
@@ -875,7 +894,9 @@ export class ArchiveStore {
    * answers an error rather than an archive that looks complete.
    */
   async written(): Promise<void> {
-    if (this.batch !== null) await this.batch.written;
+    // batches are written in order: the newest settles last
+    const newest = this.batch ?? this.closedBatches[this.closedBatches.length - 1];
+    if (newest !== undefined) await newest.written;
     else if (this.writing !== null) await this.writing;
     if (this.staged > 0 && !(await this.moveStage())) throw new Error('the archive\'s newest messages could not be moved into it (the log says why)');
   }
