@@ -76,8 +76,7 @@ function commit(messages: number, staged: boolean): string {
     const a = 1 + Math.floor(Math.random() * OWNERS);
     const b = 1 + ((a + OWNERS / 2 - 1) % OWNERS);
     const message = nextId++;
-    if (layout === 'shared') stanzas.push(`(${message},'localhost',${a},${b},'${STANZA}')`);
-    if (layout === 'server') stanzas.push(`(${message},'localhost',${a},${b},'${STANZA}')`);
+    if (layout !== 'rows') stanzas.push(`(${message},'localhost',${a},${b},'${STANZA}')`);
     for (const [owner, peer] of [[a, b], [b, a]]) {
       const nonce = (message * 7 + owner!) & 0xffff;
       if (layout === 'rows') rows.push(`(${nextId++},'localhost',${owner},${peer},'res',${nonce},'${STANZA}')`);

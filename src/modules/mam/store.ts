@@ -429,8 +429,7 @@ interface Batch {
   messages: string[];
   /** owner, id, with_bare, with_resource, nonce of each entry. */
   entries: string[];
-  entryCount: number;
-  /** The characters of its stanzas and resources (BATCH_MAX_CHARS). */
+  /** The characters of its stored stanzas and its resources (BATCH_MAX_CHARS). */
   chars: number;
   /** The id of each message, in the order appended (increasing: NewArchiveRow.sameMessage finds it by binary search). */
   ids: number[];
@@ -460,6 +459,7 @@ function messageIndex(ids: readonly number[], id: number): number {
 
 const PER_MESSAGE = 4;
 const PER_ENTRY = 5;
+const entryCount = (batch: Batch): number => batch.entries.length / PER_ENTRY;
 const OWNER_B = 2;
 const STANZA = 3;
 
@@ -608,6 +608,8 @@ export class ArchiveStore {
     private readonly onError: (err: unknown, rows: number, stanzas: readonly string[]) => void = () => {},
     /** false: write through knex on SQLite too, as on PostgreSQL (for tests of that path) */
     sqliteDirect = true,
+    /** BATCH_MAX_CHARS, smaller in tests */
+    private readonly batchMaxChars = BATCH_MAX_CHARS,
   ) {
     this.sqlite = (db.client as PoolClient).config.client === 'sqlite3';
     this.direct = this.sqlite && sqliteDirect;
@@ -665,12 +667,12 @@ export class ArchiveStore {
     } else {
       index = batch.ids.push(id ?? this.nextId()) - 1;
       messages.push(String(batch.ids[index]), row.owner, '', withoutNul(row.stanza));
+      batch.chars += row.stanza.length;
     }
     batch.entries.push(row.owner, messages[index * PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
-    batch.entryCount++;
     if (row.tellSender === true) batch.tellSenders.push(index);
-    batch.chars += row.stanza.length + row.withResource.length;
-    if (batch.chars >= BATCH_MAX_CHARS) {
+    batch.chars += row.withResource.length;
+    if (batch.chars >= this.batchMaxChars) {
       this.closedBatches.push(batch);
       this.batch = null;
     }
@@ -680,7 +682,7 @@ export class ArchiveStore {
   private newBatch(): Batch {
     let settle!: (stored: boolean) => void;
     const written = new Promise<boolean>((resolve) => (settle = resolve));
-    const batch: Batch = { messages: [], entries: [], entryCount: 0, chars: 0, ids: [], tellSenders: [], written, settle };
+    const batch: Batch = { messages: [], entries: [], chars: 0, ids: [], tellSenders: [], written, settle };
     this.batch = batch;
     // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
     // few messages join this batch), or when the write under way is done (a high rate)
@@ -754,10 +756,10 @@ export class ArchiveStore {
     try {
       await this.internJids(batch);
       await (this.direct ? this.writeSqlite(batch) : this.sqlite ? this.writeKnex(batch) : this.writePostgres(batch));
-      if (this.direct && throughStage(batch.entryCount)) this.stagedRows(batch.entryCount);
+      if (this.direct && throughStage(entryCount(batch))) this.stagedRows(entryCount(batch));
       batch.settle(true);
     } catch (err) {
-      this.onError(err, batch.entryCount, [...new Set(batch.tellSenders.map((message) => batch.messages[message * PER_MESSAGE + STANZA]!))]);
+      this.onError(err, entryCount(batch), [...new Set(batch.tellSenders.map((message) => batch.messages[message * PER_MESSAGE + STANZA]!))]);
       batch.settle(false);
     }
   }
@@ -801,21 +803,17 @@ export class ArchiveStore {
   /** SQLite through knex (imports, tests of that path): multi-row INSERTs in one transaction, entries straight into mam_entry. */
   private async writeKnex(batch: Batch): Promise<void> {
     const { messages, entries } = batch;
+    const messageRows: Array<Record<string, string>> = [];
+    for (let m = 0; m < messages.length; m += PER_MESSAGE) {
+      messageRows.push({ id: messages[m], host: this.host, owner_a: messages[m + 1], owner_b: messages[m + OWNER_B], stanza: messages[m + STANZA] });
+    }
+    const entryRows: Array<Record<string, string>> = [];
+    for (let e = 0; e < entries.length; e += PER_ENTRY) {
+      entryRows.push({ owner_id: entries[e], id: entries[e + 1], with_id: entries[e + 2], with_resource: entries[e + 3], nonce: entries[e + 4] });
+    }
     await this.db.transaction(async (trx) => {
-      for (let i = 0; i < messages.length; i += INSERT_CHUNK * PER_MESSAGE) {
-        const rows = [];
-        for (let m = i; m < Math.min(messages.length, i + INSERT_CHUNK * PER_MESSAGE); m += PER_MESSAGE) {
-          rows.push({ id: messages[m], host: this.host, owner_a: messages[m + 1], owner_b: messages[m + OWNER_B], stanza: messages[m + STANZA] });
-        }
-        await trx('mam_message').insert(rows);
-      }
-      for (let i = 0; i < entries.length; i += INSERT_CHUNK * PER_ENTRY) {
-        const rows = [];
-        for (let e = i; e < Math.min(entries.length, i + INSERT_CHUNK * PER_ENTRY); e += PER_ENTRY) {
-          rows.push({ owner_id: entries[e], id: entries[e + 1], with_id: entries[e + 2], with_resource: entries[e + 3], nonce: entries[e + 4] });
-        }
-        await trx('mam_entry').insert(rows);
-      }
+      await this.db.batchInsert('mam_message', messageRows, INSERT_CHUNK).transacting(trx);
+      await this.db.batchInsert('mam_entry', entryRows, INSERT_CHUNK).transacting(trx);
     });
   }
 
@@ -871,7 +869,7 @@ export class ArchiveStore {
     };
     rows(messages, PER_MESSAGE, `mam_message (${MESSAGE_COLUMNS})`, (i) =>
       messages[i] + ',' + this.hostLiteral + ',' + messages[i + 1] + ',' + messages[i + OWNER_B] + ',' + sqlText(messages[i + STANZA]!));
-    rows(entries, PER_ENTRY, `${throughStage(batch.entryCount) ? 'mam_entry_stage' : 'mam_entry'} (${ENTRY_COLUMNS})`, (i) =>
+    rows(entries, PER_ENTRY, `${throughStage(entryCount(batch)) ? 'mam_entry_stage' : 'mam_entry'} (${ENTRY_COLUMNS})`, (i) =>
       entries[i] + ',' + entries[i + 1] + ',' + entries[i + 2] + ',' + sqlText(entries[i + 3]!) + ',' + entries[i + 4]);
     return sql + 'COMMIT;';
   }
