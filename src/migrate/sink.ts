@@ -127,7 +127,7 @@ export class ImportSink {
         private: new PrivateStore(this.db, host),
         offline: new OfflineStore(this.db, host),
         // through knex (the transaction), not the SQLite connection's own statements
-        archive: new ArchiveStore(this.db, host, () => {}, false),
+        archive: new ArchiveStore(this.db, host, () => {}, { sqliteDirect: false }),
       };
       this.stores.set(host, stores);
     }

@@ -60,7 +60,7 @@ export class Xep227Writer {
       vcard: new VcardStore(this.db, host),
       private: new PrivateStore(this.db, host),
       offline: new OfflineStore(this.db, host),
-      archive: new ArchiveStore(this.db, host, () => {}, false),
+      archive: new ArchiveStore(this.db, host, () => {}, { sqliteDirect: false }),
     };
     for (let after = ''; ;) {
       const page = await this.accounts.listPage(host, after, PAGE);

@@ -10,7 +10,7 @@ import test from 'ava';
 import { onPostgres, testStorageConfig } from '../helpers/postgres.js';
 import type { Knex } from 'knex';
 import { openDatabase, runMigrations } from '../../src/storage/db.js';
-import { ArchiveStore, BATCH_MAX_CHARS, IDS_PER_MS, STAGE_ROWS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId, removeArchive } from '../../src/modules/mam/store.js';
+import { ArchiveStore, BATCH_MAX_CHARS, COMMIT_AT_ONCE, IDS_PER_MS, STAGE_ROWS, WRITER_SLOTS, archiveMigrations, parsePublicId, publicId, removeArchive } from '../../src/modules/mam/store.js';
 
 async function freshDb(t: { teardown(fn: () => void): void }): Promise<Knex> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xmppd-mam-store-'));
@@ -55,7 +55,7 @@ for (const direct of onPostgres ? [false] : [true, false]) {
   const how = direct ? 'SQLite\'s own writer' : 'knex';
   test(`${how}: batches of 1, 100, 101, 357, 1000 and 2357 rows are written whole, in id order, with their nonces`, async (t) => {
     const db = await freshDb(t);
-    const store = new ArchiveStore(db, "o'host", undefined, direct);
+    const store = new ArchiveStore(db, "o'host", undefined, { sqliteDirect: direct });
     let n = 0;
     for (const size of [1, 100, 101, 357, 1000, 2357]) {
       const appended = Array.from({ length: size }, () => store.append(row(n++)));
@@ -318,8 +318,8 @@ postgresTest('two nodes in one process on one database each write ids in their o
   const first = await openDatabase({ driver: 'postgres', sqliteFile: '', postgresUrl: url });
   await runMigrations(first, 'mam', archiveMigrations);
   const second = await openDatabase({ driver: 'postgres', sqliteFile: '', postgresUrl: url });
-  const a = new ArchiveStore(first, 'localhost', undefined, false);
-  const b = new ArchiveStore(second, 'localhost', undefined, false);
+  const a = new ArchiveStore(first, 'localhost', undefined, { sqliteDirect: false });
+  const b = new ArchiveStore(second, 'localhost', undefined, { sqliteDirect: false });
   t.teardown(async () => {
     await Promise.all([a.close(), b.close()]);
     await Promise.all([first.destroy(), second.destroy()]);
@@ -345,7 +345,7 @@ function appendBoth(store: ArchiveStore, i: number) {
 for (const direct of onPostgres ? [false] : [true, false]) {
   test(`${direct ? 'SQLite\'s own writer' : 'knex'}: both parties' entries of a message share its id and one stored stanza, each with its own nonce`, async (t) => {
     const db = await freshDb(t);
-    const store = new ArchiveStore(db, 'localhost', undefined, direct);
+    const store = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: direct });
     const { sent, received, stanza } = appendBoth(store, 1);
     t.is(sent.id, received.id);
     t.true(await received.written);
@@ -416,7 +416,7 @@ test('a batch is closed at its limit of characters (BATCH_MAX_CHARS): the next m
   t.true(BATCH_MAX_CHARS < 2 ** 29 / 4, 'the real limit: far below V8\'s longest string, quotes doubled');
   const db = await freshDb(t);
   const limit = 64 * 1024;
-  const store = new ArchiveStore(db, 'localhost', undefined, !onPostgres, limit);
+  const store = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, batchMaxChars: limit });
   const large = (i: number) => `<message xmlns="jabber:client" id="big${i}"><body>${String(i).padEnd(4096, "'")}</body></message>`;
   const perBatch = Math.ceil(limit / large(0).length);
   const appended = Array.from({ length: perBatch + 3 }, (_, i) => store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: large(i) }));
@@ -427,6 +427,18 @@ test('a batch is closed at its limit of characters (BATCH_MAX_CHARS): the next m
   const page = await store.page({ owner: 'alice@localhost' }, 100, false);
   t.deepEqual(page.rows.map((r) => r.id), appended.map((a) => a.id));
   t.is(page.rows[perBatch]!.stanza, large(perBatch));
+  await store.close();
+  await db.destroy();
+});
+
+test('a batch on an idle writer is written once it holds COMMIT_AT_ONCE messages, without waiting out the commit delay: a burst held by back-pressure is not idled', async (t) => {
+  const db = await freshDb(t);
+  // a delay no test would wait out: only the batch's size can have it written
+  const store = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000 });
+  await store.init();
+  const appended = Array.from({ length: COMMIT_AT_ONCE }, (_, i) => store.append(row(i)));
+  t.true(await appended[COMMIT_AT_ONCE - 1]!.written);
+  t.is((await store.page({ owner: 'alice@localhost' }, 100, false)).rows.length, COMMIT_AT_ONCE);
   await store.close();
   await db.destroy();
 });

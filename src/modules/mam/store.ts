@@ -50,7 +50,15 @@ const LARGE_INSERT = 1000;
  * stage (below): with the index pages out of the commits, a commit's own cost is most of what
  * is left, and 6 ms cut the CPU per message at 2,000 msgs/s by a further ~10% (noisy).
  */
-const COMMIT_DELAY_MS = 6;
+export const COMMIT_DELAY_MS = 6;
+/**
+ * A batch started on an idle writer is written once it holds this many messages, without waiting
+ * out COMMIT_DELAY_MS: a commit's fixed cost is then a few µs per message already, and a client
+ * sending faster than the delay allows (a burst to a contact who is offline) has its reading
+ * stopped at 64 stanzas waiting for storage (MAX_STORING, src/c2s/stream.ts), so every delay
+ * would only idle it.
+ */
+export const COMMIT_AT_ONCE = 32;
 /**
  * SQLite: entries are committed into mam_entry_stage, ordered by id (so rows append to its last
  * page), and moved into mam_entry in one transaction once this many have gathered,
@@ -590,6 +598,10 @@ export class ArchiveStore {
   /** A move of the stage asked for and not yet begun: it runs before the next batch is written. */
   private stageMove: { done: Promise<boolean>; resolve: (moved: boolean) => void } | null = null;
   private stageTimer: NodeJS.Timeout | null = null;
+  /** The wait of a batch started on an idle writer (COMMIT_DELAY_MS). */
+  private commitTimer: NodeJS.Timeout | null = null;
+  private readonly batchMaxChars: number;
+  private readonly commitDelayMs: number;
   private readonly jids: JidIds;
   /** SQLite: the host is the same in every row of this store, written into the SQL rather than bound each time. */
   private readonly hostLiteral: string;
@@ -606,13 +618,18 @@ export class ArchiveStore {
     private readonly host: string,
     /** `stanzas`: the XML of the rows whose senders are to be told (NewArchiveRow.tellSender), each once */
     private readonly onError: (err: unknown, rows: number, stanzas: readonly string[]) => void = () => {},
-    /** false: write through knex on SQLite too, as on PostgreSQL (for tests of that path) */
-    sqliteDirect = true,
-    /** BATCH_MAX_CHARS, smaller in tests */
-    private readonly batchMaxChars = BATCH_MAX_CHARS,
+    options: {
+      /** false: write through knex on SQLite too, as on PostgreSQL (imports, and tests of that path) */
+      sqliteDirect?: boolean;
+      /** BATCH_MAX_CHARS and COMMIT_DELAY_MS, other in tests */
+      batchMaxChars?: number;
+      commitDelayMs?: number;
+    } = {},
   ) {
+    this.batchMaxChars = options.batchMaxChars ?? BATCH_MAX_CHARS;
+    this.commitDelayMs = options.commitDelayMs ?? COMMIT_DELAY_MS;
     this.sqlite = (db.client as PoolClient).config.client === 'sqlite3';
-    this.direct = this.sqlite && sqliteDirect;
+    this.direct = this.sqlite && (options.sqliteDirect ?? true);
     this.hostLiteral = sqlText(host);
     this.jids = new JidIds(db);
   }
@@ -668,6 +685,8 @@ export class ArchiveStore {
       index = batch.ids.push(id ?? this.nextId()) - 1;
       messages.push(String(batch.ids[index]), row.owner, '', withoutNul(row.stanza));
       batch.chars += row.stanza.length;
+      // (the rest of this event-loop turn's messages still join it)
+      if (batch.ids.length === COMMIT_AT_ONCE && this.writing === null) setImmediate(this.writeNext);
     }
     batch.entries.push(row.owner, messages[index * PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
     if (row.tellSender === true) batch.tellSenders.push(index);
@@ -686,12 +705,17 @@ export class ArchiveStore {
     this.batch = batch;
     // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
     // few messages join this batch), or when the write under way is done (a high rate)
-    if (this.writing === null) setTimeout(this.writeNext, COMMIT_DELAY_MS);
+    if (this.writing === null) this.commitTimer = setTimeout(this.writeNext, this.commitDelayMs);
     return batch;
   }
 
   /** Moves the stage if asked, or writes the batch that has grown, if any; and then the next. */
   private readonly writeNext = (): void => {
+    // (whatever is written now, the batch being gathered is taken by this call or the one after it)
+    if (this.commitTimer !== null) {
+      clearTimeout(this.commitTimer);
+      this.commitTimer = null;
+    }
     if (this.writing !== null) return;
     const move = this.stageMove;
     const batch = this.batch;
