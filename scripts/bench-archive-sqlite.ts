@@ -2,7 +2,7 @@
 // committing a message and both parties' entries, straight or through the stage, on tables that
 // already hold an archive; the server's database opened as it opens it (its pragmas) with the
 // archive's own migrations, and the stage moved with the server's own SQL (MOVE_STAGE). What
-// found the stage and the layout (docs/benchmarks.md).
+// found the stage and the layout (docs/benchmarks-log.md).
 //
 //   npm run bench:archive-sqlite -- --batch 4 [--stage 8000] [--prefill 200000] [--timed 20000]
 //                                   [--pragma 'locking_mode=EXCLUSIVE'] [--layout rows]

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The cluster benchmark of docs/benchmarks.md: one node, then two nodes with every message
+# The cluster benchmark of docs/benchmarks-log.md: one node, then two nodes with every message
 # crossing, the same load on the same PostgreSQL; one JSON line per run on stdout.
 # Needs a PostgreSQL and a Redis already running (loopback), and `npm run build`:
 #   PG_URL=postgres://postgres@127.0.0.1:55432  PG_PID=<postmaster pid>

@@ -3,7 +3,7 @@
 // self-signed ECDSA certificate is used unless XMPPD_BENCH_HARNESS_CERT=1 (the harness's RSA one).
 // Usage: ../shared/bench/compare.sh --external-cmd 'node dist/scripts/bench-server.js' ...
 // A cluster node: XMPPD_BENCH_POSTGRES_URL (shared database), XMPPD_BENCH_REDIS_URL and
-// XMPPD_BENCH_NODE_ID (docs/benchmarks.md "Cluster"); the PostgreSQL URL alone runs one node on it.
+// XMPPD_BENCH_NODE_ID (docs/benchmarks-log.md "Cluster"); the PostgreSQL URL alone runs one node on it.
 import pino from 'pino';
 import { configFromObject, validateCoreConfig } from '../src/config/load.js';
 import { createServer } from '../src/app.js';
