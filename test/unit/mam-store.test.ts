@@ -384,6 +384,27 @@ test('a burst of messages shares each stored stanza with its other party\'s entr
   await db.destroy();
 });
 
+test('an entry shares its message only when that keeps its archive in the order entries came: one that comes after a newer entry of the same archive takes an id of its own', async (t) => {
+  const db = await freshDb(t);
+  const store = new ArchiveStore(db, 'localhost');
+  const stanza = (i: number) => `<message xmlns="jabber:client"><body>${i}</body></message>`;
+  // alice's burst to bob, who is offline: her entries now, his once the lookup of his account is
+  // answered; meanwhile the batch holding her first message was written, so his first entry
+  // takes a new id, above the ids of her later messages still gathering
+  const first = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: stanza(1) });
+  t.true(await first.written);
+  const second = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: stanza(2) });
+  const firstForBob = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(1), sameMessage: first.id });
+  const secondForBob = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(2), sameMessage: second.id });
+  t.true(firstForBob.id > second.id, 'the first one\'s batch is written: an id of its own');
+  t.true(secondForBob.id > firstForBob.id, 'the second one does not share an id below the first one\'s');
+  await store.written();
+  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza(1), stanza(2)], 'bob\'s archive in the order his entries came');
+  t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza(1), stanza(2)]);
+  await store.close();
+  await db.destroy();
+});
+
 test('a shared message outlives the first party\'s deletion and expiry, and goes with the last', async (t) => {
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');

@@ -447,6 +447,13 @@ interface Batch {
    * (tens of thousands at a high rate) and be copied and promoted; their XML is kept anyway.
    */
   tellSenders: number[];
+  /**
+   * The highest id given to each archive's entries in this batch. An entry shares its message's
+   * id only above it: an archive is read in id order, which must be the order its entries came in
+   * (the other party's entry can come late, after an account lookup, when earlier messages of the
+   * chat were written already and their entries took new ids).
+   */
+  lastIdOf: Map<string, number>;
   written: Promise<boolean>;
   settle(stored: boolean): void;
 }
@@ -677,7 +684,8 @@ export class ArchiveStore {
     const nonce = nextNonce();
     const batch = this.batch ?? this.newBatch();
     const messages = batch.messages;
-    let index = row.sameMessage === undefined ? -1 : messageIndex(batch.ids, row.sameMessage);
+    const sameMessage = row.sameMessage;
+    let index = sameMessage === undefined || sameMessage < (batch.lastIdOf.get(row.owner) ?? 0) ? -1 : messageIndex(batch.ids, sameMessage);
     const at = index * PER_MESSAGE;
     if (index >= 0 && messages[at + OWNER_B] === '' && messages[at + 1] !== row.owner && messages[at + STANZA] === row.stanza) {
       messages[at + OWNER_B] = row.owner; // the other party's entry: the stanza stored once
@@ -689,6 +697,7 @@ export class ArchiveStore {
       if (batch.ids.length === COMMIT_AT_ONCE && this.writing === null) setImmediate(this.writeNext);
     }
     batch.entries.push(row.owner, messages[index * PER_MESSAGE]!, row.withBare, withoutNul(row.withResource), String(nonce));
+    batch.lastIdOf.set(row.owner, batch.ids[index]!);
     if (row.tellSender === true) batch.tellSenders.push(index);
     batch.chars += row.withResource.length;
     if (batch.chars >= this.batchMaxChars) {
@@ -701,7 +710,7 @@ export class ArchiveStore {
   private newBatch(): Batch {
     let settle!: (stored: boolean) => void;
     const written = new Promise<boolean>((resolve) => (settle = resolve));
-    const batch: Batch = { messages: [], entries: [], chars: 0, ids: [], tellSenders: [], written, settle };
+    const batch: Batch = { messages: [], entries: [], chars: 0, ids: [], tellSenders: [], lastIdOf: new Map(), written, settle };
     this.batch = batch;
     // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
     // few messages join this batch), or when the write under way is done (a high rate)
