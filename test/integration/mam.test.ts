@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import type Element from 'ltx/lib/Element.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { xml, type TestClient } from '../helpers/clients.js';
-import { bare, chat, freshAccounts, iqFailure, makeFriends, online, settle, loginForTest } from '../helpers/conversation.js';
+import { bare, chat, errorCondition, freshAccounts, iqFailure, makeFriends, online, settle, loginForTest } from '../helpers/conversation.js';
 import { NS_MAM, NS_SID, mamQuery, stanzaIdOf, type ArchivedMessage, type MamPage } from '../helpers/mam.js';
 
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -153,6 +153,24 @@ test('a message for an offline user is archived, and the stored copy carries the
   const archived = await mamQuery(b, {});
   t.deepEqual(bodiesOf(archived.results), ['while you were away']);
   t.is(stanzaIdOf(got, bare(server, bob)), archived.results[0]!.id);
+});
+
+test('a message refused because the offline storage is full is bounced, and is not in the recipient\'s archive either', async (t) => {
+  const small = await startServer({ config: { modules: { roster: {}, presence: {}, offline: { max_messages: 3 }, disco: {}, ping: {}, mam: {} } } });
+  t.teardown(() => small.stop());
+  await small.createAccount('alice');
+  await small.createAccount('bob');
+  const a = await loginForTest(t, small, 'alice', 'phone');
+  const sent = [1, 2, 3, 4, 5].map((i) => `while you were away ${i}`);
+  for (const body of sent) await a.send(chat('bob@localhost', body));
+  await settle(a);
+  const refused = a.received.filter((s) => s.is('message') && s.attrs.type === 'error');
+  t.deepEqual(refused.map((s) => [s.getChildText('body'), errorCondition(s)]), [[sent[3], 'resource-constraint'], [sent[4], 'resource-constraint']]);
+  const b = await loginForTest(t, small, 'bob', 'phone');
+  await online(b);
+  await b.next((s) => s.is('message') && s.getChildText('body') === sent[2]);
+  t.deepEqual(bodiesOf((await mamQuery(b, {})).results), sent.slice(0, 3), 'what he was told of, as the sender was');
+  t.deepEqual(bodiesOf((await mamQuery(a, {})).results), sent, 'the sender\'s archive keeps what she sent');
 });
 
 test('what is archived: bodies, receipts and markers; not chat states alone, nor no-store, nor errors', async (t) => {

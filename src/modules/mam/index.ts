@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { durationOrNever, duration } from '../../config/units.js';
 import { parseJid, type Jid } from '../../core/jid.js';
 import { defineModule } from '../../core/module.js';
-import type { Durable, OfflineEvent, StanzaEvent } from '../../core/router.js';
+import type { Durable, StanzaEvent } from '../../core/router.js';
 import type { DeliveryTracker } from '../../core/ports.js';
 import { StanzaError, messageType } from '../../core/stanza.js';
 import { serializeToKeep } from '../../xml/serialize.js';
@@ -81,7 +81,7 @@ export function archivedXml(message: Element): string {
   return serializeToKeep(message, 'jabber:client');
 }
 
-/** What the archive offers the other modules on its host: retention for offline storage, archives for rooms. */
+/** What the archive offers the other modules on its host: retention and the archive's copy for offline storage, archives for rooms. */
 declare module '../../core/module.js' {
   interface Services {
     mam: ArchiveService;
@@ -102,6 +102,13 @@ export interface ArchiveService {
    * what the sender's acknowledgement waits for.
    */
   archivePrivate(message: Element, owner: Jid, from: Jid): { stanzaId: Element | null; written: Promise<unknown> | undefined };
+  /**
+   * Keeps a message offline storage has accepted for `to` in `to`'s archive, and adds its
+   * stanza-id, so that the stored copy carries it. Offline storage calls it once it has decided:
+   * a message it refuses (storage full) is bounced to its sender, and is not in the recipient's
+   * archive either.
+   */
+  archiveOffline(message: Element, to: Jid): void;
   /**
    * XEP-0313 §6: keeps a group message of `room` (its reflection, from room/nick) in the room's
    * archive. Returns its id there (the stanza-id the occupants get) and what the sender's
@@ -310,6 +317,10 @@ export default defineModule({
         const stanzaId = archive(message, state, owner, from);
         return { stanzaId, written: allWritten(state) };
       },
+      archiveOffline(message, to) {
+        const from = message.attrs.from === undefined ? null : parseJid(message.attrs.from);
+        if (from !== null) incoming(message, from, to);
+      },
       archiveGroupchat(room, nick, message) {
         if (!groupchatArchivable(message)) return null;
         const { id, nonce, written } = store.append({ owner: room, withBare: room, withResource: nick, stanza: archivedXml(message) });
@@ -395,12 +406,7 @@ export default defineModule({
       if (availableResource(e.to.bare)) incoming(e.stanza, e.from, e.to);
       return undefined;
     }, -500);
-    // kept offline: archived first, so the stored copy carries the stanza-id too
-    m.on('message/offline', (e: OfflineEvent) => {
-      const from = e.stanza.attrs.from === undefined ? null : parseJid(e.stanza.attrs.from);
-      if (from !== null) incoming(e.stanza, from, e.to);
-      return undefined;
-    }, 10);
+    // kept offline: offline storage calls archiveOffline (above) once it has accepted the message
 
     // --- queries (§4) and preferences (§7) --------------------------------------------------------
     const ownArchive = (from: Jid, to: Jid): Jid => {

@@ -192,7 +192,6 @@ export default defineModule({
     m.on('message/offline', (e: OfflineEvent) => {
       if (!storable(e.stanza)) return true; // dropped quietly: nothing a user would miss (XEP-0160 §3)
       const username = e.to.local;
-      const xml = serializeToKeep(e.stanza);
       const storedAt = Date.now();
       // The queue orders the quota checks (and the first count read) per account; it does not
       // wait for the commit, so one account's burst shares the store's group commits.
@@ -204,7 +203,9 @@ export default defineModule({
           return undefined;
         }
         counts.set(username, n + 1);
-        const stored = store.add(username, xml, storedAt).then(
+        // into the recipient's archive once accepted, so that the stored copy carries its stanza-id
+        m.optional('mam')?.archiveOffline(e.stanza, e.to);
+        const stored = store.add(username, serializeToKeep(e.stanza), storedAt).then(
           () => tellOtherNodes(username),
           (err: unknown) => {
             counts.set(username, (counts.get(username) ?? 1) - 1);
