@@ -41,6 +41,11 @@ const row = (i: number, owner = 'alice@localhost') => ({
   owner, withBare: `peer${i % 3}@localhost`, withResource: i % 2 === 0 ? 'phone' : '', stanza: `<message xmlns="jabber:client" id="m${i}"><body>it's ${i} &amp; "so"</body></message>`,
 });
 
+/** Message `i` of a chat, as archived for `owner` with `peer` (sharing `sameMessage`'s stored stanza, when given). */
+const chatEntry = (owner: string, peer: string, i: number | string, sameMessage?: number) =>
+  ({ owner, withBare: peer, withResource: '', stanza: `<message xmlns="jabber:client"><body>${i}</body></message>`, sameMessage });
+const bodyOf = (i: number) => chatEntry('', '', i).stanza;
+
 /** Rows in each table, as numbers (PostgreSQL counts in bigint: a string). */
 const rowsIn = async (db: Knex, table: string) => Number((await db(table).count({ n: '*' }))[0]!.n);
 
@@ -364,22 +369,21 @@ for (const direct of onPostgres ? [false] : [true, false]) {
 test('a burst of messages shares each stored stanza with its other party\'s entry; once its batch is written the stanza is stored again', async (t) => {
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');
-  const stanza = (i: number) => `<message xmlns="jabber:client"><body>${i}</body></message>`;
   // a client's burst: the sender's entries first, the recipients' after (offline storage decides later)
-  const sent = [1, 2, 3].map((i) => store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: stanza(i) }));
-  const received = [1, 2, 3].map((i) => store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(i), sameMessage: sent[i - 1]!.id }));
+  const sent = [1, 2, 3].map((i) => store.append(chatEntry('alice@localhost', 'bob@localhost', i)));
+  const received = [1, 2, 3].map((i) => store.append(chatEntry('bob@localhost', 'alice@localhost', i, sent[i - 1]!.id)));
   t.deepEqual(received.map((r) => r.id), sent.map((s) => s.id));
-  const other = store.append({ owner: 'carol@localhost', withBare: 'alice@localhost', withResource: '', stanza: '<message xmlns="jabber:client"><body>other</body></message>', sameMessage: sent[0]!.id });
+  const other = store.append(chatEntry('carol@localhost', 'alice@localhost', 'other', sent[0]!.id));
   t.false(sent.some((s) => s.id === other.id), 'another stanza is not shared');
   t.true(await received[0]!.written);
-  const late = store.append({ owner: 'dave@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(3), sameMessage: sent[2]!.id });
+  const late = store.append(chatEntry('dave@localhost', 'alice@localhost', 3, sent[2]!.id));
   t.true(late.id > other.id, 'its batch is written: an id of its own');
   t.true(await late.written);
   await store.written();
   t.is(await rowsIn(db, 'mam_message'), 5);
   t.is(await rowsIn(db, 'mam_entry'), 8);
-  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [1, 2, 3].map(stanza));
-  t.deepEqual((await store.page({ owner: 'dave@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza(3)]);
+  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [1, 2, 3].map(bodyOf));
+  t.deepEqual((await store.page({ owner: 'dave@localhost' }, 10, false)).rows.map((r) => r.stanza), [bodyOf(3)]);
   await store.close();
   await db.destroy();
 });
@@ -387,20 +391,19 @@ test('a burst of messages shares each stored stanza with its other party\'s entr
 test('an entry shares its message only when that keeps its archive in the order entries came: one that comes after a newer entry of the same archive takes an id of its own', async (t) => {
   const db = await freshDb(t);
   const store = new ArchiveStore(db, 'localhost');
-  const stanza = (i: number) => `<message xmlns="jabber:client"><body>${i}</body></message>`;
   // alice's burst to bob, who is offline: her entries now, his once the lookup of his account is
   // answered; meanwhile the batch holding her first message was written, so his first entry
   // takes a new id, above the ids of her later messages still gathering
-  const first = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: stanza(1) });
+  const first = store.append(chatEntry('alice@localhost', 'bob@localhost', 1));
   t.true(await first.written);
-  const second = store.append({ owner: 'alice@localhost', withBare: 'bob@localhost', withResource: '', stanza: stanza(2) });
-  const firstForBob = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(1), sameMessage: first.id });
-  const secondForBob = store.append({ owner: 'bob@localhost', withBare: 'alice@localhost', withResource: '', stanza: stanza(2), sameMessage: second.id });
+  const second = store.append(chatEntry('alice@localhost', 'bob@localhost', 2));
+  const firstForBob = store.append(chatEntry('bob@localhost', 'alice@localhost', 1, first.id));
+  const secondForBob = store.append(chatEntry('bob@localhost', 'alice@localhost', 2, second.id));
   t.true(firstForBob.id > second.id, 'the first one\'s batch is written: an id of its own');
   t.true(secondForBob.id > firstForBob.id, 'the second one does not share an id below the first one\'s');
   await store.written();
-  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza(1), stanza(2)], 'bob\'s archive in the order his entries came');
-  t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.stanza), [stanza(1), stanza(2)]);
+  t.deepEqual((await store.page({ owner: 'bob@localhost' }, 10, false)).rows.map((r) => r.stanza), [bodyOf(1), bodyOf(2)], 'bob\'s archive in the order his entries came');
+  t.deepEqual((await store.page({ owner: 'alice@localhost' }, 10, false)).rows.map((r) => r.stanza), [bodyOf(1), bodyOf(2)]);
   await store.close();
   await db.destroy();
 });

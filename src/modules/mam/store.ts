@@ -50,7 +50,7 @@ const LARGE_INSERT = 1000;
  * stage (below): with the index pages out of the commits, a commit's own cost is most of what
  * is left, and 6 ms cut the CPU per message at 2,000 msgs/s by a further ~10% (noisy).
  */
-export const COMMIT_DELAY_MS = 6;
+const COMMIT_DELAY_MS = 6;
 /**
  * A batch started on an idle writer is written once it holds this many messages, without waiting
  * out COMMIT_DELAY_MS: a commit's fixed cost is then a few µs per message already, and a client
@@ -451,7 +451,8 @@ interface Batch {
    * The highest id given to each archive's entries in this batch. An entry shares its message's
    * id only above it: an archive is read in id order, which must be the order its entries came in
    * (the other party's entry can come late, after an account lookup, when earlier messages of the
-   * chat were written already and their entries took new ids).
+   * chat were written already and their entries took new ids); and an archive that already holds
+   * the message (its sender's) has that id or a higher one.
    */
   lastIdOf: Map<string, number>;
   written: Promise<boolean>;
@@ -685,9 +686,9 @@ export class ArchiveStore {
     const batch = this.batch ?? this.newBatch();
     const messages = batch.messages;
     const sameMessage = row.sameMessage;
-    let index = sameMessage === undefined || sameMessage < (batch.lastIdOf.get(row.owner) ?? 0) ? -1 : messageIndex(batch.ids, sameMessage);
+    let index = sameMessage === undefined || sameMessage <= (batch.lastIdOf.get(row.owner) ?? 0) ? -1 : messageIndex(batch.ids, sameMessage);
     const at = index * PER_MESSAGE;
-    if (index >= 0 && messages[at + OWNER_B] === '' && messages[at + 1] !== row.owner && messages[at + STANZA] === row.stanza) {
+    if (index >= 0 && messages[at + OWNER_B] === '' && messages[at + STANZA] === row.stanza) {
       messages[at + OWNER_B] = row.owner; // the other party's entry: the stanza stored once
     } else {
       index = batch.ids.push(id ?? this.nextId()) - 1;
