@@ -299,7 +299,7 @@ test('a query sees every row archived before it was asked, written or not yet', 
   const store = new ArchiveStore(db, 'localhost');
   const first = store.append(row(1));
   const pageAfterOne = store.page({ owner: 'alice@localhost' }, 10, false);
-  await new Promise((resolve) => setTimeout(resolve, 10)); // the first write has begun (after the commit delay): the next rows are another batch
+  t.true(await first.written); // the first batch is written: the next rows are another, not yet written when the queries below come
   const second = store.append(row(2));
   const third = store.append(row(3));
   t.is(second.written, third.written);

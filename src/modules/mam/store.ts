@@ -46,11 +46,15 @@ const LARGE_INSERT = 1000;
  * of CPU (a third on the event loop) besides ~4.5 µs per row on SQLite: at 2,000 messages/s,
  * one commit per message pair spent more than the rest of the message's path. What waits is the
  * sender's acknowledgement (XEP-0198), never the delivery; at a high rate batches form while the
- * previous one is written and nothing waits for this timer. 2 ms until rows went through the
- * stage (below): with the index pages out of the commits, a commit's own cost is most of what
- * is left, and 6 ms cut the CPU per message at 2,000 msgs/s by a further ~10% (noisy).
+ * previous one is written and nothing waits for this timer. Each commit also wakes a thread of
+ * the pool from sleep and rewrites the last, partly filled page of each table it appends to
+ * (WAL frames are whole pages), so at a low rate the cost per message follows the number of
+ * commits. Measured (the store alone, 2,000 messages/s for 8 s, three alternated runs, CPU per
+ * message including a 16.5 µs pacing baseline): 6 ms 55-66 µs, 15 ms 43-48, 25 ms 44-49; in the
+ * server at 2,000 msgs/s (five alternated rounds) the threads beside the event loop went from
+ * 1.49 s to 1.06 s (medians). 15 ms is far below what a phone's round trip adds to the ack.
  */
-const COMMIT_DELAY_MS = 6;
+const COMMIT_DELAY_MS = 15;
 /**
  * A batch started on an idle writer is written once it holds this many messages, without waiting
  * out COMMIT_DELAY_MS: a commit's fixed cost is then a few µs per message already, and a client
