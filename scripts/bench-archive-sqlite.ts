@@ -7,7 +7,7 @@
 //   npm run bench:archive-sqlite -- --batch 4 [--stage 8000] [--prefill 200000] [--timed 20000]
 //                                   [--pragma 'locking_mode=EXCLUSIVE'] [--layout rows]
 //
-// --batch: messages per commit (2,000 msgs/s with a 6 ms commit delay: ~12); --stage: rows per
+// --batch: messages per commit (2,000 msgs/s with the 15 ms commit delay: ~30); --stage: rows per
 // move from the stage into the archive (0: straight into the archive). --layout: the server's
 // (`server`: the stanza stored once in mam_message, both parties' entries in mam_entry, a table
 // ordered by owner, WITHOUT ROWID, sharing their message's id), or one written here: `rows`, the
