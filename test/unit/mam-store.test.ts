@@ -455,14 +455,39 @@ test('a batch is closed at its limit of characters (BATCH_MAX_CHARS): the next m
   await db.destroy();
 });
 
+test('a batch waits for company only when company is likely: begun soon after the batch before it, not after a pause', async (t) => {
+  const db = await freshDb(t);
+  const idle = () => new Promise((resolve) => setImmediate(resolve)); // the writer idle again (a batch begun during a write goes right after it)
+  // an hour's delay: a batch that waited it would time the test out
+  const paused = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs: 0 });
+  await paused.init();
+  t.true(await paused.append(row(0)).written); // no batch before it
+  await idle();
+  t.true(await paused.append(row(1)).written); // every batch "after a pause": written in the next turn
+  await paused.close();
+  const busy = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs: 3_600_000 });
+  await busy.init();
+  t.true(await busy.append(row(2)).written);
+  await idle();
+  const second = busy.append(row(3)); // begun within the window: it waits out the delay
+  const settled = await Promise.race([second.written.then(() => 'written'), new Promise((resolve) => setTimeout(resolve, 200, 'waiting'))]);
+  t.is(settled, 'waiting');
+  await busy.close(); // (a close writes what is gathered without waiting)
+  t.true(await second.written);
+  await db.destroy();
+});
+
 test('a batch on an idle writer is written once it holds COMMIT_AT_ONCE messages, without waiting out the commit delay: a burst held by back-pressure is not idled', async (t) => {
   const db = await freshDb(t);
-  // a delay no test would wait out: only the batch's size can have it written
-  const store = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000 });
+  // a delay no test would wait out, and never a pause long enough to skip it: only the batch's size can have it written
+  const store = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs: 3_600_000 });
   await store.init();
-  const appended = Array.from({ length: COMMIT_AT_ONCE }, (_, i) => store.append(row(i)));
+  // the first batch of all follows no other: written at once; the next begins within the window, so it waits for company
+  t.true(await [store.append(row(0)), store.append(row(1))][1]!.written);
+  await new Promise((resolve) => setImmediate(resolve)); // the writer idle again, so that the next batch is one begun on an idle writer
+  const appended = Array.from({ length: COMMIT_AT_ONCE }, (_, i) => store.append(row(i + 2)));
   t.true(await appended[COMMIT_AT_ONCE - 1]!.written);
-  t.is((await store.page({ owner: 'alice@localhost' }, 100, false)).rows.length, COMMIT_AT_ONCE);
+  t.is((await store.page({ owner: 'alice@localhost' }, 100, false)).rows.length, COMMIT_AT_ONCE + 2);
   await store.close();
   await db.destroy();
 });

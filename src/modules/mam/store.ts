@@ -55,6 +55,11 @@ const LARGE_INSERT = 1000;
  * 1.49 s to 1.06 s (medians). 15 ms is far below what a phone's round trip adds to the ack.
  */
 const COMMIT_DELAY_MS = 15;
+// A batch begun on an idle writer waits only when company is likely: when the batch before it
+// began less than COMMIT_DELAY_MS earlier (messages come faster than one per delay; PostgreSQL's
+// commit_delay likewise waits only with commit_siblings). Otherwise it is written in the next
+// event-loop turn: an occasional message gains nothing from the wait, and its sender's ack would
+// take 17 ms instead of 2 (loopback).
 /**
  * A batch started on an idle writer is written once it holds this many messages, without waiting
  * out COMMIT_DELAY_MS: a commit's fixed cost is then a few µs per message already, and a client
@@ -614,6 +619,10 @@ export class ArchiveStore {
   private commitTimer: NodeJS.Timeout | null = null;
   private readonly batchMaxChars: number;
   private readonly commitDelayMs: number;
+  /** A batch begun within this long (ms) of the one before waits for company (COMMIT_DELAY_MS); tests set it apart. */
+  private readonly companyWindowMs: number;
+  /** When the last batch began (Date.now()). */
+  private lastBatchBegan = -Infinity;
   private readonly jids: JidIds;
   /** SQLite: the host is the same in every row of this store, written into the SQL rather than bound each time. */
   private readonly hostLiteral: string;
@@ -633,13 +642,15 @@ export class ArchiveStore {
     options: {
       /** false: write through knex on SQLite too, as on PostgreSQL (imports, and tests of that path) */
       sqliteDirect?: boolean;
-      /** BATCH_MAX_CHARS and COMMIT_DELAY_MS, other in tests */
+      /** BATCH_MAX_CHARS, COMMIT_DELAY_MS and the window of company (the delay), other in tests */
       batchMaxChars?: number;
       commitDelayMs?: number;
+      companyWindowMs?: number;
     } = {},
   ) {
     this.batchMaxChars = options.batchMaxChars ?? BATCH_MAX_CHARS;
     this.commitDelayMs = options.commitDelayMs ?? COMMIT_DELAY_MS;
+    this.companyWindowMs = options.companyWindowMs ?? this.commitDelayMs;
     this.sqlite = (db.client as PoolClient).config.client === 'sqlite3';
     this.direct = this.sqlite && (options.sqliteDirect ?? true);
     this.hostLiteral = sqlText(host);
@@ -717,9 +728,15 @@ export class ArchiveStore {
     const written = new Promise<boolean>((resolve) => (settle = resolve));
     const batch: Batch = { messages: [], entries: [], chars: 0, ids: [], tellSenders: [], lastIdOf: new Map(), written, settle };
     this.batch = batch;
-    // written COMMIT_DELAY_MS from now when the writer is idle (a low rate: the rows of the next
-    // few messages join this batch), or when the write under way is done (a high rate)
-    if (this.writing === null) this.commitTimer = setTimeout(this.writeNext, this.commitDelayMs);
+    // written when the write under way is done (a high rate); else COMMIT_DELAY_MS from now, the
+    // rows of the next few messages joining it, when company is likely (the last batch began
+    // within the delay), or in the next turn (the rest of this turn's messages still join it)
+    const now = Date.now();
+    if (this.writing === null) {
+      if (now - this.lastBatchBegan < this.companyWindowMs) this.commitTimer = setTimeout(this.writeNext, this.commitDelayMs);
+      else setImmediate(this.writeNext);
+    }
+    this.lastBatchBegan = now;
     return batch;
   }
 
@@ -914,7 +931,8 @@ export class ArchiveStore {
 
   /** Writes what is left and lets go of the writer slot (the statements go with the connection). */
   async close(): Promise<void> {
-    // what was archived before the streams closed is written first
+    // what was archived before the streams closed is written first, without waiting out the delay
+    this.writeNext();
     while (this.writing !== null || this.batch !== null || this.closedBatches.length > 0) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
     if (this.staged > 0) await this.moveStage();
     if (this.slotHeld) {
