@@ -53,13 +53,13 @@ const LARGE_INSERT = 1000;
  * message including a 16.5 µs pacing baseline): 6 ms 55-66 µs, 15 ms 43-48, 25 ms 44-49; in the
  * server at 2,000 msgs/s (five alternated rounds) the threads beside the event loop went from
  * 1.49 s to 1.06 s (medians). 15 ms is far below what a phone's round trip adds to the ack.
+ *
+ * It waits only when company is likely: when the batch before it began less than the delay
+ * earlier (messages come faster than one per delay; PostgreSQL's commit_delay likewise waits only
+ * with commit_siblings). Otherwise it is written in the next event-loop turn: an occasional
+ * message gains nothing from the wait, and its sender's ack would take 17 ms instead of 2.
  */
 const COMMIT_DELAY_MS = 15;
-// A batch begun on an idle writer waits only when company is likely: when the batch before it
-// began less than COMMIT_DELAY_MS earlier (messages come faster than one per delay; PostgreSQL's
-// commit_delay likewise waits only with commit_siblings). Otherwise it is written in the next
-// event-loop turn: an occasional message gains nothing from the wait, and its sender's ack would
-// take 17 ms instead of 2 (loopback).
 /**
  * A batch started on an idle writer is written once it holds this many messages, without waiting
  * out COMMIT_DELAY_MS: a commit's fixed cost is then a few µs per message already, and a client
