@@ -46,6 +46,15 @@ const chatEntry = (owner: string, peer: string, i: number | string, sameMessage?
   ({ owner, withBare: peer, withResource: '', stanza: `<message xmlns="jabber:client"><body>${i}</body></message>`, sameMessage });
 const bodyOf = (i: number) => chatEntry('', '', i).stanza;
 
+/**
+ * A store whose batches would wait an hour for company (a test waiting that long times out), and
+ * which expects company after a batch begun within `companyWindowMs` of the one before.
+ */
+const slowStore = (db: Knex, companyWindowMs: number) =>
+  new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs });
+/** One event-loop turn: a write just settled is done, and the writer idle again (a batch begun during a write goes right after it). */
+const writerIdle = () => new Promise((resolve) => setImmediate(resolve));
+
 /** Rows in each table, as numbers (PostgreSQL counts in bigint: a string). */
 const rowsIn = async (db: Knex, table: string) => Number((await db(table).count({ n: '*' }))[0]!.n);
 
@@ -457,18 +466,16 @@ test('a batch is closed at its limit of characters (BATCH_MAX_CHARS): the next m
 
 test('a batch waits for company only when company is likely: begun soon after the batch before it, not after a pause', async (t) => {
   const db = await freshDb(t);
-  const idle = () => new Promise((resolve) => setImmediate(resolve)); // the writer idle again (a batch begun during a write goes right after it)
-  // an hour's delay: a batch that waited it would time the test out
-  const paused = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs: 0 });
+  const paused = slowStore(db, 0);
   await paused.init();
   t.true(await paused.append(row(0)).written); // no batch before it
-  await idle();
+  await writerIdle();
   t.true(await paused.append(row(1)).written); // every batch "after a pause": written in the next turn
   await paused.close();
-  const busy = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs: 3_600_000 });
+  const busy = slowStore(db, 3_600_000);
   await busy.init();
   t.true(await busy.append(row(2)).written);
-  await idle();
+  await writerIdle();
   const second = busy.append(row(3)); // begun within the window: it waits out the delay
   const settled = await Promise.race([second.written.then(() => 'written'), new Promise((resolve) => setTimeout(resolve, 200, 'waiting'))]);
   t.is(settled, 'waiting');
@@ -479,12 +486,12 @@ test('a batch waits for company only when company is likely: begun soon after th
 
 test('a batch on an idle writer is written once it holds COMMIT_AT_ONCE messages, without waiting out the commit delay: a burst held by back-pressure is not idled', async (t) => {
   const db = await freshDb(t);
-  // a delay no test would wait out, and never a pause long enough to skip it: only the batch's size can have it written
-  const store = new ArchiveStore(db, 'localhost', undefined, { sqliteDirect: !onPostgres, commitDelayMs: 3_600_000, companyWindowMs: 3_600_000 });
+  // never a pause long enough to skip the hour's wait: only the batch's size can have it written
+  const store = slowStore(db, 3_600_000);
   await store.init();
   // the first batch of all follows no other: written at once; the next begins within the window, so it waits for company
   t.true(await [store.append(row(0)), store.append(row(1))][1]!.written);
-  await new Promise((resolve) => setImmediate(resolve)); // the writer idle again, so that the next batch is one begun on an idle writer
+  await writerIdle(); // so that the next batch is one begun on an idle writer
   const appended = Array.from({ length: COMMIT_AT_ONCE }, (_, i) => store.append(row(i + 2)));
   t.true(await appended[COMMIT_AT_ONCE - 1]!.written);
   t.is((await store.page({ owner: 'alice@localhost' }, 100, false)).rows.length, COMMIT_AT_ONCE + 2);

@@ -932,8 +932,10 @@ export class ArchiveStore {
   /** Writes what is left and lets go of the writer slot (the statements go with the connection). */
   async close(): Promise<void> {
     // what was archived before the streams closed is written first, without waiting out the delay
-    this.writeNext();
-    while (this.writing !== null || this.batch !== null || this.closedBatches.length > 0) await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
+    while (this.writing !== null || this.batch !== null || this.closedBatches.length > 0) {
+      this.writeNext();
+      await (this.writing ?? new Promise((resolve) => setImmediate(resolve)));
+    }
     if (this.staged > 0) await this.moveStage();
     if (this.slotHeld) {
       this.slotHeld = false;
